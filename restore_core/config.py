@@ -1,0 +1,213 @@
+"""Settings: every name the app reads, defined once, and the one reader of ``os.environ``.
+
+Consumes: process environment (Function App settings in Azure, ``.local/local.settings.json`` locally).
+Produces: a frozen, validated :class:`Settings`. Nothing else in ``restore_core`` touches ``os.environ``.
+Production and local differ only by the values here (endpoints, credentials), never by code branches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- connection (a Functions "connection" name: a connection string setting, or identity-based
+#     ``<NAME>__queueServiceUri`` / ``__tableServiceUri`` / ``__blobServiceUri`` / ``__credential`` / ``__clientId``)
+STORAGE_CONNECTION = "RestoreStorage"
+
+# --- queues (binding expressions in function_app.py use %NAME%)
+QUEUE_REQUESTS = "RESTORE_QUEUE_REQUESTS"
+QUEUE_VALIDATE = "RESTORE_QUEUE_VALIDATE"
+QUEUE_REHYDRATE = "RESTORE_QUEUE_REHYDRATE"
+QUEUE_WAIT = "RESTORE_QUEUE_WAIT"
+QUEUE_TRIGGER = "RESTORE_QUEUE_TRIGGER"
+QUEUE_MONITOR = "RESTORE_QUEUE_MONITOR"
+QUEUE_EVENTS = "RESTORE_QUEUE_EVENTS"
+
+# --- tables
+TABLE_RESTORES = "RESTORE_TABLE_RESTORES"
+TABLE_TIMELINE = "RESTORE_TABLE_TIMELINE"
+TABLE_IDEMPOTENCY = "RESTORE_TABLE_IDEMPOTENCY"
+
+# --- timer
+WATCHDOG_SCHEDULE = "RESTORE_WATCHDOG_SCHEDULE"
+
+# --- Azure Resource Manager / Data Protection
+DATAPROTECTION_ENDPOINT = "DATAPROTECTION_ENDPOINT"
+DATAPROTECTION_CA_BUNDLE = "DATAPROTECTION_CA_BUNDLE"
+DATAPROTECTION_TOKEN = "DATAPROTECTION_TOKEN"
+AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
+
+# --- behaviour
+RESTORE_PLANS = "RESTORE_PLANS"
+DEADLINE_HOURS = "RESTORE_DEADLINE_HOURS"
+POLL_MIN_SECONDS = "RESTORE_POLL_MIN_SECONDS"
+POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
+MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
+ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
+
+# --- telemetry
+APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
+TELEMETRY_EXPORTER = "RESTORE_TELEMETRY_EXPORTER"
+OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+
+DEFAULTS: Mapping[str, str] = {
+    QUEUE_REQUESTS: "restore-requests",
+    QUEUE_VALIDATE: "restore-validate",
+    QUEUE_REHYDRATE: "restore-rehydrate",
+    QUEUE_WAIT: "restore-wait",
+    QUEUE_TRIGGER: "restore-trigger",
+    QUEUE_MONITOR: "restore-monitor",
+    QUEUE_EVENTS: "restore-events",
+    TABLE_RESTORES: "restores",
+    TABLE_TIMELINE: "restoretimeline",
+    TABLE_IDEMPOTENCY: "restoreidempotency",
+    WATCHDOG_SCHEDULE: "0 */1 * * * *",
+    DATAPROTECTION_ENDPOINT: "https://management.azure.com",
+    DEADLINE_HOURS: "48",
+    POLL_MIN_SECONDS: "30",
+    POLL_MAX_SECONDS: "900",
+    MAX_DEQUEUE_COUNT: "5",
+    ARM_MAX_RETRIES: "6",
+    TELEMETRY_EXPORTER: "none",
+    RESTORE_PLANS: "{}",
+}
+
+#: Every setting name the code reads (the infra parity test checks these against the Bicep).
+ALL_SETTINGS: tuple[str, ...] = (
+    QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS,
+    TABLE_RESTORES, TABLE_TIMELINE, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
+    DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
+    RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
+    APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
+)
+
+#: Settings that are local-only by nature (the emulator's CA bundle and static token): absent in Azure.
+LOCAL_ONLY_SETTINGS: tuple[str, ...] = (DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN)
+
+TELEMETRY_EXPORTERS = ("none", "console", "otlp", "memory")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the setting and what to change."""
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """How to reach the app's own storage account: a connection string, or identity-based service URIs."""
+
+    connection_string: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    blob_service_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageConnection
+    queues: Mapping[str, str]
+    table_restores: str
+    table_timeline: str
+    table_idempotency: str
+    dataprotection_endpoint: str
+    dataprotection_ca_bundle: str | None
+    dataprotection_token: str | None = field(repr=False)
+    azure_client_id: str | None
+    restore_plans: Mapping[str, Any]
+    deadline_hours: float
+    poll_min_seconds: float
+    poll_max_seconds: float
+    max_dequeue_count: int
+    arm_max_retries: int
+    appinsights_connection_string: str | None = field(repr=False)
+    telemetry_exporter: str
+    otlp_endpoint: str | None
+
+    def queue(self, setting_name: str) -> str:
+        """Queue name for a QUEUE_* setting name."""
+        return self.queues[setting_name]
+
+
+def _get(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value == "":
+        value = DEFAULTS.get(name)
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, *, minimum: float) -> float:
+    raw = _get(env, name)
+    try:
+        value = float(raw or "")
+    except ValueError:
+        raise SettingsError(f"setting {name}={raw!r} is not a number; set it to a number >= {minimum}") from None
+    if value < minimum:
+        raise SettingsError(f"setting {name}={raw!r} is below {minimum}; set it to a number >= {minimum}")
+    return value
+
+
+def _storage(env: Mapping[str, str]) -> StorageConnection:
+    conn = env.get(STORAGE_CONNECTION)
+    if conn:
+        return StorageConnection(connection_string=conn)
+    prefix = STORAGE_CONNECTION + "__"
+    account = env.get(prefix + "accountName")
+    queue = env.get(prefix + "queueServiceUri") or (account and f"https://{account}.queue.core.windows.net")
+    table = env.get(prefix + "tableServiceUri") or (account and f"https://{account}.table.core.windows.net")
+    blob = env.get(prefix + "blobServiceUri") or (account and f"https://{account}.blob.core.windows.net")
+    if not (queue and table):
+        raise SettingsError(
+            f"no storage connection: set {STORAGE_CONNECTION} to a connection string (local) or "
+            f"{prefix}queueServiceUri and {prefix}tableServiceUri (identity-based, Azure)"
+        )
+    return StorageConnection(
+        queue_service_uri=queue, table_service_uri=table, blob_service_uri=blob,
+        client_id=env.get(prefix + "clientId"),
+    )
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build and validate settings from ``env`` (default: ``os.environ``)."""
+    env = os.environ if env is None else env
+    queues = {name: str(_get(env, name)) for name in
+              (QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS)}
+    plans_raw = _get(env, RESTORE_PLANS) or "{}"
+    try:
+        plans = json.loads(plans_raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"setting {RESTORE_PLANS} is not valid JSON ({exc.msg}); fix the JSON") from None
+    if not isinstance(plans, dict):
+        raise SettingsError(f"setting {RESTORE_PLANS} must be a JSON object keyed by alerted resource id")
+    poll_min = _number(env, POLL_MIN_SECONDS, minimum=0.05)
+    poll_max = _number(env, POLL_MAX_SECONDS, minimum=0.05)
+    if poll_max < poll_min:
+        raise SettingsError(f"{POLL_MAX_SECONDS} ({poll_max}) must be >= {POLL_MIN_SECONDS} ({poll_min})")
+    exporter = str(_get(env, TELEMETRY_EXPORTER)).lower()
+    if exporter not in TELEMETRY_EXPORTERS:
+        raise SettingsError(f"{TELEMETRY_EXPORTER}={exporter!r}; choose one of {', '.join(TELEMETRY_EXPORTERS)}")
+    endpoint = str(_get(env, DATAPROTECTION_ENDPOINT)).rstrip("/")
+    if not endpoint.startswith("https://"):
+        raise SettingsError(f"{DATAPROTECTION_ENDPOINT}={endpoint!r} must be an https:// URL (ARM needs TLS)")
+    return Settings(
+        storage=_storage(env),
+        queues=queues,
+        table_restores=str(_get(env, TABLE_RESTORES)),
+        table_timeline=str(_get(env, TABLE_TIMELINE)),
+        table_idempotency=str(_get(env, TABLE_IDEMPOTENCY)),
+        dataprotection_endpoint=endpoint,
+        dataprotection_ca_bundle=_get(env, DATAPROTECTION_CA_BUNDLE),
+        dataprotection_token=_get(env, DATAPROTECTION_TOKEN),
+        azure_client_id=_get(env, AZURE_CLIENT_ID),
+        restore_plans=plans,
+        deadline_hours=_number(env, DEADLINE_HOURS, minimum=0.001),
+        poll_min_seconds=poll_min,
+        poll_max_seconds=poll_max,
+        max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
+        arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
+        appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
+        telemetry_exporter=exporter,
+        otlp_endpoint=_get(env, OTLP_ENDPOINT),
+    )
