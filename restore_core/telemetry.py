@@ -37,6 +37,7 @@ from restore_core.redact import RedactingFilter, redact
 AttrValue = str | int | float | bool
 
 NAME = "restore_core"  #: meter, tracer and root logger name
+SERVICE_NAME = "restore-orchestrator"  #: service.name / cloud_RoleName outside Azure
 SPAN_PREFIX = "restore."
 STAGES = ("intake", "validate", "rehydrate", "wait", "trigger", "monitor", "watchdog")
 
@@ -143,6 +144,7 @@ def _configure_azure_monitor(connection_string: str) -> None:
         os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_app_service")
         os.environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
         os.environ.setdefault("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
+        os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)  # cloud_RoleName (in Azure: the app's name)
     configure_azure_monitor(
         connection_string=connection_string,
         logger_name=NAME,
@@ -175,7 +177,7 @@ def _configure_local(kind: str, otlp_endpoint: str | None) -> None:
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     global _memory
-    resource = Resource.create({"service.name": "restore-orchestrator"})
+    resource = Resource.create({"service.name": SERVICE_NAME})
     tracer_provider = TracerProvider(resource=resource)
     logger_provider: LoggerProvider | None = None
     readers: list[MetricReader] = []
