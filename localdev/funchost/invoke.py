@@ -1,0 +1,168 @@
+"""Calling one indexed function: argument binding, output bindings, context, async support.
+
+Consumes: a ``FunctionBuilder``-produced function (``app.get_functions()`` entry) and a trigger value.
+Produces: the user function's return value; queue output bindings are flushed only after success,
+like the real host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import json
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.queue import QueueClient
+
+from localdev.funchost.config import HostError, Settings
+
+SUPPORTED_TRIGGERS = ("queueTrigger", "timerTrigger", "httpTrigger")
+
+
+class Out(func.Out):  # type: ignore[type-arg]
+    """The host's ``func.Out``: holds what the function set."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+    def set(self, val: Any) -> None:
+        self.value = val
+
+    def get(self) -> Any:
+        return self.value
+
+
+class Context(func.Context):
+    def __init__(self, function_name: str, function_directory: str) -> None:
+        self._invocation_id = str(uuid.uuid4())
+        self._function_name = function_name
+        self._function_directory = function_directory
+        self._tls = threading.local()
+
+    @property
+    def invocation_id(self) -> str:
+        return self._invocation_id
+
+    @property
+    def function_name(self) -> str:
+        return self._function_name
+
+    @property
+    def function_directory(self) -> str:
+        return self._function_directory
+
+    @property
+    def thread_local_storage(self) -> Any:
+        return self._tls
+
+    @property
+    def trace_context(self) -> Any:
+        return None
+
+    @property
+    def retry_context(self) -> Any:
+        return None
+
+
+def encode_message(text: str, encoding: str) -> str:
+    return base64.b64encode(text.encode("utf-8")).decode("ascii") if encoding == "base64" else text
+
+
+def _message_texts(value: Any) -> list[str]:
+    """An output binding value as queue message texts (a list means one message per element)."""
+    if value is None:
+        return []
+    items = value if isinstance(value, list | tuple) else [value]
+    texts = []
+    for item in items:
+        if isinstance(item, bytes):
+            texts.append(item.decode("utf-8"))
+        elif isinstance(item, str):
+            texts.append(item)
+        else:
+            texts.append(json.dumps(item))
+    return texts
+
+
+class QueueClients:
+    """Cached queue clients per (connection string, queue); creates queues on first use."""
+
+    def __init__(self) -> None:
+        self._clients: dict[tuple[str, str], QueueClient] = {}
+        self._lock = threading.Lock()
+
+    def get(self, conn: str, name: str) -> QueueClient:
+        key = (conn, name)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = QueueClient.from_connection_string(conn, name)
+                try:
+                    client.create_queue()
+                except ResourceExistsError:
+                    pass
+                self._clients[key] = client
+        return client
+
+
+class Invoker:
+    """Binds arguments for one function and calls it."""
+
+    def __init__(self, fn: Any, settings: Settings, queues: QueueClients, encoding: str, app_dir: str) -> None:
+        self.fn = fn
+        self.name: str = fn.get_function_name()
+        self.user: Callable[..., Any] = fn.get_user_function()
+        self.trigger = fn.get_trigger()
+        self.settings = settings
+        self.queues = queues
+        self.encoding = encoding
+        self.app_dir = app_dir
+        self.params = inspect.signature(self.user).parameters
+        self.outputs: list[tuple[str, str, str]] = []  # (arg name, connection string, queue name)
+        self.http_return = False
+        if self.trigger.type not in SUPPORTED_TRIGGERS:
+            raise HostError(f"function {self.name}: trigger type {self.trigger.type!r} is not supported by the local "
+                            f"host (supported: {', '.join(SUPPORTED_TRIGGERS)})")
+        for b in fn.get_bindings():
+            if b is self.trigger or (b.name == self.trigger.name and b.type == self.trigger.type):
+                continue
+            if b.type == "http" and b.name == "$return":
+                self.http_return = True
+            elif b.type == "queue":
+                where = f"function {self.name} output binding {b.name}"
+                queue = settings.resolve(b.queue_name, where)
+                conn = settings.connection_string(b.connection, where)
+                self.outputs.append((b.name, conn, queue))
+            else:
+                raise HostError(f"function {self.name}: binding {b.name!r} of type {b.type!r} is not supported by the "
+                                "local host (supported outputs: queue, http); use the SDK in code or extend funchost")
+
+    def __call__(self, trigger_value: Any) -> Any:
+        kwargs: dict[str, Any] = {self.trigger.name: trigger_value}
+        outs: dict[str, Out] = {}
+        for name, _conn, _queue in self.outputs:
+            if name != "$return":
+                outs[name] = kwargs[name] = Out()
+        if "context" in self.params and "context" not in kwargs:
+            kwargs["context"] = Context(self.name, self.app_dir)
+        result = self.user(**kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_await(result))
+        for name, conn, queue in self.outputs:
+            value = result if name == "$return" else outs[name].value
+            texts = _message_texts(value)
+            if texts:
+                client = self.queues.get(conn, queue)
+                for text in texts:
+                    client.send_message(encode_message(text, self.encoding))
+        return result
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
