@@ -1,0 +1,483 @@
+"""restorectl: command-line client of the restore status API (stdlib only).
+
+Consumes: the status API (``POST/GET /api/restores``, ``GET /api/restores/{id}``, ``POST /api/restores/{id}/cancel``)
+at ``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (``--key`` /
+``RESTORE_API_KEY``) sent as ``x-functions-key``.
+Produces: human-readable output on stdout (``--json`` for raw JSON), errors on stderr.
+
+Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``. Exit codes: 0 ok; 1 the API refused or
+a watched restore did not succeed; 2 bad usage or input; 3 the API cannot be reached (start it with ``make up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
+DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
+
+
+class CliError(Exception):
+    """A failure to report on stderr with an exit code; the message says what to do."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ------------------------------------------------------------------------------------------------------ config
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, optional ``export`` and quotes) of ``.local/stack.env``."""
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def resolve_endpoint(url: str | None, key: str | None, env: Mapping[str, str],
+                     env_file: Path) -> tuple[str, str | None]:
+    """API base URL (ending in ``/api``) and key: flags, then environment, then the stack env file."""
+    file_values = read_env_file(env_file) if env_file.is_file() else {}
+    url = url or env.get("RESTORE_API_URL") or file_values.get("RESTORE_API_URL")
+    key = key or env.get("RESTORE_API_KEY") or file_values.get("RESTORE_API_KEY")
+    if not url:
+        raise CliError(
+            f"no restore API URL: the local stack is not running ({env_file} is missing). Start it with `make up`, "
+            "or pass --url http://127.0.0.1:PORT (or set RESTORE_API_URL)", EXIT_UNREACHABLE)
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise CliError(f"restore API URL {url!r} is not an http(s) URL; pass e.g. --url http://127.0.0.1:7071",
+                       EXIT_USAGE)
+    base = url.rstrip("/")
+    if not base.endswith("/api"):
+        base += "/api"
+    return base, key
+
+
+# ------------------------------------------------------------------------------------------------------ client
+@dataclass
+class ApiClient:
+    base: str  #: ends with /api
+    key: str | None
+    timeout: float = 10.0
+
+    def call(self, method: str, path: str, body: Any = None, query: Mapping[str, str | None] | None = None) -> Any:
+        url = self.base + path
+        params = {k: v for k, v in (query or {}).items() if v not in (None, "")}
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.key:
+            headers["x-functions-key"] = self.key
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 (http(s) only)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+                raw = resp.read()
+        except urllib.error.HTTPError as exc:
+            raise CliError(_describe_http_error(exc), EXIT_FAILED if exc.code != 400 else EXIT_USAGE) from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise CliError(f"cannot reach the restore API at {self.base} ({reason}); is the local stack running? "
+                           "Start it with `make up` (or check --url / RESTORE_API_URL)", EXIT_UNREACHABLE) from None
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            raise CliError(f"{method} {path}: the API answered with non-JSON content; is {self.base} the restore "
+                           "API?", EXIT_FAILED) from None
+
+    def start(self, request: Mapping[str, Any]) -> Any:
+        return self.call("POST", "/restores", dict(request))
+
+    def get(self, restore_id: str) -> Any:
+        return self.call("GET", "/restores/" + urllib.parse.quote(restore_id, safe=""))
+
+    def list_page(self, status: str | None = None, since: str | None = None, limit: int | None = None,
+             continuation: str | None = None) -> Any:
+        return self.call("GET", "/restores", query={"status": status, "since": since,
+                                                    "limit": str(limit) if limit else None,
+                                                    "continuation": continuation})
+
+    def list_all(self, status: str | None = None, since: str | None = None, limit: int | None = None) -> list[Any]:
+        items: list[Any] = []
+        continuation: str | None = None
+        while True:
+            page = self.list_page(status=status, since=since, limit=limit, continuation=continuation) or {}
+            items.extend(page.get("items") or [])
+            continuation = page.get("continuation")
+            if not continuation or (limit and len(items) >= limit):
+                return items[:limit] if limit else items
+
+    def cancel(self, restore_id: str) -> Any:
+        return self.call("POST", "/restores/" + urllib.parse.quote(restore_id, safe="") + "/cancel")
+
+
+def _describe_http_error(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+    except (json.JSONDecodeError, OSError):
+        body = {}
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        text = f"{exc.code} {err.get('code', 'Error')}: {err.get('message', '')}"
+        if err.get("field"):
+            text += f" (field: {err['field']})"
+        if err.get("fix"):
+            text += f"\n  fix: {err['fix']}"
+        return text
+    if exc.code in (401, 403):
+        return (f"{exc.code}: the API refused the function key; pass --key or set RESTORE_API_KEY "
+                "(the local stack writes it to .local/stack.env)")
+    if exc.code == 404:
+        return f"404: not found ({exc.url})"
+    return f"{exc.code} {exc.reason}"
+
+
+# ------------------------------------------------------------------------------------------------------ format
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def elapsed_seconds(item: Mapping[str, Any], now: datetime) -> float | None:
+    created = parse_time(item.get("created_at"))
+    if created is None:
+        return None
+    end = parse_time(item.get("updated_at")) if item.get("status") in TERMINAL else None
+    return ((end or now) - created).total_seconds()
+
+
+def next_check(item: Mapping[str, Any], now: datetime) -> str:
+    when = parse_time(item.get("next_check_at"))
+    if when is None or item.get("status") in TERMINAL:
+        return "-"
+    delta = (when - now).total_seconds()
+    return "due" if delta <= 0 else "in " + format_duration(delta)
+
+
+COLUMNS = ("ID", "STATUS", "STAGE", "ELAPSED", "NEXT CHECK", "AZURE JOB")
+
+
+def row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+    job = str(item.get("azure_job_id") or "-")
+    return (str(item.get("id", "?")), str(item.get("status", "?")), str(item.get("stage") or "-"),
+            format_duration(elapsed_seconds(item, now)), next_check(item, now), job.rsplit("/", 1)[-1])
+
+
+def table(items: Iterable[Mapping[str, Any]], now: datetime) -> str:
+    rows = [COLUMNS] + [row(i, now) for i in items]
+    widths = [max(len(r[c]) for r in rows) for c in range(len(COLUMNS))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def describe(item: Mapping[str, Any], now: datetime) -> str:
+    rp = item.get("recovery_point") or {}
+    target = item.get("target") or {}
+    lines = [
+        f"id:              {item.get('id')}",
+        f"status:          {item.get('status')}   stage: {item.get('stage') or '-'}   "
+        f"source: {item.get('source') or '-'}",
+        f"backup instance: {item.get('backup_instance_id') or '-'}",
+        f"recovery point:  {rp.get('id') or '-'} {rp.get('time') or ''} tier={rp.get('tier') or '-'}",
+        f"target:          {target.get('kind', '-')} " + " ".join(
+            f"{k}={v}" for k, v in sorted(target.items()) if k != "kind"),
+        f"region:          {item.get('region') or '-'}",
+        f"azure job:       {item.get('azure_job_id') or '-'}",
+        f"created:         {item.get('created_at')}   elapsed: {format_duration(elapsed_seconds(item, now))}",
+        f"deadline:        {item.get('deadline') or '-'}   next check: {next_check(item, now)}",
+    ]
+    err = item.get("error")
+    if err:
+        lines.append(f"error:           {err.get('code')}: {err.get('message')}")
+        if err.get("fix"):
+            lines.append(f"fix:             {err['fix']}")
+    for warning in item.get("warnings") or []:
+        lines.append(f"warning:         {warning}")
+    stage_times = item.get("stage_times") or {}
+    if stage_times:
+        lines.append("stages:")
+        for stage, times in stage_times.items():
+            start, end = parse_time(times.get("started")), parse_time(times.get("finished"))
+            took = format_duration(((end or now) - start).total_seconds()) if start else "-"
+            lines.append(f"  {stage:<10} {times.get('started') or '-'} -> {times.get('finished') or '...'} ({took})")
+    timeline = item.get("timeline") or []
+    if timeline:
+        lines.append("timeline:")
+        for event in timeline:
+            lines.append(f"  {event.get('at')}  {event.get('status', ''):<11} {event.get('stage') or '-':<10} "
+                         f"{event.get('message') or ''}".rstrip())
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------ request
+def build_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
+    """The restore request: ``--json FILE|-`` as is, or assembled from the flags."""
+    if args.json_file:
+        try:
+            text = stdin.read() if args.json_file == "-" else Path(args.json_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"cannot read --json {args.json_file}: {exc.strerror}; give a readable file or - for "
+                           "stdin", EXIT_USAGE) from None
+        try:
+            given = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"--json {args.json_file} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the "
+                           "file", EXIT_USAGE) from None
+        if not isinstance(given, dict):
+            raise CliError(f"--json {args.json_file} must hold a JSON object (the restore request)", EXIT_USAGE)
+        return given
+    if not args.backup_instance and not (args.vault and args.datasource):
+        raise CliError("start needs --json FILE, or --backup-instance ID (or --vault + --datasource) and a target "
+                       "(--server + --database + --secret-uri, or --container-url + --prefix)", EXIT_USAGE)
+    body: dict[str, Any] = {"backup_instance": ({"id": args.backup_instance} if args.backup_instance
+                                                else {"vault_id": args.vault, "datasource_id": args.datasource})}
+    if args.recovery_point and args.before:
+        raise CliError("give either --recovery-point or --before, not both", EXIT_USAGE)
+    if args.recovery_point and args.recovery_point != "latest":
+        body["recovery_point"] = {"id": args.recovery_point}
+    elif args.before:
+        body["recovery_point"] = {"latest_before": args.before}
+    if args.server or args.database or args.secret_uri:
+        if not (args.server and args.database and args.secret_uri):
+            raise CliError("a database target needs all of --server, --database and --secret-uri", EXIT_USAGE)
+        if args.container_url or args.prefix:
+            raise CliError("choose one target: database (--server ...) or files (--container-url ...)", EXIT_USAGE)
+        body["target"] = {"kind": "database", "server_id": args.server, "database_name": args.database,
+                          "secret_uri": args.secret_uri}
+    elif args.container_url or args.prefix:
+        if not (args.container_url and args.prefix):
+            raise CliError("a files target needs both --container-url and --prefix", EXIT_USAGE)
+        body["target"] = {"kind": "files", "container_url": args.container_url, "file_prefix": args.prefix}
+        if args.container_id:
+            body["target"]["container_id"] = args.container_id
+    else:
+        raise CliError("no target: give --server + --database + --secret-uri (restore as database) or "
+                       "--container-url + --prefix (restore as files)", EXIT_USAGE)
+    if args.region:
+        body["region"] = args.region
+    if args.priority:
+        body["rehydration"] = {"priority": args.priority}
+    if args.idempotency_key:
+        body["idempotency_key"] = args.idempotency_key
+    return body
+
+
+# ------------------------------------------------------------------------------------------------------ commands
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _emit_json(value: Any, out: TextIO) -> None:
+    out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    result = client.start(build_request(args, stdin))
+    if args.as_json:
+        _emit_json(result, out)
+    else:
+        out.write(f"accepted {result.get('id')} (status {result.get('status')})\n"
+                  f"  follow it: restorectl watch {result.get('id')}\n")
+    return EXIT_OK
+
+
+def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    item = client.get(args.id)
+    if args.as_json:
+        _emit_json(item, out)
+    else:
+        out.write(describe(item, _now()) + "\n")
+    return EXIT_OK
+
+
+def cmd_list(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    items = client.list_all(status=args.status, since=args.since, limit=args.limit)
+    if args.as_json:
+        _emit_json(items, out)
+    else:
+        out.write(table(items, _now()) + "\n" if items else "no restores\n")
+    return EXIT_OK
+
+
+def cmd_cancel(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    item = client.cancel(args.id)
+    if args.as_json:
+        _emit_json(item, out)
+    else:
+        out.write(f"{args.id}: {item.get('status') if isinstance(item, dict) else 'cancel requested'}\n")
+    return EXIT_OK
+
+
+def watch(client: ApiClient, ids: Sequence[str], out: TextIO, *, interval: float = 1.0, tty: bool = False,
+          sleep: Callable[[float], None] = time.sleep, max_rounds: int | None = None) -> int:
+    """Poll until every watched restore is terminal. Without ids: every restore active at some refresh.
+
+    On a TTY the table is redrawn in place; otherwise one line is printed per change. Returns 0 when all
+    watched restores succeeded, else 1.
+    """
+    seen: dict[str, dict[str, Any]] = {}
+    printed: dict[str, tuple[str, ...]] = {}
+    rounds = 0
+    while True:
+        rounds += 1
+        if ids:
+            for rid in ids:
+                seen[rid] = client.get(rid)
+        else:
+            for item in client.list_all():
+                if item.get("id") in seen or item.get("status") not in TERMINAL:
+                    seen[str(item.get("id"))] = item
+            if not seen:
+                out.write("no active restores to watch\n")
+                return EXIT_OK
+        now = _now()
+        items = list(seen.values())
+        if tty:
+            out.write("\x1b[H\x1b[2J" + f"restorectl watch  {now:%H:%M:%S}Z  (Ctrl-C to stop)\n\n"
+                      + table(items, now) + "\n")
+        else:
+            for item in items:
+                key = (str(item.get("status")), str(item.get("stage")), str(item.get("azure_job_id")),
+                       str(item.get("next_check_at")))
+                if printed.get(str(item.get("id"))) != key:
+                    printed[str(item.get("id"))] = key
+                    out.write(f"{now:%H:%M:%S}Z  " + "  ".join(row(item, now)) + "\n")
+        out.flush()
+        if all(i.get("status") in TERMINAL for i in items):
+            failed = [i.get("id") for i in items if i.get("status") != "succeeded"]
+            out.write(f"all {len(items)} restore(s) ended" + (f"; not succeeded: {', '.join(map(str, failed))}"
+                                                               if failed else "") + "\n")
+            return EXIT_FAILED if failed else EXIT_OK
+        if max_rounds is not None and rounds >= max_rounds:
+            return EXIT_FAILED
+        sleep(interval)
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="restorectl", description="Start, follow and cancel restores through the "
+                                "restore status API (local stack: `make up` first).")
+    _connection_args(p, top=True)
+    p.add_argument("--json", dest="as_json", action="store_true", help="print raw JSON")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("start", help="request a restore")
+    s.add_argument("--json", dest="json_file", metavar="FILE|-", help="restore request JSON (- for stdin)")
+    s.add_argument("--backup-instance", help="backup instance ARM id")
+    s.add_argument("--vault", help="vault ARM id (with --datasource, instead of --backup-instance)")
+    s.add_argument("--datasource", help="protected database/server ARM id")
+    s.add_argument("--recovery-point", help="recovery point id, or 'latest' (default)")
+    s.add_argument("--before", help="latest recovery point before this ISO time, e.g. 2026-11-24T08:00:00Z")
+    s.add_argument("--server", help="database target: target server ARM id")
+    s.add_argument("--database", help="database target: new database name")
+    s.add_argument("--secret-uri", help="database target: Key Vault secret URI of the target connection string")
+    s.add_argument("--container-url", help="files target: https://ACCOUNT.blob.core.windows.net/CONTAINER")
+    s.add_argument("--container-id", help="files target: container ARM id (optional)")
+    s.add_argument("--prefix", help="files target: file name prefix")
+    s.add_argument("--region", choices=("primary", "secondary"))
+    s.add_argument("--priority", choices=("Standard", "High"), help="rehydration priority for archived points")
+    s.add_argument("--idempotency-key")
+
+    sh = sub.add_parser("show", help="show one restore with its timeline")
+    sh.add_argument("id")
+    li = sub.add_parser("list", help="list restores")
+    for command in (sh, li):
+        command.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS,
+                             help="print raw JSON")
+    li.add_argument("--status", help="only this status (e.g. restoring)")
+    li.add_argument("--since", help="created at or after this ISO time")
+    li.add_argument("--limit", type=int, help="at most this many")
+    w = sub.add_parser("watch", help="live table until the restores end (Ctrl-C stops)")
+    w.add_argument("ids", nargs="*", metavar="ID", help="restores to watch (default: all active ones)")
+    w.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
+    c = sub.add_parser("cancel", help="cancel a restore (only before the Azure restore is triggered)")
+    c.add_argument("id")
+    c.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
+    for command in (s, sh, li, w, c):
+        _connection_args(command, top=False)
+    return p
+
+
+def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """--url/--key/--env-file, accepted before or after the command (a sub-command's copy never resets them)."""
+    p.add_argument("--url", default=None if top else argparse.SUPPRESS,
+                   help="API base URL (default: RESTORE_API_URL, then .local/stack.env)")
+    p.add_argument("--key", default=None if top else argparse.SUPPRESS,
+                   help="function key (default: RESTORE_API_KEY, then .local/stack.env)")
+    p.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE if top else argparse.SUPPRESS,
+                   help="stack env file (default: .local/stack.env)")
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
+         stdin: TextIO | None = None, env: Mapping[str, str] | None = None) -> int:
+    out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
+    args = parser().parse_args(argv)
+    try:
+        if getattr(args, "interval", 1.0) <= 0:
+            raise CliError("--interval must be > 0 seconds", EXIT_USAGE)
+        base, key = resolve_endpoint(args.url, args.key, os.environ if env is None else env, args.env_file)
+        client = ApiClient(base, key)
+        if args.command == "start":
+            return cmd_start(client, args, out, stdin)
+        if args.command == "show":
+            return cmd_show(client, args, out)
+        if args.command == "list":
+            return cmd_list(client, args, out)
+        if args.command == "cancel":
+            return cmd_cancel(client, args, out)
+        return watch(client, args.ids, out, interval=args.interval, tty=out.isatty())
+    except CliError as exc:
+        err.write(f"restorectl: {exc}\n")
+        return exc.code
+    except KeyboardInterrupt:
+        err.write("restorectl: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""A tiny local stand-in for the restore status API (contract: issue 5 / design.md §3), for the CLI's and the
+dashboard's own logic tests. It also serves ``localdev/dashboard`` under ``/dashboard/`` and answers
+``/dashboard/api/<path>`` like ``/api/<path>`` without a key, as the local Functions host does."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "localdev" / "dashboard"
+TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
+KEY = "stub-function-key"
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def make_restore(rid: str, status: str, stage: str | None, *, age_s: float,
+                 stages: list[tuple[str, float, float | None]], now: datetime | None = None,
+                 job: str | None = None, error: dict[str, str] | None = None,
+                 target_kind: str = "database", next_check_in: float | None = None) -> dict[str, Any]:
+    """A restore as GET /api/restores/{id} returns it; ``stages`` = (stage, started_after_s, finished_after_s)."""
+    now = now or datetime.now(UTC)
+    created = now - timedelta(seconds=age_s)
+    stage_times = {s: {"started": iso(created + timedelta(seconds=a)),
+                       "finished": iso(created + timedelta(seconds=b)) if b is not None else None}
+                   for s, a, b in stages}
+    timeline = [{"at": iso(created), "status": "accepted", "stage": None, "message": "request accepted"}]
+    timeline += [{"at": t["started"], "status": status, "stage": s, "message": f"{s} started"}
+                 for s, t in stage_times.items()]
+    return {
+        "id": rid, "status": status, "stage": stage, "source": "http",
+        "backup_instance_id": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.DataProtection/backupVaults/"
+                              f"v/backupInstances/bi-{rid}",
+        "recovery_point": {"id": "rp1", "time": iso(created - timedelta(hours=5)), "tier": "vault"},
+        "target": {"kind": target_kind, "database_name": f"db_{rid}"},
+        "region": "primary", "azure_job_id": job, "created_at": iso(created),
+        "updated_at": iso(now if status not in TERMINAL else created + timedelta(seconds=age_s / 2)),
+        "deadline": iso(created + timedelta(hours=48)),
+        "next_check_at": iso(now + timedelta(seconds=next_check_in)) if next_check_in is not None else None,
+        "stage_times": stage_times, "error": error, "warnings": [], "timeline": timeline,
+    }
+
+
+class StubState:
+    def __init__(self) -> None:
+        self.restores: dict[str, dict[str, Any]] = {}
+        self.scripts: dict[str, list[dict[str, Any]]] = {}  # next states returned by successive GETs
+        self.requests: list[dict[str, Any]] = []
+        self.page_size = 50
+        self.lock = threading.Lock()
+        self.fail_next: tuple[int, dict[str, Any]] | None = None
+
+    def add(self, restore: dict[str, Any], *then: dict[str, Any]) -> None:
+        self.restores[restore["id"]] = restore
+        self.scripts[restore["id"]] = list(then)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: StubState
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, code: int, body: Any, headers: dict[str, str] | None = None, raw: bytes | None = None,
+              ctype: str = "application/json") -> None:
+        data = raw if raw is not None else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _route(self, method: str) -> None:
+        parts = urllib.parse.urlsplit(self.path)
+        path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length)) if length else None
+        st = self.state
+        with st.lock:
+            st.requests.append({"method": method, "path": path, "query": query, "body": body,
+                                "key": self.headers.get("x-functions-key")})
+        if path.startswith("/dashboard/api/"):
+            path = path[len("/dashboard"):]
+        elif path.startswith("/dashboard"):
+            return self._static(path)
+        elif path.startswith("/api/") and self.headers.get("x-functions-key") != KEY:
+            return self._send(401, {"error": {"code": "Unauthorized", "message": "missing or wrong function key"}})
+        if st.fail_next is not None:
+            code, err = st.fail_next
+            st.fail_next = None
+            return self._send(code, err)
+        segs = [s for s in path.split("/") if s][1:]  # drop "api"
+        with st.lock:
+            if method == "POST" and segs == ["restores"]:
+                rid = f"r-{len(st.restores) + 1:04d}"
+                st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]))
+                return self._send(202, {"id": rid, "status": "accepted", "status_url": f"/api/restores/{rid}"},
+                                  {"Location": f"/api/restores/{rid}"})
+            if method == "GET" and segs == ["restores"]:
+                items = [{k: v for k, v in r.items() if k != "timeline"} for r in st.restores.values()]
+                if query.get("status"):
+                    items = [i for i in items if i["status"] == query["status"]]
+                items.sort(key=lambda i: i["created_at"], reverse=True)
+                start = int(query.get("continuation") or 0)
+                limit = min(int(query.get("limit") or st.page_size), st.page_size)
+                page = items[start:start + limit]
+                cont = str(start + limit) if start + limit < len(items) else None
+                return self._send(200, {"items": page, "continuation": cont})
+            if len(segs) >= 2 and segs[0] == "restores" and segs[1] in st.restores:
+                rid = segs[1]
+                if method == "GET" and len(segs) == 2:
+                    current = st.restores[rid]
+                    if st.scripts.get(rid):  # the next GET sees the next scripted state
+                        st.restores[rid] = st.scripts[rid].pop(0)
+                    return self._send(200, current)
+                if method == "POST" and segs[2:] == ["cancel"]:
+                    r = st.restores[rid]
+                    if r["status"] in TERMINAL or r["status"] == "restoring":
+                        return self._send(409, {"error": {"code": "NotCancellable", "message":
+                                                          f"restore {rid} is {r['status']}",
+                                                          "fix": "only restores not yet triggered can be cancelled"}})
+                    r["status"] = "cancelled"
+                    return self._send(200, r)
+        return self._send(404, {"error": {"code": "NotFound", "message": f"no such resource {path}"}})
+
+    def _static(self, path: str) -> None:
+        rel = path[len("/dashboard"):].lstrip("/") or "index.html"
+        file = (DASHBOARD_DIR / rel).resolve()
+        if DASHBOARD_DIR not in file.parents or not file.is_file():
+            return self._send(404, {"error": {"code": "NotFound", "message": rel}})
+        ctype = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}.get(
+            file.suffix, "application/octet-stream")
+        return self._send(200, None, raw=file.read_bytes(), ctype=ctype)
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._route("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._route("POST")
+
+
+@contextmanager
+def stub_api() -> Iterator[tuple[str, StubState]]:
+    """Yields (base URL ``http://127.0.0.1:PORT``, state)."""
+    state = StubState()
+    handler = type("Handler", (_Handler,), {"state": state})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", state
+    finally:
+        server.shutdown()
+        server.server_close()

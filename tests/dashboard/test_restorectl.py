@@ -1,0 +1,236 @@
+"""restorectl against the local stub API (the CLI's own logic: requests, rendering, watch, errors)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localdev import restorectl
+
+from .stub_api import KEY, StubState, make_restore, stub_api
+
+
+@pytest.fixture
+def api() -> Iterator[tuple[str, StubState]]:
+    with stub_api() as pair:
+        yield pair
+
+
+def run(argv: list[str], *, env: dict[str, str] | None = None, stdin: str = "",
+        env_file: Path | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    extra = ["--env-file", str(env_file)] if env_file else ["--env-file", "/nonexistent/stack.env"]
+    code = restorectl.main(extra + argv, out=out, err=err, stdin=io.StringIO(stdin), env=env or {})
+    return code, out.getvalue(), err.getvalue()
+
+
+def conn(url: str) -> list[str]:
+    return ["--url", url, "--key", KEY]
+
+
+def test_endpoint_comes_from_stack_env_file(api: tuple[str, StubState], tmp_path: Path) -> None:
+    url, state = api
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(f"# written by localdev.stack\nRESTORE_API_URL={url}\nexport RESTORE_API_KEY='{KEY}'\n")
+    state.add(make_restore("r-1", "waiting", "wait", age_s=30, stages=[("validate", 0, 2)]))
+    code, out, err = run(["list"], env_file=env_file)
+    assert (code, err) == (0, "")
+    assert "r-1" in out and "waiting" in out
+    assert state.requests[-1]["path"] == "/api/restores" and state.requests[-1]["key"] == KEY
+
+
+def test_url_already_ending_in_api_is_kept() -> None:
+    assert restorectl.resolve_endpoint("http://h:1/api/", None, {}, Path("/none"))[0] == "http://h:1/api"
+    assert restorectl.resolve_endpoint(None, None, {"RESTORE_API_URL": "http://h:2"}, Path("/none")) == (
+        "http://h:2/api", None)
+
+
+def test_missing_stack_says_make_up() -> None:
+    code, out, err = run(["list"])
+    assert code == restorectl.EXIT_UNREACHABLE
+    assert "make up" in err and out == ""
+
+
+def test_unreachable_api_says_make_up() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again below: nothing listens there
+    code, _, err = run(["show", "r-1", *conn(f"http://127.0.0.1:{port}")])
+    assert code == restorectl.EXIT_UNREACHABLE
+    assert "make up" in err and f"127.0.0.1:{port}" in err
+
+
+def test_wrong_key_says_which_setting_to_fix(api: tuple[str, StubState]) -> None:
+    url, _ = api
+    code, _, err = run(["list", "--url", url, "--key", "wrong"])
+    assert code == restorectl.EXIT_FAILED
+    assert "401" in err and "missing or wrong function key" in err
+
+
+def test_start_from_json_file_posts_it_unchanged(api: tuple[str, StubState], tmp_path: Path) -> None:
+    url, state = api
+    request = {"backup_instance": {"id": "/subscriptions/s/bi"}, "target": {"kind": "files",
+               "container_url": "https://a.blob.core.windows.net/c", "file_prefix": "p"}}
+    (tmp_path / "req.json").write_text(json.dumps(request))
+    code, out, err = run(["start", "--json", str(tmp_path / "req.json"), *conn(url)])
+    assert (code, err) == (0, "")
+    assert "accepted r-0001" in out and "restorectl watch r-0001" in out
+    posted = state.requests[-1]
+    assert (posted["method"], posted["path"], posted["body"], posted["key"]) == ("POST", "/api/restores", request, KEY)
+
+
+def test_start_from_stdin_with_raw_json_output(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, out, _ = run(["--json", "start", "--json", "-", *conn(url)], stdin='{"backup_instance": {"id": "x"}}')
+    assert code == 0
+    assert json.loads(out) == {"id": "r-0001", "status": "accepted", "status_url": "/api/restores/r-0001"}
+    assert state.requests[-1]["body"] == {"backup_instance": {"id": "x"}}
+
+
+def test_start_from_flags_builds_a_database_request(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["start", "--backup-instance", "/subscriptions/s/bi1", "--before", "2026-11-24T08:00:00Z",
+                        "--server", "/subscriptions/s/srv", "--database", "app_copy", "--secret-uri",
+                        "https://kv1.vault.azure.net/secrets/conn", "--region", "secondary", "--priority", "High",
+                        "--idempotency-key", "drill-42", *conn(url)])
+    assert (code, err) == (0, "")
+    assert state.requests[-1]["body"] == {
+        "backup_instance": {"id": "/subscriptions/s/bi1"},
+        "recovery_point": {"latest_before": "2026-11-24T08:00:00Z"},
+        "target": {"kind": "database", "server_id": "/subscriptions/s/srv", "database_name": "app_copy",
+                   "secret_uri": "https://kv1.vault.azure.net/secrets/conn"},
+        "region": "secondary", "rehydration": {"priority": "High"}, "idempotency_key": "drill-42",
+    }
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backup-instance", "x"], "no target"),
+    (["--backup-instance", "x", "--server", "s"], "needs all of --server, --database and --secret-uri"),
+    (["--backup-instance", "x", "--container-url", "https://a/c"], "needs both --container-url and --prefix"),
+    (["--server", "s"], "start needs --json FILE"),
+    (["--json", "/nonexistent/req.json"], "cannot read --json"),
+])
+def test_start_with_bad_flags_fails_before_calling_the_api(api: tuple[str, StubState], flags: list[str],
+                                                           message: str) -> None:
+    url, state = api
+    code, _, err = run(["start", *flags, *conn(url)])
+    assert code == restorectl.EXIT_USAGE
+    assert message in err
+    assert state.requests == []
+
+
+def test_invalid_json_names_the_line(api: tuple[str, StubState]) -> None:
+    url, _ = api
+    code, _, err = run(["start", "--json", "-", *conn(url)], stdin='{\n "a": }')
+    assert code == restorectl.EXIT_USAGE and "line 2" in err
+
+
+def test_api_validation_error_shows_field_and_fix(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.fail_next = (400, {"error": {"code": "InvalidRequest", "message": "database_name is reserved",
+                                       "field": "target.database_name", "fix": "choose another database name"}})
+    code, _, err = run(["start", "--json", "-", *conn(url)], stdin="{}")
+    assert code == restorectl.EXIT_USAGE
+    assert "400 InvalidRequest: database_name is reserved (field: target.database_name)" in err
+    assert "fix: choose another database name" in err
+
+
+def test_show_renders_error_stages_and_timeline(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-9", "failed", "monitor", age_s=600, job="/x/backupJobs/job-77",
+                           stages=[("validate", 0, 5), ("trigger", 5, 9), ("monitor", 9, 300)],
+                           error={"code": "UserErrorMissingPermissions", "message": "vault MSI lacks Reader",
+                                  "fix": "grant Reader on the target server"}))
+    code, out, _ = run(["show", "r-9", *conn(url)])
+    assert code == 0
+    assert "status:          failed" in out
+    assert "error:           UserErrorMissingPermissions: vault MSI lacks Reader" in out
+    assert "fix:             grant Reader on the target server" in out
+    assert "monitor" in out and "(4m51s)" in out  # 9 s -> 300 s
+    assert "request accepted" in out
+
+
+def test_list_follows_continuations_and_passes_filters(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.page_size = 2
+    for i in range(5):
+        state.add(make_restore(f"r-{i}", "restoring", "monitor", age_s=100 + i, stages=[], job=f"/j/job-{i}"))
+    code, out, _ = run(["list", "--status", "restoring", "--since", "2026-11-01T00:00:00Z", *conn(url)])
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["ID", "STATUS", "STAGE", "ELAPSED", "NEXT", "CHECK", "AZURE", "JOB"]
+    assert [line.split()[0] for line in lines[1:]] == ["r-0", "r-1", "r-2", "r-3", "r-4"]
+    assert "job-3" in lines[4]
+    gets = [r for r in state.requests if r["path"] == "/api/restores"]
+    assert [r["query"].get("continuation") for r in gets] == [None, "2", "4"]
+    assert all(r["query"]["status"] == "restoring" and r["query"]["since"] == "2026-11-01T00:00:00Z" for r in gets)
+
+
+def test_cancel_conflict_is_reported(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-a", "waiting", "wait", age_s=10, stages=[]))
+    state.add(make_restore("r-b", "restoring", "monitor", age_s=10, stages=[]))
+    assert run(["cancel", "r-a", *conn(url)])[:2] == (0, "r-a: cancelled\n")
+    code, _, err = run(["cancel", "r-b", *conn(url)])
+    assert code == restorectl.EXIT_FAILED
+    assert "409 NotCancellable: restore r-b is restoring" in err and "fix:" in err
+
+
+def _progress(rid: str, *steps: tuple[str, str | None, str | None]) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    return [make_restore(rid, status, stage, age_s=60, stages=[], job=job, next_check_in=30, now=now)
+            for status, stage, job in steps]
+
+
+def test_watch_without_tty_prints_each_change_and_ends_when_terminal(api: tuple[str, StubState]) -> None:
+    url, state = api
+    first, *rest = _progress("r-w", ("validating", "validate", None), ("restoring", "trigger", None),
+                             ("restoring", "trigger", None), ("restoring", "monitor", "/j/job-5"),
+                             ("succeeded", "monitor", "/j/job-5"))
+    state.add(first, *rest)
+    out = io.StringIO()
+    client = restorectl.ApiClient(url + "/api", KEY)
+    code = restorectl.watch(client, ["r-w"], out, interval=0.01, tty=False, sleep=lambda s: None, max_rounds=20)
+    assert code == 0
+    lines = out.getvalue().strip().splitlines()
+    statuses = [line.split()[2] for line in lines[:-1]]
+    assert statuses == ["validating", "restoring", "restoring", "succeeded"]  # unchanged poll not repeated
+    assert "job-5" in lines[-2] and lines[-1] == "all 1 restore(s) ended"
+
+
+def test_watch_all_active_reports_failures(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-old", "succeeded", "monitor", age_s=900, stages=[]))  # already over: not watched
+    state.add(make_restore("r-x", "restoring", "monitor", age_s=60, stages=[]))
+    client = restorectl.ApiClient(url + "/api", KEY)
+    rounds = []
+
+    def sleep(_: float) -> None:
+        rounds.append(1)
+        state.restores["r-x"] = make_restore("r-x", "failed", "monitor", age_s=61, stages=[])
+
+    out = io.StringIO()
+    code = restorectl.watch(client, [], out, interval=0.01, sleep=sleep, max_rounds=5)
+    assert code == restorectl.EXIT_FAILED
+    assert "r-old" not in out.getvalue()
+    assert out.getvalue().strip().endswith("not succeeded: r-x") and len(rounds) == 1
+
+
+def test_watch_on_a_tty_redraws_the_table(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-t", "succeeded", "monitor", age_s=5, stages=[]))
+    out = io.StringIO()
+    restorectl.watch(restorectl.ApiClient(url + "/api", KEY), ["r-t"], out, tty=True, sleep=lambda s: None)
+    assert out.getvalue().startswith("\x1b[H\x1b[2J") and "ID" in out.getvalue() and "r-t" in out.getvalue()
+
+
+def test_duration_formatting() -> None:
+    assert [restorectl.format_duration(s) for s in (None, 0, 59, 61, 3600 + 120, 2 * 86400 + 3 * 3600)] == [
+        "-", "0s", "59s", "1m01s", "1h02m", "2d03h"]
