@@ -59,7 +59,8 @@ class FunctionsHost:
     """Local stand-in for the Azure Functions host (Python v2 programming model).
 
     ``settings`` are app settings (``Values``); they are copied into ``os.environ`` before the app is imported
-    because app code reads them from there. ``host_json`` replaces ``app_dir/host.json`` when given (tests).
+    because app code reads them from there (and restored by :meth:`stop`).
+    ``host_json`` replaces ``app_dir/host.json`` when given (tests).
     """
 
     def __init__(self, app_dir: Path | str, settings: Mapping[str, str] | None = None, *, port: int = 0,
@@ -91,6 +92,7 @@ class FunctionsHost:
         self._stop = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
         self._started = False
+        self._saved_env: dict[str, str | None] = {}
 
     # ---- properties
     @property
@@ -114,6 +116,14 @@ class FunctionsHost:
         if self._started:
             raise HostError("host already started")
         self._started = True
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(timeout=5)
+            raise
+
+    def _start(self) -> FunctionsHost:
+        self._saved_env = {k: os.environ.get(k) for k in self.settings.values}
         os.environ.update(self.settings.values)
         doc = dict(self._host_json) if self._host_json is not None else load_host_json(self.app_dir)
         self.config = cfg = host_config(doc)
@@ -171,6 +181,11 @@ class FunctionsHost:
             listener.join(max(0.0, deadline - time.monotonic()))
         if self._pool is not None:
             self._pool.shutdown(wait=idle, cancel_futures=True)
+        for k, v in self._saved_env.items():  # in-process use: leave the environment as we found it
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         log.info("funchost: stopped (%s)", "drained" if idle else "gave up waiting for running invocations")
         return idle
 
