@@ -1,0 +1,115 @@
+"""CLI: ``python -m localdev.dpemu --world W.yaml --clusters C.json --state-dir DIR --port 0 --token T
+--ready-file READY.json [--time-scale 3600]`` (env ``AZURE_STORAGE_CONNECTION_STRING`` = Azurite).
+
+Start-up: TLS material in DIR (``ca.pem``), load world + clusters, seed databases and take the declared backups,
+listen, then write READY.json atomically. SIGTERM/SIGINT stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import trustme
+import uvicorn
+
+from .control import Controls
+from .dataplane import DataPlane, load_clusters
+from .engine import Engine
+from .server import Server
+from .timeutil import SimClock
+from .world import WorldError, load_world
+
+log = logging.getLogger("dpemu")
+
+
+def write_tls(state_dir: Path) -> tuple[Path, Path, Path]:
+    ca = trustme.CA(organization_name="dpemu local CA")
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    ca_pem, cert, key = state_dir / "ca.pem", state_dir / "server.pem", state_dir / "server.key"
+    ca.cert_pem.write_to_path(str(ca_pem))
+    leaf.private_key_and_cert_chain_pem.write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+    os.chmod(key, 0o600)
+    return ca_pem, cert, key
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m localdev.dpemu", description=__doc__)
+    ap.add_argument("--world", required=True, type=Path)
+    ap.add_argument("--clusters", required=True, type=Path)
+    ap.add_argument("--state-dir", required=True, type=Path)
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--token", required=True)
+    ap.add_argument("--ready-file", required=True, type=Path)
+    ap.add_argument("--time-scale", type=float, default=3600.0)
+    ap.add_argument("--log-level", default="INFO")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if not conn:
+        print("AZURE_STORAGE_CONNECTION_STRING must point at Azurite", file=sys.stderr)
+        return 2
+    if args.time_scale <= 0:
+        print("--time-scale must be > 0", file=sys.stderr)
+        return 2
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    ca_pem, cert, key = write_tls(args.state_dir)
+    clock = SimClock(args.time_scale)
+    try:
+        world = load_world(args.world, clock.now())
+    except WorldError as exc:
+        print(f"world file {args.world}: {exc}", file=sys.stderr)
+        return 2
+    clusters = load_clusters(args.clusters)
+    missing = [c for c in world.clusters if c not in clusters]
+    if missing:
+        print(f"clusters file {args.clusters} lacks clusters {missing} named in the world file", file=sys.stderr)
+        return 2
+    data = DataPlane(clusters, conn, world.settings.datastore_container, args.state_dir / "work")
+    engine = Engine(world, clock, data)
+    controls = Controls(args.token)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", args.port))
+    port = sock.getsockname()[1]
+    base = f"https://127.0.0.1:{port}"
+    log.info("seeding world %s", args.world)
+    engine.seed()
+    app = Server(engine, controls, base)
+    config = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning",
+                            lifespan="off", access_log=False, timeout_graceful_shutdown=3)
+    server = uvicorn.Server(config)
+
+    async def announce() -> None:
+        while not server.started:
+            if server.should_exit:
+                return
+            await asyncio.sleep(0.02)
+        ready = {"endpoint": base, "ca_bundle": str(ca_pem.resolve()), "admin_url": f"{base}/admin",
+                 "pid": os.getpid()}
+        tmp = args.ready_file.with_suffix(args.ready_file.suffix + ".tmp")
+        tmp.write_text(json.dumps(ready))
+        tmp.replace(args.ready_file)
+        log.info("ready on %s", base)
+
+    async def run() -> None:
+        task = asyncio.create_task(announce())
+        await server.serve(sockets=[sock])
+        task.cancel()
+
+    asyncio.run(run())
+    log.info("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

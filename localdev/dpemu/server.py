@@ -1,0 +1,432 @@
+"""HTTPS front door: ARM routing (case-insensitive), auth, faults, throttling, metering, LRO headers, admin API.
+
+Consumes: an :class:`Engine` and :class:`Controls`. Produces: an ASGI app served by uvicorn over TLS.
+Every ARM call goes: auth -> injected latency -> token bucket -> pre-faults -> handler -> "lost answer" faults
+-> metering. Admin calls (``/admin/...``) need the main token and are never metered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .control import POST_MODES, PRE_MODES, ControlError, Controls
+from .engine import BadRequest, Engine, NotFound, Operation, decode_token, encode_token
+from .timeutil import iso, parse_duration
+
+log = logging.getLogger("dpemu.server")
+
+_SUB = r"/subscriptions/(?P<sub>[^/]+)"
+_RG = _SUB + r"/resourceGroups/(?P<rg>[^/]+)"
+_V = _RG + r"/providers/Microsoft\.DataProtection/backupVaults/(?P<vault>[^/]+)"
+_BI = _V + r"/backupInstances/(?P<bi>[^/]+)"
+_LOC_SUB = _SUB + r"/providers/Microsoft\.DataProtection/locations/(?P<loc>[^/]+)"
+_LOC_RG = _RG + r"/providers/Microsoft\.DataProtection/locations/(?P<loc>[^/]+)"
+
+# (methods, pattern, operationId, kind) -- kind is the metering/throttling class: read or write
+ROUTES: list[tuple[tuple[str, ...], str, str, str]] = [
+    (("GET",), _V, "BackupVaults_Get", "read"),
+    (("GET",), _V + "/backupInstances", "BackupInstances_List", "read"),
+    (("GET",), _BI, "BackupInstances_Get", "read"),
+    (("GET",), _BI + "/recoveryPoints", "RecoveryPoints_List", "read"),
+    (("GET",), _BI + r"/recoveryPoints/(?P<rp>[^/]+)", "RecoveryPoints_Get", "read"),
+    (("POST",), _BI + "/validateRestore", "BackupInstances_ValidateForRestore", "write"),
+    (("POST",), _BI + "/restore", "BackupInstances_TriggerRestore", "write"),
+    (("POST",), _BI + "/rehydrate", "BackupInstances_TriggerRehydrate", "write"),
+    (("GET",), _V + "/backupJobs", "Jobs_List", "read"),
+    (("GET",), _V + r"/backupJobs/(?P<job>[^/]+)", "Jobs_Get", "read"),
+    (("GET",), _LOC_SUB + r"/operationStatus/(?P<op>[^/]+)", "OperationStatus_Get", "read"),
+    (("GET",), _LOC_SUB + r"/operationResults/(?P<op>[^/]+)", "OperationResult_Get", "read"),
+    (("POST", "GET"), _LOC_RG + "/fetchSecondaryRecoveryPoints", "FetchSecondaryRecoveryPoints_List", "read"),
+    (("POST",), _LOC_RG + "/validateCrossRegionRestore", "BackupInstances_ValidateCrossRegionRestore", "write"),
+    (("POST",), _LOC_RG + "/crossRegionRestore", "BackupInstances_TriggerCrossRegionRestore", "write"),
+    (("POST",), _LOC_RG + "/fetchCrossRegionRestoreJob", "FetchCrossRegionRestoreJob_Get", "read"),
+    (("POST", "GET"), _LOC_RG + "/fetchCrossRegionRestoreJobs", "FetchCrossRegionRestoreJobs_List", "read"),
+]
+_COMPILED = [(m, re.compile("^" + p + "/?$", re.IGNORECASE), op, kind) for m, p, op, kind in ROUTES]
+LRO_OPS = {"BackupInstances_ValidateForRestore", "BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
+           "BackupInstances_ValidateCrossRegionRestore", "BackupInstances_TriggerCrossRegionRestore"}
+JOB_OPS = {"BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
+           "BackupInstances_TriggerCrossRegionRestore"}
+LRO_RETRY_SIM_SECONDS = {"BackupInstances_ValidateForRestore": 10, "BackupInstances_ValidateCrossRegionRestore": 10}
+
+
+def cloud_error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "target": None, "details": [], "additionalInfo": []}}
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    drop: bool = False
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    params: dict[str, str]
+    operation: str
+    api_version: str
+
+
+class Server:
+    def __init__(self, engine: Engine, controls: Controls, base_url: str) -> None:
+        self.engine = engine
+        self.controls = controls
+        self.base_url = base_url.rstrip("/")
+
+    # ------------------------------------------------------------------ ASGI entry point
+    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                       send: Callable[[Any], Awaitable[None]]) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        raw = await request.body()
+        try:
+            reply = await self.handle(request, raw)
+        except Exception:  # noqa: BLE001 - an emulator bug must still answer like ARM would
+            log.exception("unhandled error for %s %s", request.method, request.url.path)
+            reply = Reply(500, cloud_error("InternalServerError", "The emulator hit an internal error."))
+        if reply.drop:
+            await self._drop(send)
+            return
+        data = b"" if reply.body is None else json.dumps(reply.body).encode()
+        headers = {"x-ms-request-id": request.headers.get("x-ms-client-request-id", ""), **reply.headers}
+        resp = Response(data, status_code=reply.status, headers=headers,
+                        media_type="application/json" if data else None)
+        await resp(scope, receive, send)
+
+    async def _drop(self, send: Callable[[Any], Awaitable[None]]) -> None:
+        """Abort the TCP connection without any answer (uvicorn's send is bound to its protocol cycle)."""
+        transport = getattr(getattr(send, "__self__", None), "transport", None)
+        if transport is not None:
+            transport.abort()
+            return
+        # fallback: announce a body and never send it, then break the stream
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+        raise ConnectionAbortedError("dropped by fault injection")
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(self, request: Request, raw: bytes) -> Reply:
+        path = request.url.path
+        token = None
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        caller = self.controls.caller_for(token)
+        if path.lower().rstrip("/") == "/admin" or path.lower().startswith("/admin/"):
+            if caller != "default":
+                return Reply(401, cloud_error("InvalidAuthenticationToken",
+                                              "Admin calls need 'Authorization: Bearer <the --token value>'."))
+            return await run_in_threadpool(self.admin, request.method, path, raw)
+        method = request.method.upper()
+        match = None
+        for methods, rx, op, kind in _COMPILED:
+            m = rx.match(path)
+            if m and method in methods:
+                match = (m, op, kind)
+                break
+        if match is None:
+            return Reply(404, cloud_error("NotFound", f"The emulator does not implement {method} {path}."))
+        m, op, kind = match
+        if caller is None:
+            self.controls.record(op, kind, 401, "unauthenticated")
+            return Reply(401, cloud_error("InvalidAuthenticationToken",
+                                          "The access token is missing or invalid. Send 'Authorization: Bearer "
+                                          "<token>' with a token issued by this emulator."))
+        reply = await self._arm(request, raw, m.groupdict(), op, kind, caller)
+        self.controls.record(op, kind, 0 if reply.drop else reply.status, caller)
+        return reply
+
+    async def _arm(self, request: Request, raw: bytes, params: dict[str, str], op: str, kind: str,
+                   caller: str) -> Reply:
+        c = self.controls
+        if c.arm_latency_seconds > 0:
+            await asyncio.sleep(c.arm_latency_seconds)
+        allowed, remaining, wait = c.throttle(caller, kind)
+        rl = {f"x-ms-ratelimit-remaining-subscription-{'reads' if kind == 'read' else 'writes'}": str(remaining)}
+        if not c.throttling["enabled"]:
+            rl = {}
+        if not allowed:
+            return Reply(429, cloud_error("TooManyRequests", f"The request is throttled ({kind}s for caller "
+                                                             f"'{caller}'). Retry after the Retry-After period."),
+                         {"Retry-After": str(max(1, math.ceil(wait))), "retry-after-ms": str(max(1, math.ceil(
+                             wait * 1000))), **rl})
+        fault = c.take_fault(op, PRE_MODES)
+        if fault is not None:
+            if fault.mode == "delay":
+                await asyncio.sleep(fault.delay_seconds)
+            elif fault.mode == "throttle":
+                return Reply(429, cloud_error("TooManyRequests", "Injected throttling. Retry after Retry-After."),
+                             {"Retry-After": str(fault.retry_after), **rl})
+            elif fault.mode == "error500":
+                return Reply(500, cloud_error("InternalServerError", fault.error_message))
+            elif fault.mode == "error503":
+                return Reply(503, cloud_error("ServiceUnavailable", fault.error_message),
+                             {"Retry-After": str(fault.retry_after)})
+            elif fault.mode == "drop":
+                return Reply(0, drop=True)
+        try:
+            body = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            return Reply(400, cloud_error("InvalidRequestContent", "The request body is not valid JSON."), rl)
+        query = {k: v for k, v in request.query_params.items()}
+        call = Call(request.method.upper(), request.url.path, query, body, params, op,
+                    next((v for k, v in query.items() if k.lower() == "api-version"), "2026-06-01"))
+        try:
+            reply = await run_in_threadpool(self.dispatch, call)
+        except BadRequest as e:
+            reply = Reply(e.status, cloud_error(e.code, e.message))
+        reply.headers.update(rl)
+        if 200 <= reply.status < 300:
+            lost = c.take_fault(op, POST_MODES)
+            if lost is not None:
+                return Reply(0, drop=True) if lost.mode == "lost_drop" else Reply(
+                    500, cloud_error("InternalServerError", lost.error_message))
+        return reply
+
+    def _q(self, call: Call, name: str) -> str | None:
+        return next((v for k, v in call.query.items() if k.lower() == name.lower()), None)
+
+    def _next_link(self, call: Call, token: dict[str, Any], extra: str = "") -> str:
+        q = f"api-version={quote(call.api_version)}&$skipToken={encode_token(token)}{extra}"
+        return f"{self.base_url}{call.path}?{q}"
+
+    def _lro(self, call: Call, op: Operation) -> Reply:
+        sim = LRO_RETRY_SIM_SECONDS.get(call.operation, 30)
+        scale = self.engine.clock.scale
+        base = f"{self.base_url}/subscriptions/{op.subscription}/providers/Microsoft.DataProtection/locations/" \
+               f"{op.location}"
+        q = f"?api-version={quote(call.api_version)}"
+        return Reply(202, None, {
+            "Azure-AsyncOperation": f"{base}/operationStatus/{op.id}{q}",
+            "Location": f"{base}/operationResults/{op.id}{q}",
+            "Retry-After": str(max(1, math.ceil(sim / scale))),
+            "retry-after-ms": str(max(20, math.ceil(sim * 1000 / scale))),
+        })
+
+    def _faults_for(self, op: str) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+        lro = self.controls.take_fault(op, {"lro_fail"})
+        job = self.controls.take_fault(op, {"job_fail"}) if op in JOB_OPS else None
+        return ((lro.error_code, lro.error_message) if lro else None,
+                (job.error_code, job.error_message) if job else None)
+
+    def dispatch(self, call: Call) -> Reply:  # noqa: C901 - a flat routing table
+        e = self.engine
+        p = call.params
+        op = call.operation
+        if op in ("OperationStatus_Get", "OperationResult_Get"):
+            o = e.get_op(p["sub"], p["loc"], p["op"])
+            if op == "OperationStatus_Get":
+                return Reply(200, e.op_status_json(o))
+            if not e.op_done(o):
+                r = self._lro(call, o)
+                return Reply(202, None, r.headers)
+            if o.error:
+                return Reply(400, {"error": o.error})
+            if o.result_kind == "none":
+                return Reply(204)
+            return Reply(200, e.op_result_json(o))
+        if "loc" in p:
+            return self._crr(call)
+        v = e.vault(p["sub"], p["rg"], p["vault"])
+        if op == "BackupVaults_Get":
+            return Reply(200, e.vault_json(v))
+        if op == "BackupInstances_List":
+            return Reply(200, {"value": [e.bi_json(v, b) for b in v.backup_instances]})
+        if op == "Jobs_List":
+            tok = self._q(call, "$skipToken")
+            offset = int(decode_token(tok).get("o", 0)) if tok else 0
+            items, nxt = e.list_jobs(v, offset)
+            return Reply(200, {"value": items, **({"nextLink": self._next_link(call, {"o": nxt})} if nxt else {})})
+        if op == "Jobs_Get":
+            return Reply(200, e.job_json(e.get_job(v, p["job"])))
+        b = e.bi(v, p["bi"])
+        if op == "BackupInstances_Get":
+            return Reply(200, e.bi_json(v, b))
+        if op == "RecoveryPoints_List":
+            filt = self._q(call, "$filter")
+            items, nxt = e.list_rps(v, b, filt, self._q(call, "$skipToken"))
+            extra = f"&$filter={quote(filt)}" if filt else ""
+            return Reply(200, {"value": items, **({"nextLink": self._next_link(call, {"o": nxt}, extra)}
+                                                  if nxt else {})})
+        if op == "RecoveryPoints_Get":
+            return Reply(200, e.rp_json(v, b, e.rp(b, p["rp"])))
+        forced, job_fault = self._faults_for(op)
+        if op == "BackupInstances_ValidateForRestore":
+            return self._lro(call, e.validate(v, b, call.body, forced=forced))
+        if op == "BackupInstances_TriggerRestore":
+            return self._lro(call, e.restore(v, b, call.body, forced=forced, job_fault=job_fault))
+        if op == "BackupInstances_TriggerRehydrate":
+            return self._lro(call, e.rehydrate(v, b, call.body, forced=forced, job_fault=job_fault))
+        raise NotFound(f"unhandled operation {op}")
+
+    def _crr(self, call: Call) -> Reply:
+        e = self.engine
+        p = call.params
+        op = call.operation
+        loc = p["loc"].lower()
+        body = call.body if isinstance(call.body, dict) else {}
+        if op in ("FetchSecondaryRecoveryPoints_List", "FetchCrossRegionRestoreJobs_List"):
+            tok = self._q(call, "$skipToken")
+            state = decode_token(tok) if tok else {}
+            if call.method == "GET" and not tok:
+                raise BadRequest("UserErrorInvalidRequestParameter", f"{op} is a POST; GET is only for nextLink pages")
+            key = "sourceBackupInstanceId" if op == "FetchSecondaryRecoveryPoints_List" else "sourceBackupVaultId"
+            src = {"sourceRegion": state["r"], key: state["s"]} if tok else body
+            v, b = e.crr_source(p["sub"], p["rg"], loc, src, key)
+            next_state = {"r": v.location, "s": src[key]}
+            if b is not None:
+                filt = self._q(call, "$filter")
+                items, nxt = e.list_rps(v, b, filt, encode_token({"o": state.get("o", 0)}), secondary=True)
+            else:
+                items, nxt = e.list_jobs(v, int(state.get("o", 0)), crr_location=loc)
+            return Reply(200, {"value": items, **({"nextLink": self._next_link(call, {**next_state, "o": nxt})}
+                                                  if nxt else {})})
+        if op == "FetchCrossRegionRestoreJob_Get":
+            v, _ = e.crr_source(p["sub"], p["rg"], loc, body, "sourceBackupVaultId")
+            job_id = body.get("jobId")
+            if not isinstance(job_id, str) or not job_id:
+                raise BadRequest("UserErrorInvalidRequestParameter", "body.jobId: give the CRR job's GUID or ARM id")
+            return Reply(200, e.job_json(e.get_job(v, job_id, crr_location=loc)))
+        details = body.get("crossRegionRestoreDetails")
+        v, b = e.crr_source(p["sub"], p["rg"], loc, details, "sourceBackupInstanceId", check_enabled=False)
+        assert b is not None
+        forced, job_fault = self._faults_for(op)
+        if op == "BackupInstances_ValidateCrossRegionRestore":
+            return self._lro(call, e.validate(v, b, body, crr_location=loc, forced=forced))
+        return self._lro(call, e.restore(v, b, body.get("restoreRequestObject"), crr_location=loc, forced=forced,
+                                         job_fault=job_fault))
+
+    # ------------------------------------------------------------------ admin API
+    def admin(self, method: str, path: str, raw: bytes) -> Reply:  # noqa: C901 - a flat routing table
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            return Reply(400, {"error": "body is not valid JSON"})
+        parts = [x for x in path.lower().split("/") if x][1:]
+        key = "/".join(parts[:1]) if parts else ""
+        c, e = self.controls, self.engine
+        try:
+            if method == "GET" and not parts:
+                return Reply(200, {"endpoint": self.base_url, "now": iso(e.clock.now()),
+                                   "time_scale": e.clock.scale, "jobs": len(e.jobs), "operations": len(e.ops)})
+            if key == "config":
+                if method == "PUT":
+                    self._set_config(body)
+                return Reply(200, self._config())
+            if key == "clock":
+                if method == "POST" and parts[1:] == ["advance"]:
+                    e.clock.advance(parse_duration(str(body.get("duration", ""))))
+                return Reply(200, {"now": iso(e.clock.now()), "time_scale": e.clock.scale})
+            if key == "faults":
+                if method == "POST":
+                    return Reply(201, c.add_fault(body).to_json())
+                if method == "DELETE":
+                    return Reply(200, {"removed": c.clear_faults(parts[1] if len(parts) > 1 else None)})
+                return Reply(200, {"faults": [f.to_json() for f in c.faults], "modes": sorted(PRE_MODES | POST_MODES
+                                                                                             | {"lro_fail",
+                                                                                                "job_fail"})})
+            if key == "metering":
+                if method == "DELETE":
+                    c.reset_metering()
+                return Reply(200, c.metering())
+            if key == "tokens" and method == "POST":
+                caller = body.get("caller")
+                return Reply(201, {"caller": caller, "token": c.issue_token(caller)})
+            if key == "throttling":
+                if method == "PUT":
+                    return Reply(200, c.set_throttling(body))
+                return Reply(200, c.throttling)
+            if key == "backups" and method == "POST":
+                ref = body.get("backup_instance")
+                if not isinstance(ref, str):
+                    raise ControlError("backup_instance: give the backup instance name or ARM id")
+                sql = body.get("seed_sql")
+                if sql:
+                    _, bi = e.find_bi_any(ref)
+                    srv = e.world.servers[bi.server_id.lower()]
+                    e.data.run_sql(srv.cluster, bi.database or srv.databases[0].name, str(sql))
+                return Reply(201, e.backup_now(ref))
+            if key == "role-assignments" and method in ("POST", "DELETE"):
+                return Reply(200, e.add_role(body, remove=method == "DELETE"))
+            if key == "world" and method == "GET":
+                return Reply(200, self._world_summary())
+        except (ControlError, ValueError) as exc:
+            return Reply(400, {"error": str(exc)})
+        except BadRequest as exc:
+            return Reply(exc.status, {"error": exc.message})
+        return Reply(404, {"error": f"unknown admin call {method} {path}; see docs/emulator.md"})
+
+    def _config(self) -> dict[str, Any]:
+        s = self.engine.settings
+        return {"time_scale": self.engine.clock.scale, "page_size": s.page_size,
+                "lro_duration": f"PT{s.lro_duration.total_seconds():g}S",
+                "restore_job_duration": f"PT{s.restore_job_duration.total_seconds():g}S",
+                "rehydration_duration_standard": f"PT{s.rehydration_standard.total_seconds():g}S",
+                "rehydration_duration_high": f"PT{s.rehydration_high.total_seconds():g}S",
+                "crr_replication_lag": f"PT{s.crr_replication_lag.total_seconds():g}S",
+                "arm_latency_seconds": self.controls.arm_latency_seconds}
+
+    def _set_config(self, body: dict[str, Any]) -> None:
+        s = self.engine.settings
+        durations = {"lro_duration": "lro_duration", "restore_job_duration": "restore_job_duration",
+                     "rehydration_duration_standard": "rehydration_standard",
+                     "rehydration_duration_high": "rehydration_high", "crr_replication_lag": "crr_replication_lag"}
+        for k, v in body.items():
+            if k in durations:
+                d = parse_duration(str(v))
+                if d.total_seconds() < 0:
+                    raise ValueError(f"{k}: give a non-negative ISO-8601 duration like PT1H")
+                setattr(s, durations[k], d)
+            elif k == "time_scale":
+                self.engine.clock.set_scale(float(v))
+            elif k == "page_size":
+                if not isinstance(v, int) or v < 1:
+                    raise ValueError("page_size: give a positive integer")
+                s.page_size = v
+            elif k == "arm_latency_seconds":
+                if float(v) < 0:
+                    raise ValueError("arm_latency_seconds: give a number >= 0")
+                self.controls.arm_latency_seconds = float(v)
+            else:
+                known = sorted([*durations, "time_scale", "page_size", "arm_latency_seconds"])
+                raise ValueError(f"unknown config key '{k}'; known: {known}")
+
+    def _world_summary(self) -> dict[str, Any]:
+        w = self.engine.world
+        return {
+            "servers": {s.id: {"cluster": s.cluster, "location": s.location, "postgres_version": s.postgres_version,
+                               "kind": s.kind, "databases": [d.name for d in s.databases]}
+                        for s in w.servers.values()},
+            "containers": {c.url: {"id": c.id, "azurite_container": c.azurite_container, "location": c.location}
+                           for c in w.containers.values()},
+            "secrets": [s.uri for s in w.secrets.values()],
+            "vaults": {v.id: {"location": v.location, "principal_id": v.principal_id,
+                              "backup_instances": [b.id for b in v.backup_instances]} for v in w.vaults.values()},
+            "datastore_container": w.settings.datastore_container,
+        }

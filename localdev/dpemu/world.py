@@ -1,0 +1,329 @@
+"""World file: the Azure estate the emulator pretends to be (vaults, instances, servers, permissions, ...).
+
+Consumes: a YAML file (schema in ``docs/emulator.md``, example ``localdev/worlds/demo.yaml``).
+Produces: a validated, immutable-ish :class:`World`. Every problem is reported as :class:`WorldError` naming
+the key to fix. Relative recovery-point times (``-P7D``) are resolved against the clock at load time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .timeutil import parse_duration, parse_time
+
+SUPPORTED_VERSIONS = (1,)
+SINGLE = "Microsoft.DBforPostgreSQL/servers/databases"
+FLEXIBLE = "Microsoft.DBforPostgreSQL/flexibleServers"
+
+_SERVER_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.DBforPostgreSQL/"
+    r"(?P<kind>servers|flexibleServers)/(?P<name>[^/]+)$", re.IGNORECASE)
+_VAULT_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/Microsoft\.DataProtection/"
+    r"backupVaults/(?P<name>[A-Za-z][-A-Za-z0-9]*[A-Za-z0-9])$", re.IGNORECASE)
+_KV_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)$",
+                    re.IGNORECASE)
+_SA_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Storage/storageAccounts/"
+                    r"(?P<name>[a-z0-9]{3,24})$", re.IGNORECASE)
+
+
+class WorldError(ValueError):
+    """The world file is invalid; the message names the offending key and what to write instead."""
+
+
+@dataclass
+class Database:
+    name: str
+    setup_sql: str = ""
+
+
+@dataclass
+class Server:
+    id: str
+    name: str
+    kind: str  # "servers" (Single Server) or "flexibleServers"
+    location: str
+    postgres_version: int
+    cluster: str
+    databases: list[Database] = field(default_factory=list)
+
+
+@dataclass
+class Secret:
+    uri: str  # https://{kv}.vault.azure.net/secrets/{name}
+    name: str
+    key_vault_id: str
+    server_id: str | None  # target server whose cluster holds the restore user
+    user: str
+    raw_value: str | None = None  # explicit value (for malformed-secret scenarios); else built at start-up
+
+
+@dataclass
+class Container:
+    name: str
+    account: str
+    account_id: str
+    id: str  # container ARM id
+    url: str
+    location: str
+    azurite_container: str
+
+
+@dataclass
+class RecoveryPointSpec:
+    id: str
+    time: datetime
+    tier: str  # "vault" | "archive"
+    seed_sql: dict[str, str]  # database -> SQL applied before the backup
+
+
+@dataclass
+class BackupInstance:
+    name: str
+    vault_id: str
+    datasource_id: str
+    datasource_type: str  # SINGLE | FLEXIBLE
+    server_id: str
+    database: str | None  # Single Server: the database; Flexible: None (whole server)
+    policy: str
+    recovery_points: list[RecoveryPointSpec]
+
+    @property
+    def id(self) -> str:
+        return f"{self.vault_id}/backupInstances/{self.name}"
+
+
+@dataclass
+class Vault:
+    id: str
+    name: str
+    subscription: str
+    resource_group: str
+    location: str
+    storage_redundancy: str  # GeoRedundant | LocallyRedundant | ZoneRedundant
+    cross_region_restore: str  # Enabled | Disabled
+    principal_id: str
+    tenant_id: str
+    backup_instances: list[BackupInstance]
+
+
+@dataclass
+class RoleAssignment:
+    principal: str
+    role: str
+    scope: str
+
+
+@dataclass
+class Settings:
+    page_size: int = 2
+    lro_duration: timedelta = timedelta(seconds=20)
+    restore_job_duration: timedelta = timedelta(minutes=15)
+    rehydration_standard: timedelta = timedelta(hours=10)
+    rehydration_high: timedelta = timedelta(hours=1)
+    crr_replication_lag: timedelta = timedelta(0)
+    datastore_container: str = "dpemu-vault-datastore"
+
+
+@dataclass
+class World:
+    version: int
+    settings: Settings
+    region_pairs: dict[str, str]
+    clusters: list[str]
+    servers: dict[str, Server]  # lower-cased id -> server
+    secrets: dict[str, Secret]  # lower-cased uri (no version) -> secret
+    key_vaults: dict[str, str]  # lower-cased kv name -> kv ARM id
+    containers: dict[str, Container]  # lower-cased url -> container
+    vaults: dict[str, Vault]  # lower-cased vault id -> vault
+    role_assignments: list[RoleAssignment]
+    subscriptions: list[str]
+
+
+def _req(d: dict[str, Any], key: str, where: str) -> Any:
+    if not isinstance(d, dict) or key not in d or d[key] in (None, ""):
+        raise WorldError(f"{where}: missing required key '{key}'")
+    return d[key]
+
+
+def _dur(value: Any, where: str) -> timedelta:
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise WorldError(f"{where}: {exc}") from exc
+
+
+def rp_id_for(bi_name: str, index: int) -> str:
+    """Deterministic 32-hex recovery point id (like the real service's ids)."""
+    return hashlib.md5(f"{bi_name}/{index}".encode(), usedforsecurity=False).hexdigest()
+
+
+def _time(value: Any, now: datetime, where: str) -> datetime:
+    text = str(value).strip()
+    if text.upper().startswith(("-P", "P")):
+        return now + _dur(text, where)
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise WorldError(f"{where}: '{text}' is neither a timestamp nor a relative duration like -P7D") from exc
+
+
+def load_world(path: Path, now: datetime) -> World:
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise WorldError(f"cannot read world file {path}: {exc}") from exc
+    return parse_world(raw, now)
+
+
+def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear validation pass
+    if not isinstance(raw, dict):
+        raise WorldError("world file must be a YAML mapping with keys version, vaults, servers, ...")
+    version = raw.get("version")
+    if version not in SUPPORTED_VERSIONS:
+        raise WorldError(f"version: got {version!r}, supported: {SUPPORTED_VERSIONS}")
+    s = raw.get("settings") or {}
+    rh = s.get("rehydration_duration") or {}
+    settings = Settings(
+        page_size=int(s.get("page_size", 2)),
+        lro_duration=_dur(s.get("lro_duration", "PT20S"), "settings.lro_duration"),
+        restore_job_duration=_dur(s.get("restore_job_duration", "PT15M"), "settings.restore_job_duration"),
+        rehydration_standard=_dur(rh.get("Standard", "PT10H"), "settings.rehydration_duration.Standard"),
+        rehydration_high=_dur(rh.get("High", "PT1H"), "settings.rehydration_duration.High"),
+        crr_replication_lag=_dur(s.get("crr_replication_lag", "PT0S"), "settings.crr_replication_lag"),
+        datastore_container=str(s.get("datastore_container", "dpemu-vault-datastore")),
+    )
+    if settings.page_size < 1:
+        raise WorldError("settings.page_size must be >= 1")
+
+    pairs: dict[str, str] = {}
+    for i, r in enumerate(raw.get("regions") or []):
+        name = str(_req(r, "name", f"regions[{i}]")).lower()
+        if r.get("pair"):
+            pairs[name] = str(r["pair"]).lower()
+
+    clusters = [str(_req(c, "name", f"postgres_clusters[{i}]"))
+                for i, c in enumerate(raw.get("postgres_clusters") or [])]
+    if not clusters:
+        raise WorldError("postgres_clusters: list at least one {name: ...} cluster")
+
+    servers: dict[str, Server] = {}
+    for i, sv in enumerate(raw.get("servers") or []):
+        where = f"servers[{i}]"
+        sid = str(_req(sv, "id", where))
+        m = _SERVER_ID.match(sid)
+        if not m:
+            raise WorldError(f"{where}.id: '{sid}' is not a Microsoft.DBforPostgreSQL servers/flexibleServers ARM id")
+        cluster = str(_req(sv, "cluster", where))
+        if cluster not in clusters:
+            raise WorldError(f"{where}.cluster: '{cluster}' is not listed under postgres_clusters")
+        if any(o.cluster == cluster for o in servers.values()):
+            raise WorldError(f"{where}.cluster: '{cluster}' is already used; each Azure server needs its own cluster")
+        dbs = [Database(str(_req(d, "name", f"{where}.databases[{j}]")), str(d.get("setup_sql") or ""))
+               for j, d in enumerate(sv.get("databases") or [])]
+        servers[sid.lower()] = Server(sid, m["name"], "flexibleServers" if m["kind"].lower() == "flexibleservers"
+                                      else "servers", str(_req(sv, "location", where)).lower(),
+                                      int(_req(sv, "postgres_version", where)), cluster, dbs)
+
+    key_vaults: dict[str, str] = {}
+    secrets: dict[str, Secret] = {}
+    for i, kv in enumerate(raw.get("key_vaults") or []):
+        where = f"key_vaults[{i}]"
+        kid = str(_req(kv, "id", where))
+        m = _KV_ID.match(kid)
+        if not m:
+            raise WorldError(f"{where}.id: '{kid}' is not a Microsoft.KeyVault/vaults ARM id")
+        key_vaults[m["name"].lower()] = kid
+        for j, sec in enumerate(kv.get("secrets") or []):
+            w2 = f"{where}.secrets[{j}]"
+            name = str(_req(sec, "name", w2))
+            server_id = sec.get("server")
+            if server_id is not None and str(server_id).lower() not in servers:
+                raise WorldError(f"{w2}.server: '{server_id}' is not declared under servers")
+            uri = f"https://{m['name'].lower()}.vault.azure.net/secrets/{name}"
+            secrets[uri.lower()] = Secret(uri, name, kid, str(server_id) if server_id else None,
+                                          str(sec.get("user") or "restore_user"), sec.get("value"))
+
+    containers: dict[str, Container] = {}
+    for i, sa in enumerate(raw.get("storage_accounts") or []):
+        where = f"storage_accounts[{i}]"
+        aid = str(_req(sa, "id", where))
+        m = _SA_ID.match(aid)
+        if not m:
+            raise WorldError(f"{where}.id: '{aid}' is not a Microsoft.Storage/storageAccounts ARM id")
+        acct = m["name"].lower()
+        for j, c in enumerate(sa.get("containers") or []):
+            cname = str(_req(c, "name", f"{where}.containers[{j}]"))
+            url = f"https://{acct}.blob.core.windows.net/{cname}"
+            containers[url.lower()] = Container(
+                cname, acct, aid, f"{aid}/blobServices/default/containers/{cname}", url,
+                str(_req(sa, "location", where)).lower(), str(c.get("azurite_container") or f"{acct}-{cname}"))
+
+    vaults: dict[str, Vault] = {}
+    for i, v in enumerate(raw.get("vaults") or []):
+        where = f"vaults[{i}]"
+        vid = str(_req(v, "id", where))
+        m = _VAULT_ID.match(vid)
+        if not m:
+            raise WorldError(f"{where}.id: '{vid}' is not a Microsoft.DataProtection/backupVaults ARM id")
+        redundancy = str(v.get("storage_redundancy", "LocallyRedundant"))
+        if redundancy not in ("GeoRedundant", "LocallyRedundant", "ZoneRedundant"):
+            raise WorldError(f"{where}.storage_redundancy: use GeoRedundant, LocallyRedundant or ZoneRedundant")
+        crr = str(v.get("cross_region_restore", "Disabled"))
+        if crr not in ("Enabled", "Disabled"):
+            raise WorldError(f"{where}.cross_region_restore: use Enabled or Disabled")
+        if crr == "Enabled" and redundancy != "GeoRedundant":
+            raise WorldError(f"{where}: cross_region_restore Enabled needs storage_redundancy GeoRedundant")
+        bis: list[BackupInstance] = []
+        for j, b in enumerate(v.get("backup_instances") or []):
+            w2 = f"{where}.backup_instances[{j}]"
+            name = str(_req(b, "name", w2))
+            ds = str(_req(b, "datasource", w2))
+            if "/databases/" in ds.lower():
+                server_id, db = re.split("/databases/", ds, maxsplit=1, flags=re.IGNORECASE)
+                ds_type = SINGLE
+            else:
+                server_id, db, ds_type = ds, None, FLEXIBLE
+            srv = servers.get(server_id.lower())
+            if srv is None:
+                raise WorldError(f"{w2}.datasource: server '{server_id}' is not declared under servers")
+            if (ds_type == SINGLE) != (srv.kind == "servers"):
+                raise WorldError(f"{w2}.datasource: Single Server datasources are '<servers id>/databases/<db>', "
+                                 "Flexible Server datasources are the flexibleServers id itself")
+            if db is not None and db not in [d.name for d in srv.databases]:
+                raise WorldError(f"{w2}.datasource: database '{db}' is not declared on server '{srv.name}'")
+            rps: list[RecoveryPointSpec] = []
+            for k, rp in enumerate(b.get("recovery_points") or []):
+                w3 = f"{w2}.recovery_points[{k}]"
+                tier = str(rp.get("tier", "vault")).lower()
+                if tier not in ("vault", "archive"):
+                    raise WorldError(f"{w3}.tier: use 'vault' or 'archive'")
+                seed = rp.get("seed_sql") or {}
+                if isinstance(seed, str):
+                    first = db if db is not None else (srv.databases[0].name if srv.databases else "postgres")
+                    seed = {first: seed}
+                if not isinstance(seed, dict):
+                    raise WorldError(f"{w3}.seed_sql: give SQL text or a mapping database -> SQL")
+                rps.append(RecoveryPointSpec(str(rp.get("id") or rp_id_for(name, k)),
+                                             _time(_req(rp, "time", w3), now, f"{w3}.time"), tier,
+                                             {str(kk): str(vv) for kk, vv in seed.items()}))
+            bis.append(BackupInstance(name, vid, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps))
+        vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
+                                    redundancy, crr, str(_req(v, "principal_id", where)),
+                                    str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis)
+        if crr == "Enabled" and vaults[vid.lower()].location not in pairs:
+            raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
+
+    roles = [RoleAssignment(str(_req(r, "principal", f"role_assignments[{i}]")),
+                            str(_req(r, "role", f"role_assignments[{i}]")),
+                            str(_req(r, "scope", f"role_assignments[{i}]")))
+             for i, r in enumerate(raw.get("role_assignments") or [])]
+    subs = [str(_req(s2, "id", f"subscriptions[{i}]")) for i, s2 in enumerate(raw.get("subscriptions") or [])]
+    return World(int(version), settings, pairs, clusters, servers, secrets, key_vaults, containers, vaults, roles, subs)
