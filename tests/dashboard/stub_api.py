@@ -95,7 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
             path = path[len("/dashboard"):]
         elif path.startswith("/dashboard"):
             return self._static(path)
-        elif path.startswith("/api/") and self.headers.get("x-functions-key") != KEY:
+        elif not path.startswith("/api/"):
+            return self._send(404, {"error": {"code": "NotFound", "message": f"no such resource {path}"}})
+        elif self.headers.get("x-functions-key") != KEY:
             return self._send(401, {"error": {"code": "Unauthorized", "message": "missing or wrong function key"}})
         if st.fail_next is not None:
             code, err = st.fail_next

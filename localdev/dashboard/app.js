@@ -1,0 +1,209 @@
+/* Local restore dashboard: polls the status API every 2 s and renders active/recent restores, a stage timeline
+   (bars) per restore and the details of the selected restore. Plain DOM, no dependencies; every value from the
+   API is inserted as text (never as HTML). */
+"use strict";
+
+const REFRESH_MS = 2000;
+const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
+const STATUSES = ["accepted", "validating", "rehydrating", "waiting", "restoring", "succeeded", "failed", "rejected",
+  "cancelled"];
+const STAGES = ["intake", "validate", "rehydrate", "wait", "trigger", "monitor"];
+const API = (new URLSearchParams(location.search).get("api") || "/dashboard/api").replace(/\/$/, "");
+
+let selectedId = null;
+let lastItems = [];
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k === "style") Object.assign(node.style, v);
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function parseTime(s) {
+  if (!s) return null;
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? null : t;
+}
+
+function fmtDuration(ms) {
+  if (ms === null || ms === undefined || Number.isNaN(ms)) return "-";
+  let s = Math.max(0, Math.floor(ms / 1000));
+  const d = Math.floor(s / 86400); s -= d * 86400;
+  const h = Math.floor(s / 3600); s -= h * 3600;
+  const m = Math.floor(s / 60); s -= m * 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  if (d) return `${d}d${pad(h)}h`;
+  if (h) return `${h}h${pad(m)}m`;
+  if (m) return `${m}m${pad(s)}s`;
+  return `${s}s`;
+}
+
+function endTime(r, now) {
+  return TERMINAL.has(r.status) ? (parseTime(r.updated_at) || now) : now;
+}
+
+function elapsed(r, now) {
+  const c = parseTime(r.created_at);
+  return c === null ? null : endTime(r, now) - c;
+}
+
+function nextCheck(r, now) {
+  const t = parseTime(r.next_check_at);
+  if (t === null || TERMINAL.has(r.status)) return "-";
+  return t <= now ? "due" : "in " + fmtDuration(t - now);
+}
+
+function statusColor(status) {
+  return STATUSES.includes(status) ? `var(--${status})` : "var(--accepted)";
+}
+
+function stageColor(stage) {
+  return STAGES.includes(stage) ? `var(--s-${stage})` : "#98a2b3";
+}
+
+function badge(status) {
+  return el("span", { class: "badge status-" + String(status), style: { background: statusColor(status) } },
+    status || "?");
+}
+
+/* Bars: one per stage in stage_times, positioned on the restore's own span (created → end or now). */
+function stageBars(r, now, big) {
+  const box = el("div", { class: "bars" + (big ? " big" : ""), "data-restore": r.id });
+  const start = parseTime(r.created_at);
+  const times = r.stage_times || {};
+  const entries = Object.entries(times).filter(([, t]) => t && parseTime(t.started) !== null);
+  if (start === null || entries.length === 0) return box;
+  const end = Math.max(endTime(r, now), ...entries.map(([, t]) => parseTime(t.finished) || now));
+  const span = Math.max(1, end - start);
+  for (const [stage, t] of entries) {
+    const s = parseTime(t.started);
+    const running = !t.finished;
+    const f = running ? (TERMINAL.has(r.status) ? end : now) : parseTime(t.finished);
+    const left = ((s - start) / span) * 100;
+    const width = Math.max(0.5, ((f - s) / span) * 100);
+    const title = `${stage}: ${fmtDuration(f - s)}${running ? " (running)" : ""}`;
+    box.append(el("div", {
+      class: "bar stage-" + stage + (running ? " running" : ""), "data-stage": stage, title,
+      style: { left: left.toFixed(2) + "%", width: width.toFixed(2) + "%", background: stageColor(stage) },
+    }, big ? title : null));
+  }
+  return box;
+}
+
+function restoreRow(r, now) {
+  const job = r.azure_job_id ? String(r.azure_job_id).split("/").pop() : "-";
+  const tr = el("tr", { class: "restore" + (r.id === selectedId ? " selected" : ""), "data-id": r.id,
+    "data-status": r.status },
+    el("td", { class: "id" }, r.id),
+    el("td", { class: "status" }, badge(r.status)),
+    el("td", { class: "stage" }, r.stage || "-"),
+    el("td", { class: "elapsed" }, fmtDuration(elapsed(r, now))),
+    el("td", { class: "next" }, nextCheck(r, now)),
+    el("td", { class: "job" }, job),
+    el("td", { class: "tl" }, stageBars(r, now, false)));
+  tr.addEventListener("click", () => { selectedId = r.id; renderList(lastItems); refreshDetail(); });
+  return tr;
+}
+
+function renderList(items) {
+  const now = Date.now();
+  const active = items.filter((r) => !TERMINAL.has(r.status));
+  const recent = items.filter((r) => TERMINAL.has(r.status));
+  for (const [id, rows] of [["active", active], ["recent", recent]]) {
+    document.querySelector(`#${id} tbody`).replaceChildren(...rows.map((r) => restoreRow(r, now)));
+    document.getElementById(`${id}-count`).textContent = String(rows.length);
+    document.getElementById(`${id}-empty`).hidden = rows.length > 0;
+    document.getElementById(id).hidden = rows.length === 0;
+  }
+  const counts = {};
+  for (const r of items) counts[r.status] = (counts[r.status] || 0) + 1;
+  document.getElementById("summary").replaceChildren(...STATUSES.filter((s) => counts[s]).map((s) =>
+    el("div", { class: "tile", "data-status": s, style: { borderLeftColor: statusColor(s) } },
+      el("b", {}, counts[s]), s)));
+}
+
+function renderDetail(r) {
+  const now = Date.now();
+  const section = document.getElementById("detail");
+  section.hidden = false;
+  section.dataset.id = r.id;
+  document.getElementById("detail-id").textContent = r.id;
+  const rp = r.recovery_point || {};
+  const target = r.target || {};
+  const fields = [
+    ["Status", badge(r.status)], ["Stage", r.stage || "-"], ["Source", r.source || "-"],
+    ["Backup instance", r.backup_instance_id || "-"],
+    ["Recovery point", `${rp.id || "-"} ${rp.time || ""} (${rp.tier || "-"})`],
+    ["Target", [target.kind || "-", ...Object.entries(target).filter(([k]) => k !== "kind")
+      .map(([k, v]) => `${k}=${v}`)].join(" ")],
+    ["Region", r.region || "-"], ["Azure job", r.azure_job_id || "-"],
+    ["Created", r.created_at || "-"], ["Elapsed", fmtDuration(elapsed(r, now))],
+    ["Deadline", r.deadline || "-"], ["Next check", nextCheck(r, now)],
+  ];
+  document.getElementById("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k),
+    el("dd", {}, v)]));
+  const err = document.getElementById("detail-error");
+  if (r.error) {
+    err.hidden = false;
+    err.replaceChildren(el("b", {}, r.error.code || "Error"), ": ", r.error.message || "",
+      r.error.fix ? el("div", { class: "fix" }, "Fix: ", r.error.fix) : null);
+  } else {
+    err.hidden = true;
+    err.replaceChildren();
+  }
+  document.getElementById("detail-bars").replaceWith(Object.assign(stageBars(r, now, true), { id: "detail-bars" }));
+  document.getElementById("detail-timeline").replaceChildren(...(r.timeline || []).map((e) =>
+    el("li", { "data-status": e.status || "" }, el("time", {}, e.at || ""),
+      `${e.status || ""}${e.stage ? " · " + e.stage : ""} — ${e.message || ""}`)));
+}
+
+async function getJson(path) {
+  const resp = await fetch(API + path, { headers: { Accept: "application/json" }, cache: "no-store" });
+  if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+  return resp.json();
+}
+
+function setConn(state, text) {
+  const c = document.getElementById("conn");
+  c.dataset.state = state;
+  c.textContent = text;
+}
+
+async function refreshList() {
+  const page = await getJson("/restores?limit=100");
+  lastItems = (page && page.items) || [];
+  if (!selectedId || !lastItems.some((r) => r.id === selectedId)) {
+    const first = lastItems.find((r) => !TERMINAL.has(r.status)) || lastItems[0];
+    selectedId = first ? first.id : null;
+  }
+  renderList(lastItems);
+}
+
+async function refreshDetail() {
+  if (!selectedId) { document.getElementById("detail").hidden = true; return; }
+  renderDetail(await getJson("/restores/" + encodeURIComponent(selectedId)));
+}
+
+async function tick() {
+  try {
+    await refreshList();
+    await refreshDetail();
+    setConn("ok", "updated " + new Date().toLocaleTimeString());
+  } catch (e) {
+    setConn("error", "API unreachable: " + e.message + " (is the local stack up? make up)");
+  } finally {
+    setTimeout(tick, REFRESH_MS);
+  }
+}
+
+document.getElementById("legend").replaceChildren(...STAGES.map((s) =>
+  el("span", {}, el("i", { style: { background: stageColor(s) } }), s)));
+tick();
