@@ -1,0 +1,119 @@
+// The Function App (Python 3.11, Linux) on Flex Consumption (default) or a Dedicated App Service plan, running as the
+// user-assigned identity. App settings arrive as ONE object from main.bicep and are applied here unchanged.
+param name string
+param planName string
+param location string
+param tags object
+@allowed(['FlexConsumption', 'Dedicated'])
+param hostingPlan string
+param dedicatedSkuName string
+param flexMaximumInstanceCount int
+param flexInstanceMemoryMB int
+@description('Resource id of the user-assigned identity.')
+param identityId string
+@description('https URL of the blob container holding the Flex deployment package.')
+param deploymentContainerUrl string
+@description('Every app setting (built in main.bicep).')
+param appSettings object
+
+var isFlex = hostingPlan == 'FlexConsumption'
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: isFlex ? 'functionapp' : 'linux'
+  sku: isFlex ? {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  } : {
+    name: dedicatedSkuName
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: false
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  //checkov:skip=CKV_AZURE_17: incoming client certificates are not used; callers authenticate to the HTTP API with function keys (or Easy Auth added by the operator), queue/timer triggers take no inbound HTTP.
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    functionAppConfig: isFlex ? {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: flexMaximumInstanceCount
+        instanceMemoryMB: flexInstanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    } : null
+    siteConfig: {
+      linuxFxVersion: isFlex ? null : 'PYTHON|3.11'
+      alwaysOn: isFlex ? null : true
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+    }
+  }
+}
+
+// Publishing with basic (user/password) credentials is off: azd deploys with Entra ID tokens.
+resource ftpCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
+  // checkov reads every sites/config resource as the web config; this one is only the app settings dictionary.
+  //checkov:skip=CKV_AZURE_13: App Service Authentication (Easy Auth) is the operator's choice; the HTTP API uses function keys and the other triggers are not HTTP.
+  //checkov:skip=CKV_AZURE_63: HTTP logging is a web config property, not an app setting; the app logs to Application Insights.
+  //checkov:skip=CKV_AZURE_65: detailed error pages are a web config property, not an app setting; not relevant to a Functions API.
+  //checkov:skip=CKV_AZURE_66: failed request tracing is a web config property, not an app setting; requests are traced in Application Insights.
+  //checkov:skip=CKV_AZURE_80: .NET Framework version does not apply to a Python app.
+  //checkov:skip=CKV_AZURE_88: Azure Files content share does not apply: Flex deploys from a blob container and Dedicated runs from the zip package.
+  parent: site
+  name: 'appsettings'
+  properties: appSettings
+}
+
+output id string = site.id
+output name string = site.name
+output uri string = 'https://${site.properties.defaultHostName}'

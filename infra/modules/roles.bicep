@@ -1,0 +1,148 @@
+// ALL role assignments of the deployment, and every built-in role id it uses (one named variable + comment each).
+// Cross-scope assignments go through two id-free helpers: role-assignment-at-resource.bicep (deployed into the target's
+// resource group via resourceGroup(sub, rg) parsed from the ARM id) and role-assignment-at-subscription.bicep.
+// The three custom Data Protection roles are defined in restore-operator-roles.bicep (why custom: see there).
+
+@description('Principal (object) id of the app user-assigned identity.')
+param appPrincipalId string
+param storageAccountName string
+param appInsightsName string
+@description('ARM ids of the Backup vaults the app restores from.')
+param backupVaultIds array
+param vaultOperatorRoleGuid string
+param crossRegionRoleGuid string
+param operationStatusRoleGuid string
+@description('Optional grants for the VAULT identities on restore targets: {enabled, vaultPrincipalIds, targetServerIds, keyVaultIds, targetContainerIds}.')
+param restoreTargetAccess object
+
+// --- built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles)
+// Storage Queue Data Contributor: read/add/update/delete queue messages (stage queues, RestoreStorage + host).
+var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// Storage Table Data Contributor: state rows, timeline, idempotency index.
+var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+// Storage Blob Data Owner: AzureWebJobsStorage (host locks, timer state) and the Flex deployment container need it.
+var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+// Monitoring Metrics Publisher: send telemetry to Application Insights with local auth disabled (Entra ID ingestion).
+var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
+// Reader: the vault identity reads the target PostgreSQL server (restore as database).
+var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+// Key Vault Secrets User: the vault identity reads the target connection-string secret (restore as database).
+var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
+// Storage Blob Data Contributor: the vault identity writes dump files into the target container (restore as files).
+var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+
+resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+var storageRoles = [
+  storageQueueDataContributor
+  storageTableDataContributor
+  storageBlobDataOwner
+]
+
+resource appStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleGuid in storageRoles: {
+  name: guid(storageAccount.id, appPrincipalId, roleGuid)
+  scope: storageAccount
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleGuid)
+    description: 'restore orchestrator: own storage (queues, tables, host blobs, deployment package)'
+  }
+}]
+
+resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, appPrincipalId, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    description: 'restore orchestrator: Entra ID telemetry ingestion'
+  }
+}
+
+// --- Data Protection rights of the app identity (custom roles from restore-operator-roles.bicep)
+module vaultOperator 'role-assignment-at-resource.bicep' = [for (vaultId, i) in backupVaultIds: {
+  name: 'vault-operator-${i}'
+  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  params: {
+    principalIds: [
+      appPrincipalId
+    ]
+    roleDefinitionGuid: vaultOperatorRoleGuid
+    targetResourceId: vaultId
+    description: 'restore orchestrator: read and restore from this vault'
+  }
+}]
+
+module crossRegion 'role-assignment-at-resource.bicep' = [for (vaultId, i) in backupVaultIds: {
+  name: 'vault-cross-region-${i}'
+  scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+  params: {
+    principalIds: [
+      appPrincipalId
+    ]
+    roleDefinitionGuid: crossRegionRoleGuid
+    targetResourceId: '/subscriptions/${split(vaultId, '/')[2]}/resourceGroups/${split(vaultId, '/')[4]}'
+    description: 'restore orchestrator: Cross Region Restore calls of the vaults in this resource group'
+  }
+}]
+
+var vaultSubscriptionIdsAll = [for vaultId in backupVaultIds: split(vaultId, '/')[2]]
+var vaultSubscriptionIds = union(vaultSubscriptionIdsAll, [])
+
+module operationStatus 'role-assignment-at-subscription.bicep' = [for (subId, i) in vaultSubscriptionIds: {
+  name: 'operation-status-${i}'
+  scope: subscription(subId)
+  params: {
+    principalId: appPrincipalId
+    roleDefinitionGuid: operationStatusRoleGuid
+    description: 'restore orchestrator: poll Data Protection long-running operations'
+  }
+}]
+
+// --- Optional: restore-target permissions of the VAULT identities (what design.md says must otherwise be granted by hand)
+var targetsEnabled = contains(restoreTargetAccess, 'enabled') && restoreTargetAccess.enabled
+var vaultPrincipals = targetsEnabled ? restoreTargetAccess.vaultPrincipalIds : []
+var targetServers = targetsEnabled && contains(restoreTargetAccess, 'targetServerIds') ? restoreTargetAccess.targetServerIds : []
+var targetKeyVaults = targetsEnabled && contains(restoreTargetAccess, 'keyVaultIds') ? restoreTargetAccess.keyVaultIds : []
+var targetContainers = targetsEnabled && contains(restoreTargetAccess, 'targetContainerIds') ? restoreTargetAccess.targetContainerIds : []
+
+module targetServerReader 'role-assignment-at-resource.bicep' = [for (targetId, i) in targetServers: {
+  name: 'target-server-${i}'
+  scope: resourceGroup(split(targetId, '/')[2], split(targetId, '/')[4])
+  params: {
+    principalIds: vaultPrincipals
+    roleDefinitionGuid: reader
+    targetResourceId: targetId
+    description: 'Backup vault identity: read the restore target server'
+  }
+}]
+
+module targetSecretsUser 'role-assignment-at-resource.bicep' = [for (targetId, i) in targetKeyVaults: {
+  name: 'target-keyvault-${i}'
+  scope: resourceGroup(split(targetId, '/')[2], split(targetId, '/')[4])
+  params: {
+    principalIds: vaultPrincipals
+    roleDefinitionGuid: keyVaultSecretsUser
+    targetResourceId: targetId
+    description: 'Backup vault identity: read the target connection-string secret'
+  }
+}]
+
+module targetContainerWriter 'role-assignment-at-resource.bicep' = [for (targetId, i) in targetContainers: {
+  name: 'target-container-${i}'
+  scope: resourceGroup(split(targetId, '/')[2], split(targetId, '/')[4])
+  params: {
+    principalIds: vaultPrincipals
+    roleDefinitionGuid: storageBlobDataContributor
+    targetResourceId: targetId
+    description: 'Backup vault identity: write restored dump files into the target container'
+  }
+}]

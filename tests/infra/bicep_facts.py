@@ -1,0 +1,155 @@
+"""Facts read from the Bicep templates for the infra tests (offline: pycep-parser, no Azure, no bicep CLI).
+
+Consumes: ``infra/**/*.bicep`` and ``function_app.py`` from the repository.
+Produces: the app setting names the templates set, the ``%NAME%`` binding expressions the app uses, and the scans
+(secrets, role ids) the tests assert on. Each extractor also runs on small synthetic inputs in the tests, so a broken
+extractor fails loudly instead of making the parity checks vacuous.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pycep import BicepParser
+
+ROOT = Path(__file__).resolve().parents[2]
+INFRA = ROOT / "infra"
+MAIN_BICEP = INFRA / "main.bicep"
+ROLES_BICEP = INFRA / "modules" / "roles.bicep"
+FUNCTION_APP = ROOT / "function_app.py"
+
+#: Variable in main.bicep that holds THE app settings, and the variables it unions in by name.
+APP_SETTINGS_VAR = "appSettings"
+
+#: Settings the platform reads (not restore_core), with the reason they are allowed in the Bicep.
+PLATFORM_SETTINGS: dict[str, str] = {
+    "FUNCTIONS_EXTENSION_VERSION": "Functions runtime version on App Service plans (Flex sets it in functionAppConfig)",
+    "FUNCTIONS_WORKER_RUNTIME": "language worker on App Service plans (Flex sets it in functionAppConfig)",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion for the host's telemetry (local auth disabled)",
+}
+#: Prefixes of identity-based connection settings read by the Functions host / the storage bindings.
+PLATFORM_PREFIXES: dict[str, str] = {
+    "AzureWebJobsStorage__": "host storage connection, identity-based (read by the Functions host)",
+    "RestoreStorage__": "the app's storage connection, identity-based (bindings connection='RestoreStorage' and "
+    "restore_core.config.STORAGE_CONNECTION)",
+}
+
+SECRET_PATTERNS: dict[str, re.Pattern[str]] = {
+    "listKeys(": re.compile(r"listKeys\s*\(", re.IGNORECASE),
+    "AccountKey=": re.compile(r"AccountKey\s*=", re.IGNORECASE),
+    "SharedAccessSignature": re.compile(r"SharedAccessSignature", re.IGNORECASE),
+    "listAccountSas/listServiceSas": re.compile(r"list(Account|Service)Sas\s*\(", re.IGNORECASE),
+    "connection string with a key": re.compile(r"DefaultEndpointsProtocol=[^'\"\n]*(Key|Signature)=", re.IGNORECASE),
+    "instrumentation key literal": re.compile(r"InstrumentationKey=[0-9a-f-]{36}", re.IGNORECASE),
+}
+
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def bicep_files() -> list[Path]:
+    return sorted(INFRA.rglob("*.bicep"))
+
+
+def parse(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = BicepParser().parse(file_path=path)
+    return result
+
+
+def parse_text(text: str, tmp_dir: Path) -> dict[str, Any]:
+    path = tmp_dir / "snippet.bicep"
+    path.write_text(text)
+    return parse(path)
+
+
+def _object_keys(node: Any, variables: dict[str, Any], seen: set[str]) -> Iterator[str]:
+    """Keys of every object literal reachable from ``node``; a bare string naming a variable is followed."""
+    if isinstance(node, dict):
+        if "function" in node or "operator" in node:
+            inner = node.get("function") or node.get("operator")
+            args = inner.get("parameters") or inner.get("operands") or {}
+            for value in args.values():
+                yield from _object_keys(value, variables, seen)
+            return
+        for key, value in node.items():
+            yield key
+            # values are settings, not nested settings objects: do not descend
+            del value
+    elif isinstance(node, str) and node in variables and node not in seen:
+        seen.add(node)
+        yield from _object_keys(variables[node]["value"], variables, seen)
+
+
+def app_setting_names(parsed_main: dict[str, Any], var_name: str = APP_SETTINGS_VAR) -> set[str]:
+    """Names of the app settings built in ``var <var_name> = union(...)`` of a parsed main.bicep."""
+    variables = parsed_main.get("variables", {})
+    if var_name not in variables:
+        raise AssertionError(f"main.bicep has no variable {var_name!r}: the app settings must be built in one place")
+    # the value of the variable is a union(...) call or an object literal
+    top = variables[var_name]["value"]
+    names: set[str] = set()
+    if isinstance(top, dict) and not ("function" in top or "operator" in top):
+        names.update(top)
+    else:
+        names.update(_object_keys(top, variables, {var_name}))
+    return names
+
+
+def object_var(parsed: dict[str, Any], var_name: str) -> dict[str, Any]:
+    value = parsed["variables"][var_name]["value"]
+    if not isinstance(value, dict):
+        raise AssertionError(f"variable {var_name!r} is not an object literal")
+    return value
+
+
+def binding_setting_names(function_app_source: str) -> set[str]:
+    """Every ``%NAME%`` binding expression in function_app.py source."""
+    return set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", function_app_source))
+
+
+def is_platform_setting(name: str) -> bool:
+    return name in PLATFORM_SETTINGS or any(name.startswith(p) for p in PLATFORM_PREFIXES)
+
+
+def code_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Lines of a Bicep file without ``//`` comments (string-aware enough for our templates)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        code = re.sub(r"^\s*//.*$", "", line)
+        code = re.sub(r"\s//\s.*$", "", code)
+        yield number, code
+
+
+def secret_findings(files: Iterable[Path]) -> list[str]:
+    findings = []
+    for path in files:
+        text = path.read_text()
+        for label, pattern in SECRET_PATTERNS.items():
+            for match in pattern.finditer(text):
+                line = text.count("\n", 0, match.start()) + 1
+                findings.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line}: {label}")
+    return findings
+
+
+def role_guid_literals_outside(files: Iterable[Path], allowed: Path) -> list[str]:
+    """GUID literals in code (not comments) of any Bicep file other than ``allowed``."""
+    findings = []
+    for path in files:
+        if path == allowed:
+            continue
+        for number, code in code_lines(path.read_text()):
+            if GUID.search(code):
+                findings.append(f"{path.name}:{number}: {code.strip()}")
+    return findings
+
+
+def role_vars_without_comment(text: str) -> list[str]:
+    """``var x = '<guid>'`` lines not directly preceded by a ``//`` comment line."""
+    lines = text.splitlines()
+    bad = []
+    for i, line in enumerate(lines):
+        if re.match(r"\s*var\s+\w+\s*=\s*'" + GUID.pattern + "'", line):
+            if i == 0 or not lines[i - 1].strip().startswith("//"):
+                bad.append(line.strip())
+    return bad
