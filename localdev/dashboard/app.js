@@ -8,7 +8,8 @@ const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
 const STATUSES = ["accepted", "validating", "rehydrating", "waiting", "restoring", "succeeded", "failed", "rejected",
   "cancelled"];
 const STAGES = ["intake", "validate", "rehydrate", "wait", "trigger", "monitor"];
-const API = (new URLSearchParams(location.search).get("api") || "/dashboard/api").replace(/\/$/, "");
+const API = (new URLSearchParams(location.search).get("api") || new URL("api", location.href).pathname)
+  .replace(/\/$/, "");
 
 let selectedId = null;
 let lastItems = [];

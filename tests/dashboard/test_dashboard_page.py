@@ -116,6 +116,15 @@ def test_selected_failed_restore_shows_error_fix_and_escapes_text(tmp_path: Path
     assert "<img" not in page
 
 
+def test_mount_without_trailing_slash_still_loads_assets_and_data(tmp_path: Path) -> None:
+    with stub_api() as (url, state):
+        seed(state)
+        page = run_chromium(url + "/dashboard", tmp_path, "--dump-dom").stdout
+        paths = [r["path"] for r in state.requests]
+    assert "/dashboard/app.js" in paths and "/dashboard/api/restores" in paths
+    assert 'data-id="r-active"' in page and 'data-state="ok"' in page
+
+
 def test_unreachable_api_is_reported_on_the_page(tmp_path: Path) -> None:
     with stub_api() as (url, _):
         page = run_chromium(url + "/dashboard/index.html?api=/nowhere", tmp_path, "--dump-dom").stdout
