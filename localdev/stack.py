@@ -208,8 +208,8 @@ class Stack:
             dsns = self._start_clusters(clusters)
             ready = self._start_emulator(conn)
             self._base_settings = self._settings(conn, ready)
-            self._function_key = secrets.token_urlsafe(24)
-            self._master_key = secrets.token_urlsafe(24)
+            self._function_key = secrets.token_hex(24)
+            self._master_key = secrets.token_hex(24)
             self.start_host()
             port = self.components["funchost"]["port"]
             self.env = {
@@ -307,9 +307,9 @@ class Stack:
         state = self.dir / "dpemu"
         state.mkdir(parents=True, exist_ok=True)
         ready_file = state / "ready.json"
-        token = secrets.token_urlsafe(24)
+        token = secrets.token_hex(24)
         cmd = [sys.executable, "-m", "localdev.dpemu", "--world", str(self.world), "--clusters",
-               str(self.dir / "clusters.json"), "--state-dir", str(state), "--port", "0", "--token", token,
+               str(self.dir / "clusters.json"), "--state-dir", str(state), "--port", "0", f"--token={token}",
                "--ready-file", str(ready_file)]
         if self.time_scale is not None:
             cmd += ["--time-scale", str(self.time_scale)]
@@ -350,8 +350,8 @@ class Stack:
         previous = self.components.get("funchost", {}).get("port")
         port = previous or self.http_port  # a restart keeps the port a `0` start got
         cmd = [sys.executable, "-m", "localdev.funchost", "--app-dir", str(self.app_dir), "--settings",
-               str(settings_path), "--port", str(port), "--function-key", self._function_key,
-               "--master-key", self._master_key, "--ready-file", str(ready_file)]
+               str(settings_path), "--port", str(port), f"--function-key={self._function_key}",
+               f"--master-key={self._master_key}", "--ready-file", str(ready_file)]
         if DASHBOARD_DIR.is_dir():
             cmd += ["--static", f"/dashboard={DASHBOARD_DIR}"]
         self._spawn("funchost", cmd, os.environ, "localdev.funchost")

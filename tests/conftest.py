@@ -1,0 +1,86 @@
+"""Shared fixtures for integration tests: ONE local stack per test session, and a small API client.
+
+``local_stack``: a :class:`localdev.stack.Stack` in a temp dir (free ports everywhere) with the demo world and the
+real ``function_app.py``; ``local_stack.env`` holds the stack.env values. Tests using it (or ``api``) are marked
+``integration`` automatically. ``api``: ``api.get(path)`` / ``api.post(path, json, headers)`` → (status, json or
+None, headers), with the function key; ``path`` is relative to RESTORE_API_URL (``/restores`` → ``/api/restores``).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from localdev.stack import DEFAULT_WORLD, Stack
+
+STACK_FIXTURES = {"local_stack", "api"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(tmp_path_factory.mktemp("stack"), DEFAULT_WORLD, http_port=0)
+    stack.up()  # raises StackError naming the component and its log tail if anything fails
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+class Api:
+    """Minimal client of the restore HTTP API (stdlib only; sends the function key)."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        u = urlsplit(base_url)
+        self.host, self.port, self.prefix = u.hostname or "127.0.0.1", u.port, u.path.rstrip("/")
+        self.key = key
+
+    def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
+                *, with_key: bool = True) -> tuple[int, Any, dict[str, str]]:
+        hdrs = {"Accept": "application/json", **(headers or {})}
+        if with_key:
+            hdrs.setdefault("x-functions-key", self.key)
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request(method, self.prefix + "/" + path.lstrip("/"), body=data, headers=hdrs)
+            resp = conn.getresponse()
+            raw = resp.read()
+            resp_headers = {k.lower(): v for k, v in resp.getheaders()}
+        finally:
+            conn.close()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode(errors="replace")
+        return resp.status, parsed, resp_headers
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None, **kw: Any) -> tuple[int, Any, dict[str, str]]:
+        return self.request("GET", path, None, headers, **kw)
+
+    def post(self, path: str, json: Any = None, headers: Mapping[str, str] | None = None,
+             **kw: Any) -> tuple[int, Any, dict[str, str]]:
+        return self.request("POST", path, json, headers, **kw)
+
+
+@pytest.fixture
+def api(local_stack: Stack) -> Api:
+    return Api(local_stack.env["RESTORE_API_URL"], local_stack.env["RESTORE_API_KEY"])
+
+
+def repo_root() -> Path:
+    return Path(__file__).resolve().parents[1]
