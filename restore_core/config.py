@@ -28,7 +28,6 @@ QUEUE_EVENTS = "RESTORE_QUEUE_EVENTS"
 
 # --- tables
 TABLE_RESTORES = "RESTORE_TABLE_RESTORES"
-TABLE_TIMELINE = "RESTORE_TABLE_TIMELINE"
 TABLE_IDEMPOTENCY = "RESTORE_TABLE_IDEMPOTENCY"
 
 # --- timer
@@ -37,7 +36,7 @@ WATCHDOG_SCHEDULE = "RESTORE_WATCHDOG_SCHEDULE"
 # --- Azure Resource Manager / Data Protection
 DATAPROTECTION_ENDPOINT = "DATAPROTECTION_ENDPOINT"
 DATAPROTECTION_CA_BUNDLE = "DATAPROTECTION_CA_BUNDLE"
-DATAPROTECTION_TOKEN = "DATAPROTECTION_TOKEN"
+DATAPROTECTION_TOKEN = "DATAPROTECTION_TOKEN"  # noqa: S105 - a setting name, not a value
 AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 # --- behaviour
@@ -47,6 +46,7 @@ POLL_MIN_SECONDS = "RESTORE_POLL_MIN_SECONDS"
 POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
 MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
+TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -62,15 +62,15 @@ DEFAULTS: Mapping[str, str] = {
     QUEUE_MONITOR: "restore-monitor",
     QUEUE_EVENTS: "restore-events",
     TABLE_RESTORES: "restores",
-    TABLE_TIMELINE: "restoretimeline",
     TABLE_IDEMPOTENCY: "restoreidempotency",
     WATCHDOG_SCHEDULE: "0 */1 * * * *",
     DATAPROTECTION_ENDPOINT: "https://management.azure.com",
     DEADLINE_HOURS: "48",
     POLL_MIN_SECONDS: "30",
-    POLL_MAX_SECONDS: "900",
+    POLL_MAX_SECONDS: "300",
     MAX_DEQUEUE_COUNT: "5",
     ARM_MAX_RETRIES: "6",
+    TRIGGER_GRACE_SECONDS: "660",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
 }
@@ -78,9 +78,10 @@ DEFAULTS: Mapping[str, str] = {
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
 ALL_SETTINGS: tuple[str, ...] = (
     QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS,
-    TABLE_RESTORES, TABLE_TIMELINE, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
+    TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
     RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
+    TRIGGER_GRACE_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
 )
 
@@ -110,7 +111,6 @@ class Settings:
     storage: StorageConnection
     queues: Mapping[str, str]
     table_restores: str
-    table_timeline: str
     table_idempotency: str
     dataprotection_endpoint: str
     dataprotection_ca_bundle: str | None
@@ -122,6 +122,7 @@ class Settings:
     poll_max_seconds: float
     max_dequeue_count: int
     arm_max_retries: int
+    trigger_grace_seconds: float
     appinsights_connection_string: str | None = field(repr=False)
     telemetry_exporter: str
     otlp_endpoint: str | None
@@ -195,7 +196,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         storage=_storage(env),
         queues=queues,
         table_restores=str(_get(env, TABLE_RESTORES)),
-        table_timeline=str(_get(env, TABLE_TIMELINE)),
         table_idempotency=str(_get(env, TABLE_IDEMPOTENCY)),
         dataprotection_endpoint=endpoint,
         dataprotection_ca_bundle=_get(env, DATAPROTECTION_CA_BUNDLE),
@@ -207,6 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_max_seconds=poll_max,
         max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
+        trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),
         appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
         telemetry_exporter=exporter,
         otlp_endpoint=_get(env, OTLP_ENDPOINT),

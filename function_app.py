@@ -1,0 +1,94 @@
+"""Azure Functions entry points: thin triggers only (decode, delegate, return). All logic lives in restore_core/.
+
+Bindings read their queue names and schedule from app settings (%NAME%); the names are defined once in
+restore_core/config.py and set in infra/ (Bicep) and local.settings.sample.json.
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from restore_core import api, intake, pipeline, runtime, watchdog
+from restore_core.models import Stage
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+CONN = "RestoreStorage"
+
+
+def _http(resp: api.ApiResponse) -> func.HttpResponse:
+    return func.HttpResponse(resp.json(), status_code=resp.status, headers=resp.headers, mimetype="application/json")
+
+
+def _base_url(req: func.HttpRequest) -> str:
+    return str(req.url).split("?", 1)[0].split("/restores", 1)[0]
+
+
+@app.route(route="restores", methods=["POST"])
+def restores_create(req: func.HttpRequest) -> func.HttpResponse:
+    """Start a restore (idempotent). Contract: restore_core/api.py create."""
+    return _http(api.create(req.get_body(), headers=dict(req.headers), base_url=_base_url(req), deps=runtime.deps()))
+
+
+@app.route(route="restores/{id}", methods=["GET"])
+def restores_get(req: func.HttpRequest) -> func.HttpResponse:
+    """Status resource of one restore, with its timeline."""
+    return _http(api.get(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
+@app.route(route="restores", methods=["GET"])
+def restores_list(req: func.HttpRequest) -> func.HttpResponse:
+    """Restores by status and creation time, paged."""
+    return _http(api.list_restores(dict(req.params), deps=runtime.deps()))
+
+
+@app.route(route="restores/{id}/cancel", methods=["POST"])
+def restores_cancel(req: func.HttpRequest) -> func.HttpResponse:
+    """Cancel before the trigger; 409 afterwards (Azure cannot cancel a restore job)."""
+    return _http(api.cancel(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_REQUESTS%", connection=CONN)
+def restore_requests(msg: func.QueueMessage) -> None:
+    """Intake door for other systems and Azure Monitor alerts. Contract: restore_core/intake.py."""
+    intake.from_queue(msg.get_body(), message_id=msg.id or "", deps=runtime.deps())
+
+
+def _stage(stage: Stage, msg: func.QueueMessage) -> None:
+    pipeline.handle(stage, msg.get_body(), message_id=msg.id or "", dequeue_count=msg.dequeue_count or 1,
+                    deps=runtime.deps(), inserted_at=msg.insertion_time)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_VALIDATE%", connection=CONN)
+def restore_validate(msg: func.QueueMessage) -> None:
+    """Stage validate. Contract: restore_core/stages/validate.py."""
+    _stage(Stage.VALIDATE, msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_REHYDRATE%", connection=CONN)
+def restore_rehydrate(msg: func.QueueMessage) -> None:
+    """Stage rehydrate. Contract: restore_core/stages/rehydrate.py."""
+    _stage(Stage.REHYDRATE, msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_WAIT%", connection=CONN)
+def restore_wait(msg: func.QueueMessage) -> None:
+    """Stage wait. Contract: restore_core/stages/wait.py."""
+    _stage(Stage.WAIT, msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_TRIGGER%", connection=CONN)
+def restore_trigger(msg: func.QueueMessage) -> None:
+    """Stage trigger (exactly once). Contract: restore_core/stages/trigger.py."""
+    _stage(Stage.TRIGGER, msg)
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_MONITOR%", connection=CONN)
+def restore_monitor(msg: func.QueueMessage) -> None:
+    """Stage monitor. Contract: restore_core/stages/monitor.py."""
+    _stage(Stage.MONITOR, msg)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%RESTORE_WATCHDOG_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def restore_watchdog(timer: func.TimerRequest) -> None:
+    """Re-drives overdue restores, batches per-vault checks, enforces deadlines. Contract: restore_core/watchdog.py."""
+    watchdog.tick(runtime.deps(), past_due=bool(timer.past_due))

@@ -1,0 +1,98 @@
+"""Azure Monitor common alert schema → restore request, through configured restore plans.
+
+``RESTORE_PLANS`` (JSON) maps an alerted resource id (case-insensitive) to a plan::
+
+    {"/subscriptions/.../servers/pgsrv01": {
+        "backup_instance": {"id": ".../backupInstances/pgsrv01-salesdb-..."},
+        "target": {"kind": "database", "server_id": "...", "secret_uri": "...",
+                   "database_name": "salesdb_alert_{fired:%Y%m%d%H%M}"},
+        "recovery_point": "latest_before_alert",          # or "latest"
+        "region": "primary", "rehydration": {...}, "deadline_hours": 24}}
+
+String values in ``target`` may use ``{fired:<strftime>}``, ``{alert_short}`` (first 8 characters of the alert's
+guid) and ``{resource_name}``. The alert id is the idempotency key: a re-fired or redelivered alert starts nothing new.
+Only ``monitorCondition == "Fired"`` starts a restore.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from datetime import datetime
+from typing import Any
+
+from .errors import RequestError
+from .records import iso, parse_time
+
+SCHEMA_ID = "azureMonitorCommonAlertSchema"
+_ALLOWED_FIELDS = {"fired", "alert_short", "resource_name"}
+
+
+def is_alert(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("schemaId") == SCHEMA_ID
+
+
+def _render(template: str, values: dict[str, Any], field: str) -> str:
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None and name not in _ALLOWED_FIELDS:
+            raise RequestError(f"restore plan field {field} uses unknown placeholder {{{name}}}", field=field,
+                               fix=f"use only {sorted(_ALLOWED_FIELDS)} in RESTORE_PLANS", code="InvalidRestorePlan")
+    return template.format(**values)
+
+
+def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Returns (request body, idempotency key). Raises :class:`RequestError` naming what is missing."""
+    ess = data.get("data", {}).get("essentials") if isinstance(data.get("data"), dict) else None
+    if not isinstance(ess, dict):
+        raise RequestError("alert payload has no data.essentials", field="data.essentials",
+                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+    alert_id = ess.get("alertId")
+    if not isinstance(alert_id, str) or not alert_id:
+        raise RequestError("alert payload has no data.essentials.alertId", field="data.essentials.alertId",
+                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+    condition = ess.get("monitorCondition")
+    if condition != "Fired":
+        raise RequestError(f"alert condition is {condition!r}; only Fired alerts start a restore",
+                           field="data.essentials.monitorCondition", fix="nothing to do for resolved alerts",
+                           code="AlertNotFired")
+    targets = ess.get("alertTargetIDs")
+    if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
+        raise RequestError("alert payload has no alertTargetIDs", field="data.essentials.alertTargetIDs",
+                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+    lowered = {k.lower(): v for k, v in plans.items()}
+    resource = next((t for t in targets if t.lower() in lowered), None)
+    if resource is None:
+        raise RequestError(f"no restore plan for alerted resource {targets[0]}", field="RESTORE_PLANS",
+                           fix="add a plan keyed by this resource id to the RESTORE_PLANS setting",
+                           code="NoRestorePlan")
+    plan = lowered[resource.lower()]
+    try:
+        fired = parse_time(ess.get("firedDateTime"))
+    except (TypeError, ValueError):
+        fired = None
+    if fired is None:
+        raise RequestError("alert payload has no valid firedDateTime", field="data.essentials.firedDateTime",
+                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+    values = {"fired": fired, "alert_short": re.sub(r"[^0-9a-f]", "", alert_id.rsplit("/", 1)[-1].lower())[:8],
+              "resource_name": resource.rstrip("/").rsplit("/", 1)[-1]}
+    target = {k: _render(v, values, f"target.{k}") if isinstance(v, str) else v
+              for k, v in dict(plan.get("target") or {}).items()}
+    body: dict[str, Any] = {"backup_instance": plan.get("backup_instance"), "target": target,
+                            "region": plan.get("region", "primary"),
+                            "description": f"alert {ess.get('alertRule') or ''} fired {iso(fired)}".strip()}
+    point = plan.get("recovery_point", "latest_before_alert")
+    if point == "latest_before_alert":
+        body["recovery_point"] = {"latest_before": iso(fired)}
+    elif point != "latest":
+        body["recovery_point"] = point
+    for optional in ("rehydration", "deadline_hours"):
+        if optional in plan:
+            body[optional] = plan[optional]
+    return body, f"alert:{alert_id}"
+
+
+def fired_at(data: dict[str, Any]) -> datetime | None:
+    try:
+        return parse_time(data["data"]["essentials"]["firedDateTime"])
+    except (KeyError, TypeError, ValueError):
+        return None

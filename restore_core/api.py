@@ -1,0 +1,178 @@
+"""HTTP handlers behind the thin triggers: kickoff, status, list, cancel.
+
+Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_app.py`` only converts it.
+- ``POST /api/restores`` → 202 + ``Location`` of the status resource; the same idempotency key answers with the
+  same restore (200 when it already existed); 400/409/413 with ``{"error": {code, message, field, fix}}``.
+- ``GET /api/restores/{id}`` → the status resource with its timeline; 404 when unknown.
+- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``.
+- ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
+  cancel a restore job) or when already terminal.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from . import telemetry
+from .deps import Deps
+from .errors import RequestError
+from .models import Status, parse_request
+from .records import TimelineEvent, parse_time
+from .store import ConcurrencyError, days_between
+from .transitions import CANCELLABLE
+
+log = telemetry.get_logger("api")
+_ID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{10}$")
+MAX_LIMIT = 200
+MAX_LIST_DAYS = 31
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, separators=(",", ":"))
+
+
+def _error(exc: RequestError) -> ApiResponse:
+    return ApiResponse(exc.status, {"error": exc.to_dict()})
+
+
+def _not_found(restore_id: str) -> ApiResponse:
+    return ApiResponse(404, {"error": {"code": "RestoreNotFound", "message": f"no restore {restore_id!r}",
+                                       "field": "id", "fix": "check the id returned by POST /api/restores"}})
+
+
+def status_url(base_url: str, restore_id: str) -> str:
+    return f"{base_url.rstrip('/')}/restores/{restore_id}"
+
+
+def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -> ApiResponse:
+    from .intake import submit
+
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        req = parse_request(body)
+        key = lower.get("idempotency-key")
+        if key is not None and not (0 < len(key) <= 200 and re.fullmatch(r"[\x21-\x7e]+", key)):
+            raise RequestError("Idempotency-Key header must be 1-200 visible ASCII characters",
+                               field="Idempotency-Key", fix="send a shorter key without spaces")
+        with telemetry.stage_span("intake", restore_id="pending", traceparent=lower.get("traceparent")) as span:
+            rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent)
+            span.set("id", rec.id)
+    except RequestError as exc:
+        return _error(exc)
+    url = status_url(base_url, rec.id)
+    body_out = {"id": rec.id, "status": rec.status.value, "status_url": url, "created": created}
+    return ApiResponse(202 if created else 200, body_out, {"Location": url, "Retry-After": "5"})
+
+
+def get(restore_id: str, *, deps: Deps) -> ApiResponse:
+    if not _ID.match(restore_id or ""):
+        return _not_found(restore_id)
+    rec = deps.store.get(restore_id)
+    if rec is None:
+        return _not_found(restore_id)
+    body = rec.summary()
+    body["timeline"] = [ev.to_dict() for ev in deps.store.timeline(restore_id)]
+    return ApiResponse(200, body)
+
+
+def _parse_continuation(token: str) -> tuple[str, str]:
+    try:
+        day, after = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
+        return day, after
+    except Exception:  # noqa: BLE001 - any malformed token
+        raise RequestError("continuation token is not valid", field="continuation",
+                           fix="pass the continuation value from the previous page unchanged") from None
+
+
+def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
+    now = deps.clock()
+    try:
+        status = params.get("status")
+        statuses = {s.strip() for s in status.split(",")} if status else None
+        if statuses and not statuses <= {s.value for s in Status}:
+            raise RequestError(f"unknown status in {status!r}", field="status",
+                               fix=f"use one or more of {', '.join(s.value for s in Status)}")
+        since = parse_time(params["since"]) if params.get("since") else now - timedelta(days=1)
+        until = parse_time(params["until"]) if params.get("until") else now
+        assert since is not None and until is not None
+        if until < since:
+            raise RequestError("until is before since", field="until", fix="swap since and until")
+        if (until - since).days > MAX_LIST_DAYS:
+            raise RequestError(f"the window is longer than {MAX_LIST_DAYS} days", field="since",
+                               fix="narrow since/until; page through longer periods window by window")
+        limit = int(params.get("limit", "50"))
+        if not 1 <= limit <= MAX_LIMIT:
+            raise RequestError(f"limit must be 1..{MAX_LIMIT}", field="limit", fix=f"use a limit up to {MAX_LIMIT}")
+        start_day, after = _parse_continuation(params["continuation"]) if params.get("continuation") else ("", "")
+    except ValueError as exc:
+        return _error(RequestError(f"bad query parameter: {exc}", field="query",
+                                   fix="since/until are ISO-8601 times with a zone, limit an integer"))
+    except RequestError as exc:
+        return _error(exc)
+    items: list[dict[str, Any]] = []
+    next_token = None
+    for day in days_between(since, until):
+        key = day.strftime("%Y%m%d")
+        if start_day and key < start_day:
+            continue
+        for rec in deps.store.list_day(day, after_id=after if key == start_day else None):
+            if not (since <= rec.created_at <= until):
+                continue
+            if statuses and rec.status.value not in statuses:
+                continue
+            if len(items) == limit:
+                next_token = base64.urlsafe_b64encode(f"{key}|{items[-1]['id']}".encode()).decode()
+                break
+            items.append(rec.summary())
+        if next_token:
+            break
+    return ApiResponse(200, {"items": items, "continuation": next_token})
+
+
+def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
+    if not _ID.match(restore_id or ""):
+        return _not_found(restore_id)
+    for _ in range(5):
+        rec = deps.store.get(restore_id)
+        if rec is None:
+            return _not_found(restore_id)
+        if rec.terminal:
+            return ApiResponse(409, {"error": {
+                "code": "RestoreAlreadyFinished", "message": f"restore {restore_id} already ended {rec.status.value}",
+                "field": None, "fix": "nothing to cancel"}})
+        if rec.stage not in CANCELLABLE or rec.trigger_intent_at is not None or rec.azure_job_id:
+            return ApiResponse(409, {"error": {
+                "code": "RestoreJobNotCancellable",
+                "message": "the Azure restore has been triggered"
+                           + (f" (job {rec.azure_job_id})" if rec.azure_job_id else "")
+                           + "; Azure Backup offers no API to cancel a restore job",
+                "field": None,
+                "fix": "wait for the job to finish (GET this restore), then drop the restored database or files "
+                       "if they are not wanted"}})
+        now = deps.clock()
+        done = rec.copy(status=Status.CANCELLED, stage=None, updated_at=now, next_check_at=None,
+                        error_code="CancelledByOperator", error_message="cancelled before the restore was triggered",
+                        error_fix="submit a new request if the restore is needed after all")
+        try:
+            from .events import publish_completion
+
+            publish_completion(deps, done)
+            deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
+        except ConcurrencyError:
+            continue
+        telemetry.record_restore_finished(outcome="cancelled", target_kind=rec.target_kind or "unknown",
+                                          region=rec.region, error_code=None, rto_seconds=None, job_seconds=None)
+        return get(restore_id, deps=deps)
+    return ApiResponse(409, {"error": {"code": "Conflict", "message": "the restore kept changing; try again",
+                                       "field": None, "fix": "retry the cancel"}})

@@ -1,0 +1,462 @@
+"""The one Data Protection client: every ARM call of the service passes through here.
+
+Wraps the real ``azure-mgmt-dataprotection`` SDK. In Azure it authenticates with ``DefaultAzureCredential`` (the
+Function App's user-assigned identity, ``AZURE_CLIENT_ID``); locally the same code is pointed at the emulator by
+configuration only (``DATAPROTECTION_ENDPOINT``, ``DATAPROTECTION_CA_BUNDLE``, ``DATAPROTECTION_TOKEN``).
+
+- Counts calls by operation and status (telemetry ``restore.arm.calls`` + an in-process counter for tests/benchmarks).
+- Honours 429 ``Retry-After`` (azure-core retry policy); when retries are exhausted raises :class:`RetryableError`
+  carrying ``retry_after`` so the stage re-enqueues itself with that delay instead of hammering ARM.
+- Never retries a non-idempotent trigger (restore, cross-region restore, rehydrate) on 500/504/dropped connections —
+  the call may have executed; the trigger stage adopts the job instead (exactly-once guarantee).
+- LROs finish from the Azure-AsyncOperation status document (no extra final GET): one ARM call saved per LRO.
+- Maps SDK errors to the taxonomy in :mod:`restore_core.errors` with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from azure.core.credentials import AccessToken, TokenCredential
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.core.pipeline import PipelineResponse
+from azure.core.pipeline.policies import RetryPolicy
+from azure.mgmt.core.polling.arm_polling import ARMPolling
+from azure.mgmt.dataprotection import DataProtectionMgmtClient
+from azure.mgmt.dataprotection import models as m
+
+from . import telemetry
+from .arm_ids import BackupInstanceRef, VaultRef, job_name
+from .config import Settings
+from .errors import AzureRejection, RetryableError
+from .records import parse_time
+
+T = TypeVar("T")
+
+_OPERATIONS: list[tuple[str, re.Pattern[str], str]] = [
+    (method, re.compile(pattern, re.IGNORECASE), name) for method, pattern, name in [
+        ("GET", r"/backupVaults/[^/]+$", "BackupVaults_Get"),
+        ("GET", r"/backupInstances$", "BackupInstances_List"),
+        ("GET", r"/backupInstances/[^/]+$", "BackupInstances_Get"),
+        ("GET", r"/recoveryPoints$", "RecoveryPoints_List"),
+        ("GET", r"/recoveryPoints/[^/]+$", "RecoveryPoints_Get"),
+        ("POST", r"/validateRestore$", "BackupInstances_ValidateForRestore"),
+        ("POST", r"/backupInstances/[^/]+/restore$", "BackupInstances_TriggerRestore"),
+        ("POST", r"/rehydrate$", "BackupInstances_TriggerRehydrate"),
+        ("GET", r"/backupJobs$", "Jobs_List"),
+        ("GET", r"/backupJobs/[^/]+$", "Jobs_Get"),
+        ("GET", r"/operationStatus/[^/]+$", "OperationStatus_Get"),
+        ("GET", r"/operationResults/[^/]+$", "OperationResult_Get"),
+        ("POST", r"/fetchSecondaryRecoveryPoints$", "FetchSecondaryRecoveryPoints_List"),
+        ("GET", r"/fetchSecondaryRecoveryPoints$", "FetchSecondaryRecoveryPoints_List"),
+        ("POST", r"/validateCrossRegionRestore$", "BackupInstances_ValidateCrossRegionRestore"),
+        ("POST", r"/crossRegionRestore$", "BackupInstances_TriggerCrossRegionRestore"),
+        ("POST", r"/fetchCrossRegionRestoreJob$", "FetchCrossRegionRestoreJob_Get"),
+        ("POST", r"/fetchCrossRegionRestoreJobs$", "FetchCrossRegionRestoreJobs_List"),
+        ("GET", r"/fetchCrossRegionRestoreJobs$", "FetchCrossRegionRestoreJobs_List"),
+    ]
+]
+_UNSAFE = re.compile(r"/(restore|crossRegionRestore|rehydrate)$", re.IGNORECASE)
+
+
+def operation_of(method: str, url: str) -> str:
+    path = url.split("?", 1)[0].rstrip("/")
+    for meth, pattern, name in _OPERATIONS:
+        if meth == method.upper() and pattern.search(path):
+            return name
+    return f"{method.upper()} other"
+
+
+class CallMeter:
+    """Thread-safe counts of ARM calls by (operation, status)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def record(self, operation: str, status: int | None) -> None:
+        with self._lock:
+            self.counts[(operation, str(status) if status is not None else "error")] += 1
+        telemetry.record_arm_call(operation=operation, status_code=status)
+
+    def total(self, operation: str | None = None) -> int:
+        with self._lock:
+            return sum(n for (op, _), n in self.counts.items() if operation is None or op == operation)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {f"{op} {st}": n for (op, st), n in sorted(self.counts.items())}
+
+
+class GuardedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
+    """azure-core's retry policy, except that triggers (which may have executed) are retried only on 429/503 —
+    answers that ARM gives before doing anything."""
+
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
+        req = response.http_request
+        if req.method.upper() == "POST" and _UNSAFE.search(req.url.split("?", 1)[0]):
+            return response.http_response.status_code in (429, 503) and bool(settings["total"])
+        return bool(super().is_retry(settings, response))
+
+    def _is_read_error(self, err: Exception) -> bool:  # dropped answer: never resend a trigger
+        return False
+
+
+class StaticTokenCredential:
+    """A fixed bearer token (the local emulator's). Never logged."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, int(time.time()) + 3600)
+
+
+@dataclass(frozen=True)
+class VaultInfo:
+    id: str
+    location: str
+    principal_id: str | None
+    redundancy: str | None
+    crr_enabled: bool
+    secondary_region: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "location": self.location, "principal_id": self.principal_id,
+                "redundancy": self.redundancy, "crr_enabled": self.crr_enabled,
+                "secondary_region": self.secondary_region}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VaultInfo:
+        return cls(d["id"], d["location"], d.get("principal_id"), d.get("redundancy"), bool(d.get("crr_enabled")),
+                   d.get("secondary_region"))
+
+
+@dataclass(frozen=True)
+class BackupInstanceInfo:
+    id: str
+    name: str
+    friendly_name: str | None
+    datasource_type: str
+    datasource_id: str
+    datasource_set_id: str | None
+    protection_state: str | None
+
+
+@dataclass(frozen=True)
+class RecoveryPointInfo:
+    id: str
+    time: datetime
+    tier: str  # "vault" | "archive"
+    rehydration_status: str | None = None
+    rehydration_expiry: datetime | None = None
+    postgres_version: str | None = None
+
+    @property
+    def rehydrated(self) -> bool:
+        return (self.rehydration_status or "").upper() == "COMPLETED"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    id: str
+    name: str
+    status: str
+    operation: str | None
+    operation_category: str | None
+    backup_instance_id: str | None
+    destination: str | None
+    start_time: datetime | None
+    end_time: datetime | None
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in ("Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Succeeded")
+
+
+def _error_body(exc: HttpResponseError) -> dict[str, Any]:
+    try:
+        body = exc.response.json() if exc.response is not None else None  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - any undecodable body
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return dict(body["error"])
+    err = getattr(exc, "error", None)
+    return {"code": getattr(err, "code", None) or "", "message": getattr(err, "message", None) or exc.message}
+
+
+def _recommended(err: dict[str, Any]) -> str | None:
+    for info in err.get("additionalInfo") or []:
+        actions = (info.get("info") or {}).get("recommendedAction") if isinstance(info, dict) else None
+        if actions:
+            return " ".join(str(a) for a in actions)
+    return None
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    headers: Any = exc.response.headers if exc.response is not None else {}  # type: ignore[attr-defined]
+    for name in ("retry-after-ms", "x-ms-retry-after-ms"):
+        if headers.get(name):
+            try:
+                return float(headers[name]) / 1000
+            except ValueError:
+                pass
+    try:
+        return float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+def _tier_of(rp: Any) -> tuple[str, str | None, datetime | None, str | None]:
+    props = rp.properties
+    tier, status, expiry, version = "vault", None, None, None
+    for ds in getattr(props, "recovery_point_data_stores_details", None) or []:
+        if (ds.type or "").lower().startswith("archive"):
+            tier = "archive"
+            status = ds.rehydration_status
+            expiry = ds.rehydration_expiry_time
+        meta = ds.meta_data
+        if meta and '"postgresVersion"' in meta:
+            match = re.search(r'"postgresVersion"\s*:\s*"?(\d+)', meta)
+            version = match.group(1) if match else None
+    return tier, status, expiry, version
+
+
+def _rp_info(rp: Any) -> RecoveryPointInfo:
+    tier, status, expiry, version = _tier_of(rp)
+    rp_time = parse_time(rp.properties.recovery_point_time)
+    assert rp_time is not None
+    return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
+                             parse_time(expiry), version)
+
+
+def _job_info(job: Any) -> JobInfo:
+    p = job.properties
+    ext = p.extended_info
+    errors = [{"code": e.code, "message": e.message,
+               "recommended_action": list(e.recommended_action or [])} for e in (p.error_details or [])]
+    warnings: list[dict[str, Any]] = []
+    if ext is not None:
+        for w in ext.warning_details or []:
+            warning = w.warning
+            warnings.append({"resource": w.resource_name, "code": getattr(warning, "code", None),
+                             "message": getattr(warning, "message", None)})
+    return JobInfo(id=job.id or "", name=job.name or job_name(job.id or ""), status=p.status,
+                   operation=p.operation, operation_category=p.operation_category,
+                   backup_instance_id=p.backup_instance_id,
+                   destination=ext.recovery_destination if ext is not None else None,
+                   start_time=parse_time(p.start_time), end_time=parse_time(p.end_time),
+                   errors=errors, warnings=warnings)
+
+
+def _job_id_of(result: Any) -> str:
+    if result is None:
+        return ""
+    job_id = getattr(result, "job_id", None)
+    if not job_id and hasattr(result, "get"):
+        props = result.get("properties") or {}
+        job_id = props.get("jobId") if hasattr(props, "get") else None
+    return str(job_id or "")
+
+
+class DataProtection:
+    """Typed, metered, error-mapped facade over ``DataProtectionMgmtClient``."""
+
+    def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
+                 meter: CallMeter | None = None, **client_kwargs: Any) -> None:
+        self._settings = settings
+        self.meter = meter or CallMeter()
+        if credential is None:
+            if settings.dataprotection_token:
+                credential = StaticTokenCredential(settings.dataprotection_token)
+            else:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential(managed_identity_client_id=settings.azure_client_id)
+        self._credential = credential
+        self._client_kwargs = client_kwargs
+        self._clients: dict[str, DataProtectionMgmtClient] = {}
+        self._lock = threading.Lock()
+
+    def _hook(self, response: PipelineResponse[Any, Any]) -> None:
+        req = response.http_request
+        self.meter.record(operation_of(req.method, req.url), response.http_response.status_code)
+
+    def client(self, subscription: str) -> DataProtectionMgmtClient:
+        with self._lock:
+            if subscription not in self._clients:
+                kwargs: dict[str, Any] = {
+                    "raw_response_hook": self._hook,
+                    "retry_policy": GuardedRetryPolicy(retry_total=self._settings.arm_max_retries,
+                                                       retry_backoff_max=60),
+                    "polling_interval": 5,
+                }
+                if self._settings.dataprotection_ca_bundle:
+                    kwargs["connection_verify"] = self._settings.dataprotection_ca_bundle
+                kwargs.update(self._client_kwargs)
+                self._clients[subscription] = DataProtectionMgmtClient(
+                    self._credential, subscription, base_url=self._settings.dataprotection_endpoint, **kwargs)
+            return self._clients[subscription]
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except ResourceNotFoundError as exc:
+            err = _error_body(exc)
+            raise AzureRejection(err.get("code") or "ResourceNotFound",
+                                 f"{what}: {err.get('message') or 'not found'}",
+                                 _recommended(err)) from exc
+        except ClientAuthenticationError as exc:
+            raise AzureRejection("AuthenticationFailed", f"{what}: ARM refused our credential ({exc.status_code})",
+                                 "check the Function App identity (AZURE_CLIENT_ID) and its role on the vault") \
+                from exc
+        except HttpResponseError as exc:
+            status = exc.status_code or 0
+            err = _error_body(exc)
+            if status == 429:
+                raise RetryableError(f"{what}: throttled by ARM", retry_after=_retry_after(exc)) from exc
+            if status >= 500 or status in (408,):
+                raise RetryableError(f"{what}: ARM answered {status}", retry_after=_retry_after(exc)) from exc
+            code = err.get("code") or f"Http{status}"
+            if status == 403:
+                fix = ("grant the Function App's managed identity the Backup Operator role on the vault "
+                       "(see docs/deploy.md)")
+                raise AzureRejection(code, f"{what}: {err.get('message') or 'forbidden'}", fix) from exc
+            raise AzureRejection(code, str(err.get("message") or exc.message), _recommended(err)) from exc
+        except (ServiceRequestError, ServiceResponseError) as exc:
+            self.meter.record(what, None)
+            raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
+
+    @staticmethod
+    def _polling() -> ARMPolling:
+        return ARMPolling(5, lro_options={"final-state-via": "azure-async-operation"})
+
+    # -- reads
+    def get_vault(self, vault: VaultRef) -> VaultInfo:
+        v = self._call("get vault", lambda: self.client(vault.subscription).backup_vaults.get(
+            vault.resource_group, vault.vault))
+        props = v.properties
+        redundancy = None
+        for s in getattr(props, "storage_settings", None) or []:
+            if (s.datastore_type or "") == "VaultStore" or redundancy is None:
+                redundancy = s.type
+        crr = getattr(getattr(props, "feature_settings", None), "cross_region_restore_settings", None)
+        replicated = list(getattr(props, "replicated_regions", None) or [])
+        return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
+                         principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
+                         redundancy=redundancy, crr_enabled=(getattr(crr, "state", None) == "Enabled"),
+                         secondary_region=replicated[0].lower() if replicated else None)
+
+    def _bi_info(self, bi: Any) -> BackupInstanceInfo:
+        p = bi.properties
+        ds, dss = p.data_source_info, p.data_source_set_info
+        return BackupInstanceInfo(id=bi.id, name=bi.name, friendly_name=p.friendly_name,
+                                  datasource_type=ds.datasource_type or ds.resource_type, datasource_id=ds.resource_id,
+                                  datasource_set_id=dss.resource_id if dss else None,
+                                  protection_state=p.current_protection_state)
+
+    def get_backup_instance(self, bi: BackupInstanceRef) -> BackupInstanceInfo:
+        res = self._call("get backup instance", lambda: self.client(bi.vault.subscription).backup_instances.get(
+            bi.vault.resource_group, bi.vault.vault, bi.name))
+        return self._bi_info(res)
+
+    def list_backup_instances(self, vault: VaultRef) -> list[BackupInstanceInfo]:
+        items = self._call("list backup instances", lambda: list(
+            self.client(vault.subscription).backup_instances.list(vault.resource_group, vault.vault)))
+        return [self._bi_info(b) for b in items]
+
+    def list_recovery_points(self, bi: BackupInstanceRef, *, end: datetime | None = None) -> list[RecoveryPointInfo]:
+        flt = None
+        if end is not None:
+            flt = f"endDate eq '{end.strftime('%Y-%m-%dT%H:%M:%S.%f0Z')}'"
+        items = self._call("list recovery points", lambda: list(
+            self.client(bi.vault.subscription).recovery_points.list(
+                bi.vault.resource_group, bi.vault.vault, bi.name, filter=flt)))
+        return [_rp_info(rp) for rp in items]
+
+    def get_recovery_point(self, bi: BackupInstanceRef, rp_id: str) -> RecoveryPointInfo:
+        rp = self._call("get recovery point", lambda: self.client(bi.vault.subscription).recovery_points.get(
+            bi.vault.resource_group, bi.vault.vault, bi.name, rp_id))
+        return _rp_info(rp)
+
+    def fetch_secondary_recovery_points(self, bi: BackupInstanceRef, *, secondary: str,
+                                        primary: str) -> list[RecoveryPointInfo]:
+        params = m.FetchSecondaryRPsRequestParameters(source_region=primary, source_backup_instance_id=bi.id)
+        items = self._call("fetch secondary recovery points", lambda: list(
+            self.client(bi.vault.subscription).fetch_secondary_recovery_points.list(
+                bi.vault.resource_group, secondary, params)))
+        return [_rp_info(rp) for rp in items]
+
+    def get_job(self, vault: VaultRef, job_id: str) -> JobInfo:
+        job = self._call("get job", lambda: self.client(vault.subscription).jobs.get(
+            vault.resource_group, vault.vault, job_name(job_id)))
+        return _job_info(job)
+
+    def list_jobs(self, vault: VaultRef) -> list[JobInfo]:
+        items = self._call("list jobs", lambda: list(
+            self.client(vault.subscription).jobs.list(vault.resource_group, vault.vault)))
+        return [_job_info(j) for j in items]
+
+    def fetch_cross_region_job(self, vault: VaultRef, *, secondary: str, primary: str, job_id: str) -> JobInfo:
+        params = m.CrossRegionRestoreJobRequest(source_region=primary, source_backup_vault_id=vault.id,
+                                                job_id=job_name(job_id))
+        job = self._call("fetch cross-region job", lambda: self.client(vault.subscription)
+                         .fetch_cross_region_restore_job.get(vault.resource_group, secondary, params))
+        return _job_info(job)
+
+    def fetch_cross_region_jobs(self, vault: VaultRef, *, secondary: str, primary: str) -> list[JobInfo]:
+        params = m.CrossRegionRestoreJobsRequest(source_region=primary, source_backup_vault_id=vault.id)
+        items = self._call("fetch cross-region jobs", lambda: list(
+            self.client(vault.subscription).fetch_cross_region_restore_jobs.list(
+                vault.resource_group, secondary, params)))
+        return [_job_info(j) for j in items]
+
+    # -- long-running operations
+    def validate_restore(self, bi: BackupInstanceRef, request: m.ValidateRestoreRequestObject) -> None:
+        self._call("validate restore", lambda: self.client(bi.vault.subscription).backup_instances
+                   .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request,
+                                               polling=self._polling()).result())
+
+    def validate_cross_region_restore(self, vault: VaultRef, location: str,
+                                      request: m.ValidateCrossRegionRestoreRequestObject) -> None:
+        self._call("validate cross-region restore", lambda: self.client(vault.subscription).backup_instances
+                   .begin_validate_cross_region_restore(vault.resource_group, location, request,
+                                                        polling=self._polling()).result())
+
+    def trigger_restore(self, bi: BackupInstanceRef, request: m.AzureBackupRestoreRequest) -> str:
+        result = self._call("trigger restore", lambda: self.client(bi.vault.subscription).backup_instances
+                            .begin_trigger_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request,
+                                                   polling=self._polling()).result())
+        return _job_id_of(result)
+
+    def trigger_cross_region_restore(self, vault: VaultRef, location: str,
+                                     request: m.CrossRegionRestoreRequestObject) -> str:
+        result = self._call("trigger cross-region restore", lambda: self.client(vault.subscription)
+                            .backup_instances.begin_trigger_cross_region_restore(
+                                vault.resource_group, location, request, polling=self._polling()).result())
+        return _job_id_of(result)
+
+    def trigger_rehydrate(self, bi: BackupInstanceRef, request: m.AzureBackupRehydrationRequest) -> None:
+        self._call("trigger rehydrate", lambda: self.client(bi.vault.subscription).backup_instances
+                   .begin_trigger_rehydrate(bi.vault.resource_group, bi.vault.vault, bi.name, request,
+                                            polling=self._polling()).result())
+
+
+def latest(points: Iterable[RecoveryPointInfo], *, before: datetime | None = None) -> RecoveryPointInfo | None:
+    candidates = [p for p in points if before is None or p.time < before]
+    return max(candidates, key=lambda p: p.time) if candidates else None

@@ -1,0 +1,87 @@
+"""Plain explanations and exact fixes for the errors a restore can meet.
+
+For missing permissions the fix is the exact ``az role assignment create`` command with the vault identity's
+principal id, the role and the scope filled in. Pure functions; unit-tested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from .models import DatabaseTarget, FilesTarget, RestoreRequest
+
+
+@dataclass(frozen=True)
+class Explanation:
+    code: str
+    message: str
+    fix: str
+
+
+def role_command(principal_id: str | None, role: str, scope: str) -> str:
+    who = principal_id or "<vault-principal-id>"
+    return (f'az role assignment create --assignee-object-id {who} --assignee-principal-type ServicePrincipal '
+            f'--role "{role}" --scope {scope}')
+
+
+def _kv_scope(secret_uri: str) -> str:
+    name = (urlsplit(secret_uri).hostname or "").split(".", 1)[0]
+    return f"$(az keyvault show --name {name} --query id -o tsv)"
+
+
+def _container_scope(target: FilesTarget) -> str:
+    if target.container_id:
+        return target.container_id
+    u = urlsplit(target.container_url)
+    account = (u.hostname or "").split(".", 1)[0]
+    container = u.path.strip("/")
+    return f"$(az storage account show --name {account} --query id -o tsv)/blobServices/default/containers/{container}"
+
+
+_PLAIN: dict[str, tuple[str, str]] = {
+    "UserErrorDatabaseNameAlreadyInUse": (
+        "a database with the target name already exists on the target server; restores never overwrite",
+        "choose a new target.database_name (or drop the existing database yourself if it is really unwanted)"),
+    "UserErrorRestoreToLowerVersion": (
+        "the backup comes from a newer PostgreSQL major version than the target server runs",
+        "restore to a server running the same or a newer PostgreSQL major version, or restore as files"),
+    "UserErrorInvalidSecret": (
+        "the Key Vault secret named in target.secret_uri does not exist",
+        "create the secret with the target server's connection string, or correct target.secret_uri"),
+    "UserErrorDBUserAuthFailed": (
+        "the credentials in the Key Vault secret were refused by the target server",
+        "update the secret with a valid connection string for a user with CREATEDB and azure_pg_admin"),
+    "UserErrorSecretValueInUnsupportedFormat": (
+        "the secret value is not an ADO.NET connection string",
+        "store the connection string as Server=...;Database=...;Port=5432;User Id=...;Password=...;"),
+    "UserErrorMissingDBPermissions": (
+        "the database user in the secret lacks privileges",
+        "run ALTER USER <user> CREATEDB; and grant azure_pg_admin to it"),
+    "UserErrorDBNotFound": ("the target server or database was not found",
+                            "check target.server_id and that the server exists in the vault's region"),
+    "UserErrorMissingNetworkSecurityPermissions": (
+        "the vault has no network line of sight to the server",
+        "enable 'Allow access to Azure services' on the target server (and set 'Deny public network access' to No)"),
+    "UserErrorInvalidSecretStore": ("the Key Vault does not exist or is not reachable by the vault",
+                                    "check the Key Vault name in target.secret_uri and its network settings"),
+}
+
+
+def explain(code: str, message: str, *, request: RestoreRequest | None, principal_id: str | None,
+            azure_fix: str | None = None) -> Explanation:
+    """Map an Azure (or pre-check) error code to a plain explanation and the exact fix."""
+    target = request.target if request else None
+    if code == "UserErrorMSIMissingPermissions" and isinstance(target, DatabaseTarget):
+        return Explanation(code, "the Backup vault's managed identity lacks the Reader role on the target server",
+                           role_command(principal_id, "Reader", target.server_id))
+    if code == "UserErrorMissingPermissionsOnSecretStore" and isinstance(target, DatabaseTarget):
+        return Explanation(code, "the Backup vault's managed identity cannot read secrets from the Key Vault",
+                           role_command(principal_id, "Key Vault Secrets User", _kv_scope(target.secret_uri)))
+    if code == "UserErrorContainerNotAccessible" and isinstance(target, FilesTarget):
+        return Explanation(code, "the Backup vault's managed identity cannot write to the target container",
+                           role_command(principal_id, "Storage Blob Data Contributor", _container_scope(target)))
+    if code in _PLAIN:
+        plain, fix = _PLAIN[code]
+        return Explanation(code, f"{plain} ({message})", fix)
+    return Explanation(code, message, azure_fix or "see the Azure error message; fix the request and submit again")

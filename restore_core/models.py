@@ -1,0 +1,298 @@
+"""The public, versioned restore request and the enums every module shares.
+
+Consumes: JSON from ``POST /api/restores`` and from the ``restore-requests`` queue.
+Produces: a validated :class:`RestoreRequest`; :func:`parse_request` turns every validation problem into one
+:class:`RequestError` naming the field and what to change. Strict: unknown fields are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import arm_ids
+from .errors import RequestError
+
+SCHEMA_VERSION = "2026-11-01"
+MAX_BODY_BYTES = 16 * 1024
+
+
+class Status(StrEnum):
+    """Where a restore stands. Terminal: succeeded, failed, rejected, cancelled."""
+
+    ACCEPTED = "accepted"
+    """Recorded; validation not started yet."""
+    VALIDATING = "validating"
+    """Resolving the backup instance and recovery point, checking rules, asking Azure to validate."""
+    REHYDRATING = "rehydrating"
+    """Asking Azure to rehydrate an archived recovery point."""
+    WAITING = "waiting"
+    """Waiting for the rehydration to complete."""
+    RESTORING = "restoring"
+    """The restore is being triggered or the Azure job is running."""
+    SUCCEEDED = "succeeded"
+    """The Azure job ended Completed or CompletedWithWarnings."""
+    FAILED = "failed"
+    """The Azure job failed, was cancelled in Azure, or the pipeline gave up (reason recorded)."""
+    REJECTED = "rejected"
+    """Validation failed; nothing was started in Azure."""
+    CANCELLED = "cancelled"
+    """Cancelled by an operator before the trigger."""
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.REJECTED, Status.CANCELLED})
+
+
+class Stage(StrEnum):
+    """Queue-triggered stages; each has its own queue."""
+
+    VALIDATE = "validate"
+    """Resolve, select the point, check rules, call validateRestore."""
+    REHYDRATE = "rehydrate"
+    """Reuse or trigger the rehydration of an archived point."""
+    WAIT = "wait"
+    """Watch the rehydration with delayed self-messages."""
+    TRIGGER = "trigger"
+    """Trigger the restore exactly once (or adopt the job a previous attempt started)."""
+    MONITOR = "monitor"
+    """Follow the Azure job to its end and publish the completion event."""
+
+
+class TargetKind(StrEnum):
+    DATABASE = "database"
+    """A new database on a target server (Single Server only)."""
+    FILES = "files"
+    """Dump files in a blob container."""
+
+
+class Region(StrEnum):
+    PRIMARY = "primary"
+    """The vault's own region."""
+    SECONDARY = "secondary"
+    """The paired region (Cross Region Restore)."""
+
+
+class Tier(StrEnum):
+    VAULT = "vault"
+    """Recovery point in the vault (standard) tier."""
+    ARCHIVE = "archive"
+    """Recovery point in the archive tier: must be rehydrated before restore."""
+
+
+class RehydrationPriority(StrEnum):
+    STANDARD = "Standard"
+    """Azure's default; the only value CLI/PowerShell expose."""
+    HIGH = "High"
+    """Faster and dearer; accepted by the API."""
+
+
+_DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_SECRET_URI = re.compile(r"^https://[a-z0-9-]{3,24}\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net|[a-z0-9.-]+)"
+                         r"(:\d+)?/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+_RESERVED_DB = {"postgres", "template0", "template1", "azure_maintenance", "azure_sys"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class BackupInstanceSelector(_Strict):
+    """Either the backup instance ARM id, or the vault + the protected datasource to look up."""
+
+    id: str | None = None
+    vault_id: str | None = None
+    datasource_id: str | None = Field(default=None, description="ARM id of the protected database or server")
+
+    @model_validator(mode="after")
+    def _one_way(self) -> BackupInstanceSelector:
+        if self.id:
+            if self.vault_id or self.datasource_id:
+                raise ValueError("give either id, or vault_id + datasource_id, not both")
+            arm_ids.parse_backup_instance_id(self.id)
+        else:
+            if not (self.vault_id and self.datasource_id):
+                raise ValueError("give the backup instance id, or vault_id + datasource_id to look it up")
+            arm_ids.parse_vault_id(self.vault_id, "backup_instance.vault_id")
+            arm_ids.parse_resource_id(self.datasource_id, "backup_instance.datasource_id")
+        return self
+
+
+class RecoveryPointSelector(_Strict):
+    """``latest`` (default), an explicit ``id``, or the latest point strictly before ``latest_before``."""
+
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    latest_before: datetime | None = None
+
+    @field_validator("latest_before")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            raise ValueError("latest_before needs a timezone, e.g. 2026-11-24T08:00:00Z")
+        return v.astimezone(UTC) if v else v
+
+    @model_validator(mode="after")
+    def _exclusive(self) -> RecoveryPointSelector:
+        if self.id and self.latest_before:
+            raise ValueError("give either id or latest_before, not both")
+        return self
+
+    @property
+    def mode(self) -> str:
+        return "id" if self.id else "latest_before" if self.latest_before else "latest"
+
+
+class DatabaseTarget(_Strict):
+    """Restore as a new database on a target server (never the source, never an existing name)."""
+
+    kind: Literal["database"]
+    server_id: str
+    database_name: str
+    secret_uri: str = Field(description="Key Vault secret URI holding the target server's connection string")
+
+    @field_validator("server_id")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        m = arm_ids.parse_server_id(v, "target.server_id")
+        if m["kind"].lower() != "servers":
+            raise ValueError("restore as database needs a Single Server target (…/Microsoft.DBforPostgreSQL/servers/"
+                             "{name}); Flexible Server backups restore as files only")
+        return v
+
+    @field_validator("database_name")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if not _DB_NAME.match(v):
+            raise ValueError("database_name must be 1-63 characters: letters, digits, _ $ -, not starting with a digit")
+        if v.lower() in _RESERVED_DB:
+            raise ValueError(f"database_name {v!r} is reserved; choose a new name")
+        return v
+
+    @field_validator("secret_uri")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if not _SECRET_URI.match(v):
+            raise ValueError("secret_uri must be a Key Vault secret URI like https://{vault}.vault.azure.net/secrets/"
+                             "{name}")
+        return v
+
+    @property
+    def database_id(self) -> str:
+        return f"{self.server_id}/databases/{self.database_name}"
+
+
+class FilesTarget(_Strict):
+    """Restore as dump files into a blob container the vault may write to."""
+
+    kind: Literal["files"]
+    container_url: str
+    container_id: str | None = None
+    file_prefix: str
+
+    @field_validator("container_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        u = urlsplit(v)
+        if u.scheme != "https" or not u.hostname or u.query or u.fragment or len(u.path.strip("/").split("/")) != 1 \
+                or not u.path.strip("/"):
+            raise ValueError("container_url must be https://{account}.blob.core.windows.net/{container} "
+                             "(no SAS, no path below the container)")
+        return v.rstrip("/")
+
+    @field_validator("container_id")
+    @classmethod
+    def _cid(cls, v: str | None) -> str | None:
+        if v is not None:
+            arm_ids.parse_container_id(v, "target.container_id")
+        return v
+
+    @field_validator("file_prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not _PREFIX.match(v) or ".." in v:
+            raise ValueError("file_prefix must be 1-200 characters: letters, digits, . _ / - (no '..')")
+        return v
+
+
+class Rehydration(_Strict):
+    priority: RehydrationPriority = RehydrationPriority.STANDARD
+    retention_days: int = Field(default=15, ge=10, le=30)
+
+
+class RestoreRequest(_Strict):
+    """Version ``2026-11-01`` of the public restore request."""
+
+    schema_version: Literal["2026-11-01"] = "2026-11-01"
+    backup_instance: BackupInstanceSelector
+    recovery_point: RecoveryPointSelector = RecoveryPointSelector()
+    target: Annotated[DatabaseTarget | FilesTarget, Field(discriminator="kind")]
+    region: Region = Region.PRIMARY
+    rehydration: Rehydration = Rehydration()
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = None
+    deadline_hours: float | None = Field(default=None, gt=0, le=24 * 30)
+    description: Annotated[str, Field(max_length=500)] | None = None
+
+    @field_validator("recovery_point", mode="before")
+    @classmethod
+    def _rp_shorthand(cls, v: Any) -> Any:
+        if v is None or v == "latest":
+            return {}
+        if isinstance(v, str):
+            raise ValueError("recovery_point must be \"latest\", {\"id\": ...} or {\"latest_before\": ...}")
+        return v
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"database", "files"} and loc and loc[0] ==
+                                         "target")]
+    return ".".join(parts) or "body"
+
+
+def request_error_from(exc: ValidationError) -> RequestError:
+    errors = exc.errors(include_url=False)
+    first = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")[0]
+    field = _field_of(tuple(first.get("loc", ())))
+    msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        return RequestError(f"unknown field {field!r}", field=field,
+                            fix="remove it; see the request schema in the README")
+    if kind == "missing":
+        return RequestError(f"missing field {field!r}", field=field, fix="add it; see the request schema in the README")
+    if kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        return RequestError("target.kind must be \"database\" or \"files\"", field="target.kind",
+                            fix="set target.kind to database or files")
+    return RequestError(f"{field}: {msg}", field=field, fix=f"change {field}: {msg}")
+
+
+def parse_request(body: bytes | str | dict[str, Any]) -> RestoreRequest:
+    """Validate a request body; raises :class:`RequestError` with the first problem found."""
+    if isinstance(body, (bytes, str)):
+        raw = body.encode() if isinstance(body, str) else body
+        if len(raw) > MAX_BODY_BYTES:
+            raise RequestError(f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", field="body",
+                               fix="send a smaller request", status=413, code="RequestTooLarge")
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RequestError(f"body is not valid JSON: {exc}", field="body", fix="send a JSON object") from None
+    else:
+        data = body
+    if not isinstance(data, dict):
+        raise RequestError("body must be a JSON object", field="body", fix="send a JSON object")
+    try:
+        return RestoreRequest.model_validate(data)
+    except ValidationError as exc:
+        raise request_error_from(exc) from None
+    except RequestError:
+        raise

@@ -1,0 +1,201 @@
+"""The pipeline: the one place that maps stage outcomes and errors to state changes and queue behaviour.
+
+``handle(stage, body, ...)`` is what every queue trigger calls. It decodes the envelope, loads the row, ignores
+stale or duplicate messages (the row's stage/attempt no longer match, or the restore is terminal), runs the stage
+inside its span, applies the transition with an ETag-guarded write, then sends the next message (delayed for
+"not ready yet"). Errors:
+- ``AzureRejection`` → rejected (validate) or failed (later stages), with code, explanation and fix;
+- ``RetryableError`` with ``retry_after`` (ARM throttling beyond the client's retries) → the same stage is re-sent
+  with that delay — no exception, no poison;
+- other ``RetryableError``/unexpected exceptions → re-raised so the queue redelivers; on the last allowed delivery
+  the restore is first marked failed with the reason, so nothing reaches the poison queue unrecorded;
+- ``PermanentError`` (malformed message) → logged and dropped with a record in the log (nothing to update).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import telemetry
+from .deps import Deps
+from .errors import AzureRejection, PermanentError, RetryableError
+from .events import publish_completion
+from .messages import Envelope
+from .models import Stage, Status
+from .records import RestoreRecord, TimelineEvent, iso
+from .stages import monitor, rehydrate, trigger, validate, wait
+from .store import ConcurrencyError
+from .transitions import Outcome, StageResult, next_step
+
+log = telemetry.get_logger("pipeline")
+
+STAGES = {
+    Stage.VALIDATE: validate.run,
+    Stage.REHYDRATE: rehydrate.run,
+    Stage.WAIT: wait.run,
+    Stage.TRIGGER: trigger.run,
+    Stage.MONITOR: monitor.run,
+}
+STAGE_QUEUE_SETTING = {
+    Stage.VALIDATE: "RESTORE_QUEUE_VALIDATE",
+    Stage.REHYDRATE: "RESTORE_QUEUE_REHYDRATE",
+    Stage.WAIT: "RESTORE_QUEUE_WAIT",
+    Stage.TRIGGER: "RESTORE_QUEUE_TRIGGER",
+    Stage.MONITOR: "RESTORE_QUEUE_MONITOR",
+}
+MAX_THROTTLED_REQUEUES = 50
+
+
+def queue_for(deps: Deps, stage: Stage) -> str:
+    return deps.settings.queue(STAGE_QUEUE_SETTING[stage])
+
+
+def send_stage(deps: Deps, rec: RestoreRecord, *, delay: float = 0, traceparent: str | None = None) -> None:
+    assert rec.stage is not None
+    env = Envelope(rec.id, rec.stage, rec.attempt, traceparent or rec.traceparent, deps.clock())
+    deps.queues.send(queue_for(deps, rec.stage), env.encode(), delay_seconds=delay)
+
+
+def check_after(deps: Deps, now: datetime, delay: float) -> datetime:
+    """When the watchdog should consider the next message lost: after its delay plus a generous slack."""
+    slack = max(deps.settings.poll_max_seconds, 30.0)
+    return now + timedelta(seconds=delay + slack)
+
+
+def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: int, deps: Deps,
+           inserted_at: datetime | None = None) -> None:
+    try:
+        env = Envelope.decode(body, stage)
+    except PermanentError as exc:
+        log.error("dropping malformed %s message %s: %s", stage.value, message_id, exc,
+                  extra={"stage": stage.value, "message_id": message_id})
+        return
+    rec = deps.store.get(env.restore_id)
+    if rec is None:
+        log.error("message %s names unknown restore %s; dropped", message_id, env.restore_id)
+        return
+    if rec.terminal or rec.stage != env.stage or rec.attempt != env.attempt:
+        log.info("stale or duplicate %s message for %s (row: %s/%s attempt %s, message attempt %s); ignored",
+                 stage.value, rec.id, rec.status.value, rec.stage.value if rec.stage else "-", rec.attempt,
+                 env.attempt, extra={"restore_id": rec.id})
+        return
+    now = deps.clock()
+    lag_from = inserted_at or env.sent_at
+    telemetry.record_queue_lag(stage=stage.value, seconds=max(0.0, (now - lag_from).total_seconds()))
+    attrs: dict[str, telemetry.AttrValue] = {k: v for k, v in {
+        "backup_instance": rec.backup_instance_id, "recovery_point": rec.recovery_point_id, "tier": rec.tier,
+        "target_kind": rec.target_kind or rec.request.get("target", {}).get("kind"), "region": rec.region,
+        "azure_job_id": rec.azure_job_id}.items() if v}
+    with telemetry.stage_span(stage.value, restore_id=rec.id, traceparent=env.traceparent, attempt=env.attempt,
+                              attributes=attrs) as span:
+        current = [rec]
+
+        def claim(changes: dict[str, Any]) -> RestoreRecord:
+            current[0] = deps.store.update(current[0].copy(**changes, updated_at=deps.clock()))
+            return current[0]
+
+        try:
+            if now >= rec.deadline:
+                result = _deadline_result(rec)
+            else:
+                result = STAGES[stage](rec, deps, claim)
+        except ConcurrencyError:
+            span.set_outcome("duplicate")
+            log.info("another delivery of %s for %s got there first; nothing to do", stage.value, rec.id)
+            return
+        except AzureRejection as exc:
+            outcome = Outcome.REJECTED if stage == Stage.VALIDATE else Outcome.FAILED
+            result = StageResult(outcome, f"{exc.code}: {exc.message}", error_code=exc.code,
+                                 error_message=exc.message, error_fix=exc.fix or "see the Azure error message")
+        except RetryableError as exc:
+            if exc.retry_after is not None and rec.transient_failures < MAX_THROTTLED_REQUEUES:
+                span.set_outcome("throttled")
+                delay = max(exc.retry_after, deps.settings.poll_min_seconds)
+                result = StageResult(Outcome.NOT_READY, f"throttled or unavailable ({exc}); retrying in {delay:.0f}s",
+                                     changes={"transient_failures": rec.transient_failures + 1}, delay=delay,
+                                     log_event=False)
+            else:
+                _give_up_if_last(deps, current[0], stage, dequeue_count, exc)
+                raise
+        except Exception as exc:
+            _give_up_if_last(deps, current[0], stage, dequeue_count, exc)
+            raise
+        span.set_outcome(result.outcome.value)
+        new = apply(deps, current[0], stage, result, traceparent=span.traceparent)
+        if new is not None and new.azure_job_id:
+            span.set("azure_job_id", new.azure_job_id)
+
+
+def _deadline_result(rec: RestoreRecord) -> StageResult:
+    where = f" (Azure job {rec.azure_job_id} may still be running; Azure cannot cancel it)" if rec.azure_job_id else ""
+    return StageResult(Outcome.FAILED, f"deadline {iso(rec.deadline)} passed{where}", error_code="DeadlineExceeded",
+                       error_message=f"the restore did not finish by its deadline {iso(rec.deadline)}{where}",
+                       error_fix="check the vault's jobs in Azure; submit again with a longer deadline_hours if "
+                                 "the restore legitimately needs more time")
+
+
+def _give_up_if_last(deps: Deps, rec: RestoreRecord, stage: Stage, dequeue_count: int, exc: BaseException) -> None:
+    if dequeue_count < deps.settings.max_dequeue_count:
+        log.warning("%s of %s failed (delivery %s of %s), will be retried: %s", stage.value, rec.id, dequeue_count,
+                    deps.settings.max_dequeue_count, exc)
+        return
+    latest = deps.store.get(rec.id) or rec
+    if latest.terminal:
+        return
+    result = StageResult(Outcome.FAILED, f"gave up after {dequeue_count} deliveries: {type(exc).__name__}: {exc}",
+                         error_code="StageRetriesExhausted",
+                         error_message=f"stage {stage.value} failed {dequeue_count} times: {type(exc).__name__}: "
+                                       f"{exc}",
+                         error_fix="check the logs for this restore id; the message went to the poison queue")
+    try:
+        apply(deps, latest, stage, result, traceparent=None)
+    except Exception:  # noqa: BLE001 - recording the failure must not hide the original error
+        log.exception("could not record the failure of %s", rec.id)
+
+
+def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
+          *, traceparent: str | None) -> RestoreRecord | None:
+    """Write the transition (ETag-guarded) and send the next message. Returns the new row, or None if lost."""
+    now = deps.clock()
+    next_stage, status = next_step(stage, result.outcome)
+    changes = dict(result.changes)
+    times = {k: dict(v) for k, v in rec.stage_times.items()}
+    if next_stage != stage:
+        times.setdefault(stage.value, {})["finished"] = iso(now)
+        if next_stage is not None:
+            times.setdefault(next_stage.value, {"started": iso(now), "finished": None})
+            changes.setdefault("polls", 0)
+    new = rec.copy(**changes, status=status, stage=next_stage, attempt=rec.attempt + 1, updated_at=now,
+                   stage_times=times, next_check_at=check_after(deps, now, result.delay) if next_stage else None)
+    if result.error_code:
+        new.error_code, new.error_message, new.error_fix = result.error_code, result.error_message, result.error_fix
+    events = []
+    if result.log_event or status != rec.status or next_stage != stage:
+        events.append(TimelineEvent(now, status.value, stage.value, result.message,
+                                    {"error_code": result.error_code} if result.error_code else {}))
+    if status.terminal:
+        # at least once: publish before the terminal write; a crash in between republishes on redelivery
+        publish_completion(deps, new)
+    try:
+        new = deps.store.update(new, events)
+    except ConcurrencyError:
+        log.info("%s of %s lost a race to another delivery; its result is discarded", stage.value, rec.id)
+        return None
+    if next_stage is not None:
+        send_stage(deps, new, delay=result.delay, traceparent=traceparent)
+    if status.terminal:
+        finish(deps, new)
+    log.info("%s %s → %s (%s): %s", rec.id, stage.value, next_stage.value if next_stage else status.value,
+             result.outcome.value, result.message, extra={"restore_id": rec.id, "outcome": result.outcome.value})
+    return new
+
+
+def finish(deps: Deps, rec: RestoreRecord) -> None:
+    """Terminal bookkeeping: metrics (the completion event was published just before the terminal write)."""
+    rto = (rec.job_end or rec.updated_at) - rec.created_at
+    job_seconds = (rec.job_end - rec.job_start).total_seconds() if rec.job_end and rec.job_start else None
+    telemetry.record_restore_finished(outcome=rec.status.value, target_kind=rec.target_kind or "unknown",
+                                      region=rec.region, error_code=rec.error_code,
+                                      rto_seconds=rto.total_seconds() if rec.status == Status.SUCCEEDED else None,
+                                      job_seconds=job_seconds)

@@ -1,0 +1,231 @@
+"""The restore record (one row per restore), timeline events and the active-index entry.
+
+Pure data + (de)serialisation to Table entities. Times are timezone-aware UTC ``datetime``; ISO-8601 in storage.
+No secret is ever stored: the request keeps the Key Vault secret *URI*, never a value.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from .models import TERMINAL, Stage, Status
+
+ID_FORMAT = "%Y%m%dT%H%M%S"
+
+
+def new_restore_id(now: datetime) -> str:
+    """Time-sortable id whose date part names the table partition: ``20261124T081500-9f3a1c2b7d``."""
+    return f"{now.astimezone(UTC).strftime(ID_FORMAT)}-{secrets.token_hex(5)}"
+
+
+def partition_of(restore_id: str) -> str:
+    """Main rows are partitioned by creation day, so listing by date never scans all history."""
+    return "d" + restore_id[:8]
+
+
+def iso(dt: datetime | None) -> str | None:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z") if dt else None
+
+
+def parse_time(value: str | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+_TIME_FIELDS = {"created_at", "updated_at", "deadline", "next_check_at", "recovery_point_time",
+                "trigger_intent_at", "job_start", "job_end", "rehydration_expiry", "rehydration_requested_at",
+                "enqueued_at"}
+_JSON_FIELDS = {"request", "stage_times", "warnings", "vault_info"}
+
+
+@dataclass
+class RestoreRecord:
+    id: str
+    status: Status
+    stage: Stage | None
+    source: str
+    created_at: datetime
+    updated_at: datetime
+    deadline: datetime
+    request: dict[str, Any]
+    attempt: int = 1
+    next_check_at: datetime | None = None
+    enqueued_at: datetime | None = None
+    idempotency_key: str | None = None
+    traceparent: str | None = None
+    backup_instance_id: str | None = None
+    vault_id: str | None = None
+    vault_info: dict[str, Any] = field(default_factory=dict)
+    datasource_type: str | None = None
+    source_datasource_id: str | None = None
+    recovery_point_id: str | None = None
+    recovery_point_time: datetime | None = None
+    tier: str | None = None
+    target_kind: str | None = None
+    target_resource: str | None = None
+    region: str = "primary"
+    restore_location: str | None = None
+    rehydration_requested_at: datetime | None = None
+    rehydration_expiry: datetime | None = None
+    trigger_intent_at: datetime | None = None
+    trigger_claim: str | None = None
+    azure_job_id: str | None = None
+    job_status: str | None = None
+    job_start: datetime | None = None
+    job_end: datetime | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_fix: str | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    stage_times: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    transient_failures: int = 0
+    polls: int = 0
+    timeline_seq: int = 0
+    etag: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    def copy(self, **changes: Any) -> RestoreRecord:
+        return replace(self, **changes)
+
+    def to_entity(self) -> dict[str, Any]:
+        ent: dict[str, Any] = {"PartitionKey": partition_of(self.id), "RowKey": self.id, "Kind": "restore"}
+        for f in fields(self):
+            if f.name in ("etag", "id"):
+                continue
+            value = getattr(self, f.name)
+            if f.name in _TIME_FIELDS:
+                value = iso(value)
+            elif f.name in _JSON_FIELDS:
+                value = json.dumps(value, separators=(",", ":"), sort_keys=True)
+            elif isinstance(value, (Status, Stage)):
+                value = value.value
+            if value is not None:
+                ent[f.name] = value
+        return ent
+
+    @classmethod
+    def from_entity(cls, ent: dict[str, Any], etag: str | None = None) -> RestoreRecord:
+        kwargs: dict[str, Any] = {"id": ent["RowKey"], "etag": etag}
+        names = {f.name for f in fields(cls)}
+        for key, value in ent.items():
+            if key not in names or key in ("id", "etag"):
+                continue
+            if key in _TIME_FIELDS:
+                value = parse_time(value)
+            elif key in _JSON_FIELDS:
+                value = json.loads(value) if isinstance(value, str) else value
+            elif key == "status":
+                value = Status(value)
+            elif key == "stage":
+                value = Stage(value) if value else None
+            elif key in ("attempt", "transient_failures", "timeline_seq", "polls"):
+                value = int(value)
+            kwargs[key] = value
+        kwargs.setdefault("stage", None)
+        return cls(**kwargs)
+
+    def summary(self) -> dict[str, Any]:
+        """The status resource (without timeline)."""
+        return {
+            "id": self.id,
+            "status": self.status.value,
+            "stage": self.stage.value if self.stage else None,
+            "source": self.source,
+            "description": self.request.get("description"),
+            "backup_instance_id": self.backup_instance_id,
+            "recovery_point": {"id": self.recovery_point_id, "time": iso(self.recovery_point_time),
+                               "tier": self.tier} if self.recovery_point_id else None,
+            "target": {"kind": self.target_kind or self.request.get("target", {}).get("kind"),
+                       "resource": self.target_resource, **_public_target(self.request.get("target", {}))},
+            "region": self.region,
+            "restore_location": self.restore_location,
+            "azure_job_id": self.azure_job_id,
+            "job_status": self.job_status,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "deadline": iso(self.deadline),
+            "next_check_at": iso(self.next_check_at) if not self.terminal else None,
+            "stage_times": self.stage_times,
+            "rehydration_expiry": iso(self.rehydration_expiry),
+            "error": {"code": self.error_code, "message": self.error_message, "fix": self.error_fix}
+            if self.error_code else None,
+            "warnings": self.warnings,
+        }
+
+
+def _public_target(target: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in target.items() if k != "kind"}
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: datetime
+    status: str
+    stage: str | None
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_entity(self, restore_id: str, seq: int) -> dict[str, Any]:
+        return {"PartitionKey": partition_of(restore_id), "RowKey": f"{restore_id}~{seq:06d}", "Kind": "event",
+                "at": iso(self.at), "status": self.status, "stage": self.stage or "", "message": self.message,
+                "data": json.dumps(self.data, separators=(",", ":"), sort_keys=True)}
+
+    @classmethod
+    def from_entity(cls, ent: dict[str, Any]) -> TimelineEvent:
+        at = parse_time(ent["at"])
+        assert at is not None
+        return cls(at=at, status=ent["status"], stage=ent.get("stage") or None, message=ent["message"],
+                   data=json.loads(ent.get("data") or "{}"))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["at"] = iso(self.at)
+        if not d["data"]:
+            d.pop("data")
+        return d
+
+
+@dataclass(frozen=True)
+class ActiveEntry:
+    """Index row of an active restore (partition ``active``): what the watchdog needs without reading history."""
+
+    restore_id: str
+    status: str
+    stage: str | None
+    attempt: int
+    next_check_at: datetime | None
+    deadline: datetime
+    vault_id: str | None
+    region: str
+    azure_job_id: str | None
+
+    @classmethod
+    def of(cls, rec: RestoreRecord) -> ActiveEntry:
+        return cls(rec.id, rec.status.value, rec.stage.value if rec.stage else None, rec.attempt, rec.next_check_at,
+                   rec.deadline, rec.vault_id, rec.region, rec.azure_job_id)
+
+    def to_entity(self) -> dict[str, Any]:
+        ent = {"PartitionKey": "active", "RowKey": self.restore_id, "Kind": "active", "status": self.status,
+               "stage": self.stage or "", "attempt": self.attempt, "next_check_at": iso(self.next_check_at) or "",
+               "deadline": iso(self.deadline), "vault_id": self.vault_id or "", "region": self.region,
+               "azure_job_id": self.azure_job_id or ""}
+        return ent
+
+    @classmethod
+    def from_entity(cls, ent: dict[str, Any]) -> ActiveEntry:
+        deadline = parse_time(ent["deadline"])
+        assert deadline is not None
+        return cls(ent["RowKey"], ent["status"], ent.get("stage") or None, int(ent.get("attempt", 1)),
+                   parse_time(ent.get("next_check_at")), deadline, ent.get("vault_id") or None,
+                   ent.get("region", "primary"), ent.get("azure_job_id") or None)

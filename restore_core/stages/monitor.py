@@ -1,0 +1,84 @@
+"""Stage monitor: follow the Azure job to its end.
+
+Consumes: a restore with an Azure job id (status ``restoring``).
+Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). While the job runs
+it asks to be called again at an adaptive cadence: the first check lands near the job duration this backup
+instance usually takes (learned from earlier restores), later ones back off geometrically up to
+``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the pipeline.
+On a terminal state records the outcome (``Completed``, ``CompletedWithWarnings`` with the warnings, ``Failed``
+with Azure's error details, ``Cancelled``); the pipeline publishes the completion event on ``restore-events``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..arm_ids import job_name
+from ..deps import Deps
+from ..dp_client import JobInfo
+from ..models import Region
+from ..records import RestoreRecord
+from ..transitions import Outcome, StageResult
+from . import Claim
+from .common import backoff, vault_info, vault_ref
+
+
+def expected_seconds(deps: Deps, rec: RestoreRecord) -> float | None:
+    row = deps.store.get_meta("jobstats", (rec.backup_instance_id or "").lower())
+    try:
+        return float(row["ewma_seconds"]) if row else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def learn(deps: Deps, rec: RestoreRecord, seconds: float) -> None:
+    prev = expected_seconds(deps, rec)
+    ewma = seconds if prev is None else 0.5 * prev + 0.5 * seconds
+    deps.store.put_meta("jobstats", (rec.backup_instance_id or "").lower(), {"ewma_seconds": ewma})
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    assert rec.azure_job_id
+    if rec.region == Region.SECONDARY.value:
+        assert rec.restore_location
+        job = deps.dp.fetch_cross_region_job(vault_ref(rec), secondary=rec.restore_location,
+                                             primary=vault_info(rec).location, job_id=rec.azure_job_id)
+    else:
+        job = deps.dp.get_job(vault_ref(rec), rec.azure_job_id)
+    return classify(job, rec, deps)
+
+
+def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
+    """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks)."""
+    assert rec.azure_job_id
+    changes: dict[str, Any] = {"job_status": job.status, "job_start": job.start_time or rec.job_start,
+                               "job_end": job.end_time}
+    name = job_name(rec.azure_job_id)
+    if not job.terminal:
+        first = None
+        if rec.polls == 0:
+            expected = expected_seconds(deps, rec)
+            if expected is not None and job.start_time is not None:
+                elapsed = (deps.clock() - job.start_time).total_seconds()
+                first = max(0.0, expected - elapsed) * 1.05
+        delay = backoff(deps, rec.polls, first=first)
+        changes["polls"] = rec.polls + 1
+        return StageResult(Outcome.NOT_READY, f"job {name} {job.status}; next check in {delay:.1f}s",
+                           changes=changes, delay=delay, log_event=rec.polls == 0)
+    if job.start_time and job.end_time:
+        learn(deps, rec, (job.end_time - job.start_time).total_seconds())
+    if job.status in ("Completed", "Succeeded"):
+        return StageResult(Outcome.SUCCEEDED, f"job {name} completed", changes=changes)
+    if job.status == "CompletedWithWarnings":
+        changes["warnings"] = job.warnings
+        return StageResult(Outcome.SUCCEEDED, f"job {name} completed with {len(job.warnings)} warning(s)",
+                           changes=changes)
+    if job.status == "Cancelled":
+        return StageResult(Outcome.CANCELLED, f"job {name} was cancelled in Azure", changes=changes,
+                           error_code="JobCancelled", error_message="the Azure restore job was cancelled outside "
+                           "this service", error_fix="submit the restore again if it is still needed")
+    err = job.errors[0] if job.errors else {}
+    code = str(err.get("code") or "JobFailed")
+    fix = " ".join(err.get("recommended_action") or []) or "see the Azure error; fix the cause and submit again"
+    return StageResult(Outcome.FAILED, f"job {name} failed: {code}", changes=changes, error_code=code,
+                       error_message=str(err.get("message") or f"Azure job ended {job.status}"), error_fix=fix)

@@ -1,0 +1,172 @@
+"""Stage validate.
+
+Consumes: a restore in status ``validating`` (message on ``restore-validate``).
+Does: resolves the backup instance (by id, or vault + datasource) and its vault (region, redundancy, Cross Region
+Restore state, identity); checks the protection state; selects the recovery point (secondary region: from
+``fetchSecondaryRecoveryPoints``); applies the rules before calling Azure (Flexible Server → files only; never the
+source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
+cross-region until rehydrated); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
+Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
+``rejected`` with Azure's error code, a plain explanation and the fix.
+"""
+
+from __future__ import annotations
+
+from azure.mgmt.dataprotection import models as m
+
+from .. import restore_requests as rr
+from ..arm_ids import parse_backup_instance_id, parse_vault_id, same_id
+from ..deps import Deps
+from ..dp_client import RecoveryPointInfo, latest
+from ..errors import AzureRejection
+from ..fixes import explain
+from ..models import DatabaseTarget, Region, RestoreRequest
+from ..records import RestoreRecord
+from ..transitions import Outcome, StageResult
+from . import Claim
+from .common import cached_vault, request_of
+
+RESTORABLE_STATES = {None, "", "ProtectionConfigured", "ProtectionStopped", "BackupSchedulesSuspended",
+                     "RetentionSchedulesSuspended", "ProtectionError", "UpdatingProtection"}
+
+
+def _reject(code: str, message: str, fix: str) -> StageResult:
+    return StageResult(Outcome.REJECTED, f"rejected: {code}: {message}", error_code=code, error_message=message,
+                       error_fix=fix)
+
+
+def _select_point(points: list[RecoveryPointInfo], req: RestoreRequest) -> RecoveryPointInfo | None:
+    sel = req.recovery_point
+    if sel.id:
+        return next((p for p in points if p.id.lower() == sel.id.lower()), None)
+    return latest(points, before=sel.latest_before)
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    req = request_of(rec)
+    dp = deps.dp
+    # 1. backup instance and vault
+    if req.backup_instance.id:
+        bi = parse_backup_instance_id(req.backup_instance.id)
+        info = dp.get_backup_instance(bi)
+    else:
+        assert req.backup_instance.vault_id and req.backup_instance.datasource_id
+        vault_ref = parse_vault_id(req.backup_instance.vault_id, "backup_instance.vault_id")
+        found = [b for b in dp.list_backup_instances(vault_ref)
+                 if same_id(b.datasource_id, req.backup_instance.datasource_id)
+                 or same_id(b.datasource_set_id, req.backup_instance.datasource_id)
+                 and b.datasource_type == rr.FLEXIBLE_SERVER]
+        if not found:
+            return _reject("BackupInstanceNotFound",
+                           f"no backup instance in vault {vault_ref.vault} protects "
+                           f"{req.backup_instance.datasource_id}",
+                           "check backup_instance.datasource_id (the database ARM id for Single Server, the server "
+                           "ARM id for Flexible Server) or give backup_instance.id")
+        info = found[0]
+        bi = parse_backup_instance_id(info.id)
+    vault = cached_vault(deps, bi.vault)
+    facts: dict[str, object] = {
+        "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
+        "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
+        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target),
+    }
+    if info.protection_state not in RESTORABLE_STATES:
+        return _reject("BackupInstanceNotRestorable",
+                       f"backup instance {info.name} is in state {info.protection_state}",
+                       "restore from a backup instance whose protection is configured or stopped with retained data")
+
+    # 2. rules that need no Azure call
+    if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):
+        return _reject("FlexibleServerRestoreAsFilesOnly",
+                       "Azure Backup restores Flexible Server backups only as files",
+                       "set target.kind to \"files\" with a container_url and file_prefix, then load the dumps with "
+                       "pg_restore")
+    if isinstance(req.target, DatabaseTarget) and same_id(req.target.database_id, info.datasource_id):
+        return _reject("RestoreToSourceNotAllowed", "the target is the source database; restores never overwrite it",
+                       "choose a new target.database_name")
+    if req.region == Region.SECONDARY:
+        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant" or not vault.secondary_region:
+            return _reject("CrossRegionRestoreNotEnabled",
+                           f"vault {bi.vault.vault} is {vault.redundancy} with Cross Region Restore "
+                           f"{'enabled' if vault.crr_enabled else 'disabled'}",
+                           f"restore in the primary region, or enable Cross Region Restore on a geo-redundant vault: "
+                           f"az dataprotection backup-vault update --vault-name {bi.vault.vault} "
+                           f"--resource-group {bi.vault.resource_group} --cross-region-restore-state Enabled")
+        location = vault.secondary_region
+    else:
+        location = vault.location
+    facts["restore_location"] = location
+
+    # 3. recovery point
+    if req.region == Region.SECONDARY:
+        points = dp.fetch_secondary_recovery_points(bi, secondary=location, primary=vault.location)
+        point = _select_point(points, req)
+    elif req.recovery_point.id:
+        try:
+            point = dp.get_recovery_point(bi, req.recovery_point.id)
+        except AzureRejection as exc:
+            if "notfound" not in exc.code.lower():
+                raise
+            point = None
+    else:
+        point = _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
+    if point is None:
+        what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
+                f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
+                if req.recovery_point.latest_before else "a recovery point")
+        return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}"
+                       f"{' in the secondary region' if req.region == Region.SECONDARY else ''}",
+                       "list the recovery points of the backup instance and pick an existing one (or use latest)")
+    facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier})
+    if point.rehydration_expiry:
+        facts["rehydration_expiry"] = point.rehydration_expiry
+    needs_rehydration = point.tier == "archive" and not point.rehydrated
+    if needs_rehydration and req.region == Region.SECONDARY:
+        return _reject("ArchivedPointNotRehydrated",
+                       "an archived recovery point cannot be restored cross-region until it is rehydrated",
+                       "restore it in the primary region first (which rehydrates it), or pick a vault-tier point")
+
+    # 4. ask Azure
+    rec_with = rec.copy(**facts)
+    plan = _plan(rec_with, req, needs_rehydration)
+    try:
+        if req.region == Region.SECONDARY:
+            dp.validate_cross_region_restore(bi.vault, location,
+                                             m.ValidateCrossRegionRestoreRequestObject(
+                                                 restore_request_object=_request_object(plan, req,
+                                                                                        needs_rehydration),
+                                                 cross_region_restore_details=m.CrossRegionRestoreDetails(
+                                                     source_region=vault.location,
+                                                     source_backup_instance_id=bi.id)))
+        else:
+            dp.validate_restore(bi, m.ValidateRestoreRequestObject(
+                restore_request_object=_request_object(plan, req, needs_rehydration)))
+    except AzureRejection as exc:
+        ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
+        result = _reject(ex.code, ex.message, ex.fix)
+        result.changes = facts
+        return result
+    outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
+    tier_note = ("archive tier: rehydration needed" if needs_rehydration else
+                 "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
+    return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
+                                f"restore to {location}", changes=facts)
+
+
+def _plan(rec: RestoreRecord, req: RestoreRequest, needs_rehydration: bool) -> rr.RestorePlan:
+    assert rec.recovery_point_id and rec.datasource_type and rec.restore_location and rec.backup_instance_id
+    return rr.RestorePlan(backup_instance_id=rec.backup_instance_id, source_datasource_id=rec.source_datasource_id,
+                          datasource_type=rec.datasource_type, recovery_point_id=rec.recovery_point_id,
+                          source_store="ArchiveStore" if rec.tier == "archive" else "VaultStore",
+                          restore_location=rec.restore_location, target=req.target)
+
+
+def _request_object(plan: rr.RestorePlan, req: RestoreRequest,
+                    needs_rehydration: bool) -> m.AzureBackupRestoreRequest:
+    if needs_rehydration:
+        return m.AzureBackupRestoreWithRehydrationRequest(
+            source_data_store_type="ArchiveStore", recovery_point_id=plan.recovery_point_id,
+            restore_target_info=rr.target_info(plan), source_resource_id=plan.source_datasource_id,
+            rehydration_priority=req.rehydration.priority.value,
+            rehydration_retention_duration=f"P{req.rehydration.retention_days}D")
+    return rr.restore_request(plan)

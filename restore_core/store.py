@@ -1,0 +1,306 @@
+"""State store: a small abstract base, the Azure Table implementation, and an in-memory twin for unit tests.
+
+Layout (table ``restores``):
+- partition ``d<yyyymmdd>`` (creation day, derivable from the restore id): the restore row (RowKey = id) and its
+  append-only timeline (RowKey = ``<id>~<seq>``), written together in one entity-group transaction;
+- partition ``active``: one small index row per non-terminal restore, so the watchdog's cost grows with active
+  restores, never with history.
+Table ``restoreidempotency``: client key → restore id (+ a hash of the request, to refuse a reused key).
+
+Every update of a restore row is ETag-guarded; a lost race raises :class:`ConcurrencyError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from .errors import RequestError, RetryableError
+from .records import ActiveEntry, RestoreRecord, TimelineEvent, partition_of
+
+
+class ConcurrencyError(Exception):
+    """Another writer changed the row first (ETag mismatch). Re-read and decide again."""
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class StateStore(ABC):
+    """Four-ish primitives; the pipeline logic lives elsewhere."""
+
+    @abstractmethod
+    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
+               request_hash: str) -> tuple[RestoreRecord, bool]:
+        """Insert a new restore, or return the one already created for ``idempotency_key`` (created=False).
+        A key reused with a different request raises :class:`RequestError` (409)."""
+
+    @abstractmethod
+    def get(self, restore_id: str) -> RestoreRecord | None: ...
+
+    @abstractmethod
+    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
+        """Replace the row if its ETag still matches ``rec.etag``; append ``events``; keep the active index."""
+
+    @abstractmethod
+    def timeline(self, restore_id: str) -> list[TimelineEvent]: ...
+
+    @abstractmethod
+    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
+        """Restores created on ``day`` (UTC), ordered by id, strictly after ``after_id``."""
+
+    @abstractmethod
+    def active(self) -> list[ActiveEntry]: ...
+
+    @abstractmethod
+    def put_active(self, entry: ActiveEntry) -> None: ...
+
+    @abstractmethod
+    def remove_active(self, restore_id: str) -> None: ...
+
+    @abstractmethod
+    def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
+        """Small cache/statistics rows (partition ``meta-<kind>``)."""
+
+    @abstractmethod
+    def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None: ...
+
+    # -- helpers shared by both implementations
+    @staticmethod
+    def _check_same_request(existing_hash: str, request_hash: str, key: str) -> None:
+        if existing_hash != request_hash:
+            raise RequestError(
+                f"idempotency key {key!r} was already used for a different request",
+                field="idempotency_key", code="IdempotencyKeyReused", status=409,
+                fix="use a new idempotency key for a different restore, or resend the original request unchanged")
+
+
+def _day_partition(day: datetime) -> str:
+    return "d" + day.strftime("%Y%m%d")
+
+
+class TableStateStore(StateStore):
+    def __init__(self, service: TableServiceClient, restores_table: str, idempotency_table: str) -> None:
+        self._restores: TableClient = service.get_table_client(restores_table)
+        self._idem: TableClient = service.get_table_client(idempotency_table)
+
+    def ensure_tables(self) -> None:
+        for client in (self._restores, self._idem):
+            try:
+                client.create_table()
+            except ResourceExistsError:
+                pass
+
+    # -- create
+    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
+               request_hash: str) -> tuple[RestoreRecord, bool]:
+        if idempotency_key:
+            h = key_hash(idempotency_key)
+            try:
+                self._idem.create_entity({"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id,
+                                          "request_hash": request_hash})
+            except ResourceExistsError:
+                existing = self._idem.get_entity(h[:2], h)
+                self._check_same_request(existing["request_hash"], request_hash, idempotency_key)
+                found = self.get(existing["restore_id"])
+                if found is not None:
+                    return found, False
+                # the first attempt died between the key and the row: finish its work under its id
+                rec = rec.copy(id=existing["restore_id"])
+        rec = rec.copy(timeline_seq=1)
+        try:
+            result = self._restores.submit_transaction([
+                ("create", rec.to_entity()),
+                ("create", event.to_entity(rec.id, 1)),
+            ])
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                found = self.get(rec.id)
+                if found is not None:
+                    return found, False
+            raise RetryableError(f"table write failed: {exc.status_code}") from exc
+        if not rec.terminal:
+            self.put_active(ActiveEntry.of(rec))
+        return rec.copy(etag=result[0]["etag"]), True
+
+    def get(self, restore_id: str) -> RestoreRecord | None:
+        try:
+            ent = self._restores.get_entity(partition_of(restore_id), restore_id)
+        except ResourceNotFoundError:
+            return None
+        return RestoreRecord.from_entity(dict(ent), ent.metadata["etag"])
+
+    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
+        seq = rec.timeline_seq
+        ops: list[Any] = []
+        new = rec.copy(timeline_seq=seq + len(events))
+        ops.append(("update", new.to_entity(),
+                    {"mode": UpdateMode.REPLACE, "etag": rec.etag, "match_condition": MatchConditions.IfNotModified}))
+        for i, ev in enumerate(events, start=1):
+            ops.append(("upsert", ev.to_entity(rec.id, seq + i), {"mode": UpdateMode.REPLACE}))
+        try:
+            result = self._restores.submit_transaction(ops)
+        except TableTransactionError as exc:
+            if exc.status_code in (412, 404, 409):
+                raise ConcurrencyError(rec.id) from exc
+            raise RetryableError(f"table write failed: {exc.status_code}") from exc
+        new = new.copy(etag=result[0]["etag"])
+        if new.terminal:
+            self.remove_active(new.id)
+        else:
+            self.put_active(ActiveEntry.of(new))
+        return new
+
+    def timeline(self, restore_id: str) -> list[TimelineEvent]:
+        pk = partition_of(restore_id)
+        rows = self._restores.query_entities(
+            "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+            parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})
+        return [TimelineEvent.from_entity(dict(r)) for r in sorted(rows, key=lambda r: r["RowKey"])]
+
+    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
+        rows = self._restores.query_entities(
+            "PartitionKey eq @pk and RowKey gt @after and Kind eq 'restore'",
+            parameters={"pk": _day_partition(day), "after": after_id or ""})
+        for r in rows:
+            yield RestoreRecord.from_entity(dict(r), r.metadata["etag"])
+
+    def active(self) -> list[ActiveEntry]:
+        rows = self._restores.query_entities("PartitionKey eq 'active'")
+        return [ActiveEntry.from_entity(dict(r)) for r in rows]
+
+    def put_active(self, entry: ActiveEntry) -> None:
+        self._restores.upsert_entity(entry.to_entity(), mode=UpdateMode.REPLACE)
+
+    def remove_active(self, restore_id: str) -> None:
+        try:
+            self._restores.delete_entity("active", restore_id)
+        except ResourceNotFoundError:
+            pass
+
+    def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._restores.get_entity(f"meta-{kind}", key_hash(key)))
+        except ResourceNotFoundError:
+            return None
+
+    def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
+        self._restores.upsert_entity({"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values},
+                                     mode=UpdateMode.REPLACE)
+
+
+class MemoryStateStore(StateStore):
+    """In-memory twin with the same semantics (ETags, idempotency, active index) for pure-logic unit tests."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[str, tuple[dict[str, Any], str]] = {}
+        self._events: dict[str, dict[int, TimelineEvent]] = {}
+        self._idem: dict[str, tuple[str, str]] = {}
+        self._active: dict[str, ActiveEntry] = {}
+        self._meta: dict[tuple[str, str], dict[str, Any]] = {}
+        self._n = 0
+        self.writes = 0
+
+    def _etag(self) -> str:
+        self._n += 1
+        return f'W/"{self._n}"'
+
+    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
+               request_hash: str) -> tuple[RestoreRecord, bool]:
+        with self._lock:
+            if idempotency_key:
+                existing = self._idem.get(idempotency_key)
+                if existing:
+                    self._check_same_request(existing[1], request_hash, idempotency_key)
+                    if existing[0] in self._rows:
+                        ent, etag = self._rows[existing[0]]
+                        return RestoreRecord.from_entity(dict(ent), etag), False
+                    rec = rec.copy(id=existing[0])
+                else:
+                    self._idem[idempotency_key] = (rec.id, request_hash)
+            if rec.id in self._rows:
+                ent, etag = self._rows[rec.id]
+                return RestoreRecord.from_entity(dict(ent), etag), False
+            rec = rec.copy(timeline_seq=1)
+            etag = self._etag()
+            self._rows[rec.id] = (rec.to_entity(), etag)
+            self._events[rec.id] = {1: event}
+            if not rec.terminal:
+                self._active[rec.id] = ActiveEntry.of(rec)
+            self.writes += 1
+            return rec.copy(etag=etag), True
+
+    def get(self, restore_id: str) -> RestoreRecord | None:
+        with self._lock:
+            if restore_id not in self._rows:
+                return None
+            ent, etag = self._rows[restore_id]
+            return RestoreRecord.from_entity(dict(ent), etag)
+
+    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
+        with self._lock:
+            current = self._rows.get(rec.id)
+            if current is None or current[1] != rec.etag:
+                raise ConcurrencyError(rec.id)
+            seq = rec.timeline_seq
+            new = rec.copy(timeline_seq=seq + len(events))
+            etag = self._etag()
+            self._rows[rec.id] = (new.to_entity(), etag)
+            for i, ev in enumerate(events, start=1):
+                self._events.setdefault(rec.id, {})[seq + i] = ev
+            if new.terminal:
+                self._active.pop(rec.id, None)
+            else:
+                self._active[rec.id] = ActiveEntry.of(new)
+            self.writes += 1
+            return new.copy(etag=etag)
+
+    def timeline(self, restore_id: str) -> list[TimelineEvent]:
+        with self._lock:
+            return [ev for _, ev in sorted(self._events.get(restore_id, {}).items())]
+
+    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
+        prefix = day.strftime("%Y%m%d")
+        with self._lock:
+            ids = sorted(i for i in self._rows if i.startswith(prefix) and i > (after_id or ""))
+            found = [RestoreRecord.from_entity(dict(self._rows[i][0]), self._rows[i][1]) for i in ids]
+        return found
+
+    def active(self) -> list[ActiveEntry]:
+        with self._lock:
+            return list(self._active.values())
+
+    def put_active(self, entry: ActiveEntry) -> None:
+        with self._lock:
+            self._active[entry.restore_id] = entry
+
+    def remove_active(self, restore_id: str) -> None:
+        with self._lock:
+            self._active.pop(restore_id, None)
+
+    def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            v = self._meta.get((kind, key))
+            return dict(v) if v else None
+
+    def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
+        with self._lock:
+            self._meta[(kind, key)] = dict(values)
+
+
+def days_between(since: datetime, until: datetime) -> list[datetime]:
+    days, d = [], since.replace(hour=0, minute=0, second=0, microsecond=0)
+    while d <= until:
+        days.append(d)
+        d += timedelta(days=1)
+    return days

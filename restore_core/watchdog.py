@@ -1,0 +1,140 @@
+"""Timer watchdog (schedule ``RESTORE_WATCHDOG_SCHEDULE``): the safety net and the batcher.
+
+Reads only the ``active`` index partition, so its cost grows with active restores, never with history. Each tick:
+- fails restores past their deadline, with the reason;
+- re-drives restores whose ``next_check_at`` is overdue (a lost, delayed or poisoned message): it re-sends the
+  message for the row's current stage and attempt — a duplicate is a no-op thanks to the claims;
+- batches checks that are cheaper per vault than per restore: one ``fetchCrossRegionRestoreJobs`` per vault and
+  secondary region for cross-region jobs, one recovery-point list per backup instance for rehydrations; results
+  are applied directly (the in-flight self-message then finds itself stale);
+- records the ``restore.active`` (by stage) and ``restore.poison.depth`` (by queue) gauges.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from . import telemetry
+from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
+from .deps import Deps
+from .errors import RestoreError
+from .models import Region, Stage
+from .pipeline import STAGE_QUEUE_SETTING, _deadline_result, apply, send_stage
+from .records import ActiveEntry, RestoreRecord
+from .stages.common import vault_info
+from .stages.monitor import classify
+from .transitions import Outcome, StageResult
+
+log = telemetry.get_logger("watchdog")
+QUEUE_SETTINGS = (*STAGE_QUEUE_SETTING.values(), "RESTORE_QUEUE_REQUESTS")
+
+
+@dataclass
+class TickReport:
+    active: int = 0
+    redriven: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    batched_finished: list[str] = field(default_factory=list)
+    arm_calls: int = 0
+
+
+def _load(deps: Deps, entry: ActiveEntry) -> RestoreRecord | None:
+    rec = deps.store.get(entry.restore_id)
+    if rec is None or rec.terminal:
+        deps.store.remove_active(entry.restore_id)  # stale index row (crash after the terminal write)
+        return None
+    return rec
+
+
+def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
+    now = deps.clock()
+    report = TickReport()
+    entries = deps.store.active()
+    report.active = len(entries)
+    telemetry.set_active_restores(Counter(e.stage or e.status for e in entries))
+    telemetry.set_poison_depth({deps.settings.queue(s) + "-poison": deps.queues.depth(deps.settings.queue(s) +
+                                                                                      "-poison")
+                                for s in QUEUE_SETTINGS})
+    calls_before = deps.dp.meter.total()
+    handled: set[str] = set()
+
+    # 1. deadlines
+    for e in entries:
+        if now >= e.deadline:
+            rec = _load(deps, e)
+            if rec is not None and rec.stage is not None:
+                apply(deps, rec, rec.stage, _deadline_result(rec), traceparent=rec.traceparent)
+                report.expired.append(e.restore_id)
+            handled.add(e.restore_id)
+
+    # 2. batched checks, per vault (CRR jobs) and per backup instance (rehydrations)
+    crr: dict[tuple[str, str], list[ActiveEntry]] = defaultdict(list)
+    for e in entries:
+        if e.restore_id not in handled and e.stage == Stage.MONITOR.value and e.region == Region.SECONDARY.value \
+                and e.vault_id and e.azure_job_id:
+            crr[(e.vault_id.lower(), "")].append(e)
+    for group in crr.values():
+        recs = [r for r in (_load(deps, e) for e in group) if r is not None and r.restore_location]
+        if not recs:
+            continue
+        try:
+            jobs = deps.dp.fetch_cross_region_jobs(parse_vault_id(recs[0].vault_id or ""),
+                                                   secondary=recs[0].restore_location or "",
+                                                   primary=vault_info(recs[0]).location)
+        except RestoreError as exc:
+            log.warning("batched cross-region job check failed: %s", exc)
+            continue
+        by_name = {j.name.lower(): j for j in jobs}
+        for rec in recs:
+            job = by_name.get(job_name(rec.azure_job_id or "").lower())
+            if job is not None and job.terminal:
+                apply(deps, rec, Stage.MONITOR, classify(job, rec, deps), traceparent=rec.traceparent)
+                report.batched_finished.append(rec.id)
+                handled.add(rec.id)
+
+    waits: dict[str, list[ActiveEntry]] = defaultdict(list)
+    for e in entries:
+        if e.restore_id not in handled and e.stage == Stage.WAIT.value and e.next_check_at and \
+                now >= e.next_check_at - timedelta(seconds=deps.settings.poll_max_seconds):
+            waits[e.restore_id].append(e)
+    by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
+    for group in waits.values():
+        for e in group:
+            rec = _load(deps, e)
+            if rec is not None and rec.backup_instance_id:
+                by_bi[rec.backup_instance_id.lower()].append(rec)
+    for recs in by_bi.values():
+        try:
+            points = {p.id.lower(): p for p in deps.dp.list_recovery_points(
+                parse_backup_instance_id(recs[0].backup_instance_id or ""))}
+        except RestoreError as exc:
+            log.warning("batched rehydration check failed: %s", exc)
+            continue
+        for rec in recs:
+            point = points.get((rec.recovery_point_id or "").lower())
+            if point is not None and point.rehydrated:
+                apply(deps, rec, Stage.WAIT, StageResult(Outcome.REHYDRATED, f"rehydration of {point.id} completed "
+                                                         "(seen by the watchdog)",
+                                                         changes={"rehydration_expiry": point.rehydration_expiry,
+                                                                  "polls": 0}),
+                      traceparent=rec.traceparent)
+                report.batched_finished.append(rec.id)
+                handled.add(rec.id)
+
+    # 3. re-drive overdue restores (lost or poisoned messages)
+    for e in entries:
+        if e.restore_id in handled or e.next_check_at is None or now < e.next_check_at:
+            continue
+        rec = _load(deps, e)
+        if rec is None or rec.stage is None:
+            continue
+        send_stage(deps, rec)
+        slack = max(deps.settings.poll_max_seconds, 30.0)
+        deps.store.put_active(ActiveEntry.of(rec.copy(next_check_at=now + timedelta(seconds=slack))))
+        report.redriven.append(rec.id)
+        log.warning("re-drove %s at stage %s attempt %s (next check was due %s)", rec.id, rec.stage.value,
+                    rec.attempt, e.next_check_at.isoformat(), extra={"restore_id": rec.id})
+    report.arm_calls = deps.dp.meter.total() - calls_before
+    return report
