@@ -15,10 +15,10 @@ from typing import Any
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from .errors import RetryableError
+
 BASE64: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
                           "message_decode_policy": TextBase64DecodePolicy()}
-
-from .errors import RetryableError
 
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 60
 
