@@ -266,3 +266,23 @@ def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues
     assert queues.count(s["WORK_QUEUE"]) == 0  # completed and deleted, not abandoned
     text = log.read_text()
     assert "outcome=ok" in text and queues.conn not in text and "AccountKey" not in text
+
+
+def test_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(queues: Queues) -> None:
+    s = settings(queues)
+    with FunctionsHost(APPS / "basic", s, host_json=host_json(), lease_seconds=2) as h:
+        queues.send(s["WORK_QUEUE"], {"tag": "long", "action": "sleep", "secs": 4.5})
+        out = wait_for(lambda: queues.drain(s["OUT_QUEUE"]), timeout=20, what="long invocation output")
+        time.sleep(0.6)
+        assert [e["dequeue_count"] for e in events(h, "long")] == [1]  # never redelivered while running
+        assert json.loads(out[0])["dequeue_count"] == 1 and queues.count(s["WORK_QUEUE"]) == 0
+
+
+def test_message_that_is_not_base64_ends_in_poison_unchanged(queues: Queues) -> None:
+    s = settings(queues)
+    with FunctionsHost(APPS / "basic", s, host_json=host_json(maxDequeueCount=2)) as h:
+        raw = queues.client(s["WORK_QUEUE"])
+        raw.send_message("{not base64!}")
+        poison = queues.client(s["WORK_QUEUE"] + "-poison")
+        msgs = wait_for(lambda: list(poison.receive_messages()), what="poison message")
+        assert msgs[0].content == "{not base64!}" and events(h) == []  # the function never saw it
