@@ -367,8 +367,12 @@ class StageSpan:
         self._fallback: str | None = None
 
     def set(self, key: str, value: AttrValue) -> None:
-        """Set attribute ``restore.<key>`` (string values are redacted)."""
-        self._span.set_attribute(_attr_key(key), _clean(value))
+        """Set attribute ``restore.<key>`` (string values are redacted). Setting ``id`` also relabels the logs
+        written inside this span (intake learns the restore id only after it opened the span)."""
+        full = _attr_key(key)
+        self._span.set_attribute(full, _clean(value))
+        if full == SPAN_PREFIX + "id":
+            _restore_id_var.set(str(value))
 
     def set_outcome(self, outcome: str) -> None:
         self.outcome = outcome

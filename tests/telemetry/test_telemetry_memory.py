@@ -186,6 +186,19 @@ def test_logs_carry_restore_and_trace_ids_and_are_redacted(mem: telemetry.Memory
     assert rec.attributes["trace_id"] == f"{span.context.trace_id:032x}"
 
 
+def test_setting_the_id_late_relabels_span_and_logs(mem: telemetry.MemoryExporters) -> None:
+    log = telemetry.get_logger("intake")
+    with telemetry.stage_span("intake", restore_id="pending", traceparent=None) as sp:
+        sp.set("id", "r-late")
+        log.info("accepted")
+    log.info("after the span")
+    (span,) = _spans(mem, "restore.intake")
+    assert span.attributes["restore.id"] == "r-late"
+    ids = {str(r.log_record.body): r.log_record.attributes.get("restore_id") for r in mem.logs.get_finished_logs()}
+    assert ids["accepted"] == "r-late"
+    assert ids["after the span"] is None
+
+
 def test_configure_is_idempotent(mem: telemetry.MemoryExporters) -> None:
     import logging
 
