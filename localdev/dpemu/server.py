@@ -59,7 +59,7 @@ LRO_OPS = {"BackupInstances_ValidateForRestore", "BackupInstances_TriggerRestore
            "BackupInstances_ValidateCrossRegionRestore", "BackupInstances_TriggerCrossRegionRestore"}
 JOB_OPS = {"BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
            "BackupInstances_TriggerCrossRegionRestore"}
-LRO_RETRY_SIM_SECONDS = {"BackupInstances_ValidateForRestore": 10, "BackupInstances_ValidateCrossRegionRestore": 10}
+LRO_RETRY_SIM_SECONDS = {"BackupInstances_TriggerRestore": 30, "BackupInstances_TriggerCrossRegionRestore": 30}
 
 
 def cloud_error(code: str, message: str) -> dict[str, Any]:
@@ -216,17 +216,21 @@ class Server:
         q = f"api-version={quote(call.api_version)}&$skipToken={encode_token(token)}{extra}"
         return f"{self.base_url}{call.path}?{q}"
 
-    def _lro(self, call: Call, op: Operation) -> Reply:
-        sim = LRO_RETRY_SIM_SECONDS.get(call.operation, 30)
+    def _retry_headers(self, call: Call) -> dict[str, str]:
+        """Retry-After in real seconds (>= 1) plus the scaled ``retry-after-ms`` that azure-core prefers."""
+        sim = LRO_RETRY_SIM_SECONDS.get(call.operation, 10)
         scale = self.engine.clock.scale
+        return {"Retry-After": str(max(1, math.ceil(sim / scale))),
+                "retry-after-ms": str(max(20, math.ceil(sim * 1000 / scale)))}
+
+    def _lro(self, call: Call, op: Operation) -> Reply:
         base = f"{self.base_url}/subscriptions/{op.subscription}/providers/Microsoft.DataProtection/locations/" \
                f"{op.location}"
         q = f"?api-version={quote(call.api_version)}"
         return Reply(202, None, {
             "Azure-AsyncOperation": f"{base}/operationStatus/{op.id}{q}",
             "Location": f"{base}/operationResults/{op.id}{q}",
-            "Retry-After": str(max(1, math.ceil(sim / scale))),
-            "retry-after-ms": str(max(20, math.ceil(sim * 1000 / scale))),
+            **self._retry_headers(call),
         })
 
     def _faults_for(self, op: str) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
@@ -242,7 +246,8 @@ class Server:
         if op in ("OperationStatus_Get", "OperationResult_Get"):
             o = e.get_op(p["sub"], p["loc"], p["op"])
             if op == "OperationStatus_Get":
-                return Reply(200, e.op_status_json(o))
+                # azure-core takes each poll's delay from the latest response: scaled retry-after-ms here too
+                return Reply(200, e.op_status_json(o), self._retry_headers(call))
             if not e.op_done(o):
                 r = self._lro(call, o)
                 return Reply(202, None, r.headers)

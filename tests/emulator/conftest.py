@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,13 +71,19 @@ class Emu:
         return DataProtectionMgmtClient(StaticCredential(token or self.token), subscription, base_url=self.endpoint,
                                         connection_verify=self.ca_bundle, **kw)
 
+    @property
+    def ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
     def dsn(self, cluster: str, db: str) -> str:
         return self.clusters[cluster].dsn(db)
 
 
 @pytest.fixture(scope="session")
-def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emu]:
-    base = tmp_path_factory.mktemp("dpemu")
+def emu() -> Iterator[Emu]:
+    # not tmp_path_factory: concurrent pytest runs reset /tmp/pytest-of-root to 0700, which locks out the
+    # postgres OS user that runs the clusters
+    base = Path(tempfile.mkdtemp(prefix="dpemu-test-"))
     names = [c["name"] for c in yaml.safe_load(WORLD.read_text())["postgres_clusters"]]
     azurite = Azurite(base / "azurite")
     (base / "azurite").mkdir(exist_ok=True)
@@ -83,8 +91,8 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emu]:
     proc = None
     try:
         azurite.start()
-        with ThreadPoolExecutor(3) as pool:
-            list(pool.map(lambda c: c.start(), clusters.values()))
+        for c in clusters.values():  # sequential: concurrent initdb runs raced on directory permissions
+            c.start()
         cfile = base / "clusters.json"
         cfile.write_text(json.dumps({n: {"host": c.host, "port": c.port, "dsn": c.dsn(), "bindir": str(c.bindir),
                                          "version": c.version} for n, c in clusters.items()}))
@@ -114,6 +122,7 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emu]:
         for c in clusters.values():
             c.stop()
         azurite.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture()
