@@ -2,32 +2,41 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 
 import pytest
 
 from restore_core.redact import MASK, RedactedError, RedactingFilter, find_secrets, redact
 
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+# Secrets are generated per run (no credential-looking literal in the repository); each case adds the
+# characters its format allows (base64 padding, URL escapes, spaces in quoted values...).
+FAKE_KEY = base64.b64encode(secrets.token_bytes(64)).decode()
 
 
-@pytest.mark.parametrize(("text", "secret"), [
-    (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};QueueEndpoint=x",
-     AZURITE_KEY),
-    ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=abcDEF123+/=;", "abcDEF123+/="),
-    ("BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&ss=b&sig=XyZ%2B1", "XyZ%2B1"),
-    ("Server=db;Database=app;User Id=admin;Password=hunter2!x;", "hunter2!x"),
-    ("Server=db;Pwd=s3cr3t;", "s3cr3t"),
-    ("host=127.0.0.1 port=5432 user=postgres password='p a ss' dbname=x", "p a ss"),
-    ("host=127.0.0.1 password=plainpw dbname=x", "plainpw"),
-    ("GET https://acct.blob.core.windows.net/c/b?sv=2022&se=2026&sp=r&sig=AbC%2Fdef%3D HTTP/1.1", "AbC%2Fdef%3D"),
-    ("POST http://127.0.0.1:7071/api/restores?code=funcKEY123==", "funcKEY123=="),
-    ("Authorization: Bearer eyJhbGciOi.JSUzI1NiJ9-_abc", "eyJhbGciOi.JSUzI1NiJ9-_abc"),
-    ("dsn postgresql://alice:pa55word@127.0.0.1:5432/app", "pa55word"),
-    ("dsn postgres://bob:x%40y@host/db", "x%40y"),
-    ('{"user": "u", "password": "jsonsecret", "n": 1}', "jsonsecret"),
+def _secret(suffix: str) -> str:
+    return "S" + secrets.token_hex(8) + suffix
+
+
+@pytest.mark.parametrize(("template", "suffix"), [
+    ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={s};QueueEndpoint=x", "+/=="),
+    ("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey={s};", "+/="),
+    ("BlobEndpoint=https://a.blob.core.windows.net/;SharedAccessSignature=sv=2022-11-02&ss=b&sig={s}", "%2B1"),
+    ("Server=db;Database=app;User Id=admin;Password={s};", "!x"),
+    ("Server=db;Pwd={s};", ""),
+    ("host=127.0.0.1 port=5432 user=postgres password='{s}' dbname=x", " a b"),
+    ("host=127.0.0.1 password={s} dbname=x", ""),
+    ("GET https://acct.blob.core.windows.net/c/b?sv=2022&se=2026&sp=r&sig={s} HTTP/1.1", "%2Fd%3D"),
+    ("POST http://127.0.0.1:7071/api/restores?code={s}", "=="),
+    ("Authorization: Bearer {s}", ".JSUzI1NiJ9-_abc"),
+    ("dsn postgresql://alice:{s}@127.0.0.1:5432/app", ""),
+    ("dsn postgres://bob:{s}@host/db", "%40y"),
+    ('{{"user": "u", "password": "{s}", "n": 1}}', ""),
 ])
-def test_redact_masks_secret_values_and_keeps_context(text: str, secret: str) -> None:
+def test_redact_masks_secret_values_and_keeps_context(template: str, suffix: str) -> None:
+    secret = _secret(suffix)
+    text = template.format(s=secret)
     out = redact(text)
     assert secret not in out
     assert MASK in out
@@ -38,7 +47,7 @@ def test_redact_masks_secret_values_and_keeps_context(text: str, secret: str) ->
 def test_redact_keeps_non_secret_text_and_is_idempotent() -> None:
     text = "restore r-1 stage=wait AccountName=devstoreaccount1 https://127.0.0.1:8443/x?api-version=2026-06-01"
     assert redact(text) == text
-    once = redact(f"AccountKey={AZURITE_KEY};")
+    once = redact(f"AccountKey={FAKE_KEY};")
     assert redact(once) == once == f"AccountKey={MASK};"
 
 
@@ -47,9 +56,10 @@ def test_redact_keeps_user_and_host_of_urls() -> None:
 
 
 def test_find_secrets_reports_known_secrets_present_verbatim() -> None:
-    text = "token value is abcdef123456 somewhere"
-    assert find_secrets(text, known_secrets=["abcdef123456", "", "absent-secret"]) == ["abcdef123456"]
-    assert find_secrets("nothing here", known_secrets=["abcdef123456"]) == []
+    known = _secret("")
+    text = f"token value is {known} somewhere"
+    assert find_secrets(text, known_secrets=[known, "", "absent-secret"]) == [known]
+    assert find_secrets("nothing here", known_secrets=[known]) == []
 
 
 def _record(msg: str, *args: object, exc: BaseException | None = None, **extra: object) -> logging.LogRecord:
@@ -60,20 +70,21 @@ def _record(msg: str, *args: object, exc: BaseException | None = None, **extra: 
 
 
 def test_filter_redacts_message_args_extras_and_exceptions() -> None:
-    problem = "cannot connect AccountKey=" + AZURITE_KEY + ";"
+    pw = _secret("")
+    problem = "cannot connect AccountKey=" + FAKE_KEY + ";"
     try:
         raise ValueError(problem)
     except ValueError as err:
-        rec = _record("conn %s for %s", f"AccountKey={AZURITE_KEY}", "r-1", exc=err,
-                      dsn="postgresql://u:pw123@h/db", restore_id="r-1")
+        rec = _record("conn %s for %s", "AccountKey=" + FAKE_KEY, "r-1", exc=err,
+                      dsn="postgresql://u:" + pw + "@h/db", restore_id="r-1")
     assert RedactingFilter().filter(rec) is True
     assert rec.getMessage() == f"conn AccountKey={MASK} for r-1"
     assert rec.__dict__["dsn"] == f"postgresql://u:{MASK}@h/db"
     assert rec.__dict__["restore_id"] == "r-1"
     assert rec.exc_info is not None and rec.exc_info[0] is RedactedError
-    assert AZURITE_KEY not in str(rec.exc_info[1]) and "ValueError" in str(rec.exc_info[1])
+    assert FAKE_KEY not in str(rec.exc_info[1]) and "ValueError" in str(rec.exc_info[1])
     formatted = logging.Formatter().format(rec)
-    assert find_secrets(formatted, [AZURITE_KEY]) == []
+    assert find_secrets(formatted, [FAKE_KEY]) == []
 
 
 def test_filter_keeps_exceptions_without_secrets() -> None:
