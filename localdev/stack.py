@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for name, comp in status.items():
         extra = f" port {comp['port']}" if comp.get("port") else ""
-        print(f"  {name:<16} pid {comp.get('pid')!s:<8} {'running' if comp['alive'] else 'DEAD'}{extra}  "
+        print(f"  {name:<20} pid {comp.get('pid')!s:<8} {'running' if comp['alive'] else 'DEAD'}{extra}  "
               f"log {comp.get('log')}")
     return 0 if all(c["alive"] for c in status.values()) else 1
 

@@ -3,8 +3,10 @@
 Consumes: the app directory (``function_app.py`` + ``host.json``), app settings (put into ``os.environ``
 before the app is imported, as the real host does), function/master keys.
 Produces: queue listeners, timer runners and an HTTP front end on 127.0.0.1; one log line per invocation.
-Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or environment) re-sends one copy of every successfully
-processed queue message (each original at most once) to simulate at-least-once delivery.
+Setting ``FUNCHOST_LEASE_SECONDS`` (default 60): how long a running message stays invisible (renewed while it runs;
+after a SIGKILL it reappears once this expires). Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or
+environment) re-sends one copy of every successfully processed queue message (each original at most once) to
+simulate at-least-once delivery.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from localdev.funchost.timers import TimerRunner
 log = logging.getLogger("funchost")
 
 DUPLICATE_KNOB = "FUNCHOST_DUPLICATE_DELIVERY"
+LEASE_SETTING = "FUNCHOST_LEASE_SECONDS"  # how long a running message stays invisible before renewal (default 60)
 _module_ids = itertools.count(1)
 
 
@@ -66,8 +69,8 @@ class FunctionsHost:
     def __init__(self, app_dir: Path | str, settings: Mapping[str, str] | None = None, *, port: int = 0,
                  host: str = "127.0.0.1", function_keys: Iterable[str] = (), master_key: str | None = None,
                  static: Mapping[str, Path | str] | None = None, pool_size: int = 16,
-                 duplicate_delivery: bool | None = None, lease_seconds: float = 60.0, drain_timeout: float = 30.0,
-                 host_json: Mapping[str, Any] | None = None) -> None:
+                 duplicate_delivery: bool | None = None, lease_seconds: float | None = None,
+                 drain_timeout: float = 30.0, host_json: Mapping[str, Any] | None = None) -> None:
         self.app_dir = Path(app_dir).resolve()
         self.settings = Settings(settings)
         self._port = port
@@ -80,7 +83,11 @@ class FunctionsHost:
                 raise HostError(f"static mount {mount}={directory}: use /prefix=DIR with an existing directory")
         self.pool_size = pool_size
         self._duplicate = duplicate_delivery
-        self.lease_seconds = lease_seconds
+        lease = lease_seconds if lease_seconds is not None else self.settings.get(LEASE_SETTING) or 60
+        try:
+            self.lease_seconds = float(lease)
+        except ValueError:
+            raise HostError(f"setting {LEASE_SETTING}={lease!r} must be a number of seconds (>= 2)") from None
         self.drain_timeout = drain_timeout
         self._host_json = host_json
         self.config: HostConfig | None = None

@@ -88,7 +88,8 @@ def build_routes(invokers: Iterable[Invoker]) -> list[Route]:
         methods = frozenset(_enum_value(m).upper() for m in (trig.methods or []))
         level = _enum_value(trig.auth_level or "function").lower()
         routes.append(Route(inv, route_regex(template), methods, level))
-    return routes
+    # like ASP.NET routing: literal segments win over parameters (``restores/summary`` before ``restores/{id}``)
+    return sorted(routes, key=lambda r: (r.regex.pattern.count("(?P<"), -len(r.regex.pattern)))
 
 
 class HttpFrontEnd:

@@ -269,8 +269,9 @@ def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues
 
 
 def test_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(queues: Queues) -> None:
-    s = settings(queues)
-    with FunctionsHost(APPS / "basic", s, host_json=host_json(), lease_seconds=2) as h:
+    s = settings(queues, FUNCHOST_LEASE_SECONDS="2")
+    with FunctionsHost(APPS / "basic", s, host_json=host_json()) as h:
+        assert h.lease_seconds == 2
         queues.send(s["WORK_QUEUE"], {"tag": "long", "action": "sleep", "secs": 4.5})
         out = wait_for(lambda: queues.drain(s["OUT_QUEUE"]), timeout=20, what="long invocation output")
         time.sleep(0.6)
