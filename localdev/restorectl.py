@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
+STAGE_ORDER = ("intake", "validate", "rehydrate", "wait", "trigger", "monitor")
 DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -241,7 +242,8 @@ def describe(item: Mapping[str, Any], now: datetime) -> str:
     stage_times = item.get("stage_times") or {}
     if stage_times:
         lines.append("stages:")
-        for stage, times in stage_times.items():
+        order = {s: i for i, s in enumerate(STAGE_ORDER)}
+        for stage, times in sorted(stage_times.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
             start, end = parse_time(times.get("started")), parse_time(times.get("finished"))
             took = format_duration(((end or now) - start).total_seconds()) if start else "-"
             lines.append(f"  {stage:<10} {times.get('started') or '-'} -> {times.get('finished') or '...'} ({took})")

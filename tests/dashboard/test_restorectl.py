@@ -145,7 +145,7 @@ def test_api_validation_error_shows_field_and_fix(api: tuple[str, StubState]) ->
 def test_show_renders_error_stages_and_timeline(api: tuple[str, StubState]) -> None:
     url, state = api
     state.add(make_restore("r-9", "failed", "monitor", age_s=600, job="/x/backupJobs/job-77",
-                           stages=[("validate", 0, 5), ("trigger", 5, 9), ("monitor", 9, 300)],
+                           stages=[("monitor", 9, 300), ("trigger", 5, 9), ("validate", 0, 5)],
                            error={"code": "UserErrorMissingPermissions", "message": "vault MSI lacks Reader",
                                   "fix": "grant Reader on the target server"}))
     code, out, _ = run(["show", "r-9", *conn(url)])
@@ -154,6 +154,8 @@ def test_show_renders_error_stages_and_timeline(api: tuple[str, StubState]) -> N
     assert "error:           UserErrorMissingPermissions: vault MSI lacks Reader" in out
     assert "fix:             grant Reader on the target server" in out
     assert "monitor" in out and "(4m51s)" in out  # 9 s -> 300 s
+    stage_lines = out.split("stages:\n")[1].split("timeline:")[0].split()
+    assert [w for w in stage_lines if w in ("validate", "trigger", "monitor")] == ["validate", "trigger", "monitor"]
     assert "request accepted" in out
 
 
