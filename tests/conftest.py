@@ -1,9 +1,10 @@
 """Shared fixtures for integration tests: ONE local stack per test session, and a small API client.
 
 ``local_stack``: a :class:`localdev.stack.Stack` in a temp dir (free ports everywhere) with the demo world and the
-real ``function_app.py``; ``local_stack.env`` holds the stack.env values. Tests using it (or ``api``) are marked
-``integration`` automatically. ``api``: ``api.get(path)`` / ``api.post(path, json, headers)`` → (status, json or
-None, headers), with the function key; ``path`` is relative to RESTORE_API_URL (``/restores`` → ``/api/restores``).
+real ``function_app.py``; ``local_stack.env`` holds the stack.env values. Tests using it (or ``api``, or a real
+``azurite``) are marked ``integration`` automatically.
+``api``: ``api.get(path)`` / ``api.post(path, json, headers)`` -> (status, json or None, headers), with the
+function key; ``path`` is relative to RESTORE_API_URL (``/restores`` -> ``/api/restores``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 
 from localdev.stack import DEFAULT_WORLD, Stack
 
-STACK_FIXTURES = {"local_stack", "api"}
+STACK_FIXTURES = {"local_stack", "api", "azurite"}  # real processes -> integration
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

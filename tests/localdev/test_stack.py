@@ -16,6 +16,8 @@ import pytest
 from localdev.stack import ENV_KEYS, Stack, StackError, pid_alive
 from tests.localdev.conftest import APPS
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = Path(__file__).parent / "worlds" / "tiny.yaml"
 OVERRIDES = {"WORK_QUEUE": "stack-work", "OUT_QUEUE": "stack-out", "TICK_SCHEDULE": "0 0 0 1 1 *"}
