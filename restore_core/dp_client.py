@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any, TypeVar
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -189,6 +190,13 @@ class JobInfo:
         return self.status in ("Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Succeeded")
 
 
+def _plain(value: Any) -> str | None:
+    """SDK enums are str subclasses whose str() is 'Enum.MEMBER'; keep only the wire value."""
+    if value is None:
+        return None
+    return str(value.value) if isinstance(value, Enum) else str(value)
+
+
 def _error_body(exc: HttpResponseError) -> dict[str, Any]:
     try:
         body = exc.response.json() if exc.response is not None else None  # type: ignore[attr-defined]
@@ -226,9 +234,9 @@ def _tier_of(rp: Any) -> tuple[str, str | None, datetime | None, str | None]:
     props = rp.properties
     tier, status, expiry, version = "vault", None, None, None
     for ds in getattr(props, "recovery_point_data_stores_details", None) or []:
-        if (ds.type or "").lower().startswith("archive"):
+        if (_plain(ds.type) or "").lower().startswith("archive"):
             tier = "archive"
-            status = ds.rehydration_status
+            status = _plain(ds.rehydration_status)
             expiry = ds.rehydration_expiry_time
         meta = ds.meta_data
         if meta and '"postgresVersion"' in meta:
@@ -256,8 +264,8 @@ def _job_info(job: Any) -> JobInfo:
             warning = w.warning
             warnings.append({"resource": w.resource_name, "code": getattr(warning, "code", None),
                              "message": getattr(warning, "message", None)})
-    return JobInfo(id=job.id or "", name=job.name or job_name(job.id or ""), status=p.status,
-                   operation=p.operation, operation_category=p.operation_category,
+    return JobInfo(id=job.id or "", name=job.name or job_name(job.id or ""), status=str(_plain(p.status)),
+                   operation=_plain(p.operation), operation_category=_plain(p.operation_category),
                    backup_instance_id=p.backup_instance_id,
                    destination=ext.recovery_destination if ext is not None else None,
                    start_time=parse_time(p.start_time), end_time=parse_time(p.end_time),
@@ -353,22 +361,22 @@ class DataProtection:
         props = v.properties
         redundancy = None
         for s in getattr(props, "storage_settings", None) or []:
-            if (s.datastore_type or "") == "VaultStore" or redundancy is None:
-                redundancy = s.type
+            if _plain(s.datastore_type) == "VaultStore" or redundancy is None:
+                redundancy = _plain(s.type)
         crr = getattr(getattr(props, "feature_settings", None), "cross_region_restore_settings", None)
         replicated = list(getattr(props, "replicated_regions", None) or [])
         return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
                          principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
-                         redundancy=redundancy, crr_enabled=(getattr(crr, "state", None) == "Enabled"),
+                         redundancy=redundancy, crr_enabled=(_plain(getattr(crr, "state", None)) == "Enabled"),
                          secondary_region=replicated[0].lower() if replicated else None)
 
     def _bi_info(self, bi: Any) -> BackupInstanceInfo:
         p = bi.properties
         ds, dss = p.data_source_info, p.data_source_set_info
         return BackupInstanceInfo(id=bi.id, name=bi.name, friendly_name=p.friendly_name,
-                                  datasource_type=ds.datasource_type or ds.resource_type, datasource_id=ds.resource_id,
-                                  datasource_set_id=dss.resource_id if dss else None,
-                                  protection_state=p.current_protection_state)
+                                  datasource_type=str(ds.datasource_type or ds.resource_type),
+                                  datasource_id=ds.resource_id, datasource_set_id=dss.resource_id if dss else None,
+                                  protection_state=_plain(p.current_protection_state))
 
     def get_backup_instance(self, bi: BackupInstanceRef) -> BackupInstanceInfo:
         res = self._call("get backup instance", lambda: self.client(bi.vault.subscription).backup_instances.get(

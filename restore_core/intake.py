@@ -21,7 +21,7 @@ from .deps import Deps
 from .errors import RequestError
 from .models import MAX_BODY_BYTES, RestoreRequest, Stage, Status, parse_request
 from .pipeline import check_after, send_stage
-from .records import RestoreRecord, TimelineEvent, new_restore_id
+from .records import RestoreRecord, TimelineEvent, iso, new_restore_id
 
 log = telemetry.get_logger("intake")
 
@@ -46,7 +46,7 @@ def submit(req: RestoreRequest, *, source: str, deps: Deps, idempotency_key: str
         request=req.model_dump(mode="json", exclude_none=True), attempt=1,
         next_check_at=check_after(deps, now, 0), idempotency_key=key, traceparent=traceparent,
         target_kind=req.target.kind, region=req.region.value,
-        stage_times={Stage.VALIDATE.value: {"started": None, "finished": None}},
+        stage_times={Stage.VALIDATE.value: {"started": iso(now), "finished": None}},
     )
     event = TimelineEvent(now, Status.ACCEPTED.value, None, f"accepted from {source}")
     rec, created = deps.store.create(rec, event, idempotency_key=key, request_hash=request_hash(req))

@@ -97,7 +97,7 @@ class RehydrationPriority(StrEnum):
 
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
-_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 _SECRET_URI = re.compile(r"^https://[a-z0-9-]{3,24}\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net|[a-z0-9.-]+)"
                          r"(:\d+)?/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
 _RESERVED_DB = {"postgres", "template0", "template1", "azure_maintenance", "azure_sys"}
@@ -220,7 +220,7 @@ class FilesTarget(_Strict):
     @classmethod
     def _prefix(cls, v: str) -> str:
         if not _PREFIX.match(v) or ".." in v:
-            raise ValueError("file_prefix must be 1-200 characters: letters, digits, . _ / - (no '..')")
+            raise ValueError("file_prefix must be 1-200 characters: letters, digits, . _ - (no '..', no '/')")
         return v
 
 

@@ -38,5 +38,5 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         deps.dp.trigger_rehydrate(bi_ref(rec), rr.rehydration_request(point.id, req.rehydration.priority.value,
                                                                       req.rehydration.retention_days))
     delay = backoff(deps, rec.polls)
-    return StageResult(Outcome.NOT_READY, f"rehydration {status or 'pending'}; next check in {delay:.0f}s",
+    return StageResult(Outcome.NOT_READY, f"rehydration {status or 'pending'}; next check in {delay:.1f}s",
                        changes={"polls": rec.polls + 1}, delay=delay, log_event=rec.polls == 0)

@@ -1,0 +1,245 @@
+"""`make demo`: start the local stack, run real restores end to end, print what happened, stop everything.
+
+Scenarios (demo world, real PostgreSQL, real pg_dump/pg_restore through the Data Protection emulator):
+  1. as database from the latest recovery point            4. cross-region into the paired region
+  2. as files (Flexible Server dump set) into a container   5. started by an Azure Monitor alert on the intake queue
+  3. from an archived point, with rehydration               6. rejected for a missing permission, showing the fix
+Before restoring, the demo writes "post-backup" rows into the source (the change you want to undo); each check
+proves the restored data equals the source at the chosen backup's time. Exits non-zero if any check fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+
+from localdev import scenarios as sc
+from localdev.pgcluster import find_bindir
+from localdev.stack import DEFAULT_WORLD, REPO, Stack
+from tests.conftest import Api
+
+TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
+BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") if sys.stdout.isatty() \
+    else ("", "", "", "", "")
+
+
+@dataclass
+class Run:
+    label: str
+    expect: str
+    restore_id: str | None = None
+    seen: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def batches(dsn: str) -> tuple[set[str], str]:
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        rows = conn.execute("SELECT DISTINCT batch FROM orders").fetchall()
+        got = {r[0] for r in rows}
+        digest = conn.execute(
+            "SELECT md5(string_agg(id || ':' || customer_id || ':' || batch || ':' || amount, ',' ORDER BY id)) "
+            "FROM orders WHERE batch = ANY(%s)", (sorted(got),)).fetchone()
+        return got, str(digest[0] if digest else "")
+
+
+def source_digest(dsn: str, wanted: set[str]) -> str:
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        row = conn.execute(
+            "SELECT md5(string_agg(id || ':' || customer_id || ':' || batch || ':' || amount, ',' ORDER BY id)) "
+            "FROM orders WHERE batch = ANY(%s)", (sorted(wanted),)).fetchone()
+        return str(row[0] if row else "")
+
+
+def dsn_for(env: dict[str, str], cluster: str, db: str) -> str:
+    base = env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"]
+    return base.rsplit("/", 1)[0] + "/" + db
+
+
+def main() -> int:
+    t0 = time.monotonic()
+    local = REPO / ".local"
+    local.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="demo-", dir=local))
+    suffix = uuid.uuid4().hex[:6]
+    alert_guid = str(uuid.uuid4())
+    plans = sc.alert_plan(database_pattern="salesdb_alert_{alert_short}")
+    stack = Stack(workdir, DEFAULT_WORLD, http_port=0, settings_overrides={"RESTORE_PLANS": sc.plans_setting(plans)})
+    say(f"{BOLD}Starting the local stack{RESET} (Azurite, 6 PostgreSQL servers, Data Protection emulator, "
+        f"Functions host) in {workdir.relative_to(REPO)} ...")
+    ok = False
+    try:
+        env = stack.up()
+        say(f"  stack up in {time.monotonic() - t0:.1f}s; API {env['RESTORE_API_URL']}; "
+            f"dashboard {env.get('DASHBOARD_URL', '-')}")
+        ok = run_scenarios(env, suffix, alert_guid, t0)
+    except Exception as exc:  # noqa: BLE001 - report any failure and stop the stack
+        say(f"{RED}demo failed: {type(exc).__name__}: {exc}{RESET}")
+        logs = workdir / "logs"
+        if logs.exists():
+            say(f"  logs: {logs}")
+            keep = local / "demo-last-logs"
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(logs, keep, dirs_exist_ok=True)
+            say(f"  (copied to {keep.relative_to(REPO)})")
+    finally:
+        say(f"{DIM}stopping the stack ...{RESET}")
+        stack.down()
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(f"{BOLD}{'DEMO OK' if ok else 'DEMO FAILED'}{RESET} in {time.monotonic() - t0:.1f}s")
+    return 0 if ok else 1
+
+
+def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) -> bool:
+    api = Api(env["RESTORE_API_URL"], env["RESTORE_API_KEY"])
+    src = dsn_for(env, "pgsrv01", "salesdb")
+    with psycopg.connect(src, autocommit=True) as conn:
+        conn.execute("INSERT INTO orders(customer_id, batch, amount) SELECT 1 + g % 100, 'post-backup', g "
+                     "FROM generate_series(1, 25) g")
+    say("  wrote 25 'post-backup' rows into pgsrv01/salesdb (changes made after the last backup)\n")
+
+    runs = {
+        "latest-db": Run("1 latest → database", "succeeded"),
+        "files": Run("2 flexible → files", "succeeded"),
+        "archive": Run("3 archived → database", "succeeded"),
+        "crr": Run("4 cross-region → database", "succeeded"),
+        "alert": Run("5 alert → database", "succeeded"),
+        "noperm": Run("6 missing permission", "rejected"),
+    }
+    requests = {
+        "latest-db": sc.as_database(f"salesdb_latest_{suffix}", description="demo: latest point as database"),
+        "files": sc.as_files(f"demo-{suffix}-pgflex01", description="demo: Flexible Server as files"),
+        "archive": sc.as_database(f"salesdb_archive_{suffix}", recovery_point={"latest_before":
+                                  sc.days_ago(100).isoformat()}, description="demo: archived point"),
+        "crr": sc.as_database(f"salesdb_dr_{suffix}", server=sc.TARGET_DR, secret=sc.SECRET_DR, region="secondary",
+                              description="demo: cross-region restore"),
+        "noperm": sc.as_database(f"salesdb_noperm_{suffix}", server=sc.TARGET_NOREADER, secret=sc.SECRET_NOREADER,
+                                 description="demo: target without the vault's Reader role"),
+    }
+    for key, body in requests.items():
+        status, resp, _ = api.post("/restores", body, headers={"Idempotency-Key": f"demo-{suffix}-{key}"})
+        if status not in (200, 202):
+            raise RuntimeError(f"POST /restores for {key} answered {status}: {resp}")
+        runs[key].restore_id = resp["id"]
+        say(f"  {runs[key].label:<28} POST /api/restores → {status} {resp['id']}")
+    # the same request again: same restore, no second one
+    status, again, _ = api.post("/restores", requests["latest-db"], headers={"Idempotency-Key":
+                                                                             f"demo-{suffix}-latest-db"})
+    runs["latest-db"].checks.append(("same Idempotency-Key → same restore", again["id"] == runs["latest-db"]
+                                     .restore_id and status == 200, f"{status} {again['id']}"))
+    # alert on the intake queue: the latest point before the alert fired (3 days ago → the 7-day-old backup)
+    fired = sc.days_ago(3)
+    q = QueueClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"], "restore-requests",
+                                           message_encode_policy=TextBase64EncodePolicy())
+    q.send_message(json.dumps(sc.alert_payload(alert_guid, fired)))
+    say(f"  {runs['alert'].label:<28} alert {alert_guid[:8]} fired {fired:%Y-%m-%d %H:%M} enqueued on "
+        f"restore-requests")
+    say(f"\n{BOLD}Live timeline{RESET}")
+    deadline = time.monotonic() + 150
+    alert_db = f"salesdb_alert_{alert_guid.replace('-', '')[:8]}"
+    while time.monotonic() < deadline:
+        if runs["alert"].restore_id is None:
+            _, page, _ = api.get("/restores?limit=200")
+            for item in (page or {}).get("items", []):
+                if item.get("source") == "alert":
+                    runs["alert"].restore_id = item["id"]
+        for run in runs.values():
+            if run.restore_id is None or run.final:
+                continue
+            status, body, _ = api.get(f"/restores/{run.restore_id}")
+            if status != 200:
+                continue
+            for ev in body["timeline"][run.seen:]:
+                say(f"  {DIM}+{time.monotonic() - t0:5.1f}s{RESET} {run.label:<28} {ev['status']:<11} "
+                    f"{ev['message']}")
+            run.seen = len(body["timeline"])
+            if body["status"] in TERMINAL:
+                run.final = body
+        if all(r.final for r in runs.values()):
+            break
+        time.sleep(0.5)
+    return verify(env, runs, suffix, alert_db)
+
+
+def verify(env: dict[str, str], runs: dict[str, Run], suffix: str, alert_db: str) -> bool:
+    src = dsn_for(env, "pgsrv01", "salesdb")
+    all_batches = {"b0", "b1", "b2", "b3", "b4", "b5"}
+    expect = {"latest-db": ("pgsrv-restore", f"salesdb_latest_{suffix}", all_batches),
+              "archive": ("pgsrv-restore", f"salesdb_archive_{suffix}", {"b0"}),
+              "crr": ("pgsrv-dr", f"salesdb_dr_{suffix}", all_batches),
+              "alert": ("pgsrv-restore", alert_db, all_batches - {"b5"})}
+    for key, run in runs.items():
+        final = run.final
+        run.checks.insert(0, (f"ends {run.expect}", final.get("status") == run.expect,
+                              f"status={final.get('status')} error={final.get('error')}"))
+        if key in expect and final.get("status") == "succeeded":
+            cluster, db, wanted = expect[key]
+            try:
+                got, digest = batches(dsn_for(env, cluster, db))
+                run.checks.append((f"{cluster}/{db} holds exactly the backed-up batches {sorted(wanted)}",
+                                   got == wanted, f"found {sorted(got)}"))
+                run.checks.append(("rows identical to the source's rows of those batches",
+                                   digest == source_digest(src, wanted), digest))
+            except psycopg.Error as exc:
+                run.checks.append((f"{cluster}/{db} readable", False, str(exc).splitlines()[0]))
+    files = runs["files"]
+    if files.final.get("status") == "succeeded":
+        blobs = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]) \
+            .get_container_client(sc.AZURITE_CONTAINER[sc.CONTAINER_WE_URL])
+        names = [b.name for b in blobs.list_blobs(name_starts_with=f"demo-{suffix}-")]
+        files.checks.append(("dump files in the container", len(names) >= 2, ", ".join(names)))
+        dumps = [n for n in names if "appdb" in n]
+        if dumps:
+            with tempfile.NamedTemporaryFile(suffix=".dump") as fh:
+                fh.write(blobs.download_blob(dumps[0]).readall())
+                fh.flush()
+                res = subprocess.run([str(find_bindir() / "pg_restore"), "--list", fh.name], capture_output=True,
+                                     text=True, check=False)
+                files.checks.append((f"{dumps[0]} is a valid pg_restore archive with table events",
+                                     res.returncode == 0 and "TABLE DATA public events" in res.stdout,
+                                     res.stderr.strip()[:200]))
+    noperm = runs["noperm"].final
+    err = noperm.get("error") or {}
+    runs["noperm"].checks.append(("Azure error code UserErrorMSIMissingPermissions",
+                                  err.get("code") == "UserErrorMSIMissingPermissions", str(err.get("code"))))
+    runs["noperm"].checks.append(("fix is the exact az role assignment command",
+                                  "az role assignment create" in str(err.get("fix")) and sc.TARGET_NOREADER in
+                                  str(err.get("fix")), ""))
+    say(f"\n{BOLD}Results{RESET}")
+    ok = True
+    for run in runs.values():
+        f = run.final
+        rp = f.get("recovery_point") or {}
+        say(f"  {BOLD}{run.label}{RESET}  {f.get('status', 'NOT FINISHED')}  restore {run.restore_id}  "
+            f"point {rp.get('id', '-')} ({rp.get('tier', '-')}, {rp.get('time', '-')})  job "
+            f"{(f.get('azure_job_id') or '-').rsplit('/', 1)[-1]}")
+        for name, passed, detail in run.checks:
+            ok &= passed
+            mark = f"{GREEN}✔{RESET}" if passed else f"{RED}✘{RESET}"
+            say(f"      {mark} {name}" + ("" if passed else f"  ({detail})"))
+        if run.label.startswith("6") and f.get("error"):
+            say(f"      {DIM}error:{RESET} {f['error']['message']}")
+            say(f"      {DIM}fix:{RESET}   {f['error']['fix']}")
+    return ok
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
