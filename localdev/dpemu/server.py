@@ -90,6 +90,7 @@ class Server:
         self.engine = engine
         self.controls = controls
         self.base_url = base_url.rstrip("/")
+        self.integer_retry_after = False
 
     # ------------------------------------------------------------------ ASGI entry point
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
@@ -217,11 +218,16 @@ class Server:
         return f"{self.base_url}{call.path}?{q}"
 
     def _retry_headers(self, call: Call) -> dict[str, str]:
-        """Retry-After in real seconds (>= 1) plus the scaled ``retry-after-ms`` that azure-core prefers."""
+        """Scaled LRO poll delay. azure-core 1.41 reads ``Retry-After`` FIRST (then ``retry-after-ms``), so under a
+        scaled clock ``Retry-After`` is sent as fractional real seconds (e.g. ``0.02``), which azure-core parses as
+        a float; ``integer_retry_after`` (admin config) restores RFC-style integers >= 1 s."""
         sim = LRO_RETRY_SIM_SECONDS.get(call.operation, 10)
-        scale = self.engine.clock.scale
-        return {"Retry-After": str(max(1, math.ceil(sim / scale))),
-                "retry-after-ms": str(max(20, math.ceil(sim * 1000 / scale)))}
+        real_ms = max(20, math.ceil(sim * 1000 / self.engine.clock.scale))
+        if self.integer_retry_after or real_ms >= 1000:
+            retry_after = str(max(1, math.ceil(real_ms / 1000)))
+        else:
+            retry_after = f"{real_ms / 1000:.3f}"
+        return {"Retry-After": retry_after, "retry-after-ms": str(real_ms)}
 
     def _lro(self, call: Call, op: Operation) -> Reply:
         base = f"{self.base_url}/subscriptions/{op.subscription}/providers/Microsoft.DataProtection/locations/" \
@@ -395,7 +401,8 @@ class Server:
                 "rehydration_duration_standard": f"PT{s.rehydration_standard.total_seconds():g}S",
                 "rehydration_duration_high": f"PT{s.rehydration_high.total_seconds():g}S",
                 "crr_replication_lag": f"PT{s.crr_replication_lag.total_seconds():g}S",
-                "arm_latency_seconds": self.controls.arm_latency_seconds}
+                "arm_latency_seconds": self.controls.arm_latency_seconds,
+                "integer_retry_after": self.integer_retry_after}
 
     def _set_config(self, body: dict[str, Any]) -> None:
         s = self.engine.settings
@@ -408,6 +415,10 @@ class Server:
                 if d.total_seconds() < 0:
                     raise ValueError(f"{k}: give a non-negative ISO-8601 duration like PT1H")
                 setattr(s, durations[k], d)
+            elif k == "integer_retry_after":
+                if not isinstance(v, bool):
+                    raise ValueError("integer_retry_after: give true or false")
+                self.integer_retry_after = v
             elif k == "time_scale":
                 self.engine.clock.set_scale(float(v))
             elif k == "page_size":
@@ -419,7 +430,7 @@ class Server:
                     raise ValueError("arm_latency_seconds: give a number >= 0")
                 self.controls.arm_latency_seconds = float(v)
             else:
-                known = sorted([*durations, "time_scale", "page_size", "arm_latency_seconds"])
+                known = sorted([*durations, "time_scale", "page_size", "arm_latency_seconds", "integer_retry_after"])
                 raise ValueError(f"unknown config key '{k}'; known: {known}")
 
     def _world_summary(self) -> dict[str, Any]:
