@@ -300,9 +300,13 @@ class Harness:
     def deliver(self, msg: SentMessage, *, dequeue_count: int = 1) -> list[SentMessage]:
         stage = self.stage_of[msg.queue]
         self.delivered.append((stage, msg))
-        pipeline.handle(stage, msg.text, message_id=f"m{len(self.delivered)}", dequeue_count=dequeue_count,
-                        deps=self.deps)
-        return self.collect()
+        sent: list[SentMessage] = []
+        try:
+            pipeline.handle(stage, msg.text, message_id=f"m{len(self.delivered)}", dequeue_count=dequeue_count,
+                            deps=self.deps)
+        finally:
+            sent = self.collect()  # also when the handler raises: what it sent before is on the queue
+        return sent
 
     def next_message(self) -> SentMessage:
         assert self.pending, "no stage message pending"

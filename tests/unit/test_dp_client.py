@@ -1,0 +1,250 @@
+"""``dp_client`` pure parts: operation names, the guarded retry policy (driven by a canned-response transport, no
+network), and the job id of both LRO result shapes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+from azure.core.pipeline import Pipeline
+from azure.core.pipeline.transport import HttpRequest, HttpResponse, HttpTransport
+from azure.core.utils import CaseInsensitiveDict
+
+from restore_core import restore_requests as rr
+from restore_core.arm_ids import parse_backup_instance_id
+from restore_core.dp_client import (
+    DataProtection,
+    GuardedRetryPolicy,
+    RecoveryPointInfo,
+    _job_id_of,
+    latest,
+    operation_of,
+)
+from restore_core.errors import RetryableError
+from restore_core.models import parse_request
+
+from .fakes import BI_ID, SUB, T0, VAULT_ID, VAULT_POINT, database_body, settings
+
+BASE = "https://management.azure.com"
+V = BASE + VAULT_ID
+LOC = f"{BASE}/subscriptions/{SUB}/resourceGroups/rg-backup/providers/Microsoft.DataProtection/locations/northeurope"
+Q = "?api-version=2026-06-01"
+OP = "ZmMzNDFmYWMtZWJlMS00NGJhLWE4YTgtMDNjYjI4Y2M5OTExO2Q1NDIzY2Vj=="
+
+OPERATIONS = [
+    ("GET", V + Q, "BackupVaults_Get"),
+    ("GET", V + "/backupInstances" + Q, "BackupInstances_List"),
+    ("GET", BASE + BI_ID + Q, "BackupInstances_Get"),
+    ("GET", BASE + BI_ID + "/recoveryPoints" + Q + "&$filter=endDate%20eq%20'x'", "RecoveryPoints_List"),
+    ("GET", BASE + BI_ID + "/recoveryPoints/" + VAULT_POINT + Q, "RecoveryPoints_Get"),
+    ("POST", BASE + BI_ID + "/validateRestore" + Q, "BackupInstances_ValidateForRestore"),
+    ("POST", BASE + BI_ID + "/restore" + Q, "BackupInstances_TriggerRestore"),
+    ("POST", BASE + BI_ID + "/rehydrate" + Q, "BackupInstances_TriggerRehydrate"),
+    ("GET", V + "/backupJobs" + Q, "Jobs_List"),
+    ("GET", V + "/backupJobs/c4bd49a1-0645-4eec-b207-feb818962852" + Q, "Jobs_Get"),
+    ("GET", f"{BASE}/subscriptions/{SUB}/providers/Microsoft.DataProtection/locations/westeurope/operationStatus/{OP}"
+            + Q, "OperationStatus_Get"),
+    ("GET", f"{BASE}/subscriptions/{SUB}/providers/Microsoft.DataProtection/locations/westeurope/operationResults/"
+            f"{OP}" + Q, "OperationResult_Get"),
+    ("POST", LOC + "/fetchSecondaryRecoveryPoints" + Q, "FetchSecondaryRecoveryPoints_List"),
+    ("GET", LOC + "/fetchSecondaryRecoveryPoints" + Q + "&$skipToken=abc", "FetchSecondaryRecoveryPoints_List"),
+    ("POST", LOC + "/validateCrossRegionRestore" + Q, "BackupInstances_ValidateCrossRegionRestore"),
+    ("POST", LOC + "/crossRegionRestore" + Q, "BackupInstances_TriggerCrossRegionRestore"),
+    ("POST", LOC + "/fetchCrossRegionRestoreJob" + Q, "FetchCrossRegionRestoreJob_Get"),
+    ("POST", LOC + "/fetchCrossRegionRestoreJobs" + Q, "FetchCrossRegionRestoreJobs_List"),
+    ("GET", LOC + "/fetchCrossRegionRestoreJobs" + Q + "&$skipToken=abc", "FetchCrossRegionRestoreJobs_List"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "name"), OPERATIONS, ids=[f"{n}-{m}" for m, _, n in OPERATIONS])
+def test_operation_of_names_every_arm_call(method: str, url: str, name: str) -> None:
+    assert operation_of(method, url) == name
+    assert operation_of(method.lower(), url.replace("backupInstances", "BACKUPINSTANCES")) == name
+
+
+def test_operation_of_unknown_calls_are_grouped_by_method() -> None:
+    assert operation_of("delete", BASE + BI_ID) == "DELETE other"
+    assert operation_of("GET", BASE + "/subscriptions/x/providers/Microsoft.Other/things") == "GET other"
+
+
+# --- the retry policy, with a canned transport
+
+
+class CannedResponse(HttpResponse):
+    def __init__(self, request: HttpRequest, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(request, None)
+        self.status_code = status
+        self.headers = CaseInsensitiveDict(headers or {})
+        self.reason = "canned"
+        self.content_type = "application/json"
+
+    def body(self) -> bytes:
+        return b"{}"
+
+    def read(self) -> bytes:  # the SDK reads error bodies the azure.core.rest way
+        return self.body()
+
+    @property
+    def content(self) -> bytes:
+        return self.body()
+
+
+Answer = int | tuple[int, dict[str, str]] | Exception
+
+
+class CannedTransport(HttpTransport):  # type: ignore[type-arg]
+    """Answers requests from a script; records what was sent and how long the policy asked to sleep."""
+
+    def __init__(self, answers: list[Answer]) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, str]] = []
+        self.slept: list[float] = []
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        self.sent.append((request.method, request.url))
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        status, headers = answer if isinstance(answer, tuple) else (answer, {})
+        return CannedResponse(request, status, headers)
+
+    def sleep(self, duration: float) -> None:
+        self.slept.append(duration)
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> CannedTransport:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+
+def run(method: str, url: str, answers: list[Answer], retries: int = 3) -> tuple[CannedTransport, Any]:
+    transport = CannedTransport(answers)
+    pipeline = Pipeline(transport, policies=[GuardedRetryPolicy(retry_total=retries, retry_backoff_factor=0.01,
+                                                                retry_backoff_max=0)])
+    try:
+        result: Any = pipeline.run(HttpRequest(method, url)).http_response.status_code
+    except Exception as exc:  # noqa: BLE001 - the test inspects what came out
+        result = exc
+    return transport, result
+
+
+RESTORE = BASE + BI_ID + "/restore" + Q
+CRR = LOC + "/crossRegionRestore" + Q
+REHYDRATE = BASE + BI_ID + "/rehydrate" + Q
+TRIGGERS = [RESTORE, CRR, REHYDRATE]
+
+
+@pytest.mark.parametrize("url", TRIGGERS, ids=["restore", "crossRegionRestore", "rehydrate"])
+@pytest.mark.parametrize("status", [500, 502, 504, 408])
+def test_trigger_is_never_resent_after_a_server_error(url: str, status: int) -> None:
+    transport, result = run("POST", url, [status, 202])
+    assert len(transport.sent) == 1
+    assert result == status
+
+
+@pytest.mark.parametrize("url", TRIGGERS, ids=["restore", "crossRegionRestore", "rehydrate"])
+def test_trigger_is_never_resent_after_a_server_error_with_retry_after(url: str) -> None:
+    transport, result = run("POST", url, [(500, {"Retry-After": "1"}), 202])
+    assert len(transport.sent) == 1 and result == 500
+
+
+@pytest.mark.parametrize("url", TRIGGERS, ids=["restore", "crossRegionRestore", "rehydrate"])
+def test_trigger_is_never_resent_after_a_dropped_connection(url: str) -> None:
+    transport, result = run("POST", url, [ServiceResponseError("connection reset"), 202])
+    assert len(transport.sent) == 1
+    assert isinstance(result, ServiceResponseError)
+
+
+@pytest.mark.parametrize("url", TRIGGERS, ids=["restore", "crossRegionRestore", "rehydrate"])
+def test_trigger_is_retried_when_throttled_honouring_retry_after(url: str) -> None:
+    transport, result = run("POST", url, [(429, {"Retry-After": "7"}), 202])
+    assert len(transport.sent) == 2 and result == 202
+    assert transport.slept == [7]
+
+
+def test_trigger_is_retried_on_503_service_unavailable() -> None:
+    transport, result = run("POST", RESTORE, [503, 202])
+    assert len(transport.sent) == 2 and result == 202
+
+
+def test_throttled_trigger_stops_after_the_configured_retries() -> None:
+    transport, result = run("POST", RESTORE, [(429, {"Retry-After": "1"})], retries=2)
+    assert len(transport.sent) == 3 and result == 429
+
+
+@pytest.mark.parametrize("url", [V + Q, BASE + BI_ID + "/recoveryPoints" + Q, V + "/backupJobs/j1" + Q])
+def test_reads_are_retried_on_500(url: str) -> None:
+    transport, result = run("GET", url, [500, 500, 200])
+    assert len(transport.sent) == 3 and result == 200
+
+
+def test_reads_are_retried_after_a_dropped_connection() -> None:
+    transport, result = run("GET", V + "/backupJobs/j1" + Q, [ServiceResponseError("reset"), 200])
+    assert len(transport.sent) == 2 and result == 200
+
+
+def test_validate_restore_may_be_retried_on_500_because_it_changes_nothing() -> None:
+    transport, result = run("POST", BASE + BI_ID + "/validateRestore" + Q, [500, 202])
+    assert len(transport.sent) == 2 and result == 202
+
+
+def test_trigger_connect_failure_is_not_resent_either() -> None:
+    transport, result = run("POST", RESTORE, [ServiceRequestError("refused"), 202])
+    assert len(transport.sent) == 1 and isinstance(result, ServiceRequestError)
+
+
+def test_client_trigger_restore_sends_once_on_500_and_raises_retryable() -> None:
+    """The policy is really installed on the SDK client the facade builds."""
+    transport = CannedTransport([500, 202])
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="3"), transport=transport)
+    req = rr.restore_request(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore",
+                                            "westeurope", parse_request(database_body()).target))
+    with pytest.raises(RetryableError, match="ARM answered 500"):
+        dp.trigger_restore(parse_backup_instance_id(BI_ID), req)
+    assert [(m, u.split("?")[0]) for m, u in transport.sent] == [("POST", BASE + BI_ID + "/restore")]
+    assert dp.meter.total("BackupInstances_TriggerRestore") == 1
+
+
+def test_client_maps_exhausted_throttling_to_retryable_with_retry_after() -> None:
+    transport = CannedTransport([(429, {"Retry-After": "42"})])
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="1"), transport=transport)
+    with pytest.raises(RetryableError) as info:
+        dp.list_jobs(parse_backup_instance_id(BI_ID).vault)
+    assert info.value.retry_after == 42
+    assert len(transport.sent) == 2 and transport.slept == [42]
+
+
+# --- job id of the LRO result
+
+
+def test_job_id_from_typed_result() -> None:
+    assert _job_id_of(SimpleNamespace(job_id=VAULT_ID + "/backupJobs/j1")) == VAULT_ID + "/backupJobs/j1"
+
+
+def test_job_id_from_dict_result_with_properties() -> None:
+    assert _job_id_of({"status": "Succeeded", "properties": {"objectType": "OperationJobExtendedInfo",
+                                                             "jobId": "c4bd49a1"}}) == "c4bd49a1"
+
+
+@pytest.mark.parametrize("result", [None, {}, {"properties": None}, {"properties": "x"}, SimpleNamespace(job_id=None)])
+def test_job_id_missing_is_empty_string(result: Any) -> None:
+    assert _job_id_of(result) == ""
+
+
+def test_latest_picks_the_newest_point_strictly_before() -> None:
+    pts = [RecoveryPointInfo(f"p{i}", T0 - timedelta(hours=i), "vault") for i in range(4)]
+    newest: Callable[..., RecoveryPointInfo | None] = latest
+    assert newest(pts).id == "p0"  # type: ignore[union-attr]
+    assert newest(pts, before=T0).id == "p1"  # type: ignore[union-attr]
+    assert newest(pts, before=T0 - timedelta(hours=3)) is None

@@ -1,0 +1,475 @@
+"""Pipeline logic end to end with in-memory twins (store, queues, a fake Data Protection facade, a manual clock):
+stages, transitions, exactly-once trigger, retries and errors, deadlines, cancel, completion events."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder
+
+from restore_core import api
+from restore_core.errors import AzureRejection, RetryableError
+from restore_core.messages import Envelope
+from restore_core.models import Stage, Status
+from restore_core.queues import SentMessage
+
+from .fakes import (
+    ARCHIVE_POINT,
+    BI_ID,
+    PRINCIPAL_ID,
+    T0,
+    TARGET_SERVER_ID,
+    VAULT_POINT,
+    Harness,
+    database_body,
+    files_body,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_sleeping(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Waiting is a delayed message, never a sleep inside a function."""
+
+    def refuse(seconds: float) -> None:
+        raise AssertionError(f"pipeline slept {seconds}s")
+
+    monkeypatch.setattr(time, "sleep", refuse)
+    yield
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def wire(obj: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(obj, cls=SdkJSONEncoder, exclude_readonly=True))
+
+
+def only(msgs: list[SentMessage]) -> SentMessage:
+    assert len(msgs) == 1, msgs
+    return msgs[0]
+
+
+def envelope(msg: SentMessage) -> Envelope:
+    return Envelope.decode(msg.text)
+
+
+def test_validate_trigger_monitor_happy_path(h: Harness) -> None:
+    rec = h.submit()
+    assert rec.status is Status.ACCEPTED and h.stages_of(h.pending) == [Stage.VALIDATE]
+
+    _, sent = h.step()
+    rec = h.record()
+    assert (rec.status, rec.stage, rec.attempt) == (Status.RESTORING, Stage.TRIGGER, 2)
+    assert rec.recovery_point_id == VAULT_POINT and rec.tier == "vault" and rec.restore_location == "westeurope"
+    assert h.stages_of(sent) == [Stage.TRIGGER] and sent[0].delay_seconds == 0
+    assert len(h.dp.validations) == 1 and h.dp.trigger_calls == 0
+
+    _, sent = h.step()
+    rec = h.record()
+    job = h.dp.only_job()
+    assert (rec.status, rec.stage, rec.azure_job_id) == (Status.RESTORING, Stage.MONITOR, job.id)
+    assert rec.trigger_intent_at == T0
+    assert h.stages_of(sent) == [Stage.MONITOR]
+
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.MONITOR] and sent[0].delay_seconds > 0  # still running: look again later
+    assert h.record().job_status == "InProgress" and h.events == []
+
+    h.dp.finish_job(job.name, "Completed")
+    rec = h.run()
+    assert rec.status is Status.SUCCEEDED and rec.stage is None and rec.job_status == "Completed"
+    assert h.dp.trigger_calls == 1
+    assert h.store.active() == []
+    assert [e["status"] for e in h.events] == ["succeeded"]
+    event = h.events[0]
+    assert event["type"] == "restore.completed" and event["succeeded"] is True
+    assert event["restore_id"] == rec.id and event["azure_job_id"] == job.id and event["error"] is None
+    assert "secret" not in json.dumps(event).lower()
+    statuses = [e.status for e in h.store.timeline(rec.id)]
+    assert statuses[0] == "accepted" and statuses[-1] == "succeeded"
+
+
+def test_files_restore_triggers_with_files_target(h: Harness) -> None:
+    h.submit(files_body())
+    h.run(until=Stage.MONITOR)
+    assert wire(h.dp.triggers[0])["restoreTargetInfo"]["objectType"] == "RestoreFilesTargetInfo"
+    assert h.record().target_kind == "files"
+
+
+def test_archive_point_goes_rehydrate_wait_then_trigger_with_growing_delays(h: Harness) -> None:
+    h.dp.add_archive_point()
+    h.submit(database_body(rehydration={"priority": "High", "retention_days": 20}))
+
+    h.step()
+    rec = h.record()
+    assert (rec.status, rec.stage, rec.tier, rec.recovery_point_id) == (Status.REHYDRATING, Stage.REHYDRATE,
+                                                                        "archive", ARCHIVE_POINT)
+    validated = wire(h.dp.validations[0])["restoreRequestObject"]
+    assert validated["objectType"] == "AzureBackupRestoreWithRehydrationRequest"
+    assert validated["rehydrationPriority"] == "High" and validated["rehydrationRetentionDuration"] == "P20D"
+
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.WAIT] and h.record().status is Status.WAITING
+    assert [wire(r) for r in h.dp.rehydrations] == [{"recoveryPointId": ARCHIVE_POINT, "rehydrationPriority": "High",
+                                                     "rehydrationRetentionDuration": "P20D"}]
+
+    delays = []
+    for _ in range(4):
+        _, sent = h.step()
+        msg = only(sent)
+        assert h.stages_of([msg]) == [Stage.WAIT]
+        delays.append(msg.delay_seconds)
+    assert delays == sorted(delays) and delays[0] < delays[-1]
+    assert delays[-1] <= h.settings.poll_max_seconds
+    assert h.record().next_check_at is not None and h.record().next_check_at > h.clock()  # type: ignore[operator]
+    assert h.dp.calls["trigger_rehydrate"] == 1 and h.dp.trigger_calls == 0
+
+    h.dp.complete_rehydration(ARCHIVE_POINT, T0 + timedelta(days=20))
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.TRIGGER] and h.record().status is Status.RESTORING
+    h.step()
+    assert wire(h.dp.triggers[0])["sourceDataStoreType"] == "ArchiveStore"
+    assert wire(h.dp.triggers[0])["recoveryPointId"] == ARCHIVE_POINT
+
+
+def test_already_rehydrated_point_skips_rehydration(h: Harness) -> None:
+    h.dp.add_archive_point(rehydration_status="COMPLETED", expiry=T0 + timedelta(days=10))
+    h.submit()
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.TRIGGER]
+    assert h.dp.calls["trigger_rehydrate"] == 0
+
+
+def _deliver_everything_twice(h: Harness) -> None:
+    for _ in range(40):
+        if not h.pending:
+            return
+        msg, _ = h.step()
+        before = h.store.get(h.last_id or "")
+        sent = h.deliver(msg)  # the same message again (at-least-once delivery)
+        assert sent == [], f"duplicate {msg} sent {sent}"
+        assert h.store.get(h.last_id or "") == before
+    raise AssertionError("pipeline did not finish")
+
+
+def test_duplicate_delivery_of_every_stage_message_changes_nothing_and_triggers_once(h: Harness) -> None:
+    h.dp.add_archive_point()
+    h.submit()
+    for _ in range(3):
+        msg, _ = h.step()
+        h.deliver(msg)
+    job_done = {"n": 0}
+
+    def finish_when_triggered() -> None:
+        if h.dp.jobs and not job_done["n"]:
+            h.dp.finish_job(h.dp.only_job().name, "Completed")
+            job_done["n"] = 1
+
+    h.dp.complete_rehydration(ARCHIVE_POINT, T0 + timedelta(days=20))
+    h.dp.on_call["get_job"] = finish_when_triggered
+    _deliver_everything_twice(h)
+    rec = h.record()
+    assert rec.status is Status.SUCCEEDED
+    assert h.dp.trigger_calls == 1 and h.dp.calls["trigger_rehydrate"] == 1 and h.dp.calls["validate_restore"] == 1
+    assert len(h.events) == 1
+    visited = {stage for stage, _ in h.delivered}
+    assert visited == set(Stage)
+
+
+def test_message_with_a_stale_attempt_is_ignored(h: Harness) -> None:
+    rec = h.submit()
+    h.step()
+    stale = SentMessage("restore-trigger", Envelope(rec.id, Stage.TRIGGER, 1, None, T0).encode(), 0)
+    wrong_stage = SentMessage("restore-monitor", Envelope(rec.id, Stage.MONITOR, 2, None, T0).encode(), 0)
+    before = h.record()
+    calls = sum(h.dp.calls.values())
+    assert h.deliver(stale) == [] and h.deliver(wrong_stage) == []
+    assert h.record() == before and sum(h.dp.calls.values()) == calls
+
+
+def test_malformed_or_unknown_messages_are_dropped(h: Harness) -> None:
+    h.submit()
+    before = h.record()
+    assert h.deliver(SentMessage("restore-validate", "{not json", 0)) == []
+    unknown = Envelope("20261124T080000-ffffffffff", Stage.VALIDATE, 1, None, T0).encode()
+    assert h.deliver(SentMessage("restore-validate", unknown, 0)) == []
+    assert h.record() == before and sum(h.dp.calls.values()) == 0
+
+
+def test_crash_between_trigger_and_state_write_adopts_the_job_on_redelivery(h: Harness) -> None:
+    h.submit()
+    h.step()
+    msg = h.next_message()
+    h.dp.fail_after["trigger_restore"] = [RuntimeError("worker died after the trigger")]
+    with pytest.raises(RuntimeError):
+        h.deliver(msg, dequeue_count=1)
+    rec = h.record()
+    assert rec.trigger_intent_at is not None and rec.azure_job_id is None and rec.stage is Stage.TRIGGER
+    assert h.pending == []
+
+    h.clock.advance(5)
+    sent = h.deliver(msg, dequeue_count=2)  # the queue redelivers the same message
+    rec = h.record()
+    assert h.dp.trigger_calls == 1
+    assert rec.azure_job_id == h.dp.only_job().id and rec.stage is Stage.MONITOR
+    assert h.stages_of(sent) == [Stage.MONITOR]
+    assert any("adopted" in e.message for e in h.store.timeline(rec.id))
+
+
+def test_lost_trigger_answer_looks_for_the_job_then_adopts_it(h: Harness) -> None:
+    h.submit()
+    h.step()
+    h.dp.fail_after["trigger_restore"] = [RetryableError("connection reset while reading the answer")]
+    _, sent = h.step()  # no exception: the answer is lost, the job may exist
+    msg = only(sent)
+    assert h.stages_of([msg]) == [Stage.TRIGGER] and msg.delay_seconds == h.settings.poll_min_seconds
+    assert h.record().azure_job_id is None
+
+    _, sent = h.step()
+    assert h.dp.trigger_calls == 1
+    assert h.record().azure_job_id == h.dp.only_job().id
+    assert h.stages_of(sent) == [Stage.MONITOR]
+
+
+def test_trigger_never_accepted_is_repeated_only_after_the_grace_period(h: Harness) -> None:
+    h.submit()
+    h.step()
+    h.dp.fail_before["trigger_restore"] = [RetryableError("connection reset before ARM got it")]
+    h.step()
+    assert h.dp.jobs == {}
+    waited = 0.0
+    while h.dp.trigger_calls == 1:
+        msg, _ = h.step()
+        waited += msg.delay_seconds
+        assert h.stage_of[msg.queue] is Stage.TRIGGER
+    assert waited >= h.settings.trigger_grace_seconds
+    assert h.dp.trigger_calls == 2 and h.record().azure_job_id == h.dp.only_job().id
+
+
+def test_duplicate_arriving_while_trigger_is_in_flight_does_not_trigger_again(h: Harness) -> None:
+    h.submit()
+    h.step()
+    msg = h.next_message()
+    h.dp.on_call["trigger_restore"] = lambda: h.deliver(msg)  # a second delivery runs during the ARM call
+    h.deliver(msg)
+    h.run(until=Stage.MONITOR)
+    rec = h.record()
+    assert h.dp.trigger_calls == 1
+    assert rec.azure_job_id == h.dp.only_job().id and rec.stage is Stage.MONITOR
+
+
+def test_throttling_resends_the_same_stage_with_retry_after_and_no_exception(h: Harness) -> None:
+    h.submit()
+    h.dp.fail_before["get_backup_instance"] = [RetryableError("throttled by ARM", retry_after=37)]
+    _, sent = h.step()
+    msg = only(sent)
+    assert h.stage_of[msg.queue] is Stage.VALIDATE and msg.delay_seconds == 37
+    rec = h.record()
+    assert rec.stage is Stage.VALIDATE and rec.transient_failures == 1 and not rec.terminal
+    h.step()
+    assert h.record().stage is Stage.TRIGGER
+
+
+def test_throttled_monitor_check_is_resent_to_monitor(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    h.dp.fail_before["get_job"] = [RetryableError("throttled", retry_after=90)]
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.MONITOR] and sent[0].delay_seconds == 90
+
+
+def test_retryable_error_before_the_last_delivery_propagates_and_changes_nothing(h: Harness) -> None:
+    h.submit()
+    msg = h.next_message()
+    h.dp.fail_before["get_backup_instance"] = [RetryableError("ARM answered 500")]
+    before = h.record()
+    with pytest.raises(RetryableError):
+        h.deliver(msg, dequeue_count=1)
+    assert h.record() == before and h.events == []
+
+
+def test_retryable_error_on_the_last_delivery_marks_the_restore_failed_before_raising(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    msg = h.next_message()
+    h.dp.fail_before["get_job"] = [RetryableError("ARM answered 500")]
+    with pytest.raises(RetryableError):
+        h.deliver(msg, dequeue_count=h.settings.max_dequeue_count)
+    rec = h.record()
+    assert rec.status is Status.FAILED and rec.error_code == "StageRetriesExhausted"
+    assert "ARM answered 500" in (rec.error_message or "") and "poison" in (rec.error_fix or "")
+    assert [e["status"] for e in h.events] == ["failed"]
+    assert h.pending == [] and h.store.active() == []
+
+
+def test_unexpected_exception_on_the_last_delivery_is_recorded_too(h: Harness) -> None:
+    h.submit()
+    h.dp.fail_before["get_backup_instance"] = [KeyError("bug")]
+    with pytest.raises(KeyError):
+        h.deliver(h.next_message(), dequeue_count=h.settings.max_dequeue_count)
+    rec = h.record()
+    assert rec.status is Status.FAILED and "KeyError" in (rec.error_message or "")
+
+
+def test_deadline_passed_fails_without_calling_azure(h: Harness) -> None:
+    h.submit(database_body(deadline_hours=1))
+    h.clock.advance(3601)
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.FAILED and rec.error_code == "DeadlineExceeded"
+    assert "deadline_hours" in (rec.error_fix or "")
+    assert sum(h.dp.calls.values()) == 0
+    assert [e["error"]["code"] for e in h.events] == ["DeadlineExceeded"]
+
+
+def test_deadline_passed_while_monitoring_says_the_job_may_still_run(h: Harness) -> None:
+    h.submit(database_body(deadline_hours=1))
+    h.run(until=Stage.MONITOR)
+    h.clock.advance(7200)
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.FAILED and rec.error_code == "DeadlineExceeded"
+    assert rec.azure_job_id and rec.azure_job_id in (rec.error_message or "")
+
+
+def test_azure_rejection_in_validate_rejects_with_the_exact_fix(h: Harness) -> None:
+    h.submit()
+    h.dp.fail_after["validate_restore"] = [AzureRejection("UserErrorMSIMissingPermissions", "MSI lacks Reader")]
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.REJECTED and rec.error_code == "UserErrorMSIMissingPermissions"
+    assert rec.error_fix == (f"az role assignment create --assignee-object-id {PRINCIPAL_ID} --assignee-principal-type "
+                             f'ServicePrincipal --role "Reader" --scope {TARGET_SERVER_ID}')
+    assert h.pending == [] and h.dp.trigger_calls == 0
+    assert h.events[0]["status"] == "rejected" and h.events[0]["error"]["fix"] == rec.error_fix
+
+
+def test_unknown_backup_instance_is_rejected_not_retried(h: Harness) -> None:
+    h.submit(database_body(backup_instance={"id": BI_ID + "-gone"}))
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.REJECTED and rec.error_code == "ResourceNotFound" and rec.error_fix
+
+
+def test_restore_onto_the_source_database_is_rejected_before_asking_azure(h: Harness) -> None:
+    body = database_body()
+    h.dp.instances[0] = h.dp.instances[0].__class__(
+        **{**h.dp.instances[0].__dict__, "datasource_id": f"{TARGET_SERVER_ID}/databases/salesdb_restored"})
+    h.submit(body)
+    h.step()
+    assert h.record().error_code == "RestoreToSourceNotAllowed" and h.dp.validations == []
+
+
+def test_azure_rejection_after_validate_fails_the_restore(h: Harness) -> None:
+    h.submit()
+    h.step()
+    h.dp.fail_before["trigger_restore"] = [AzureRejection("UserErrorDatabaseNameAlreadyInUse", "exists")]
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.FAILED and rec.error_code == "UserErrorDatabaseNameAlreadyInUse"
+    assert "database_name" in (rec.error_fix or "")
+
+
+def test_cancel_before_trigger_cancels_and_publishes_completion(h: Harness) -> None:
+    rec = h.submit()
+    resp = api.cancel(rec.id, deps=h.deps)
+    h.collect()
+    assert resp.status == 200 and resp.body["status"] == "cancelled"
+    assert resp.body["error"]["code"] == "CancelledByOperator"
+    assert [e["status"] for e in h.events] == ["cancelled"]
+    h.run()  # the validate message already on the queue is now stale
+    assert sum(h.dp.calls.values()) == 0 and h.record().status is Status.CANCELLED
+    assert h.store.active() == []
+
+
+def test_cancel_while_waiting_for_rehydration_is_allowed(h: Harness) -> None:
+    h.dp.add_archive_point()
+    rec = h.submit()
+    h.run(until=Stage.WAIT)
+    h.step()
+    assert api.cancel(rec.id, deps=h.deps).status == 200
+
+
+def test_cancel_after_trigger_is_409_and_changes_nothing(h: Harness) -> None:
+    rec = h.submit()
+    h.run(until=Stage.MONITOR)
+    before = h.record()
+    resp = api.cancel(rec.id, deps=h.deps)
+    assert resp.status == 409 and resp.body["error"]["code"] == "RestoreJobNotCancellable"
+    assert h.dp.only_job().name in resp.body["error"]["message"]
+    assert h.record() == before
+
+
+def test_cancel_after_the_trigger_claim_but_before_the_job_id_is_409(h: Harness) -> None:
+    rec = h.submit()
+    h.step()
+    h.dp.fail_after["trigger_restore"] = [RuntimeError("crash")]
+    with pytest.raises(RuntimeError):
+        h.step()
+    assert api.cancel(rec.id, deps=h.deps).status == 409
+
+
+def test_cancel_of_a_finished_restore_is_409(h: Harness) -> None:
+    rec = h.submit()
+    h.dp.fail_after["validate_restore"] = [AzureRejection("UserErrorInvalidSecret", "no secret")]
+    h.step()
+    resp = api.cancel(rec.id, deps=h.deps)
+    assert resp.status == 409 and resp.body["error"]["code"] == "RestoreAlreadyFinished"
+
+
+def test_failed_job_records_azure_error_and_publishes_failure(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    h.dp.finish_job(h.dp.only_job().name, "Failed", errors=[
+        {"code": "UserErrorDBUserAuthFailed", "message": "password authentication failed",
+         "recommended_action": ["Update the secret"]}])
+    rec = h.run()
+    assert rec.status is Status.FAILED and rec.error_code == "UserErrorDBUserAuthFailed"
+    assert rec.error_fix == "Update the secret"
+    assert len(h.events) == 1 and h.events[0]["succeeded"] is False
+    assert h.events[0]["error"]["code"] == "UserErrorDBUserAuthFailed"
+
+
+def test_job_with_warnings_succeeds_and_keeps_the_warnings(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    warnings = [{"resource": "salesdb", "code": "W1", "message": "extension skipped"}]
+    h.dp.finish_job(h.dp.only_job().name, "CompletedWithWarnings", warnings=warnings)
+    rec = h.run()
+    assert rec.status is Status.SUCCEEDED and rec.warnings == warnings and h.events[0]["warnings"] == warnings
+
+
+def test_job_cancelled_in_azure_ends_failed(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    h.dp.finish_job(h.dp.only_job().name, "Cancelled")
+    rec = h.run()
+    assert rec.status is Status.FAILED and rec.error_code == "JobCancelled"
+
+
+def test_secondary_region_restore_uses_cross_region_calls(h: Harness) -> None:
+    h.submit(database_body(region="secondary"))
+    h.run(until=Stage.MONITOR)
+    rec = h.record()
+    assert rec.restore_location == "northeurope" and h.dp.calls["trigger_cross_region_restore"] == 1
+    assert wire(h.dp.triggers[0])["crossRegionRestoreDetails"] == {"sourceRegion": "westeurope",
+                                                                   "sourceBackupInstanceId": BI_ID}
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    assert h.run().status is Status.SUCCEEDED
+    assert h.dp.calls["fetch_cross_region_job"] >= 1 and h.dp.calls["get_job"] == 0
+
+
+def test_secondary_region_needs_cross_region_restore_enabled(h: Harness) -> None:
+    h.dp.vault = h.dp.vault.__class__(**{**h.dp.vault.__dict__, "crr_enabled": False})
+    h.submit(database_body(region="secondary"))
+    h.step()
+    rec = h.record()
+    assert rec.status is Status.REJECTED and rec.error_code == "CrossRegionRestoreNotEnabled"
+    assert "--cross-region-restore-state Enabled" in (rec.error_fix or "")
