@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
-from azure.storage.queue import QueueClient, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from localdev import scenarios as sc
 from localdev.dpemu.admin import EmulatorAdmin
@@ -67,3 +67,18 @@ def dsn(env: dict[str, str], cluster: str, db: str) -> str:
 def order_batches(env: dict[str, str], cluster: str, db: str) -> set[str]:
     with psycopg.connect(dsn(env, cluster, db), connect_timeout=10) as conn:
         return {r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall()}
+
+
+def completion_events(env: dict[str, str], restore_id: str) -> list[dict[str, Any]]:
+    """Completion events for one restore on restore-events (received with a short visibility, not deleted)."""
+    q = QueueClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"], "restore-events",
+                                           message_decode_policy=TextBase64DecodePolicy())
+    found, seen = [], 0
+    for m in q.receive_messages(messages_per_page=32, visibility_timeout=5):
+        seen += 1
+        event = json.loads(m.content)
+        if event.get("restore_id") == restore_id:
+            found.append(event)
+        if seen > 2000:
+            break
+    return found

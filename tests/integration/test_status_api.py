@@ -1,0 +1,93 @@
+"""The status resource, the list, cancel, and key enforcement — over HTTP through the local Functions host."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from localdev import scenarios as sc
+
+from .helpers import admin, completion_events, start, wait_for
+
+
+def test_unknown_restore_is_404_and_calls_without_key_are_401(local_stack, api):
+    status, body, _ = api.get("/restores/20260101T000000-0000000000")
+    assert status == 404 and body["error"]["code"] == "RestoreNotFound"
+    assert api.get("/restores/not-an-id")[0] == 404
+    assert api.get("/restores", with_key=False)[0] == 401
+    assert api.post("/restores", sc.as_database("x_nokey"), with_key=False)[0] == 401
+
+
+def test_list_filters_by_status_and_pages_with_a_continuation(local_stack, api):
+    ids = {start(api, sc.as_database(f"it_list_{uuid.uuid4().hex[:6]}", server=sc.TARGET_NOREADER,
+                                     secret=sc.SECRET_NOREADER)) for _ in range(3)}
+    for rid in ids:
+        wait_for(api, rid)
+    seen: list[str] = []
+    token = None
+    for _ in range(50):
+        path = "/restores?status=rejected&limit=2" + (f"&continuation={token}" if token else "")
+        status, page, _ = api.get(path)
+        assert status == 200, page
+        assert len(page["items"]) <= 2
+        assert all(i["status"] == "rejected" for i in page["items"])
+        seen += [i["id"] for i in page["items"]]
+        token = page["continuation"]
+        if not token:
+            break
+    assert ids <= set(seen)
+    assert len(seen) == len(set(seen)), "no restore appears on two pages"
+    assert seen == sorted(seen), "pages are in creation order"
+    assert api.get("/restores?status=bogus")[0] == 400
+    assert api.get("/restores?limit=0")[0] == 400
+
+
+def test_cancel_before_trigger_cancels_and_publishes(local_stack, api):
+    rid = start(api, sc.as_database(f"it_cancel_{uuid.uuid4().hex[:6]}",
+                                    recovery_point={"latest_before": sc.days_ago(100).isoformat()}))
+    wait_for(api, rid, statuses={"waiting"}, timeout=60)
+    status, body, _ = api.post(f"/restores/{rid}/cancel")
+    assert status == 200, body
+    assert body["status"] == "cancelled" and body["timeline"][-1]["message"] == "cancelled by operator"
+    assert api.post(f"/restores/{rid}/cancel")[0] == 409  # already finished
+    events = completion_events(local_stack.env, rid)
+    assert [e["status"] for e in events] == ["cancelled"]
+    # the in-flight wait message finds a terminal row and does nothing
+    final = wait_for(api, rid)
+    assert final["status"] == "cancelled" and final["azure_job_id"] is None
+
+
+@pytest.fixture
+def slow_jobs(local_stack):
+    adm = admin(local_stack.env)
+    before = adm.config()["restore_job_duration"]
+    adm.set_config(restore_job_duration="PT6H")  # ~6 s of real time at the default scale
+    yield
+    adm.set_config(restore_job_duration=before)
+
+
+def test_cancel_after_trigger_is_409_explaining_azure_cannot_cancel(local_stack, api, slow_jobs):
+    rid = start(api, sc.as_database(f"it_nocancel_{uuid.uuid4().hex[:6]}"))
+    body = wait_for(api, rid, statuses={"restoring", "succeeded", "failed"})
+    for _ in range(100):
+        if body["azure_job_id"] or body["status"] != "restoring":
+            break
+        body = wait_for(api, rid, statuses={"restoring", "succeeded", "failed"})
+    status, resp, _ = api.post(f"/restores/{rid}/cancel")
+    assert status == 409, resp
+    assert resp["error"]["code"] == "RestoreJobNotCancellable"
+    assert "no API to cancel" in resp["error"]["message"]
+    assert wait_for(api, rid)["status"] == "succeeded"
+
+
+def test_status_resource_shows_where_a_restore_stands(local_stack, api):
+    rid = start(api, sc.as_database(f"it_status_{uuid.uuid4().hex[:6]}"), **{"Idempotency-Key": uuid.uuid4().hex})
+    body = wait_for(api, rid)
+    for key in ("id", "status", "stage", "backup_instance_id", "recovery_point", "target", "region",
+                "azure_job_id", "created_at", "updated_at", "deadline", "stage_times", "error", "timeline"):
+        assert key in body, key
+    assert body["backup_instance_id"].lower() == sc.BI_SALES.lower()
+    assert body["target"]["kind"] == "database" and body["target"]["server_id"] == sc.TARGET_SERVER
+    assert body["stage_times"]["validate"]["started"] <= body["stage_times"]["monitor"]["finished"]
+    assert "secret" not in str(body).lower().replace("secret_uri", "").replace("/secrets/", "")
