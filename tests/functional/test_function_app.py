@@ -1,0 +1,210 @@
+"""Contract tests on ``function_app.py`` without a host: bindings use settings defined once (config.py) and set in
+local.settings.sample.json; host.json agrees with the settings; HTTP routes as documented; the thin adapters work
+when called with real ``HttpRequest``/``QueueMessage`` objects over in-memory dependencies."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import azure.functions as func
+import pytest
+
+from restore_core import config, pipeline, runtime
+from restore_core.config import SettingsError, load_settings
+from restore_core.models import Stage, Status
+from tests.unit.fakes import Harness, database_body
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+HOST = json.loads((ROOT / "host.json").read_text())
+PERCENT = re.compile(r"^%([A-Za-z0-9_]+)%$")
+
+
+@pytest.fixture(scope="module")
+def functions() -> dict[str, Any]:
+    import function_app
+
+    return {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def bindings(fn: Any) -> list[dict[str, Any]]:
+    return list(json.loads(fn.get_function_json())["bindings"])
+
+
+def trigger_of(fn: Any) -> dict[str, Any]:
+    trig = [b for b in bindings(fn) if b["type"].endswith("Trigger")]
+    assert len(trig) == 1
+    return trig[0]
+
+
+def test_every_percent_setting_in_a_binding_is_defined_in_config_and_the_sample(functions: dict[str, Any]) -> None:
+    used = set()
+    for fn in functions.values():
+        for b in bindings(fn):
+            for value in b.values():
+                if isinstance(value, str) and "%" in value:
+                    m = PERCENT.match(value)
+                    assert m, f"{fn.get_function_name()}: binding value {value!r} is not a single %NAME%"
+                    used.add(m.group(1))
+    assert used, "no %NAME% bindings found"
+    assert used <= set(config.ALL_SETTINGS), used - set(config.ALL_SETTINGS)
+    missing = {name for name in used if not SAMPLE.get(name)}
+    assert not missing, f"set these in local.settings.sample.json: {sorted(missing)}"
+
+
+def test_each_stage_queue_and_the_request_queue_has_exactly_one_trigger(functions: dict[str, Any]) -> None:
+    queues = [trigger_of(fn)["queueName"] for fn in functions.values() if trigger_of(fn)["type"] == "queueTrigger"]
+    expected = sorted(f"%{s}%" for s in (*pipeline.STAGE_QUEUE_SETTING.values(), config.QUEUE_REQUESTS))
+    assert sorted(queues) == expected
+
+
+def test_queue_triggers_use_the_restore_storage_connection(functions: dict[str, Any]) -> None:
+    for fn in functions.values():
+        trig = trigger_of(fn)
+        if trig["type"] == "queueTrigger":
+            assert trig["connection"] == config.STORAGE_CONNECTION
+    assert SAMPLE.get(config.STORAGE_CONNECTION)
+
+
+def test_watchdog_timer_reads_its_schedule_from_settings(functions: dict[str, Any]) -> None:
+    trig = trigger_of(functions["restore_watchdog"])
+    assert trig["type"] == "timerTrigger" and trig["schedule"] == f"%{config.WATCHDOG_SCHEDULE}%"
+    assert trig.get("runOnStartup") in (False, None)
+
+
+HTTP_ROUTES = {
+    "restores_create": ("restores", ["POST"]),
+    "restores_get": ("restores/{id}", ["GET"]),
+    "restores_list": ("restores", ["GET"]),
+    "restores_cancel": ("restores/{id}/cancel", ["POST"]),
+}
+
+
+def test_http_routes_methods_and_auth_levels_are_as_documented(functions: dict[str, Any]) -> None:
+    http = {name: trigger_of(fn) for name, fn in functions.items() if trigger_of(fn)["type"] == "httpTrigger"}
+    assert set(http) == set(HTTP_ROUTES)
+    for name, trig in http.items():
+        route, methods = HTTP_ROUTES[name]
+        assert trig["route"] == route, name
+        assert [m.upper() for m in trig["methods"]] == methods, name
+        assert trig["authLevel"].lower() == "function", f"{name} must require a function key"
+
+
+def test_host_max_dequeue_count_equals_the_setting_default_and_the_sample() -> None:
+    queues = HOST["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == int(config.DEFAULTS[config.MAX_DEQUEUE_COUNT])
+    assert queues["maxDequeueCount"] == int(SAMPLE[config.MAX_DEQUEUE_COUNT])
+    assert queues["messageEncoding"] == "base64"
+
+
+def test_sample_settings_load_and_name_only_known_restore_settings() -> None:
+    s = load_settings(SAMPLE)
+    assert s.max_dequeue_count == int(SAMPLE[config.MAX_DEQUEUE_COUNT])
+    assert s.storage.connection_string == SAMPLE[config.STORAGE_CONNECTION]
+    unknown = {k for k in SAMPLE if k.startswith(("RESTORE_", "DATAPROTECTION_")) and k not in config.ALL_SETTINGS}
+    assert not unknown
+
+
+def test_defaults_alone_need_only_a_storage_connection() -> None:
+    s = load_settings({"RestoreStorage__accountName": "stapp01"})
+    assert s.storage.queue_service_uri == "https://stapp01.queue.core.windows.net"
+    assert s.storage.table_service_uri == "https://stapp01.table.core.windows.net"
+    assert s.storage.connection_string is None
+    assert s.dataprotection_endpoint == "https://management.azure.com"
+    assert s.queue(config.QUEUE_WAIT) == "restore-wait"
+
+
+def test_secrets_are_not_in_the_settings_repr() -> None:
+    s = load_settings({**SAMPLE, config.DATAPROTECTION_TOKEN: "tok-SECRET",
+                       config.APPINSIGHTS_CONNECTION_STRING: "InstrumentationKey=SECRETKEY"})
+    assert "SECRET" not in repr(s)
+
+
+@pytest.mark.parametrize(("changes", "setting"), [
+    ({"RESTORE_POLL_MIN_SECONDS": "soon"}, "RESTORE_POLL_MIN_SECONDS"),
+    ({"RESTORE_POLL_MAX_SECONDS": "0"}, "RESTORE_POLL_MAX_SECONDS"),
+    ({"RESTORE_POLL_MIN_SECONDS": "10", "RESTORE_POLL_MAX_SECONDS": "5"}, "RESTORE_POLL_MAX_SECONDS"),
+    ({"RESTORE_MAX_DEQUEUE_COUNT": "0"}, "RESTORE_MAX_DEQUEUE_COUNT"),
+    ({"RESTORE_ARM_MAX_RETRIES": "-1"}, "RESTORE_ARM_MAX_RETRIES"),
+    ({"RESTORE_DEADLINE_HOURS": "x"}, "RESTORE_DEADLINE_HOURS"),
+    ({"RESTORE_TRIGGER_GRACE_SECONDS": "-5"}, "RESTORE_TRIGGER_GRACE_SECONDS"),
+    ({"RESTORE_TELEMETRY_EXPORTER": "jaeger"}, "RESTORE_TELEMETRY_EXPORTER"),
+    ({"DATAPROTECTION_ENDPOINT": "http://127.0.0.1:8443"}, "DATAPROTECTION_ENDPOINT"),
+    ({"RESTORE_PLANS": "{not json"}, "RESTORE_PLANS"),
+    ({"RESTORE_PLANS": "[]"}, "RESTORE_PLANS"),
+])
+def test_invalid_setting_error_names_the_setting(changes: dict[str, str], setting: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**SAMPLE, **changes})
+    assert setting in str(info.value)
+
+
+def test_missing_storage_connection_says_what_to_set() -> None:
+    env = {k: v for k, v in SAMPLE.items() if k != config.STORAGE_CONNECTION}
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    msg = str(info.value)
+    assert "RestoreStorage" in msg and "RestoreStorage__queueServiceUri" in msg
+
+
+def test_invalid_setting_value_that_may_be_secret_is_not_echoed() -> None:
+    with pytest.raises(SettingsError) as info:
+        load_settings({**SAMPLE, "RESTORE_PLANS": '{"k": "Password=hunter2"'})
+    assert "hunter2" not in str(info.value)
+
+
+# --- the thin adapters, called as the host would, over in-memory dependencies
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    h = Harness()
+    monkeypatch.setattr(runtime, "_deps", h.deps)
+    yield h
+
+
+def http(method: str, path: str, body: Any = None, **kw: Any) -> func.HttpRequest:
+    data = json.dumps(body).encode() if body is not None else b""
+    return func.HttpRequest(method, "http://localhost:7071/api/" + path, body=data, **kw)
+
+
+def test_http_create_answers_202_with_location_then_get_shows_the_restore(functions: dict[str, Any],
+                                                                          harness: Harness) -> None:
+    create = functions["restores_create"].get_user_function()
+    resp = create(http("POST", "restores", database_body(), headers={"Idempotency-Key": "ticket-1"}))
+    assert resp.status_code == 202
+    body = json.loads(resp.get_body())
+    assert resp.headers["Location"] == f"http://localhost:7071/api/restores/{body['id']}" == body["status_url"]
+
+    again = create(http("POST", "restores", database_body(), headers={"Idempotency-Key": "ticket-1"}))
+    assert again.status_code == 200 and json.loads(again.get_body())["id"] == body["id"]
+
+    get = functions["restores_get"].get_user_function()
+    shown = get(http("GET", f"restores/{body['id']}", route_params={"id": body["id"]}))
+    assert shown.status_code == 200 and json.loads(shown.get_body())["status"] == "accepted"
+
+
+def test_http_create_with_a_bad_body_answers_400_naming_the_field(functions: dict[str, Any],
+                                                                  harness: Harness) -> None:
+    resp = functions["restores_create"].get_user_function()(http("POST", "restores", database_body(colour="red")))
+    assert resp.status_code == 400
+    assert json.loads(resp.get_body())["error"]["field"] == "colour"
+    assert harness.store.active() == [] and harness.queues.sent == []
+
+
+def test_queue_adapters_drive_the_pipeline(functions: dict[str, Any], harness: Harness) -> None:
+    intake_fn = functions["restore_requests"].get_user_function()
+    intake_fn(func.QueueMessage(id="msg-1", body=json.dumps(database_body()).encode()))
+    harness.collect()
+    msg = harness.next_message()
+    assert harness.stage_of[msg.queue] is Stage.VALIDATE
+    validate_fn = functions["restore_validate"].get_user_function()
+    validate_fn(func.QueueMessage(id="msg-2", body=msg.text.encode()))
+    harness.collect()
+    rid = json.loads(msg.text)["restore_id"]
+    rec = harness.store.get(rid)
+    assert rec is not None and rec.status is Status.RESTORING and rec.stage is Stage.TRIGGER

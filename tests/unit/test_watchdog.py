@@ -1,0 +1,170 @@
+"""Watchdog tick with in-memory twins: re-drives lost messages, expires deadlines, batches per vault/instance, and
+reads only the active index (cost O(active), not O(history))."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from restore_core import watchdog
+from restore_core.messages import Envelope
+from restore_core.models import Stage, Status
+from restore_core.records import RestoreRecord, TimelineEvent
+from restore_core.store import MemoryStateStore
+
+from .fakes import ARCHIVE_POINT, T0, Harness, database_body
+
+STORE_METHODS = ("create", "get", "update", "timeline", "list_day", "active", "put_active", "remove_active",
+                 "get_meta", "put_meta")
+
+
+class CountingStore(MemoryStateStore):
+    """The memory twin, counting every primitive call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter[str] = Counter()
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in STORE_METHODS:
+            object.__getattribute__(self, "counts")[name] += 1
+        return object.__getattribute__(self, name)
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(store=CountingStore())
+
+
+def lose_messages(h: Harness) -> None:
+    h.pending.clear()
+
+
+def test_overdue_restore_is_redriven_with_its_current_stage_and_attempt(h: Harness) -> None:
+    rec = h.submit()
+    lose_messages(h)  # the first validate message was lost
+    h.clock.advance(30)
+    assert watchdog.tick(h.deps).redriven == []  # not overdue yet
+    assert h.collect() == []
+
+    h.clock.advance(h.settings.poll_max_seconds + 1)
+    report = watchdog.tick(h.deps)
+    assert report.redriven == [rec.id] and report.active == 1
+    sent = h.collect()
+    env = Envelope.decode(sent[0].text)
+    assert len(sent) == 1 and (env.stage, env.attempt, env.restore_id) == (Stage.VALIDATE, 1, rec.id)
+
+    assert watchdog.tick(h.deps).redriven == []  # the index row was pushed forward: no storm of re-sends
+    h.run(until=Stage.MONITOR)
+    assert h.record().stage is Stage.MONITOR and h.dp.trigger_calls == 1
+
+
+def test_redriven_duplicate_of_a_message_that_was_only_late_is_harmless(h: Harness) -> None:
+    h.submit()
+    late = h.next_message()
+    h.clock.advance(h.settings.poll_max_seconds + 31)
+    watchdog.tick(h.deps)
+    h.collect()
+    h.deliver(late)
+    h.run(until=Stage.MONITOR)  # the re-sent copy arrives second and is stale
+    assert h.dp.calls["validate_restore"] == 1 and h.dp.trigger_calls == 1
+
+
+def test_restore_past_its_deadline_is_expired_with_the_reason(h: Harness) -> None:
+    rec = h.submit(database_body(deadline_hours=1))
+    lose_messages(h)
+    h.clock.advance(3600)
+    report = watchdog.tick(h.deps)
+    h.collect()
+    assert report.expired == [rec.id] and report.redriven == []
+    done = h.record()
+    assert done.status is Status.FAILED and done.error_code == "DeadlineExceeded"
+    assert [e["error"]["code"] for e in h.events] == ["DeadlineExceeded"]
+    assert h.store.active() == []
+
+
+def test_stale_index_row_of_a_finished_restore_is_cleaned_up(h: Harness) -> None:
+    rec = h.submit()
+    lose_messages(h)
+    row = h.record()
+    h.store._rows[rec.id] = (row.copy(status=Status.SUCCEEDED, stage=None).to_entity(), 'W/"x"')  # crash after write
+    h.clock.advance(3600)
+    report = watchdog.tick(h.deps)
+    assert report.redriven == [] and h.store.active() == [] and h.collect() == []
+
+
+def test_waiting_restores_on_one_backup_instance_share_one_recovery_point_read(h: Harness) -> None:
+    h.dp.add_archive_point()
+    first = h.submit(database_body(idempotency_key="a"))
+    second = h.submit(database_body(idempotency_key="b", target={**database_body()["target"],
+                                                                 "database_name": "other_db"}))
+    for _ in range(20):
+        if {h.store.get(first.id).stage, h.store.get(second.id).stage} == {Stage.WAIT}:  # type: ignore[union-attr]
+            break
+        h.step()
+    h.step()
+    h.step()  # one wait check each
+    lose_messages(h)
+    h.dp.complete_rehydration(ARCHIVE_POINT, T0 + timedelta(days=15))
+    h.clock.advance(h.settings.poll_max_seconds)
+    before = h.dp.calls["list_recovery_points"]
+    report = watchdog.tick(h.deps)
+    assert sorted(report.batched_finished) == sorted([first.id, second.id])
+    assert h.dp.calls["list_recovery_points"] - before == 1
+    for rid in (first.id, second.id):
+        assert h.store.get(rid).stage is Stage.TRIGGER  # type: ignore[union-attr]
+
+
+def test_cross_region_jobs_are_checked_with_one_call_per_vault(h: Harness) -> None:
+    ids = [h.submit(database_body(region="secondary", idempotency_key=k,
+                                  target={**database_body()["target"], "database_name": f"db_{k}"})).id
+           for k in ("a", "b", "c")]
+    for _ in range(30):
+        if not h.pending or all(h.store.get(i).stage is Stage.MONITOR for i in ids):  # type: ignore[union-attr]
+            break
+        h.step()
+    assert h.dp.trigger_calls == 3
+    lose_messages(h)
+    for job in list(h.dp.jobs.values()):
+        h.dp.finish_job(job.name, "Completed")
+    before = h.dp.calls["fetch_cross_region_jobs"]
+    report = watchdog.tick(h.deps)
+    h.collect()
+    assert sorted(report.batched_finished) == sorted(ids)
+    assert h.dp.calls["fetch_cross_region_jobs"] - before == 1
+    assert all(h.store.get(i).status is Status.SUCCEEDED for i in ids)  # type: ignore[union-attr]
+    assert len(h.events) == 3
+
+
+def _history(store: MemoryStateStore, n: int) -> None:
+    for i in range(n):
+        rid = f"2026{(i % 9) + 1:02d}01T000000-{i:010x}"
+        rec = RestoreRecord(id=rid, status=Status.SUCCEEDED, stage=None, source="http", created_at=T0,
+                            updated_at=T0, deadline=T0, request={})
+        store.create(rec, TimelineEvent(T0, "succeeded", None, "old"), idempotency_key=None, request_hash="h")
+
+
+def _tick_cost(terminal: int) -> tuple[Counter[str], watchdog.TickReport]:
+    h = Harness(store=CountingStore())
+    _history(h.store, terminal)
+    for i in range(10):
+        h.submit(database_body(idempotency_key=f"k{i}"))
+    lose_messages(h)
+    h.clock.advance(h.settings.poll_max_seconds + 31)
+    store: CountingStore = h.store  # type: ignore[assignment]
+    store.counts.clear()
+    report = watchdog.tick(h.deps)
+    return Counter(store.counts), report
+
+
+def test_tick_cost_grows_with_active_restores_not_with_history() -> None:
+    small, report_small = _tick_cost(terminal=20)
+    large, report_large = _tick_cost(terminal=600)
+    assert len(report_small.redriven) == len(report_large.redriven) == 10
+    assert small == large
+    assert large["list_day"] == 0 and large["timeline"] == 0
+    assert large["active"] == 1
+    assert large["get"] <= 10 and large["put_active"] <= 10
