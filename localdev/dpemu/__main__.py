@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     engine = Engine(world, clock, data)
     controls = Controls(args.token)
 
+    # SIGTERM/SIGINT exit 0: during seeding directly; during serve() uvicorn captures them, shuts down gracefully
+    # and then re-raises them to this handler
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))
