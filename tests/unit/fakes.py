@@ -289,6 +289,8 @@ class Harness:
                 self.events.append(json.loads(msg.text))
             else:
                 self.pending.append(msg)
+                if self.last_id is None:  # work started through another door (api, queue intake)
+                    self.last_id = json.loads(msg.text)["restore_id"]
         return [m for m in new if m.queue != self.events_queue]
 
     def submit(self, body: dict[str, Any] | None = None, **kw: Any) -> RestoreRecord:

@@ -1,0 +1,167 @@
+"""Intake doors (HTTP handler and the request queue, alerts included) and the status API over in-memory twins."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restore_core import api, intake
+from restore_core.models import MAX_BODY_BYTES, Stage, Status
+
+from .fakes import BI_ID, SECRET_URI, SOURCE_SERVER_ID, TARGET_SERVER_ID, Harness, database_body, settings
+
+ALERT = json.loads((Path(__file__).parent / "samples" / "alert_fired.json").read_text())
+PLANS = {SOURCE_SERVER_ID: {"backup_instance": {"id": BI_ID},
+                            "target": {"kind": "database", "server_id": TARGET_SERVER_ID, "secret_uri": SECRET_URI,
+                                       "database_name": "salesdb_{fired:%Y%m%d%H%M}"}}}
+BASE = "https://app.example/api"
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(settings=settings(RESTORE_PLANS=json.dumps(PLANS)))
+
+
+def post(h: Harness, body: Any, headers: dict[str, str] | None = None) -> api.ApiResponse:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    resp = api.create(raw, headers=headers or {}, base_url=BASE, deps=h.deps)
+    h.collect()
+    return resp
+
+
+def test_create_answers_202_with_location_and_enqueues_validate(h: Harness) -> None:
+    resp = post(h, database_body())
+    assert resp.status == 202 and resp.body["created"] is True and resp.body["status"] == "accepted"
+    assert resp.headers["Location"] == f"{BASE}/restores/{resp.body['id']}"
+    assert h.stages_of(h.pending) == [Stage.VALIDATE]
+
+
+def test_same_idempotency_key_answers_200_with_the_same_restore_and_no_new_work(h: Harness) -> None:
+    first = post(h, database_body(), {"Idempotency-Key": "t-1"})
+    h.step()  # the first one is already being worked on
+    again = post(h, database_body(), {"idempotency-key": "t-1"})
+    assert again.status == 200 and again.body["id"] == first.body["id"] and again.body["created"] is False
+    assert h.stages_of(h.pending) == [Stage.TRIGGER]
+
+
+def test_same_key_for_a_different_request_is_409(h: Harness) -> None:
+    post(h, database_body(idempotency_key="t-2"))
+    resp = post(h, database_body(idempotency_key="t-2", description="other"))
+    assert resp.status == 409 and resp.body["error"]["code"] == "IdempotencyKeyReused"
+
+
+def test_header_and_body_keys_that_differ_are_400(h: Harness) -> None:
+    resp = post(h, database_body(idempotency_key="a"), {"Idempotency-Key": "b"})
+    assert resp.status == 400 and resp.body["error"]["field"] == "idempotency_key"
+    assert h.store.active() == []
+
+
+def test_bad_idempotency_header_is_400_naming_the_header(h: Harness) -> None:
+    resp = post(h, database_body(), {"Idempotency-Key": "has space"})
+    assert resp.status == 400 and resp.body["error"]["field"] == "Idempotency-Key"
+
+
+def test_oversize_body_is_413(h: Harness) -> None:
+    resp = post(h, b"{" + b" " * MAX_BODY_BYTES + b"}")
+    assert resp.status == 413 and resp.body["error"]["code"] == "RequestTooLarge"
+
+
+def test_get_unknown_or_malformed_id_is_404(h: Harness) -> None:
+    assert api.get("20261124T080000-0000000000", deps=h.deps).status == 404
+    assert api.get("../etc/passwd", deps=h.deps).status == 404
+    assert api.cancel("nope", deps=h.deps).status == 404
+
+
+def test_get_returns_summary_with_timeline(h: Harness) -> None:
+    rid = post(h, database_body()).body["id"]
+    h.run(until=Stage.MONITOR)
+    resp = api.get(rid, deps=h.deps)
+    assert resp.status == 200 and resp.body["status"] == "restoring" and resp.body["stage"] == "monitor"
+    assert [e["status"] for e in resp.body["timeline"]][:2] == ["accepted", "restoring"]
+    assert resp.body["target"]["database_name"] == "salesdb_restored"
+
+
+def test_queue_request_is_accepted_and_a_redelivery_starts_nothing_new(h: Harness) -> None:
+    raw = json.dumps(database_body()).encode()
+    rec = intake.from_queue(raw, message_id="m-1", deps=h.deps)
+    h.collect()
+    assert rec.status is Status.ACCEPTED and rec.source == "queue" and rec.idempotency_key == "msg:m-1"
+    h.step()
+    again = intake.from_queue(raw, message_id="m-1", deps=h.deps)
+    assert again.id == rec.id and h.collect() == []
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    (b"not json", "InvalidRequest"),
+    (json.dumps(database_body(colour="red")).encode(), "InvalidRequest"),
+    (b"[" + b" " * MAX_BODY_BYTES + b"]", "RequestTooLarge"),
+])
+def test_bad_queue_input_leaves_a_rejected_row_and_enqueues_nothing(h: Harness, raw: bytes, code: str) -> None:
+    rec = intake.from_queue(raw, message_id="bad-1", deps=h.deps)
+    assert rec.status is Status.REJECTED and rec.error_code == code and rec.error_fix
+    assert h.collect() == [] and h.store.active() == []
+    assert intake.from_queue(raw, message_id="bad-1", deps=h.deps).id == rec.id  # redelivery: same record
+
+
+def test_alert_on_the_queue_starts_one_restore_per_alert(h: Harness) -> None:
+    rec = intake.from_queue(json.dumps(ALERT), message_id="m-1", deps=h.deps)
+    assert rec.source == "alert" and rec.status is Status.ACCEPTED
+    assert rec.idempotency_key == "alert:" + ALERT["data"]["essentials"]["alertId"]
+    assert rec.request["target"]["database_name"] == "salesdb_202611240741"
+    assert rec.request["recovery_point"]["latest_before"].startswith("2026-11-24T07:41:32")
+    refired = intake.from_queue(json.dumps(ALERT), message_id="m-2", deps=h.deps)
+    assert refired.id == rec.id
+
+
+def test_resolved_alert_is_recorded_as_rejected(h: Harness) -> None:
+    resolved = copy.deepcopy(ALERT)
+    resolved["data"]["essentials"]["monitorCondition"] = "Resolved"
+    rec = intake.from_queue(json.dumps(resolved), message_id="m-3", deps=h.deps)
+    assert rec.status is Status.REJECTED and rec.error_code == "AlertNotFired" and rec.source == "alert"
+
+
+def test_list_filters_by_status_and_pages_with_a_continuation(h: Harness) -> None:
+    ids = []
+    for i in range(5):
+        ids.append(post(h, database_body(idempotency_key=f"k{i}")).body["id"])
+        h.clock.advance(60)
+    api.cancel(ids[1], deps=h.deps)
+    seen: list[str] = []
+    params = {"limit": "2"}
+    for _ in range(5):
+        resp = api.list_restores(params, deps=h.deps)
+        assert resp.status == 200
+        seen += [item["id"] for item in resp.body["items"]]
+        if not resp.body["continuation"]:
+            break
+        params = {"limit": "2", "continuation": resp.body["continuation"]}
+    assert seen == sorted(ids)
+    cancelled = api.list_restores({"status": "cancelled"}, deps=h.deps).body["items"]
+    assert [i["id"] for i in cancelled] == [ids[1]]
+
+
+def test_list_window_spanning_days_finds_older_restores(h: Harness) -> None:
+    old = post(h, database_body(idempotency_key="old")).body["id"]
+    h.clock.advance(timedelta(days=2).total_seconds())
+    new = post(h, database_body(idempotency_key="new")).body["id"]
+    assert [i["id"] for i in api.list_restores({}, deps=h.deps).body["items"]] == [new]
+    since = (h.clock() - timedelta(days=3)).isoformat()
+    assert [i["id"] for i in api.list_restores({"since": since}, deps=h.deps).body["items"]] == [old, new]
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"status": "done"}, "status"),
+    ({"limit": "0"}, "limit"),
+    ({"limit": "many"}, "query"),
+    ({"since": "2026-11-24T08:00:00Z", "until": "2026-11-23T08:00:00Z"}, "until"),
+    ({"since": "2026-01-01T00:00:00Z", "until": "2026-11-23T08:00:00Z"}, "since"),
+    ({"continuation": "!!!"}, "continuation"),
+])
+def test_bad_list_parameters_are_400_naming_the_parameter(h: Harness, params: dict[str, str], field: str) -> None:
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 400 and resp.body["error"]["field"] == field and resp.body["error"]["fix"]
