@@ -142,3 +142,12 @@ def test_alert_for_a_resource_without_plan_is_refused() -> None:
 
 def test_no_plans_at_all_is_refused() -> None:
     assert refused(SAMPLE, {}).code == "NoRestorePlan"
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a RESTORE_PLANS entry that is not an object (or whose target is not an "
+                                       "object) raises AttributeError/ValueError in alerts.alert_to_request instead "
+                                       "of RequestError(InvalidRestorePlan); load_settings does not validate entries")
+@pytest.mark.parametrize("entry", ["oops", {"target": "database"}])
+def test_malformed_plan_entry_is_invalid_restore_plan(entry: Any) -> None:
+    err = refused(SAMPLE, {SOURCE_SERVER_ID: entry})
+    assert err.code == "InvalidRestorePlan"
