@@ -16,7 +16,7 @@ from azure.storage.queue import QueueClient
 
 from . import telemetry
 from .config import Settings, load_settings
-from .deps import Deps
+from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
 from .queues import BASE64, AzureQueueSender
 from .store import TableStateStore
@@ -34,20 +34,23 @@ def _credential(client_id: str | None) -> Any:
 
 def build(settings: Settings) -> Deps:
     st = settings.storage
+    meter = StorageMeter()
+    table_hook: dict[str, Any] = {"raw_response_hook": meter.hook("table")}
+    queue_hook: dict[str, Any] = {"raw_response_hook": meter.hook("queue")}
     if st.connection_string:
-        tables = TableServiceClient.from_connection_string(st.connection_string)
+        tables = TableServiceClient.from_connection_string(st.connection_string, **table_hook)
 
         def queue_factory(name: str) -> QueueClient:
             assert st.connection_string
-            return QueueClient.from_connection_string(st.connection_string, name, **BASE64)
+            return QueueClient.from_connection_string(st.connection_string, name, **BASE64, **queue_hook)
     else:
         cred = _credential(st.client_id or settings.azure_client_id)
         assert st.table_service_uri and st.queue_service_uri
-        tables = TableServiceClient(endpoint=st.table_service_uri, credential=cred)
+        tables = TableServiceClient(endpoint=st.table_service_uri, credential=cred, **table_hook)
         queue_uri = st.queue_service_uri
 
         def queue_factory(name: str) -> QueueClient:
-            return QueueClient(account_url=queue_uri, queue_name=name, credential=cred, **BASE64)
+            return QueueClient(account_url=queue_uri, queue_name=name, credential=cred, **BASE64, **queue_hook)
 
     store = TableStateStore(tables, settings.table_restores, settings.table_idempotency)
     queues = AzureQueueSender(queue_factory)
@@ -57,7 +60,7 @@ def build(settings: Settings) -> Deps:
         queues.ensure(*names, *(n + "-poison" for n in names if not n.endswith("events")))
     except AzureError as exc:  # in Azure the infrastructure creates them; lacking rights to create is fine
         log.warning("could not ensure tables/queues (%s); assuming they exist", type(exc).__name__)
-    return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings))
+    return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings), storage_meter=meter)
 
 
 def deps() -> Deps:

@@ -119,7 +119,7 @@ def configure(settings: Settings) -> None:
         if _configured_with is not None:
             return
         if settings.appinsights_connection_string:
-            _configure_azure_monitor(settings.appinsights_connection_string)
+            _configure_azure_monitor(settings.appinsights_connection_string, settings.azure_client_id)
             kind = "azure_monitor"
         else:
             kind = settings.telemetry_exporter
@@ -135,7 +135,8 @@ def configure(settings: Settings) -> None:
     _log.info("telemetry configured: exporter=%s", kind)
 
 
-def _configure_azure_monitor(connection_string: str) -> None:
+def _configure_azure_monitor(connection_string: str, client_id: str | None = None) -> None:
+    """Application Insights with local (key) auth disabled needs Entra ID: the app's managed identity."""
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     in_azure = bool(os.environ.get(_AZURE_SITE_ENV))
@@ -145,7 +146,13 @@ def _configure_azure_monitor(connection_string: str) -> None:
         os.environ.setdefault("APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL", "true")
         os.environ.setdefault("APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED", "true")
         os.environ.setdefault("OTEL_SERVICE_NAME", SERVICE_NAME)  # cloud_RoleName (in Azure: the app's name)
+    extra: dict[str, Any] = {}
+    if client_id:
+        from azure.identity import ManagedIdentityCredential
+
+        extra["credential"] = ManagedIdentityCredential(client_id=client_id)
     configure_azure_monitor(
+        **extra,
         connection_string=connection_string,
         logger_name=NAME,
         sampling_ratio=1.0,  # the default rate-limited sampler may drop restore spans

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from localdev.stack import DEFAULT_WORLD, Stack
+
+# OpenTelemetry providers can be installed once per process: any in-process configure() uses in-memory exporters.
+os.environ.setdefault("RESTORE_TELEMETRY_EXPORTER", "memory")
 
 STACK_FIXTURES = {"local_stack", "api", "azurite"}  # real processes -> integration
 

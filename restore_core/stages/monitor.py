@@ -22,19 +22,28 @@ from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import backoff, vault_info, vault_ref
 
+ANY_INSTANCE = "*"
 
-def expected_seconds(deps: Deps, rec: RestoreRecord) -> float | None:
-    row = deps.store.get_meta("jobstats", (rec.backup_instance_id or "").lower())
+
+def _ewma(deps: Deps, key: str) -> float | None:
+    row = deps.store.get_meta("jobstats", key)
     try:
         return float(row["ewma_seconds"]) if row else None
     except (KeyError, TypeError, ValueError):
         return None
 
 
+def expected_seconds(deps: Deps, rec: RestoreRecord) -> float | None:
+    """How long restore jobs of this backup instance usually take (else: of any instance), learned as an EWMA."""
+    own = _ewma(deps, (rec.backup_instance_id or "").lower())
+    return own if own is not None else _ewma(deps, ANY_INSTANCE)
+
+
 def learn(deps: Deps, rec: RestoreRecord, seconds: float) -> None:
-    prev = expected_seconds(deps, rec)
-    ewma = seconds if prev is None else 0.5 * prev + 0.5 * seconds
-    deps.store.put_meta("jobstats", (rec.backup_instance_id or "").lower(), {"ewma_seconds": ewma})
+    for key in ((rec.backup_instance_id or "").lower(), ANY_INSTANCE):
+        prev = _ewma(deps, key)
+        ewma = seconds if prev is None else 0.5 * prev + 0.5 * seconds
+        deps.store.put_meta("jobstats", key, {"ewma_seconds": ewma})
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
