@@ -66,6 +66,10 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
                            fix="add a plan keyed by this resource id to the RESTORE_PLANS setting",
                            code="NoRestorePlan")
     plan = lowered[resource.lower()]
+    if not isinstance(plan, dict) or not isinstance(plan.get("target"), dict):
+        raise RequestError(f"the restore plan for {resource} is not an object with a target object",
+                           field="RESTORE_PLANS", code="InvalidRestorePlan",
+                           fix="make each RESTORE_PLANS entry an object with backup_instance and target objects")
     try:
         fired = parse_time(ess.get("firedDateTime"))
     except (TypeError, ValueError):

@@ -337,9 +337,12 @@ class DataProtection:
             status = exc.status_code or 0
             err = _error_body(exc)
             if status == 429:
-                raise RetryableError(f"{what}: throttled by ARM", retry_after=_retry_after(exc)) from exc
+                raise RetryableError(f"{what}: throttled by ARM", retry_after=_retry_after(exc), throttled=True) \
+                    from exc
             if status >= 500 or status in (408,):
-                raise RetryableError(f"{what}: ARM answered {status}", retry_after=_retry_after(exc)) from exc
+                # 503 is refused before execution (like 429); 500/502/504 may have executed
+                raise RetryableError(f"{what}: ARM answered {status}", retry_after=_retry_after(exc),
+                                     throttled=status == 503) from exc
             code = err.get("code") or f"Http{status}"
             if status == 403:
                 fix = ("grant the Function App's managed identity the Backup Operator role on the vault "

@@ -46,9 +46,11 @@ class AzureRejection(RestoreError):
 class RetryableError(RestoreError):
     """Transient failure (5xx, connection reset, throttled beyond the client's retries)."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: float | None = None, throttled: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        #: ARM answered 429: the call was refused before doing anything (safe to send again after retry_after)
+        self.throttled = throttled
 
 
 class PermanentError(RestoreError):

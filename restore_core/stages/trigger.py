@@ -82,8 +82,14 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         else:
             job_id = deps.dp.trigger_restore(bi_ref(rec), rr.restore_request(plan))
     except RetryableError as exc:
+        if exc.throttled:  # ARM refused before doing anything: no job can exist, trigger again after Retry-After
+            claim({"trigger_intent_at": None})
+            delay = max(exc.retry_after or 0.0, s.poll_min_seconds)
+            return StageResult(Outcome.NOT_READY, f"trigger throttled by ARM; trying again in {delay:.0f}s",
+                               delay=delay)
         return StageResult(Outcome.NOT_READY, f"trigger answer not received ({exc}); will look for the job before "
-                                              f"triggering again", delay=s.poll_min_seconds)
+                                              f"triggering again",
+                           delay=max(exc.retry_after or 0.0, s.poll_min_seconds))
     except AzureRejection as exc:
         ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
         return StageResult(Outcome.FAILED, f"trigger refused: {ex.code}", error_code=ex.code,

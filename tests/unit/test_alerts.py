@@ -111,9 +111,6 @@ def test_missing_or_bad_fired_time_is_invalid_alert(fired: Any) -> None:
     assert (err.code, err.field) == ("InvalidAlert", "data.essentials.firedDateTime")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: alerts.alert_to_request lets AttributeError out of records.parse_time "
-                                       "for a non-string firedDateTime (catches only TypeError/ValueError), so the "
-                                       "intake message is retried to poison instead of recording a rejection")
 @pytest.mark.parametrize("fired", [12345, ["2026-11-24T07:41:32Z"]])
 def test_non_string_fired_time_is_invalid_alert(fired: Any) -> None:
     err = refused(alert(firedDateTime=fired), plan())
@@ -144,9 +141,6 @@ def test_no_plans_at_all_is_refused() -> None:
     assert refused(SAMPLE, {}).code == "NoRestorePlan"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a RESTORE_PLANS entry that is not an object (or whose target is not an "
-                                       "object) raises AttributeError/ValueError in alerts.alert_to_request instead "
-                                       "of RequestError(InvalidRestorePlan); load_settings does not validate entries")
 @pytest.mark.parametrize("entry", ["oops", {"target": "database"}])
 def test_malformed_plan_entry_is_invalid_restore_plan(entry: Any) -> None:
     err = refused(SAMPLE, {SOURCE_SERVER_ID: entry})

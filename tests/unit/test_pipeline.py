@@ -475,9 +475,6 @@ def test_secondary_region_needs_cross_region_restore_enabled(h: Harness) -> None
     assert "--cross-region-restore-state Enabled" in (rec.error_fix or "")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: stages/trigger.py catches every RetryableError as 'answer lost' and "
-                                       "re-sends after RESTORE_POLL_MIN_SECONDS, ignoring retry_after of a throttled "
-                                       "(429, nothing executed) trigger; the pipeline contract says re-send with it")
 def test_throttled_trigger_is_resent_after_retry_after(h: Harness) -> None:
     h.submit()
     h.step()
