@@ -539,8 +539,9 @@ class Engine:
         with self.lock:
             jobs = [j for j in self.jobs.values() if j.vault is v and (j.crr_location or None) == crr_location]
         jobs.sort(key=lambda j: j.start, reverse=True)
-        page = jobs[offset:offset + self.settings.page_size]
-        nxt = offset + self.settings.page_size if offset + self.settings.page_size < len(jobs) else None
+        size = self.settings.job_page_size
+        page = jobs[offset:offset + size]
+        nxt = offset + size if offset + size < len(jobs) else None
         return [self.job_json(j) for j in page], nxt
 
     def get_job(self, v: Vault, job_id: str, crr_location: str | None = None) -> Job:

@@ -395,7 +395,7 @@ class Server:
 
     def _config(self) -> dict[str, Any]:
         s = self.engine.settings
-        return {"time_scale": self.engine.clock.scale, "page_size": s.page_size,
+        return {"time_scale": self.engine.clock.scale, "page_size": s.page_size, "job_page_size": s.job_page_size,
                 "lro_duration": f"PT{s.lro_duration.total_seconds():g}S",
                 "restore_job_duration": f"PT{s.restore_job_duration.total_seconds():g}S",
                 "rehydration_duration_standard": f"PT{s.rehydration_standard.total_seconds():g}S",
@@ -421,16 +421,17 @@ class Server:
                 self.integer_retry_after = v
             elif k == "time_scale":
                 self.engine.clock.set_scale(float(v))
-            elif k == "page_size":
-                if not isinstance(v, int) or v < 1:
-                    raise ValueError("page_size: give a positive integer")
-                s.page_size = v
+            elif k in ("page_size", "job_page_size"):
+                if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                    raise ValueError(f"{k}: give a positive integer")
+                setattr(s, k, v)
             elif k == "arm_latency_seconds":
                 if float(v) < 0:
                     raise ValueError("arm_latency_seconds: give a number >= 0")
                 self.controls.arm_latency_seconds = float(v)
             else:
-                known = sorted([*durations, "time_scale", "page_size", "arm_latency_seconds", "integer_retry_after"])
+                known = sorted([*durations, "time_scale", "page_size", "job_page_size", "arm_latency_seconds",
+                                "integer_retry_after"])
                 raise ValueError(f"unknown config key '{k}'; known: {known}")
 
     def _world_summary(self) -> dict[str, Any]:

@@ -124,6 +124,7 @@ class RoleAssignment:
 @dataclass
 class Settings:
     page_size: int = 2
+    job_page_size: int = 10
     lro_duration: timedelta = timedelta(seconds=20)
     restore_job_duration: timedelta = timedelta(minutes=15)
     rehydration_standard: timedelta = timedelta(hours=10)
@@ -193,6 +194,7 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
     rh = s.get("rehydration_duration") or {}
     settings = Settings(
         page_size=int(s.get("page_size", 2)),
+        job_page_size=int(s.get("job_page_size", 10)),
         lro_duration=_dur(s.get("lro_duration", "PT20S"), "settings.lro_duration"),
         restore_job_duration=_dur(s.get("restore_job_duration", "PT15M"), "settings.restore_job_duration"),
         rehydration_standard=_dur(rh.get("Standard", "PT10H"), "settings.rehydration_duration.Standard"),
@@ -200,8 +202,8 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         crr_replication_lag=_dur(s.get("crr_replication_lag", "PT0S"), "settings.crr_replication_lag"),
         datastore_container=str(s.get("datastore_container", "dpemu-vault-datastore")),
     )
-    if settings.page_size < 1:
-        raise WorldError("settings.page_size must be >= 1")
+    if settings.page_size < 1 or settings.job_page_size < 1:
+        raise WorldError("settings.page_size and settings.job_page_size must be >= 1")
 
     pairs: dict[str, str] = {}
     for i, r in enumerate(raw.get("regions") or []):

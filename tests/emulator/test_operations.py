@@ -139,7 +139,8 @@ def test_sdk_lro_is_fast_with_default_polling_interval(client):
     assert time.monotonic() - t0 < 5
 
 
-def test_jobs_list_is_paged_and_get_is_typed(emu, client):
+def test_jobs_list_is_paged_and_get_is_typed(emu, client, admin):
+    admin.set_config(job_page_size=2)
     rp = vault_rp(client)
     ids = []
     for _ in range(3):
@@ -150,7 +151,8 @@ def test_jobs_list_is_paged_and_get_is_typed(emu, client):
     jobs = list(client.jobs.list(RG, VAULT))
     listed = {j.id for j in jobs}
     assert set(ids) <= listed
-    assert emu.admin.metering()["by_operation"]["Jobs_List"] >= 2
+    assert emu.admin.metering()["by_operation"]["Jobs_List"] == -(-len(jobs) // 2)
+    admin.set_config(job_page_size=10)
     job = client.jobs.get(RG, VAULT, ids[0].rsplit("/", 1)[-1])
     assert isinstance(job.properties, AzureBackupJob)
     assert job.properties.operation_category == "Restore" and job.properties.vault_name == VAULT
@@ -172,10 +174,17 @@ def test_integer_retry_after_mode_sends_whole_seconds(emu, client, admin):
         admin.set_config(integer_retry_after=False)
 
 
-def test_operation_result_returns_job_id_after_success(client):
+def test_operation_result_and_continuation_token_resume(emu, client):
     rp = vault_rp(client)
     poller = client.backup_instances.begin_trigger_restore(RG, VAULT, BI_SALES,
                                                            rp_request(rp.name, sales_db_target(new_name())))
-    res = poller.result()
+    token = poller.continuation_token()
+    resumed = emu.client().backup_instances.begin_trigger_restore(RG, VAULT, BI_SALES, None,
+                                                                  continuation_token=token)
+    res = resumed.result()
     assert res.job_id.startswith(f"{VAULT_ID}/backupJobs/")
+    assert poller.result().job_id == res.job_id
+    op_id = poller.polling_method()._operation.get_polling_url().split("/operationStatus/")[1].split("?")[0]
+    assert client.operation_result.get(op_id, "westeurope").job_id == res.job_id
+    assert client.operation_status.get("westeurope", op_id).properties.job_id == res.job_id
     assert wait_job(client, res.job_id).properties.status == "Completed"
