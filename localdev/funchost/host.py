@@ -196,6 +196,18 @@ class FunctionsHost:
         log.info("funchost: stopped (%s)", "drained" if idle else "gave up waiting for running invocations")
         return idle
 
+    def storage_counts(self, by_queue: bool = False) -> dict[str, Any]:
+        """Storage transactions made by the host's own queue listeners (receive, receive_empty, delete, update,
+        poison, duplicate); summed over queues, or ``{queue: {op: n}}`` with ``by_queue``. The app's calls (state
+        rows, stage messages it sends) are not included: the app meters those itself."""
+        if by_queue:
+            return {listener.queue: listener.counts() for listener in self.listeners}
+        total: dict[str, int] = {}
+        for listener in self.listeners:
+            for op, n in listener.counts().items():
+                total[op] = total.get(op, 0) + n
+        return total
+
     def run_timer(self, name: str, past_due: bool = False) -> None:
         """Invoke a timer function now (waits if a scheduled run is in progress)."""
         try:

@@ -5,6 +5,9 @@ Behaviour: fetch up to ``batchSize`` messages; fetch again only when in-flight c
 exponential back-off (100 ms → ``maxPollingInterval``) while the queue is empty; messages stay invisible while
 running (lease renewed); on failure the message reappears after ``visibilityTimeout``; after
 ``maxDequeueCount`` failed deliveries it moves to ``<queue>-poison``. Optional duplicate delivery (chaos knob).
+Storage transactions the listener itself makes are counted in :attr:`QueueListener.storage_counts` (one per
+queue-service call attempted: ``receive`` (got messages), ``receive_empty``, ``delete``, ``update`` (lease renewal or
+failure visibility), ``poison`` (send to the poison queue), ``duplicate`` (chaos copy)); the app's own calls are not.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import math
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +62,17 @@ class QueueListener:
         self._leases: dict[str, _Lease] = {}
         self._duplicates: set[str] = set()  # ids of copies we sent (never duplicated again)
         self._threads: list[threading.Thread] = []
+        self._count_lock = threading.Lock()
+        self.storage_counts: Counter[str] = Counter()
+
+    def _count(self, op: str, n: int = 1) -> None:
+        with self._count_lock:
+            self.storage_counts[op] += n
+
+    def counts(self) -> dict[str, int]:
+        """A snapshot of :attr:`storage_counts`."""
+        with self._count_lock:
+            return dict(self.storage_counts)
 
     # ---- lifecycle
     def start(self) -> None:
@@ -84,6 +99,7 @@ class QueueListener:
             if self.stop.is_set():
                 break
             try:
+                self._count("receive")
                 msgs = list(self.client.receive_messages(messages_per_page=self.cfg.batch_size,
                                                          max_messages=self.cfg.batch_size,
                                                          visibility_timeout=self.lease_seconds))
@@ -94,6 +110,8 @@ class QueueListener:
                 delay = min(delay * 2, max(self.cfg.max_polling_interval, MIN_POLL))
                 continue
             if not msgs:
+                self._count("receive", -1)
+                self._count("receive_empty")
                 self.stop.wait(delay)
                 delay = min(delay * 2, max(self.cfg.max_polling_interval, MIN_POLL))
                 continue
@@ -119,6 +137,7 @@ class QueueListener:
                     if lease.done:
                         continue
                     try:
+                        self._count("update")
                         upd = self.client.update_message(lease.msg_id, lease.pop_receipt,
                                                          visibility_timeout=self.lease_seconds)
                         lease.pop_receipt = upd.pop_receipt or lease.pop_receipt
@@ -173,15 +192,20 @@ class QueueListener:
             receipt = lease.pop_receipt
         try:
             if outcome == "ok":
+                self._count("delete")
                 self.client.delete_message(m.id, receipt)
                 if self.duplicate_delivery and m.id not in self._duplicates:
+                    self._count("duplicate")
                     sent = self.client.send_message(m.content)
                     self._duplicates.add(sent.id)
                 self._duplicates.discard(m.id)
             elif outcome in ("poisoned", "failed-poisoned"):
+                self._count("poison")
                 self.poison.send_message(m.content)
+                self._count("delete")
                 self.client.delete_message(m.id, receipt)
             else:
+                self._count("update")
                 self.client.update_message(m.id, receipt, visibility_timeout=math.ceil(self.cfg.visibility_timeout))
         except AzureError as exc:
             log.warning("queue %s: settling message %s (%s) failed: %s", self.queue, m.id, outcome,
