@@ -123,7 +123,7 @@ class DataPlane:
     def query(self, cluster: str, dbname: str, sql: str) -> list[tuple[Any, ...]]:
         c = self.cluster(cluster)
         with psycopg.connect(c.dsn(dbname), autocommit=True, connect_timeout=10) as conn:
-            return list(conn.execute(sql).fetchall())  # type: ignore[arg-type]
+            return list(conn.execute(sql).fetchall())
 
     def database_exists(self, cluster: str, dbname: str) -> bool:
         c = self.cluster(cluster)
@@ -135,8 +135,8 @@ class DataPlane:
     def recreate_database(self, cluster: str, dbname: str, setup_sql: str) -> None:
         c = self.cluster(cluster)
         with psycopg.connect(c.dsn("postgres"), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(dbname)} WITH (FORCE)")  # type: ignore[arg-type]
-            conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}")  # type: ignore[arg-type]
+            conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(dbname)} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}")
         if setup_sql.strip():
             self.run_sql(cluster, dbname, setup_sql)
 
@@ -147,7 +147,7 @@ class DataPlane:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
             verb = "ALTER" if exists else "CREATE"
             lit = "'" + password.replace("'", "''") + "'"
-            conn.execute(f"{verb} ROLE {_quote_ident(user)} LOGIN CREATEDB PASSWORD {lit}")  # type: ignore[arg-type]
+            conn.execute(f"{verb} ROLE {_quote_ident(user)} LOGIN CREATEDB PASSWORD {lit}")
 
     # ---------------------------------------------------------------- blobs
     def ensure_container(self, name: str) -> None:
@@ -205,7 +205,7 @@ class DataPlane:
             try:
                 with psycopg.connect(f"{base}/{conn.database}", password=conn.password, autocommit=True,
                                      connect_timeout=10) as pg:
-                    pg.execute(f"CREATE DATABASE {_quote_ident(dbname)}")  # type: ignore[arg-type]
+                    pg.execute(f"CREATE DATABASE {_quote_ident(dbname)}")
             except psycopg.errors.DuplicateDatabase as exc:
                 raise DataPlaneError("UserErrorDatabaseNameAlreadyInUse",
                                      f"database '{dbname}' already exists on the target server") from exc

@@ -260,8 +260,8 @@ class Engine:
                 for rp in bi.recovery_points]
         for _, v, bi, spec in sorted(plan, key=lambda x: x[0]):
             srv = w.servers[bi.server_id.lower()]
-            for db, sql in spec.seed_sql.items():
-                self.data.run_sql(srv.cluster, db, sql)
+            for dbname, sql in spec.seed_sql.items():
+                self.data.run_sql(srv.cluster, dbname, sql)
             self._take_backup(v, bi, spec.id, spec.time, spec.tier)
         log.info("seeded %d recovery points", len(plan))
 

@@ -368,7 +368,7 @@ class Server:
                 return Reply(200, c.metering())
             if key == "tokens" and method == "POST":
                 caller = body.get("caller")
-                return Reply(201, {"caller": caller, "token": c.issue_token(caller)})
+                return Reply(201, {"caller": caller, "token": c.issue_token(str(caller or ""))})
             if key == "throttling":
                 if method == "PUT":
                     return Reply(200, c.set_throttling(body))
