@@ -12,6 +12,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -34,13 +36,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(tmp_path_factory.mktemp("stack"), DEFAULT_WORLD, http_port=0)
-    stack.up()  # raises StackError naming the component and its log tail if anything fails
+def local_stack() -> Iterator[Stack]:
+    # not tmp_path_factory: every pytest start resets /tmp/pytest-of-<user> to 0700, which would lock the postgres
+    # OS user (which runs the clusters) out of a stack started by another pytest run
+    base = Path(tempfile.mkdtemp(prefix="restore-stack-"))
+    stack = Stack(base, DEFAULT_WORLD, http_port=0)
     try:
+        stack.up()  # raises StackError naming the component and its log tail if anything fails
         yield stack
     finally:
         stack.down()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class Api:

@@ -7,6 +7,7 @@ import json
 import ssl
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def get(url: str, headers: dict[str, str] | None = None, context: ssl.SSLContext
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("stack"), TINY, http_port=0, settings_overrides=OVERRIDES,
+def stack() -> Iterator[Stack]:
+    # a private temp dir, not tmp_path_factory (see tests/conftest.py local_stack)
+    s = Stack(Path(tempfile.mkdtemp(prefix="restore-stack-tiny-")), TINY, http_port=0, settings_overrides=OVERRIDES,
               app_dir=APPS / "basic")
     s.up()
     try:
