@@ -1,0 +1,63 @@
+"""``make bench`` → ``python -m bench.run [--only NAME[,NAME]] [--quick]``.
+
+Scenarios: cost, overhead, fleet, history (in that order). Full runs write ``bench/results/<name>.json`` + ``.md``
+(committed); ``--quick`` runs smaller sizes into ``bench/results/quick/`` (not the published numbers).
+Exit code 0 when every selected scenario ran (targets missed are reported, not errors); 1 if one crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from bench import cost, fleet, history, overhead
+from bench.common import RESULTS
+
+FULL: dict[str, Callable[..., Any]] = {
+    "cost": lambda r: cost.run(warm=5, baseline=2, scale=60.0, results=r),
+    "overhead": lambda r: overhead.run(n=200, rate=5.0, results=r),
+    "fleet": lambda r: fleet.run(n=500, scale=60.0, results=r),
+    "history": lambda r: history.run(finished=100_000, ticks=20, results=r),
+}
+QUICK: dict[str, Callable[..., Any]] = {
+    "cost": lambda r: cost.run(warm=2, baseline=1, scale=120.0, results=r),
+    "overhead": lambda r: overhead.run(n=50, rate=5.0, results=r),
+    "fleet": lambda r: fleet.run(n=100, scale=60.0, results=r),
+    "history": lambda r: history.run(finished=10_000, ticks=10, results=r),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="", help=f"comma-separated scenarios out of: {', '.join(FULL)}")
+    p.add_argument("--quick", action="store_true", help="smaller sizes, results into bench/results/quick/")
+    args = p.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(FULL)
+    unknown = [n for n in names if n not in FULL]
+    if unknown:
+        p.error(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(FULL)}")
+    table = QUICK if args.quick else FULL
+    results = RESULTS / "quick" if args.quick else RESULTS
+    failed = []
+    t_all = time.monotonic()
+    for name in names:
+        t0 = time.monotonic()
+        print(f"\n### bench {name}{' (quick)' if args.quick else ''}", flush=True)
+        try:
+            table[name](results)
+        except Exception:  # noqa: BLE001 - report and go on with the next scenario
+            traceback.print_exc()
+            failed.append(name)
+        print(f"### {name}: {time.monotonic() - t0:.0f}s", flush=True)
+    print(f"\nbench done in {time.monotonic() - t_all:.0f}s; results in {results}"
+          + (f"; CRASHED: {', '.join(failed)}" if failed else ""), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Smoke tests of the bench code (so it cannot rot): the history scenario at a tiny size on real Azurite, and the
+cost scenario with one restore on the real local stack. Assertions are on measured output, not on fixed numbers.
+Timing targets live in the benchmarks themselves, never here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import cost, history
+
+pytestmark = pytest.mark.integration
+
+
+def test_history_bench_measures_tick_cost_beside_small_and_large_history(tmp_path: Path) -> None:
+    data = history.run(finished=300, ticks=3, workdir=tmp_path / "w", results=tmp_path / "r")
+    saved = json.loads((tmp_path / "r" / "history.json").read_text())
+    assert saved["finished_large"] == 300 and saved["active"] == 100
+    for size in ("small", "large"):
+        assert saved[size]["storage_tx_per_tick"] >= 1  # at least the active-partition query
+        assert saved[size]["tick_ms_median"] > 0
+        assert saved[size]["arm_calls_per_tick"] == 0  # nothing overdue: the tick must not call ARM
+    assert saved["storage_ratio"] == pytest.approx(
+        saved["large"]["storage_tx_per_tick"] / saved["small"]["storage_tx_per_tick"])
+    assert data["pass_storage"] == (saved["storage_ratio"] <= 1.10)
+    assert "| 300 |" in (tmp_path / "r" / "history.md").read_text()
+
+
+def test_cost_bench_meters_one_restore_end_to_end(tmp_path: Path) -> None:
+    data = cost.run(warm=0, baseline=0, scale=3600.0, job_duration="PT1H", workdir=tmp_path / "w",
+                    results=tmp_path / "r", idle_seconds=0.5, timeout=120)
+    cold = data["cold"]
+    assert cold["n"] == 1
+    ops = cold["arm"]["by_operation"]
+    # a primary restore validates and triggers exactly once and reads its job at least once
+    assert ops.get("BackupInstances_ValidateForRestore") == 1
+    assert ops.get("BackupInstances_TriggerRestore") == 1
+    assert ops.get("Jobs_Get", 0) >= 1
+    assert cold["arm"]["total"] == sum(ops.values())
+    assert cold["app_storage"] and sum(cold["app_storage"].values()) >= 4  # create + claims + transition writes
+    assert cold["host_storage"].get("delete", 0) >= 3  # validate, trigger, monitor messages at least
+    assert json.loads((tmp_path / "r" / "cost.json").read_text())["per_restore"]["cold"]["arm"] == cold["arm"]["total"]
