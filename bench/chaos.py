@@ -48,6 +48,7 @@ import contextlib
 import http.client
 import json
 import random
+import re
 import sys
 import threading
 import time
@@ -389,6 +390,7 @@ class Campaign:
                 if q != "restore-requests" and not recorded:
                     poison_unrecorded.append(row)
         events = self.completion_events()
+        host_log = host_log_stats(self.stack.logs / "funchost.log")
         dup_events = {rid: n for rid, n in events.items() if rid in by_id and n > 1}
         terminal_ids = [p.restore_id for p in self.fleet if p.final.get("status") in TERMINAL and p.restore_id]
         missing_events = [rid for rid in terminal_ids if events.get(str(rid), 0) == 0
@@ -414,6 +416,8 @@ class Campaign:
             "arm_jobs_by_status": dict(Counter(j["status"] for j in restore_jobs)),
             "row_vs_arm_job_mismatch": mismatched,
             "faults_fired": faults_fired,
+            "fault_share_of_arm_calls": round(sum(faults_fired.values()) / max(int(metering.get("total") or 0), 1), 3),
+            "host_log": host_log,
             "arm_calls": {"total": metering.get("total"), "by_status": metering.get("by_status"),
                           "by_kind": metering.get("by_kind")},
             "poison": {q: len(b) for q, b in poison.items()},
@@ -424,6 +428,28 @@ class Campaign:
             "campaign_errors": self.errors,
         }
         return result
+
+
+def host_log_stats(path: Path) -> dict[str, Any]:
+    """What the host's log says happened: host starts, duplicate/stale stage messages ignored, retried deliveries."""
+    stats: Counter[str] = Counter()
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        if "duplicate delivery ON" in line:
+            stats["host_starts_with_duplicate_delivery"] += 1
+        m = re.search(r"(?:stale or )?duplicate (\w+) message for", line)
+        if m:
+            stats[f"ignored_duplicate_{m.group(1)}"] += 1
+        if "will be retried" in line:
+            stats["deliveries_failed_and_retried"] += 1
+        if "watchdog re-drove" in line:
+            stats["watchdog_redrives"] += 1
+        if " ERROR " in line:
+            stats["error_lines"] += 1
+    return dict(sorted(stats.items()))
 
 
 def parse_iso(value: Any) -> datetime | None:
@@ -485,7 +511,9 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "Failure reasons: " + (", ".join(f"{k} ×{v}" for k, v in sorted(r["failure_reasons"].items()))
                                          or "none") + ".",
               "Faults fired: " + ", ".join(f"{k} {v}" for k, v in sorted(r["faults_fired"].items())) +
-              f"; ARM calls {r['arm_calls']['total']} by status {r['arm_calls']['by_status']}.",
+              f" ({r['fault_share_of_arm_calls']:.1%} of {r['arm_calls']['total']} ARM calls); ARM answers by status "
+              f"{r['arm_calls']['by_status']} (0 = dropped connection).",
+              "Host log: " + ", ".join(f"{k} {v}" for k, v in r["host_log"].items()) + ".",
               "Poison queues: " + (", ".join(f"{q}-poison {n}" for q, n in r["poison"].items() if n) or "all empty")
               + "."]
     for row in r["poison_rows"][:20]:
