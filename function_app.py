@@ -1,6 +1,6 @@
 """Azure Functions entry points: thin triggers only (decode, delegate, return). All logic lives in restore_core/.
 
-Bindings read their queue names and schedule from app settings (%NAME%); the names are defined once in
+Bindings read their queue names and schedule from app settings (binding expressions); the names are defined once in
 restore_core/config.py and set in infra/ (Bicep) and local.settings.sample.json.
 """
 

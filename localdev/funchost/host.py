@@ -48,7 +48,8 @@ def load_app_module(app_dir: Path) -> ModuleType:
         raise HostError(f"{path} not found; --app-dir must be the folder holding function_app.py")
     if str(app_dir) not in sys.path:
         sys.path.insert(0, str(app_dir))
-    name = "function_app" if "function_app" not in sys.modules else f"function_app__{next(_module_ids)}"
+    # never claim the plain name: a later `import function_app` elsewhere in this process must not get this app
+    name = f"function_app__{next(_module_ids)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise HostError(f"cannot load {path}")

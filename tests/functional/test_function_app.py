@@ -4,6 +4,7 @@ when called with real ``HttpRequest``/``QueueMessage`` objects over in-memory de
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections.abc import Iterator
@@ -26,7 +27,11 @@ PERCENT = re.compile(r"^%([A-Za-z0-9_]+)%$")
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, Any]:
-    import function_app
+    # by path: in-process host tests put fixture apps (also named function_app.py) on sys.path
+    spec = importlib.util.spec_from_file_location("repo_function_app", ROOT / "function_app.py")
+    assert spec is not None and spec.loader is not None
+    function_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(function_app)
 
     return {f.get_function_name(): f for f in function_app.app.get_functions()}
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
 
 from localdev import scenarios as sc
 
-from .helpers import admin, completion_events, start, wait_for
+from .helpers import admin, completion_events, jobs_restoring_to, start, wait_for
 
 
 def test_unknown_restore_is_404_and_calls_without_key_are_401(local_stack, api):
@@ -44,18 +45,24 @@ def test_list_filters_by_status_and_pages_with_a_continuation(local_stack, api):
 
 
 def test_cancel_before_trigger_cancels_and_publishes(local_stack, api):
-    rid = start(api, sc.as_database(f"it_cancel_{uuid.uuid4().hex[:6]}",
-                                    recovery_point={"latest_before": sc.days_ago(100).isoformat()}))
-    wait_for(api, rid, statuses={"waiting"}, timeout=60)
+    adm = admin(local_stack.env)
+    adm.clear_faults()
+    adm.add_fault("delay", "BackupInstances_Get", count=1, delay_seconds=4)  # hold the restore in validation
+    name = f"it_cancel_{uuid.uuid4().hex[:6]}"
+    rid = start(api, sc.as_database(name))
+    assert wait_for(api, rid, statuses={"accepted"})["azure_job_id"] is None
     status, body, _ = api.post(f"/restores/{rid}/cancel")
     assert status == 200, body
     assert body["status"] == "cancelled" and body["timeline"][-1]["message"] == "cancelled by operator"
     assert api.post(f"/restores/{rid}/cancel")[0] == 409  # already finished
     events = completion_events(local_stack.env, rid)
     assert [e["status"] for e in events] == ["cancelled"]
-    # the in-flight wait message finds a terminal row and does nothing
+    # the validation still in flight finishes, finds the row changed under it, and its result is discarded
+    time.sleep(5)
     final = wait_for(api, rid)
     assert final["status"] == "cancelled" and final["azure_job_id"] is None
+    assert jobs_restoring_to(local_stack.env, name) == []
+    adm.clear_faults()
 
 
 @pytest.fixture
