@@ -99,6 +99,8 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
             if now >= rec.deadline:
                 result = _deadline_result(rec)
             else:
+                if stage == Stage.VALIDATE and rec.status == Status.ACCEPTED:
+                    rec = claim({"status": Status.VALIDATING})  # visible progress, and a claim before ARM calls
                 result = STAGES[stage](rec, deps, claim)
         except ConcurrencyError:
             span.set_outcome("duplicate")

@@ -292,7 +292,13 @@ def test_retryable_error_before_the_last_delivery_propagates_and_changes_nothing
     before = h.record()
     with pytest.raises(RetryableError):
         h.deliver(msg, dequeue_count=1)
-    assert h.record() == before and h.events == []
+    after = h.record()
+    # the only change is the validation claim (status accepted → validating); no stage result, no event
+    assert before.status is Status.ACCEPTED and after.status is Status.VALIDATING
+    assert after.copy(status=before.status, updated_at=before.updated_at, etag=before.etag) == before
+    assert h.events == [] and h.pending == []
+    h.deliver(msg, dequeue_count=2)  # the redelivery goes on from there
+    assert h.record().status is Status.RESTORING
 
 
 def test_retryable_error_on_the_last_delivery_marks_the_restore_failed_before_raising(h: Harness) -> None:
