@@ -50,7 +50,7 @@ def test_cancel_before_trigger_cancels_and_publishes(local_stack, api):
     adm.add_fault("delay", "BackupInstances_Get", count=1, delay_seconds=4)  # hold the restore in validation
     name = f"it_cancel_{uuid.uuid4().hex[:6]}"
     rid = start(api, sc.as_database(name))
-    assert wait_for(api, rid, statuses={"accepted"})["azure_job_id"] is None
+    assert wait_for(api, rid, statuses={"accepted", "validating"})["azure_job_id"] is None
     status, body, _ = api.post(f"/restores/{rid}/cancel")
     assert status == 200, body
     assert body["status"] == "cancelled" and body["timeline"][-1]["message"] == "cancelled by operator"
