@@ -34,7 +34,9 @@ Verdict (``bench/results/chaos.json`` and ``chaos.md``). Must be 0, else exit st
 - ``triggered_more_than_once``: targets with more than one restore job in the emulator's job lists (the primary
   vault's ``backupJobs`` plus ``fetchCrossRegionRestoreJobs`` in the secondary region; the jobs are ARM's truth);
 - ``not_terminal_by_deadline``: restores still active after their deadline passed;
-- ``poison_unrecorded``: messages in a ``-poison`` queue whose restore is not terminal with a recorded reason.
+- ``poison_unrecorded``: messages in a ``-poison`` queue whose restore is not terminal with a recorded reason;
+- ``succeeded_with_wrong_data``: a succeeded restore whose target does not hold its recovery point's data (the
+  ``orders`` batches of that point in the new database; the dump set's blobs for files).
 Also reported: outcome counts and failure reasons, restores whose row has a job but ARM has none (or the other way
 round), kills and restarts, faults fired per mode, ARM calls by status, duplicate completion events, duration.
 Exit status 2 when the campaign could not do what was asked (fewer kills than ``--kills``, stack failed).
@@ -60,9 +62,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from azure.core.exceptions import ResourceNotFoundError
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection.models import CrossRegionRestoreJobsRequest
+from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from localdev import scenarios as sc
@@ -76,6 +80,8 @@ STAGE_QUEUES = ("restore-requests", "restore-validate", "restore-rehydrate", "re
                 "restore-monitor")
 FAULT_MIX = (("throttle", 0.30), ("error503", 0.20), ("drop", 0.15), ("lost_500", 0.15), ("lost_drop", 0.20))
 KIND_MIX = (("database", 0.5), ("files", 0.2), ("cross_region", 0.2), ("archive", 0.1))
+ALL_BATCHES = {"b0", "b1", "b2", "b3", "b4", "b5"}  # demo world: rows seeded before each recovery point
+ARCHIVED_BATCHES = {"b0"}  # the archived point (-P120D) holds only the first batch
 AZURE_POLL_MIN, AZURE_POLL_MAX, AZURE_TRIGGER_GRACE = 30.0, 300.0, 660.0
 
 
@@ -335,6 +341,34 @@ class Campaign:
                     break
         return counts
 
+    def data_checks(self) -> list[dict[str, Any]]:
+        """Every succeeded restore brought back the data of its recovery point (rows per batch / dump blobs)."""
+        env = self.stack.env
+        container = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]) \
+            .get_container_client(sc.AZURITE_CONTAINER[sc.CONTAINER_WE_URL])
+        wrong = []
+        for p in self.fleet:
+            if p.final.get("status") != "succeeded":
+                continue
+            target = p.body["target"]
+            try:
+                if target["kind"] == "files":
+                    names = [b.name for b in container.list_blobs(name_starts_with=target["file_prefix"] + "_")]
+                    got: Any = sorted(n.removeprefix(target["file_prefix"] + "_") for n in names)
+                    ok = {"roles.sql", "schema.sql", "appdb.sql", "inventory.sql"} <= set(got)
+                else:
+                    cluster = sc.CLUSTER_OF_SERVER[target["server_id"]]
+                    base = env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"]
+                    with psycopg.connect(base.rsplit("/", 1)[0] + "/" + target["database_name"],
+                                         connect_timeout=10) as conn:
+                        got = sorted(r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall())
+                    ok = set(got) == (ARCHIVED_BATCHES if p.kind == "archive" else ALL_BATCHES)
+            except Exception as exc:  # noqa: BLE001 - a missing database/container is a wrong result, reported
+                got, ok = f"{type(exc).__name__}: {str(exc)[:150]}", False
+            if not ok:
+                wrong.append({"id": p.restore_id, "kind": p.kind, "target": p.destination, "found": got})
+        return wrong
+
     def verdict(self, adm: EmulatorAdmin, faults_fired: dict[str, int], metering: dict[str, Any],
                 duration: float) -> dict[str, Any]:
         jobs = [j for j in self.arm_jobs(adm) if f"cx{self.tag}_" in j["destination"]
@@ -390,6 +424,7 @@ class Campaign:
                 if q != "restore-requests" and not recorded:
                     poison_unrecorded.append(row)
         events = self.completion_events()
+        wrong_data = self.data_checks()
         host_log = host_log_stats(self.stack.logs / "funchost.log")
         dup_events = {rid: n for rid, n in events.items() if rid in by_id and n > 1}
         terminal_ids = [p.restore_id for p in self.fleet if p.final.get("status") in TERMINAL and p.restore_id]
@@ -404,7 +439,8 @@ class Campaign:
             "duration_seconds": round(duration, 1),
             "fleet": dict(Counter(p.kind for p in self.fleet)),
             "must_be_zero": {"lost": len(lost), "triggered_more_than_once": len(doubled),
-                             "not_terminal_by_deadline": len(late), "poison_unrecorded": len(poison_unrecorded)},
+                             "not_terminal_by_deadline": len(late), "poison_unrecorded": len(poison_unrecorded),
+                             "succeeded_with_wrong_data": len(wrong_data)},
             "outcomes": dict(outcomes),
             "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
             "failure_reasons": dict(reasons),
@@ -423,7 +459,9 @@ class Campaign:
             "poison": {q: len(b) for q, b in poison.items()},
             "poison_rows": poison_rows,
             "completion_events_duplicated": len(dup_events),
+            "completion_events_duplicated_ids": sorted(dup_events),
             "completion_events_missing": len(missing_events),
+            "wrong_data": wrong_data,
             "lost": lost, "doubled": doubled, "late": late, "poison_unrecorded": poison_unrecorded,
             "campaign_errors": self.errors,
         }
@@ -443,6 +481,9 @@ def host_log_stats(path: Path) -> dict[str, Any]:
         m = re.search(r"(?:stale or )?duplicate (\w+) message for", line)
         if m:
             stats[f"ignored_duplicate_{m.group(1)}"] += 1
+        m = re.search(r" (\w+) of \S+ lost a race to another delivery", line)
+        if m:
+            stats[f"lost_race_{m.group(1)}"] += 1
         if "will be retried" in line:
             stats["deliveries_failed_and_retried"] += 1
         if "watchdog re-drove" in line:
@@ -495,6 +536,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{m['triggered_more_than_once']} | 0 |",
         f"| Restores not terminal by their deadline | {m['not_terminal_by_deadline']} | 0 |",
         f"| Poison messages whose restore has no recorded outcome | {m['poison_unrecorded']} | 0 |",
+        f"| Succeeded restores whose target lacks the recovery point's data | {m['succeeded_with_wrong_data']} | 0 |",
         f"| Host kills (SIGKILL + restart) | {r['kills']} | ≥ {p['kills_requested']} |",
         f"| POSTs repeated after a crash (same Idempotency-Key) | {r['posts_repeated']} | — |",
         f"| ARM restore jobs for the fleet | {r['arm_restore_jobs']} | ≤ {p['restores']} |",

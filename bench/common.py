@@ -9,11 +9,13 @@ intervals divided by ``S`` (:func:`scaled_pipeline_settings`), so ARM call count
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -132,8 +134,9 @@ class BenchStack:
 
     def __init__(self, workdir: Path, *, scale: float, settings: Mapping[str, str] | None = None,
                  inprocess: bool = True, emulator_config: Mapping[str, Any] | None = None,
-                 world: Path = DEFAULT_WORLD) -> None:
+                 world: Path = DEFAULT_WORLD, host_json: Mapping[str, Any] | None = None) -> None:
         self.workdir = workdir
+        self.host_json = host_json
         self.scale = scale
         self.overrides = {**scaled_pipeline_settings(scale), **(settings or {})}
         self.inprocess = inprocess
@@ -159,13 +162,26 @@ class BenchStack:
             raise
         return self
 
+    def restart_host(self, overrides: Mapping[str, str]) -> None:
+        """Restart the in-process host with more setting overrides (same Azurite, tables, emulator)."""
+        if self.host is None:
+            raise BenchError("restart_host() needs the in-process host (inprocess=True)")
+        self.host.stop(timeout=15)
+        self.host = None
+        self.overrides = {**self.overrides, **overrides}
+        self._start_inprocess_host()
+        assert self.api is not None
+        self.api = Api(self.env["RESTORE_API_URL"], self.env["RESTORE_API_KEY"])
+
     def _start_inprocess_host(self) -> None:
         import restore_core.runtime as runtime
 
-        self.stack.stop_host()
+        if self.stack.host_pid is not None:
+            self.stack.stop_host()
         settings = {**self.stack._base_settings, **self.overrides}  # noqa: SLF001 - the stack's own settings
         runtime._deps = None  # noqa: SLF001 - a fresh dependency bundle for this host's settings
-        self.host = FunctionsHost(REPO, settings, port=0, function_keys=[self.stack._function_key])  # noqa: SLF001
+        self.host = FunctionsHost(REPO, settings, port=0, function_keys=[self.stack._function_key],  # noqa: SLF001
+                                  host_json=self.host_json)
         self.host.start()
         self.env["RESTORE_API_URL"] = f"{self.host.base_url}/api"
 
@@ -202,6 +218,40 @@ class BenchStack:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
             print(f"   bench stack logs kept in {self.workdir / 'logs'}", flush=True)
+
+
+class InvocationLog(logging.Handler):
+    """Collects the in-process host's per-invocation log lines: (function, queue, outcome, duration ms)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.records: list[tuple[str, str, str, float]] = []
+        self._lock2 = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not str(record.msg).startswith("invocation function=") or not record.args or len(record.args) < 6:
+            return
+        args = record.args
+        assert isinstance(args, tuple)
+        with self._lock2:
+            self.records.append((str(args[0]), str(args[1]), str(args[4]), float(args[5])))
+
+    def __enter__(self) -> InvocationLog:
+        self._log = logging.getLogger("funchost")
+        self._saved = (self._log.level, self._log.propagate)
+        self._log.setLevel(logging.INFO)
+        self._log.propagate = False
+        self._log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._log.removeHandler(self)
+        self._log.setLevel(self._saved[0])
+        self._log.propagate = self._saved[1]
+
+    def durations(self, function: str) -> list[float]:
+        with self._lock2:
+            return [ms for fn, _, outcome, ms in self.records if fn == function and outcome == "ok"]
 
 
 def caller_delta(before: Mapping[str, Any], after: Mapping[str, Any], caller: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from bench import cost, fleet, history, overhead
 from bench.common import RESULTS
 
 FULL: dict[str, Callable[..., Any]] = {
-    "cost": lambda r: cost.run(warm=5, baseline=2, scale=60.0, results=r),
+    "cost": lambda r: cost.run(warm=5, baseline=2, scale=60.0, what_if=True, results=r),
     "overhead": lambda r: overhead.run(n=200, rate=5.0, results=r),
     "fleet": lambda r: fleet.run(n=500, scale=60.0, results=r),
     "history": lambda r: history.run(finished=100_000, ticks=20, results=r),
