@@ -60,6 +60,7 @@ def run(*, n: int = 200, rate: float = 5.0, scale: float = 3600.0, latency: floa
     if max_polling is not None:
         host_doc["extensions"]["queues"]["maxPollingInterval"] = max_polling
     polling = host_doc["extensions"]["queues"]["maxPollingInterval"]
+    repo_polling = load_host_json(REPO)["extensions"]["queues"]["maxPollingInterval"]
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-overhead-", dir=REPO / ".local"))
     tag = uuid.uuid4().hex[:6]
     config = {"page_size": 50, "restore_job_duration": "PT1H", "lro_duration": "PT0S",
@@ -136,6 +137,6 @@ def run(*, n: int = 200, rate: float = 5.0, scale: float = 3600.0, latency: floa
     table_md += (f"\n\n{n} restores submitted at a steady {rate:g}/s ({submit_s:.1f}s); ARM latency {latency:g}s per "
                  f"call × {pre_trigger_calls:.1f} calls before the trigger + LRO waits {sum(LRO_RETRY_AFTER_SIM):g} "
                  f"simulated s / x{scale:g} → floor {floor * 1000:.0f} ms. host.json maxPollingInterval {polling}"
-                 f"{' (what-if; the repository has ' + str(load_host_json(REPO)['extensions']['queues']['maxPollingInterval']) + ')' if max_polling else ''}.")
+                 f"{f' (what-if; the repository has {repo_polling})' if max_polling else ''}.")
     write_result(name, data, table_md, **({"results": results} if results else {}))
     return data
