@@ -47,7 +47,7 @@ def mix(n: int, tag: str) -> list[tuple[str, dict[str, Any]]]:
         if kind == "database":
             body = sc.as_database(name)
         elif kind == "files":
-            body = sc.as_files(f"{name}/")
+            body = sc.as_files(name)
         elif kind == "crr":
             body = sc.as_database(name, server=sc.TARGET_DR, secret=sc.SECRET_DR, region="secondary")
         else:
@@ -55,6 +55,31 @@ def mix(n: int, tag: str) -> list[tuple[str, dict[str, Any]]]:
                                   rehydration={"priority": "Standard", "retention_days": 12})
         out.append((kind, body))
     return out
+
+
+def timeline(table: Any, rid: str) -> list[str]:
+    rows = table.query_entities("PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
+                                parameters={"pk": "d" + rid[:8], "lo": rid + "~", "hi": rid + "~~"})
+    return [f"{r['at']} {r['status']}/{r.get('stage') or '-'}: {r['message']}"
+            for r in sorted(rows, key=lambda r: r["RowKey"])]
+
+
+def _jobs_by_destination(bs: BenchStack, failed: list[str]) -> dict[str, int]:
+    """How many Azure restore jobs exist per recovery destination of a failed restore (2+ = a second trigger)."""
+    if not failed:
+        return {}
+    from tests.integration.helpers import sdk
+
+    rows = {rid: bs.restores_table().get_entity("d" + rid[:8], rid) for rid in failed}
+    dest = {rid: str(r.get("target_resource") or "") for rid, r in rows.items()}
+    counts: dict[str, int] = {}
+    for job in sdk(bs.env).jobs.list("rg-backup", "bv-prod"):
+        ext = job.properties.extended_info
+        where = (ext.recovery_destination or "") if ext is not None else ""
+        for rid, d in dest.items():
+            if d and d.rsplit("/", 1)[-1] in where:
+                counts[rid] = counts.get(rid, 0) + 1
+    return counts
 
 
 def run(*, n: int = 500, scale: float = 60.0, workdir: Path | None = None, results: Path | None = None,
@@ -79,6 +104,10 @@ def run(*, n: int = 500, scale: float = 60.0, workdir: Path | None = None, resul
         wall = time.monotonic() - t0
         after = bs.snapshot()
         hwm = vm_hwm_kb(host_pid)
+        table_client = bs.restores_table()
+        failed_timelines = {rid: timeline(table_client, rid) for rid in ids
+                            if rows.get(rid, {}).get("status") in ("failed", "rejected")}
+        jobs_per_target = _jobs_by_destination(bs, [rid for rid in failed_timelines])
     arm = caller_delta(before.arm, after.arm, "default")
     kind_of = {rid: kind for rid, (kind, _) in zip(ids, requests, strict=True)}
     by_kind: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
@@ -98,7 +127,8 @@ def run(*, n: int = 500, scale: float = 60.0, workdir: Path | None = None, resul
     data = {"n": n, "scale": scale, "settings": bs.overrides, "emulator": config, "throttling": THROTTLE,
             "submit_seconds": submit_s, "wall_seconds": wall, "terminal": terminal,
             "by_kind": {k: dict(v) for k, v in by_kind.items()}, "error_codes": dict(errors),
-            "throttle_failures": throttle_failures, "arm": arm, "arm_budget_min_seconds": budget,
+            "throttle_failures": throttle_failures, "failed_timelines": failed_timelines,
+            "azure_jobs_per_failed_restore": jobs_per_target, "arm": arm, "arm_budget_min_seconds": budget,
             "arm_429": n429, "host_vmhwm_mb": round(hwm / 1024, 1),
             "pass": terminal == n and throttle_failures == 0}
     table = md_table(["metric", "value", "target", "verdict"], [
