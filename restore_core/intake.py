@@ -87,7 +87,7 @@ def from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreReco
             parse_request(raw)  # raises the size error
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise RequestError("message is not valid JSON", field="body",
                                fix="send a JSON restore request or an Azure Monitor alert") from None
         if is_alert(data):

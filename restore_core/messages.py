@@ -38,8 +38,8 @@ class Envelope:
     def decode(cls, body: bytes | str, expected_stage: Stage | None = None) -> Envelope:
         try:
             data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PermanentError(f"stage message is not JSON: {exc}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise PermanentError(f"stage message is not JSON: {type(exc).__name__}") from None
         if not isinstance(data, dict):
             raise PermanentError("stage message must be a JSON object")
         extra = set(data) - {"schema_version", "restore_id", "stage", "attempt", "traceparent", "sent_at"}

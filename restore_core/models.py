@@ -286,6 +286,9 @@ def parse_request(body: bytes | str | dict[str, Any]) -> RestoreRequest:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RequestError(f"body is not valid JSON: {exc}", field="body", fix="send a JSON object") from None
+        except RecursionError:
+            raise RequestError("body is nested too deeply", field="body",
+                               fix="send a flat JSON object as in the README") from None
     else:
         data = body
     if not isinstance(data, dict):

@@ -10,8 +10,8 @@
 
 Inputs the service would accept are filtered out before sending (decided with the same pure functions the service
 uses) so the fuzzing starts no real restores; whether a generated input is "valid" is thus decided in-process and
-the service's answer must agree. Inputs nested beyond the interpreter's recursion limit are a known bug (strict
-xfail in ``test_fuzz_parsers.py`` and below). Reproducible: ``derandomize=True``; about 150 requests in all.
+the service's answer must agree. Inputs nested beyond the interpreter's recursion limit get their own tests (once
+a bug: RecursionError escaped). Reproducible: ``derandomize=True``; about 150 requests in all.
 """
 
 from __future__ import annotations
@@ -211,8 +211,6 @@ def test_intake_queue_records_one_rejection_per_refused_message_and_starts_nothi
     assert queue_depth(env, "restore-requests-poison") == poison_before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a body nested beyond the recursion limit makes parse_request raise "
-                                       "RecursionError, which the HTTP handler answers with a 5xx (should be 400)")
 def test_deeply_nested_http_body_is_a_400(local_stack: Any, api: Any) -> None:
     status, resp, _ = api.post("/restores", b"[" * 16000)
     assert ping(local_stack) == 200  # the host survives either way

@@ -8,8 +8,8 @@
 
 Inputs: random bytes/text, random JSON (unicode, huge strings, big numbers, nesting up to ~40 levels), and
 mutations of valid requests/envelopes/alerts (one field replaced by random JSON, removed, or an unknown field added).
-Deep nesting beyond the interpreter's recursion limit is a known bug (see the strict xfail tests below), kept out of
-the random strategies so they keep checking everything else. Reproducible: ``derandomize=True``.
+Deep nesting beyond the interpreter's recursion limit is tested separately below (it was a bug: RecursionError
+escaped), kept out of the random strategies so they keep checking everything else. Reproducible: ``derandomize=True``.
 """
 
 from __future__ import annotations
@@ -148,9 +148,6 @@ def test_valid_bases_parse() -> None:
         assert isinstance(parse_request(json.dumps(body).encode()), RestoreRequest)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="BUG: models.parse_request catches only JSONDecodeError/UnicodeDecodeError; a 16 KB body of "
-                          "'[' (nesting beyond the recursion limit) raises RecursionError -> HTTP 500 / poison message")
 def test_deeply_nested_body_is_a_request_error() -> None:
     with pytest.raises(RequestError):
         parse_request(b"[" * 16000)
@@ -186,9 +183,6 @@ def test_arbitrary_stage_messages_are_permanent_errors(body: bytes | str, expect
     check_envelope(body, expected)
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="BUG: messages.Envelope.decode catches only JSONDecodeError/UnicodeDecodeError; deep "
-                          "nesting raises RecursionError (retried to poison instead of a PermanentError)")
 def test_deeply_nested_stage_message_is_permanent_error() -> None:
     with pytest.raises(PermanentError):
         Envelope.decode("[" * 100000)
@@ -238,10 +232,6 @@ def test_intake_queue_message_is_a_restore_or_a_recorded_rejection(raw: str) -> 
         assert [json.loads(m.text)["restore_id"] for m in sent] == [rec.id]
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="BUG: intake.from_queue calls json.loads and catches only JSONDecodeError/UnicodeDecodeError;"
-                          " a deeply nested message raises RecursionError, so it is retried to restore-requests-poison "
-                          "with no rejected row recording it")
 def test_deeply_nested_queue_message_is_a_recorded_rejection() -> None:
     from restore_core import intake
     from restore_core.models import Status
