@@ -98,11 +98,25 @@ def machine() -> dict[str, Any]:
             "postgres": version(["/usr/lib/postgresql/15/bin/postgres", "--version"])}
 
 
+def code_version() -> dict[str, Any]:
+    """The commit the bench ran against, and whether restore_core/ or function_app.py had uncommitted changes
+    (``BENCH_COMMIT`` names it when running from an exported snapshot without .git)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "restore_core", "function_app.py"],
+                                    cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip())
+        return {"commit": commit, "restore_core_uncommitted_changes": dirty}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": os.environ.get("BENCH_COMMIT", "unknown"), "restore_core_uncommitted_changes": False,
+                "snapshot": str(REPO)}
+
+
 def write_result(name: str, data: Mapping[str, Any], table: str, *, results: Path = RESULTS) -> Path:
     """``<results>/<name>.json`` (data + machine + when) and ``<name>.md`` (the table); prints the table."""
     results.mkdir(parents=True, exist_ok=True)
     doc = {"scenario": name, "measured_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-           **data}
+           "code": code_version(), **data}
     path = results / f"{name}.json"
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     (results / f"{name}.md").write_text(f"## {name}\n\n{table}\n")
