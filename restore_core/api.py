@@ -165,12 +165,13 @@ def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
                         error_code="CancelledByOperator", error_message="cancelled before the restore was triggered",
                         error_fix="submit a new request if the restore is needed after all")
         try:
-            from .events import publish_completion
-
-            publish_completion(deps, done)
-            deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
+            done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
         except ConcurrencyError:
             continue
+        from .events import publish_completion
+
+        publish_completion(deps, done)
+        deps.store.remove_active(done.id)
         telemetry.record_restore_finished(outcome="cancelled", target_kind=rec.target_kind or "unknown",
                                           region=rec.region, error_code=None, rto_seconds=None, job_seconds=None)
         return get(restore_id, deps=deps)

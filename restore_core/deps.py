@@ -40,6 +40,31 @@ class StorageMeter:
             return sum(self.counts.values())
 
 
+class Memo:
+    """Per-process memory of slow-changing facts (vault facts, learned durations), to spare storage and ARM reads.
+    Entries expire after ``ttl`` seconds of monotonic time; the table copy remains the shared truth."""
+
+    def __init__(self, ttl: float = 600.0) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[tuple[str, str], tuple[float, Any]] = {}
+        self.ttl = ttl
+
+    def get(self, kind: str, key: str) -> Any:
+        import time
+
+        with self._lock:
+            hit = self._items.get((kind, key))
+            if hit is None or time.monotonic() - hit[0] > self.ttl:
+                return None
+            return hit[1]
+
+    def put(self, kind: str, key: str, value: Any) -> None:
+        import time
+
+        with self._lock:
+            self._items[(kind, key)] = (time.monotonic(), value)
+
+
 @dataclass
 class Deps:
     settings: Settings
@@ -48,3 +73,4 @@ class Deps:
     dp: DataProtection
     clock: Callable[[], datetime] = utcnow
     storage_meter: StorageMeter = field(default_factory=StorageMeter)
+    memo: Memo = field(default_factory=lambda: Memo())

@@ -35,6 +35,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
+from azure.core.polling.base_polling import OperationFailed, _failed, _raise_if_bad_http_status_and_method
 from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection import models as m
@@ -114,6 +115,37 @@ class GuardedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
 
     def _is_read_error(self, err: Exception) -> bool:  # dropped answer: never resend a trigger
         return False
+
+
+class LearningPolling(ARMPolling):
+    """ARM polling that honours ``Retry-After`` and, for the FIRST status poll only, waits at least as long as this
+    kind of operation usually takes (learned). Waiting longer than ``Retry-After`` is allowed; it saves the status
+    polls that would only answer "Inprogress". The final state comes from the Azure-AsyncOperation document."""
+
+    def __init__(self, first_wait: float) -> None:
+        super().__init__(5, lro_options={"final-state-via": "azure-async-operation"})
+        self._first_wait = first_wait
+        self._waited = False
+
+    def _extract_delay(self) -> float:
+        delay = float(super()._extract_delay())
+        if not self._waited:
+            self._waited = True
+            return max(delay, self._first_wait)
+        return delay
+
+    def _poll(self) -> None:
+        # azure-core asks for the status at once after the 202; ARM's Retry-After says not yet, so wait first.
+        # (Same steps as azure-core 1.41 LROBasePolling._poll otherwise.)
+        while not self.finished():
+            self._delay()
+            self.update_status()
+        if _failed(self.status()):  # type: ignore[no-untyped-call]
+            raise OperationFailed("Operation failed or canceled")
+        final_get_url = self._operation.get_final_get_url(self._pipeline_response)
+        if final_get_url:
+            self._pipeline_response = self.request_status(final_get_url)
+            _raise_if_bad_http_status_and_method(self._pipeline_response.http_response)
 
 
 class StaticTokenCredential:
@@ -300,6 +332,7 @@ class DataProtection:
         self._client_kwargs = client_kwargs
         self._clients: dict[str, DataProtectionMgmtClient] = {}
         self._lock = threading.Lock()
+        self._lro_seconds: dict[str, float] = {}
 
     def _hook(self, response: PipelineResponse[Any, Any]) -> None:
         req = response.http_request
@@ -353,9 +386,18 @@ class DataProtection:
             self.meter.record(what, None)
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
-    @staticmethod
-    def _polling() -> ARMPolling:
-        return ARMPolling(5, lro_options={"final-state-via": "azure-async-operation"})
+    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any]) -> Any:
+        """Run a long-running operation to its end; learn how long this kind takes (EWMA, per process)."""
+        with self._lock:
+            expected = self._lro_seconds.get(kind)
+        polling = LearningPolling(0.9 * expected if expected else 0.0)
+        began = time.monotonic()
+        result = self._call(what, lambda: start(polling).result())
+        took = time.monotonic() - began
+        with self._lock:
+            prev = self._lro_seconds.get(kind)
+            self._lro_seconds[kind] = took if prev is None else 0.5 * prev + 0.5 * took
+        return result
 
     # -- reads
     def get_vault(self, vault: VaultRef) -> VaultInfo:
@@ -439,33 +481,29 @@ class DataProtection:
 
     # -- long-running operations
     def validate_restore(self, bi: BackupInstanceRef, request: m.ValidateRestoreRequestObject) -> None:
-        self._call("validate restore", lambda: self.client(bi.vault.subscription).backup_instances
-                   .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request,
-                                               polling=self._polling()).result())
+        self._lro("validate", "validate restore", lambda p: self.client(bi.vault.subscription).backup_instances
+                  .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p))
 
     def validate_cross_region_restore(self, vault: VaultRef, location: str,
                                       request: m.ValidateCrossRegionRestoreRequestObject) -> None:
-        self._call("validate cross-region restore", lambda: self.client(vault.subscription).backup_instances
-                   .begin_validate_cross_region_restore(vault.resource_group, location, request,
-                                                        polling=self._polling()).result())
+        self._lro("validate-crr", "validate cross-region restore", lambda p: self.client(vault.subscription)
+                  .backup_instances.begin_validate_cross_region_restore(vault.resource_group, location, request,
+                                                                        polling=p))
 
     def trigger_restore(self, bi: BackupInstanceRef, request: m.AzureBackupRestoreRequest) -> str:
-        result = self._call("trigger restore", lambda: self.client(bi.vault.subscription).backup_instances
-                            .begin_trigger_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request,
-                                                   polling=self._polling()).result())
-        return _job_id_of(result)
+        return _job_id_of(self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
+                                    .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
+                                                                            bi.name, request, polling=p)))
 
     def trigger_cross_region_restore(self, vault: VaultRef, location: str,
                                      request: m.CrossRegionRestoreRequestObject) -> str:
-        result = self._call("trigger cross-region restore", lambda: self.client(vault.subscription)
-                            .backup_instances.begin_trigger_cross_region_restore(
-                                vault.resource_group, location, request, polling=self._polling()).result())
-        return _job_id_of(result)
+        return _job_id_of(self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
+            vault.subscription).backup_instances.begin_trigger_cross_region_restore(
+                vault.resource_group, location, request, polling=p)))
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, request: m.AzureBackupRehydrationRequest) -> None:
-        self._call("trigger rehydrate", lambda: self.client(bi.vault.subscription).backup_instances
-                   .begin_trigger_rehydrate(bi.vault.resource_group, bi.vault.vault, bi.name, request,
-                                            polling=self._polling()).result())
+        self._lro("rehydrate", "trigger rehydrate", lambda p: self.client(bi.vault.subscription).backup_instances
+                  .begin_trigger_rehydrate(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p))
 
 
 def latest(points: Iterable[RecoveryPointInfo], *, before: datetime | None = None) -> RecoveryPointInfo | None:

@@ -176,9 +176,6 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
     if result.log_event or status != rec.status or next_stage != stage:
         events.append(TimelineEvent(now, status.value, stage.value, result.message,
                                     {"error_code": result.error_code} if result.error_code else {}))
-    if status.terminal:
-        # at least once: publish before the terminal write; a crash in between republishes on redelivery
-        publish_completion(deps, new)
     try:
         new = deps.store.update(new, events)
     except ConcurrencyError:
@@ -194,7 +191,10 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
 
 
 def finish(deps: Deps, rec: RestoreRecord) -> None:
-    """Terminal bookkeeping: metrics (the completion event was published just before the terminal write)."""
+    """Terminal bookkeeping after the winning terminal write: the completion event, then the active index row goes
+    (a crash in between leaves the index row; the watchdog then publishes), then metrics."""
+    publish_completion(deps, rec)
+    deps.store.remove_active(rec.id)
     rto = (rec.job_end or rec.updated_at) - rec.created_at
     job_seconds = (rec.job_end - rec.job_start).total_seconds() if rec.job_end and rec.job_start else None
     telemetry.record_restore_finished(outcome=rec.status.value, target_kind=rec.target_kind or "unknown",

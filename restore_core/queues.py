@@ -23,9 +23,23 @@ BASE64: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
 MAX_DELAY_SECONDS = 7 * 24 * 3600 - 60
 
 
+@dataclass(frozen=True)
+class Received:
+    id: str
+    pop_receipt: str
+    text: str
+
+
 class QueueSender(ABC):
     @abstractmethod
     def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
+
+    @abstractmethod
+    def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
+        """Take up to ``max_messages`` (hidden for ``visibility_seconds``); used only for the poison sweep."""
+
+    @abstractmethod
+    def delete(self, queue: str, message: Received) -> None: ...
 
     @abstractmethod
     def depth(self, queue: str) -> int:
@@ -65,6 +79,21 @@ class AzureQueueSender(QueueSender):
         except AzureError:
             return 0
 
+    def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
+        try:
+            msgs = self._client(queue).receive_messages(messages_per_page=max_messages,
+                                                        visibility_timeout=visibility_seconds,
+                                                        max_messages=max_messages)
+            return [Received(m.id, m.pop_receipt or "", str(m.content)) for m in msgs]
+        except AzureError as exc:
+            raise RetryableError(f"could not receive from {queue}: {type(exc).__name__}") from exc
+
+    def delete(self, queue: str, message: Received) -> None:
+        try:
+            self._client(queue).delete_message(message.id, message.pop_receipt)
+        except AzureError as exc:
+            raise RetryableError(f"could not remove a message on {queue}: {type(exc).__name__}") from exc
+
 
 @dataclass
 class SentMessage:
@@ -82,7 +111,13 @@ class MemoryQueueSender(QueueSender):
         self.sent.append(SentMessage(queue, text, delay_seconds))
 
     def depth(self, queue: str) -> int:
-        return self.depths.get(queue, 0)
+        return self.depths.get(queue, 0) + sum(1 for m in self.sent if m.queue == queue)
+
+    def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
+        return [Received(str(id(m)), "", m.text) for m in self.sent if m.queue == queue][:max_messages]
+
+    def delete(self, queue: str, message: Received) -> None:
+        self.sent = [m for m in self.sent if not (m.queue == queue and str(id(m)) == message.id)]
 
     def take(self) -> list[SentMessage]:
         out, self.sent = self.sent, []

@@ -44,7 +44,7 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 
 _TIME_FIELDS = {"created_at", "updated_at", "deadline", "next_check_at", "recovery_point_time",
                 "trigger_intent_at", "job_start", "job_end", "rehydration_expiry", "rehydration_requested_at",
-                "enqueued_at"}
+                "enqueued_at", "indexed_check_by", "triggered_at"}
 _JSON_FIELDS = {"request", "stage_times", "warnings", "vault_info"}
 
 
@@ -90,6 +90,10 @@ class RestoreRecord:
     stage_times: dict[str, dict[str, str | None]] = field(default_factory=dict)
     transient_failures: int = 0
     polls: int = 0
+    triggered_at: datetime | None = None
+    expected_job_seconds: float | None = None
+    indexed_stage: str | None = None
+    indexed_check_by: datetime | None = None
     timeline_seq: int = 0
     etag: str | None = None
 
@@ -133,6 +137,8 @@ class RestoreRecord:
                 value = Stage(value) if value else None
             elif key in ("attempt", "transient_failures", "timeline_seq", "polls"):
                 value = int(value)
+            elif key == "expected_job_seconds":
+                value = float(value)
             kwargs[key] = value
         kwargs.setdefault("stage", None)
         return cls(**kwargs)
@@ -213,9 +219,9 @@ class ActiveEntry:
     azure_job_id: str | None
 
     @classmethod
-    def of(cls, rec: RestoreRecord) -> ActiveEntry:
-        return cls(rec.id, rec.status.value, rec.stage.value if rec.stage else None, rec.attempt, rec.next_check_at,
-                   rec.deadline, rec.vault_id, rec.region, rec.azure_job_id)
+    def of(cls, rec: RestoreRecord, *, check_by: datetime | None = None) -> ActiveEntry:
+        return cls(rec.id, rec.status.value, rec.stage.value if rec.stage else None, rec.attempt,
+                   check_by or rec.next_check_at, rec.deadline, rec.vault_id, rec.region, rec.azure_job_id)
 
     def to_entity(self) -> dict[str, Any]:
         ent = {"PartitionKey": "active", "RowKey": self.restore_id, "Kind": "active", "status": self.status,

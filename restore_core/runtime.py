@@ -8,6 +8,7 @@ Tables and queues are created if missing (best effort: in Azure the Bicep alread
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
@@ -52,7 +53,8 @@ def build(settings: Settings) -> Deps:
         def queue_factory(name: str) -> QueueClient:
             return QueueClient(account_url=queue_uri, queue_name=name, credential=cred, **BASE64, **queue_hook)
 
-    store = TableStateStore(tables, settings.table_restores, settings.table_idempotency)
+    store = TableStateStore(tables, settings.table_restores, settings.table_idempotency,
+                            index_slack=timedelta(seconds=max(settings.poll_max_seconds, 30.0)))
     queues = AzureQueueSender(queue_factory)
     try:
         store.ensure_tables()

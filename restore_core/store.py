@@ -36,7 +36,27 @@ def key_hash(key: str) -> str:
 
 
 class StateStore(ABC):
-    """Four-ish primitives; the pipeline logic lives elsewhere."""
+    """Four-ish primitives; the pipeline logic lives elsewhere.
+
+    The ``active`` index row of a restore is written when its stage changes or when its next check moves past what
+    the index already promises (``indexed_check_by`` = next check + ``index_slack``), so most re-checks cost one
+    write, not two. A terminal update keeps the index row: the pipeline removes it once the completion event is out,
+    so a crash in between leaves a marker the watchdog acts on.
+    """
+
+    index_slack: timedelta = timedelta(0)
+
+    def _index(self, new: RestoreRecord) -> tuple[RestoreRecord, ActiveEntry | None]:
+        """Decide whether this update must rewrite the active index row; returns the record to store and the row."""
+        if new.terminal:
+            return new, None
+        stage = new.stage.value if new.stage else None
+        if stage == new.indexed_stage and new.next_check_at is not None and new.indexed_check_by is not None \
+                and new.next_check_at <= new.indexed_check_by:
+            return new, None
+        check_by = new.next_check_at + self.index_slack if new.next_check_at else None
+        new = new.copy(indexed_stage=stage, indexed_check_by=check_by)
+        return new, ActiveEntry.of(new, check_by=check_by)
 
     @abstractmethod
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
@@ -89,9 +109,11 @@ def _day_partition(day: datetime) -> str:
 
 
 class TableStateStore(StateStore):
-    def __init__(self, service: TableServiceClient, restores_table: str, idempotency_table: str) -> None:
+    def __init__(self, service: TableServiceClient, restores_table: str, idempotency_table: str,
+                 *, index_slack: timedelta = timedelta(0)) -> None:
         self._restores: TableClient = service.get_table_client(restores_table)
         self._idem: TableClient = service.get_table_client(idempotency_table)
+        self.index_slack = index_slack
 
     def ensure_tables(self) -> None:
         for client in (self._restores, self._idem):
@@ -116,7 +138,7 @@ class TableStateStore(StateStore):
                     return found, False
                 # the first attempt died between the key and the row: finish its work under its id
                 rec = rec.copy(id=existing["restore_id"])
-        rec = rec.copy(timeline_seq=1)
+        rec, entry = self._index(rec.copy(timeline_seq=1))
         try:
             result = self._restores.submit_transaction([
                 ("create", rec.to_entity()),
@@ -128,8 +150,8 @@ class TableStateStore(StateStore):
                 if found is not None:
                     return found, False
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
-        if not rec.terminal:
-            self.put_active(ActiveEntry.of(rec))
+        if entry is not None:
+            self.put_active(entry)
         return rec.copy(etag=result[0]["etag"]), True
 
     def get(self, restore_id: str) -> RestoreRecord | None:
@@ -142,7 +164,7 @@ class TableStateStore(StateStore):
     def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
         seq = rec.timeline_seq
         ops: list[Any] = []
-        new = rec.copy(timeline_seq=seq + len(events))
+        new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
         ops.append(("update", new.to_entity(),
                     {"mode": UpdateMode.REPLACE, "etag": rec.etag, "match_condition": MatchConditions.IfNotModified}))
         for i, ev in enumerate(events, start=1):
@@ -154,10 +176,8 @@ class TableStateStore(StateStore):
                 raise ConcurrencyError(rec.id) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
         new = new.copy(etag=result[0]["etag"])
-        if new.terminal:
-            self.remove_active(new.id)
-        else:
-            self.put_active(ActiveEntry.of(new))
+        if entry is not None:
+            self.put_active(entry)
         return new
 
     def timeline(self, restore_id: str) -> list[TimelineEvent]:
@@ -201,7 +221,8 @@ class TableStateStore(StateStore):
 class MemoryStateStore(StateStore):
     """In-memory twin with the same semantics (ETags, idempotency, active index) for pure-logic unit tests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, index_slack: timedelta = timedelta(0)) -> None:
+        self.index_slack = index_slack
         self._lock = threading.Lock()
         self._rows: dict[str, tuple[dict[str, Any], str]] = {}
         self._events: dict[str, dict[int, TimelineEvent]] = {}
@@ -231,12 +252,12 @@ class MemoryStateStore(StateStore):
             if rec.id in self._rows:
                 ent, etag = self._rows[rec.id]
                 return RestoreRecord.from_entity(dict(ent), etag), False
-            rec = rec.copy(timeline_seq=1)
+            rec, entry = self._index(rec.copy(timeline_seq=1))
             etag = self._etag()
             self._rows[rec.id] = (rec.to_entity(), etag)
             self._events[rec.id] = {1: event}
-            if not rec.terminal:
-                self._active[rec.id] = ActiveEntry.of(rec)
+            if entry is not None:
+                self._active[rec.id] = entry
             self.writes += 1
             return rec.copy(etag=etag), True
 
@@ -253,15 +274,13 @@ class MemoryStateStore(StateStore):
             if current is None or current[1] != rec.etag:
                 raise ConcurrencyError(rec.id)
             seq = rec.timeline_seq
-            new = rec.copy(timeline_seq=seq + len(events))
+            new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
             etag = self._etag()
             self._rows[rec.id] = (new.to_entity(), etag)
             for i, ev in enumerate(events, start=1):
                 self._events.setdefault(rec.id, {})[seq + i] = ev
-            if new.terminal:
-                self._active.pop(rec.id, None)
-            else:
-                self._active[rec.id] = ActiveEntry.of(new)
+            if entry is not None:
+                self._active[rec.id] = entry
             self.writes += 1
             return new.copy(etag=etag)
 

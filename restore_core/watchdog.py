@@ -19,8 +19,10 @@ from datetime import timedelta
 from . import telemetry
 from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
 from .deps import Deps
-from .errors import RestoreError
-from .models import Region, Stage
+from .errors import PermanentError, RestoreError
+from .events import publish_completion
+from .messages import Envelope
+from .models import Region, Stage, Status
 from .pipeline import STAGE_QUEUE_SETTING, _deadline_result, apply, send_stage
 from .records import ActiveEntry, RestoreRecord
 from .stages.common import vault_info
@@ -37,15 +39,42 @@ class TickReport:
     redriven: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     batched_finished: list[str] = field(default_factory=list)
+    poison_removed: list[str] = field(default_factory=list)
     arm_calls: int = 0
 
 
 def _load(deps: Deps, entry: ActiveEntry) -> RestoreRecord | None:
     rec = deps.store.get(entry.restore_id)
+    if rec is not None and rec.terminal:
+        # the process died between the terminal write and the completion event: publish it now
+        log.warning("restore %s ended %s without its completion event; publishing it", rec.id, rec.status.value)
+        publish_completion(deps, rec)
     if rec is None or rec.terminal:
-        deps.store.remove_active(entry.restore_id)  # stale index row (crash after the terminal write)
+        deps.store.remove_active(entry.restore_id)
         return None
     return rec
+
+
+def sweep_poison(deps: Deps, queue: str, report: TickReport) -> int:
+    """Remove poison stage messages that carry no failure: their restore succeeded, or is still active (the
+    watchdog re-drives it). Messages of failed restores, and undecodable ones, stay for the operator (the
+    poison-queue alert points at them; the restore row already says why it failed)."""
+    removed = 0
+    for msg in deps.queues.receive(queue, max_messages=32, visibility_seconds=30):
+        try:
+            env = Envelope.decode(msg.text)
+        except PermanentError:
+            continue
+        rec = deps.store.get(env.restore_id)
+        if rec is None or rec.status in (Status.FAILED, Status.REJECTED, Status.CANCELLED):
+            continue
+        deps.queues.delete(queue, msg)
+        removed += 1
+        report.poison_removed.append(rec.id)
+        log.warning("removed a poison %s message of restore %s (now %s): it was redelivered too often (host "
+                    "crashes or restarts), not failed", env.stage.value, rec.id, rec.status.value,
+                    extra={"restore_id": rec.id})
+    return removed
 
 
 def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
@@ -54,9 +83,13 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
     entries = deps.store.active()
     report.active = len(entries)
     telemetry.set_active_restores(Counter(e.stage or e.status for e in entries))
-    telemetry.set_poison_depth({deps.settings.queue(s) + "-poison": deps.queues.depth(deps.settings.queue(s) +
-                                                                                      "-poison")
-                                for s in QUEUE_SETTINGS})
+    depths = {deps.settings.queue(s) + "-poison": deps.queues.depth(deps.settings.queue(s) + "-poison")
+              for s in QUEUE_SETTINGS}
+    for setting in STAGE_QUEUE_SETTING.values():
+        poison = deps.settings.queue(setting) + "-poison"
+        if depths.get(poison):
+            depths[poison] -= sweep_poison(deps, poison, report)
+    telemetry.set_poison_depth(depths)
     calls_before = deps.dp.meter.total()
     handled: set[str] = set()
 

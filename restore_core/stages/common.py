@@ -45,25 +45,29 @@ def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> Restor
 def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:
     """Vault facts change rarely; cache them briefly in the state table to spare ARM reads."""
     now = deps.clock()
+    memo = deps.memo.get("vault", vault.id.lower())
+    if isinstance(memo, VaultInfo):
+        return memo
     row = deps.store.get_meta("vault", vault.id.lower())
     if row is not None:
         fetched = parse_time(row.get("fetched_at"))
         if fetched is not None and now - fetched < VAULT_CACHE_TTL:
-            return VaultInfo.from_dict({k: row.get(k) for k in
-                                        ("id", "location", "principal_id", "redundancy", "crr_enabled",
-                                         "secondary_region")})
+            cached = VaultInfo.from_dict({k: row.get(k) for k in
+                                          ("id", "location", "principal_id", "redundancy", "crr_enabled",
+                                           "secondary_region")})
+            deps.memo.put("vault", vault.id.lower(), cached)
+            return cached
     info = deps.dp.get_vault(vault)
+    deps.memo.put("vault", vault.id.lower(), info)
     values: dict[str, Any] = {k: v for k, v in info.to_dict().items() if v is not None}
     values["fetched_at"] = iso(now)
     deps.store.put_meta("vault", vault.id.lower(), values)
     return info
 
 
-def backoff(deps: Deps, polls: int, *, first: float | None = None) -> float:
-    """Growing, capped re-check interval: min * 2^polls, capped at max (or ``first`` for the first poll)."""
+def backoff(deps: Deps, polls: int) -> float:
+    """Growing, capped re-check interval: min * 2^polls, capped at max."""
     s = deps.settings
-    if polls == 0 and first is not None:
-        return max(s.poll_min_seconds, min(first, s.poll_max_seconds))
     return float(min(s.poll_max_seconds, s.poll_min_seconds * (2 ** min(polls, 20))))
 
 

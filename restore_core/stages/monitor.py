@@ -1,10 +1,13 @@
 """Stage monitor: follow the Azure job to its end.
 
 Consumes: a restore with an Azure job id (status ``restoring``).
-Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). While the job runs
-it asks to be called again at an adaptive cadence: the first check lands near the job duration this backup
-instance usually takes (learned from earlier restores), later ones back off geometrically up to
-``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the pipeline.
+Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). The first check
+lands when restore jobs of this backup instance usually end (the trigger stage delays the first monitor message by
+the learned duration); while the job still runs, later checks back off geometrically from
+``RESTORE_POLL_MIN_SECONDS`` up to ``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
+pipeline. Durations are learned on this service's own clock (trigger → first seen finished): when the first check
+already finds the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it
+becomes the observed duration. So the estimate hugs the real duration from above and most restores cost one read.
 On a terminal state records the outcome (``Completed``, ``CompletedWithWarnings`` with the warnings, ``Failed``
 with Azure's error details, ``Cancelled``); the pipeline publishes the completion event on ``restore-events``.
 """
@@ -26,24 +29,38 @@ ANY_INSTANCE = "*"
 
 
 def _ewma(deps: Deps, key: str) -> float | None:
+    memo = deps.memo.get("jobstats", key)
+    if isinstance(memo, float):
+        return memo
     row = deps.store.get_meta("jobstats", key)
     try:
-        return float(row["ewma_seconds"]) if row else None
+        value = float(row["ewma_seconds"]) if row else None
     except (KeyError, TypeError, ValueError):
-        return None
+        value = None
+    if value is not None:
+        deps.memo.put("jobstats", key, value)
+    return value
 
 
-def expected_seconds(deps: Deps, rec: RestoreRecord) -> float | None:
-    """How long restore jobs of this backup instance usually take (else: of any instance), learned as an EWMA."""
-    own = _ewma(deps, (rec.backup_instance_id or "").lower())
+def expected_seconds(deps: Deps, backup_instance_id: str | None) -> float | None:
+    """How long restore jobs of this backup instance take (else: of any instance), on this service's clock."""
+    own = _ewma(deps, (backup_instance_id or "").lower())
     return own if own is not None else _ewma(deps, ANY_INSTANCE)
 
 
-def learn(deps: Deps, rec: RestoreRecord, seconds: float) -> None:
+SHRINK_ON_HIT = 0.95
+
+
+def learn(deps: Deps, rec: RestoreRecord) -> None:
+    """After a successful job: remember how long it took from the trigger until we saw it finished."""
+    if rec.triggered_at is None:
+        return
+    observed = (deps.clock() - rec.triggered_at).total_seconds()
+    hit_first_time = rec.polls == 0 and rec.expected_job_seconds is not None
+    value = rec.expected_job_seconds * SHRINK_ON_HIT if hit_first_time and rec.expected_job_seconds else observed
     for key in ((rec.backup_instance_id or "").lower(), ANY_INSTANCE):
-        prev = _ewma(deps, key)
-        ewma = seconds if prev is None else 0.5 * prev + 0.5 * seconds
-        deps.store.put_meta("jobstats", key, {"ewma_seconds": ewma})
+        deps.store.put_meta("jobstats", key, {"ewma_seconds": value})
+        deps.memo.put("jobstats", key, value)
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
@@ -64,18 +81,12 @@ def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
                                "job_end": job.end_time}
     name = job_name(rec.azure_job_id)
     if not job.terminal:
-        first = None
-        if rec.polls == 0:
-            expected = expected_seconds(deps, rec)
-            if expected is not None and job.start_time is not None:
-                elapsed = (deps.clock() - job.start_time).total_seconds()
-                first = max(0.0, expected - elapsed) * 1.05
-        delay = backoff(deps, rec.polls, first=first)
+        delay = backoff(deps, rec.polls)
         changes["polls"] = rec.polls + 1
         return StageResult(Outcome.NOT_READY, f"job {name} {job.status}; next check in {delay:.1f}s",
                            changes=changes, delay=delay, log_event=rec.polls == 0)
-    if job.start_time and job.end_time:
-        learn(deps, rec, (job.end_time - job.start_time).total_seconds())
+    if job.status in ("Completed", "Succeeded", "CompletedWithWarnings"):
+        learn(deps, rec)
     if job.status in ("Completed", "Succeeded"):
         return StageResult(Outcome.SUCCEEDED, f"job {name} completed", changes=changes)
     if job.status == "CompletedWithWarnings":

@@ -11,7 +11,7 @@ Next: monitor.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .. import restore_requests as rr
 from ..arm_ids import same_id
@@ -24,6 +24,7 @@ from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import bi_ref, plan_of, request_of, vault_info, vault_ref
+from .monitor import expected_seconds
 
 CLOCK_SKEW = timedelta(minutes=5)
 
@@ -53,6 +54,17 @@ def find_started_job(rec: RestoreRecord, deps: Deps) -> JobInfo | None:
     return found[0] if found else None
 
 
+def _first_check(deps: Deps, rec: RestoreRecord, since: datetime) -> tuple[float, float | None]:
+    """Delay of the first monitor message: when jobs of this instance usually end (else the minimum interval)."""
+    expected = expected_seconds(deps, rec.backup_instance_id)
+    if expected is None:
+        return deps.settings.poll_min_seconds, None
+    now = deps.clock()
+    left = expected - (now - since).total_seconds()
+    until_deadline = (rec.deadline - now).total_seconds()
+    return max(deps.settings.poll_min_seconds, min(left, until_deadline)), expected
+
+
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     now = deps.clock()
     s = deps.settings
@@ -61,10 +73,12 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if rec.trigger_intent_at is not None:
         job = find_started_job(rec, deps)
         if job is not None:
+            delay, expected = _first_check(deps, rec, rec.trigger_intent_at)
             return StageResult(Outcome.ADOPTED, f"adopted job {job.name} started by an earlier attempt "
                                                 f"(no second trigger)",
                                changes={"azure_job_id": job.id or job.name, "job_status": job.status,
-                                        "job_start": job.start_time})
+                                        "job_start": job.start_time, "triggered_at": rec.trigger_intent_at,
+                                        "expected_job_seconds": expected}, delay=delay)
         age = (now - rec.trigger_intent_at).total_seconds()
         if age < s.trigger_grace_seconds:
             delay = min(s.trigger_grace_seconds - age, max(s.poll_min_seconds, s.poll_max_seconds / 4))
@@ -97,5 +111,9 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if not job_id:
         return StageResult(Outcome.NOT_READY, "trigger accepted without a job id; looking the job up",
                            delay=s.poll_min_seconds)
-    return StageResult(Outcome.TRIGGERED, f"restore triggered: job {job_id.rsplit('/', 1)[-1]}",
-                       changes={"azure_job_id": job_id, "job_status": "InProgress", "polls": 0})
+    done = deps.clock()
+    delay, expected = _first_check(deps, rec, done)
+    return StageResult(Outcome.TRIGGERED, f"restore triggered: job {job_id.rsplit('/', 1)[-1]}"
+                                          + (f"; first check in {delay:.1f}s (usual duration)" if expected else ""),
+                       changes={"azure_job_id": job_id, "job_status": "InProgress", "polls": 0,
+                                "triggered_at": done, "expected_job_seconds": expected}, delay=delay)

@@ -3,6 +3,7 @@ watchdog re-driving a restore whose message was lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,8 +57,8 @@ def test_dashboard_page_renders_live_restores_from_the_real_api(local_stack, api
 
 def test_watchdog_redrives_a_restore_whose_first_message_was_lost(local_stack, api):
     """The row is written but its validate message never sent (the process died in between)."""
-    deps = build(load_settings({**local_stack.env, "RestoreStorage": local_stack.env[
-        "AZURE_STORAGE_CONNECTION_STRING"], "DATAPROTECTION_TOKEN": local_stack.env["DATAPROTECTION_TOKEN"]}))
+    values = json.loads((local_stack.dir / "local.settings.json").read_text())["Values"]
+    deps = build(load_settings(values))  # the same settings as the stack's Functions host
     req = parse_request(sc.as_database(f"it_lost_msg_{uuid.uuid4().hex[:6]}"))
     now = deps.clock()
     rec = RestoreRecord(id=new_restore_id(now), status=Status.ACCEPTED, stage=Stage.VALIDATE, source="http",

@@ -489,3 +489,28 @@ def test_throttled_trigger_is_resent_after_retry_after(h: Harness) -> None:
     msg = only(sent)
     assert h.stage_of[msg.queue] is Stage.TRIGGER
     assert msg.delay_seconds >= 120
+
+
+def test_first_job_check_lands_at_the_learned_duration_and_one_read_suffices(h: Harness) -> None:
+    # first restore: no history, the monitor backs off from the minimum interval
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    first_delay = h.pending[0].delay_seconds
+    assert first_delay == h.settings.poll_min_seconds
+    h.clock.advance(600)
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    h.run()
+    learned = h.record().updated_at - h.record().triggered_at  # type: ignore[operator]
+    # second restore of the same instance: the first monitor message waits for the learned duration
+    h.submit(database_body(target={**database_body()["target"], "database_name": "second_db"}))
+    h.run(until=Stage.MONITOR)
+    msg = h.pending[0]
+    assert abs(msg.delay_seconds - learned.total_seconds()) < 1.0
+    reads_before = h.dp.calls["get_job"]
+    h.clock.advance(msg.delay_seconds)
+    for job in h.dp.jobs.values():
+        if job.status == "InProgress":
+            h.dp.finish_job(job.name, "Completed")
+    h.run()
+    assert h.record().status is Status.SUCCEEDED
+    assert h.dp.calls["get_job"] - reads_before == 1

@@ -90,14 +90,32 @@ def test_update_of_an_unknown_restore_is_a_concurrency_error() -> None:
         MemoryStateStore().update(make().copy(etag='W/"1"'))
 
 
-def test_terminal_update_leaves_the_active_index() -> None:
+def test_terminal_update_keeps_the_index_row_until_the_completion_event_is_out() -> None:
     store = MemoryStateStore()
     a, _ = store.create(make("20261124T080000-000000000a"), ev(), idempotency_key=None, request_hash="h")
     b, _ = store.create(make("20261124T080000-000000000b"), ev(), idempotency_key=None, request_hash="h")
     store.update(a.copy(status=Status.SUCCEEDED, stage=None))
+    # the index row stays: it marks "completion event still owed" until the pipeline removes it
+    assert sorted(e.restore_id for e in store.active()) == [a.id, b.id]
+    store.remove_active(a.id)
     assert [e.restore_id for e in store.active()] == [b.id]
     store.update(b.copy(status=Status.CANCELLED, stage=None))
+    store.remove_active(b.id)
     assert store.active() == []
+
+
+def test_rechecks_within_the_indexed_promise_skip_the_index_write() -> None:
+    store = MemoryStateStore(index_slack=timedelta(seconds=60))
+    rec, _ = store.create(make("20261124T080000-000000000c").copy(next_check_at=T0), ev(), idempotency_key=None,
+                          request_hash="h")
+    promised = store.active()[0].next_check_at
+    assert promised == T0 + timedelta(seconds=60)
+    rec = store.update(rec.copy(next_check_at=T0 + timedelta(seconds=30)))  # within the promise: no index write
+    assert store.active()[0].next_check_at == promised
+    rec = store.update(rec.copy(next_check_at=T0 + timedelta(seconds=90)))  # past it: the index moves
+    assert store.active()[0].next_check_at == T0 + timedelta(seconds=150)
+    store.update(rec.copy(stage=Stage.MONITOR, next_check_at=T0 + timedelta(seconds=100)))  # stage change: written
+    assert store.active()[0].stage == "monitor"
 
 
 def test_list_day_is_ordered_by_id_filtered_by_day_and_pages_after_an_id() -> None:

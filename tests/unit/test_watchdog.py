@@ -168,3 +168,40 @@ def test_tick_cost_grows_with_active_restores_not_with_history() -> None:
     assert large["list_day"] == 0 and large["timeline"] == 0
     assert large["active"] == 1
     assert large["get"] <= 10 and large["put_active"] <= 10
+
+
+def test_poison_messages_of_succeeded_or_active_restores_are_swept_failed_ones_stay(h: Harness) -> None:
+    ok = h.submit()
+    h.run(until=Stage.MONITOR)
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    h.run()
+    assert h.record(ok.id).status is Status.SUCCEEDED
+    running = h.submit()
+    lose_messages(h)
+    failed = h.submit(database_body(target={"kind": "database", "server_id": "/subscriptions/s/resourceGroups/rg/"
+                                            "providers/Microsoft.DBforPostgreSQL/servers/pg-x", "database_name": "x2",
+                                            "secret_uri": "https://kv-abc.vault.azure.net/secrets/s"}))
+    rec = h.record(failed.id)
+    h.store.update(rec.copy(status=Status.FAILED, stage=None, error_code="StageRetriesExhausted"))
+    poison = h.settings.queue("RESTORE_QUEUE_TRIGGER") + "-poison"
+    for r in (ok, running, failed):
+        h.queues.send(poison, Envelope(r.id, Stage.TRIGGER, 3, None, T0).encode())
+    h.queues.send(poison, "not an envelope")
+    report = watchdog.tick(h.deps)
+    assert sorted(report.poison_removed) == sorted([ok.id, running.id])
+    left = [m.text for m in h.queues.sent if m.queue == poison]
+    assert len(left) == 2 and any(failed.id in t for t in left) and "not an envelope" in left
+
+
+def test_terminal_row_still_indexed_gets_its_completion_event_from_the_watchdog(h: Harness) -> None:
+    rec = h.submit()
+    lose_messages(h)
+    row = h.record(rec.id)
+    # the process died right after the terminal write: no event yet, index row still there
+    h.store.update(row.copy(status=Status.SUCCEEDED, stage=None, next_check_at=None))
+    assert [e.restore_id for e in h.store.active()] == [rec.id]
+    h.clock.advance(h.settings.poll_max_seconds + 31)
+    watchdog.tick(h.deps)
+    h.collect()
+    assert [(e["restore_id"], e["status"]) for e in h.events] == [(rec.id, "succeeded")]
+    assert h.store.active() == []
