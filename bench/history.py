@@ -10,6 +10,7 @@ per partition, from a few threads.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import tempfile
 import time
@@ -113,6 +114,7 @@ def measure_ticks(deps: Any, ticks: int) -> dict[str, Any]:
 
 def run(*, finished: int = 100_000, ticks: int = 20, workdir: Path | None = None,
         results: Path | None = None) -> dict[str, Any]:
+    own_dir = workdir is None
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-history-", dir=REPO / ".local"))
     with Azurite(workdir / "azurite") as az:
         settings = load_settings({"RestoreStorage": az.connection_string,
@@ -131,6 +133,8 @@ def run(*, finished: int = 100_000, ticks: int = 20, workdir: Path | None = None
               f"({(finished - 100) / max(write_s, 1e-9):,.0f} rows/s)", flush=True)
         large = measure_ticks(deps, ticks)
         large["bare_active_query_ms"] = bare_active_query_ms(table, ticks)
+    if own_dir:
+        shutil.rmtree(workdir, ignore_errors=True)
     tx_ratio = large["storage_tx_per_tick"] / small["storage_tx_per_tick"]
     app_ms_small = small["tick_ms_median"] - small["bare_active_query_ms"]
     app_ms_large = large["tick_ms_median"] - large["bare_active_query_ms"]
