@@ -22,9 +22,14 @@ from urllib.parse import urlsplit
 import pytest
 
 from localdev.stack import DEFAULT_WORLD, Stack
+from restore_core import telemetry
+from restore_core.config import load_settings
 
-# OpenTelemetry providers can be installed once per process: any in-process configure() uses in-memory exporters.
+# OpenTelemetry providers can be installed once per process: install the in-memory exporters first, so that any
+# later in-process configure() (an in-process host loading settings that say "none") is a no-op.
 os.environ.setdefault("RESTORE_TELEMETRY_EXPORTER", "memory")
+telemetry.configure(load_settings({"RestoreStorage": "UseDevelopmentStorage=true",
+                                   "RESTORE_TELEMETRY_EXPORTER": "memory"}))
 
 STACK_FIXTURES = {"local_stack", "api", "azurite"}  # real processes -> integration
 
