@@ -392,7 +392,11 @@ class DataProtection:
             expected = self._lro_seconds.get(kind)
         polling = LearningPolling(0.9 * expected if expected else 0.0)
         began = time.monotonic()
-        result = self._call(what, lambda: start(polling).result())
+        poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
+        try:
+            result = self._call(f"{what} (status)", poller.result)
+        except RetryableError as exc:  # the POST was accepted: whatever happens while polling, it may be running
+            raise RetryableError(str(exc), retry_after=exc.retry_after, throttled=False) from exc
         took = time.monotonic() - began
         with self._lock:
             prev = self._lro_seconds.get(kind)

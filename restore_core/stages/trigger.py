@@ -40,7 +40,7 @@ def _matches(job: JobInfo, rec: RestoreRecord) -> bool:
     if job.start_time is None or job.start_time < rec.trigger_intent_at - CLOCK_SKEW:
         return False
     dest, target = (job.destination or "").lower().rstrip("/"), (rec.target_resource or "").lower().rstrip("/")
-    return bool(dest) and (dest == target or dest.startswith(target) or target.startswith(dest))
+    return bool(dest) and dest == target  # exact: prefix "x_1" must never adopt the job of "x_10"
 
 
 def find_started_job(rec: RestoreRecord, deps: Deps) -> JobInfo | None:
@@ -99,7 +99,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         if exc.throttled:  # ARM refused before doing anything: no job can exist, trigger again after Retry-After
             claim({"trigger_intent_at": None})
             delay = max(exc.retry_after or 0.0, s.poll_min_seconds)
-            return StageResult(Outcome.NOT_READY, f"trigger throttled by ARM; trying again in {delay:.0f}s",
+            return StageResult(Outcome.NOT_READY, f"trigger throttled by ARM; trying again in {delay:.1f}s",
                                delay=delay)
         return StageResult(Outcome.NOT_READY, f"trigger answer not received ({exc}); will look for the job before "
                                               f"triggering again",

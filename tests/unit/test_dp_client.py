@@ -92,6 +92,12 @@ class CannedResponse(HttpResponse):
     def content(self) -> bytes:
         return self.body()
 
+    def iter_bytes(self, **kwargs: Any) -> Any:  # the SDK streams the 202 of a long-running operation
+        yield self.body()
+
+    def iter_raw(self, **kwargs: Any) -> Any:
+        yield self.body()
+
 
 Answer = int | tuple[int, dict[str, str]] | Exception
 
@@ -214,6 +220,30 @@ def test_client_trigger_restore_sends_once_on_500_and_raises_retryable() -> None
         dp.trigger_restore(parse_backup_instance_id(BI_ID), req)
     assert [(m, u.split("?")[0]) for m, u in transport.sent] == [("POST", BASE + BI_ID + "/restore")]
     assert dp.meter.total("BackupInstances_TriggerRestore") == 1
+
+
+def _restore_request() -> Any:
+    return rr.restore_request(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore",
+                                             "westeurope", parse_request(database_body()).target))
+
+
+def test_throttled_trigger_post_means_nothing_started() -> None:
+    transport = CannedTransport([(429, {"Retry-After": "7"})])
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="0"), transport=transport)
+    with pytest.raises(RetryableError) as info:
+        dp.trigger_restore(parse_backup_instance_id(BI_ID), _restore_request())
+    assert info.value.throttled and info.value.retry_after == 7
+
+
+def test_throttled_status_poll_after_an_accepted_trigger_is_not_nothing_started() -> None:
+    status_url = LOC + "/operationStatus/op1?api-version=2026-06-01"
+    accepted = (202, {"Azure-AsyncOperation": status_url, "Location": status_url, "Retry-After": "0.01"})
+    transport = CannedTransport([accepted, (429, {"Retry-After": "3"})])
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="0"), transport=transport)
+    with pytest.raises(RetryableError) as info:
+        dp.trigger_restore(parse_backup_instance_id(BI_ID), _restore_request())
+    assert not info.value.throttled, "the POST was accepted: the job may exist, so the trigger stage must adopt"
+    assert [m for m, _ in transport.sent] == ["POST", "GET"]
 
 
 def test_client_maps_exhausted_throttling_to_retryable_with_retry_after() -> None:
