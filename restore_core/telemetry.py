@@ -220,7 +220,7 @@ def _configure_local(kind: str, otlp_endpoint: str | None) -> None:
 
 
 def _otlp_exporters(endpoint: str | None) -> tuple[Any, Any, Any]:
-    """OTLP/HTTP exporters; the package is optional (not in requirements.txt), so fail with the fix."""
+    """OTLP/HTTP exporters (package in requirements-dev.txt, not deployed: in Azure telemetry goes to App Insights)."""
     module = "opentelemetry.exporter.otlp.proto.http"
     try:
         traces = importlib.import_module(module + ".trace_exporter")
