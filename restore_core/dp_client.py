@@ -126,6 +126,7 @@ class LearningPolling(ARMPolling):
         super().__init__(5, lro_options={"final-state-via": "azure-async-operation"})
         self._first_wait = first_wait
         self._waited = False
+        self.status_polls = 0
 
     def _extract_delay(self) -> float:
         delay = float(super()._extract_delay())
@@ -140,6 +141,7 @@ class LearningPolling(ARMPolling):
         while not self.finished():
             self._delay()
             self.update_status()
+            self.status_polls += 1
         if _failed(self.status()):  # type: ignore[no-untyped-call]
             raise OperationFailed("Operation failed or canceled")
         final_get_url = self._operation.get_final_get_url(self._pipeline_response)
@@ -387,10 +389,10 @@ class DataProtection:
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
     def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any]) -> Any:
-        """Run a long-running operation to its end; learn how long this kind takes (EWMA, per process)."""
+        """Run a long-running operation to its end; learn how long this kind takes (per process)."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
-        polling = LearningPolling(0.9 * expected if expected else 0.0)
+        polling = LearningPolling(expected or 0.0)
         began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
         try:
@@ -399,8 +401,9 @@ class DataProtection:
             raise RetryableError(str(exc), retry_after=exc.retry_after, throttled=False) from exc
         took = time.monotonic() - began
         with self._lock:
-            prev = self._lro_seconds.get(kind)
-            self._lro_seconds[kind] = took if prev is None else 0.5 * prev + 0.5 * took
+            # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;
+            # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
+            self._lro_seconds[kind] = 0.9 * expected if expected and polling.status_polls <= 1 else took
         return result
 
     # -- reads

@@ -278,3 +278,23 @@ def test_latest_picks_the_newest_point_strictly_before() -> None:
     assert newest(pts).id == "p0"  # type: ignore[union-attr]
     assert newest(pts, before=T0).id == "p1"  # type: ignore[union-attr]
     assert newest(pts, before=T0 - timedelta(hours=3)) is None
+
+
+def test_lro_first_wait_is_learned_and_shrinks_while_one_status_poll_suffices() -> None:
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=CannedTransport([200]))
+    waits: list[float] = []
+
+    def start(polls: int) -> Any:
+        def begin(polling: Any) -> Any:
+            waits.append(polling._first_wait)
+            polling.status_polls = polls
+            return SimpleNamespace(result=lambda: None)
+        return begin
+
+    dp._lro("restore", "trigger restore", start(3))  # nothing learned yet: Retry-After alone, 3 polls needed
+    assert waits == [0.0]
+    seen = dp._lro_seconds["restore"]
+    dp._lro("restore", "trigger restore", start(1))  # waited the learned time; one poll found it done
+    assert waits[1] == seen and dp._lro_seconds["restore"] == pytest.approx(0.9 * seen)
+    dp._lro("restore", "trigger restore", start(2))  # waited too little: take what was observed
+    assert waits[2] == pytest.approx(0.9 * seen) and dp._lro_seconds["restore"] < 0.9 * seen + 1.0
