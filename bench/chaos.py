@@ -70,10 +70,10 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from localdev import scenarios as sc
+from localdev.apiclient import Api
 from localdev.dpemu.admin import EmulatorAdmin
 from localdev.stack import DEFAULT_WORLD, REPO, Stack
 from restore_core.dp_client import StaticTokenCredential
-from tests.conftest import Api
 
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 STAGE_QUEUES = ("restore-requests", "restore-validate", "restore-rehydrate", "restore-wait", "restore-trigger",

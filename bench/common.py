@@ -26,10 +26,10 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
+from localdev.apiclient import Api
 from localdev.dpemu.admin import EmulatorAdmin
 from localdev.funchost import FunctionsHost
 from localdev.stack import DEFAULT_WORLD, REPO, Stack
-from tests.conftest import Api
 
 RESULTS = REPO / "bench" / "results"
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}

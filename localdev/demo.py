@@ -27,9 +27,9 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 
 from localdev import scenarios as sc
+from localdev.apiclient import Api
 from localdev.pgcluster import find_bindir
 from localdev.stack import DEFAULT_WORLD, REPO, Stack
-from tests.conftest import Api
 
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") if sys.stdout.isatty() \

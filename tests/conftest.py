@@ -9,18 +9,15 @@ function key; ``path`` is relative to RESTORE_API_URL (``/restores`` -> ``/api/r
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
+from localdev.apiclient import Api
 from localdev.stack import DEFAULT_WORLD, Stack
 from restore_core import telemetry
 from restore_core.config import load_settings
@@ -52,45 +49,6 @@ def local_stack() -> Iterator[Stack]:
     finally:
         stack.down()
         shutil.rmtree(base, ignore_errors=True)
-
-
-class Api:
-    """Minimal client of the restore HTTP API (stdlib only; sends the function key)."""
-
-    def __init__(self, base_url: str, key: str) -> None:
-        u = urlsplit(base_url)
-        self.host, self.port, self.prefix = u.hostname or "127.0.0.1", u.port, u.path.rstrip("/")
-        self.key = key
-
-    def request(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None,
-                *, with_key: bool = True) -> tuple[int, Any, dict[str, str]]:
-        hdrs = {"Accept": "application/json", **(headers or {})}
-        if with_key:
-            hdrs.setdefault("x-functions-key", self.key)
-        data = None
-        if body is not None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        try:
-            conn.request(method, self.prefix + "/" + path.lstrip("/"), body=data, headers=hdrs)
-            resp = conn.getresponse()
-            raw = resp.read()
-            resp_headers = {k.lower(): v for k, v in resp.getheaders()}
-        finally:
-            conn.close()
-        try:
-            parsed = json.loads(raw) if raw else None
-        except ValueError:
-            parsed = raw.decode(errors="replace")
-        return resp.status, parsed, resp_headers
-
-    def get(self, path: str, headers: Mapping[str, str] | None = None, **kw: Any) -> tuple[int, Any, dict[str, str]]:
-        return self.request("GET", path, None, headers, **kw)
-
-    def post(self, path: str, json: Any = None, headers: Mapping[str, str] | None = None,
-             **kw: Any) -> tuple[int, Any, dict[str, str]]:
-        return self.request("POST", path, json, headers, **kw)
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from localdev import scenarios as sc
+from localdev.apiclient import Api
 from localdev.funchost import FunctionsHost
 from localdev.stack import REPO
 from restore_core import runtime, telemetry
 from restore_core.redact import find_secrets
-from tests.conftest import Api
 
 from .helpers import wait_for
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from localdev.apiclient import Api
 from localdev.stack import ENV_KEYS, Stack, cluster_env_key, pid_alive
-from tests.conftest import Api
 
 
 def test_session_stack_runs_every_component_of_the_demo_world(local_stack: Stack) -> None:
