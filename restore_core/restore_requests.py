@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from azure.mgmt.dataprotection import models as m
 
-from .models import DatabaseTarget, FilesTarget
+from .models import DatabaseTarget, FilesTarget, Rehydration
 
 SINGLE_SERVER_DB = "Microsoft.DBforPostgreSQL/servers/databases"
 FLEXIBLE_SERVER = "Microsoft.DBforPostgreSQL/flexibleServers"
@@ -69,19 +69,29 @@ def target_info(plan: RestorePlan) -> m.RestoreTargetInfoBase:
                                     target_details=details)
 
 
-def restore_request(plan: RestorePlan) -> m.AzureBackupRecoveryPointBasedRestoreRequest:
-    req = m.AzureBackupRecoveryPointBasedRestoreRequest(
-        source_data_store_type=plan.source_store,
-        recovery_point_id=plan.recovery_point_id,
-        restore_target_info=target_info(plan),
-    )
+def restore_request(plan: RestorePlan, rehydration: Rehydration | None = None) \
+        -> m.AzureBackupRecoveryPointBasedRestoreRequest:
+    """The restore request; with ``rehydration``, the one-shot archive form (``AzureBackupRestoreWithRehydration
+    Request`` from the ArchiveStore), which is what validation checks before a rehydration is started."""
+    req: m.AzureBackupRecoveryPointBasedRestoreRequest
+    if rehydration is not None:
+        req = m.AzureBackupRestoreWithRehydrationRequest(
+            source_data_store_type="ArchiveStore", recovery_point_id=plan.recovery_point_id,
+            restore_target_info=target_info(plan), rehydration_priority=rehydration.priority.value,
+            rehydration_retention_duration=f"P{rehydration.retention_days}D")
+    else:
+        req = m.AzureBackupRecoveryPointBasedRestoreRequest(
+            source_data_store_type=plan.source_store,
+            recovery_point_id=plan.recovery_point_id,
+            restore_target_info=target_info(plan),
+        )
     if plan.source_datasource_id:
         req.source_resource_id = plan.source_datasource_id
     return req
 
 
-def validate_request(plan: RestorePlan) -> m.ValidateRestoreRequestObject:
-    return m.ValidateRestoreRequestObject(restore_request_object=restore_request(plan))
+def validate_request(plan: RestorePlan, rehydration: Rehydration | None = None) -> m.ValidateRestoreRequestObject:
+    return m.ValidateRestoreRequestObject(restore_request_object=restore_request(plan, rehydration))
 
 
 def cross_region_request(plan: RestorePlan, source_region: str) -> m.CrossRegionRestoreRequestObject:
@@ -92,9 +102,10 @@ def cross_region_request(plan: RestorePlan, source_region: str) -> m.CrossRegion
     )
 
 
-def validate_cross_region_request(plan: RestorePlan, source_region: str) -> m.ValidateCrossRegionRestoreRequestObject:
+def validate_cross_region_request(plan: RestorePlan, source_region: str,
+                                  rehydration: Rehydration | None = None) -> m.ValidateCrossRegionRestoreRequestObject:
     return m.ValidateCrossRegionRestoreRequestObject(
-        restore_request_object=restore_request(plan),
+        restore_request_object=restore_request(plan, rehydration),
         cross_region_restore_details=m.CrossRegionRestoreDetails(
             source_region=source_region, source_backup_instance_id=plan.backup_instance_id),
     )

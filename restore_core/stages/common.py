@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id
@@ -69,7 +69,3 @@ def backoff(deps: Deps, polls: int) -> float:
     """Growing, capped re-check interval: min * 2^polls, capped at max."""
     s = deps.settings
     return float(min(s.poll_max_seconds, s.poll_min_seconds * (2 ** min(polls, 20))))
-
-
-def past(deadline: datetime, now: datetime) -> bool:
-    return now >= deadline

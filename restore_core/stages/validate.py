@@ -12,8 +12,6 @@ Writes: the resolved facts on the row. Next: trigger (vault tier or already rehy
 
 from __future__ import annotations
 
-from azure.mgmt.dataprotection import models as m
-
 from .. import restore_requests as rr
 from ..arm_ids import parse_backup_instance_id, parse_vault_id, same_id
 from ..deps import Deps
@@ -24,7 +22,7 @@ from ..models import DatabaseTarget, Region, RestoreRequest
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import cached_vault, request_of
+from .common import cached_vault, plan_of, request_of
 
 RESTORABLE_STATES = {None, "", "ProtectionConfigured", "ProtectionStopped", "BackupSchedulesSuspended",
                      "RetentionSchedulesSuspended", "ProtectionError", "UpdatingProtection"}
@@ -126,21 +124,15 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
                        "an archived recovery point cannot be restored cross-region until it is rehydrated",
                        "restore it in the primary region first (which rehydrates it), or pick a vault-tier point")
 
-    # 4. ask Azure
-    rec_with = rec.copy(**facts)
-    plan = _plan(rec_with, req, needs_rehydration)
+    # 4. ask Azure (an archived point is validated in its one-shot rehydration form)
+    plan = plan_of(rec.copy(**facts), req)
+    rehydration = req.rehydration if needs_rehydration else None
     try:
         if req.region == Region.SECONDARY:
             dp.validate_cross_region_restore(bi.vault, location,
-                                             m.ValidateCrossRegionRestoreRequestObject(
-                                                 restore_request_object=_request_object(plan, req,
-                                                                                        needs_rehydration),
-                                                 cross_region_restore_details=m.CrossRegionRestoreDetails(
-                                                     source_region=vault.location,
-                                                     source_backup_instance_id=bi.id)))
+                                             rr.validate_cross_region_request(plan, vault.location, rehydration))
         else:
-            dp.validate_restore(bi, m.ValidateRestoreRequestObject(
-                restore_request_object=_request_object(plan, req, needs_rehydration)))
+            dp.validate_restore(bi, rr.validate_request(plan, rehydration))
     except AzureRejection as exc:
         ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
         result = _reject(ex.code, ex.message, ex.fix)
@@ -152,21 +144,3 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
                                 f"restore to {location}", changes=facts)
 
-
-def _plan(rec: RestoreRecord, req: RestoreRequest, needs_rehydration: bool) -> rr.RestorePlan:
-    assert rec.recovery_point_id and rec.datasource_type and rec.restore_location and rec.backup_instance_id
-    return rr.RestorePlan(backup_instance_id=rec.backup_instance_id, source_datasource_id=rec.source_datasource_id,
-                          datasource_type=rec.datasource_type, recovery_point_id=rec.recovery_point_id,
-                          source_store="ArchiveStore" if rec.tier == "archive" else "VaultStore",
-                          restore_location=rec.restore_location, target=req.target)
-
-
-def _request_object(plan: rr.RestorePlan, req: RestoreRequest,
-                    needs_rehydration: bool) -> m.AzureBackupRestoreRequest:
-    if needs_rehydration:
-        return m.AzureBackupRestoreWithRehydrationRequest(
-            source_data_store_type="ArchiveStore", recovery_point_id=plan.recovery_point_id,
-            restore_target_info=rr.target_info(plan), source_resource_id=plan.source_datasource_id,
-            rehydration_priority=req.rehydration.priority.value,
-            rehydration_retention_duration=f"P{req.rehydration.retention_days}D")
-    return rr.restore_request(plan)

@@ -9,7 +9,7 @@ from typing import Any
 from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder
 
 from restore_core import restore_requests as rr
-from restore_core.models import parse_request
+from restore_core.models import Rehydration, RehydrationPriority, parse_request
 
 from .fakes import (
     BI_ID,
@@ -116,6 +116,18 @@ def test_validate_request_wraps_the_restore_request_without_object_type() -> Non
     got = wire(rr.validate_request(plan(database_body())))
     assert list(got) == ["restoreRequestObject"]
     assert got["restoreRequestObject"] == wire(rr.restore_request(plan(database_body())))
+
+
+def test_validating_an_archived_point_uses_the_one_shot_rehydration_form() -> None:
+    p = plan(database_body(), store="ArchiveStore")
+    got = wire(rr.validate_request(p, Rehydration(priority=RehydrationPriority.HIGH, retention_days=20)))
+    inner = got["restoreRequestObject"]
+    assert inner["objectType"] == "AzureBackupRestoreWithRehydrationRequest"
+    assert inner["sourceDataStoreType"] == "ArchiveStore"
+    assert (inner["rehydrationPriority"], inner["rehydrationRetentionDuration"]) == ("High", "P20D")
+    assert inner["restoreTargetInfo"] == wire(rr.restore_request(p))["restoreTargetInfo"]
+    crr = wire(rr.validate_cross_region_request(p, "westeurope", Rehydration()))
+    assert crr["restoreRequestObject"]["rehydrationRetentionDuration"] == "P15D"
 
 
 def test_cross_region_restore_wraps_with_source_region_and_backup_instance() -> None:
