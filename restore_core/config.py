@@ -127,6 +127,12 @@ class Settings:
     telemetry_exporter: str
     otlp_endpoint: str | None
 
+    @property
+    def redrive_slack_seconds(self) -> float:
+        """How long past an expected message the watchdog waits before treating it as lost (and how far the
+        active index may promise ahead): the largest re-check interval, at least 30 s."""
+        return max(self.poll_max_seconds, 30.0)
+
     def queue(self, setting_name: str) -> str:
         """Queue name for a QUEUE_* setting name."""
         return self.queues[setting_name]

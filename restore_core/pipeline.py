@@ -59,8 +59,7 @@ def send_stage(deps: Deps, rec: RestoreRecord, *, delay: float = 0, traceparent:
 
 def check_after(deps: Deps, now: datetime, delay: float) -> datetime:
     """When the watchdog should consider the next message lost: after its delay plus a generous slack."""
-    slack = max(deps.settings.poll_max_seconds, 30.0)
-    return now + timedelta(seconds=delay + slack)
+    return now + timedelta(seconds=delay + deps.settings.redrive_slack_seconds)
 
 
 def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: int, deps: Deps,

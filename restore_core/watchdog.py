@@ -164,7 +164,7 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
         if rec is None or rec.stage is None:
             continue
         send_stage(deps, rec)
-        slack = max(deps.settings.poll_max_seconds, 30.0)
+        slack = deps.settings.redrive_slack_seconds
         deps.store.put_active(ActiveEntry.of(rec.copy(next_check_at=now + timedelta(seconds=slack))))
         report.redriven.append(rec.id)
         log.warning("re-drove %s at stage %s attempt %s (next check was due %s)", rec.id, rec.stage.value,
