@@ -27,7 +27,7 @@ from .pipeline import STAGE_QUEUE_SETTING, _deadline_result, apply, send_stage
 from .records import ActiveEntry, RestoreRecord
 from .stages.common import vault_info
 from .stages.monitor import classify
-from .transitions import Outcome, StageResult
+from .stages.wait import rehydrated
 
 log = telemetry.get_logger("watchdog")
 QUEUE_SETTINGS = (*STAGE_QUEUE_SETTING.values(), "RESTORE_QUEUE_REQUESTS")
@@ -103,11 +103,11 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
             handled.add(e.restore_id)
 
     # 2. batched checks, per vault (CRR jobs) and per backup instance (rehydrations)
-    crr: dict[tuple[str, str], list[ActiveEntry]] = defaultdict(list)
+    crr: dict[str, list[ActiveEntry]] = defaultdict(list)  # per vault (a vault has one secondary region)
     for e in entries:
         if e.restore_id not in handled and e.stage == Stage.MONITOR.value and e.region == Region.SECONDARY.value \
                 and e.vault_id and e.azure_job_id:
-            crr[(e.vault_id.lower(), "")].append(e)
+            crr[e.vault_id.lower()].append(e)
     for group in crr.values():
         recs = [r for r in (_load(deps, e) for e in group) if r is not None and r.restore_location]
         if not recs:
@@ -127,14 +127,10 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
                 report.batched_finished.append(rec.id)
                 handled.add(rec.id)
 
-    waits: dict[str, list[ActiveEntry]] = defaultdict(list)
+    by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
     for e in entries:
         if e.restore_id not in handled and e.stage == Stage.WAIT.value and e.next_check_at and \
                 now >= e.next_check_at - timedelta(seconds=deps.settings.poll_max_seconds):
-            waits[e.restore_id].append(e)
-    by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
-    for group in waits.values():
-        for e in group:
             rec = _load(deps, e)
             if rec is not None and rec.backup_instance_id:
                 by_bi[rec.backup_instance_id.lower()].append(rec)
@@ -148,10 +144,7 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
         for rec in recs:
             point = points.get((rec.recovery_point_id or "").lower())
             if point is not None and point.rehydrated:
-                apply(deps, rec, Stage.WAIT, StageResult(Outcome.REHYDRATED, f"rehydration of {point.id} completed "
-                                                         "(seen by the watchdog)",
-                                                         changes={"rehydration_expiry": point.rehydration_expiry,
-                                                                  "polls": 0}),
+                apply(deps, rec, Stage.WAIT, rehydrated(point, " (seen by the watchdog)"),
                       traceparent=rec.traceparent)
                 report.batched_finished.append(rec.id)
                 handled.add(rec.id)

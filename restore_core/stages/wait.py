@@ -10,10 +10,18 @@ from __future__ import annotations
 
 from .. import restore_requests as rr
 from ..deps import Deps
+from ..dp_client import RecoveryPointInfo
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import backoff, bi_ref, request_of
+
+
+def rehydrated(point: RecoveryPointInfo, seen_by: str = "") -> StageResult:
+    """The result for a completed rehydration (shared with the watchdog's per-instance batch check)."""
+    return StageResult(Outcome.REHYDRATED, f"rehydration of {point.id} completed{seen_by}"
+                       + (f"; usable until {point.rehydration_expiry.isoformat()}" if point.rehydration_expiry else ""),
+                       changes={"rehydration_expiry": point.rehydration_expiry, "polls": 0})
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
@@ -21,10 +29,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     point = deps.dp.get_recovery_point(bi_ref(rec), rec.recovery_point_id)
     status = (point.rehydration_status or "").upper()
     if point.rehydrated:
-        return StageResult(Outcome.REHYDRATED, f"rehydration of {point.id} completed"
-                           + (f"; usable until {point.rehydration_expiry.isoformat()}"
-                              if point.rehydration_expiry else ""),
-                           changes={"rehydration_expiry": point.rehydration_expiry, "polls": 0})
+        return rehydrated(point)
     if status in ("FAILED", "DELETED", "DELETE_IN_PROGRESS"):
         return StageResult(Outcome.FAILED, f"rehydration of {point.id} ended {status}",
                            error_code="RehydrationFailed", error_message=f"rehydration ended {status}",
