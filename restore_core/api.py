@@ -21,7 +21,9 @@ from typing import Any
 from . import telemetry
 from .deps import Deps
 from .errors import RequestError
+from .intake import submit
 from .models import Status, parse_request
+from .pipeline import finish
 from .records import TimelineEvent, parse_time
 from .store import ConcurrencyError, days_between
 from .transitions import CANCELLABLE
@@ -56,8 +58,6 @@ def status_url(base_url: str, restore_id: str) -> str:
 
 
 def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -> ApiResponse:
-    from .intake import submit
-
     lower = {k.lower(): v for k, v in headers.items()}
     try:
         req = parse_request(body)
@@ -168,12 +168,7 @@ def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
             done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
         except ConcurrencyError:
             continue
-        from .events import publish_completion
-
-        publish_completion(deps, done)
-        deps.store.remove_active(done.id)
-        telemetry.record_restore_finished(outcome="cancelled", target_kind=rec.target_kind or "unknown",
-                                          region=rec.region, error_code=None, rto_seconds=None, job_seconds=None)
+        finish(deps, done)  # the same terminal bookkeeping as the pipeline: event, index row, metrics
         return get(restore_id, deps=deps)
     return ApiResponse(409, {"error": {"code": "Conflict", "message": "the restore kept changing; try again",
                                        "field": None, "fix": "retry the cancel"}})
