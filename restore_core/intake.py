@@ -19,7 +19,7 @@ from . import telemetry
 from .alerts import alert_to_request, is_alert
 from .deps import Deps
 from .errors import RequestError
-from .models import MAX_BODY_BYTES, RestoreRequest, Stage, Status, parse_request
+from .models import RestoreRequest, Stage, Status, decode_body, parse_request
 from .pipeline import check_after, send_stage
 from .records import RestoreRecord, TimelineEvent, iso, new_restore_id
 
@@ -81,15 +81,8 @@ def from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreReco
     """Handle one ``restore-requests`` message: a request body or an alert payload."""
     key = f"msg:{message_id}"
     source = "queue"
-    raw = body.encode() if isinstance(body, str) else body
     try:
-        if len(raw) > MAX_BODY_BYTES:
-            parse_request(raw)  # raises the size error
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise RequestError("message is not valid JSON", field="body",
-                               fix="send a JSON restore request or an Azure Monitor alert") from None
+        data = decode_body(body)
         if is_alert(data):
             source = "alert"
             payload, key = alert_to_request(data, dict(deps.settings.restore_plans))

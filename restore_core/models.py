@@ -275,27 +275,30 @@ def request_error_from(exc: ValidationError) -> RequestError:
     return RequestError(f"{field}: {msg}", field=field, fix=f"change {field}: {msg}")
 
 
+def decode_body(raw: bytes | str) -> dict[str, Any]:
+    """A request body (HTTP or queue) as a JSON object, within the size limit; :class:`RequestError` otherwise."""
+    raw = raw.encode() if isinstance(raw, str) else raw
+    if len(raw) > MAX_BODY_BYTES:
+        raise RequestError(f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", field="body",
+                           fix="send a smaller request", status=413, code="RequestTooLarge")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(f"body is not valid JSON: {exc}", field="body", fix="send a JSON object") from None
+    except RecursionError:
+        raise RequestError("body is nested too deeply", field="body",
+                           fix="send a flat JSON object as in the README") from None
+    if not isinstance(data, dict):
+        raise RequestError("body must be a JSON object", field="body", fix="send a JSON object")
+    return data
+
+
 def parse_request(body: bytes | str | dict[str, Any]) -> RestoreRequest:
     """Validate a request body; raises :class:`RequestError` with the first problem found."""
-    if isinstance(body, (bytes, str)):
-        raw = body.encode() if isinstance(body, str) else body
-        if len(raw) > MAX_BODY_BYTES:
-            raise RequestError(f"body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}", field="body",
-                               fix="send a smaller request", status=413, code="RequestTooLarge")
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RequestError(f"body is not valid JSON: {exc}", field="body", fix="send a JSON object") from None
-        except RecursionError:
-            raise RequestError("body is nested too deeply", field="body",
-                               fix="send a flat JSON object as in the README") from None
-    else:
-        data = body
+    data = decode_body(body) if isinstance(body, (bytes, str)) else body
     if not isinstance(data, dict):
         raise RequestError("body must be a JSON object", field="body", fix="send a JSON object")
     try:
         return RestoreRequest.model_validate(data)
     except ValidationError as exc:
         raise request_error_from(exc) from None
-    except RequestError:
-        raise
