@@ -70,6 +70,10 @@ param armMaxRetries string = ''
 @description('RESTORE_TRIGGER_GRACE_SECONDS: wait before adopting or re-triggering an unconfirmed restore. Empty: code default.')
 param triggerGraceSeconds string = ''
 
+@description('RESTORE_REHYDRATION_FLOW: one-request (default, the documented route) or two-step (stand-alone rehydrate, then restore).')
+@allowed(['one-request', 'two-step'])
+param rehydrationFlow string = 'one-request'
+
 @description('RESTORE_WATCHDOG_SCHEDULE: NCRONTAB (six fields) of the watchdog timer (a binding expression: must be set).')
 param watchdogSchedule string = '0 */1 * * * *'
 
@@ -176,6 +180,7 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_MAX_DEQUEUE_COUNT: string(hostJson.extensions.queues.maxDequeueCount)
   RESTORE_ARM_MAX_RETRIES: armMaxRetries
   RESTORE_TRIGGER_GRACE_SECONDS: triggerGraceSeconds
+  RESTORE_REHYDRATION_FLOW: rehydrationFlow
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
 }, hostingPlan == 'Dedicated' ? {

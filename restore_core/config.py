@@ -47,6 +47,7 @@ POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
 MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
 TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
+REHYDRATION_FLOW = "RESTORE_REHYDRATION_FLOW"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -71,6 +72,7 @@ DEFAULTS: Mapping[str, str] = {
     MAX_DEQUEUE_COUNT: "5",
     ARM_MAX_RETRIES: "6",
     TRIGGER_GRACE_SECONDS: "660",
+    REHYDRATION_FLOW: "one-request",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
 }
@@ -81,7 +83,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
     RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
-    TRIGGER_GRACE_SECONDS,
+    TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
 )
 
@@ -89,6 +91,9 @@ ALL_SETTINGS: tuple[str, ...] = (
 LOCAL_ONLY_SETTINGS: tuple[str, ...] = (DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN)
 
 TELEMETRY_EXPORTERS = ("none", "console", "otlp", "memory")
+#: ``one-request``: one AzureBackupRestoreWithRehydrationRequest (the documented route of the portal, the az CLI and
+#: the REST docs); ``two-step``: a stand-alone rehydrate, then a restore of the rehydrated point.
+REHYDRATION_FLOWS = ("one-request", "two-step")
 
 
 class SettingsError(ValueError):
@@ -123,6 +128,7 @@ class Settings:
     max_dequeue_count: int
     arm_max_retries: int
     trigger_grace_seconds: float
+    rehydration_flow: str
     appinsights_connection_string: str | None = field(repr=False)
     telemetry_exporter: str
     otlp_endpoint: str | None
@@ -195,6 +201,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     exporter = str(_get(env, TELEMETRY_EXPORTER)).lower()
     if exporter not in TELEMETRY_EXPORTERS:
         raise SettingsError(f"{TELEMETRY_EXPORTER}={exporter!r}; choose one of {', '.join(TELEMETRY_EXPORTERS)}")
+    flow = str(_get(env, REHYDRATION_FLOW)).lower()
+    if flow not in REHYDRATION_FLOWS:
+        raise SettingsError(f"{REHYDRATION_FLOW}={flow!r}; choose one of {', '.join(REHYDRATION_FLOWS)}")
     endpoint = str(_get(env, DATAPROTECTION_ENDPOINT)).rstrip("/")
     if not endpoint.startswith("https://"):
         raise SettingsError(f"{DATAPROTECTION_ENDPOINT}={endpoint!r} must be an https:// URL (ARM needs TLS)")
@@ -214,6 +223,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
         trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),
+        rehydration_flow=flow,
         appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
         telemetry_exporter=exporter,
         otlp_endpoint=_get(env, OTLP_ENDPOINT),

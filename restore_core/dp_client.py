@@ -9,12 +9,19 @@ configuration only (``DATAPROTECTION_ENDPOINT``, ``DATAPROTECTION_CA_BUNDLE``, `
   carrying ``retry_after`` so the stage re-enqueues itself with that delay instead of hammering ARM.
 - Never retries a non-idempotent trigger (restore, cross-region restore, rehydrate) on 500/504/dropped connections —
   the call may have executed; the trigger stage adopts the job instead (exactly-once guarantee).
-- LROs finish from the Azure-AsyncOperation status document (no extra final GET): one ARM call saved per LRO.
-- Maps SDK errors to the taxonomy in :mod:`restore_core.errors` with ``raise ... from exc``.
+- LROs end as the spec declares (``final-state-via: location``): after the Azure-AsyncOperation document says
+  Succeeded, the result is read from the ``Location`` URL — except when that status document already carries the
+  job id (captured primary restores do), which is then the result (one ARM call saved per trigger).
+- Maps SDK errors to the taxonomy in :mod:`restore_core.errors` with ``raise ... from exc``: throttling, 5xx, 408,
+  401/credential errors and undecodable answers (invalid JSON, an HTML page with 200) are retryable; an operation
+  that Azure reports Failed, and 4xx refusals, are :class:`AzureRejection` (with the HTTP status). Once a trigger
+  was accepted, any error while following it is "outcome unknown" (retryable, never throttled): the trigger stage
+  then looks for the job instead of triggering again.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 import time
@@ -28,6 +35,8 @@ from typing import Any, TypeVar
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
+    DecodeError,
+    DeserializationError,
     HttpResponseError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -43,7 +52,7 @@ from azure.mgmt.dataprotection import models as m
 from . import telemetry
 from .arm_ids import BackupInstanceRef, VaultRef, job_name
 from .config import Settings
-from .errors import AzureRejection, RetryableError
+from .errors import AzureRejection, RestoreError, RetryableError
 from .records import parse_time
 
 T = TypeVar("T")
@@ -117,16 +126,29 @@ class GuardedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
         return False
 
 
+def _status_job_id(response: PipelineResponse[Any, Any]) -> str | None:
+    """The job id an Azure-AsyncOperation status document carries (``properties.jobId``), if any."""
+    try:
+        body = json.loads(response.http_response.text() or "null")
+    except ValueError:
+        return None
+    props = body.get("properties") if isinstance(body, dict) else None
+    job_id = props.get("jobId") if isinstance(props, dict) else None
+    return str(job_id) if job_id else None
+
+
 class LearningPolling(ARMPolling):
     """ARM polling that honours ``Retry-After`` and, for the FIRST status poll only, waits at least as long as this
     kind of operation usually takes (learned). Waiting longer than ``Retry-After`` is allowed; it saves the status
-    polls that would only answer "Inprogress". The final state comes from the Azure-AsyncOperation document."""
+    polls that would only answer "Inprogress". The final state is read as the spec declares (``final-state-via:
+    location``), except when the status document already names the job (the fast path)."""
 
     def __init__(self, first_wait: float) -> None:
-        super().__init__(5, lro_options={"final-state-via": "azure-async-operation"})
+        super().__init__(5, lro_options={"final-state-via": "location"})
         self._first_wait = first_wait
         self._waited = False
         self.status_polls = 0
+        self.final_gets = 0
 
     def _extract_delay(self) -> float:
         delay = float(super()._extract_delay())
@@ -144,9 +166,12 @@ class LearningPolling(ARMPolling):
             self.status_polls += 1
         if _failed(self.status()):  # type: ignore[no-untyped-call]
             raise OperationFailed("Operation failed or canceled")
+        if self.status_polls and _status_job_id(self._pipeline_response):
+            return  # the status document names the job: it is the result (no final GET)
         final_get_url = self._operation.get_final_get_url(self._pipeline_response)
         if final_get_url:
             self._pipeline_response = self.request_status(final_get_url)
+            self.final_gets += 1
             _raise_if_bad_http_status_and_method(self._pipeline_response.http_response)
 
 
@@ -218,6 +243,13 @@ class JobInfo:
     end_time: datetime | None
     errors: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    recovery_point_id: str | None = None  # extendedInfo.sourceRecoverPoint.recoveryPointID
+    subtasks: tuple[tuple[str, str], ...] = ()  # (taskName, taskStatus) of extendedInfo.subTasks
+
+    def subtask_done(self, word: str) -> bool:
+        """Whether a sub-task whose name contains ``word`` (case-insensitive) reports Completed."""
+        return any(word.lower() in name.lower() and status.lower() in ("completed", "succeeded")
+                   for name, status in self.subtasks)
 
     @property
     def terminal(self) -> bool:
@@ -240,6 +272,28 @@ def _error_body(exc: HttpResponseError) -> dict[str, Any]:
         return dict(body["error"])
     err = getattr(exc, "error", None)
     return {"code": getattr(err, "code", None) or "", "message": getattr(err, "message", None) or exc.message}
+
+
+def _mapped(what: str, exc: HttpResponseError) -> RestoreError:
+    """An HTTP error (or a failed long-running operation) in the taxonomy."""
+    status = exc.status_code or 0
+    err = _error_body(exc)
+    if isinstance(exc.__cause__, OperationFailed):  # the status document says Failed: Azure's verdict
+        return AzureRejection(err.get("code") or "OperationFailed", str(err.get("message") or exc.message),
+                              _recommended(err), from_operation=True)
+    if status == 429:
+        return RetryableError(f"{what}: throttled by ARM", retry_after=_retry_after(exc), throttled=True)
+    if status >= 500 or status in (401, 408) or 200 <= status < 300:
+        # 503 is refused before execution (like 429); 500/502/504 may have executed. A 2xx here is an answer the
+        # client could not use (BadResponse: an HTML page, a status document without status); 401 a token hiccup.
+        return RetryableError(f"{what}: ARM answered {status}" + (f" ({exc.message})" if status < 300 else ""),
+                              retry_after=_retry_after(exc), throttled=status == 503)
+    code = err.get("code") or f"Http{status}"
+    if status == 403:
+        fix = ("grant the Function App's managed identity the Backup Operator role on the vault "
+               "(see docs/deploy.md)")
+        return AzureRejection(code, f"{what}: {err.get('message') or 'forbidden'}", fix, status=403)
+    return AzureRejection(code, str(err.get("message") or exc.message), _recommended(err), status=status)
 
 
 def _recommended(err: dict[str, Any]) -> str | None:
@@ -270,8 +324,10 @@ def _tier_of(rp: Any) -> tuple[str, str | None, datetime | None, str | None]:
     for ds in getattr(props, "recovery_point_data_stores_details", None) or []:
         if (_plain(ds.type) or "").lower().startswith("archive"):
             tier = "archive"
+        # Azure does not show where a rehydration is reported: take it from whichever entry reports it
+        if _plain(ds.rehydration_status) and (status is None or _plain(ds.rehydration_status) == "COMPLETED"):
             status = _plain(ds.rehydration_status)
-            expiry = ds.rehydration_expiry_time
+            expiry = ds.rehydration_expiry_time or expiry
         meta = ds.meta_data
         if meta and '"postgresVersion"' in meta:
             match = re.search(r'"postgresVersion"\s*:\s*"?(\d+)', meta)
@@ -298,12 +354,17 @@ def _job_info(job: Any) -> JobInfo:
             warning = w.warning
             warnings.append({"resource": w.resource_name, "code": getattr(warning, "code", None),
                              "message": getattr(warning, "message", None)})
+    source = getattr(ext, "source_recover_point", None) if ext is not None else None
+    subtasks = tuple((str(t.task_name or ""), str(t.task_status or "")) for t in
+                     (getattr(ext, "sub_tasks", None) or [])) if ext is not None else ()
     return JobInfo(id=job.id or "", name=job.name or job_name(job.id or ""), status=str(_plain(p.status)),
                    operation=_plain(p.operation), operation_category=_plain(p.operation_category),
                    backup_instance_id=p.backup_instance_id,
                    destination=ext.recovery_destination if ext is not None else None,
                    start_time=parse_time(p.start_time), end_time=parse_time(p.end_time),
-                   errors=errors, warnings=warnings)
+                   errors=errors, warnings=warnings,
+                   recovery_point_id=getattr(source, "recovery_point_id", None) if source is not None else None,
+                   subtasks=subtasks)
 
 
 def _job_id_of(result: Any) -> str:
@@ -359,31 +420,19 @@ class DataProtection:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         try:
             return fn()
+        except (DecodeError, DeserializationError, ValueError) as exc:  # a 2xx whose body is not what ARM sends
+            raise RetryableError(f"{what}: ARM's answer could not be read ({type(exc).__name__})") from exc
+        except ClientAuthenticationError as exc:  # 401, or the credential could not get a token: a hiccup
+            raise RetryableError(f"{what}: ARM refused our credential ({exc.status_code or 'no token'}); check the "
+                                 f"Function App identity (AZURE_CLIENT_ID) and its role on the vault if it "
+                                 f"persists") from exc
         except ResourceNotFoundError as exc:
             err = _error_body(exc)
             raise AzureRejection(err.get("code") or "ResourceNotFound",
                                  f"{what}: {err.get('message') or 'not found'}",
-                                 _recommended(err)) from exc
-        except ClientAuthenticationError as exc:
-            raise AzureRejection("AuthenticationFailed", f"{what}: ARM refused our credential ({exc.status_code})",
-                                 "check the Function App identity (AZURE_CLIENT_ID) and its role on the vault") \
-                from exc
+                                 _recommended(err), status=404) from exc
         except HttpResponseError as exc:
-            status = exc.status_code or 0
-            err = _error_body(exc)
-            if status == 429:
-                raise RetryableError(f"{what}: throttled by ARM", retry_after=_retry_after(exc), throttled=True) \
-                    from exc
-            if status >= 500 or status in (408,):
-                # 503 is refused before execution (like 429); 500/502/504 may have executed
-                raise RetryableError(f"{what}: ARM answered {status}", retry_after=_retry_after(exc),
-                                     throttled=status == 503) from exc
-            code = err.get("code") or f"Http{status}"
-            if status == 403:
-                fix = ("grant the Function App's managed identity the Backup Operator role on the vault "
-                       "(see docs/deploy.md)")
-                raise AzureRejection(code, f"{what}: {err.get('message') or 'forbidden'}", fix) from exc
-            raise AzureRejection(code, str(err.get("message") or exc.message), _recommended(err)) from exc
+            raise _mapped(what, exc) from exc
         except (ServiceRequestError, ServiceResponseError) as exc:
             self.meter.record(what, None)
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
@@ -399,6 +448,12 @@ class DataProtection:
             result = self._call(f"{what} (status)", poller.result)
         except RetryableError as exc:  # the POST was accepted: whatever happens while polling, it may be running
             raise RetryableError(str(exc), retry_after=exc.retry_after, throttled=False) from exc
+        except AzureRejection as exc:
+            if exc.from_operation:  # Azure ran it and says Failed: a verdict
+                raise
+            # a 4xx while following an accepted operation (a status URL that 404s or 403s): outcome unknown
+            raise RetryableError(f"{what}: following the accepted operation failed ({exc.code}: {exc.message})",
+                                 throttled=False) from exc
         took = time.monotonic() - began
         with self._lock:
             # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;

@@ -36,11 +36,16 @@ class RequestError(RestoreError):
 class AzureRejection(RestoreError):
     """A rule or Azure refused the restore. ``code`` is Azure's error code where Azure gave one."""
 
-    def __init__(self, code: str, message: str, fix: str | None = None) -> None:
+    def __init__(self, code: str, message: str, fix: str | None = None, *, status: int | None = None,
+                 from_operation: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.fix = fix
+        #: the HTTP status of the refusal (None: a rule of ours, or a long-running operation that ended Failed)
+        self.status = status
+        #: Azure ran the long-running operation and reported it Failed (a verdict, not a transport problem)
+        self.from_operation = from_operation
 
 
 class RetryableError(RestoreError):

@@ -19,7 +19,8 @@ from typing import Any
 
 from . import telemetry
 from .deps import Deps
-from .errors import AzureRejection, PermanentError, RetryableError
+from .dp_client import JobInfo
+from .errors import AzureRejection, PermanentError, RestoreError, RetryableError
 from .events import publish_completion
 from .messages import Envelope
 from .models import Stage, Status
@@ -96,7 +97,7 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
 
         try:
             if now >= rec.deadline:
-                result = _deadline_result(rec)
+                result = deadline_result(rec, deps)
             else:
                 if stage == Stage.VALIDATE and rec.status == Status.ACCEPTED:
                     rec = claim({"status": Status.VALIDATING})  # visible progress, and a claim before ARM calls
@@ -128,8 +129,26 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
             span.set("azure_job_id", new.azure_job_id)
 
 
-def _deadline_result(rec: RestoreRecord) -> StageResult:
-    where = f" (Azure job {rec.azure_job_id} may still be running; Azure cannot cancel it)" if rec.azure_job_id else ""
+def deadline_result(rec: RestoreRecord, deps: Deps) -> StageResult:
+    """Past the deadline. A restore whose Azure job we know is checked once more first: a job that has ended is
+    recorded with its real outcome, not failed for being late."""
+    job_status = None
+    if rec.azure_job_id and rec.stage in (Stage.MONITOR, Stage.WAIT):
+        try:
+            job = monitor.read_job(rec, deps)
+        except RestoreError as exc:
+            log.warning("last check of %s before its deadline failed: %s", rec.id, exc)
+            job = None
+        if isinstance(job, JobInfo) and job.terminal:
+            return monitor.classify(job, rec, deps)
+        job_status = job.status if isinstance(job, JobInfo) else None
+    return _deadline_result(rec, job_status)
+
+
+def _deadline_result(rec: RestoreRecord, job_status: str | None = None) -> StageResult:
+    seen = f" ({job_status} at the last check)" if job_status else ""
+    where = f" (Azure job {rec.azure_job_id}{seen} may still be running; Azure cannot cancel it)" \
+        if rec.azure_job_id else ""
     return StageResult(Outcome.FAILED, f"deadline {iso(rec.deadline)} passed{where}", error_code="DeadlineExceeded",
                        error_message=f"the restore did not finish by its deadline {iso(rec.deadline)}{where}",
                        error_fix="check the vault's jobs in Azure; submit again with a longer deadline_hours if "

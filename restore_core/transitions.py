@@ -26,7 +26,9 @@ class Outcome(StrEnum):
     NOT_READY = "not_ready"
     """Nothing changed yet; check again after a delay (expected, not a failure)."""
     REHYDRATED = "rehydrated"
-    """The rehydration completed."""
+    """The stand-alone rehydration completed; the restore can be triggered."""
+    RESTORING = "restoring"
+    """The one-request restore job finished its rehydration phase; its restore phase runs."""
     TRIGGERED = "triggered"
     """The Azure restore was triggered; the job id is recorded."""
     ADOPTED = "adopted"
@@ -49,8 +51,13 @@ TRANSITIONS: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
     (Stage.REHYDRATE, Outcome.ALREADY_REHYDRATED): (Stage.TRIGGER, Status.RESTORING),
     (Stage.REHYDRATE, Outcome.FAILED): (None, Status.FAILED),
     (Stage.REHYDRATE, Outcome.NOT_READY): (Stage.REHYDRATE, Status.REHYDRATING),
+    (Stage.REHYDRATE, Outcome.TRIGGERED): (Stage.WAIT, Status.WAITING),
+    (Stage.REHYDRATE, Outcome.ADOPTED): (Stage.WAIT, Status.WAITING),
     (Stage.WAIT, Outcome.NOT_READY): (Stage.WAIT, Status.WAITING),
     (Stage.WAIT, Outcome.REHYDRATED): (Stage.TRIGGER, Status.RESTORING),
+    (Stage.WAIT, Outcome.RESTORING): (Stage.MONITOR, Status.RESTORING),
+    (Stage.WAIT, Outcome.SUCCEEDED): (None, Status.SUCCEEDED),
+    (Stage.WAIT, Outcome.CANCELLED): (None, Status.FAILED),
     (Stage.WAIT, Outcome.FAILED): (None, Status.FAILED),
     (Stage.TRIGGER, Outcome.TRIGGERED): (Stage.MONITOR, Status.RESTORING),
     (Stage.TRIGGER, Outcome.ADOPTED): (Stage.MONITOR, Status.RESTORING),

@@ -23,7 +23,7 @@ from .errors import PermanentError, RestoreError
 from .events import publish_completion
 from .messages import Envelope
 from .models import Region, Stage, Status
-from .pipeline import STAGE_QUEUE_SETTING, _deadline_result, apply, send_stage
+from .pipeline import STAGE_QUEUE_SETTING, apply, deadline_result, send_stage
 from .records import ActiveEntry, RestoreRecord
 from .stages.common import vault_info
 from .stages.monitor import classify
@@ -98,7 +98,7 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
         if now >= e.deadline:
             rec = _load(deps, e)
             if rec is not None and rec.stage is not None:
-                apply(deps, rec, rec.stage, _deadline_result(rec), traceparent=rec.traceparent)
+                apply(deps, rec, rec.stage, deadline_result(rec, deps), traceparent=rec.traceparent)
                 report.expired.append(e.restore_id)
             handled.add(e.restore_id)
 
@@ -129,7 +129,7 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
 
     by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
     for e in entries:
-        if e.restore_id not in handled and e.stage == Stage.WAIT.value and e.next_check_at and \
+        if e.restore_id not in handled and e.stage == Stage.WAIT.value and not e.azure_job_id and e.next_check_at and \
                 now >= e.next_check_at - timedelta(seconds=deps.settings.poll_max_seconds):
             rec = _load(deps, e)
             if rec is not None and rec.backup_instance_id:

@@ -24,8 +24,14 @@ FAULT_MODES = {
     "job_fail": "the restore/rehydrate job ends Failed with error_code",
     "lost_500": "the operation takes effect but the client gets a 500",
     "lost_drop": "the operation takes effect but the connection is dropped",
+    "malformed": "200 with a body that is not valid JSON (operation has no effect)",
+    "html": "200 with an HTML page instead of JSON, as a proxy or gateway sends (operation has no effect)",
+    "error401": "401 ExpiredAuthenticationToken with WWW-Authenticate (a token hiccup; operation has no effect)",
+    "error403": "403 AuthorizationFailed (operation has no effect)",
+    "error404": "404 for the named operation even when the resource exists (operation has no effect)",
 }
-PRE_MODES = {"throttle", "error500", "error503", "drop", "delay"}
+PRE_MODES = {"throttle", "error500", "error503", "drop", "delay", "malformed", "html", "error401", "error403",
+             "error404"}
 POST_MODES = {"lost_500", "lost_drop"}
 
 

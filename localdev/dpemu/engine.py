@@ -397,13 +397,23 @@ class Engine:
                            "dbName": rp.databases[0] if len(rp.databases) == 1 else rp.databases,
                            "serverName": rp.server_name, "backupType": "Full", "backupDumpFormat": "CUSTOM",
                            "bytesTransferred": sum(rp.files.values())})
+        stores: list[dict[str, Any]] = []
         if rp.tier == "archive":
             status, expiry = rp.rehydration_status(now)
+            shown_expiry = iso(expiry) if expiry and status == "COMPLETED" else None
+            where = self.settings.rehydration_reported_on
+            on_archive = "archive_entry" in where
             store = {"id": rp.datastore_id, "type": "ArchiveStore", "creationTime": iso(rp.time + timedelta(days=7)),
                      "expiryTime": iso(rp.time + timedelta(days=5 * 365)), "metaData": meta, "state": "COMMITTED",
-                     "visible": True, "rehydrationExpiryTime": iso(expiry) if expiry and status == "COMPLETED"
-                     else None, "rehydrationStatus": status}
+                     "visible": True, "rehydrationExpiryTime": shown_expiry if on_archive else None,
+                     "rehydrationStatus": status if on_archive else None}
             expiry_time = rp.time + timedelta(days=5 * 365)
+            if "vault_entry" in where and status is not None:
+                stores.append({"id": f"{rp.datastore_id}-rehydrated", "type": "VaultStore",
+                               "creationTime": iso(rp.rehydration["started"]) if rp.rehydration else None,
+                               "expiryTime": shown_expiry, "metaData": meta, "state": "COMMITTED",
+                               "visible": status == "COMPLETED", "rehydrationExpiryTime": shown_expiry,
+                               "rehydrationStatus": status})
         else:
             expiry_time = rp.time + timedelta(days=90)
             store = {"id": rp.datastore_id, "type": "VaultStore", "creationTime": iso(rp.time),
@@ -417,7 +427,7 @@ class Engine:
                 "policyName": b.policy, "policyVersion": None,
                 "retentionTagName": "Monthly" if rp.tier == "archive" else "Default",
                 "retentionTagVersion": "637671427933449525", "recoveryPointState": "Completed",
-                "expiryTime": iso(expiry_time), "recoveryPointDataStoresDetails": [store],
+                "expiryTime": iso(expiry_time), "recoveryPointDataStoresDetails": [store, *stores],
             },
         }
 
@@ -437,7 +447,7 @@ class Engine:
         for i, name in enumerate(job.subtasks, start=1):
             st = sub_status
             if status == "InProgress" and name == "Rehydrate" and job.rp and job.rp.rehydration and \
-                    now >= job.rp.rehydration["ready_at"]:
+                    now >= job.rp.rehydration["ready_at"] and "job_subtask" in self.settings.rehydration_reported_on:
                 st = "Completed"
             subtasks.append({"taskId": i, "taskName": name, "taskStatus": st, "taskProgress": None,
                              "additionalDetails": None})
@@ -464,13 +474,19 @@ class Engine:
                 "extendedInfo": {
                     "additionalDetails": None, "backupInstanceState": None, "dataTransferedInBytes":
                         sum(job.rp.files.values()) if job.rp and status == "Completed" else None,
-                    "recoveryDestination": job.destination,
+                    "recoveryDestination": self._destination(job),
                     "sourceRecoverPoint": {"recoveryPointID": job.rp.id, "recoveryPointTime": iso(job.rp.time)}
                     if job.rp else None,
                     "targetRecoverPoint": None, "subTasks": subtasks,
                 },
             },
         }
+
+    def _destination(self, job: Job) -> str | None:
+        fmt = self.settings.job_destination_format
+        if fmt == "none" or not job.destination:
+            return None
+        return job.destination if fmt == "arm" else job.destination.rstrip("/").rsplit("/", 1)[-1]
 
     def op_status_json(self, op: Operation) -> dict[str, Any]:
         now = self.clock.now()

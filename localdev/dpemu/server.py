@@ -21,9 +21,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .control import POST_MODES, PRE_MODES, ControlError, Controls
+from .control import FAULT_MODES, POST_MODES, PRE_MODES, ControlError, Controls, Fault
 from .engine import BadRequest, Engine, NotFound, Operation, decode_token, encode_token
 from .timeutil import iso, parse_duration
+from .world import check_emulation_choices
 
 log = logging.getLogger("dpemu.server")
 
@@ -60,10 +61,53 @@ LRO_OPS = {"BackupInstances_ValidateForRestore", "BackupInstances_TriggerRestore
 JOB_OPS = {"BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
            "BackupInstances_TriggerCrossRegionRestore"}
 LRO_RETRY_SIM_SECONDS = {"BackupInstances_TriggerRestore": 30, "BackupInstances_TriggerCrossRegionRestore": 30}
+#: The api-versions ARM serves for Microsoft.DataProtection backup vaults (the stable and preview folders of
+#: Azure/azure-rest-api-specs specification/dataprotection). Anything else is refused as ARM refuses it.
+API_VERSIONS = frozenset({
+    "2021-01-01", "2021-02-01-preview", "2021-06-01-preview", "2021-07-01", "2021-10-01-preview", "2021-12-01-preview",
+    "2022-01-01", "2022-02-01-preview", "2022-03-01", "2022-03-31-preview", "2022-04-01", "2022-05-01",
+    "2022-09-01-preview", "2022-10-01-preview", "2022-11-01-preview", "2022-12-01", "2023-01-01",
+    "2023-04-01-preview", "2023-05-01", "2023-06-01-preview", "2023-08-01-preview", "2023-11-01",
+    "2023-12-01", "2024-02-01-preview", "2024-03-01", "2024-04-01", "2025-01-01", "2025-02-01-preview",
+    "2025-07-01", "2025-09-01", "2026-03-01", "2026-04-01-preview", "2026-06-01",
+})
+#: What ARM sends with a 401 (RFC 6750 challenge; azure-mgmt-core's challenge policy reads it).
+WWW_AUTHENTICATE = ('Bearer authorization_uri="https://login.microsoftonline.com/common", error="invalid_token", '
+                    'error_description="The access token is missing, invalid or expired."')
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1>"
+             b"<p>The upstream server returned an invalid response.</p></body></html>")
 
 
 def cloud_error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "target": None, "details": [], "additionalInfo": []}}
+
+
+def _pre_fault_reply(fault: Fault, rl: dict[str, str]) -> Reply:
+    """The answer of an injected fault that replaces the call (the operation has no effect)."""
+    mode = fault.mode
+    if mode == "throttle":
+        return Reply(429, cloud_error("TooManyRequests", "Injected throttling. Retry after Retry-After."),
+                     {"Retry-After": str(fault.retry_after), **rl})
+    if mode == "error503":
+        return Reply(503, cloud_error("ServiceUnavailable", fault.error_message),
+                     {"Retry-After": str(fault.retry_after)})
+    if mode == "drop":
+        return Reply(0, drop=True)
+    if mode == "malformed":
+        return Reply(200, raw=b'{"id": "/subscriptions/truncated', media_type="application/json")
+    if mode == "html":
+        return Reply(200, raw=HTML_PAGE, media_type="text/html")
+    if mode == "error401":
+        return Reply(401, cloud_error("ExpiredAuthenticationToken", "The access token expiry UTC time is earlier "
+                                                                    "than current UTC time."),
+                     {"WWW-Authenticate": WWW_AUTHENTICATE})
+    if mode == "error403":
+        return Reply(403, cloud_error("AuthorizationFailed", fault.error_message if fault.error_message !=
+                                      "Injected fault." else "The client does not have authorization to perform "
+                                      "this action (injected)."))
+    if mode == "error404":
+        return Reply(404, cloud_error("ResourceNotFound", "The resource was not found (injected)."))
+    return Reply(500, cloud_error("InternalServerError", fault.error_message))
 
 
 @dataclass
@@ -72,6 +116,8 @@ class Reply:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     drop: bool = False
+    raw: bytes | None = None  # sent verbatim instead of the JSON body (fault injection)
+    media_type: str | None = None
 
 
 @dataclass
@@ -115,10 +161,10 @@ class Server:
         if reply.drop:
             await self._drop(send)
             return
-        data = b"" if reply.body is None else json.dumps(reply.body).encode()
+        data = reply.raw if reply.raw is not None else b"" if reply.body is None else json.dumps(reply.body).encode()
         headers = {"x-ms-request-id": request.headers.get("x-ms-client-request-id", ""), **reply.headers}
         resp = Response(data, status_code=reply.status, headers=headers,
-                        media_type="application/json" if data else None)
+                        media_type=reply.media_type or ("application/json" if data else None))
         await resp(scope, receive, send)
 
     async def _drop(self, send: Callable[[Any], Awaitable[None]]) -> None:
@@ -158,7 +204,12 @@ class Server:
             self.controls.record(op, kind, 401, "unauthenticated")
             return Reply(401, cloud_error("InvalidAuthenticationToken",
                                           "The access token is missing or invalid. Send 'Authorization: Bearer "
-                                          "<token>' with a token issued by this emulator."))
+                                          "<token>' with a token issued by this emulator."),
+                         {"WWW-Authenticate": WWW_AUTHENTICATE})
+        refused = self._check_api_version(request, op)
+        if refused is not None:
+            self.controls.record(op, kind, refused.status, caller)
+            return refused
         reply = await self._arm(request, raw, m.groupdict(), op, kind, caller)
         self.controls.record(op, kind, 0 if reply.drop else reply.status, caller)
         return reply
@@ -181,16 +232,8 @@ class Server:
         if fault is not None:
             if fault.mode == "delay":
                 await asyncio.sleep(fault.delay_seconds)
-            elif fault.mode == "throttle":
-                return Reply(429, cloud_error("TooManyRequests", "Injected throttling. Retry after Retry-After."),
-                             {"Retry-After": str(fault.retry_after), **rl})
-            elif fault.mode == "error500":
-                return Reply(500, cloud_error("InternalServerError", fault.error_message))
-            elif fault.mode == "error503":
-                return Reply(503, cloud_error("ServiceUnavailable", fault.error_message),
-                             {"Retry-After": str(fault.retry_after)})
-            elif fault.mode == "drop":
-                return Reply(0, drop=True)
+            else:
+                return _pre_fault_reply(fault, rl)
         try:
             body = json.loads(raw) if raw.strip() else None
         except ValueError:
@@ -210,6 +253,22 @@ class Server:
                     500, cloud_error("InternalServerError", lost.error_message))
         return reply
 
+    @staticmethod
+    def _check_api_version(request: Request, op: str) -> Reply | None:
+        """ARM refuses a missing or unknown api-version before the resource provider sees the call. Polling URLs
+        (operationStatus/operationResults) carry the version the emulator put in them, so they pass too."""
+        version = next((v for k, v in request.query_params.items() if k.lower() == "api-version"), None)
+        if version is None:
+            return Reply(400, cloud_error("MissingApiVersionParameter",
+                                          "The api-version query parameter (?api-version=) is required for all "
+                                          "requests."))
+        if version not in API_VERSIONS:
+            return Reply(400, cloud_error(
+                "NoRegisteredProviderFound",
+                f"No registered resource provider found for API version '{version}' and operation '{op}'. The "
+                f"supported api-versions are '{', '.join(sorted(API_VERSIONS))}'."))
+        return None
+
     def _q(self, call: Call, name: str) -> str | None:
         return next((v for k, v in call.query.items() if k.lower() == name.lower()), None)
 
@@ -218,16 +277,17 @@ class Server:
         return f"{self.base_url}{call.path}?{q}"
 
     def _retry_headers(self, call: Call) -> dict[str, str]:
-        """Scaled LRO poll delay. azure-core 1.41 reads ``Retry-After`` FIRST (then ``retry-after-ms``), so under a
-        scaled clock ``Retry-After`` is sent as fractional real seconds (e.g. ``0.02``), which azure-core parses as
-        a float; ``integer_retry_after`` (admin config) restores RFC-style integers >= 1 s."""
+        """Scaled LRO poll delay. ``Retry-After`` is always a whole number of seconds, as ARM sends it. Under a
+        scaled clock a delay below one real second cannot be said that way: then only ``retry-after-ms`` is sent
+        (azure-core reads ``Retry-After`` first and falls back to ``retry-after-ms``). ``integer_retry_after``
+        (admin config) sends exactly what Azure would: ``Retry-After`` in whole seconds (>= 1), nothing else."""
         sim = LRO_RETRY_SIM_SECONDS.get(call.operation, 10)
         real_ms = max(20, math.ceil(sim * 1000 / self.engine.clock.scale))
-        if self.integer_retry_after or real_ms >= 1000:
-            retry_after = str(max(1, math.ceil(real_ms / 1000)))
-        else:
-            retry_after = f"{real_ms / 1000:.3f}"
-        return {"Retry-After": retry_after, "retry-after-ms": str(real_ms)}
+        if self.integer_retry_after:
+            return {"Retry-After": str(max(1, math.ceil(real_ms / 1000)))}
+        if real_ms >= 1000:
+            return {"Retry-After": str(math.ceil(real_ms / 1000)), "retry-after-ms": str(real_ms)}
+        return {"retry-after-ms": str(real_ms)}
 
     def _lro(self, call: Call, op: Operation) -> Reply:
         base = f"{self.base_url}/subscriptions/{op.subscription}/providers/Microsoft.DataProtection/locations/" \
@@ -259,9 +319,7 @@ class Server:
                 return Reply(202, None, r.headers)
             if o.error:
                 return Reply(400, {"error": o.error})
-            if o.result_kind == "none":
-                return Reply(204)
-            return Reply(200, e.op_result_json(o))
+            return Reply(200, e.op_result_json(o))  # the spec's OperationResult_Get answers 200 or 202, never 204
         if "loc" in p:
             return self._crr(call)
         v = e.vault(p["sub"], p["rg"], p["vault"])
@@ -359,9 +417,7 @@ class Server:
                     return Reply(201, c.add_fault(body).to_json())
                 if method == "DELETE":
                     return Reply(200, {"removed": c.clear_faults(parts[1] if len(parts) > 1 else None)})
-                return Reply(200, {"faults": [f.to_json() for f in c.faults], "modes": sorted(PRE_MODES | POST_MODES
-                                                                                             | {"lro_fail",
-                                                                                                "job_fail"})})
+                return Reply(200, {"faults": [f.to_json() for f in c.faults], "modes": sorted(FAULT_MODES)})
             if key == "metering":
                 if method == "DELETE":
                     c.reset_metering()
@@ -402,7 +458,9 @@ class Server:
                 "rehydration_duration_high": f"PT{s.rehydration_high.total_seconds():g}S",
                 "crr_replication_lag": f"PT{s.crr_replication_lag.total_seconds():g}S",
                 "arm_latency_seconds": self.controls.arm_latency_seconds,
-                "integer_retry_after": self.integer_retry_after}
+                "integer_retry_after": self.integer_retry_after,
+                "job_destination_format": s.job_destination_format,
+                "rehydration_reported_on": list(s.rehydration_reported_on)}
 
     def _set_config(self, body: dict[str, Any]) -> None:
         s = self.engine.settings
@@ -419,6 +477,10 @@ class Server:
                 if not isinstance(v, bool):
                     raise ValueError("integer_retry_after: give true or false")
                 self.integer_retry_after = v
+            elif k == "job_destination_format":
+                s.job_destination_format, _ = check_emulation_choices(v, s.rehydration_reported_on)
+            elif k == "rehydration_reported_on":
+                _, s.rehydration_reported_on = check_emulation_choices(s.job_destination_format, v)
             elif k == "time_scale":
                 self.engine.clock.set_scale(float(v))
             elif k in ("page_size", "job_page_size"):
@@ -431,7 +493,7 @@ class Server:
                 self.controls.arm_latency_seconds = float(v)
             else:
                 known = sorted([*durations, "time_scale", "page_size", "job_page_size", "arm_latency_seconds",
-                                "integer_retry_after"])
+                                "integer_retry_after", "job_destination_format", "rehydration_reported_on"])
                 raise ValueError(f"unknown config key '{k}'; known: {known}")
 
     def _world_summary(self) -> dict[str, Any]:

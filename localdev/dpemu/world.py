@@ -131,6 +131,26 @@ class Settings:
     rehydration_high: timedelta = timedelta(hours=1)
     crr_replication_lag: timedelta = timedelta(0)
     datastore_container: str = "dpemu-vault-datastore"
+    #: How a job shows ``extendedInfo.recoveryDestination`` (no format is specified): ``arm`` (the target's ARM id or
+    #: container URL + prefix), ``name`` (only the database name or file prefix), ``none`` (left out).
+    job_destination_format: str = "arm"
+    #: Where a completed rehydration is reported (no public example shows it): any of ``archive_entry`` (the
+    #: ArchiveStore data store entry of the point), ``vault_entry`` (an extra VaultStore entry of the point),
+    #: ``job_subtask`` (the Rehydrate subtask of a one-request restore job). Empty: nowhere until the job ends.
+    rehydration_reported_on: tuple[str, ...] = ("archive_entry", "job_subtask")
+
+
+DESTINATION_FORMATS = ("arm", "name", "none")
+REHYDRATION_REPORTS = ("archive_entry", "vault_entry", "job_subtask")
+
+
+def check_emulation_choices(destination_format: Any, reported_on: Any) -> tuple[str, tuple[str, ...]]:
+    """Validate the two 'Azure does not say' settings (world file and admin config); raises ValueError."""
+    if destination_format not in DESTINATION_FORMATS:
+        raise ValueError(f"job_destination_format: got {destination_format!r}; use one of {list(DESTINATION_FORMATS)}")
+    if not isinstance(reported_on, (list, tuple)) or any(r not in REHYDRATION_REPORTS for r in reported_on):
+        raise ValueError(f"rehydration_reported_on: give a list of {list(REHYDRATION_REPORTS)} (may be empty)")
+    return str(destination_format), tuple(reported_on)
 
 
 @dataclass
@@ -202,6 +222,11 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         crr_replication_lag=_dur(s.get("crr_replication_lag", "PT0S"), "settings.crr_replication_lag"),
         datastore_container=str(s.get("datastore_container", "dpemu-vault-datastore")),
     )
+    try:
+        settings.job_destination_format, settings.rehydration_reported_on = check_emulation_choices(
+            s.get("job_destination_format", "arm"), s.get("rehydration_reported_on", ["archive_entry", "job_subtask"]))
+    except ValueError as exc:
+        raise WorldError(f"settings.{exc}") from None
     if settings.page_size < 1 or settings.job_page_size < 1:
         raise WorldError("settings.page_size and settings.job_page_size must be >= 1")
 

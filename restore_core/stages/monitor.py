@@ -19,6 +19,7 @@ from typing import Any
 from ..arm_ids import job_name
 from ..deps import Deps
 from ..dp_client import JobInfo
+from ..errors import AzureRejection
 from ..models import Region
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
@@ -63,15 +64,27 @@ def learn(deps: Deps, rec: RestoreRecord) -> None:
         deps.memo.put("jobstats", key, value)
 
 
-def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
+    """One read of the restore's Azure job; a refusal to show a job we hold the id of (404 while Azure catches up,
+    403 while a token or role assignment settles) is checked again later, never final: the deadline bounds it."""
     assert rec.azure_job_id
-    if rec.region == Region.SECONDARY.value:
-        assert rec.restore_location
-        job = deps.dp.fetch_cross_region_job(vault_ref(rec), secondary=rec.restore_location,
-                                             primary=vault_info(rec).location, job_id=rec.azure_job_id)
-    else:
-        job = deps.dp.get_job(vault_ref(rec), rec.azure_job_id)
-    return classify(job, rec, deps)
+    try:
+        if rec.region == Region.SECONDARY.value:
+            assert rec.restore_location
+            return deps.dp.fetch_cross_region_job(vault_ref(rec), secondary=rec.restore_location,
+                                                  primary=vault_info(rec).location, job_id=rec.azure_job_id)
+        return deps.dp.get_job(vault_ref(rec), rec.azure_job_id)
+    except AzureRejection as exc:
+        delay = backoff(deps, rec.polls)
+        return StageResult(Outcome.NOT_READY, f"could not read job {job_name(rec.azure_job_id)} ({exc.code}: "
+                                              f"{exc.message}); checking again in {delay:.1f}s",
+                           changes={"polls": rec.polls + 1, "transient_failures": rec.transient_failures + 1},
+                           delay=delay, log_event=rec.transient_failures == 0)
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    job = read_job(rec, deps)
+    return job if isinstance(job, StageResult) else classify(job, rec, deps)
 
 
 def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:

@@ -2,16 +2,27 @@
 
 Consumes: a validated restore (status ``restoring``, no job id yet).
 Does: records the intent with an ETag-guarded write, triggers (``restore`` or ``crossRegionRestore``), and the
-pipeline records the job id. When a retry finds an intent without a job id (crash between trigger and state write,
-or an answer lost on the wire), it looks up the job this restore already started — client-side match on backup
-instance, operation, target and start time — and adopts it instead of triggering again. Only when no such job has
-appeared after ``RESTORE_TRIGGER_GRACE_SECONDS`` (longer than any trigger call can run) is the trigger repeated.
+pipeline records the job id. When a retry finds an intent without a job id (crash between the intent and the state
+write, an answer lost on the wire, an error while following the accepted operation), it looks for the job this
+restore started and adopts it instead of triggering again. A job is this restore's when it matches on everything
+Azure specifies — a restore operation, the backup instance, the recovery point, a start inside the window of the
+intent — and on its destination when the destination can be compared (``recoveryDestination`` has no specified
+format: an ARM id or a URL is compared exactly, anything else is left out of the match). When exactly one job
+matches it is adopted; when several match, or none has appeared after ``RESTORE_TRIGGER_GRACE_SECONDS`` (longer than
+any trigger call can run), the restore is **never triggered again**: it ends ``failed`` with code
+``TriggerOutcomeUnknown``, naming the jobs it found, for an operator to decide. Only a trigger ARM refused before
+doing anything (429/503) is sent again.
 Next: monitor.
+
+:func:`start_job` is the same exactly-once start for any request that creates a restore job (the one-request
+archive restore of the rehydrate stage uses it too).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import Enum
 
 from .. import restore_requests as rr
 from ..arm_ids import same_id
@@ -27,34 +38,79 @@ from .common import bi_ref, plan_of, request_of, vault_info, vault_ref
 from .monitor import expected_seconds
 
 CLOCK_SKEW = timedelta(minutes=5)
+MAX_NAMED_JOBS = 5
 
 
-def _matches(job: JobInfo, rec: RestoreRecord) -> bool:
-    if rec.trigger_intent_at is None:
-        return False
-    if (job.operation_category or job.operation or "").lower() not in ("restore", "crossregionrestore") and \
-            "restore" not in (job.operation or "").lower():
-        return False
+class Match(Enum):
+    NO = "no"
+    CERTAIN = "certain"
+    """Every specified field and the destination match."""
+    LIKELY = "likely"
+    """Every specified field matches; the destination could not be compared (missing or in another format)."""
+
+
+def _comparable(destination: str) -> bool:
+    d = destination.strip().lower()
+    return d.startswith("/subscriptions/") or d.startswith("https://")
+
+
+def match(job: JobInfo, rec: RestoreRecord, grace_seconds: float) -> Match:
+    """How surely ``job`` is the one this restore's trigger started."""
+    if rec.trigger_intent_at is None or "restore" not in (job.operation_category or job.operation or "").lower():
+        return Match.NO
     if job.backup_instance_id and not same_id(job.backup_instance_id, rec.backup_instance_id):
-        return False
-    if job.start_time is None or job.start_time < rec.trigger_intent_at - CLOCK_SKEW:
-        return False
-    dest, target = (job.destination or "").lower().rstrip("/"), (rec.target_resource or "").lower().rstrip("/")
-    return bool(dest) and dest == target  # exact: prefix "x_1" must never adopt the job of "x_10"
+        return Match.NO
+    if job.recovery_point_id and rec.recovery_point_id and \
+            job.recovery_point_id.lower() != rec.recovery_point_id.lower():
+        return Match.NO
+    latest_start = rec.trigger_intent_at + timedelta(seconds=grace_seconds) + CLOCK_SKEW
+    if job.start_time is None or not rec.trigger_intent_at - CLOCK_SKEW <= job.start_time <= latest_start:
+        return Match.NO
+    dest = (job.destination or "").strip()
+    if not dest or not _comparable(dest):
+        return Match.LIKELY
+    target = (rec.target_resource or "").lower().rstrip("/")
+    return Match.CERTAIN if dest.lower().rstrip("/") == target else Match.NO  # exact: "x_1" never adopts "x_10"
 
 
-def find_started_job(rec: RestoreRecord, deps: Deps) -> JobInfo | None:
+def _jobs(rec: RestoreRecord, deps: Deps) -> list[JobInfo]:
     vault = vault_info(rec)
     if rec.region == Region.SECONDARY.value:
         assert rec.restore_location
-        jobs = deps.dp.fetch_cross_region_jobs(vault_ref(rec), secondary=rec.restore_location, primary=vault.location)
+        return deps.dp.fetch_cross_region_jobs(vault_ref(rec), secondary=rec.restore_location, primary=vault.location)
+    return deps.dp.list_jobs(vault_ref(rec))
+
+
+def find_candidates(rec: RestoreRecord, deps: Deps) -> tuple[list[JobInfo], list[JobInfo]]:
+    """Jobs that are surely this restore's, and jobs that may be (oldest first)."""
+    grace = deps.settings.trigger_grace_seconds
+    found = sorted(_jobs(rec, deps), key=lambda j: j.start_time or rec.created_at)
+    certain = [j for j in found if match(j, rec, grace) == Match.CERTAIN]
+    likely = [j for j in found if match(j, rec, grace) == Match.LIKELY]
+    return certain, likely
+
+
+def _needs_operator(rec: RestoreRecord, found: list[JobInfo]) -> StageResult:
+    if found:
+        names = ", ".join(f"{j.name} ({j.status}, started {j.start_time.isoformat() if j.start_time else '?'}, "
+                          f"destination {j.destination or 'not shown'})" for j in found[:MAX_NAMED_JOBS])
+        more = f" and {len(found) - MAX_NAMED_JOBS} more" if len(found) > MAX_NAMED_JOBS else ""
+        what = f"{len(found)} Azure jobs could each be this restore's: {names}{more}"
     else:
-        jobs = deps.dp.list_jobs(vault_ref(rec))
-    found = sorted((j for j in jobs if _matches(j, rec)), key=lambda j: j.start_time or rec.created_at)
-    return found[0] if found else None
+        what = ("no Azure job of this restore appeared within the trigger grace period after the trigger was sent "
+                "(its answer was lost, or the process stopped around the trigger)")
+    return StageResult(Outcome.FAILED, f"trigger outcome unknown: {what}", error_code="TriggerOutcomeUnknown",
+                       error_message=f"it is not certain whether the Azure restore was started: {what}; this service "
+                                     f"never triggers a restore twice when unsure",
+                       error_fix="look at the vault's restore jobs (Backup center > Backup jobs, or az dataprotection "
+                                 "job list): follow the job that is this restore's there; if none is, submit the "
+                                 "restore again with a new idempotency key")
 
 
-def _first_check(deps: Deps, rec: RestoreRecord, since: datetime) -> tuple[float, float | None]:
+FirstCheck = Callable[[Deps, RestoreRecord, datetime], tuple[float, float | None]]
+
+
+def learned_first_check(deps: Deps, rec: RestoreRecord, since: datetime) -> tuple[float, float | None]:
     """Delay of the first monitor message: when jobs of this instance usually end (else the minimum interval)."""
     expected = expected_seconds(deps, rec.backup_instance_id)
     if expected is None:
@@ -65,55 +121,82 @@ def _first_check(deps: Deps, rec: RestoreRecord, since: datetime) -> tuple[float
     return max(deps.settings.poll_min_seconds, min(left, until_deadline)), expected
 
 
-def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResult | None:
+    """The outcome of looking for the job an earlier attempt started; None: nothing found yet, look again later."""
+    assert rec.trigger_intent_at is not None
+    try:
+        certain, likely = find_candidates(rec, deps)
+    except AzureRejection as exc:  # the trigger may have run: never decide on a failed look-up
+        delay = max(deps.settings.poll_min_seconds, deps.settings.poll_max_seconds / 4)
+        return StageResult(Outcome.NOT_READY, f"could not list the jobs to adopt ({exc.code}); looking again in "
+                                              f"{delay:.0f}s", delay=delay)
+    job = certain[0] if len(certain) == 1 else likely[0] if not certain and len(likely) == 1 else None
+    if job is not None:
+        delay, expected = first_check(deps, rec, rec.trigger_intent_at)
+        how = "" if certain else " (matched on instance, point and time; its destination is not comparable)"
+        return StageResult(Outcome.ADOPTED, f"adopted job {job.name} started by an earlier attempt{how} "
+                                            f"(no second trigger)",
+                           changes={"azure_job_id": job.id or job.name, "job_status": job.status,
+                                    "job_start": job.start_time, "triggered_at": rec.trigger_intent_at,
+                                    "expected_job_seconds": expected}, delay=delay)
+    if len(certain) > 1 or len(likely) > 1:
+        return _needs_operator(rec, certain or likely)
+    return None
+
+
+def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], str], *, what: str,
+              first_check: FirstCheck = learned_first_check) -> StageResult:
+    """Start one Azure restore job exactly once: adopt what an earlier attempt started, never trigger when unsure."""
     now = deps.clock()
     s = deps.settings
     if rec.azure_job_id:
         return StageResult(Outcome.ADOPTED, f"job {rec.azure_job_id} already recorded")
     if rec.trigger_intent_at is not None:
-        job = find_started_job(rec, deps)
-        if job is not None:
-            delay, expected = _first_check(deps, rec, rec.trigger_intent_at)
-            return StageResult(Outcome.ADOPTED, f"adopted job {job.name} started by an earlier attempt "
-                                                f"(no second trigger)",
-                               changes={"azure_job_id": job.id or job.name, "job_status": job.status,
-                                        "job_start": job.start_time, "triggered_at": rec.trigger_intent_at,
-                                        "expected_job_seconds": expected}, delay=delay)
+        adopted = _adopt(rec, deps, first_check)
+        if adopted is not None:
+            return adopted
         age = (now - rec.trigger_intent_at).total_seconds()
-        if age < s.trigger_grace_seconds:
-            delay = min(s.trigger_grace_seconds - age, max(s.poll_min_seconds, s.poll_max_seconds / 4))
-            return StageResult(Outcome.NOT_READY, f"an earlier trigger may still be in flight; looking again in "
-                                                  f"{delay:.0f}s", delay=delay)
-    req = request_of(rec)
-    plan = plan_of(rec, req)
-    vault = vault_info(rec)
+        if age >= s.trigger_grace_seconds:
+            return _needs_operator(rec, [])
+        delay = min(s.trigger_grace_seconds - age, max(s.poll_min_seconds, s.poll_max_seconds / 4))
+        return StageResult(Outcome.NOT_READY, f"an earlier trigger may still be in flight; looking again in "
+                                              f"{delay:.0f}s", delay=delay)
     rec = claim({"trigger_intent_at": now})
     try:
-        if rec.region == Region.SECONDARY.value:
-            assert rec.restore_location
-            job_id = deps.dp.trigger_cross_region_restore(vault_ref(rec), rec.restore_location,
-                                                          rr.cross_region_request(plan, vault.location))
-        else:
-            job_id = deps.dp.trigger_restore(bi_ref(rec), rr.restore_request(plan))
+        job_id = send()
     except RetryableError as exc:
         if exc.throttled:  # ARM refused before doing anything: no job can exist, trigger again after Retry-After
             claim({"trigger_intent_at": None})
             delay = max(exc.retry_after or 0.0, s.poll_min_seconds)
-            return StageResult(Outcome.NOT_READY, f"trigger throttled by ARM; trying again in {delay:.1f}s",
+            return StageResult(Outcome.NOT_READY, f"{what} throttled by ARM; trying again in {delay:.1f}s",
                                delay=delay)
-        return StageResult(Outcome.NOT_READY, f"trigger answer not received ({exc}); will look for the job before "
-                                              f"triggering again",
-                           delay=max(exc.retry_after or 0.0, s.poll_min_seconds))
+        return StageResult(Outcome.NOT_READY, f"{what}: answer not received ({exc}); will look for the job before "
+                                              f"anything else", delay=max(exc.retry_after or 0.0, s.poll_min_seconds))
     except AzureRejection as exc:
-        ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
-        return StageResult(Outcome.FAILED, f"trigger refused: {ex.code}", error_code=ex.code,
+        req = request_of(rec)
+        ex = explain(exc.code, exc.message, request=req, principal_id=vault_info(rec).principal_id,
+                     azure_fix=exc.fix)
+        return StageResult(Outcome.FAILED, f"{what} refused: {ex.code}", error_code=ex.code,
                            error_message=ex.message, error_fix=ex.fix)
     if not job_id:
-        return StageResult(Outcome.NOT_READY, "trigger accepted without a job id; looking the job up",
+        return StageResult(Outcome.NOT_READY, f"{what} accepted without a job id; looking the job up",
                            delay=s.poll_min_seconds)
     done = deps.clock()
-    delay, expected = _first_check(deps, rec, done)
-    return StageResult(Outcome.TRIGGERED, f"restore triggered: job {job_id.rsplit('/', 1)[-1]}"
+    delay, expected = first_check(deps, rec, done)
+    return StageResult(Outcome.TRIGGERED, f"{what} triggered: job {job_id.rsplit('/', 1)[-1]}"
                                           + (f"; first check in {delay:.1f}s (usual duration)" if expected else ""),
                        changes={"azure_job_id": job_id, "job_status": "InProgress", "polls": 0,
                                 "triggered_at": done, "expected_job_seconds": expected}, delay=delay)
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    plan = plan_of(rec, request_of(rec))
+
+    def send() -> str:
+        if rec.region == Region.SECONDARY.value:
+            assert rec.restore_location
+            return deps.dp.trigger_cross_region_restore(vault_ref(rec), rec.restore_location,
+                                                        rr.cross_region_request(plan, vault_info(rec).location))
+        return deps.dp.trigger_restore(bi_ref(rec), rr.restore_request(plan))
+
+    return start_job(rec, deps, claim, send, what="restore")

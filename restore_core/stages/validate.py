@@ -18,11 +18,17 @@ from ..deps import Deps
 from ..dp_client import RecoveryPointInfo, latest
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, Region, RestoreRequest
+from ..models import DatabaseTarget, Region, RehydrationPriority, RestoreRequest
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import cached_vault, plan_of, request_of
+
+#: The az CLI and PowerShell offer only Standard rehydration priority for PostgreSQL; the API enum has High.
+HIGH_PRIORITY_WARNING = {"code": "RehydrationPriorityHigh",
+                         "message": "rehydration priority High was requested; the az CLI and PowerShell offer only "
+                                    "Standard for PostgreSQL, so Azure may refuse it (the restore then fails with "
+                                    "Azure's error; submit again with priority Standard)"}
 
 RESTORABLE_STATES = {None, "", "ProtectionConfigured", "ProtectionStopped", "BackupSchedulesSuspended",
                      "RetentionSchedulesSuspended", "ProtectionError", "UpdatingProtection"}
@@ -139,8 +145,11 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         result.changes = facts
         return result
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
+    if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
+        facts["warnings"] = [*rec.warnings, HIGH_PRIORITY_WARNING]
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
+    warned = f"; warning: {HIGH_PRIORITY_WARNING['message']}" if "warnings" in facts else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}", changes=facts)
+                                f"restore to {location}{warned}", changes=facts)
 

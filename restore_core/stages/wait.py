@@ -1,20 +1,26 @@
-"""Stage wait.
+"""Stage wait: wait for an archived point to be rehydrated.
 
-Consumes: a restore waiting for its archived point to be rehydrated (status ``waiting``).
-Does: one recovery-point read; if not rehydrated yet, asks to be called again after a growing, capped interval
-(a delayed self-message; never sleeps, never throws to retry). Past the deadline it fails with the reason.
-Next: trigger (rehydrated), wait (not yet), or ``failed``.
+Consumes: a restore in status ``waiting``. Two cases (see the rehydrate stage):
+- a one-request restore job is running (``azure_job_id`` set): one job read per check. When the job's rehydration
+  sub-task reports completed, the restore phase follows in monitor; when the job ends (Azure may report nothing in
+  between), its outcome is recorded here as monitor would.
+- a stand-alone rehydration (or one that was already running): one recovery-point read per check, completed when
+  any data store entry of the point reports ``COMPLETED`` (Azure does not say which entry does). Nothing is ever
+  requested again from here: a point is never paid for twice.
+Checks are delayed self-messages after a growing, capped interval (never sleeps, never throws to retry); the
+watchdog batches long waits per backup instance.
+Next: trigger (stand-alone rehydration done), monitor (job in its restore phase), wait (not yet), or terminal.
 """
 
 from __future__ import annotations
 
-from .. import restore_requests as rr
 from ..deps import Deps
-from ..dp_client import RecoveryPointInfo
+from ..dp_client import JobInfo, RecoveryPointInfo
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import backoff, bi_ref, request_of
+from .common import backoff, bi_ref
+from .monitor import classify, read_job
 
 
 def rehydrated(point: RecoveryPointInfo, seen_by: str = "") -> StageResult:
@@ -24,7 +30,23 @@ def rehydrated(point: RecoveryPointInfo, seen_by: str = "") -> StageResult:
                        changes={"rehydration_expiry": point.rehydration_expiry, "polls": 0})
 
 
+def job_phase(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
+    """A one-request restore job seen while waiting: ended, in its restore phase, or still rehydrating."""
+    if job.terminal:
+        return classify(job, rec, deps)
+    if job.subtask_done("rehydrat"):
+        return StageResult(Outcome.RESTORING, f"job {job.name}: rehydration completed; restore phase running",
+                           changes={"job_status": job.status, "polls": 0}, delay=backoff(deps, 0))
+    delay = backoff(deps, rec.polls)
+    return StageResult(Outcome.NOT_READY, f"job {job.name} rehydrating ({job.status}); next check in {delay:.1f}s",
+                       changes={"polls": rec.polls + 1, "job_status": job.status}, delay=delay,
+                       log_event=rec.polls == 0)
+
+
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    if rec.azure_job_id:
+        job = read_job(rec, deps)
+        return job if isinstance(job, StageResult) else job_phase(job, rec, deps)
     assert rec.recovery_point_id
     point = deps.dp.get_recovery_point(bi_ref(rec), rec.recovery_point_id)
     status = (point.rehydration_status or "").upper()
@@ -34,14 +56,6 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         return StageResult(Outcome.FAILED, f"rehydration of {point.id} ended {status}",
                            error_code="RehydrationFailed", error_message=f"rehydration ended {status}",
                            error_fix="submit the restore again; if it fails again, check the vault's jobs in Azure")
-    now = deps.clock()
-    requested = rec.rehydration_requested_at
-    if not status and (requested is None or (now - requested).total_seconds() > deps.settings.trigger_grace_seconds):
-        # nothing running: the earlier request never took effect (lost answer, crash) - ask once more
-        req = request_of(rec)
-        claim({"rehydration_requested_at": now})
-        deps.dp.trigger_rehydrate(bi_ref(rec), rr.rehydration_request(point.id, req.rehydration.priority.value,
-                                                                      req.rehydration.retention_days))
     delay = backoff(deps, rec.polls)
-    return StageResult(Outcome.NOT_READY, f"rehydration {status or 'pending'}; next check in {delay:.1f}s",
+    return StageResult(Outcome.NOT_READY, f"rehydration {status or 'not reported yet'}; next check in {delay:.1f}s",
                        changes={"polls": rec.polls + 1}, delay=delay, log_event=rec.polls == 0)

@@ -162,15 +162,25 @@ class FakeDataProtection:
         self.jobs[name] = replace(job, status=status, end_time=job.start_time + timedelta(seconds=seconds),
                                   errors=errors or [], warnings=warnings or [])
 
+    def finish_rehydration_phase(self, name: str) -> None:
+        """The Rehydrate sub-task of a one-request restore job reports Completed."""
+        job = self.jobs[name]
+        self.jobs[name] = replace(job, subtasks=tuple((n, "Completed" if n == "Rehydrate" else st)
+                                                      for n, st in job.subtasks))
+
     def only_job(self) -> JobInfo:
         assert len(self.jobs) == 1, self.jobs
         return next(iter(self.jobs.values()))
 
     def _new_job(self, bi_id: str, request: Any, operation: str) -> JobInfo:
         name = str(uuid.uuid4())
+        one_request = isinstance(request, m.AzureBackupRestoreWithRehydrationRequest)
+        subtasks = (("Rehydrate", "InProgress"), ("Trigger Restore", "InProgress")) if one_request else (
+            ("Trigger Restore", "InProgress"),)
         job = JobInfo(id=f"{VAULT_ID}/backupJobs/{name}", name=name, status="InProgress", operation=operation,
                       operation_category=operation, backup_instance_id=bi_id, destination=_destination(request),
-                      start_time=self.clock(), end_time=None)
+                      start_time=self.clock(), end_time=None, recovery_point_id=request.recovery_point_id,
+                      subtasks=subtasks)
         self.jobs[name] = job
         return job
 
@@ -207,6 +217,8 @@ class FakeDataProtection:
 
     def get_job(self, vault: VaultRef, job_id: str) -> JobInfo:
         self._enter("get_job")
+        if job_name(job_id) not in self.jobs:
+            raise AzureRejection("UserErrorJobNotFound", f"job {job_id} not found", status=404)
         return self.jobs[job_name(job_id)]
 
     def list_jobs(self, vault: VaultRef) -> list[JobInfo]:

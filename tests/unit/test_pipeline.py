@@ -28,6 +28,7 @@ from .fakes import (
     Harness,
     database_body,
     files_body,
+    settings,
 )
 
 
@@ -45,6 +46,12 @@ def no_sleeping(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def h() -> Harness:
     return Harness()
+
+
+@pytest.fixture
+def h2() -> Harness:
+    """The stand-alone rehydrate-then-restore flow."""
+    return Harness(settings=settings(RESTORE_REHYDRATION_FLOW="two-step"))
 
 
 def wire(obj: Any) -> dict[str, Any]:
@@ -103,7 +110,8 @@ def test_files_restore_triggers_with_files_target(h: Harness) -> None:
     assert h.record().target_kind == "files"
 
 
-def test_archive_point_goes_rehydrate_wait_then_trigger_with_growing_delays(h: Harness) -> None:
+def test_archive_point_goes_rehydrate_wait_then_trigger_with_growing_delays(h2: Harness) -> None:
+    h = h2
     h.dp.add_archive_point()
     h.submit(database_body(rehydration={"priority": "High", "retention_days": 20}))
 
@@ -159,7 +167,8 @@ def _deliver_everything_twice(h: Harness) -> None:
     raise AssertionError("pipeline did not finish")
 
 
-def test_duplicate_delivery_of_every_stage_message_changes_nothing_and_triggers_once(h: Harness) -> None:
+def test_duplicate_delivery_of_every_stage_message_changes_nothing_and_triggers_once(h2: Harness) -> None:
+    h = h2
     h.dp.add_archive_point()
     h.submit()
     for _ in range(3):
@@ -238,19 +247,22 @@ def test_lost_trigger_answer_looks_for_the_job_then_adopts_it(h: Harness) -> Non
     assert h.stages_of(sent) == [Stage.MONITOR]
 
 
-def test_trigger_never_accepted_is_repeated_only_after_the_grace_period(h: Harness) -> None:
+def test_trigger_whose_outcome_stays_unknown_is_never_sent_again_and_asks_an_operator(h: Harness) -> None:
     h.submit()
     h.step()
-    h.dp.fail_before["trigger_restore"] = [RetryableError("connection reset before ARM got it")]
+    h.dp.fail_before["trigger_restore"] = [RetryableError("connection reset; did ARM get it?")]
     h.step()
     assert h.dp.jobs == {}
     waited = 0.0
-    while h.dp.trigger_calls == 1:
+    while h.pending:
         msg, _ = h.step()
         waited += msg.delay_seconds
         assert h.stage_of[msg.queue] is Stage.TRIGGER
+    rec = h.record()
     assert waited >= h.settings.trigger_grace_seconds
-    assert h.dp.trigger_calls == 2 and h.record().azure_job_id == h.dp.only_job().id
+    assert h.dp.trigger_calls == 1, "never a second trigger when unsure"
+    assert rec.status is Status.FAILED and rec.error_code == "TriggerOutcomeUnknown"
+    assert "new idempotency key" in (rec.error_fix or "") and "no Azure job" in (rec.error_message or "")
 
 
 def test_duplicate_arriving_while_trigger_is_in_flight_does_not_trigger_again(h: Harness) -> None:
@@ -395,7 +407,8 @@ def test_cancel_before_trigger_cancels_and_publishes_completion(h: Harness) -> N
     assert h.store.active() == []
 
 
-def test_cancel_while_waiting_for_rehydration_is_allowed(h: Harness) -> None:
+def test_cancel_while_waiting_for_rehydration_is_allowed(h2: Harness) -> None:
+    h = h2
     h.dp.add_archive_point()
     rec = h.submit()
     h.run(until=Stage.WAIT)

@@ -15,7 +15,7 @@ from restore_core.models import Stage, Status
 from restore_core.records import RestoreRecord, TimelineEvent
 from restore_core.store import MemoryStateStore
 
-from .fakes import ARCHIVE_POINT, T0, Harness, database_body
+from .fakes import ARCHIVE_POINT, T0, Harness, database_body, settings
 
 STORE_METHODS = ("create", "get", "update", "timeline", "list_day", "active", "put_active", "remove_active",
                  "get_meta", "put_meta")
@@ -96,7 +96,8 @@ def test_stale_index_row_of_a_finished_restore_is_cleaned_up(h: Harness) -> None
     assert report.redriven == [] and h.store.active() == [] and h.collect() == []
 
 
-def test_waiting_restores_on_one_backup_instance_share_one_recovery_point_read(h: Harness) -> None:
+def test_waiting_restores_on_one_backup_instance_share_one_recovery_point_read() -> None:
+    h = Harness(store=CountingStore(), settings=settings(RESTORE_REHYDRATION_FLOW="two-step"))
     h.dp.add_archive_point()
     first = h.submit(database_body(idempotency_key="a"))
     second = h.submit(database_body(idempotency_key="b", target={**database_body()["target"],
