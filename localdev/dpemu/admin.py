@@ -83,8 +83,13 @@ class EmulatorAdmin:
         return dict(self._call("PUT", "/throttling", values))
 
     # --- world changes
-    def take_backup(self, backup_instance: str, seed_sql: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"backup_instance": backup_instance}
+    def take_backup(self, backup_instance: str, seed_sql: str | None = None, *, tier: str = "vault",
+                    age: str | None = None) -> dict[str, Any]:
+        """A real backup now; ``tier`` archive puts its point in the archive tier, ``age`` (ISO duration) dates it
+        that long ago (so it does not become the latest point)."""
+        body: dict[str, Any] = {"backup_instance": backup_instance, "tier": tier}
+        if age:
+            body["age"] = age
         if seed_sql:
             body["seed_sql"] = seed_sql
         return dict(self._call("POST", "/backups", body))

@@ -277,11 +277,13 @@ class Engine:
             lst.sort(key=lambda r: r.time, reverse=True)
         return rp
 
-    def backup_now(self, bi_ref: str) -> dict[str, Any]:
-        """Admin: take a real backup of a backup instance now (new vault-tier recovery point)."""
+    def backup_now(self, bi_ref: str, tier: str = "vault", age: timedelta = timedelta(0)) -> dict[str, Any]:
+        """Admin: take a real backup of a backup instance now; its point is dated ``age`` ago, in ``tier``."""
+        if tier not in ("vault", "archive"):
+            raise ValueError("tier: give vault or archive")
         vault, bi = self.find_bi_any(bi_ref)
         now = self.clock.now()
-        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now, "vault")
+        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now - age, tier)
         job = Job(str(uuid.uuid4()), vault, bi, "Backup", "Backup", now, timedelta(0), ["Take Backup"], rp=rp)
         job.work_done_at = now
         job.done.set()

@@ -438,7 +438,8 @@ class Server:
                     _, bi = e.find_bi_any(ref)
                     srv = e.world.servers[bi.server_id.lower()]
                     e.data.run_sql(srv.cluster, bi.database or srv.databases[0].name, str(sql))
-                return Reply(201, e.backup_now(ref))
+                return Reply(201, e.backup_now(ref, str(body.get("tier") or "vault"),
+                                               parse_duration(str(body.get("age") or "PT0S"))))
             if key == "role-assignments" and method in ("POST", "DELETE"):
                 return Reply(200, e.add_role(body, remove=method == "DELETE"))
             if key == "world" and method == "GET":

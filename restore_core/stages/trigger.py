@@ -5,9 +5,9 @@ Does: records the intent with an ETag-guarded write, triggers (``restore`` or ``
 pipeline records the job id. When a retry finds an intent without a job id (crash between the intent and the state
 write, an answer lost on the wire, an error while following the accepted operation), it looks for the job this
 restore started and adopts it instead of triggering again. A job is this restore's when it matches on everything
-Azure specifies — a restore operation, the backup instance, the recovery point, a start inside the window of the
-intent — and on its destination when the destination can be compared (``recoveryDestination`` has no specified
-format: an ARM id or a URL is compared exactly, anything else is left out of the match). When exactly one job
+Azure specifies — a restore operation, the backup instance, the recovery point, a start not before the intent
+(less a clock skew) — and on its destination when the destination can be compared (``recoveryDestination`` has no
+specified format: an ARM id or a URL is compared exactly, anything else is left out of the match). When exactly one job
 matches it is adopted; when several match, or none has appeared after ``RESTORE_TRIGGER_GRACE_SECONDS`` (longer than
 any trigger call can run), the restore is **never triggered again**: it ends ``failed`` with code
 ``TriggerOutcomeUnknown``, naming the jobs it found, for an operator to decide. Only a trigger ARM refused before
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from .. import restore_requests as rr
-from ..arm_ids import same_id
+from ..arm_ids import job_name, same_id
 from ..deps import Deps
 from ..dp_client import JobInfo
 from ..errors import AzureRejection, RetryableError
@@ -54,7 +54,7 @@ def _comparable(destination: str) -> bool:
     return d.startswith("/subscriptions/") or d.startswith("https://")
 
 
-def match(job: JobInfo, rec: RestoreRecord, grace_seconds: float) -> Match:
+def match(job: JobInfo, rec: RestoreRecord) -> Match:
     """How surely ``job`` is the one this restore's trigger started."""
     if rec.trigger_intent_at is None or "restore" not in (job.operation_category or job.operation or "").lower():
         return Match.NO
@@ -63,8 +63,8 @@ def match(job: JobInfo, rec: RestoreRecord, grace_seconds: float) -> Match:
     if job.recovery_point_id and rec.recovery_point_id and \
             job.recovery_point_id.lower() != rec.recovery_point_id.lower():
         return Match.NO
-    latest_start = rec.trigger_intent_at + timedelta(seconds=grace_seconds) + CLOCK_SKEW
-    if job.start_time is None or not rec.trigger_intent_at - CLOCK_SKEW <= job.start_time <= latest_start:
+    # no upper bound: Azure may start a queued job late, and its clock is not ours
+    if job.start_time is None or job.start_time < rec.trigger_intent_at - CLOCK_SKEW:
         return Match.NO
     dest = (job.destination or "").strip()
     if not dest or not _comparable(dest):
@@ -81,12 +81,26 @@ def _jobs(rec: RestoreRecord, deps: Deps) -> list[JobInfo]:
     return deps.dp.list_jobs(vault_ref(rec))
 
 
+OWNER = "jobowner"
+
+
+def own(deps: Deps, rec: RestoreRecord, job_id: str) -> None:
+    """Record which restore a job belongs to, so another restore's adoption never takes it."""
+    deps.store.put_meta(OWNER, job_name(job_id).lower(), {"restore_id": rec.id})
+
+
+def _owned_by_another(deps: Deps, rec: RestoreRecord, job: JobInfo) -> bool:
+    owner = deps.store.get_meta(OWNER, job.name.lower())
+    return owner is not None and owner.get("restore_id") != rec.id
+
+
 def find_candidates(rec: RestoreRecord, deps: Deps) -> tuple[list[JobInfo], list[JobInfo]]:
-    """Jobs that are surely this restore's, and jobs that may be (oldest first)."""
-    grace = deps.settings.trigger_grace_seconds
-    found = sorted(_jobs(rec, deps), key=lambda j: j.start_time or rec.created_at)
-    certain = [j for j in found if match(j, rec, grace) == Match.CERTAIN]
-    likely = [j for j in found if match(j, rec, grace) == Match.LIKELY]
+    """Jobs that are surely this restore's, and jobs that may be (oldest first); jobs another restore recorded as
+    its own are never candidates."""
+    found = sorted((j for j in _jobs(rec, deps) if match(j, rec) != Match.NO and not _owned_by_another(deps, rec, j)),
+                   key=lambda j: j.start_time or rec.created_at)
+    certain = [j for j in found if match(j, rec) == Match.CERTAIN]
+    likely = [j for j in found if match(j, rec) == Match.LIKELY]
     return certain, likely
 
 
@@ -132,6 +146,7 @@ def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResu
                                               f"{delay:.0f}s", delay=delay)
     job = certain[0] if len(certain) == 1 else likely[0] if not certain and len(likely) == 1 else None
     if job is not None:
+        own(deps, rec, job.id or job.name)
         delay, expected = first_check(deps, rec, rec.trigger_intent_at)
         how = "" if certain else " (matched on instance, point and time; its destination is not comparable)"
         return StageResult(Outcome.ADOPTED, f"adopted job {job.name} started by an earlier attempt{how} "
@@ -181,6 +196,7 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], s
     if not job_id:
         return StageResult(Outcome.NOT_READY, f"{what} accepted without a job id; looking the job up",
                            delay=s.poll_min_seconds)
+    own(deps, rec, job_id)
     done = deps.clock()
     delay, expected = first_check(deps, rec, done)
     return StageResult(Outcome.TRIGGERED, f"{what} triggered: job {job_id.rsplit('/', 1)[-1]}"

@@ -220,3 +220,14 @@ def test_a_job_still_running_at_the_deadline_fails_naming_its_last_status(h: Har
     rec = h.record()
     assert rec.error_code == "DeadlineExceeded" and "InProgress at the last check" in (rec.error_message or "")
 
+
+
+def test_a_job_another_restore_recorded_as_its_own_is_never_a_candidate(h: Harness) -> None:
+    lose_trigger_answer(h)
+    name = h.dp.only_job().name
+    h.dp.jobs[name] = replace(h.dp.jobs[name], destination=None)
+    other_job(h, destination=None)
+    h.store.put_meta("jobowner", "other", {"restore_id": "20261124T070000-aaaaaaaaaa"})
+    h.step()
+    assert h.record().azure_job_id == h.dp.jobs[name].id
+    assert h.store.get_meta("jobowner", name.lower()) == {"restore_id": h.record().id}
