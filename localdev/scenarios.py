@@ -15,6 +15,10 @@ VAULT_LRS = VAULT.rsplit("/", 1)[0] + "/bv-lrs"
 BI_SALES = f"{VAULT}/backupInstances/pgsrv01-salesdb-6f1c2d3e-0000-4000-8000-000000000001"
 BI_FLEX = f"{VAULT}/backupInstances/pgflex01-6f1c2d3e-0000-4000-8000-000000000002"
 BI_HR_LRS = f"{VAULT_LRS}/backupInstances/pgsrv01-hrdb-6f1c2d3e-0000-4000-8000-000000000003"
+_VAULTS = VAULT.rsplit("/", 1)[0]
+# Azure-fidelity vaults of the demo world (one special property each; docs/emulator.md)
+VAULT_PARTIAL = f"{_VAULTS}/bv-partial"
+BI_CRM_PARTIAL = f"{VAULT_PARTIAL}/backupInstances/pgsrv01-crmdb-6f1c2d3e-0000-4000-8000-000000000004"
 SRC_SERVER = f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-data/providers/Microsoft.DBforPostgreSQL/servers/pgsrv01"
 SRC_SALES_DB = f"{SRC_SERVER}/databases/salesdb"
 _PG = f"/subscriptions/{SUB_TARGETS}/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/servers"

@@ -199,10 +199,16 @@ class RecoveryPointInfo:
     rehydration_status: str | None = None
     rehydration_expiry: datetime | None = None
     postgres_version: str | None = None
+    state: str | None = None  # recoveryPointState: "Completed" | "Partial" (None: not reported)
 
     @property
     def rehydrated(self) -> bool:
         return (self.rehydration_status or "").upper() == "COMPLETED"
+
+    @property
+    def partial(self) -> bool:
+        """Azure: "Partial (i.e., only some of the intended items were backed up)"; it does not say which."""
+        return (self.state or "").lower() == "partial"
 
 
 @dataclass(frozen=True)
@@ -284,7 +290,8 @@ def _rp_info(rp: Any) -> RecoveryPointInfo:
     rp_time = parse_time(rp.properties.recovery_point_time)
     assert rp_time is not None
     return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
-                             parse_time(expiry), version)
+                             parse_time(expiry), version,
+                             _plain(getattr(rp.properties, "recovery_point_state", None)))
 
 
 def _job_info(job: Any) -> JobInfo:

@@ -83,10 +83,14 @@ class EmulatorAdmin:
         return dict(self._call("PUT", "/throttling", values))
 
     # --- world changes
-    def take_backup(self, backup_instance: str, seed_sql: str | None = None) -> dict[str, Any]:
+    def take_backup(self, backup_instance: str, seed_sql: str | None = None, state: str | None = None
+                    ) -> dict[str, Any]:
+        """``state``: the new point's recoveryPointState, Completed (default) or Partial."""
         body: dict[str, Any] = {"backup_instance": backup_instance}
         if seed_sql:
             body["seed_sql"] = seed_sql
+        if state:
+            body["state"] = state
         return dict(self._call("POST", "/backups", body))
 
     def grant(self, principal: str, role: str, scope: str) -> dict[str, Any]:

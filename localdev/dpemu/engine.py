@@ -77,6 +77,7 @@ class RecoveryPoint:
     databases: list[str]
     datastore_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     rehydration: dict[str, Any] | None = None  # {priority, started, ready_at, retention}
+    state: str = "Completed"  # recoveryPointState (Completed | Partial)
 
     def rehydration_status(self, now: datetime) -> tuple[str | None, datetime | None]:
         r = self.rehydration
@@ -262,26 +263,30 @@ class Engine:
             srv = w.servers[bi.server_id.lower()]
             for dbname, sql in spec.seed_sql.items():
                 self.data.run_sql(srv.cluster, dbname, sql)
-            self._take_backup(v, bi, spec.id, spec.time, spec.tier)
+            self._take_backup(v, bi, spec.id, spec.time, spec.tier, spec.state)
         log.info("seeded %d recovery points", len(plan))
 
-    def _take_backup(self, vault: Vault, bi: BackupInstance, rp_id: str, when: datetime, tier: str) -> RecoveryPoint:
+    def _take_backup(self, vault: Vault, bi: BackupInstance, rp_id: str, when: datetime, tier: str,
+                     state: str = "Completed") -> RecoveryPoint:
         srv = self.world.servers[bi.server_id.lower()]
         dbs = [bi.database] if bi.database else [d.name for d in srv.databases]
         files = self.data.backup(cluster=srv.cluster, databases=dbs, flexible=bi.datasource_type == FLEXIBLE,
                                  prefix=self.data.blob_prefix(vault.name, bi.name, rp_id))
-        rp = RecoveryPoint(rp_id, bi.id.lower(), when, tier, files, srv.postgres_version, srv.name, dbs)
+        rp = RecoveryPoint(rp_id, bi.id.lower(), when, tier, files, srv.postgres_version, srv.name, dbs, state=state)
         with self.lock:
             lst = self.rps.setdefault(bi.id.lower(), [])
             lst.append(rp)
             lst.sort(key=lambda r: r.time, reverse=True)
         return rp
 
-    def backup_now(self, bi_ref: str) -> dict[str, Any]:
-        """Admin: take a real backup of a backup instance now (new vault-tier recovery point)."""
+    def backup_now(self, bi_ref: str, state: str = "Completed") -> dict[str, Any]:
+        """Admin: take a real backup of a backup instance now (new vault-tier recovery point, Completed or
+        Partial)."""
+        if state not in ("Completed", "Partial"):
+            raise BadRequest("InvalidRecoveryPointState", f"state: use Completed or Partial, not '{state}'")
         vault, bi = self.find_bi_any(bi_ref)
         now = self.clock.now()
-        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now, "vault")
+        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now, "vault", state)
         job = Job(str(uuid.uuid4()), vault, bi, "Backup", "Backup", now, timedelta(0), ["Take Backup"], rp=rp)
         job.work_done_at = now
         job.done.set()
@@ -416,7 +421,7 @@ class Engine:
                 "recoveryPointTime": iso(rp.time), "recoveryPointType": "Full", "friendlyName": rp.id,
                 "policyName": b.policy, "policyVersion": None,
                 "retentionTagName": "Monthly" if rp.tier == "archive" else "Default",
-                "retentionTagVersion": "637671427933449525", "recoveryPointState": "Completed",
+                "retentionTagVersion": "637671427933449525", "recoveryPointState": rp.state,
                 "expiryTime": iso(expiry_time), "recoveryPointDataStoresDetails": [store],
             },
         }

@@ -382,7 +382,7 @@ class Server:
                     _, bi = e.find_bi_any(ref)
                     srv = e.world.servers[bi.server_id.lower()]
                     e.data.run_sql(srv.cluster, bi.database or srv.databases[0].name, str(sql))
-                return Reply(201, e.backup_now(ref))
+                return Reply(201, e.backup_now(ref, str(body.get("state") or "Completed")))
             if key == "role-assignments" and method in ("POST", "DELETE"):
                 return Reply(200, e.add_role(body, remove=method == "DELETE"))
             if key == "world" and method == "GET":

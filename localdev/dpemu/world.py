@@ -19,6 +19,7 @@ import yaml
 from .timeutil import parse_duration, parse_time
 
 SUPPORTED_VERSIONS = (1,)
+RP_STATES = ("Completed", "Partial")
 SINGLE = "Microsoft.DBforPostgreSQL/servers/databases"
 FLEXIBLE = "Microsoft.DBforPostgreSQL/flexibleServers"
 
@@ -82,6 +83,7 @@ class RecoveryPointSpec:
     time: datetime
     tier: str  # "vault" | "archive"
     seed_sql: dict[str, str]  # database -> SQL applied before the backup
+    state: str = "Completed"  # recoveryPointState: Completed | Partial (Azure says no more about what is missing)
 
 
 @dataclass
@@ -174,6 +176,13 @@ def _time(value: Any, now: datetime, where: str) -> datetime:
         return parse_time(text)
     except ValueError as exc:
         raise WorldError(f"{where}: '{text}' is neither a timestamp nor a relative duration like -P7D") from exc
+
+
+def _rp_state(rp: dict[str, Any], where: str) -> str:
+    state = str(rp.get("state", "Completed"))
+    if state not in RP_STATES:
+        raise WorldError(f"{where}.state: use {' or '.join(RP_STATES)} (recoveryPointState), not '{state}'")
+    return state
 
 
 def load_world(path: Path, now: datetime) -> World:
@@ -315,7 +324,7 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
                     raise WorldError(f"{w3}.seed_sql: give SQL text or a mapping database -> SQL")
                 rps.append(RecoveryPointSpec(str(rp.get("id") or rp_id_for(name, k)),
                                              _time(_req(rp, "time", w3), now, f"{w3}.time"), tier,
-                                             {str(kk): str(vv) for kk, vv in seed.items()}))
+                                             {str(kk): str(vv) for kk, vv in seed.items()}, _rp_state(rp, w3)))
             bis.append(BackupInstance(name, vid, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps))
         vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
                                     redundancy, crr, str(_req(v, "principal_id", where)),

@@ -90,7 +90,7 @@ def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     if job.status in ("Completed", "Succeeded"):
         return StageResult(Outcome.SUCCEEDED, f"job {name} completed", changes=changes)
     if job.status == "CompletedWithWarnings":
-        changes["warnings"] = job.warnings
+        changes["warnings"] = [*rec.warnings, *job.warnings]  # keep earlier warnings (e.g. a Partial point)
         return StageResult(Outcome.SUCCEEDED, f"job {name} completed with {len(job.warnings)} warning(s)",
                            changes=changes)
     if job.status == "Cancelled":

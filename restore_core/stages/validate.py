@@ -3,7 +3,8 @@
 Consumes: a restore in status ``validating`` (message on ``restore-validate``).
 Does: resolves the backup instance (by id, or vault + datasource) and its vault (region, redundancy, Cross Region
 Restore state, identity); checks the protection state; selects the recovery point (secondary region: from
-``fetchSecondaryRecoveryPoints``); applies the rules before calling Azure (Flexible Server → files only; never the
+``fetchSecondaryRecoveryPoints``; ``latest``/``latest_before`` skip Partial points and say so, an explicit Partial
+point is restored with a warning); applies the rules before calling Azure (Flexible Server → files only; never the
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
 cross-region until rehydrated); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
@@ -12,10 +13,12 @@ Writes: the resolved facts on the row. Next: trigger (vault tier or already rehy
 
 from __future__ import annotations
 
+from typing import Any
+
 from .. import restore_requests as rr
-from ..arm_ids import parse_backup_instance_id, parse_vault_id, same_id
+from ..arm_ids import BackupInstanceRef, parse_backup_instance_id, parse_vault_id, same_id
 from ..deps import Deps
-from ..dp_client import RecoveryPointInfo, latest
+from ..dp_client import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..errors import AzureRejection
 from ..fixes import explain
 from ..models import DatabaseTarget, Region, RestoreRequest
@@ -33,11 +36,71 @@ def _reject(code: str, message: str, fix: str) -> StageResult:
                        error_fix=fix)
 
 
-def _select_point(points: list[RecoveryPointInfo], req: RestoreRequest) -> RecoveryPointInfo | None:
+def _select_point(points: list[RecoveryPointInfo], req: RestoreRequest) \
+        -> tuple[RecoveryPointInfo | None, list[RecoveryPointInfo]]:
+    """The point to restore and the newer Partial points passed over for it, newest first. ``latest`` and
+    ``latest_before`` never pick a Partial point: a DBA asking for the latest backup means the latest complete one
+    (Azure: Partial = "only some of the intended items were backed up"). An explicit id is taken as given."""
     sel = req.recovery_point
     if sel.id:
-        return next((p for p in points if p.id.lower() == sel.id.lower()), None)
-    return latest(points, before=sel.latest_before)
+        return next((p for p in points if p.id.lower() == sel.id.lower()), None), []
+    candidates = [p for p in points if sel.latest_before is None or p.time < sel.latest_before]
+    chosen = latest(p for p in candidates if not p.partial)
+    skipped = [p for p in candidates if p.partial and (chosen is None or p.time > chosen.time)]
+    return chosen, sorted(skipped, key=lambda p: p.time, reverse=True)
+
+
+def _find_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault: VaultInfo, location: str) \
+        -> tuple[RecoveryPointInfo | None, list[RecoveryPointInfo]]:
+    dp = deps.dp
+    if req.region == Region.SECONDARY:
+        return _select_point(dp.fetch_secondary_recovery_points(bi, secondary=location, primary=vault.location), req)
+    if req.recovery_point.id:
+        try:
+            return dp.get_recovery_point(bi, req.recovery_point.id), []
+        except AzureRejection as exc:
+            if "notfound" not in exc.code.lower():
+                raise
+            return None, []
+    return _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
+
+
+def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[RecoveryPointInfo]) -> StageResult:
+    what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
+            f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
+            if req.recovery_point.latest_before else "a recovery point")
+    where = " in the secondary region" if req.region == Region.SECONDARY else ""
+    if skipped:
+        ids = ", ".join(f"{p.id} ({p.time.isoformat()})" for p in skipped)
+        return _reject("OnlyPartialRecoveryPoints",
+                       f"{what.replace('a recovery point', 'a complete recovery point')} was not found for "
+                       f"{info.friendly_name or info.name}{where}: the only candidates are Partial (only some of the "
+                       f"intended items were backed up): {ids}",
+                       "to restore a Partial point anyway, give its id as recovery_point.id (the restore then "
+                       "carries a warning); otherwise take a new backup first")
+    return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}{where}",
+                   "list the recovery points of the backup instance and pick an existing one (or use latest)")
+
+
+def point_warnings(point: RecoveryPointInfo, skipped: list[RecoveryPointInfo]) -> list[dict[str, Any]]:
+    """Warnings the restore carries because of its recovery point (row, status, timeline, completion event)."""
+    warnings: list[dict[str, Any]] = []
+    if point.partial:
+        warnings.append({
+            "code": "PartialRecoveryPoint", "recovery_point": point.id,
+            "message": f"recovery point {point.id} of {point.time.isoformat()} is Partial: Azure reports that only "
+                       "some of the intended items were backed up and does not say which ones; check the restored "
+                       "data for missing objects, or restore a Completed point"})
+    if skipped:
+        newest = skipped[0]
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        warnings.append({
+            "code": "PartialRecoveryPointSkipped", "recovery_point": newest.id,
+            "message": f"the newer recovery point {newest.id} of {newest.time.isoformat()}{more} is Partial (only "
+                       f"some of the intended items were backed up), so the latest complete point {point.id} of "
+                       f"{point.time.isoformat()} is restored instead; give recovery_point.id to restore the Partial "
+                       "one anyway"})
+    return warnings
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
@@ -95,27 +158,13 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         location = vault.location
     facts["restore_location"] = location
 
-    # 3. recovery point
-    if req.region == Region.SECONDARY:
-        points = dp.fetch_secondary_recovery_points(bi, secondary=location, primary=vault.location)
-        point = _select_point(points, req)
-    elif req.recovery_point.id:
-        try:
-            point = dp.get_recovery_point(bi, req.recovery_point.id)
-        except AzureRejection as exc:
-            if "notfound" not in exc.code.lower():
-                raise
-            point = None
-    else:
-        point = _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
+    # 3. recovery point (never a Partial one unless asked for by id)
+    point, skipped = _find_point(deps, bi, req, vault, location)
     if point is None:
-        what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
-                f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
-                if req.recovery_point.latest_before else "a recovery point")
-        return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}"
-                       f"{' in the secondary region' if req.region == Region.SECONDARY else ''}",
-                       "list the recovery points of the backup instance and pick an existing one (or use latest)")
-    facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier})
+        return _no_point(req, info, skipped)
+    warnings = point_warnings(point, skipped)
+    facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
+                  "warnings": warnings})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
     needs_rehydration = point.tier == "archive" and not point.rehydrated
@@ -141,6 +190,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
+    notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}", changes=facts)
+                                f"restore to {location}{notes}", changes=facts)
 

