@@ -19,6 +19,9 @@ _VAULTS = VAULT.rsplit("/", 1)[0]
 # Azure-fidelity vaults of the demo world (one special property each; docs/emulator.md)
 VAULT_PARTIAL = f"{_VAULTS}/bv-partial"
 BI_CRM_PARTIAL = f"{VAULT_PARTIAL}/backupInstances/pgsrv01-crmdb-6f1c2d3e-0000-4000-8000-000000000004"
+VAULT_UAMI = f"{_VAULTS}/bv-uami"
+BI_BILLING_UAMI = f"{VAULT_UAMI}/backupInstances/pgsrv01-billingdb-6f1c2d3e-0000-4000-8000-000000000005"
+UAMI_PRINCIPAL = "44444444-4444-4444-8444-444444444444"
 SRC_SERVER = f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-data/providers/Microsoft.DBforPostgreSQL/servers/pgsrv01"
 SRC_SALES_DB = f"{SRC_SERVER}/databases/salesdb"
 _PG = f"/subscriptions/{SUB_TARGETS}/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/servers"

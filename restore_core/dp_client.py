@@ -168,16 +168,26 @@ class VaultInfo:
     redundancy: str | None
     crr_enabled: bool
     secondary_region: str | None
+    #: user-assigned identities (``identity.userAssignedIdentities``): ARM id as Azure spells it -> principal id
+    user_identities: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "location": self.location, "principal_id": self.principal_id,
                 "redundancy": self.redundancy, "crr_enabled": self.crr_enabled,
-                "secondary_region": self.secondary_region}
+                "secondary_region": self.secondary_region, "user_identities": dict(self.user_identities)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VaultInfo:
         return cls(d["id"], d["location"], d.get("principal_id"), d.get("redundancy"), bool(d.get("crr_enabled")),
-                   d.get("secondary_region"))
+                   d.get("secondary_region"), dict(d.get("user_identities") or {}))
+
+    def user_identity(self, arm_id: str) -> tuple[str, str | None] | None:
+        """(id as the vault spells it, principal id) of one of its user-assigned identities (ids compare
+        case-insensitively, as ARM ids do)."""
+        for uid, principal in self.user_identities.items():
+            if uid.lower().rstrip("/") == arm_id.lower().rstrip("/"):
+                return uid, principal
+        return None
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,8 @@ class BackupInstanceInfo:
     datasource_id: str
     datasource_set_id: str | None
     protection_state: str | None
+    #: ``identityDetails.userAssignedIdentityArmUrl`` when the instance is protected with a user-assigned identity
+    user_identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +325,11 @@ def _job_info(job: Any) -> JobInfo:
                    errors=errors, warnings=warnings)
 
 
+def _user_identities(identity: Any) -> dict[str, str]:
+    users = getattr(identity, "user_assigned_identities", None) or {}
+    return {str(uid): str(getattr(u, "principal_id", None) or "") for uid, u in users.items()}
+
+
 def _job_id_of(result: Any) -> str:
     if result is None:
         return ""
@@ -427,15 +444,19 @@ class DataProtection:
         return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
                          principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
                          redundancy=redundancy, crr_enabled=(_plain(getattr(crr, "state", None)) == "Enabled"),
-                         secondary_region=replicated[0].lower() if replicated else None)
+                         secondary_region=replicated[0].lower() if replicated else None,
+                         user_identities=_user_identities(v.identity))
 
     def _bi_info(self, bi: Any) -> BackupInstanceInfo:
         p = bi.properties
         ds, dss = p.data_source_info, p.data_source_set_info
+        ident = getattr(p, "identity_details", None)
+        uami = ident.user_assigned_identity_arm_url if ident is not None and \
+            ident.use_system_assigned_identity is not True else None
         return BackupInstanceInfo(id=bi.id, name=bi.name, friendly_name=p.friendly_name,
                                   datasource_type=str(ds.datasource_type or ds.resource_type),
                                   datasource_id=ds.resource_id, datasource_set_id=dss.resource_id if dss else None,
-                                  protection_state=_plain(p.current_protection_state))
+                                  protection_state=_plain(p.current_protection_state), user_identity=uami or None)
 
     def get_backup_instance(self, bi: BackupInstanceRef) -> BackupInstanceInfo:
         res = self._call("get backup instance", lambda: self.client(bi.vault.subscription).backup_instances.get(

@@ -140,6 +140,14 @@ class Operation:
     result_kind: str = "job"  # job | validate | none
 
 
+@dataclass(frozen=True)
+class Principal:
+    """The identity a restore acts as: its principal id and how messages name it."""
+
+    id: str
+    label: str  # "managed identity" | "user-assigned identity '<name>'"
+
+
 @dataclass
 class ParsedRestore:
     object_type: str
@@ -156,6 +164,7 @@ class ParsedRestore:
     file_prefix: str = ""
     rehydration_priority: str | None = None
     rehydration_duration: str | None = None
+    identity_details: dict[str, Any] | None = None  # as sent (None: absent, i.e. the system-assigned identity)
 
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
@@ -350,12 +359,21 @@ class Engine:
         return {"principal": ra.principal, "role": ra.role, "scope": ra.scope}
 
     # ================================================================ rendering
+    @staticmethod
+    def identity_json(v: Vault) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": v.identity_type, "principalId": v.principal_id,
+                               "tenantId": v.tenant_id if v.principal_id else None}
+        if v.user_identities:
+            out["userAssignedIdentities"] = {u.id: {"principalId": u.principal_id, "clientId": u.client_id}
+                                             for u in v.user_identities}
+        return out
+
     def vault_json(self, v: Vault) -> dict[str, Any]:
         secondary = self.world.region_pairs.get(v.location) if v.storage_redundancy == "GeoRedundant" else None
         return {
             "id": v.id, "name": v.name, "type": "Microsoft.DataProtection/backupVaults", "location": v.location,
             "tags": {}, "eTag": None,
-            "identity": {"type": "SystemAssigned", "principalId": v.principal_id, "tenantId": v.tenant_id},
+            "identity": self.identity_json(v),
             "properties": {
                 "provisioningState": "Succeeded",
                 "storageSettings": [{"datastoreType": "VaultStore", "type": v.storage_redundancy}],
@@ -392,6 +410,8 @@ class Engine:
                 "currentProtectionState": "ProtectionConfigured",
                 "provisioningState": "Succeeded",
                 "validationType": "ShallowValidation",
+                **({"identityDetails": {"useSystemAssignedIdentity": False, "userAssignedIdentityArmUrl": b.identity}}
+                   if b.identity else {}),
             },
         }
 
@@ -580,6 +600,9 @@ class Engine:
         loc = str(_get(tgt, "restoreLocation") or "").lower().replace(" ", "")
         p = ParsedRestore(otype, "ArchiveStore" if store.lower() == "archivestore" else "VaultStore", rp_id, loc,
                           "database")
+        ident = _get(req, "identityDetails")
+        if ident is not None:
+            p.identity_details = _obj(ident, f"{where}.identityDetails")
         if otype == "AzureBackupRestoreWithRehydrationRequest":
             p.rehydration_priority = _str(req, "rehydrationPriority", where)
             p.rehydration_duration = _str(req, "rehydrationRetentionDuration", where)
@@ -705,9 +728,42 @@ class Engine:
             raise RuleError("UserErrorInvalidSourceDataStore",
                             f"Recovery point '{rp.id}' is in the vault tier, not in the archive tier.",
                             "Set sourceDataStoreType to VaultStore.")
+        principal = self.restore_principal(vault, bi, p)
         if p.kind == "database":
-            return rp, self._check_db_target(vault, bi, rp, p, region)
-        return rp, self._check_files_target(vault, bi, rp, p, region)
+            return rp, self._check_db_target(vault, bi, rp, p, region, principal)
+        return rp, self._check_files_target(vault, bi, rp, p, region, principal)
+
+    def restore_principal(self, vault: Vault, bi: BackupInstance, p: ParsedRestore) -> Principal:
+        """The identity whose permissions the restore uses: ``identityDetails`` as sent; absent means the
+        system-assigned identity (REST reference: "If it is null, default will be considered as System Assigned")."""
+        d = p.identity_details
+        if d is None and bi.identity and self.settings.strict_identity_details:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            f"Backup instance '{bi.name}' is protected with the user-assigned identity "
+                            f"'{bi.identity}'; the restore request must name it in identityDetails.",
+                            "Send identityDetails {useSystemAssignedIdentity: false, userAssignedIdentityArmUrl: "
+                            f"'{bi.identity}'}}.")
+        url = str(_get(d, "userAssignedIdentityArmUrl") or "") if d else ""
+        use_system = _get(d, "useSystemAssignedIdentity") if d else None
+        if url and use_system is not True:
+            user = vault.user_identity(url)
+            if user is None:
+                raise RuleError("UserErrorInvalidIdentityDetails",
+                                f"The user-assigned identity '{url}' is not assigned to vault '{vault.name}'.",
+                                "Send one of the vault's identity.userAssignedIdentities, or omit identityDetails "
+                                "to use the system-assigned identity.")
+            return Principal(user.principal_id, f"user-assigned identity '{user.id.rsplit('/', 1)[-1]}'")
+        if use_system is False:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            "identityDetails.useSystemAssignedIdentity is false but no userAssignedIdentityArmUrl "
+                            "was given.", "Give userAssignedIdentityArmUrl, or set useSystemAssignedIdentity true.")
+        if vault.principal_id is None:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            f"Vault '{vault.name}' has no system-assigned identity, which is what a restore without "
+                            "identityDetails uses.",
+                            "Send identityDetails with userAssignedIdentityArmUrl set to one of the vault's "
+                            "user-assigned identities.")
+        return Principal(vault.principal_id, "managed identity")
 
     def rps_lookup(self, bi: BackupInstance, rp_id: str) -> RecoveryPoint:
         try:
@@ -717,7 +773,7 @@ class Engine:
                             "List the recovery points and pick an existing recoveryPointId.") from exc
 
     def _check_db_target(self, vault: Vault, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
-                         region: str) -> tuple[Server, ConnInfo]:
+                         region: str, principal: Principal) -> tuple[Server, ConnInfo]:
         if bi.datasource_type == FLEXIBLE:
             raise RuleError("UserErrorUnsupportedRestoreTargetType",
                             "Flexible Server backups can only be restored as files.",
@@ -738,11 +794,11 @@ class Engine:
             raise RuleError("UserErrorOriginalLocationRestoreNotSupported",
                             f"Restoring over the source database '{srv.name}/{p.target_db}' is not supported.",
                             "Choose a new database name or another target server.")
-        if not self.has_role(vault.principal_id, READER_ROLES, srv.id):
+        if not self.has_role(principal.id, READER_ROLES, srv.id):
             raise RuleError("UserErrorMSIMissingPermissions",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Reader' on scope '{srv.id}'.",
-                            f"Assign the 'Reader' role on '{srv.id}' to the vault's managed identity.")
+                            f"Assign the 'Reader' role on '{srv.id}' to the vault's {principal.label}.")
         uri = re.sub(r"/+$", "", p.secret_uri)
         m = re.match(r"^https://([^./]+)\.vault\.azure\.net/secrets/([^/]+)(?:/[^/]*)?$", uri, re.IGNORECASE)
         if not m:
@@ -752,11 +808,11 @@ class Engine:
         if kv_id is None:
             raise RuleError("UserErrorInvalidSecretStore", f"Key Vault '{m.group(1)}' does not exist or is not "
                             "accessible.", "Check the Key Vault name in the secret URI.")
-        if not self.has_role(vault.principal_id, KV_ROLES, kv_id):
+        if not self.has_role(principal.id, KV_ROLES, kv_id):
             raise RuleError("UserErrorMissingPermissionsOnSecretStore",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Key Vault Secrets User' on scope '{kv_id}'.",
-                            f"Assign 'Key Vault Secrets User' on '{kv_id}' to the vault's managed identity.")
+                            f"Assign 'Key Vault Secrets User' on '{kv_id}' to the vault's {principal.label}.")
         key = f"https://{m.group(1).lower()}.vault.azure.net/secrets/{m.group(2)}".lower()
         value = self._secret_values.get(key)
         if value is None:
@@ -781,7 +837,7 @@ class Engine:
         return srv, conn
 
     def _check_files_target(self, vault: Vault, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
-                            region: str) -> Container:
+                            region: str, principal: Principal) -> Container:
         c = self.world.containers.get(p.container_url.lower())
         if c is None:
             raise RuleError("UserErrorContainerNotAccessible", f"Container '{p.container_url}' does not exist or "
@@ -794,12 +850,12 @@ class Engine:
             raise RuleError("UserErrorRestoreTargetRegionMismatch",
                             f"Storage account '{c.account}' is in '{c.location}' but the restore must target "
                             f"'{region}'.", f"Pick a container in '{region}'.")
-        if not self.has_role(vault.principal_id, BLOB_ROLES, c.id):
+        if not self.has_role(principal.id, BLOB_ROLES, c.id):
             raise RuleError("UserErrorContainerNotAccessible",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Storage Blob Data Contributor' on scope '{c.id}' (or its storage account).",
                             f"Assign 'Storage Blob Data Contributor' on '{c.account_id}' or the container to the "
-                            "vault's managed identity.")
+                            f"vault's {principal.label}.")
         for name in self.target_files(bi, rp, p.file_prefix).values():
             if self.data.blob_exists(c.azurite_container, name):
                 raise RuleError("UserErrorFileAlreadyExists", f"Blob '{name}' already exists in container "

@@ -402,7 +402,8 @@ class Server:
                 "rehydration_duration_high": f"PT{s.rehydration_high.total_seconds():g}S",
                 "crr_replication_lag": f"PT{s.crr_replication_lag.total_seconds():g}S",
                 "arm_latency_seconds": self.controls.arm_latency_seconds,
-                "integer_retry_after": self.integer_retry_after}
+                "integer_retry_after": self.integer_retry_after,
+                "strict_identity_details": s.strict_identity_details}
 
     def _set_config(self, body: dict[str, Any]) -> None:
         s = self.engine.settings
@@ -419,6 +420,10 @@ class Server:
                 if not isinstance(v, bool):
                     raise ValueError("integer_retry_after: give true or false")
                 self.integer_retry_after = v
+            elif k == "strict_identity_details":
+                if not isinstance(v, bool):
+                    raise ValueError("strict_identity_details: give true or false")
+                s.strict_identity_details = v
             elif k == "time_scale":
                 self.engine.clock.set_scale(float(v))
             elif k in ("page_size", "job_page_size"):
@@ -431,7 +436,7 @@ class Server:
                 self.controls.arm_latency_seconds = float(v)
             else:
                 known = sorted([*durations, "time_scale", "page_size", "job_page_size", "arm_latency_seconds",
-                                "integer_retry_after"])
+                                "integer_retry_after", "strict_identity_details"])
                 raise ValueError(f"unknown config key '{k}'; known: {known}")
 
     def _world_summary(self) -> dict[str, Any]:
@@ -444,6 +449,7 @@ class Server:
                            for c in w.containers.values()},
             "secrets": [s.uri for s in w.secrets.values()],
             "vaults": {v.id: {"location": v.location, "principal_id": v.principal_id,
+                              "user_assigned_identities": {u.id: u.principal_id for u in v.user_identities},
                               "backup_instances": [b.id for b in v.backup_instances]} for v in w.vaults.values()},
             "datastore_container": w.settings.datastore_container,
         }

@@ -25,7 +25,7 @@ from ..models import DatabaseTarget, Region, RestoreRequest
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import cached_vault, plan_of, request_of
+from .common import cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity
 
 RESTORABLE_STATES = {None, "", "ProtectionConfigured", "ProtectionStopped", "BackupSchedulesSuspended",
                      "RetentionSchedulesSuspended", "ProtectionError", "UpdatingProtection"}
@@ -126,11 +126,18 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         info = found[0]
         bi = parse_backup_instance_id(info.id)
     vault = cached_vault(deps, bi.vault)
+    identity = restore_identity(vault, info.user_identity)
     facts: dict[str, object] = {
         "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
         "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
-        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target),
+        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target), "identity_id": identity,
     }
+    if identity is None and not vault.principal_id and len(vault.user_identities) > 1:
+        return _reject("VaultIdentityAmbiguous",
+                       f"vault {bi.vault.vault} has no system-assigned identity and {len(vault.user_identities)} "
+                       f"user-assigned identities, and backup instance {info.name} names none of them",
+                       "set the backup instance's identityDetails (userAssignedIdentityArmUrl) to the identity that "
+                       "holds the restore permissions, or enable the vault's system-assigned identity")
     if info.protection_state not in RESTORABLE_STATES:
         return _reject("BackupInstanceNotRestorable",
                        f"backup instance {info.name} is in state {info.protection_state}",
@@ -183,7 +190,8 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         else:
             dp.validate_restore(bi, rr.validate_request(plan, rehydration))
     except AzureRejection as exc:
-        ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
+        ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, identity),
+                     azure_fix=exc.fix, identity=identity_label(identity))
         result = _reject(ex.code, ex.message, ex.fix)
         result.changes = facts
         return result
@@ -191,6 +199,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
     notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
+    as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}{notes}", changes=facts)
+                                f"restore to {location}{as_identity}{notes}", changes=facts)
 

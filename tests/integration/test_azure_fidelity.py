@@ -48,3 +48,21 @@ def test_an_explicit_partial_point_is_restored_with_a_warning(local_stack, api):
     assert body["recovery_point"]["id"] == partial_id
     assert _codes(body["warnings"]) == ["PartialRecoveryPoint"]
     assert _notes(local_stack.env, "pgsrv-restore", name) == {"c1", "c2", "c3"}
+
+
+def test_a_backup_instance_with_a_user_assigned_identity_restores_as_that_identity(local_stack, api):
+    # bv-uami's system-assigned identity holds no role: only identityDetails naming id-bv-uami can succeed
+    name = uniq("it_uami")
+    body = wait_for(api, start(api, sc.as_database(name, bi=sc.BI_BILLING_UAMI)))
+    assert body["status"] == "succeeded", body
+    assert _notes(local_stack.env, "pgsrv-restore", name) == {"u1"}
+    assert any("user-assigned identity id-bv-uami" in e["message"] for e in body["timeline"]), body["timeline"]
+
+
+def test_a_missing_role_of_the_user_assigned_identity_gets_a_fix_for_that_identity(local_stack, api):
+    body = wait_for(api, start(api, sc.as_database(uniq("it_uami_noreader"), bi=sc.BI_BILLING_UAMI,
+                                                   server=sc.TARGET_NOREADER, secret=sc.SECRET_NOREADER)))
+    assert body["status"] == "rejected", body
+    assert body["error"]["code"] == "UserErrorMSIMissingPermissions"
+    assert body["error"]["fix"].startswith(f"az role assignment create --assignee-object-id {sc.UAMI_PRINCIPAL} ")
+    assert "--role \"Reader\"" in body["error"]["fix"] and sc.TARGET_NOREADER in body["error"]["fix"]
