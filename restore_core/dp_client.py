@@ -170,16 +170,24 @@ class VaultInfo:
     secondary_region: str | None
     #: user-assigned identities (``identity.userAssignedIdentities``): ARM id as Azure spells it -> principal id
     user_identities: dict[str, str] = field(default_factory=dict)
+    #: ``featureSettings.crossSubscriptionRestoreSettings.state``: Enabled | Disabled | PermanentlyDisabled (None:
+    #: not reported, which Azure treats as the default, Enabled)
+    csr_state: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "location": self.location, "principal_id": self.principal_id,
                 "redundancy": self.redundancy, "crr_enabled": self.crr_enabled,
-                "secondary_region": self.secondary_region, "user_identities": dict(self.user_identities)}
+                "secondary_region": self.secondary_region, "user_identities": dict(self.user_identities),
+                "csr_state": self.csr_state}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VaultInfo:
         return cls(d["id"], d["location"], d.get("principal_id"), d.get("redundancy"), bool(d.get("crr_enabled")),
-                   d.get("secondary_region"), dict(d.get("user_identities") or {}))
+                   d.get("secondary_region"), dict(d.get("user_identities") or {}), d.get("csr_state"))
+
+    @property
+    def cross_subscription_restore(self) -> bool:
+        return (self.csr_state or "Enabled").lower() == "enabled"
 
     def user_identity(self, arm_id: str) -> tuple[str, str | None] | None:
         """(id as the vault spells it, principal id) of one of its user-assigned identities (ids compare
@@ -440,12 +448,14 @@ class DataProtection:
             if _plain(s.datastore_type) == "VaultStore" or redundancy is None:
                 redundancy = _plain(s.type)
         crr = getattr(getattr(props, "feature_settings", None), "cross_region_restore_settings", None)
+        csr = getattr(getattr(props, "feature_settings", None), "cross_subscription_restore_settings", None)
         replicated = list(getattr(props, "replicated_regions", None) or [])
         return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
                          principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
                          redundancy=redundancy, crr_enabled=(_plain(getattr(crr, "state", None)) == "Enabled"),
                          secondary_region=replicated[0].lower() if replicated else None,
-                         user_identities=_user_identities(v.identity))
+                         user_identities=_user_identities(v.identity),
+                         csr_state=_plain(getattr(csr, "state", None)))
 
     def _bi_info(self, bi: Any) -> BackupInstanceInfo:
         p = bi.properties

@@ -378,7 +378,7 @@ class Engine:
                 "provisioningState": "Succeeded",
                 "storageSettings": [{"datastoreType": "VaultStore", "type": v.storage_redundancy}],
                 "featureSettings": {"crossRegionRestoreSettings": {"state": v.cross_region_restore},
-                                    "crossSubscriptionRestoreSettings": {"state": "Enabled"}},
+                                    "crossSubscriptionRestoreSettings": {"state": v.cross_subscription_restore}},
                 "replicatedRegions": [secondary] if secondary else [],
                 "securitySettings": {"softDeleteSettings": {"state": "On", "retentionDurationInDays": 14},
                                      "immutabilitySettings": {"state": "Disabled"}},
@@ -729,6 +729,7 @@ class Engine:
                             f"Recovery point '{rp.id}' is in the vault tier, not in the archive tier.",
                             "Set sourceDataStoreType to VaultStore.")
         principal = self.restore_principal(vault, bi, p)
+        self.check_cross_subscription(vault, p)
         if p.kind == "database":
             return rp, self._check_db_target(vault, bi, rp, p, region, principal)
         return rp, self._check_files_target(vault, bi, rp, p, region, principal)
@@ -764,6 +765,28 @@ class Engine:
                             "Send identityDetails with userAssignedIdentityArmUrl set to one of the vault's "
                             "user-assigned identities.")
         return Principal(vault.principal_id, "managed identity")
+
+    def check_cross_subscription(self, vault: Vault, p: ParsedRestore) -> None:
+        """With cross-subscription restore Disabled/PermanentlyDisabled the target must be in the vault's subscription;
+        a blob URL does not say its subscription, so files need ``targetResourceArmId`` (spec description: "optional
+        if the target subscription can be identified with the URL field. If not then this is needed if
+        CrossSubscriptionRestore field of BackupVault is in any of the disabled states")."""
+        if vault.cross_subscription_restore == "Enabled":
+            return
+        state = f"cross-subscription restore is {vault.cross_subscription_restore} on vault '{vault.name}'"
+        target = p.target_server_id if p.kind == "database" else p.container_arm_id
+        if not target:
+            raise RuleError("UserErrorCrossSubscriptionRestoreDisabled",
+                            f"The target subscription cannot be identified from the container URL "
+                            f"'{p.container_url}' and {state}: targetResourceArmId is required.",
+                            "Send restoreTargetInfo.targetDetails.targetResourceArmId (the container's ARM id).")
+        m = re.match(r"^/subscriptions/([^/]+)/", target, re.IGNORECASE)
+        if not m or m.group(1).lower() != vault.subscription.lower():
+            raise RuleError("UserErrorCrossSubscriptionRestoreDisabled",
+                            f"The restore target '{target}' is not in the vault's subscription '{vault.subscription}' "
+                            f"and {state}.",
+                            f"Restore into subscription '{vault.subscription}', or enable cross-subscription restore "
+                            "on the vault (not possible once PermanentlyDisabled).")
 
     def rps_lookup(self, bi: BackupInstance, rp_id: str) -> RecoveryPoint:
         try:

@@ -127,6 +127,7 @@ class Vault:
     backup_instances: list[BackupInstance]
     identity_type: str = "SystemAssigned"  # SystemAssigned | UserAssigned | SystemAssigned,UserAssigned
     user_identities: list[UserIdentity] = field(default_factory=list)
+    cross_subscription_restore: str = "Enabled"  # Enabled | Disabled | PermanentlyDisabled
 
     def user_identity(self, arm_id: str) -> UserIdentity | None:
         return next((u for u in self.user_identities if u.id.lower() == arm_id.lower().rstrip("/")), None)
@@ -202,6 +203,7 @@ def _rp_state(rp: dict[str, Any], where: str) -> str:
     return state
 
 
+CSR_STATES = ("Enabled", "Disabled", "PermanentlyDisabled")
 IDENTITY_TYPES = ("SystemAssigned", "UserAssigned", "SystemAssigned,UserAssigned")
 _UAMI_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/"
                       r"userAssignedIdentities/[^/]+$", re.IGNORECASE)
@@ -352,6 +354,9 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         if crr == "Enabled" and redundancy != "GeoRedundant":
             raise WorldError(f"{where}: cross_region_restore Enabled needs storage_redundancy GeoRedundant")
         id_type, system_principal, users = _vault_identity(v, where)
+        csr = str(v.get("cross_subscription_restore", "Enabled"))
+        if csr not in CSR_STATES:
+            raise WorldError(f"{where}.cross_subscription_restore: use {', '.join(CSR_STATES)}")
         bis: list[BackupInstance] = []
         for j, b in enumerate(v.get("backup_instances") or []):
             w2 = f"{where}.backup_instances[{j}]"
@@ -390,7 +395,7 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
                                     redundancy, crr, system_principal,
                                     str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis,
-                                    id_type, users)
+                                    id_type, users, csr)
         if crr == "Enabled" and vaults[vid.lower()].location not in pairs:
             raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
 

@@ -6,22 +6,25 @@ Restore state, identity); checks the protection state; selects the recovery poin
 ``fetchSecondaryRecoveryPoints``; ``latest``/``latest_before`` skip Partial points and say so, an explicit Partial
 point is restored with a warning); applies the rules before calling Azure (Flexible Server → files only; never the
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
-cross-region until rehydrated); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
+cross-region until rehydrated; a vault with cross-subscription restore off restores only into its own subscription,
+and a files target then needs ``container_id``); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from .. import restore_requests as rr
-from ..arm_ids import BackupInstanceRef, parse_backup_instance_id, parse_vault_id, same_id
+from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id, same_id
 from ..deps import Deps
 from ..dp_client import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, Region, RestoreRequest
+from ..models import DatabaseTarget, FilesTarget, Region, RestoreRequest
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -80,6 +83,47 @@ def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[Recov
                        "carries a warning); otherwise take a new backup first")
     return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}{where}",
                    "list the recovery points of the backup instance and pick an existing one (or use latest)")
+
+
+def _subscription_of(resource_id: str | None) -> str | None:
+    m = re.match(r"^/subscriptions/([^/]+)/", resource_id or "", re.IGNORECASE)
+    return m.group(1).lower() if m else None
+
+
+def _cross_subscription_rule(req: RestoreRequest, vault: VaultInfo, ref: VaultRef) -> StageResult | None:
+    """A vault whose cross-subscription restore is Disabled or PermanentlyDisabled restores only into its own
+    subscription. A container URL does not say its subscription, so Azure then needs the container's ARM id
+    (spec, ``targetResourceArmId``: "needed if CrossSubscriptionRestore field of BackupVault is in any of the disabled
+    states")."""
+    if vault.cross_subscription_restore:
+        return None
+    state = f"vault {ref.vault} has cross-subscription restore {vault.csr_state}"
+    t = req.target
+    if isinstance(t, FilesTarget) and not t.container_id:
+        account, container = _account_and_container(t.container_url)
+        return _reject("TargetContainerIdRequired",
+                       f"target.container_id is required: {state}, so Azure must check that the container is in the "
+                       f"vault's subscription {ref.subscription}, and a container URL does not say its subscription",
+                       f"add target.container_id, the container's ARM id: $(az storage account show --name {account} "
+                       f"--query id -o tsv)/blobServices/default/containers/{container}")
+    target_id = t.container_id if isinstance(t, FilesTarget) else t.server_id
+    if _subscription_of(target_id) == ref.subscription.lower():
+        return None
+    field = "target.container_id" if isinstance(t, FilesTarget) else "target.server_id"
+    fix = f"choose a {field.split('.')[1].replace('_id', '')} in subscription {ref.subscription}"
+    if (vault.csr_state or "").lower() == "permanentlydisabled":
+        fix += " (PermanentlyDisabled cannot be enabled again)"
+    else:
+        fix += (" or enable cross-subscription restore on the vault: az resource update --ids " + ref.id +
+                " --set properties.featureSettings.crossSubscriptionRestoreSettings.state=Enabled")
+    return _reject("CrossSubscriptionRestoreDisabled",
+                   f"{field} is in subscription {_subscription_of(target_id)} but {state}: it restores only into "
+                   f"its own subscription {ref.subscription}", fix)
+
+
+def _account_and_container(url: str) -> tuple[str, str]:
+    u = urlsplit(url)
+    return (u.hostname or "").split(".", 1)[0], u.path.strip("/")
 
 
 def point_warnings(point: RecoveryPointInfo, skipped: list[RecoveryPointInfo]) -> list[dict[str, Any]]:
@@ -144,6 +188,9 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
                        "restore from a backup instance whose protection is configured or stopped with retained data")
 
     # 2. rules that need no Azure call
+    refused = _cross_subscription_rule(req, vault, bi.vault)
+    if refused is not None:
+        return refused
     if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):
         return _reject("FlexibleServerRestoreAsFilesOnly",
                        "Azure Backup restores Flexible Server backups only as files",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 
 import psycopg
+from azure.storage.blob import BlobServiceClient
 
 from localdev import scenarios as sc
 
@@ -66,3 +67,24 @@ def test_a_missing_role_of_the_user_assigned_identity_gets_a_fix_for_that_identi
     assert body["error"]["code"] == "UserErrorMSIMissingPermissions"
     assert body["error"]["fix"].startswith(f"az role assignment create --assignee-object-id {sc.UAMI_PRINCIPAL} ")
     assert "--role \"Reader\"" in body["error"]["fix"] and sc.TARGET_NOREADER in body["error"]["fix"]
+
+
+def _blobs(env: dict[str, str], container_url: str, prefix: str) -> list[str]:
+    container = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]) \
+        .get_container_client(sc.AZURITE_CONTAINER[container_url])
+    return [b.name for b in container.list_blobs(name_starts_with=prefix)]
+
+
+def test_cross_subscription_restore_off_needs_the_container_id_and_keeps_to_its_subscription(local_stack, api):
+    prefix = uniq("it-csr").replace("_", "-")
+    no_id = wait_for(api, start(api, sc.as_files(prefix, bi=sc.BI_OPS_CSR_OFF, url=sc.CONTAINER_SUB1_URL,
+                                                 container_id=None)))
+    assert no_id["status"] == "rejected" and no_id["error"]["code"] == "TargetContainerIdRequired", no_id
+    assert no_id["error"]["message"].startswith("target.container_id is required")
+    other_sub = wait_for(api, start(api, sc.as_database(uniq("it_csr"), bi=sc.BI_OPS_CSR_OFF)))
+    assert other_sub["status"] == "rejected" and other_sub["error"]["code"] == "CrossSubscriptionRestoreDisabled"
+    assert "az resource update" in other_sub["error"]["fix"]
+    ok = wait_for(api, start(api, sc.as_files(prefix, bi=sc.BI_OPS_CSR_OFF, url=sc.CONTAINER_SUB1_URL,
+                                              container_id=sc.CONTAINER_SUB1_ID)))
+    assert ok["status"] == "succeeded", ok
+    assert _blobs(local_stack.env, sc.CONTAINER_SUB1_URL, prefix) == [f"{prefix}.dump"]
