@@ -24,6 +24,8 @@ BI_BILLING_UAMI = f"{VAULT_UAMI}/backupInstances/pgsrv01-billingdb-6f1c2d3e-0000
 UAMI_PRINCIPAL = "44444444-4444-4444-8444-444444444444"
 VAULT_CSR_OFF = f"{_VAULTS}/bv-csr-off"
 BI_OPS_CSR_OFF = f"{VAULT_CSR_OFF}/backupInstances/pgsrv01-opsdb-6f1c2d3e-0000-4000-8000-000000000006"
+VAULT_GEO_NOREPL = f"{_VAULTS}/bv-geo-norepl"
+BI_GEO_NOREPL = f"{VAULT_GEO_NOREPL}/backupInstances/pgsrv01-geodb-6f1c2d3e-0000-4000-8000-000000000007"
 CONTAINER_SUB1_URL = "https://stpgsub1we.blob.core.windows.net/pg-restores"
 CONTAINER_SUB1_ID = (f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-backup-targets/providers/Microsoft.Storage/"
                      "storageAccounts/stpgsub1we/blobServices/default/containers/pg-restores")

@@ -453,7 +453,8 @@ class DataProtection:
         return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
                          principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
                          redundancy=redundancy, crr_enabled=(_plain(getattr(crr, "state", None)) == "Enabled"),
-                         secondary_region=replicated[0].lower() if replicated else None,
+                         # as the az CLI: only a single listed region counts; otherwise the paired-region fallback
+                         secondary_region=replicated[0].lower() if len(replicated) == 1 and replicated[0] else None,
                          user_identities=_user_identities(v.identity),
                          csr_state=_plain(getattr(csr, "state", None)))
 

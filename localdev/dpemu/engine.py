@@ -379,7 +379,8 @@ class Engine:
                 "storageSettings": [{"datastoreType": "VaultStore", "type": v.storage_redundancy}],
                 "featureSettings": {"crossRegionRestoreSettings": {"state": v.cross_region_restore},
                                     "crossSubscriptionRestoreSettings": {"state": v.cross_subscription_restore}},
-                "replicatedRegions": [secondary] if secondary else [],
+                "replicatedRegions": v.replicated_regions if v.replicated_regions is not None else
+                                     [secondary] if secondary else [],
                 "securitySettings": {"softDeleteSettings": {"state": "On", "retentionDurationInDays": 14},
                                      "immutabilitySettings": {"state": "Disabled"}},
                 "monitoringSettings": {"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}},

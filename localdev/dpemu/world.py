@@ -128,6 +128,7 @@ class Vault:
     identity_type: str = "SystemAssigned"  # SystemAssigned | UserAssigned | SystemAssigned,UserAssigned
     user_identities: list[UserIdentity] = field(default_factory=list)
     cross_subscription_restore: str = "Enabled"  # Enabled | Disabled | PermanentlyDisabled
+    replicated_regions: list[str] | None = None  # as listed by the vault (None: the pair, when GeoRedundant)
 
     def user_identity(self, arm_id: str) -> UserIdentity | None:
         return next((u for u in self.user_identities if u.id.lower() == arm_id.lower().rstrip("/")), None)
@@ -233,6 +234,17 @@ def _vault_identity(v: dict[str, Any], where: str) -> tuple[str, str | None, lis
     if system and not v.get("principal_id"):
         raise WorldError(f"{where}: missing required key 'principal_id' (the system-assigned identity)")
     return id_type, str(v["principal_id"]) if system else None, users
+
+
+def _replicated_regions(v: dict[str, Any], where: str) -> list[str] | None:
+    """``replicated_regions: []`` declares a vault that lists none (the az CLI then falls back to its paired-region
+    table); absent: the region's pair for a GeoRedundant vault, as Azure lists it."""
+    if "replicated_regions" not in v:
+        return None
+    regions = v["replicated_regions"]
+    if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
+        raise WorldError(f"{where}.replicated_regions: give a list of region names (may be empty)")
+    return [r.lower() for r in regions]
 
 
 def _bi_identity(b: dict[str, Any], where: str, users: list[UserIdentity]) -> str | None:
@@ -395,7 +407,7 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
                                     redundancy, crr, system_principal,
                                     str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis,
-                                    id_type, users, csr)
+                                    id_type, users, csr, _replicated_regions(v, where))
         if crr == "Enabled" and vaults[vid.lower()].location not in pairs:
             raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
 

@@ -6,8 +6,10 @@ Restore state, identity); checks the protection state; selects the recovery poin
 ``fetchSecondaryRecoveryPoints``; ``latest``/``latest_before`` skip Partial points and say so, an explicit Partial
 point is restored with a warning); applies the rules before calling Azure (Flexible Server → files only; never the
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
-cross-region until rehydrated; a vault with cross-subscription restore off restores only into its own subscription,
-and a files target then needs ``container_id``); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
+cross-region until rehydrated; the secondary region is the vault's listed ``replicatedRegions`` entry, else its Azure
+paired region, as the az CLI falls back; a vault with cross-subscription restore off restores only into its own
+subscription, and a files target then needs ``container_id``); then calls ``validateRestore`` /
+``validateCrossRegionRestore``.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
@@ -26,6 +28,7 @@ from ..errors import AzureRejection
 from ..fixes import explain
 from ..models import DatabaseTarget, FilesTarget, Region, RestoreRequest
 from ..records import RestoreRecord
+from ..regions import paired_region
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity
@@ -83,6 +86,20 @@ def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[Recov
                        "carries a warning); otherwise take a new backup first")
     return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}{where}",
                    "list the recovery points of the backup instance and pick an existing one (or use latest)")
+
+
+def _secondary_region(vault: VaultInfo, ref: VaultRef) -> tuple[str, str] | StageResult:
+    """The vault's secondary region: the one it lists in ``replicatedRegions``, else (as the az CLI does) the Azure
+    paired region of its location. Returns (region, note for the timeline) or the rejection."""
+    if vault.secondary_region:
+        return vault.secondary_region, ""
+    pair = paired_region(vault.location)
+    if pair is None:
+        return _reject("SecondaryRegionUnknown",
+                       f"vault {ref.vault} lists no replicatedRegions and {vault.location} has no Azure paired region "
+                       "in the table the az CLI falls back to",
+                       "restore in the primary region, or check the vault's replicatedRegions in Azure")
+    return pair, f" (the vault lists no replicatedRegions: Azure paired region of {vault.location})"
 
 
 def _subscription_of(resource_id: str | None) -> str | None:
@@ -199,15 +216,19 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if isinstance(req.target, DatabaseTarget) and same_id(req.target.database_id, info.datasource_id):
         return _reject("RestoreToSourceNotAllowed", "the target is the source database; restores never overwrite it",
                        "choose a new target.database_name")
+    region_note = ""
     if req.region == Region.SECONDARY:
-        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant" or not vault.secondary_region:
+        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant":
             return _reject("CrossRegionRestoreNotEnabled",
                            f"vault {bi.vault.vault} is {vault.redundancy} with Cross Region Restore "
                            f"{'enabled' if vault.crr_enabled else 'disabled'}",
                            f"restore in the primary region, or enable Cross Region Restore on a geo-redundant vault: "
                            f"az dataprotection backup-vault update --vault-name {bi.vault.vault} "
                            f"--resource-group {bi.vault.resource_group} --cross-region-restore-state Enabled")
-        location = vault.secondary_region
+        secondary = _secondary_region(vault, bi.vault)
+        if isinstance(secondary, StageResult):
+            return secondary
+        location, region_note = secondary
     else:
         location = vault.location
     facts["restore_location"] = location
@@ -248,5 +269,5 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}{as_identity}{notes}", changes=facts)
+                                f"restore to {location}{region_note}{as_identity}{notes}", changes=facts)
 

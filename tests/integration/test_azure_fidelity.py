@@ -88,3 +88,13 @@ def test_cross_subscription_restore_off_needs_the_container_id_and_keeps_to_its_
                                               container_id=sc.CONTAINER_SUB1_ID)))
     assert ok["status"] == "succeeded", ok
     assert _blobs(local_stack.env, sc.CONTAINER_SUB1_URL, prefix) == [f"{prefix}.dump"]
+
+
+def test_cross_region_restore_from_a_vault_without_replicated_regions_uses_the_paired_region(local_stack, api):
+    prefix = uniq("it-geo").replace("_", "-")
+    body = wait_for(api, start(api, sc.as_files(prefix, bi=sc.BI_GEO_NOREPL, url=sc.CONTAINER_NE_URL,
+                                                container_id=None, region="secondary")))
+    assert body["status"] == "succeeded", body
+    assert body["restore_location"] == "northeurope"
+    assert any("lists no replicatedRegions" in e["message"] for e in body["timeline"]), body["timeline"]
+    assert _blobs(local_stack.env, sc.CONTAINER_NE_URL, prefix) == [f"{prefix}.dump"]
