@@ -231,6 +231,14 @@ class RecoveryPointInfo:
         return (self.state or "").lower() == "partial"
 
 
+#: Job statuses named by the spec (``AzureBackupJob.status``: "InProgress/Completed/Failed/Cancelled/
+#: CompletedWithWarnings/Cancelling/Paused") and its examples ("Started", "Succeeded"), by the outcome they mean.
+JOB_SUCCEEDED = frozenset({"completed", "completedwithwarnings", "succeeded"})
+JOB_FAILED = frozenset({"failed"})
+JOB_CANCELLED = frozenset({"cancelled", "canceled"})
+JOB_RUNNING = frozenset({"inprogress", "started", "cancelling", "paused"})  # not terminal: keep checking
+
+
 @dataclass(frozen=True)
 class JobInfo:
     id: str
@@ -247,7 +255,9 @@ class JobInfo:
 
     @property
     def terminal(self) -> bool:
-        return self.status in ("Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Succeeded")
+        """Finished for good. Cancelling and Paused are not; a status nobody documents is not either (it is
+        reported on the timeline and checked again)."""
+        return self.status.lower() in JOB_SUCCEEDED | JOB_FAILED | JOB_CANCELLED
 
 
 def _plain(value: Any) -> str | None:

@@ -56,7 +56,7 @@ class EmulatorAdmin:
 
     # --- faults
     def add_fault(self, mode: str, operation: str = "*", **kw: Any) -> dict[str, Any]:
-        """kw: count, probability, error_code, error_message, delay_seconds, retry_after."""
+        """kw: count, probability, error_code, error_message, delay_seconds, retry_after, duration (job_pause)."""
         return dict(self._call("POST", "/faults", {"mode": mode, "operation": operation, **kw}))
 
     def faults(self) -> list[dict[str, Any]]:

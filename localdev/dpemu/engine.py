@@ -94,6 +94,21 @@ class RecoveryPoint:
         return self.tier == "vault" or self.rehydration_status(now)[0] == "COMPLETED"
 
 
+@dataclass(frozen=True)
+class JobBehaviour:
+    """How a restore job deviates from "runs, then Completed/Failed" (fault modes job_pause/job_warn/job_cancel).
+
+    pause: ``Paused`` from half its run for ``pause_for`` (simulated), then runs on; its end moves by the pause.
+    warn: does the real work, then ends ``CompletedWithWarnings`` with one ``warningDetails`` entry (code/message).
+    cancel: ``Cancelling`` from half its run, ``Cancelled`` at its end; no data-plane work is done.
+    """
+
+    mode: str  # pause | warn | cancel
+    code: str = "UserErrorRestoreCompletedWithWarnings"
+    message: str = "The restore completed with warnings."
+    pause_for: timedelta = timedelta(hours=2)
+
+
 @dataclass
 class Job:
     id: str
@@ -113,19 +128,37 @@ class Job:
     work_done_at: datetime | None = None
     done: threading.Event = field(default_factory=threading.Event)
     activity: str = field(default_factory=lambda: f"{uuid.uuid4()}-Ibz")
+    behaviour: JobBehaviour | None = None
 
     @property
     def arm_id(self) -> str:
         return f"{self.vault.id}/backupJobs/{self.id}"
 
+    @property
+    def skips_work(self) -> bool:
+        """No data-plane work: an injected failure, or a job that gets cancelled."""
+        return bool(self.forced_error) or self._mode == "cancel"
+
+    @property
+    def _mode(self) -> str | None:
+        return self.behaviour.mode if self.behaviour else None
+
     def status(self, now: datetime) -> tuple[str, datetime | None]:
+        half = self.start + self.duration / 2
         due = self.start + self.duration
+        if self._mode == "pause":
+            assert self.behaviour is not None
+            if half <= now < half + self.behaviour.pause_for:
+                return "Paused", None
+            due += self.behaviour.pause_for
+        if self._mode == "cancel" and now >= half:
+            return ("Cancelled", due) if now >= due and self.done.is_set() else ("Cancelling", None)
         if now < due or not self.done.is_set():
             return "InProgress", None
         end = max(due, self.work_done_at or due)
         if self.forced_error or self.work_error:
             return "Failed", end
-        return "Completed", end
+        return ("CompletedWithWarnings" if self._mode == "warn" else "Completed"), end
 
 
 @dataclass
@@ -458,7 +491,8 @@ class Engine:
             code, msg = job.forced_error or (job.work_error.code, str(job.work_error))  # type: ignore[union-attr]
             info = user_facing_error(code, msg)["additionalInfo"][0]["info"]
             errors = [info]
-        sub_status = "Completed" if status == "Completed" else ("Failed" if status == "Failed" else "InProgress")
+        sub_status = {"Completed": "Completed", "CompletedWithWarnings": "Completed", "Failed": "Failed",
+                      "Cancelled": "Cancelled"}.get(status, "InProgress")
         subtasks = []
         for i, name in enumerate(job.subtasks, start=1):
             st = sub_status
@@ -489,14 +523,21 @@ class Engine:
                 "supportedActions": [""], "etag": f"W/\"datetime'{etag_time}'\"", "errorDetails": errors,
                 "extendedInfo": {
                     "additionalDetails": None, "backupInstanceState": None, "dataTransferedInBytes":
-                        sum(job.rp.files.values()) if job.rp and status == "Completed" else None,
+                        sum(job.rp.files.values()) if job.rp and sub_status == "Completed" else None,
                     "recoveryDestination": job.destination,
                     "sourceRecoverPoint": {"recoveryPointID": job.rp.id, "recoveryPointTime": iso(job.rp.time)}
                     if job.rp else None,
                     "targetRecoverPoint": None, "subTasks": subtasks,
+                    "warningDetails": self._warning_details(job) if status == "CompletedWithWarnings" else None,
                 },
             },
         }
+
+    def _warning_details(self, job: Job) -> list[dict[str, Any]]:
+        assert job.behaviour is not None
+        info = user_facing_error(job.behaviour.code, job.behaviour.message)["additionalInfo"][0]["info"]
+        return [{"resourceName": job.bi.database or self.world.servers[job.bi.server_id.lower()].name,
+                 "warning": info}]
 
     def op_status_json(self, op: Operation) -> dict[str, Any]:
         now = self.clock.now()
@@ -901,7 +942,8 @@ class Engine:
         return self.new_op(vault.subscription, crr_location or vault.location, error=error, result_kind="validate")
 
     def restore(self, vault: Vault, bi: BackupInstance, body: Any, crr_location: str | None = None,
-                forced: tuple[str, str] | None = None, job_fault: tuple[str, str] | None = None) -> Operation:
+                forced: tuple[str, str] | None = None, job_fault: tuple[str, str] | None = None,
+                behaviour: JobBehaviour | None = None) -> Operation:
         p = self.parse_restore(body, "restoreRequestObject" if crr_location else "body")
         location = crr_location or vault.location
         if forced:
@@ -921,7 +963,7 @@ class Engine:
             duration += rh
             subtasks = ["Rehydrate", "Trigger Restore"]
         job = Job(str(uuid.uuid4()), vault, bi, "Restore", "Restore", now, duration, subtasks, crr_location, rp,
-                  rehydration_priority=priority, forced_error=job_fault)
+                  rehydration_priority=priority, forced_error=job_fault, behaviour=behaviour)
         if p.kind == "database":
             srv, conn = target
             job.destination = p.target_db_id
@@ -953,7 +995,7 @@ class Engine:
 
     def _db_worker(self, job: Job, srv: Server, conn: ConnInfo, dbname: str, rp: RecoveryPoint) -> Any:
         def run() -> None:
-            if job.forced_error:
+            if job.skips_work:
                 return self._finish(job, None)
             err = None
             try:
@@ -972,7 +1014,7 @@ class Engine:
 
     def _files_worker(self, job: Job, c: Container, names: dict[str, str], rp: RecoveryPoint) -> Any:
         def run() -> None:
-            if job.forced_error:
+            if job.skips_work:
                 return self._finish(job, None)
             err = None
             try:

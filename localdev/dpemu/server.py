@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .control import POST_MODES, PRE_MODES, ControlError, Controls
-from .engine import BadRequest, Engine, NotFound, Operation, decode_token, encode_token
+from .control import JOB_BEHAVIOUR_MODES, POST_MODES, PRE_MODES, ControlError, Controls
+from .engine import BadRequest, Engine, JobBehaviour, NotFound, Operation, decode_token, encode_token
 from .timeutil import iso, parse_duration
 
 log = logging.getLogger("dpemu.server")
@@ -245,6 +245,20 @@ class Server:
         return ((lro.error_code, lro.error_message) if lro else None,
                 (job.error_code, job.error_message) if job else None)
 
+    def _job_behaviour(self, op: str) -> JobBehaviour | None:
+        """A job_pause / job_warn / job_cancel fault for a restore trigger, as the job's behaviour."""
+        if op not in ("BackupInstances_TriggerRestore", "BackupInstances_TriggerCrossRegionRestore"):
+            return None
+        f = self.controls.take_fault(op, JOB_BEHAVIOUR_MODES)
+        if f is None:
+            return None
+        b = JobBehaviour(f.mode.removeprefix("job_"))
+        if f.mode == "job_warn" and f.error_code:
+            b = JobBehaviour("warn", f.error_code, f.error_message)
+        if f.mode == "job_pause" and f.duration:
+            b = JobBehaviour("pause", pause_for=parse_duration(f.duration))
+        return b
+
     def dispatch(self, call: Call) -> Reply:  # noqa: C901 - a flat routing table
         e = self.engine
         p = call.params
@@ -291,7 +305,8 @@ class Server:
         if op == "BackupInstances_ValidateForRestore":
             return self._lro(call, e.validate(v, b, call.body, forced=forced))
         if op == "BackupInstances_TriggerRestore":
-            return self._lro(call, e.restore(v, b, call.body, forced=forced, job_fault=job_fault))
+            return self._lro(call, e.restore(v, b, call.body, forced=forced, job_fault=job_fault,
+                                             behaviour=self._job_behaviour(op)))
         if op == "BackupInstances_TriggerRehydrate":
             return self._lro(call, e.rehydrate(v, b, call.body, forced=forced, job_fault=job_fault))
         raise NotFound(f"unhandled operation {op}")
@@ -331,7 +346,7 @@ class Server:
         if op == "BackupInstances_ValidateCrossRegionRestore":
             return self._lro(call, e.validate(v, b, body, crr_location=loc, forced=forced))
         return self._lro(call, e.restore(v, b, body.get("restoreRequestObject"), crr_location=loc, forced=forced,
-                                         job_fault=job_fault))
+                                         job_fault=job_fault, behaviour=self._job_behaviour(op)))
 
     # ------------------------------------------------------------------ admin API
     def admin(self, method: str, path: str, raw: bytes) -> Reply:  # noqa: C901 - a flat routing table
@@ -359,9 +374,8 @@ class Server:
                     return Reply(201, c.add_fault(body).to_json())
                 if method == "DELETE":
                     return Reply(200, {"removed": c.clear_faults(parts[1] if len(parts) > 1 else None)})
-                return Reply(200, {"faults": [f.to_json() for f in c.faults], "modes": sorted(PRE_MODES | POST_MODES
-                                                                                             | {"lro_fail",
-                                                                                                "job_fail"})})
+                return Reply(200, {"faults": [f.to_json() for f in c.faults], "modes": sorted(
+                    PRE_MODES | POST_MODES | JOB_BEHAVIOUR_MODES | {"lro_fail", "job_fail"})})
             if key == "metering":
                 if method == "DELETE":
                     c.reset_metering()

@@ -4,6 +4,7 @@ replicatedRegions, and jobs that pause, warn or are cancelled."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import psycopg
@@ -11,7 +12,7 @@ from azure.storage.blob import BlobServiceClient
 
 from localdev import scenarios as sc
 
-from .helpers import completion_events, dsn, start, wait_for
+from .helpers import admin, completion_events, dsn, start, wait_for
 
 
 def uniq(prefix: str) -> str:
@@ -98,3 +99,48 @@ def test_cross_region_restore_from_a_vault_without_replicated_regions_uses_the_p
     assert body["restore_location"] == "northeurope"
     assert any("lists no replicatedRegions" in e["message"] for e in body["timeline"]), body["timeline"]
     assert _blobs(local_stack.env, sc.CONTAINER_NE_URL, prefix) == [f"{prefix}.dump"]
+
+
+def _watch_for_job_status(api, rid: str, wanted: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, body, _ = api.get(f"/restores/{rid}")
+        if body["job_status"] == wanted or body["status"] in ("succeeded", "failed", "rejected"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"restore {rid} never showed job_status {wanted}")
+
+
+def test_a_paused_job_shows_as_paused_with_a_fix_then_completes(local_stack, api):
+    emu = admin(local_stack.env)
+    emu.add_fault("job_pause", "BackupInstances_TriggerRestore", count=1, duration="PT6H")  # ~6 s at 3600x
+    try:
+        name = uniq("it_paused")
+        rid = start(api, sc.as_database(name))
+        seen = _watch_for_job_status(api, rid, "Paused")
+        assert (seen["status"], seen["job_status"]) == ("restoring", "Paused"), seen
+        assert any("is Paused" in e["message"] and "az dataprotection job show" in e["message"]
+                   for e in seen["timeline"]), seen["timeline"]
+        body = wait_for(api, rid)
+    finally:
+        emu.clear_faults()
+    assert body["status"] == "succeeded" and body["job_status"] == "Completed", body
+    assert _codes(body["warnings"]) == ["JobPaused"]
+    events = completion_events(local_stack.env, rid)
+    assert events and _codes(events[0]["warnings"]) == ["JobPaused"]
+
+
+def test_a_job_that_warns_succeeds_with_its_warnings_and_a_cancelled_one_fails(local_stack, api):
+    emu = admin(local_stack.env)
+    try:
+        emu.add_fault("job_warn", "BackupInstances_TriggerRestore", count=1,
+                      error_code="UserErrorSomeRolesNotRestored", error_message="2 roles were not restored")
+        warned = wait_for(api, start(api, sc.as_database(uniq("it_warned"))))
+        emu.add_fault("job_cancel", "BackupInstances_TriggerRestore", count=1)
+        cancelled = wait_for(api, start(api, sc.as_database(uniq("it_cancelled"))))
+    finally:
+        emu.clear_faults()
+    assert warned["status"] == "succeeded" and warned["job_status"] == "CompletedWithWarnings", warned
+    assert _codes(warned["warnings"]) == ["UserErrorSomeRolesNotRestored"]
+    assert cancelled["status"] == "failed" and cancelled["job_status"] == "Cancelled", cancelled
+    assert cancelled["error"]["code"] == "JobCancelled"
