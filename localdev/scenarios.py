@@ -15,6 +15,20 @@ VAULT_LRS = VAULT.rsplit("/", 1)[0] + "/bv-lrs"
 BI_SALES = f"{VAULT}/backupInstances/pgsrv01-salesdb-6f1c2d3e-0000-4000-8000-000000000001"
 BI_FLEX = f"{VAULT}/backupInstances/pgflex01-6f1c2d3e-0000-4000-8000-000000000002"
 BI_HR_LRS = f"{VAULT_LRS}/backupInstances/pgsrv01-hrdb-6f1c2d3e-0000-4000-8000-000000000003"
+_VAULTS = VAULT.rsplit("/", 1)[0]
+# Azure-fidelity vaults of the demo world (one special property each; docs/emulator.md)
+VAULT_PARTIAL = f"{_VAULTS}/bv-partial"
+BI_CRM_PARTIAL = f"{VAULT_PARTIAL}/backupInstances/pgsrv01-crmdb-6f1c2d3e-0000-4000-8000-000000000004"
+VAULT_UAMI = f"{_VAULTS}/bv-uami"
+BI_BILLING_UAMI = f"{VAULT_UAMI}/backupInstances/pgsrv01-billingdb-6f1c2d3e-0000-4000-8000-000000000005"
+UAMI_PRINCIPAL = "44444444-4444-4444-8444-444444444444"
+VAULT_CSR_OFF = f"{_VAULTS}/bv-csr-off"
+BI_OPS_CSR_OFF = f"{VAULT_CSR_OFF}/backupInstances/pgsrv01-opsdb-6f1c2d3e-0000-4000-8000-000000000006"
+VAULT_GEO_NOREPL = f"{_VAULTS}/bv-geo-norepl"
+BI_GEO_NOREPL = f"{VAULT_GEO_NOREPL}/backupInstances/pgsrv01-geodb-6f1c2d3e-0000-4000-8000-000000000007"
+CONTAINER_SUB1_URL = "https://stpgsub1we.blob.core.windows.net/pg-restores"
+CONTAINER_SUB1_ID = (f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-backup-targets/providers/Microsoft.Storage/"
+                     "storageAccounts/stpgsub1we/blobServices/default/containers/pg-restores")
 SRC_SERVER = f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-data/providers/Microsoft.DBforPostgreSQL/servers/pgsrv01"
 SRC_SALES_DB = f"{SRC_SERVER}/databases/salesdb"
 _PG = f"/subscriptions/{SUB_TARGETS}/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/servers"
@@ -32,7 +46,7 @@ CONTAINER_WE_ID = (f"/subscriptions/{SUB_TARGETS}/resourceGroups/rg-target/provi
 CONTAINER_LOCKED_URL = "https://stpgrestorewe.blob.core.windows.net/pg-locked"
 CONTAINER_NE_URL = "https://stpgrestorene.blob.core.windows.net/pg-restores"
 AZURITE_CONTAINER = {CONTAINER_WE_URL: "stpgrestorewe-pg-restores", CONTAINER_NE_URL: "stpgrestorene-pg-restores",
-                     CONTAINER_LOCKED_URL: "stpgrestorewe-pg-locked"}
+                     CONTAINER_LOCKED_URL: "stpgrestorewe-pg-locked", CONTAINER_SUB1_URL: "stpgsub1we-pg-restores"}
 CLUSTER_OF_SERVER = {TARGET_SERVER: "pgsrv-restore", TARGET_DR: "pgsrv-dr", SRC_SERVER: "pgsrv01",
                      TARGET_NOREADER: "pgsrv-noreader", TARGET_LEGACY: "pgsrv-legacy"}
 

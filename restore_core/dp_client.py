@@ -193,16 +193,34 @@ class VaultInfo:
     redundancy: str | None
     crr_enabled: bool
     secondary_region: str | None
+    #: user-assigned identities (``identity.userAssignedIdentities``): ARM id as Azure spells it -> principal id
+    user_identities: dict[str, str] = field(default_factory=dict)
+    #: ``featureSettings.crossSubscriptionRestoreSettings.state``: Enabled | Disabled | PermanentlyDisabled (None:
+    #: not reported, which Azure treats as the default, Enabled)
+    csr_state: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "location": self.location, "principal_id": self.principal_id,
                 "redundancy": self.redundancy, "crr_enabled": self.crr_enabled,
-                "secondary_region": self.secondary_region}
+                "secondary_region": self.secondary_region, "user_identities": dict(self.user_identities),
+                "csr_state": self.csr_state}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> VaultInfo:
         return cls(d["id"], d["location"], d.get("principal_id"), d.get("redundancy"), bool(d.get("crr_enabled")),
-                   d.get("secondary_region"))
+                   d.get("secondary_region"), dict(d.get("user_identities") or {}), d.get("csr_state"))
+
+    @property
+    def cross_subscription_restore(self) -> bool:
+        return (self.csr_state or "Enabled").lower() == "enabled"
+
+    def user_identity(self, arm_id: str) -> tuple[str, str | None] | None:
+        """(id as the vault spells it, principal id) of one of its user-assigned identities (ids compare
+        case-insensitively, as ARM ids do)."""
+        for uid, principal in self.user_identities.items():
+            if uid.lower().rstrip("/") == arm_id.lower().rstrip("/"):
+                return uid, principal
+        return None
 
 
 @dataclass(frozen=True)
@@ -214,6 +232,8 @@ class BackupInstanceInfo:
     datasource_id: str
     datasource_set_id: str | None
     protection_state: str | None
+    #: ``identityDetails.userAssignedIdentityArmUrl`` when the instance is protected with a user-assigned identity
+    user_identity: str | None = None
 
 
 @dataclass(frozen=True)
@@ -224,10 +244,24 @@ class RecoveryPointInfo:
     rehydration_status: str | None = None
     rehydration_expiry: datetime | None = None
     postgres_version: str | None = None
+    state: str | None = None  # recoveryPointState: "Completed" | "Partial" (None: not reported)
 
     @property
     def rehydrated(self) -> bool:
         return (self.rehydration_status or "").upper() == "COMPLETED"
+
+    @property
+    def partial(self) -> bool:
+        """Azure: "Partial (i.e., only some of the intended items were backed up)"; it does not say which."""
+        return (self.state or "").lower() == "partial"
+
+
+#: Job statuses named by the spec (``AzureBackupJob.status``: "InProgress/Completed/Failed/Cancelled/
+#: CompletedWithWarnings/Cancelling/Paused") and its examples ("Started", "Succeeded"), by the outcome they mean.
+JOB_SUCCEEDED = frozenset({"completed", "completedwithwarnings", "succeeded"})
+JOB_FAILED = frozenset({"failed"})
+JOB_CANCELLED = frozenset({"cancelled", "canceled"})
+JOB_RUNNING = frozenset({"inprogress", "started", "cancelling", "paused"})  # not terminal: keep checking
 
 
 @dataclass(frozen=True)
@@ -253,7 +287,9 @@ class JobInfo:
 
     @property
     def terminal(self) -> bool:
-        return self.status in ("Completed", "CompletedWithWarnings", "Failed", "Cancelled", "Succeeded")
+        """Finished for good. Cancelling and Paused are not; a status nobody documents is not either (it is
+        reported on the timeline and checked again)."""
+        return self.status.lower() in JOB_SUCCEEDED | JOB_FAILED | JOB_CANCELLED
 
 
 def _plain(value: Any) -> str | None:
@@ -340,7 +376,8 @@ def _rp_info(rp: Any) -> RecoveryPointInfo:
     rp_time = parse_time(rp.properties.recovery_point_time)
     assert rp_time is not None
     return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
-                             parse_time(expiry), version)
+                             parse_time(expiry), version,
+                             _plain(getattr(rp.properties, "recovery_point_state", None)))
 
 
 def _job_info(job: Any) -> JobInfo:
@@ -365,6 +402,11 @@ def _job_info(job: Any) -> JobInfo:
                    errors=errors, warnings=warnings,
                    recovery_point_id=getattr(source, "recovery_point_id", None) if source is not None else None,
                    subtasks=subtasks)
+
+
+def _user_identities(identity: Any) -> dict[str, str]:
+    users = getattr(identity, "user_assigned_identities", None) or {}
+    return {str(uid): str(getattr(u, "principal_id", None) or "") for uid, u in users.items()}
 
 
 def _job_id_of(result: Any) -> str:
@@ -471,19 +513,26 @@ class DataProtection:
             if _plain(s.datastore_type) == "VaultStore" or redundancy is None:
                 redundancy = _plain(s.type)
         crr = getattr(getattr(props, "feature_settings", None), "cross_region_restore_settings", None)
+        csr = getattr(getattr(props, "feature_settings", None), "cross_subscription_restore_settings", None)
         replicated = list(getattr(props, "replicated_regions", None) or [])
         return VaultInfo(id=v.id or vault.id, location=(v.location or "").lower(),
                          principal_id=getattr(v.identity, "principal_id", None) if v.identity else None,
                          redundancy=redundancy, crr_enabled=(_plain(getattr(crr, "state", None)) == "Enabled"),
-                         secondary_region=replicated[0].lower() if replicated else None)
+                         # as the az CLI: only a single listed region counts; otherwise the paired-region fallback
+                         secondary_region=replicated[0].lower() if len(replicated) == 1 and replicated[0] else None,
+                         user_identities=_user_identities(v.identity),
+                         csr_state=_plain(getattr(csr, "state", None)))
 
     def _bi_info(self, bi: Any) -> BackupInstanceInfo:
         p = bi.properties
         ds, dss = p.data_source_info, p.data_source_set_info
+        ident = getattr(p, "identity_details", None)
+        uami = ident.user_assigned_identity_arm_url if ident is not None and \
+            ident.use_system_assigned_identity is not True else None
         return BackupInstanceInfo(id=bi.id, name=bi.name, friendly_name=p.friendly_name,
                                   datasource_type=str(ds.datasource_type or ds.resource_type),
                                   datasource_id=ds.resource_id, datasource_set_id=dss.resource_id if dss else None,
-                                  protection_state=_plain(p.current_protection_state))
+                                  protection_state=_plain(p.current_protection_state), user_identity=uami or None)
 
     def get_backup_instance(self, bi: BackupInstanceRef) -> BackupInstanceInfo:
         res = self._call("get backup instance", lambda: self.client(bi.vault.subscription).backup_instances.get(

@@ -1,7 +1,8 @@
 """Plain explanations and exact fixes for the errors a restore can meet.
 
-For missing permissions the fix is the exact ``az role assignment create`` command with the vault identity's
-principal id, the role and the scope filled in. Pure functions; unit-tested.
+For missing permissions the fix is the exact ``az role assignment create`` command with the principal id of the
+identity the restore acts as (the vault's system-assigned identity, or the backup instance's user-assigned one), the
+role and the scope filled in. Pure functions; unit-tested.
 """
 
 from __future__ import annotations
@@ -69,17 +70,20 @@ _PLAIN: dict[str, tuple[str, str]] = {
 
 
 def explain(code: str, message: str, *, request: RestoreRequest | None, principal_id: str | None,
-            azure_fix: str | None = None) -> Explanation:
-    """Map an Azure (or pre-check) error code to a plain explanation and the exact fix."""
+            azure_fix: str | None = None, identity: str | None = None) -> Explanation:
+    """Map an Azure (or pre-check) error code to a plain explanation and the exact fix. ``principal_id`` is the
+    identity the restore acts as (the vault's system-assigned one, or the user-assigned one the backup instance uses;
+    ``identity`` then names it, e.g. "user-assigned identity id-restore")."""
     target = request.target if request else None
+    who = f"the Backup vault's {identity or 'managed identity'}"
     if code == "UserErrorMSIMissingPermissions" and isinstance(target, DatabaseTarget):
-        return Explanation(code, "the Backup vault's managed identity lacks the Reader role on the target server",
+        return Explanation(code, f"{who} lacks the Reader role on the target server",
                            role_command(principal_id, "Reader", target.server_id))
     if code == "UserErrorMissingPermissionsOnSecretStore" and isinstance(target, DatabaseTarget):
-        return Explanation(code, "the Backup vault's managed identity cannot read secrets from the Key Vault",
+        return Explanation(code, f"{who} cannot read secrets from the Key Vault",
                            role_command(principal_id, "Key Vault Secrets User", _kv_scope(target.secret_uri)))
     if code == "UserErrorContainerNotAccessible" and isinstance(target, FilesTarget):
-        return Explanation(code, "the Backup vault's managed identity cannot write to the target container",
+        return Explanation(code, f"{who} cannot write to the target container",
                            role_command(principal_id, "Storage Blob Data Contributor", _container_scope(target)))
     if code in _PLAIN:
         plain, fix = _PLAIN[code]

@@ -75,6 +75,7 @@ class RestoreRecord:
     target_resource: str | None = None
     region: str = "primary"
     restore_location: str | None = None
+    identity_id: str | None = None  # user-assigned identity the restore acts as (None: the vault's system identity)
     rehydration_requested_at: datetime | None = None
     rehydration_expiry: datetime | None = None
     trigger_intent_at: datetime | None = None

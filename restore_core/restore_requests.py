@@ -2,7 +2,8 @@
 
 Cases: restore as database (Key Vault secret credentials) or as files (container + prefix); source VaultStore or a
 rehydrated ArchiveStore point; primary region or Cross Region Restore (wrapped with the source region and backup
-instance). ``recoveryOption`` is always ``FailIfExists``: a restore never overwrites anything.
+instance); the vault's system-assigned identity (no ``identityDetails``) or a user-assigned one.
+``recoveryOption`` is always ``FailIfExists``: a restore never overwrites anything.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class RestorePlan:
     source_store: str  # "VaultStore" | "ArchiveStore"
     restore_location: str
     target: DatabaseTarget | FilesTarget
+    identity_id: str | None = None  # user-assigned identity to restore with (None: the vault's system identity)
 
 
 def _server_name(server_id: str) -> str:
@@ -87,6 +89,9 @@ def restore_request(plan: RestorePlan, rehydration: Rehydration | None = None) \
         )
     if plan.source_datasource_id:
         req.source_resource_id = plan.source_datasource_id
+    if plan.identity_id:  # absent means "System Assigned" to Azure, so only a user-assigned identity is sent
+        req.identity_details = m.IdentityDetails(use_system_assigned_identity=False,
+                                                 user_assigned_identity_arm_url=plan.identity_id)
     return req
 
 

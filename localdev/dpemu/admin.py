@@ -56,7 +56,7 @@ class EmulatorAdmin:
 
     # --- faults
     def add_fault(self, mode: str, operation: str = "*", **kw: Any) -> dict[str, Any]:
-        """kw: count, probability, error_code, error_message, delay_seconds, retry_after."""
+        """kw: count, probability, error_code, error_message, delay_seconds, retry_after, duration (job_pause)."""
         return dict(self._call("POST", "/faults", {"mode": mode, "operation": operation, **kw}))
 
     def faults(self) -> list[dict[str, Any]]:
@@ -83,15 +83,18 @@ class EmulatorAdmin:
         return dict(self._call("PUT", "/throttling", values))
 
     # --- world changes
-    def take_backup(self, backup_instance: str, seed_sql: str | None = None, *, tier: str = "vault",
-                    age: str | None = None) -> dict[str, Any]:
-        """A real backup now; ``tier`` archive puts its point in the archive tier, ``age`` (ISO duration) dates it
-        that long ago (so it does not become the latest point)."""
+    def take_backup(self, backup_instance: str, seed_sql: str | None = None, state: str | None = None, *,
+                    tier: str = "vault", age: str | None = None) -> dict[str, Any]:
+        """A real backup now. ``state``: the new point's recoveryPointState, Completed (default) or Partial;
+        ``tier`` archive puts it in the archive tier; ``age`` (ISO duration) dates it that long ago (so it does not
+        become the latest point)."""
         body: dict[str, Any] = {"backup_instance": backup_instance, "tier": tier}
         if age:
             body["age"] = age
         if seed_sql:
             body["seed_sql"] = seed_sql
+        if state:
+            body["state"] = state
         return dict(self._call("POST", "/backups", body))
 
     def grant(self, principal: str, role: str, scope: str) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from .timeutil import parse_duration
+
 FAULT_MODES = {
     "throttle": "429 with Retry-After",
     "error500": "500 InternalServerError",
@@ -22,6 +24,9 @@ FAULT_MODES = {
     "delay": "answer after delay_seconds",
     "lro_fail": "the LRO ends Failed with error_code (operation has no effect)",
     "job_fail": "the restore/rehydrate job ends Failed with error_code",
+    "job_pause": "the restore job is Paused from half its run for duration (simulated ISO, default PT2H), then runs on",
+    "job_warn": "the restore job ends CompletedWithWarnings, warningDetails carrying error_code/error_message",
+    "job_cancel": "the restore job goes Cancelling at half its run and ends Cancelled (no data-plane work)",
     "lost_500": "the operation takes effect but the client gets a 500",
     "lost_drop": "the operation takes effect but the connection is dropped",
     "malformed": "200 with a body that is not valid JSON (operation has no effect)",
@@ -51,11 +56,13 @@ class Fault:
     delay_seconds: float
     retry_after: int
     fired: int = 0
+    duration: str = ""  # job_pause: how long the job stays Paused (simulated ISO-8601 duration)
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "operation": self.operation, "mode": self.mode, "count": self.count,
                 "probability": self.probability, "error_code": self.error_code, "error_message": self.error_message,
-                "delay_seconds": self.delay_seconds, "retry_after": self.retry_after, "fired": self.fired}
+                "delay_seconds": self.delay_seconds, "retry_after": self.retry_after, "fired": self.fired,
+                "duration": self.duration}
 
 
 @dataclass
@@ -74,6 +81,22 @@ class Bucket:
             self.tokens -= 1
             return True, int(self.tokens), 0.0
         return False, 0, (1 - self.tokens) / self.rate
+
+
+JOB_BEHAVIOUR_MODES = {"job_pause", "job_warn", "job_cancel"}
+
+
+def _job_duration(mode: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if mode != "job_pause":
+        raise ControlError("duration: only mode job_pause takes a duration")
+    try:
+        if parse_duration(str(value)).total_seconds() <= 0:
+            raise ValueError
+    except ValueError:
+        raise ControlError("duration: give a positive ISO-8601 duration such as PT2H") from None
+    return str(value)
 
 
 class Controls:
@@ -123,9 +146,10 @@ class Controls:
             raise ControlError(f"error_code: mode {mode} needs the Azure error code to report")
         if mode == "delay" and float(body.get("delay_seconds", 0)) <= 0:
             raise ControlError("delay_seconds: mode delay needs a positive number of seconds")
+        duration = _job_duration(mode, body.get("duration"))
         f = Fault(uuid.uuid4().hex[:12], op, mode, count, prob, str(body.get("error_code") or ""),
                   str(body.get("error_message") or "Injected fault."), float(body.get("delay_seconds", 0)),
-                  int(body.get("retry_after", 1)))
+                  int(body.get("retry_after", 1)), duration=duration)
         with self._lock:
             self.faults.append(f)
         return f

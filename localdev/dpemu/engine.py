@@ -77,6 +77,7 @@ class RecoveryPoint:
     databases: list[str]
     datastore_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     rehydration: dict[str, Any] | None = None  # {priority, started, ready_at, retention}
+    state: str = "Completed"  # recoveryPointState (Completed | Partial)
 
     def rehydration_status(self, now: datetime) -> tuple[str | None, datetime | None]:
         r = self.rehydration
@@ -91,6 +92,21 @@ class RecoveryPoint:
 
     def usable_from_vault(self, now: datetime) -> bool:
         return self.tier == "vault" or self.rehydration_status(now)[0] == "COMPLETED"
+
+
+@dataclass(frozen=True)
+class JobBehaviour:
+    """How a restore job deviates from "runs, then Completed/Failed" (fault modes job_pause/job_warn/job_cancel).
+
+    pause: ``Paused`` from half its run for ``pause_for`` (simulated), then runs on; its end moves by the pause.
+    warn: does the real work, then ends ``CompletedWithWarnings`` with one ``warningDetails`` entry (code/message).
+    cancel: ``Cancelling`` from half its run, ``Cancelled`` at its end; no data-plane work is done.
+    """
+
+    mode: str  # pause | warn | cancel
+    code: str = "UserErrorRestoreCompletedWithWarnings"
+    message: str = "The restore completed with warnings."
+    pause_for: timedelta = timedelta(hours=2)
 
 
 @dataclass
@@ -112,19 +128,37 @@ class Job:
     work_done_at: datetime | None = None
     done: threading.Event = field(default_factory=threading.Event)
     activity: str = field(default_factory=lambda: f"{uuid.uuid4()}-Ibz")
+    behaviour: JobBehaviour | None = None
 
     @property
     def arm_id(self) -> str:
         return f"{self.vault.id}/backupJobs/{self.id}"
 
+    @property
+    def skips_work(self) -> bool:
+        """No data-plane work: an injected failure, or a job that gets cancelled."""
+        return bool(self.forced_error) or self._mode == "cancel"
+
+    @property
+    def _mode(self) -> str | None:
+        return self.behaviour.mode if self.behaviour else None
+
     def status(self, now: datetime) -> tuple[str, datetime | None]:
+        half = self.start + self.duration / 2
         due = self.start + self.duration
+        if self._mode == "pause":
+            assert self.behaviour is not None
+            if half <= now < half + self.behaviour.pause_for:
+                return "Paused", None
+            due += self.behaviour.pause_for
+        if self._mode == "cancel" and now >= half:
+            return ("Cancelled", due) if now >= due and self.done.is_set() else ("Cancelling", None)
         if now < due or not self.done.is_set():
             return "InProgress", None
         end = max(due, self.work_done_at or due)
         if self.forced_error or self.work_error:
             return "Failed", end
-        return "Completed", end
+        return ("CompletedWithWarnings" if self._mode == "warn" else "Completed"), end
 
 
 @dataclass
@@ -137,6 +171,14 @@ class Operation:
     job_id: str | None = None  # full ARM id (trigger operations)
     error: dict[str, Any] | None = None
     result_kind: str = "job"  # job | validate | none
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The identity a restore acts as: its principal id and how messages name it."""
+
+    id: str
+    label: str  # "managed identity" | "user-assigned identity '<name>'"
 
 
 @dataclass
@@ -155,6 +197,7 @@ class ParsedRestore:
     file_prefix: str = ""
     rehydration_priority: str | None = None
     rehydration_duration: str | None = None
+    identity_details: dict[str, Any] | None = None  # as sent (None: absent, i.e. the system-assigned identity)
 
 
 def _get(d: dict[str, Any], *keys: str) -> Any:
@@ -262,28 +305,33 @@ class Engine:
             srv = w.servers[bi.server_id.lower()]
             for dbname, sql in spec.seed_sql.items():
                 self.data.run_sql(srv.cluster, dbname, sql)
-            self._take_backup(v, bi, spec.id, spec.time, spec.tier)
+            self._take_backup(v, bi, spec.id, spec.time, spec.tier, spec.state)
         log.info("seeded %d recovery points", len(plan))
 
-    def _take_backup(self, vault: Vault, bi: BackupInstance, rp_id: str, when: datetime, tier: str) -> RecoveryPoint:
+    def _take_backup(self, vault: Vault, bi: BackupInstance, rp_id: str, when: datetime, tier: str,
+                     state: str = "Completed") -> RecoveryPoint:
         srv = self.world.servers[bi.server_id.lower()]
         dbs = [bi.database] if bi.database else [d.name for d in srv.databases]
         files = self.data.backup(cluster=srv.cluster, databases=dbs, flexible=bi.datasource_type == FLEXIBLE,
                                  prefix=self.data.blob_prefix(vault.name, bi.name, rp_id))
-        rp = RecoveryPoint(rp_id, bi.id.lower(), when, tier, files, srv.postgres_version, srv.name, dbs)
+        rp = RecoveryPoint(rp_id, bi.id.lower(), when, tier, files, srv.postgres_version, srv.name, dbs, state=state)
         with self.lock:
             lst = self.rps.setdefault(bi.id.lower(), [])
             lst.append(rp)
             lst.sort(key=lambda r: r.time, reverse=True)
         return rp
 
-    def backup_now(self, bi_ref: str, tier: str = "vault", age: timedelta = timedelta(0)) -> dict[str, Any]:
-        """Admin: take a real backup of a backup instance now; its point is dated ``age`` ago, in ``tier``."""
+    def backup_now(self, bi_ref: str, state: str = "Completed", tier: str = "vault",
+                   age: timedelta = timedelta(0)) -> dict[str, Any]:
+        """Admin: take a real backup of a backup instance now (Completed or Partial); its point is dated ``age`` ago,
+        in ``tier``."""
+        if state not in ("Completed", "Partial"):
+            raise BadRequest("InvalidRecoveryPointState", f"state: use Completed or Partial, not '{state}'")
         if tier not in ("vault", "archive"):
-            raise ValueError("tier: give vault or archive")
+            raise BadRequest("InvalidTier", f"tier: use vault or archive, not '{tier}'")
         vault, bi = self.find_bi_any(bi_ref)
         now = self.clock.now()
-        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now - age, tier)
+        rp = self._take_backup(vault, bi, uuid.uuid4().hex, now - age, tier, state)
         job = Job(str(uuid.uuid4()), vault, bi, "Backup", "Backup", now, timedelta(0), ["Take Backup"], rp=rp)
         job.work_done_at = now
         job.done.set()
@@ -347,18 +395,28 @@ class Engine:
         return {"principal": ra.principal, "role": ra.role, "scope": ra.scope}
 
     # ================================================================ rendering
+    @staticmethod
+    def identity_json(v: Vault) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": v.identity_type, "principalId": v.principal_id,
+                               "tenantId": v.tenant_id if v.principal_id else None}
+        if v.user_identities:
+            out["userAssignedIdentities"] = {u.id: {"principalId": u.principal_id, "clientId": u.client_id}
+                                             for u in v.user_identities}
+        return out
+
     def vault_json(self, v: Vault) -> dict[str, Any]:
         secondary = self.world.region_pairs.get(v.location) if v.storage_redundancy == "GeoRedundant" else None
         return {
             "id": v.id, "name": v.name, "type": "Microsoft.DataProtection/backupVaults", "location": v.location,
             "tags": {}, "eTag": None,
-            "identity": {"type": "SystemAssigned", "principalId": v.principal_id, "tenantId": v.tenant_id},
+            "identity": self.identity_json(v),
             "properties": {
                 "provisioningState": "Succeeded",
                 "storageSettings": [{"datastoreType": "VaultStore", "type": v.storage_redundancy}],
                 "featureSettings": {"crossRegionRestoreSettings": {"state": v.cross_region_restore},
-                                    "crossSubscriptionRestoreSettings": {"state": "Enabled"}},
-                "replicatedRegions": [secondary] if secondary else [],
+                                    "crossSubscriptionRestoreSettings": {"state": v.cross_subscription_restore}},
+                "replicatedRegions": v.replicated_regions if v.replicated_regions is not None else
+                                     [secondary] if secondary else [],
                 "securitySettings": {"softDeleteSettings": {"state": "On", "retentionDurationInDays": 14},
                                      "immutabilitySettings": {"state": "Disabled"}},
                 "monitoringSettings": {"azureMonitorAlertSettings": {"alertsForAllJobFailures": "Enabled"}},
@@ -389,6 +447,8 @@ class Engine:
                 "currentProtectionState": "ProtectionConfigured",
                 "provisioningState": "Succeeded",
                 "validationType": "ShallowValidation",
+                **({"identityDetails": {"useSystemAssignedIdentity": False, "userAssignedIdentityArmUrl": b.identity}}
+                   if b.identity else {}),
             },
         }
 
@@ -428,7 +488,7 @@ class Engine:
                 "recoveryPointTime": iso(rp.time), "recoveryPointType": "Full", "friendlyName": rp.id,
                 "policyName": b.policy, "policyVersion": None,
                 "retentionTagName": "Monthly" if rp.tier == "archive" else "Default",
-                "retentionTagVersion": "637671427933449525", "recoveryPointState": "Completed",
+                "retentionTagVersion": "637671427933449525", "recoveryPointState": rp.state,
                 "expiryTime": iso(expiry_time), "recoveryPointDataStoresDetails": [store, *stores],
             },
         }
@@ -444,7 +504,8 @@ class Engine:
             code, msg = job.forced_error or (job.work_error.code, str(job.work_error))  # type: ignore[union-attr]
             info = user_facing_error(code, msg)["additionalInfo"][0]["info"]
             errors = [info]
-        sub_status = "Completed" if status == "Completed" else ("Failed" if status == "Failed" else "InProgress")
+        sub_status = {"Completed": "Completed", "CompletedWithWarnings": "Completed", "Failed": "Failed",
+                      "Cancelled": "Cancelled"}.get(status, "InProgress")
         subtasks = []
         for i, name in enumerate(job.subtasks, start=1):
             st = sub_status
@@ -475,11 +536,12 @@ class Engine:
                 "supportedActions": [""], "etag": f"W/\"datetime'{etag_time}'\"", "errorDetails": errors,
                 "extendedInfo": {
                     "additionalDetails": None, "backupInstanceState": None, "dataTransferedInBytes":
-                        sum(job.rp.files.values()) if job.rp and status == "Completed" else None,
+                        sum(job.rp.files.values()) if job.rp and sub_status == "Completed" else None,
                     "recoveryDestination": self._destination(job),
                     "sourceRecoverPoint": {"recoveryPointID": job.rp.id, "recoveryPointTime": iso(job.rp.time)}
                     if job.rp else None,
                     "targetRecoverPoint": None, "subTasks": subtasks,
+                    "warningDetails": self._warning_details(job) if status == "CompletedWithWarnings" else None,
                 },
             },
         }
@@ -489,6 +551,12 @@ class Engine:
         if fmt == "none" or not job.destination:
             return None
         return job.destination if fmt == "arm" else job.destination.rstrip("/").rsplit("/", 1)[-1]
+
+    def _warning_details(self, job: Job) -> list[dict[str, Any]]:
+        assert job.behaviour is not None
+        info = user_facing_error(job.behaviour.code, job.behaviour.message)["additionalInfo"][0]["info"]
+        return [{"resourceName": job.bi.database or self.world.servers[job.bi.server_id.lower()].name,
+                 "warning": info}]
 
     def op_status_json(self, op: Operation) -> dict[str, Any]:
         now = self.clock.now()
@@ -593,6 +661,9 @@ class Engine:
         loc = str(_get(tgt, "restoreLocation") or "").lower().replace(" ", "")
         p = ParsedRestore(otype, "ArchiveStore" if store.lower() == "archivestore" else "VaultStore", rp_id, loc,
                           "database")
+        ident = _get(req, "identityDetails")
+        if ident is not None:
+            p.identity_details = _obj(ident, f"{where}.identityDetails")
         if otype == "AzureBackupRestoreWithRehydrationRequest":
             p.rehydration_priority = _str(req, "rehydrationPriority", where)
             p.rehydration_duration = _str(req, "rehydrationRetentionDuration", where)
@@ -718,9 +789,65 @@ class Engine:
             raise RuleError("UserErrorInvalidSourceDataStore",
                             f"Recovery point '{rp.id}' is in the vault tier, not in the archive tier.",
                             "Set sourceDataStoreType to VaultStore.")
+        principal = self.restore_principal(vault, bi, p)
+        self.check_cross_subscription(vault, p)
         if p.kind == "database":
-            return rp, self._check_db_target(vault, bi, rp, p, region)
-        return rp, self._check_files_target(vault, bi, rp, p, region)
+            return rp, self._check_db_target(vault, bi, rp, p, region, principal)
+        return rp, self._check_files_target(vault, bi, rp, p, region, principal)
+
+    def restore_principal(self, vault: Vault, bi: BackupInstance, p: ParsedRestore) -> Principal:
+        """The identity whose permissions the restore uses: ``identityDetails`` as sent; absent means the
+        system-assigned identity (REST reference: "If it is null, default will be considered as System Assigned")."""
+        d = p.identity_details
+        if d is None and bi.identity and self.settings.strict_identity_details:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            f"Backup instance '{bi.name}' is protected with the user-assigned identity "
+                            f"'{bi.identity}'; the restore request must name it in identityDetails.",
+                            "Send identityDetails {useSystemAssignedIdentity: false, userAssignedIdentityArmUrl: "
+                            f"'{bi.identity}'}}.")
+        url = str(_get(d, "userAssignedIdentityArmUrl") or "") if d else ""
+        use_system = _get(d, "useSystemAssignedIdentity") if d else None
+        if url and use_system is not True:
+            user = vault.user_identity(url)
+            if user is None:
+                raise RuleError("UserErrorInvalidIdentityDetails",
+                                f"The user-assigned identity '{url}' is not assigned to vault '{vault.name}'.",
+                                "Send one of the vault's identity.userAssignedIdentities, or omit identityDetails "
+                                "to use the system-assigned identity.")
+            return Principal(user.principal_id, f"user-assigned identity '{user.id.rsplit('/', 1)[-1]}'")
+        if use_system is False:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            "identityDetails.useSystemAssignedIdentity is false but no userAssignedIdentityArmUrl "
+                            "was given.", "Give userAssignedIdentityArmUrl, or set useSystemAssignedIdentity true.")
+        if vault.principal_id is None:
+            raise RuleError("UserErrorInvalidIdentityDetails",
+                            f"Vault '{vault.name}' has no system-assigned identity, which is what a restore without "
+                            "identityDetails uses.",
+                            "Send identityDetails with userAssignedIdentityArmUrl set to one of the vault's "
+                            "user-assigned identities.")
+        return Principal(vault.principal_id, "managed identity")
+
+    def check_cross_subscription(self, vault: Vault, p: ParsedRestore) -> None:
+        """With cross-subscription restore Disabled/PermanentlyDisabled the target must be in the vault's subscription;
+        a blob URL does not say its subscription, so files need ``targetResourceArmId`` (spec description: "optional
+        if the target subscription can be identified with the URL field. If not then this is needed if
+        CrossSubscriptionRestore field of BackupVault is in any of the disabled states")."""
+        if vault.cross_subscription_restore == "Enabled":
+            return
+        state = f"cross-subscription restore is {vault.cross_subscription_restore} on vault '{vault.name}'"
+        target = p.target_server_id if p.kind == "database" else p.container_arm_id
+        if not target:
+            raise RuleError("UserErrorCrossSubscriptionRestoreDisabled",
+                            f"The target subscription cannot be identified from the container URL "
+                            f"'{p.container_url}' and {state}: targetResourceArmId is required.",
+                            "Send restoreTargetInfo.targetDetails.targetResourceArmId (the container's ARM id).")
+        m = re.match(r"^/subscriptions/([^/]+)/", target, re.IGNORECASE)
+        if not m or m.group(1).lower() != vault.subscription.lower():
+            raise RuleError("UserErrorCrossSubscriptionRestoreDisabled",
+                            f"The restore target '{target}' is not in the vault's subscription '{vault.subscription}' "
+                            f"and {state}.",
+                            f"Restore into subscription '{vault.subscription}', or enable cross-subscription restore "
+                            "on the vault (not possible once PermanentlyDisabled).")
 
     def rps_lookup(self, bi: BackupInstance, rp_id: str) -> RecoveryPoint:
         try:
@@ -730,7 +857,7 @@ class Engine:
                             "List the recovery points and pick an existing recoveryPointId.") from exc
 
     def _check_db_target(self, vault: Vault, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
-                         region: str) -> tuple[Server, ConnInfo]:
+                         region: str, principal: Principal) -> tuple[Server, ConnInfo]:
         if bi.datasource_type == FLEXIBLE:
             raise RuleError("UserErrorUnsupportedRestoreTargetType",
                             "Flexible Server backups can only be restored as files.",
@@ -751,11 +878,11 @@ class Engine:
             raise RuleError("UserErrorOriginalLocationRestoreNotSupported",
                             f"Restoring over the source database '{srv.name}/{p.target_db}' is not supported.",
                             "Choose a new database name or another target server.")
-        if not self.has_role(vault.principal_id, READER_ROLES, srv.id):
+        if not self.has_role(principal.id, READER_ROLES, srv.id):
             raise RuleError("UserErrorMSIMissingPermissions",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Reader' on scope '{srv.id}'.",
-                            f"Assign the 'Reader' role on '{srv.id}' to the vault's managed identity.")
+                            f"Assign the 'Reader' role on '{srv.id}' to the vault's {principal.label}.")
         uri = re.sub(r"/+$", "", p.secret_uri)
         m = re.match(r"^https://([^./]+)\.vault\.azure\.net/secrets/([^/]+)(?:/[^/]*)?$", uri, re.IGNORECASE)
         if not m:
@@ -765,11 +892,11 @@ class Engine:
         if kv_id is None:
             raise RuleError("UserErrorInvalidSecretStore", f"Key Vault '{m.group(1)}' does not exist or is not "
                             "accessible.", "Check the Key Vault name in the secret URI.")
-        if not self.has_role(vault.principal_id, KV_ROLES, kv_id):
+        if not self.has_role(principal.id, KV_ROLES, kv_id):
             raise RuleError("UserErrorMissingPermissionsOnSecretStore",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Key Vault Secrets User' on scope '{kv_id}'.",
-                            f"Assign 'Key Vault Secrets User' on '{kv_id}' to the vault's managed identity.")
+                            f"Assign 'Key Vault Secrets User' on '{kv_id}' to the vault's {principal.label}.")
         key = f"https://{m.group(1).lower()}.vault.azure.net/secrets/{m.group(2)}".lower()
         value = self._secret_values.get(key)
         if value is None:
@@ -794,7 +921,7 @@ class Engine:
         return srv, conn
 
     def _check_files_target(self, vault: Vault, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
-                            region: str) -> Container:
+                            region: str, principal: Principal) -> Container:
         c = self.world.containers.get(p.container_url.lower())
         if c is None:
             raise RuleError("UserErrorContainerNotAccessible", f"Container '{p.container_url}' does not exist or "
@@ -807,12 +934,12 @@ class Engine:
             raise RuleError("UserErrorRestoreTargetRegionMismatch",
                             f"Storage account '{c.account}' is in '{c.location}' but the restore must target "
                             f"'{region}'.", f"Pick a container in '{region}'.")
-        if not self.has_role(vault.principal_id, BLOB_ROLES, c.id):
+        if not self.has_role(principal.id, BLOB_ROLES, c.id):
             raise RuleError("UserErrorContainerNotAccessible",
-                            f"The backup vault's managed identity (principalId {vault.principal_id}) is missing "
+                            f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
                             f"the role 'Storage Blob Data Contributor' on scope '{c.id}' (or its storage account).",
                             f"Assign 'Storage Blob Data Contributor' on '{c.account_id}' or the container to the "
-                            "vault's managed identity.")
+                            f"vault's {principal.label}.")
         for name in self.target_files(bi, rp, p.file_prefix).values():
             if self.data.blob_exists(c.azurite_container, name):
                 raise RuleError("UserErrorFileAlreadyExists", f"Blob '{name}' already exists in container "
@@ -834,7 +961,8 @@ class Engine:
         return self.new_op(vault.subscription, crr_location or vault.location, error=error, result_kind="validate")
 
     def restore(self, vault: Vault, bi: BackupInstance, body: Any, crr_location: str | None = None,
-                forced: tuple[str, str] | None = None, job_fault: tuple[str, str] | None = None) -> Operation:
+                forced: tuple[str, str] | None = None, job_fault: tuple[str, str] | None = None,
+                behaviour: JobBehaviour | None = None) -> Operation:
         p = self.parse_restore(body, "restoreRequestObject" if crr_location else "body")
         location = crr_location or vault.location
         if forced:
@@ -854,7 +982,7 @@ class Engine:
             duration += rh
             subtasks = ["Rehydrate", "Trigger Restore"]
         job = Job(str(uuid.uuid4()), vault, bi, "Restore", "Restore", now, duration, subtasks, crr_location, rp,
-                  rehydration_priority=priority, forced_error=job_fault)
+                  rehydration_priority=priority, forced_error=job_fault, behaviour=behaviour)
         if p.kind == "database":
             srv, conn = target
             job.destination = p.target_db_id
@@ -886,7 +1014,7 @@ class Engine:
 
     def _db_worker(self, job: Job, srv: Server, conn: ConnInfo, dbname: str, rp: RecoveryPoint) -> Any:
         def run() -> None:
-            if job.forced_error:
+            if job.skips_work:
                 return self._finish(job, None)
             err = None
             try:
@@ -905,7 +1033,7 @@ class Engine:
 
     def _files_worker(self, job: Job, c: Container, names: dict[str, str], rp: RecoveryPoint) -> Any:
         def run() -> None:
-            if job.forced_error:
+            if job.skips_work:
                 return self._finish(job, None)
             err = None
             try:

@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .control import FAULT_MODES, POST_MODES, PRE_MODES, ControlError, Controls, Fault
-from .engine import BadRequest, Engine, NotFound, Operation, decode_token, encode_token
+from .control import FAULT_MODES, JOB_BEHAVIOUR_MODES, POST_MODES, PRE_MODES, ControlError, Controls, Fault
+from .engine import BadRequest, Engine, JobBehaviour, NotFound, Operation, decode_token, encode_token
 from .timeutil import iso, parse_duration
 from .world import check_emulation_choices
 
@@ -305,6 +305,20 @@ class Server:
         return ((lro.error_code, lro.error_message) if lro else None,
                 (job.error_code, job.error_message) if job else None)
 
+    def _job_behaviour(self, op: str) -> JobBehaviour | None:
+        """A job_pause / job_warn / job_cancel fault for a restore trigger, as the job's behaviour."""
+        if op not in ("BackupInstances_TriggerRestore", "BackupInstances_TriggerCrossRegionRestore"):
+            return None
+        f = self.controls.take_fault(op, JOB_BEHAVIOUR_MODES)
+        if f is None:
+            return None
+        b = JobBehaviour(f.mode.removeprefix("job_"))
+        if f.mode == "job_warn" and f.error_code:
+            b = JobBehaviour("warn", f.error_code, f.error_message)
+        if f.mode == "job_pause" and f.duration:
+            b = JobBehaviour("pause", pause_for=parse_duration(f.duration))
+        return b
+
     def dispatch(self, call: Call) -> Reply:  # noqa: C901 - a flat routing table
         e = self.engine
         p = call.params
@@ -349,7 +363,8 @@ class Server:
         if op == "BackupInstances_ValidateForRestore":
             return self._lro(call, e.validate(v, b, call.body, forced=forced))
         if op == "BackupInstances_TriggerRestore":
-            return self._lro(call, e.restore(v, b, call.body, forced=forced, job_fault=job_fault))
+            return self._lro(call, e.restore(v, b, call.body, forced=forced, job_fault=job_fault,
+                                             behaviour=self._job_behaviour(op)))
         if op == "BackupInstances_TriggerRehydrate":
             return self._lro(call, e.rehydrate(v, b, call.body, forced=forced, job_fault=job_fault))
         raise NotFound(f"unhandled operation {op}")
@@ -389,7 +404,7 @@ class Server:
         if op == "BackupInstances_ValidateCrossRegionRestore":
             return self._lro(call, e.validate(v, b, body, crr_location=loc, forced=forced))
         return self._lro(call, e.restore(v, b, body.get("restoreRequestObject"), crr_location=loc, forced=forced,
-                                         job_fault=job_fault))
+                                         job_fault=job_fault, behaviour=self._job_behaviour(op)))
 
     # ------------------------------------------------------------------ admin API
     def admin(self, method: str, path: str, raw: bytes) -> Reply:  # noqa: C901 - a flat routing table
@@ -438,7 +453,8 @@ class Server:
                     _, bi = e.find_bi_any(ref)
                     srv = e.world.servers[bi.server_id.lower()]
                     e.data.run_sql(srv.cluster, bi.database or srv.databases[0].name, str(sql))
-                return Reply(201, e.backup_now(ref, str(body.get("tier") or "vault"),
+                return Reply(201, e.backup_now(ref, str(body.get("state") or "Completed"),
+                                               str(body.get("tier") or "vault"),
                                                parse_duration(str(body.get("age") or "PT0S"))))
             if key == "role-assignments" and method in ("POST", "DELETE"):
                 return Reply(200, e.add_role(body, remove=method == "DELETE"))
@@ -461,7 +477,8 @@ class Server:
                 "arm_latency_seconds": self.controls.arm_latency_seconds,
                 "integer_retry_after": self.integer_retry_after,
                 "job_destination_format": s.job_destination_format,
-                "rehydration_reported_on": list(s.rehydration_reported_on)}
+                "rehydration_reported_on": list(s.rehydration_reported_on),
+                "strict_identity_details": s.strict_identity_details}
 
     def _set_config(self, body: dict[str, Any]) -> None:
         s = self.engine.settings
@@ -482,6 +499,10 @@ class Server:
                 s.job_destination_format, _ = check_emulation_choices(v, s.rehydration_reported_on)
             elif k == "rehydration_reported_on":
                 _, s.rehydration_reported_on = check_emulation_choices(s.job_destination_format, v)
+            elif k == "strict_identity_details":
+                if not isinstance(v, bool):
+                    raise ValueError("strict_identity_details: give true or false")
+                s.strict_identity_details = v
             elif k == "time_scale":
                 self.engine.clock.set_scale(float(v))
             elif k in ("page_size", "job_page_size"):
@@ -494,7 +515,8 @@ class Server:
                 self.controls.arm_latency_seconds = float(v)
             else:
                 known = sorted([*durations, "time_scale", "page_size", "job_page_size", "arm_latency_seconds",
-                                "integer_retry_after", "job_destination_format", "rehydration_reported_on"])
+                                "integer_retry_after", "job_destination_format", "rehydration_reported_on",
+                                "strict_identity_details"])
                 raise ValueError(f"unknown config key '{k}'; known: {known}")
 
     def _world_summary(self) -> dict[str, Any]:
@@ -507,6 +529,7 @@ class Server:
                            for c in w.containers.values()},
             "secrets": [s.uri for s in w.secrets.values()],
             "vaults": {v.id: {"location": v.location, "principal_id": v.principal_id,
+                              "user_assigned_identities": {u.id: u.principal_id for u in v.user_identities},
                               "backup_instances": [b.id for b in v.backup_instances]} for v in w.vaults.values()},
             "datastore_container": w.settings.datastore_container,
         }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ import yaml
 from .timeutil import parse_duration, parse_time
 
 SUPPORTED_VERSIONS = (1,)
+RP_STATES = ("Completed", "Partial")
 SINGLE = "Microsoft.DBforPostgreSQL/servers/databases"
 FLEXIBLE = "Microsoft.DBforPostgreSQL/flexibleServers"
 
@@ -82,6 +84,7 @@ class RecoveryPointSpec:
     time: datetime
     tier: str  # "vault" | "archive"
     seed_sql: dict[str, str]  # database -> SQL applied before the backup
+    state: str = "Completed"  # recoveryPointState: Completed | Partial (Azure says no more about what is missing)
 
 
 @dataclass
@@ -94,10 +97,20 @@ class BackupInstance:
     database: str | None  # Single Server: the database; Flexible: None (whole server)
     policy: str
     recovery_points: list[RecoveryPointSpec]
+    identity: str | None = None  # identityDetails.userAssignedIdentityArmUrl (None: the system-assigned identity)
 
     @property
     def id(self) -> str:
         return f"{self.vault_id}/backupInstances/{self.name}"
+
+
+@dataclass
+class UserIdentity:
+    """A user-assigned managed identity attached to a vault (``identity.userAssignedIdentities``)."""
+
+    id: str  # .../providers/Microsoft.ManagedIdentity/userAssignedIdentities/<name>
+    principal_id: str
+    client_id: str
 
 
 @dataclass
@@ -109,9 +122,16 @@ class Vault:
     location: str
     storage_redundancy: str  # GeoRedundant | LocallyRedundant | ZoneRedundant
     cross_region_restore: str  # Enabled | Disabled
-    principal_id: str
+    principal_id: str | None  # the system-assigned identity's principal (None: the vault has none)
     tenant_id: str
     backup_instances: list[BackupInstance]
+    identity_type: str = "SystemAssigned"  # SystemAssigned | UserAssigned | SystemAssigned,UserAssigned
+    user_identities: list[UserIdentity] = field(default_factory=list)
+    cross_subscription_restore: str = "Enabled"  # Enabled | Disabled | PermanentlyDisabled
+    replicated_regions: list[str] | None = None  # as listed by the vault (None: the pair, when GeoRedundant)
+
+    def user_identity(self, arm_id: str) -> UserIdentity | None:
+        return next((u for u in self.user_identities if u.id.lower() == arm_id.lower().rstrip("/")), None)
 
 
 @dataclass
@@ -131,6 +151,7 @@ class Settings:
     rehydration_high: timedelta = timedelta(hours=1)
     crr_replication_lag: timedelta = timedelta(0)
     datastore_container: str = "dpemu-vault-datastore"
+    strict_identity_details: bool = False  # refuse restores that omit identityDetails for a UAMI instance (chosen)
     #: How a job shows ``extendedInfo.recoveryDestination`` (no format is specified): ``arm`` (the target's ARM id or
     #: container URL + prefix), ``name`` (only the database name or file prefix), ``none`` (left out).
     job_destination_format: str = "arm"
@@ -196,6 +217,66 @@ def _time(value: Any, now: datetime, where: str) -> datetime:
         raise WorldError(f"{where}: '{text}' is neither a timestamp nor a relative duration like -P7D") from exc
 
 
+def _rp_state(rp: dict[str, Any], where: str) -> str:
+    state = str(rp.get("state", "Completed"))
+    if state not in RP_STATES:
+        raise WorldError(f"{where}.state: use {' or '.join(RP_STATES)} (recoveryPointState), not '{state}'")
+    return state
+
+
+CSR_STATES = ("Enabled", "Disabled", "PermanentlyDisabled")
+IDENTITY_TYPES = ("SystemAssigned", "UserAssigned", "SystemAssigned,UserAssigned")
+_UAMI_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ManagedIdentity/"
+                      r"userAssignedIdentities/[^/]+$", re.IGNORECASE)
+
+
+def _vault_identity(v: dict[str, Any], where: str) -> tuple[str, str | None, list[UserIdentity]]:
+    """``identity: {type, user_assigned: [{id, principal_id, client_id?}]}`` (default: SystemAssigned only)."""
+    ident = v.get("identity") or {}
+    if not isinstance(ident, dict):
+        raise WorldError(f"{where}.identity: give {{type: ..., user_assigned: [...]}}")
+    id_type = str(ident.get("type", "SystemAssigned")).replace(" ", "")
+    if id_type not in IDENTITY_TYPES:
+        raise WorldError(f"{where}.identity.type: use one of {', '.join(IDENTITY_TYPES)}")
+    users = []
+    for k, u in enumerate(ident.get("user_assigned") or []):
+        uid = str(_req(u, "id", f"{where}.identity.user_assigned[{k}]"))
+        if not _UAMI_ID.match(uid):
+            raise WorldError(f"{where}.identity.user_assigned[{k}].id: '{uid}' is not a "
+                             "Microsoft.ManagedIdentity/userAssignedIdentities ARM id")
+        users.append(UserIdentity(uid, str(_req(u, "principal_id", f"{where}.identity.user_assigned[{k}]")),
+                                  str(u.get("client_id") or uuid.UUID(hashlib.md5(
+                                      uid.lower().encode(), usedforsecurity=False).hexdigest()))))
+    if ("UserAssigned" in id_type) != bool(users):
+        raise WorldError(f"{where}.identity: type {id_type} needs user_assigned identities exactly when it says "
+                         "UserAssigned")
+    system = id_type.startswith("SystemAssigned")
+    if system and not v.get("principal_id"):
+        raise WorldError(f"{where}: missing required key 'principal_id' (the system-assigned identity)")
+    return id_type, str(v["principal_id"]) if system else None, users
+
+
+def _replicated_regions(v: dict[str, Any], where: str) -> list[str] | None:
+    """``replicated_regions: []`` declares a vault that lists none (the az CLI then falls back to its paired-region
+    table); absent: the region's pair for a GeoRedundant vault, as Azure lists it."""
+    if "replicated_regions" not in v:
+        return None
+    regions = v["replicated_regions"]
+    if not isinstance(regions, list) or not all(isinstance(r, str) and r for r in regions):
+        raise WorldError(f"{where}.replicated_regions: give a list of region names (may be empty)")
+    return [r.lower() for r in regions]
+
+
+def _bi_identity(b: dict[str, Any], where: str, users: list[UserIdentity]) -> str | None:
+    """``identity: <user-assigned identity ARM id>`` = the instance's identityDetails (absent: system-assigned)."""
+    uid = b.get("identity")
+    if uid is None:
+        return None
+    if not any(u.id.lower() == str(uid).lower() for u in users):
+        raise WorldError(f"{where}.identity: '{uid}' is not one of the vault's identity.user_assigned ids")
+    return str(uid)
+
+
 def load_world(path: Path, now: datetime) -> World:
     try:
         raw = yaml.safe_load(Path(path).read_text())
@@ -221,6 +302,7 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         rehydration_high=_dur(rh.get("High", "PT1H"), "settings.rehydration_duration.High"),
         crr_replication_lag=_dur(s.get("crr_replication_lag", "PT0S"), "settings.crr_replication_lag"),
         datastore_container=str(s.get("datastore_container", "dpemu-vault-datastore")),
+        strict_identity_details=bool(s.get("strict_identity_details", False)),
     )
     try:
         settings.job_destination_format, settings.rehydration_reported_on = check_emulation_choices(
@@ -308,6 +390,10 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
             raise WorldError(f"{where}.cross_region_restore: use Enabled or Disabled")
         if crr == "Enabled" and redundancy != "GeoRedundant":
             raise WorldError(f"{where}: cross_region_restore Enabled needs storage_redundancy GeoRedundant")
+        id_type, system_principal, users = _vault_identity(v, where)
+        csr = str(v.get("cross_subscription_restore", "Enabled"))
+        if csr not in CSR_STATES:
+            raise WorldError(f"{where}.cross_subscription_restore: use {', '.join(CSR_STATES)}")
         bis: list[BackupInstance] = []
         for j, b in enumerate(v.get("backup_instances") or []):
             w2 = f"{where}.backup_instances[{j}]"
@@ -340,11 +426,13 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
                     raise WorldError(f"{w3}.seed_sql: give SQL text or a mapping database -> SQL")
                 rps.append(RecoveryPointSpec(str(rp.get("id") or rp_id_for(name, k)),
                                              _time(_req(rp, "time", w3), now, f"{w3}.time"), tier,
-                                             {str(kk): str(vv) for kk, vv in seed.items()}))
-            bis.append(BackupInstance(name, vid, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps))
+                                             {str(kk): str(vv) for kk, vv in seed.items()}, _rp_state(rp, w3)))
+            bis.append(BackupInstance(name, vid, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps,
+                                      _bi_identity(b, w2, users)))
         vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
-                                    redundancy, crr, str(_req(v, "principal_id", where)),
-                                    str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis)
+                                    redundancy, crr, system_principal,
+                                    str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis,
+                                    id_type, users, csr, _replicated_regions(v, where))
         if crr == "Enabled" and vaults[vid.lower()].location not in pairs:
             raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
 

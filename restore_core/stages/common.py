@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import fields
 from datetime import timedelta
 from typing import Any
 
@@ -39,7 +41,8 @@ def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> Restor
     source_store = "ArchiveStore" if rec.tier == "archive" else "VaultStore"
     return RestorePlan(backup_instance_id=bi_ref(rec).id, source_datasource_id=rec.source_datasource_id,
                        datasource_type=rec.datasource_type, recovery_point_id=rec.recovery_point_id,
-                       source_store=source_store, restore_location=rec.restore_location, target=req.target)
+                       source_store=source_store, restore_location=rec.restore_location, target=req.target,
+                       identity_id=rec.identity_id)
 
 
 def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:
@@ -52,17 +55,56 @@ def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:
     if row is not None:
         fetched = parse_time(row.get("fetched_at"))
         if fetched is not None and now - fetched < VAULT_CACHE_TTL:
-            cached = VaultInfo.from_dict({k: row.get(k) for k in
-                                          ("id", "location", "principal_id", "redundancy", "crr_enabled",
-                                           "secondary_region")})
+            cached = _vault_of_row(row)
             deps.memo.put("vault", vault.id.lower(), cached)
             return cached
     info = deps.dp.get_vault(vault)
     deps.memo.put("vault", vault.id.lower(), info)
-    values: dict[str, Any] = {k: v for k, v in info.to_dict().items() if v is not None}
+    values = _vault_row(info)
     values["fetched_at"] = iso(now)
     deps.store.put_meta("vault", vault.id.lower(), values)
     return info
+
+
+def _vault_row(info: VaultInfo) -> dict[str, Any]:
+    """Table properties are scalars: nested values (the user-assigned identities) are stored as JSON text."""
+    return {k: json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
+            for k, v in info.to_dict().items() if v is not None}
+
+
+def _vault_of_row(row: dict[str, Any]) -> VaultInfo:
+    names = {f.name for f in fields(VaultInfo)}
+    values = {k: v for k, v in row.items() if k in names}
+    if isinstance(values.get("user_identities"), str):
+        values["user_identities"] = json.loads(values["user_identities"])
+    return VaultInfo.from_dict(values)
+
+
+def restore_identity(vault: VaultInfo, instance_identity: str | None) -> str | None:
+    """The user-assigned identity a restore must name in ``identityDetails`` (None: the system-assigned one, which
+    Azure uses when identityDetails is absent). The backup instance's own identity wins; a vault with no
+    system-assigned identity and exactly one user-assigned identity restores with that one."""
+    if instance_identity:
+        known = vault.user_identity(instance_identity)
+        return known[0] if known else instance_identity
+    if not vault.principal_id and len(vault.user_identities) == 1:
+        return next(iter(vault.user_identities))
+    return None
+
+
+def identity_principal(vault: VaultInfo, identity_id: str | None) -> str | None:
+    """Principal id of the identity a restore acts as (for ``az role assignment create``)."""
+    if identity_id is None:
+        return vault.principal_id
+    known = vault.user_identity(identity_id)
+    if known and known[1]:
+        return known[1]
+    return f"$(az identity show --ids {identity_id} --query principalId -o tsv)"
+
+
+def identity_label(identity_id: str | None) -> str | None:
+    """How messages name a user-assigned identity (None: the vault's system-assigned managed identity)."""
+    return f"user-assigned identity {identity_id.rstrip('/').rsplit('/', 1)[-1]}" if identity_id else None
 
 
 def backoff(deps: Deps, polls: int) -> float:

@@ -8,8 +8,12 @@ the learned duration); while the job still runs, later checks back off geometric
 pipeline. Durations are learned on this service's own clock (trigger → first seen finished): when the first check
 already finds the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it
 becomes the observed duration. So the estimate hugs the real duration from above and most restores cost one read.
-On a terminal state records the outcome (``Completed``, ``CompletedWithWarnings`` with the warnings, ``Failed``
-with Azure's error details, ``Cancelled``); the pipeline publishes the completion event on ``restore-events``.
+On a terminal state records the outcome (``Completed``/``Succeeded``, ``CompletedWithWarnings`` with the warnings,
+``Failed`` with Azure's error details, ``Cancelled``); the pipeline publishes the completion event on
+``restore-events``. Not terminal: ``InProgress``/``Started`` (back off), ``Paused`` (timeline event, ``job_status``
+and a ``JobPaused`` warning with the fix; checked at ``RESTORE_POLL_MAX_SECONDS`` until it resumes, ends or the
+deadline fails the restore), ``Cancelling`` (timeline event; checked until ``Cancelled``), and any status Azure does
+not document (timeline event; checked like InProgress).
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ from typing import Any
 
 from ..arm_ids import job_name
 from ..deps import Deps
-from ..dp_client import JobInfo
+from ..dp_client import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..errors import AzureRejection
 from ..models import Region
-from ..records import RestoreRecord
+from ..records import RestoreRecord, iso
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import backoff, vault_info, vault_ref
@@ -87,26 +91,58 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     return job if isinstance(job, StageResult) else classify(job, rec, deps)
 
 
+def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) -> StageResult:
+    """A job that has not finished. InProgress/Started: back off as usual. Paused: say so (timeline, ``job_status``,
+    a ``JobPaused`` warning with what to do) and check at the longest interval until it resumes, ends or the
+    deadline fails the restore. Cancelling: say so and keep checking until Cancelled. A status nobody documents:
+    say so once and keep checking."""
+    name = job_name(rec.azure_job_id or job.id)
+    status = job.status.lower()
+    changed = job.status != rec.job_status
+    changes["polls"] = rec.polls + 1
+    if status == "paused":
+        delay = float(deps.settings.poll_max_seconds)
+        fix = (f"Azure Backup resumes or fails a paused job: look at it with az dataprotection job show --ids "
+               f"{rec.azure_job_id} (or Backup center > Backup jobs); this restore checks it every {delay:.0f}s and "
+               f"fails with the reason at its deadline {iso(rec.deadline)}")
+        if changed and not any(w.get("code") == "JobPaused" for w in rec.warnings):
+            changes["warnings"] = [*rec.warnings, {"code": "JobPaused", "message": f"the Azure job {name} was "
+                                                   f"Paused at {iso(deps.clock())}", "fix": fix}]
+        return StageResult(Outcome.NOT_READY, f"Azure job {name} is Paused; {fix}", changes=changes, delay=delay,
+                           log_event=changed)
+    delay = backoff(deps, rec.polls)
+    if status == "cancelling":
+        message = f"Azure job {name} is being cancelled in Azure (Cancelling); next check in {delay:.1f}s"
+    elif status not in JOB_RUNNING:
+        message = (f"Azure job {name} reports status {job.status!r}, which Azure documents nowhere; treated as still "
+                   f"running, next check in {delay:.1f}s")
+    elif (rec.job_status or "").lower() == "paused":
+        message = f"Azure job {name} resumed ({job.status}); next check in {delay:.1f}s"
+    else:
+        message = f"job {name} {job.status}; next check in {delay:.1f}s"
+    return StageResult(Outcome.NOT_READY, message, changes=changes, delay=delay,
+                       log_event=rec.polls == 0 or changed)
+
+
 def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks)."""
     assert rec.azure_job_id
     changes: dict[str, Any] = {"job_status": job.status, "job_start": job.start_time or rec.job_start,
                                "job_end": job.end_time}
     name = job_name(rec.azure_job_id)
+    status = job.status.lower()
     if not job.terminal:
-        delay = backoff(deps, rec.polls)
-        changes["polls"] = rec.polls + 1
-        return StageResult(Outcome.NOT_READY, f"job {name} {job.status}; next check in {delay:.1f}s",
-                           changes=changes, delay=delay, log_event=rec.polls == 0)
-    if job.status in ("Completed", "Succeeded", "CompletedWithWarnings"):
+        return _still_running(job, rec, deps, changes)
+    if status in JOB_SUCCEEDED:
         learn(deps, rec)
-    if job.status in ("Completed", "Succeeded"):
+    if status == "completedwithwarnings":
+        changes["warnings"] = [*rec.warnings, *job.warnings]  # keep earlier warnings (e.g. a Partial point)
+        codes = ", ".join(str(w.get("code")) for w in job.warnings)
+        return StageResult(Outcome.SUCCEEDED, f"job {name} completed with {len(job.warnings)} warning(s)"
+                           + (f": {codes}" if codes else ""), changes=changes)
+    if status in JOB_SUCCEEDED:
         return StageResult(Outcome.SUCCEEDED, f"job {name} completed", changes=changes)
-    if job.status == "CompletedWithWarnings":
-        changes["warnings"] = job.warnings
-        return StageResult(Outcome.SUCCEEDED, f"job {name} completed with {len(job.warnings)} warning(s)",
-                           changes=changes)
-    if job.status == "Cancelled":
+    if status in JOB_CANCELLED:
         return StageResult(Outcome.CANCELLED, f"job {name} was cancelled in Azure", changes=changes,
                            error_code="JobCancelled", error_message="the Azure restore job was cancelled outside "
                            "this service", error_fix="submit the restore again if it is still needed")

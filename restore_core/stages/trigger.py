@@ -34,7 +34,7 @@ from ..models import Region
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import bi_ref, plan_of, request_of, vault_info, vault_ref
+from .common import bi_ref, identity_label, identity_principal, plan_of, request_of, vault_info, vault_ref
 from .monitor import expected_seconds
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -189,8 +189,9 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], s
                                               f"anything else", delay=max(exc.retry_after or 0.0, s.poll_min_seconds))
     except AzureRejection as exc:
         req = request_of(rec)
-        ex = explain(exc.code, exc.message, request=req, principal_id=vault_info(rec).principal_id,
-                     azure_fix=exc.fix)
+        ex = explain(exc.code, exc.message, request=req,
+                     principal_id=identity_principal(vault_info(rec), rec.identity_id), azure_fix=exc.fix,
+                     identity=identity_label(rec.identity_id))
         return StageResult(Outcome.FAILED, f"{what} refused: {ex.code}", error_code=ex.code,
                            error_message=ex.message, error_fix=ex.fix)
     if not job_id:

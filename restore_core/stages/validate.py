@@ -3,26 +3,35 @@
 Consumes: a restore in status ``validating`` (message on ``restore-validate``).
 Does: resolves the backup instance (by id, or vault + datasource) and its vault (region, redundancy, Cross Region
 Restore state, identity); checks the protection state; selects the recovery point (secondary region: from
-``fetchSecondaryRecoveryPoints``); applies the rules before calling Azure (Flexible Server → files only; never the
+``fetchSecondaryRecoveryPoints``; ``latest``/``latest_before`` skip Partial points and say so, an explicit Partial
+point is restored with a warning); applies the rules before calling Azure (Flexible Server → files only; never the
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
-cross-region until rehydrated); then calls ``validateRestore`` / ``validateCrossRegionRestore``.
+cross-region until rehydrated; the secondary region is the vault's listed ``replicatedRegions`` entry, else its Azure
+paired region, as the az CLI falls back; a vault with cross-subscription restore off restores only into its own
+subscription, and a files target then needs ``container_id``); then calls ``validateRestore`` /
+``validateCrossRegionRestore``.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
 
 from __future__ import annotations
 
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
 from .. import restore_requests as rr
-from ..arm_ids import parse_backup_instance_id, parse_vault_id, same_id
+from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id, same_id
 from ..deps import Deps
-from ..dp_client import RecoveryPointInfo, latest
+from ..dp_client import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, Region, RehydrationPriority, RestoreRequest
+from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest
 from ..records import RestoreRecord
+from ..regions import paired_region
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import cached_vault, plan_of, request_of
+from .common import cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity
 
 #: The az CLI and PowerShell offer only Standard rehydration priority for PostgreSQL; the API enum has High.
 HIGH_PRIORITY_WARNING = {"code": "RehydrationPriorityHigh",
@@ -39,11 +48,126 @@ def _reject(code: str, message: str, fix: str) -> StageResult:
                        error_fix=fix)
 
 
-def _select_point(points: list[RecoveryPointInfo], req: RestoreRequest) -> RecoveryPointInfo | None:
+def _select_point(points: list[RecoveryPointInfo], req: RestoreRequest) \
+        -> tuple[RecoveryPointInfo | None, list[RecoveryPointInfo]]:
+    """The point to restore and the newer Partial points passed over for it, newest first. ``latest`` and
+    ``latest_before`` never pick a Partial point: a DBA asking for the latest backup means the latest complete one
+    (Azure: Partial = "only some of the intended items were backed up"). An explicit id is taken as given."""
     sel = req.recovery_point
     if sel.id:
-        return next((p for p in points if p.id.lower() == sel.id.lower()), None)
-    return latest(points, before=sel.latest_before)
+        return next((p for p in points if p.id.lower() == sel.id.lower()), None), []
+    candidates = [p for p in points if sel.latest_before is None or p.time < sel.latest_before]
+    chosen = latest(p for p in candidates if not p.partial)
+    skipped = [p for p in candidates if p.partial and (chosen is None or p.time > chosen.time)]
+    return chosen, sorted(skipped, key=lambda p: p.time, reverse=True)
+
+
+def _find_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault: VaultInfo, location: str) \
+        -> tuple[RecoveryPointInfo | None, list[RecoveryPointInfo]]:
+    dp = deps.dp
+    if req.region == Region.SECONDARY:
+        return _select_point(dp.fetch_secondary_recovery_points(bi, secondary=location, primary=vault.location), req)
+    if req.recovery_point.id:
+        try:
+            return dp.get_recovery_point(bi, req.recovery_point.id), []
+        except AzureRejection as exc:
+            if "notfound" not in exc.code.lower():
+                raise
+            return None, []
+    return _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
+
+
+def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[RecoveryPointInfo]) -> StageResult:
+    what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
+            f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
+            if req.recovery_point.latest_before else "a recovery point")
+    where = " in the secondary region" if req.region == Region.SECONDARY else ""
+    if skipped:
+        ids = ", ".join(f"{p.id} ({p.time.isoformat()})" for p in skipped)
+        return _reject("OnlyPartialRecoveryPoints",
+                       f"{what.replace('a recovery point', 'a complete recovery point')} was not found for "
+                       f"{info.friendly_name or info.name}{where}: the only candidates are Partial (only some of the "
+                       f"intended items were backed up): {ids}",
+                       "to restore a Partial point anyway, give its id as recovery_point.id (the restore then "
+                       "carries a warning); otherwise take a new backup first")
+    return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}{where}",
+                   "list the recovery points of the backup instance and pick an existing one (or use latest)")
+
+
+def _secondary_region(vault: VaultInfo, ref: VaultRef) -> tuple[str, str] | StageResult:
+    """The vault's secondary region: the one it lists in ``replicatedRegions``, else (as the az CLI does) the Azure
+    paired region of its location. Returns (region, note for the timeline) or the rejection."""
+    if vault.secondary_region:
+        return vault.secondary_region, ""
+    pair = paired_region(vault.location)
+    if pair is None:
+        return _reject("SecondaryRegionUnknown",
+                       f"vault {ref.vault} lists no replicatedRegions and {vault.location} has no Azure paired region "
+                       "in the table the az CLI falls back to",
+                       "restore in the primary region, or check the vault's replicatedRegions in Azure")
+    return pair, f" (the vault lists no replicatedRegions: Azure paired region of {vault.location})"
+
+
+def _subscription_of(resource_id: str | None) -> str | None:
+    m = re.match(r"^/subscriptions/([^/]+)/", resource_id or "", re.IGNORECASE)
+    return m.group(1).lower() if m else None
+
+
+def _cross_subscription_rule(req: RestoreRequest, vault: VaultInfo, ref: VaultRef) -> StageResult | None:
+    """A vault whose cross-subscription restore is Disabled or PermanentlyDisabled restores only into its own
+    subscription. A container URL does not say its subscription, so Azure then needs the container's ARM id
+    (spec, ``targetResourceArmId``: "needed if CrossSubscriptionRestore field of BackupVault is in any of the disabled
+    states")."""
+    if vault.cross_subscription_restore:
+        return None
+    state = f"vault {ref.vault} has cross-subscription restore {vault.csr_state}"
+    t = req.target
+    if isinstance(t, FilesTarget) and not t.container_id:
+        account, container = _account_and_container(t.container_url)
+        return _reject("TargetContainerIdRequired",
+                       f"target.container_id is required: {state}, so Azure must check that the container is in the "
+                       f"vault's subscription {ref.subscription}, and a container URL does not say its subscription",
+                       f"add target.container_id, the container's ARM id: $(az storage account show --name {account} "
+                       f"--query id -o tsv)/blobServices/default/containers/{container}")
+    target_id = t.container_id if isinstance(t, FilesTarget) else t.server_id
+    if _subscription_of(target_id) == ref.subscription.lower():
+        return None
+    field = "target.container_id" if isinstance(t, FilesTarget) else "target.server_id"
+    fix = f"choose a {field.split('.')[1].replace('_id', '')} in subscription {ref.subscription}"
+    if (vault.csr_state or "").lower() == "permanentlydisabled":
+        fix += " (PermanentlyDisabled cannot be enabled again)"
+    else:
+        fix += (" or enable cross-subscription restore on the vault: az resource update --ids " + ref.id +
+                " --set properties.featureSettings.crossSubscriptionRestoreSettings.state=Enabled")
+    return _reject("CrossSubscriptionRestoreDisabled",
+                   f"{field} is in subscription {_subscription_of(target_id)} but {state}: it restores only into "
+                   f"its own subscription {ref.subscription}", fix)
+
+
+def _account_and_container(url: str) -> tuple[str, str]:
+    u = urlsplit(url)
+    return (u.hostname or "").split(".", 1)[0], u.path.strip("/")
+
+
+def point_warnings(point: RecoveryPointInfo, skipped: list[RecoveryPointInfo]) -> list[dict[str, Any]]:
+    """Warnings the restore carries because of its recovery point (row, status, timeline, completion event)."""
+    warnings: list[dict[str, Any]] = []
+    if point.partial:
+        warnings.append({
+            "code": "PartialRecoveryPoint", "recovery_point": point.id,
+            "message": f"recovery point {point.id} of {point.time.isoformat()} is Partial: Azure reports that only "
+                       "some of the intended items were backed up and does not say which ones; check the restored "
+                       "data for missing objects, or restore a Completed point"})
+    if skipped:
+        newest = skipped[0]
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        warnings.append({
+            "code": "PartialRecoveryPointSkipped", "recovery_point": newest.id,
+            "message": f"the newer recovery point {newest.id} of {newest.time.isoformat()}{more} is Partial (only "
+                       f"some of the intended items were backed up), so the latest complete point {point.id} of "
+                       f"{point.time.isoformat()} is restored instead; give recovery_point.id to restore the Partial "
+                       "one anyway"})
+    return warnings
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
@@ -69,17 +193,27 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         info = found[0]
         bi = parse_backup_instance_id(info.id)
     vault = cached_vault(deps, bi.vault)
+    identity = restore_identity(vault, info.user_identity)
     facts: dict[str, object] = {
         "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
         "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
-        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target),
+        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target), "identity_id": identity,
     }
+    if identity is None and not vault.principal_id and len(vault.user_identities) > 1:
+        return _reject("VaultIdentityAmbiguous",
+                       f"vault {bi.vault.vault} has no system-assigned identity and {len(vault.user_identities)} "
+                       f"user-assigned identities, and backup instance {info.name} names none of them",
+                       "set the backup instance's identityDetails (userAssignedIdentityArmUrl) to the identity that "
+                       "holds the restore permissions, or enable the vault's system-assigned identity")
     if info.protection_state not in RESTORABLE_STATES:
         return _reject("BackupInstanceNotRestorable",
                        f"backup instance {info.name} is in state {info.protection_state}",
                        "restore from a backup instance whose protection is configured or stopped with retained data")
 
     # 2. rules that need no Azure call
+    refused = _cross_subscription_rule(req, vault, bi.vault)
+    if refused is not None:
+        return refused
     if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):
         return _reject("FlexibleServerRestoreAsFilesOnly",
                        "Azure Backup restores Flexible Server backups only as files",
@@ -88,40 +222,30 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if isinstance(req.target, DatabaseTarget) and same_id(req.target.database_id, info.datasource_id):
         return _reject("RestoreToSourceNotAllowed", "the target is the source database; restores never overwrite it",
                        "choose a new target.database_name")
+    region_note = ""
     if req.region == Region.SECONDARY:
-        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant" or not vault.secondary_region:
+        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant":
             return _reject("CrossRegionRestoreNotEnabled",
                            f"vault {bi.vault.vault} is {vault.redundancy} with Cross Region Restore "
                            f"{'enabled' if vault.crr_enabled else 'disabled'}",
                            f"restore in the primary region, or enable Cross Region Restore on a geo-redundant vault: "
                            f"az dataprotection backup-vault update --vault-name {bi.vault.vault} "
                            f"--resource-group {bi.vault.resource_group} --cross-region-restore-state Enabled")
-        location = vault.secondary_region
+        secondary = _secondary_region(vault, bi.vault)
+        if isinstance(secondary, StageResult):
+            return secondary
+        location, region_note = secondary
     else:
         location = vault.location
     facts["restore_location"] = location
 
-    # 3. recovery point
-    if req.region == Region.SECONDARY:
-        points = dp.fetch_secondary_recovery_points(bi, secondary=location, primary=vault.location)
-        point = _select_point(points, req)
-    elif req.recovery_point.id:
-        try:
-            point = dp.get_recovery_point(bi, req.recovery_point.id)
-        except AzureRejection as exc:
-            if "notfound" not in exc.code.lower():
-                raise
-            point = None
-    else:
-        point = _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
+    # 3. recovery point (never a Partial one unless asked for by id)
+    point, skipped = _find_point(deps, bi, req, vault, location)
     if point is None:
-        what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
-                f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
-                if req.recovery_point.latest_before else "a recovery point")
-        return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}"
-                       f"{' in the secondary region' if req.region == Region.SECONDARY else ''}",
-                       "list the recovery points of the backup instance and pick an existing one (or use latest)")
-    facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier})
+        return _no_point(req, info, skipped)
+    warnings = point_warnings(point, skipped)
+    facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
+                  "warnings": warnings})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
     needs_rehydration = point.tier == "archive" and not point.rehydrated
@@ -140,16 +264,18 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         else:
             dp.validate_restore(bi, rr.validate_request(plan, rehydration))
     except AzureRejection as exc:
-        ex = explain(exc.code, exc.message, request=req, principal_id=vault.principal_id, azure_fix=exc.fix)
+        ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, identity),
+                     azure_fix=exc.fix, identity=identity_label(identity))
         result = _reject(ex.code, ex.message, ex.fix)
         result.changes = facts
         return result
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
     if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
-        facts["warnings"] = [*rec.warnings, HIGH_PRIORITY_WARNING]
+        warnings.append(HIGH_PRIORITY_WARNING)
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
-    warned = f"; warning: {HIGH_PRIORITY_WARNING['message']}" if "warnings" in facts else ""
+    notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
+    as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}{warned}", changes=facts)
+                                f"restore to {location}{region_note}{as_identity}{notes}", changes=facts)
 

@@ -32,15 +32,10 @@ def rehydrated(point: RecoveryPointInfo, seen_by: str = "") -> StageResult:
 
 def job_phase(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     """A one-request restore job seen while waiting: ended, in its restore phase, or still rehydrating."""
-    if job.terminal:
-        return classify(job, rec, deps)
-    if job.subtask_done("rehydrat"):
+    if not job.terminal and job.subtask_done("rehydrat"):
         return StageResult(Outcome.RESTORING, f"job {job.name}: rehydration completed; restore phase running",
                            changes={"job_status": job.status, "polls": 0}, delay=backoff(deps, 0))
-    delay = backoff(deps, rec.polls)
-    return StageResult(Outcome.NOT_READY, f"job {job.name} rehydrating ({job.status}); next check in {delay:.1f}s",
-                       changes={"polls": rec.polls + 1, "job_status": job.status}, delay=delay,
-                       log_event=rec.polls == 0)
+    return classify(job, rec, deps)  # ended, or still rehydrating (paused jobs are reported as such)
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
