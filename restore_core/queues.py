@@ -2,6 +2,10 @@
 
 An abstract base, the Azure Storage implementation (base64 text, like the Functions host expects) and an in-memory
 twin for unit tests. A delay uses the queue's visibility timeout: "wait" never sleeps in a function.
+
+A message larger than a queue takes (64 KiB of base64) raises :class:`PermanentError` before anything is sent, in
+both implementations, as does a message the service refuses with 400/413: sending it again cannot succeed. Other
+failures raise :class:`RetryableError`.
 """
 
 from __future__ import annotations
@@ -12,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from .errors import RetryableError
+from .errors import PermanentError, RetryableError
+from .limits import QUEUE_MESSAGE_BYTES, queue_message_bytes
 
 BASE64: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
                           "message_decode_policy": TextBase64DecodePolicy()}
@@ -30,9 +35,17 @@ class Received:
     text: str
 
 
+def check_message_size(queue: str, text: str) -> None:
+    size = queue_message_bytes(text)
+    if size > QUEUE_MESSAGE_BYTES:
+        raise PermanentError(f"a message of {size} bytes (base64) does not fit on {queue}: a queue message holds at "
+                             f"most {QUEUE_MESSAGE_BYTES}")
+
+
 class QueueSender(ABC):
     @abstractmethod
-    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
+    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Enqueue ``text`` (hidden for ``delay_seconds``); :class:`PermanentError` when it can never be sent."""
 
     @abstractmethod
     def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
@@ -67,9 +80,14 @@ class AzureQueueSender(QueueSender):
                 pass
 
     def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        check_message_size(queue, text)
         delay = max(0, min(int(round(delay_seconds)), MAX_DELAY_SECONDS))
         try:
             self._client(queue).send_message(text, visibility_timeout=delay or None)
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 413):
+                raise PermanentError(f"{queue} refused the message: {exc.status_code} {exc.reason}") from exc
+            raise RetryableError(f"could not enqueue on {queue}: {type(exc).__name__}") from exc
         except AzureError as exc:
             raise RetryableError(f"could not enqueue on {queue}: {type(exc).__name__}") from exc
 
@@ -108,6 +126,7 @@ class MemoryQueueSender(QueueSender):
         self.depths: dict[str, int] = {}
 
     def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        check_message_size(queue, text)
         self.sent.append(SentMessage(queue, text, delay_seconds))
 
     def depth(self, queue: str) -> int:

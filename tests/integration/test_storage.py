@@ -1,0 +1,71 @@
+"""The app's storage layer against the session's real Azurite: Azure's size limits (64 KiB queue messages, 64 KiB
+string properties, 1 MiB entities) and storage that disappears under a running app.
+
+Each test builds the app's dependencies with ``runtime.build`` (the production wiring) on tables and queues of its own
+(unique names), so the session's stack and its other tests are not disturbed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from restore_core import events, runtime
+from restore_core.config import load_settings
+from restore_core.deps import Deps
+from restore_core.limits import QUEUE_MESSAGE_BYTES
+from restore_core.models import Status
+from restore_core.records import RestoreRecord
+
+T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def app(local_stack: Any) -> Iterator[Deps]:
+    """Production deps on fresh, uniquely named tables and queues of the stack's Azurite."""
+    suffix = uuid.uuid4().hex[:10]
+    env = {"RestoreStorage": local_stack.env["AZURE_STORAGE_CONNECTION_STRING"],
+           "RESTORE_TABLE_RESTORES": f"r{suffix}", "RESTORE_TABLE_IDEMPOTENCY": f"i{suffix}",
+           **{name: f"{default}-{suffix}" for name, default in (
+               ("RESTORE_QUEUE_REQUESTS", "req"), ("RESTORE_QUEUE_VALIDATE", "val"), ("RESTORE_QUEUE_REHYDRATE", "reh"),
+               ("RESTORE_QUEUE_WAIT", "wai"), ("RESTORE_QUEUE_TRIGGER", "tri"), ("RESTORE_QUEUE_MONITOR", "mon"),
+               ("RESTORE_QUEUE_EVENTS", "events"))}}
+    yield runtime.build(load_settings(env))
+
+
+def queue_client(deps: Deps, setting: str) -> QueueClient:
+    conn = deps.settings.storage.connection_string
+    assert conn
+    return QueueClient.from_connection_string(conn, deps.settings.queue(setting))
+
+
+def received(deps: Deps, setting: str) -> list[str]:
+    msgs = queue_client(deps, setting).receive_messages(messages_per_page=32, visibility_timeout=5)
+    return [base64.b64decode(m.content).decode() for m in msgs]
+
+
+def failed_record(**kw: Any) -> RestoreRecord:
+    base: dict[str, Any] = {
+        "id": f"20261124T080000-{uuid.uuid4().hex[:10]}", "status": Status.FAILED, "stage": None, "source": "http",
+        "created_at": T0, "updated_at": T0 + timedelta(hours=1), "deadline": T0 + timedelta(hours=48),
+        "request": {}, "error_code": "UserErrorRestoreFailed",
+        "error_message": "\U0001f4a5 \u00e9chec de la restauration " * 2000}
+    base.update(kw)
+    return RestoreRecord(**base)
+
+
+def test_completion_event_with_a_huge_non_ascii_error_reaches_the_real_queue(app: Deps) -> None:
+    rec = failed_record(warnings=[{"code": "W", "message": "\u4e2d" * 4000} for _ in range(30)],
+                        target_resource="/subscriptions/x/" + "\u00e9" * 9000)
+    events.publish_completion(app, rec)  # Azurite refuses > 64 KiB with 413: this would raise
+    [text] = received(app, "RESTORE_QUEUE_EVENTS")
+    assert len(base64.b64encode(text.encode())) <= QUEUE_MESSAGE_BYTES
+    event = json.loads(text)
+    assert event["restore_id"] == rec.id and event["error"]["code"] == "UserErrorRestoreFailed"
