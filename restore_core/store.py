@@ -8,6 +8,9 @@ Layout (table ``restores``):
 Table ``restoreidempotency``: client key → restore id (+ a hash of the request, to refuse a reused key).
 
 Every update of a restore row is ETag-guarded; a lost race raises :class:`ConcurrencyError` and changes nothing.
+A write the table refuses as such (a 4xx other than a lost race, e.g. ``PropertyValueTooLarge``/``EntityTooLarge``)
+raises :class:`StoreRejected`: writing it again cannot succeed, so the pipeline gives up at once with that reason.
+The in-memory twin refuses what Azure would (:func:`limits.check_entity`).
 """
 
 from __future__ import annotations
@@ -23,12 +26,39 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from .errors import RequestError, RetryableError
+from .errors import PermanentError, RequestError, RetryableError
+from .limits import StorageLimitError, check_entity
 from .records import ActiveEntry, RestoreRecord, TimelineEvent, partition_of
 
 
 class ConcurrencyError(Exception):
     """Another writer changed the row first (ETag mismatch). Re-read and decide again."""
+
+
+class StoreRejected(PermanentError):
+    """The table refused the write as such (``code``: the storage error code, e.g. ``PropertyValueTooLarge``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"the table refused the write: {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _refused(exc: TableTransactionError) -> StoreRejected:
+    """The storage error code and the first line of its message (``"<index>:<text>"``), without request ids."""
+    lines = str(exc.message or exc).splitlines() or [""]
+    text = lines[0].split(":", 1)[-1].strip() if lines[0][:1].isdigit() else lines[0].strip()
+    code = getattr(exc, "error_code", None)
+    return StoreRejected(str(getattr(code, "value", code) or exc.status_code), text[:500])
+
+
+def _checked(entities: Iterable[dict[str, Any]]) -> None:
+    """What the table would refuse, refused here (the in-memory twin)."""
+    try:
+        for ent in entities:
+            check_entity(ent)
+    except StorageLimitError as exc:
+        raise StoreRejected(exc.code, exc.message) from None
 
 
 def key_hash(key: str) -> str:
@@ -174,6 +204,8 @@ class TableStateStore(StateStore):
         except TableTransactionError as exc:
             if exc.status_code in (412, 404, 409):
                 raise ConcurrencyError(rec.id) from exc
+            if exc.status_code in (400, 413):
+                raise _refused(exc) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
         new = new.copy(etag=result[0]["etag"])
         if entry is not None:
@@ -275,8 +307,10 @@ class MemoryStateStore(StateStore):
                 raise ConcurrencyError(rec.id)
             seq = rec.timeline_seq
             new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
+            entity = new.to_entity()
+            _checked([entity, *(ev.to_entity(rec.id, seq + i) for i, ev in enumerate(events, start=1))])
             etag = self._etag()
-            self._rows[rec.id] = (new.to_entity(), etag)
+            self._rows[rec.id] = (entity, etag)
             for i, ev in enumerate(events, start=1):
                 self._events.setdefault(rec.id, {})[seq + i] = ev
             if entry is not None:

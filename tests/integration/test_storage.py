@@ -21,8 +21,9 @@ from restore_core import events, runtime
 from restore_core.config import load_settings
 from restore_core.deps import Deps
 from restore_core.limits import QUEUE_MESSAGE_BYTES
-from restore_core.models import Status
-from restore_core.records import RestoreRecord
+from restore_core.models import Stage, Status
+from restore_core.records import RestoreRecord, TimelineEvent
+from restore_core.store import StoreRejected
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -69,3 +70,39 @@ def test_completion_event_with_a_huge_non_ascii_error_reaches_the_real_queue(app
     assert len(base64.b64encode(text.encode())) <= QUEUE_MESSAGE_BYTES
     event = json.loads(text)
     assert event["restore_id"] == rec.id and event["error"]["code"] == "UserErrorRestoreFailed"
+
+
+def active_record(**kw: Any) -> RestoreRecord:
+    base: dict[str, Any] = {
+        "id": f"{T0:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:10]}", "status": Status.RESTORING, "stage": Stage.MONITOR,
+        "source": "http", "created_at": T0, "updated_at": T0, "deadline": T0 + timedelta(hours=48), "request": {}}
+    base.update(kw)
+    return RestoreRecord(**base)
+
+
+def created(deps: Deps, rec: RestoreRecord) -> RestoreRecord:
+    row, is_new = deps.store.create(rec, TimelineEvent(T0, "accepted", None, "accepted"), idempotency_key=None,
+                                    request_hash="h")
+    assert is_new
+    return row
+
+
+def test_a_40000_character_azure_error_message_is_stored_cut(app: Deps) -> None:
+    row = created(app, active_record())
+    message = "pg_restore: error: " + "x" * 40_000  # 80 KB in UTF-16: over Azure's 64 KiB per string property
+    app.store.update(row.copy(status=Status.FAILED, stage=None, error_code="UserErrorPgRestoreFailed",
+                              error_message=message),
+                     [TimelineEvent(T0, "failed", "monitor", "job failed: " + message)])
+    back = app.store.get(row.id)
+    assert back is not None and back.status is Status.FAILED
+    assert back.error_message and back.error_message.startswith("pg_restore: error: xxx")
+    assert f"{len(message)} characters in all" in back.error_message
+    assert app.store.timeline(row.id)[-1].message.startswith("job failed: pg_restore")
+
+
+def test_a_write_the_table_refuses_raises_store_rejected_with_the_tables_reason(app: Deps) -> None:
+    row = created(app, active_record())
+    with pytest.raises(StoreRejected) as info:  # vault_info is not free text: it is never cut
+        app.store.update(row.copy(vault_info={"location": "\u00e9" * 40_000}))
+    assert info.value.code == "PropertyValueTooLarge" and "64KB" in info.value.message
+    assert app.store.get(row.id) == row  # nothing changed
