@@ -22,7 +22,7 @@ from . import telemetry
 from .deps import Deps
 from .errors import RequestError
 from .intake import submit
-from .models import Status, parse_request
+from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
 from .records import TimelineEvent, parse_time
 from .store import ConcurrencyError, days_between
@@ -65,6 +65,9 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
         if key is not None and not (0 < len(key) <= 200 and re.fullmatch(r"[\x21-\x7e]+", key)):
             raise RequestError("Idempotency-Key header must be 1-200 visible ASCII characters",
                                field="Idempotency-Key", fix="send a shorter key without spaces")
+        if key is not None and (problem := reserved_key_problem(key)):
+            raise RequestError(f"Idempotency-Key: {problem}", field="Idempotency-Key",
+                               fix="choose a key with another prefix")
         with telemetry.stage_span("intake", restore_id="pending", traceparent=lower.get("traceparent")) as span:
             rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent)
             span.set("id", rec.id)

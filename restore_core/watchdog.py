@@ -7,6 +7,8 @@ Reads only the ``active`` index partition, so its cost grows with active restore
 - batches checks that are cheaper per vault than per restore: one ``fetchCrossRegionRestoreJobs`` per vault and
   secondary region for cross-region jobs, one recovery-point list per backup instance for rehydrations; results
   are applied directly (the in-flight self-message then finds itself stale);
+- sweeps the poison queues: stage messages that carry no failure are removed; every ``restore-requests-poison``
+  message is recorded (the restore it is, or a ``rejected`` row saying why it is not started) and removed;
 - records the ``restore.active`` (by stage) and ``restore.poison.depth`` (by queue) gauges.
 
 Each entry (and each batch, each poison message) is handled on its own: an error is logged and reported in
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from . import telemetry
+from . import intake, telemetry
 from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
 from .deps import Deps
 from .dp_client import JobInfo, RecoveryPointInfo
@@ -48,6 +50,8 @@ class TickReport:
     expired: list[str] = field(default_factory=list)
     batched_finished: list[str] = field(default_factory=list)
     poison_removed: list[str] = field(default_factory=list)
+    #: restores (or rejected records) of the messages taken from the intake poison queue
+    intake_poison: list[str] = field(default_factory=list)
     arm_calls: int = 0
     #: units of work that raised (logged with their traceback), as "<restore id or ->: <what>: <error type>"
     errors: list[str] = field(default_factory=list)
@@ -104,15 +108,34 @@ def sweep_poison(deps: Deps, queue: str, report: TickReport) -> int:
     return removed
 
 
+def _record_intake_poison(deps: Deps, queue: str, msg: Received, report: TickReport) -> bool:
+    rec = intake.from_poison(msg.text, message_id=msg.id, deps=deps)
+    deps.queues.delete(queue, msg)
+    report.intake_poison.append(rec.id)
+    log.warning("handled a poison restore-requests message: restore %s (%s%s)", rec.id, rec.status.value,
+                f", {rec.error_code}" if rec.error_code else "", extra={"restore_id": rec.id})
+    return True
+
+
+def sweep_intake_poison(deps: Deps, queue: str, report: TickReport) -> int:
+    """Every message of the intake poison queue is recorded (:func:`intake.from_poison`: the restore it is, or a
+    ``rejected`` record saying why it is not started), then removed: the record is its trace."""
+    done = 0
+    for msg in deps.queues.receive(queue, max_messages=32, visibility_seconds=30):
+        if _isolated(report, f"poison sweep of {queue}", None, _record_intake_poison, deps, queue, msg, report):
+            done += 1
+    return done
+
+
 def _gauges(deps: Deps, entries: list[ActiveEntry], report: TickReport) -> None:
     telemetry.set_active_restores(Counter(e.stage or e.status for e in entries))
     depths = {deps.settings.queue(s) + "-poison": deps.queues.depth(deps.settings.queue(s) + "-poison")
               for s in QUEUE_SETTINGS}
-    for setting in STAGE_QUEUE_SETTING.values():
+    for setting in QUEUE_SETTINGS:
         poison = deps.settings.queue(setting) + "-poison"
+        sweep = sweep_intake_poison if setting == "RESTORE_QUEUE_REQUESTS" else sweep_poison
         if depths.get(poison):
-            depths[poison] -= _isolated(report, f"poison sweep of {poison}", None,
-                                        sweep_poison, deps, poison, report) or 0
+            depths[poison] -= _isolated(report, f"poison sweep of {poison}", None, sweep, deps, poison, report) or 0
     telemetry.set_poison_depth(depths)
 
 

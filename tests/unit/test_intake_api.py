@@ -165,3 +165,62 @@ def test_list_window_spanning_days_finds_older_restores(h: Harness) -> None:
 def test_bad_list_parameters_are_400_naming_the_parameter(h: Harness, params: dict[str, str], field: str) -> None:
     resp = api.list_restores(params, deps=h.deps)
     assert resp.status == 400 and resp.body["error"]["field"] == field and resp.body["error"]["fix"]
+
+
+# --- the queue door records every decoding or request error (issue 16.4) ------------------------------------------
+HUGE_INT = b'{"deadline_hours": 1' + b"0" * 5000 + b"}"  # json: ValueError (more than 4300 digits)
+# 14 KB of body, 42 KB once stored (escaped): over the stored limit
+WIDE_ID = (f"/subscriptions/{'0' * 8}-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+           "Microsoft.DBforPostgreSQL/servers/" + "\U0001f600" * 3500)
+
+
+def fired_alert(**essentials: Any) -> dict[str, Any]:
+    data = copy.deepcopy(ALERT)
+    data["data"]["essentials"].update(essentials)
+    return data
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    (HUGE_INT, "InvalidRequest"),
+    (json.dumps(fired_alert(firedDateTime="9999-12-31T23:59:59-01:00")).encode(), "InvalidAlert"),
+    (json.dumps(database_body(idempotency_key="alert:" + ALERT["data"]["essentials"]["alertId"])).encode(),
+     "InvalidRequest"),
+    (json.dumps(database_body(idempotency_key="msg:m-other")).encode(), "InvalidRequest"),
+    (json.dumps({"backup_instance": {"vault_id": BI_ID.split("/backupInstances/")[0], "datasource_id": WIDE_ID},
+                 "target": database_body()["target"]}, ensure_ascii=False).encode(), "RequestTooLarge"),
+])
+def test_queue_input_that_used_to_go_to_poison_leaves_a_rejected_record(h: Harness, raw: bytes, code: str) -> None:
+    assert len(raw) <= MAX_BODY_BYTES
+    rec = intake.from_queue(raw, message_id="bad-2", deps=h.deps)  # must not raise: a raise means poison
+    assert rec.status is Status.REJECTED and rec.error_code == code and rec.error_message and rec.error_fix
+    assert h.collect() == [] and h.store.active() == []
+    assert intake.from_queue(raw, message_id="bad-2", deps=h.deps).id == rec.id  # redelivery: the same record
+
+
+def test_queue_key_reused_for_another_body_leaves_a_rejected_record_and_keeps_the_first(h: Harness) -> None:
+    first = intake.from_queue(json.dumps(database_body(idempotency_key="q-1")), message_id="m-1", deps=h.deps)
+    h.collect()
+    other = json.dumps(database_body(idempotency_key="q-1", description="another restore"))
+    rec = intake.from_queue(other, message_id="m-2", deps=h.deps)
+    assert rec.status is Status.REJECTED and rec.error_code == "IdempotencyKeyReused" and rec.id != first.id
+    assert "q-1" in (rec.error_message or "") and rec.idempotency_key == "msg:m-2"
+    assert intake.from_queue(other, message_id="m-2", deps=h.deps).id == rec.id
+    assert h.collect() == [] and h.record(first.id).status is Status.ACCEPTED
+
+
+@pytest.mark.parametrize("key", ["alert:" + ALERT["data"]["essentials"]["alertId"], "msg:m-1", "Poison:x", "ALERT:x"])
+def test_http_keys_that_imitate_a_door_key_are_400(h: Harness, key: str) -> None:
+    resp = post(h, database_body(), {"Idempotency-Key": key})
+    assert resp.status == 400 and resp.body["error"]["field"] == "Idempotency-Key"
+    assert "reserved" in resp.body["error"]["message"] and resp.body["error"]["fix"]
+    resp = post(h, database_body(idempotency_key=key))
+    assert resp.status == 400 and resp.body["error"]["field"] == "idempotency_key"
+    assert "reserved" in resp.body["error"]["message"]
+    assert h.store.active() == [] and h.pending == []
+
+
+def test_an_alert_is_never_taken_over_by_an_http_request_with_its_key(h: Harness) -> None:
+    post(h, database_body(), {"Idempotency-Key": "alert:" + ALERT["data"]["essentials"]["alertId"]})
+    rec = intake.from_queue(json.dumps(ALERT), message_id="m-1", deps=h.deps)
+    assert rec.source == "alert" and rec.status is Status.ACCEPTED
+    assert rec.request["target"]["database_name"] == "salesdb_202611240741"

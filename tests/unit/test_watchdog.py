@@ -3,6 +3,7 @@ reads only the active index (cost O(active), not O(history))."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -229,3 +230,20 @@ def test_one_bad_entry_never_stops_the_tick(h: Harness) -> None:
         [(huge_event.id, "failed"), (expiring.id, "failed")])
     assert sorted(e.restore_id for e in h.store.active()) == sorted([corrupt.id, overdue.id])
     assert watchdog.tick(h.deps).errors == report.errors  # the next tick again handles the others, reports it
+
+
+def test_intake_poison_queue_is_swept_and_each_message_recorded(h: Harness) -> None:
+    keyed = h.submit(database_body(idempotency_key="kp"))  # its first delivery created it, then the host gave up
+    poison = h.settings.queue("RESTORE_QUEUE_REQUESTS") + "-poison"
+    h.queues.send(poison, json.dumps(database_body(idempotency_key="kp")))
+    h.queues.send(poison, json.dumps(database_body(description="no key of its own")))
+    h.queues.send(poison, "not json")
+    report = watchdog.tick(h.deps)
+    assert [m for m in h.queues.sent if m.queue == poison] == []
+    assert len(report.intake_poison) == 3 and report.intake_poison[0] == keyed.id  # found, not doubled
+    keyless, junk = (h.store.get(i) for i in report.intake_poison[1:])
+    assert keyless is not None and keyless.status is Status.REJECTED
+    assert keyless.error_code == "IntakeRetriesExhausted" and keyless.request["description"] == "no key of its own"
+    assert junk is not None and junk.status is Status.REJECTED and junk.error_code == "InvalidRequest"
+    assert [e.restore_id for e in h.store.active()] == [keyed.id]
+    assert {Envelope.decode(m.text).restore_id for m in h.collect()} <= {keyed.id}  # nothing new started
