@@ -4,7 +4,8 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
 - ``POST /api/restores`` → 202 + ``Location`` of the status resource; the same idempotency key answers with the
   same restore (200 when it already existed); 400/409/413 with ``{"error": {code, message, field, fix}}``.
 - ``GET /api/restores/{id}`` → the status resource with its timeline; 404 when unknown.
-- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``.
+- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``;
+  ``since``/``until`` may carry any zone: they are converted to UTC before the day partitions are chosen.
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
 """
@@ -15,7 +16,7 @@ import base64
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import telemetry
@@ -98,6 +99,12 @@ def _parse_continuation(token: str) -> tuple[str, str]:
                            fix="pass the continuation value from the previous page unchanged") from None
 
 
+def _query_time(value: str) -> datetime | None:
+    """A ``since``/``until`` value in UTC (days, hence partitions, are UTC days). A ``+hh:mm`` offset sent without
+    URL-encoding arrives as `` hh:mm`` (a ``+`` in a query string is a space): it is read as the offset it was."""
+    return parse_time(re.sub(r" (\d{2}:?\d{2})$", r"+\1", value))
+
+
 def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     now = deps.clock()
     try:
@@ -106,8 +113,8 @@ def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
         if statuses and not statuses <= {s.value for s in Status}:
             raise RequestError(f"unknown status in {status!r}", field="status",
                                fix=f"use one or more of {', '.join(s.value for s in Status)}")
-        since = parse_time(params["since"]) if params.get("since") else now - timedelta(days=1)
-        until = parse_time(params["until"]) if params.get("until") else now
+        since = _query_time(params["since"]) if params.get("since") else now - timedelta(days=1)
+        until = _query_time(params["until"]) if params.get("until") else now
         assert since is not None and until is not None
         if until < since:
             raise RequestError("until is before since", field="until", fix="swap since and until")

@@ -39,14 +39,23 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
+    """An ISO-8601 time (or a datetime) as an aware datetime **in UTC**; a time without a zone is taken as UTC.
+    Everything that derives a day from a time (partitions, list windows) relies on the UTC conversion. A time that
+    cannot be expressed in UTC (the edges of the calendar with an offset) raises ``ValueError``."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
+        dt = value
+    elif isinstance(value, str):
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
         raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value} is outside the range of times that can be expressed in UTC") from None
 
 
 _TIME_FIELDS = {"created_at", "updated_at", "deadline", "next_check_at", "recovery_point_time",

@@ -19,7 +19,7 @@ import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -352,6 +352,9 @@ class MemoryStateStore(StateStore):
 
 
 def days_between(since: datetime, until: datetime) -> list[datetime]:
+    """The UTC days (midnight, UTC) from ``since`` to ``until``: the day partitions a time window touches. Both times
+    are converted to UTC first: a day computed in the caller's zone would name the wrong partitions."""
+    since, until = since.astimezone(UTC), until.astimezone(UTC)
     days, d = [], since.replace(hour=0, minute=0, second=0, microsecond=0)
     while d <= until:
         days.append(d)

@@ -224,3 +224,26 @@ def test_an_alert_is_never_taken_over_by_an_http_request_with_its_key(h: Harness
     rec = intake.from_queue(json.dumps(ALERT), message_id="m-1", deps=h.deps)
     assert rec.source == "alert" and rec.status is Status.ACCEPTED
     assert rec.request["target"]["database_name"] == "salesdb_202611240741"
+
+
+# --- list windows in any zone (issue 16.5) -------------------------------------------------------------------------
+@pytest.mark.parametrize("params", [
+    {"since": "2026-11-24T01:00:00+05:00"},  # = 2026-11-23T20:00Z: the restore's UTC day is the 23rd
+    {"since": "2026-11-24T01:00:00 05:00"},  # the same, with the '+' not URL-encoded (it arrives as a space)
+    {"since": "2026-11-23T15:00:00-05:00", "until": "2026-11-23T17:30:00-05:00"},  # 20:00Z..22:30Z
+])
+def test_list_windows_in_other_zones_find_restores_across_utc_day_boundaries(h: Harness,
+                                                                             params: dict[str, str]) -> None:
+    h.clock.now = h.clock.now.replace(day=23, hour=22, minute=0)  # created 2026-11-23T22:00Z (partition d20261123)
+    late = post(h, database_body(idempotency_key="late")).body["id"]
+    h.clock.now = h.clock.now.replace(day=24, hour=8)
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 200 and [i["id"] for i in resp.body["items"]] == [late]
+
+
+def test_list_until_in_a_western_zone_reaches_the_next_utc_day(h: Harness) -> None:
+    h.clock.now = h.clock.now.replace(hour=3)  # 2026-11-24T03:00Z, still the 23rd in New York
+    early = post(h, database_body(idempotency_key="early")).body["id"]
+    resp = api.list_restores({"since": "2026-11-23T12:00:00-05:00", "until": "2026-11-23T23:00:00-05:00"},
+                             deps=h.deps)
+    assert [i["id"] for i in resp.body["items"]] == [early]
