@@ -158,7 +158,10 @@ class RecoveryPointSelector(_Strict):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("latest_before needs a timezone, e.g. 2026-11-24T08:00:00Z")
-        return v.astimezone(UTC) if v else v
+        try:
+            return v.astimezone(UTC) if v else v
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before the first moment a datetime can hold in UTC
+            raise ValueError("latest_before is outside the range of times that can be expressed in UTC") from None
 
     @model_validator(mode="after")
     def _exclusive(self) -> RecoveryPointSelector:

@@ -19,7 +19,7 @@ import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
@@ -50,6 +50,11 @@ def _refused(exc: TableTransactionError) -> StoreRejected:
     text = lines[0].split(":", 1)[-1].strip() if lines[0][:1].isdigit() else lines[0].strip()
     code = getattr(exc, "error_code", None)
     return StoreRejected(str(getattr(code, "value", code) or exc.status_code), text[:500])
+
+
+def _not_storable(code: str, message: str) -> RequestError:
+    return RequestError(f"the request cannot be stored: {code}: {message}", field="body", status=413,
+                        code="RequestTooLarge", fix="shorten the longest fields (description, ids, names)")
 
 
 def _checked(entities: Iterable[dict[str, Any]]) -> None:
@@ -126,6 +131,15 @@ class StateStore(ABC):
 
     # -- helpers shared by both implementations
     @staticmethod
+    def _check_storable(rec: RestoreRecord, event: TimelineEvent) -> None:
+        """Refuse (413) a new restore whose row or first event the table would refuse, before writing anything."""
+        try:
+            check_entity(rec.to_entity())
+            check_entity(event.to_entity(rec.id, 1))
+        except StorageLimitError as exc:
+            raise _not_storable(exc.code, exc.message) from None
+
+    @staticmethod
     def _check_same_request(existing_hash: str, request_hash: str, key: str) -> None:
         if existing_hash != request_hash:
             raise RequestError(
@@ -155,8 +169,9 @@ class TableStateStore(StateStore):
     # -- create
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
-        if idempotency_key:
-            h = key_hash(idempotency_key)
+        self._check_storable(rec, event)  # before anything is written: a refused request leaves no key behind
+        h = key_hash(idempotency_key) if idempotency_key else None
+        if idempotency_key and h:
             try:
                 self._idem.create_entity({"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id,
                                           "request_hash": request_hash})
@@ -179,10 +194,21 @@ class TableStateStore(StateStore):
                 found = self.get(rec.id)
                 if found is not None:
                     return found, False
+            if exc.status_code in (400, 413):  # refused as such: the key must not point at a row that never comes
+                if h:
+                    self._forget_key(h)
+                refused = _refused(exc)
+                raise _not_storable(refused.code, refused.message) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
         if entry is not None:
             self.put_active(entry)
         return rec.copy(etag=result[0]["etag"]), True
+
+    def _forget_key(self, h: str) -> None:
+        try:
+            self._idem.delete_entity(h[:2], h)
+        except ResourceNotFoundError:
+            pass
 
     def get(self, restore_id: str) -> RestoreRecord | None:
         try:
@@ -270,6 +296,7 @@ class MemoryStateStore(StateStore):
 
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
+        self._check_storable(rec, event)
         with self._lock:
             if idempotency_key:
                 existing = self._idem.get(idempotency_key)
@@ -358,5 +385,7 @@ def days_between(since: datetime, until: datetime) -> list[datetime]:
     days, d = [], since.replace(hour=0, minute=0, second=0, microsecond=0)
     while d <= until:
         days.append(d)
+        if d.date() == date.max:  # 9999-12-31: there is no next day
+            break
         d += timedelta(days=1)
     return days

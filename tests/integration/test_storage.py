@@ -15,15 +15,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
 from restore_core import events, runtime
 from restore_core.config import load_settings
 from restore_core.deps import Deps
+from restore_core.errors import RequestError
 from restore_core.limits import QUEUE_MESSAGE_BYTES
 from restore_core.models import Stage, Status
 from restore_core.records import RestoreRecord, TimelineEvent
-from restore_core.store import StoreRejected
+from restore_core.store import StoreRejected, TableStateStore
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -106,3 +108,34 @@ def test_a_write_the_table_refuses_raises_store_rejected_with_the_tables_reason(
         app.store.update(row.copy(vault_info={"location": "\u00e9" * 40_000}))
     assert info.value.code == "PropertyValueTooLarge" and "64KB" in info.value.message
     assert app.store.get(row.id) == row  # nothing changed
+
+
+def idempotency_rows(deps: Deps) -> list[dict[str, Any]]:
+    conn = deps.settings.storage.connection_string
+    assert conn
+    service = TableServiceClient.from_connection_string(conn)
+    return list(service.get_table_client(deps.settings.table_idempotency).list_entities())
+
+
+def test_a_restore_the_table_would_refuse_is_413_and_writes_nothing(app: Deps) -> None:
+    too_large = active_record(request={"datasource_id": "\u00e9" * 40_000})
+    with pytest.raises(RequestError) as info:
+        app.store.create(too_large, TimelineEvent(T0, "accepted", None, "accepted"), idempotency_key="k-big",
+                         request_hash="h-big")
+    assert (info.value.status, info.value.code) == (413, "RequestTooLarge")
+    assert idempotency_rows(app) == [] and app.store.get(too_large.id) is None
+
+
+def test_a_row_the_table_refuses_after_the_key_was_written_takes_the_key_back(app: Deps,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(TableStateStore, "_check_storable", staticmethod(lambda rec, event: None))  # the server says no
+    too_large = active_record(request={"datasource_id": "\u00e9" * 40_000})
+    with pytest.raises(RequestError) as info:
+        app.store.create(too_large, TimelineEvent(T0, "accepted", None, "accepted"), idempotency_key="k-big",
+                         request_hash="h-big")
+    assert (info.value.status, info.value.code) == (413, "RequestTooLarge") and "PropertyValueTooLarge" in str(
+        info.value)
+    assert idempotency_rows(app) == []  # no dangling key: the same key with a valid request is free
+    _, is_new = app.store.create(active_record(), TimelineEvent(T0, "accepted", None, "accepted"),
+                                 idempotency_key="k-big", request_hash="h-small")
+    assert is_new

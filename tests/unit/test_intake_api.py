@@ -247,3 +247,27 @@ def test_list_until_in_a_western_zone_reaches_the_next_utc_day(h: Harness) -> No
     resp = api.list_restores({"since": "2026-11-23T12:00:00-05:00", "until": "2026-11-23T23:00:00-05:00"},
                              deps=h.deps)
     assert [i["id"] for i in resp.body["items"]] == [early]
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "9999-12-30T00:00:00Z", "until": "9999-12-31T23:59:59.999999Z"},
+    {"since": "9999-12-31T23:00:00Z", "until": "9999-12-31T23:59:59Z"},
+])
+def test_list_window_at_the_end_of_the_calendar_is_an_empty_page(h: Harness, params: dict[str, str]) -> None:
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 200 and resp.body == {"items": [], "continuation": None}
+
+
+@pytest.mark.parametrize("params", [{"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-01:00"}])
+def test_list_times_that_cannot_be_expressed_in_utc_are_400(h: Harness, params: dict[str, str]) -> None:
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 400 and resp.body["error"]["fix"] and "UTC" in resp.body["error"]["message"]
+
+
+def test_http_body_whose_stored_form_is_too_large_is_413_and_leaves_its_key_free(h: Harness) -> None:
+    wide = {"backup_instance": {"vault_id": BI_ID.split("/backupInstances/")[0], "datasource_id": WIDE_ID},
+            "target": database_body()["target"]}
+    resp = post(h, json.dumps(wide, ensure_ascii=False).encode(), {"Idempotency-Key": "k-wide"})
+    assert resp.status == 413 and resp.body["error"]["code"] == "RequestTooLarge"
+    assert h.store.active() == [] and h.pending == []
+    assert post(h, database_body(), {"Idempotency-Key": "k-wide"}).status == 202
