@@ -70,6 +70,15 @@ param armMaxRetries string = ''
 @description('RESTORE_TRIGGER_GRACE_SECONDS: wait before adopting or re-triggering an unconfirmed restore. Empty: code default.')
 param triggerGraceSeconds string = ''
 
+@description('RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS: TCP connect timeout of every table/queue call. Empty: code default.')
+param storageConnectTimeoutSeconds string = ''
+
+@description('RESTORE_STORAGE_READ_TIMEOUT_SECONDS: response timeout of every table/queue call. Empty: code default.')
+param storageReadTimeoutSeconds string = ''
+
+@description('RESTORE_STORAGE_RETRIES: SDK retries of a failed table/queue call. Empty: code default.')
+param storageRetries string = ''
+
 @description('RESTORE_WATCHDOG_SCHEDULE: NCRONTAB (six fields) of the watchdog timer (a binding expression: must be set).')
 param watchdogSchedule string = '0 */1 * * * *'
 
@@ -176,6 +185,9 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_MAX_DEQUEUE_COUNT: string(hostJson.extensions.queues.maxDequeueCount)
   RESTORE_ARM_MAX_RETRIES: armMaxRetries
   RESTORE_TRIGGER_GRACE_SECONDS: triggerGraceSeconds
+  RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS: storageConnectTimeoutSeconds
+  RESTORE_STORAGE_READ_TIMEOUT_SECONDS: storageReadTimeoutSeconds
+  RESTORE_STORAGE_RETRIES: storageRetries
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
 }, hostingPlan == 'Dedicated' ? {

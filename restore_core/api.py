@@ -8,20 +8,23 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
   ``since``/``until`` may carry any zone: they are converted to UTC before the day partitions are chosen.
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
+- storage that does not answer → 503 with ``Retry-After`` (every handler).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec
 
 from . import telemetry
 from .deps import Deps
-from .errors import RequestError
+from .errors import RequestError, RetryableError
 from .intake import submit
 from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
@@ -30,6 +33,7 @@ from .store import ConcurrencyError, days_between
 from .transitions import CANCELLABLE
 
 log = telemetry.get_logger("api")
+P = ParamSpec("P")
 _ID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{10}$")
 MAX_LIMIT = 200
 MAX_LIST_DAYS = 31
@@ -49,6 +53,24 @@ def _error(exc: RequestError) -> ApiResponse:
     return ApiResponse(exc.status, {"error": exc.to_dict()})
 
 
+def _storage_unavailable_is_503(handler: Callable[P, ApiResponse]) -> Callable[P, ApiResponse]:
+    """Storage that does not answer (after the bounded timeouts and retries of every storage call) is a 503 with
+    Retry-After, not a 500: the request may simply be sent again (with the same Idempotency-Key for a POST)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ApiResponse:
+        try:
+            return handler(*args, **kwargs)
+        except RetryableError as exc:
+            log.warning("%s: storage unavailable: %s", handler.__name__, exc)
+            return ApiResponse(503, {"error": {
+                "code": "StorageUnavailable", "message": f"the service's storage did not answer ({exc})",
+                "field": None, "fix": "send the request again in a few seconds (a POST with the same "
+                                      "Idempotency-Key never starts a second restore)"}}, {"Retry-After": "5"})
+
+    return wrapper
+
+
 def _not_found(restore_id: str) -> ApiResponse:
     return ApiResponse(404, {"error": {"code": "RestoreNotFound", "message": f"no restore {restore_id!r}",
                                        "field": "id", "fix": "check the id returned by POST /api/restores"}})
@@ -58,6 +80,7 @@ def status_url(base_url: str, restore_id: str) -> str:
     return f"{base_url.rstrip('/')}/restores/{restore_id}"
 
 
+@_storage_unavailable_is_503
 def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -> ApiResponse:
     lower = {k.lower(): v for k, v in headers.items()}
     try:
@@ -79,6 +102,7 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
     return ApiResponse(202 if created else 200, body_out, {"Location": url, "Retry-After": "5"})
 
 
+@_storage_unavailable_is_503
 def get(restore_id: str, *, deps: Deps) -> ApiResponse:
     if not _ID.match(restore_id or ""):
         return _not_found(restore_id)
@@ -105,6 +129,7 @@ def _query_time(value: str) -> datetime | None:
     return parse_time(re.sub(r" (\d{2}:?\d{2})$", r"+\1", value))
 
 
+@_storage_unavailable_is_503
 def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     now = deps.clock()
     try:
@@ -150,6 +175,7 @@ def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     return ApiResponse(200, {"items": items, "continuation": next_token})
 
 
+@_storage_unavailable_is_503
 def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
     if not _ID.match(restore_id or ""):
         return _not_found(restore_id)

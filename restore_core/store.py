@@ -7,6 +7,10 @@ Layout (table ``restores``):
   restores, never with history.
 Table ``restoreidempotency``: client key → restore id (+ a hash of the request, to refuse a reused key).
 
+A table that disappears (a restarted storage emulator, a recreated account) is created again on the first call that
+finds it missing, and that call is repeated once; a call that gets no answer (timeouts of
+:class:`config.StorageTimeouts`) raises :class:`RetryableError`.
+
 Every update of a restore row is ETag-guarded; a lost race raises :class:`ConcurrencyError` and changes nothing.
 A write the table refuses as such (a 4xx other than a lost race, e.g. ``PropertyValueTooLarge``/``EntityTooLarge``)
 raises :class:`StoreRejected`: writing it again cannot succeed, so the pipeline gives up at once with that reason.
@@ -18,17 +22,22 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from . import telemetry
 from .errors import PermanentError, RequestError, RetryableError
 from .limits import StorageLimitError, check_entity
 from .records import ActiveEntry, RestoreRecord, TimelineEvent, partition_of
+from .storage_errors import NO_ANSWER, is_being_deleted, is_missing
+
+log = telemetry.get_logger("store")
+T = TypeVar("T")
 
 
 class ConcurrencyError(Exception):
@@ -166,6 +175,29 @@ class TableStateStore(StateStore):
             except ResourceExistsError:
                 pass
 
+    def _recreate(self, client: TableClient) -> None:
+        log.warning("table %s is missing (a restarted storage emulator or a recreated account?); creating it again",
+                    client.table_name)
+        try:
+            client.create_table()
+        except ResourceExistsError as exc:  # another process was quicker, or Azure still deletes the old one
+            if is_being_deleted(exc):
+                raise RetryableError(f"table {client.table_name} is still being deleted; retry later") from exc
+
+    def _call(self, client: TableClient, op: Callable[[], T]) -> T:
+        """One call on ``client``'s table: created again (and the call repeated once) if it has disappeared; no
+        answer at all is a :class:`RetryableError`."""
+        try:
+            try:
+                return op()
+            except HttpResponseError as exc:
+                if not is_missing(exc):
+                    raise
+                self._recreate(client)
+                return op()
+        except NO_ANSWER as exc:
+            raise RetryableError(f"table {client.table_name} did not answer: {type(exc).__name__}") from exc
+
     # -- create
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
@@ -173,10 +205,10 @@ class TableStateStore(StateStore):
         h = key_hash(idempotency_key) if idempotency_key else None
         if idempotency_key and h:
             try:
-                self._idem.create_entity({"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id,
-                                          "request_hash": request_hash})
+                self._call(self._idem, lambda: self._idem.create_entity(
+                    {"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id, "request_hash": request_hash}))
             except ResourceExistsError:
-                existing = self._idem.get_entity(h[:2], h)
+                existing = self._call(self._idem, lambda: self._idem.get_entity(h[:2], h))
                 self._check_same_request(existing["request_hash"], request_hash, idempotency_key)
                 found = self.get(existing["restore_id"])
                 if found is not None:
@@ -184,11 +216,9 @@ class TableStateStore(StateStore):
                 # the first attempt died between the key and the row: finish its work under its id
                 rec = rec.copy(id=existing["restore_id"])
         rec, entry = self._index(rec.copy(timeline_seq=1))
+        ops: list[Any] = [("create", rec.to_entity()), ("create", event.to_entity(rec.id, 1))]
         try:
-            result = self._restores.submit_transaction([
-                ("create", rec.to_entity()),
-                ("create", event.to_entity(rec.id, 1)),
-            ])
+            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
         except TableTransactionError as exc:
             if exc.status_code == 409:
                 found = self.get(rec.id)
@@ -206,13 +236,13 @@ class TableStateStore(StateStore):
 
     def _forget_key(self, h: str) -> None:
         try:
-            self._idem.delete_entity(h[:2], h)
+            self._call(self._idem, lambda: self._idem.delete_entity(h[:2], h))
         except ResourceNotFoundError:
             pass
 
     def get(self, restore_id: str) -> RestoreRecord | None:
         try:
-            ent = self._restores.get_entity(partition_of(restore_id), restore_id)
+            ent = self._call(self._restores, lambda: self._restores.get_entity(partition_of(restore_id), restore_id))
         except ResourceNotFoundError:
             return None
         return RestoreRecord.from_entity(dict(ent), ent.metadata["etag"])
@@ -226,7 +256,7 @@ class TableStateStore(StateStore):
         for i, ev in enumerate(events, start=1):
             ops.append(("upsert", ev.to_entity(rec.id, seq + i), {"mode": UpdateMode.REPLACE}))
         try:
-            result = self._restores.submit_transaction(ops)
+            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
         except TableTransactionError as exc:
             if exc.status_code in (412, 404, 409):
                 raise ConcurrencyError(rec.id) from exc
@@ -240,40 +270,51 @@ class TableStateStore(StateStore):
 
     def timeline(self, restore_id: str) -> list[TimelineEvent]:
         pk = partition_of(restore_id)
-        rows = self._restores.query_entities(
+        rows = self._call(self._restores, lambda: list(self._restores.query_entities(
             "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
-            parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})
+            parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})))
         return [TimelineEvent.from_entity(dict(r)) for r in sorted(rows, key=lambda r: r["RowKey"])]
 
     def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
         rows = self._restores.query_entities(
             "PartitionKey eq @pk and RowKey gt @after and Kind eq 'restore'",
             parameters={"pk": _day_partition(day), "after": after_id or ""})
-        for r in rows:
-            yield RestoreRecord.from_entity(dict(r), r.metadata["etag"])
+        return self._paged(rows)
+
+    def _paged(self, rows: Iterable[Any]) -> Iterator[RestoreRecord]:
+        """Rows as records, page by page (a caller may stop early); a missing table has none (and is created)."""
+        try:
+            for r in rows:
+                yield RestoreRecord.from_entity(dict(r), r.metadata["etag"])
+        except HttpResponseError as exc:
+            if not is_missing(exc):
+                raise
+            self._recreate(self._restores)
+        except NO_ANSWER as exc:
+            raise RetryableError(f"table {self._restores.table_name} did not answer: {type(exc).__name__}") from exc
 
     def active(self) -> list[ActiveEntry]:
-        rows = self._restores.query_entities("PartitionKey eq 'active'")
+        rows = self._call(self._restores, lambda: list(self._restores.query_entities("PartitionKey eq 'active'")))
         return [ActiveEntry.from_entity(dict(r)) for r in rows]
 
     def put_active(self, entry: ActiveEntry) -> None:
-        self._restores.upsert_entity(entry.to_entity(), mode=UpdateMode.REPLACE)
+        self._call(self._restores, lambda: self._restores.upsert_entity(entry.to_entity(), mode=UpdateMode.REPLACE))
 
     def remove_active(self, restore_id: str) -> None:
         try:
-            self._restores.delete_entity("active", restore_id)
+            self._call(self._restores, lambda: self._restores.delete_entity("active", restore_id))
         except ResourceNotFoundError:
             pass
 
     def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
         try:
-            return dict(self._restores.get_entity(f"meta-{kind}", key_hash(key)))
+            return dict(self._call(self._restores, lambda: self._restores.get_entity(f"meta-{kind}", key_hash(key))))
         except ResourceNotFoundError:
             return None
 
     def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
-        self._restores.upsert_entity({"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values},
-                                     mode=UpdateMode.REPLACE)
+        ent = {"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values}
+        self._call(self._restores, lambda: self._restores.upsert_entity(ent, mode=UpdateMode.REPLACE))
 
 
 class MemoryStateStore(StateStore):

@@ -18,6 +18,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient
 
+from localdev import scenarios as sc
 from restore_core import events, runtime
 from restore_core.config import load_settings
 from restore_core.deps import Deps
@@ -26,6 +27,8 @@ from restore_core.limits import QUEUE_MESSAGE_BYTES
 from restore_core.models import Stage, Status
 from restore_core.records import RestoreRecord, TimelineEvent
 from restore_core.store import StoreRejected, TableStateStore
+
+from .helpers import completion_events, start, wait_for
 
 T0 = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 
@@ -139,3 +142,51 @@ def test_a_row_the_table_refuses_after_the_key_was_written_takes_the_key_back(ap
     _, is_new = app.store.create(active_record(), TimelineEvent(T0, "accepted", None, "accepted"),
                                  idempotency_key="k-big", request_hash="h-small")
     assert is_new
+
+
+# --- storage that disappears under the running app (issue 16.8) ----------------------------------------------------
+def service(deps: Deps) -> TableServiceClient:
+    conn = deps.settings.storage.connection_string
+    assert conn
+    return TableServiceClient.from_connection_string(conn)
+
+
+def test_deleted_tables_are_created_again_by_the_next_operation(app: Deps) -> None:
+    kept = created(app, active_record())
+    service(app).delete_table(app.settings.table_restores)
+    service(app).delete_table(app.settings.table_idempotency)
+    assert app.store.get(kept.id) is None  # the table (and its rows) is gone: nothing to find, no error
+    rec, is_new = app.store.create(active_record(), TimelineEvent(T0, "accepted", None, "accepted"),
+                                   idempotency_key="after-outage", request_hash="h")
+    assert is_new and app.store.get(rec.id) == rec
+    assert [e.restore_id for e in app.store.active()] == [rec.id]
+    service(app).delete_table(app.settings.table_restores)
+    assert app.store.active() == [] and list(app.store.list_day(T0, after_id=None)) == []
+    again, is_new = app.store.create(active_record(), TimelineEvent(T0, "accepted", None, "accepted"),
+                                     idempotency_key="after-outage-2", request_hash="h")
+    assert is_new and app.store.update(again.copy(status=Status.FAILED, stage=None)).status is Status.FAILED
+
+
+def test_deleted_queues_are_created_again_by_the_next_send(app: Deps) -> None:
+    for setting in ("RESTORE_QUEUE_VALIDATE", "RESTORE_QUEUE_EVENTS"):
+        queue_client(app, setting).delete_queue()
+    rec = failed_record()
+    events.publish_completion(app, rec)
+    app.queues.send(app.settings.queue("RESTORE_QUEUE_VALIDATE"), '{"x": 1}')
+    assert [json.loads(t)["restore_id"] for t in received(app, "RESTORE_QUEUE_EVENTS")] == [rec.id]
+    assert received(app, "RESTORE_QUEUE_VALIDATE") == ['{"x": 1}']
+    queue_client(app, "RESTORE_QUEUE_MONITOR").delete_queue()
+    assert app.queues.receive(app.settings.queue("RESTORE_QUEUE_MONITOR")) == []
+
+
+def test_the_running_service_recreates_its_idempotency_table_and_events_queue(local_stack: Any, api: Any) -> None:
+    """Against the session's Functions host: storage loses a table and a queue (as a restarted emulator or a recreated
+    account would); the next request works without restarting the host."""
+    conn = local_stack.env["AZURE_STORAGE_CONNECTION_STRING"]
+    assert api.get("/restores?limit=1")[0] == 200  # the host has built its clients (and ensured its queues)
+    TableServiceClient.from_connection_string(conn).delete_table("restoreidempotency")
+    QueueClient.from_connection_string(conn, "restore-events").delete_queue()
+    body = sc.as_database(f"it_outage_{uuid.uuid4().hex[:6]}", server=sc.TARGET_NOREADER, secret=sc.SECRET_NOREADER)
+    rid = start(api, body, **{"Idempotency-Key": uuid.uuid4().hex})
+    assert wait_for(api, rid)["status"] == "rejected"  # the vault lacks Reader on this server: a quick end
+    assert [e["status"] for e in completion_events(local_stack.env, rid)] == ["rejected"]
