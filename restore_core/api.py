@@ -126,7 +126,7 @@ def _parse_continuation(token: str) -> tuple[str, str]:
 def _query_time(value: str) -> datetime | None:
     """A ``since``/``until`` value in UTC (days, hence partitions, are UTC days). A ``+hh:mm`` offset sent without
     URL-encoding arrives as `` hh:mm`` (a ``+`` in a query string is a space): it is read as the offset it was."""
-    return parse_time(re.sub(r" (\d{2}:?\d{2})$", r"+\1", value))
+    return parse_time(re.sub(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", value))
 
 
 @_storage_unavailable_is_503

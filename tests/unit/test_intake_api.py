@@ -231,6 +231,7 @@ def test_an_alert_is_never_taken_over_by_an_http_request_with_its_key(h: Harness
     {"since": "2026-11-24T01:00:00+05:00"},  # = 2026-11-23T20:00Z: the restore's UTC day is the 23rd
     {"since": "2026-11-24T01:00:00 05:00"},  # the same, with the '+' not URL-encoded (it arrives as a space)
     {"since": "2026-11-23T15:00:00-05:00", "until": "2026-11-23T17:30:00-05:00"},  # 20:00Z..22:30Z
+    {"since": "2026-11-23 21:00", "until": "2026-11-23 23:00"},  # no zone (UTC), space separator: unchanged
 ])
 def test_list_windows_in_other_zones_find_restores_across_utc_day_boundaries(h: Harness,
                                                                              params: dict[str, str]) -> None:
