@@ -173,7 +173,7 @@ def _give_up_unstorable(deps: Deps, rec: RestoreRecord, stage: Stage, exc: Store
     log.error("the table refused to store the %s outcome of %s: %s", stage.value, rec.id, exc,
               extra={"restore_id": rec.id})
     latest = deps.store.get(rec.id) or rec
-    if latest.terminal:
+    if latest.terminal or latest.etag != rec.etag:  # ended, or moved on by another delivery: nothing of ours to record
         return
     what = f"; the stage had found: {found.message}" if found is not None else ""
     code, message, fix = "OutcomeNotStored", "", None
