@@ -73,6 +73,14 @@ param triggerGraceSeconds string = ''
 @description('RESTORE_REHYDRATION_FLOW: one-request (default, the documented route) or two-step (stand-alone rehydrate, then restore).')
 @allowed(['one-request', 'two-step'])
 param rehydrationFlow string = 'one-request'
+@description('RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS: TCP connect timeout of every table/queue call. Empty: code default.')
+param storageConnectTimeoutSeconds string = ''
+
+@description('RESTORE_STORAGE_READ_TIMEOUT_SECONDS: response timeout of every table/queue call. Empty: code default.')
+param storageReadTimeoutSeconds string = ''
+
+@description('RESTORE_STORAGE_RETRIES: SDK retries of a failed table/queue call. Empty: code default.')
+param storageRetries string = ''
 
 @description('RESTORE_WATCHDOG_SCHEDULE: NCRONTAB (six fields) of the watchdog timer (a binding expression: must be set).')
 param watchdogSchedule string = '0 */1 * * * *'
@@ -181,6 +189,9 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_ARM_MAX_RETRIES: armMaxRetries
   RESTORE_TRIGGER_GRACE_SECONDS: triggerGraceSeconds
   RESTORE_REHYDRATION_FLOW: rehydrationFlow
+  RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS: storageConnectTimeoutSeconds
+  RESTORE_STORAGE_READ_TIMEOUT_SECONDS: storageReadTimeoutSeconds
+  RESTORE_STORAGE_RETRIES: storageRetries
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
 }, hostingPlan == 'Dedicated' ? {

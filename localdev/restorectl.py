@@ -337,8 +337,21 @@ def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def utc_time(value: str | None, flag: str) -> str | None:
+    """``value`` (ISO-8601, any zone; without a zone: UTC) as ``...Z`` in UTC, the form the API's day partitions use."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = parsed.replace(tzinfo=parsed.tzinfo or UTC).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CliError(f"{flag} {value!r} is not an ISO-8601 time; give e.g. 2026-11-24T08:00:00Z or "
+                       "2026-11-24T09:00:00+01:00", EXIT_USAGE) from None
+    return parsed.isoformat().replace("+00:00", "Z")
+
+
 def cmd_list(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
-    items = client.list_all(status=args.status, since=args.since, limit=args.limit)
+    items = client.list_all(status=args.status, since=utc_time(args.since, "--since"), limit=args.limit)
     if args.as_json:
         _emit_json(items, out)
     else:
@@ -432,7 +445,7 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS,
                              help="print raw JSON")
     li.add_argument("--status", help="only this status (e.g. restoring)")
-    li.add_argument("--since", help="created at or after this ISO time")
+    li.add_argument("--since", help="created at or after this ISO time (any zone; without one: UTC)")
     li.add_argument("--limit", type=int, help="at most this many")
     w = sub.add_parser("watch", help="live table until the restores end (Ctrl-C stops)")
     w.add_argument("ids", nargs="*", metavar="ID", help="restores to watch (default: all active ones)")

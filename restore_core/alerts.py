@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import re
 import string
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import RequestError
+from .models import ALERT_KEY_PREFIX
 from .records import iso, parse_time
 
 SCHEMA_ID = "azureMonitorCommonAlertSchema"
@@ -72,7 +73,8 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
                            fix="make each RESTORE_PLANS entry an object with backup_instance and target objects")
     try:
         fired = parse_time(ess.get("firedDateTime"))
-    except (TypeError, ValueError):
+        fired = fired.astimezone(UTC) if fired else None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a time at the edge of the calendar with a zone
         fired = None
     if fired is None:
         raise RequestError("alert payload has no valid firedDateTime", field="data.essentials.firedDateTime",
@@ -92,7 +94,7 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
     for optional in ("rehydration", "deadline_hours"):
         if optional in plan:
             body[optional] = plan[optional]
-    return body, f"alert:{alert_id}"
+    return body, f"{ALERT_KEY_PREFIX}{alert_id}"
 
 
 def fired_at(data: dict[str, Any]) -> datetime | None:

@@ -4,31 +4,36 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
 - ``POST /api/restores`` → 202 + ``Location`` of the status resource; the same idempotency key answers with the
   same restore (200 when it already existed); 400/409/413 with ``{"error": {code, message, field, fix}}``.
 - ``GET /api/restores/{id}`` → the status resource with its timeline; 404 when unknown.
-- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``.
+- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``;
+  ``since``/``until`` may carry any zone: they are converted to UTC before the day partitions are chosen.
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
+- storage that does not answer → 503 with ``Retry-After`` (every handler).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, ParamSpec
 
 from . import telemetry
 from .deps import Deps
-from .errors import RequestError
+from .errors import RequestError, RetryableError
 from .intake import submit
-from .models import Status, parse_request
+from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
 from .records import TimelineEvent, parse_time
 from .store import ConcurrencyError, days_between
 from .transitions import CANCELLABLE
 
 log = telemetry.get_logger("api")
+P = ParamSpec("P")
 _ID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{10}$")
 MAX_LIMIT = 200
 MAX_LIST_DAYS = 31
@@ -48,6 +53,24 @@ def _error(exc: RequestError) -> ApiResponse:
     return ApiResponse(exc.status, {"error": exc.to_dict()})
 
 
+def _storage_unavailable_is_503(handler: Callable[P, ApiResponse]) -> Callable[P, ApiResponse]:
+    """Storage that does not answer (after the bounded timeouts and retries of every storage call) is a 503 with
+    Retry-After, not a 500: the request may simply be sent again (with the same Idempotency-Key for a POST)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> ApiResponse:
+        try:
+            return handler(*args, **kwargs)
+        except RetryableError as exc:
+            log.warning("%s: storage unavailable: %s", handler.__name__, exc)
+            return ApiResponse(503, {"error": {
+                "code": "StorageUnavailable", "message": f"the service's storage did not answer ({exc})",
+                "field": None, "fix": "send the request again in a few seconds (a POST with the same "
+                                      "Idempotency-Key never starts a second restore)"}}, {"Retry-After": "5"})
+
+    return wrapper
+
+
 def _not_found(restore_id: str) -> ApiResponse:
     return ApiResponse(404, {"error": {"code": "RestoreNotFound", "message": f"no restore {restore_id!r}",
                                        "field": "id", "fix": "check the id returned by POST /api/restores"}})
@@ -57,6 +80,7 @@ def status_url(base_url: str, restore_id: str) -> str:
     return f"{base_url.rstrip('/')}/restores/{restore_id}"
 
 
+@_storage_unavailable_is_503
 def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -> ApiResponse:
     lower = {k.lower(): v for k, v in headers.items()}
     try:
@@ -65,6 +89,9 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
         if key is not None and not (0 < len(key) <= 200 and re.fullmatch(r"[\x21-\x7e]+", key)):
             raise RequestError("Idempotency-Key header must be 1-200 visible ASCII characters",
                                field="Idempotency-Key", fix="send a shorter key without spaces")
+        if key is not None and (problem := reserved_key_problem(key)):
+            raise RequestError(f"Idempotency-Key: {problem}", field="Idempotency-Key",
+                               fix="choose a key with another prefix")
         with telemetry.stage_span("intake", restore_id="pending", traceparent=lower.get("traceparent")) as span:
             rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent)
             span.set("id", rec.id)
@@ -75,6 +102,7 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
     return ApiResponse(202 if created else 200, body_out, {"Location": url, "Retry-After": "5"})
 
 
+@_storage_unavailable_is_503
 def get(restore_id: str, *, deps: Deps) -> ApiResponse:
     if not _ID.match(restore_id or ""):
         return _not_found(restore_id)
@@ -95,6 +123,13 @@ def _parse_continuation(token: str) -> tuple[str, str]:
                            fix="pass the continuation value from the previous page unchanged") from None
 
 
+def _query_time(value: str) -> datetime | None:
+    """A ``since``/``until`` value in UTC (days, hence partitions, are UTC days). A ``+hh:mm`` offset sent without
+    URL-encoding arrives as `` hh:mm`` (a ``+`` in a query string is a space): it is read as the offset it was."""
+    return parse_time(re.sub(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", value))
+
+
+@_storage_unavailable_is_503
 def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     now = deps.clock()
     try:
@@ -103,8 +138,8 @@ def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
         if statuses and not statuses <= {s.value for s in Status}:
             raise RequestError(f"unknown status in {status!r}", field="status",
                                fix=f"use one or more of {', '.join(s.value for s in Status)}")
-        since = parse_time(params["since"]) if params.get("since") else now - timedelta(days=1)
-        until = parse_time(params["until"]) if params.get("until") else now
+        since = _query_time(params["since"]) if params.get("since") else now - timedelta(days=1)
+        until = _query_time(params["until"]) if params.get("until") else now
         assert since is not None and until is not None
         if until < since:
             raise RequestError("until is before since", field="until", fix="swap since and until")
@@ -140,6 +175,7 @@ def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     return ApiResponse(200, {"items": items, "continuation": next_token})
 
 
+@_storage_unavailable_is_503
 def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
     if not _ID.match(restore_id or ""):
         return _not_found(restore_id)

@@ -30,6 +30,11 @@ QUEUE_EVENTS = "RESTORE_QUEUE_EVENTS"
 TABLE_RESTORES = "RESTORE_TABLE_RESTORES"
 TABLE_IDEMPOTENCY = "RESTORE_TABLE_IDEMPOTENCY"
 
+# --- the app's storage calls (tables and queues): seconds, not the SDKs' minutes
+STORAGE_CONNECT_TIMEOUT = "RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS"
+STORAGE_READ_TIMEOUT = "RESTORE_STORAGE_READ_TIMEOUT_SECONDS"
+STORAGE_RETRIES = "RESTORE_STORAGE_RETRIES"
+
 # --- timer
 WATCHDOG_SCHEDULE = "RESTORE_WATCHDOG_SCHEDULE"
 
@@ -75,12 +80,16 @@ DEFAULTS: Mapping[str, str] = {
     REHYDRATION_FLOW: "one-request",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
+    STORAGE_CONNECT_TIMEOUT: "5",
+    STORAGE_READ_TIMEOUT: "10",
+    STORAGE_RETRIES: "2",
 }
 
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
 ALL_SETTINGS: tuple[str, ...] = (
     QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS,
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
+    STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
     RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW,
@@ -112,6 +121,19 @@ class StorageConnection:
 
 
 @dataclass(frozen=True)
+class StorageTimeouts:
+    """Every call to the app's tables and queues: TCP connect and response timeouts (seconds) and the SDK's own
+    retries of a failed call. Worst case of one call: (retries + 1) x (connect + read) plus a few seconds of backoff
+    (about 50 s with the defaults, against many minutes with the SDKs' defaults: 300 s timeouts and up to 10 retries
+    for tables, 20 s / 60 s and 3 retries 15 s and more apart for queues). A call that still fails raises
+    RetryableError: the queue redelivers, an HTTP caller gets a 503."""
+
+    connect_seconds: float = 5.0
+    read_seconds: float = 10.0
+    retries: int = 2
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageConnection
     queues: Mapping[str, str]
@@ -132,6 +154,7 @@ class Settings:
     appinsights_connection_string: str | None = field(repr=False)
     telemetry_exporter: str
     otlp_endpoint: str | None
+    storage_timeouts: StorageTimeouts = StorageTimeouts()
 
     @property
     def redrive_slack_seconds(self) -> float:
@@ -227,4 +250,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
         telemetry_exporter=exporter,
         otlp_endpoint=_get(env, OTLP_ENDPOINT),
+        storage_timeouts=StorageTimeouts(
+            connect_seconds=_number(env, STORAGE_CONNECT_TIMEOUT, minimum=0.1),
+            read_seconds=_number(env, STORAGE_READ_TIMEOUT, minimum=0.1),
+            retries=int(_number(env, STORAGE_RETRIES, minimum=0))),
     )

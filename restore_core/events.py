@@ -2,6 +2,12 @@
 
 Schema ``restore.completed`` version 1 (documented in the README). Contains ids, outcome, Azure job, error and
 timings — never a secret (the request holds a Key Vault secret *URI* only, which is not included either).
+
+Every event fits a queue message (64 KiB of base64, so :data:`EVENT_MAX_BYTES` of JSON): free text (the error
+message and fix, the warnings) is bounded first; an event still too large (long ids, many warnings) goes out
+*reduced* — every string clipped, at most a few warnings, ``"truncated": true`` — and the full record stays readable
+at ``GET /api/restores/{id}``. An event the queue still refuses (a 4xx) is logged as an error and dropped, so the
+terminal bookkeeping (and the watchdog) never stalls on it; transient queue errors still raise (retried).
 """
 
 from __future__ import annotations
@@ -9,11 +15,22 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import telemetry
 from .deps import Deps
+from .errors import PermanentError
+from .limits import CODE_COST, JSON_COST, QUEUE_MESSAGE_BYTES, TEXT_COST, clip, clip_leaves, clip_optional
 from .records import RestoreRecord, iso
+
+log = telemetry.get_logger("events")
 
 EVENT_TYPE = "restore.completed"
 EVENT_VERSION = 1
+#: JSON bytes of the largest event: 64 KiB of base64 carries 48 KiB; keep a margin.
+EVENT_MAX_BYTES = QUEUE_MESSAGE_BYTES * 3 // 4 - 4096
+#: In a reduced event: the longest string, and the longest string and JSON size of the warnings kept.
+REDUCED_TEXT_COST = 1024
+REDUCED_WARNING_TEXT_COST = 256
+REDUCED_WARNINGS_COST = 4096
 
 
 def completion_event(rec: RestoreRecord) -> dict[str, Any]:
@@ -30,10 +47,10 @@ def completion_event(rec: RestoreRecord) -> dict[str, Any]:
         "target": {"kind": rec.target_kind, "resource": rec.target_resource},
         "region": rec.region,
         "azure_job_id": rec.azure_job_id,
-        "job_status": rec.job_status,
-        "error": {"code": rec.error_code, "message": rec.error_message, "fix": rec.error_fix}
-        if rec.error_code else None,
-        "warnings": rec.warnings,
+        "job_status": clip_optional(rec.job_status, CODE_COST),
+        "error": {"code": clip(rec.error_code, CODE_COST), "message": clip_optional(rec.error_message, TEXT_COST),
+                  "fix": clip_optional(rec.error_fix, TEXT_COST)} if rec.error_code else None,
+        "warnings": _bounded_warnings(rec.warnings, TEXT_COST, JSON_COST),
         "created_at": iso(rec.created_at),
         "finished_at": iso(rec.updated_at),
         "rto_seconds": round(rto.total_seconds(), 3),
@@ -41,6 +58,47 @@ def completion_event(rec: RestoreRecord) -> dict[str, Any]:
     }
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))  # ASCII only: its length is its size in bytes
+
+
+def _bounded_warnings(warnings: list[Any], text_cost: int, budget: int) -> list[Any]:
+    """The first warnings, each string clipped to ``text_cost``, as many as fit ``budget`` bytes of JSON."""
+    kept: list[Any] = []
+    used = 0
+    for w in warnings:
+        item = clip_leaves(w, text_cost)
+        used += len(_dumps(item)) + 1
+        if used > budget:
+            break
+        kept.append(item)
+    return kept
+
+
+def reduced(event: dict[str, Any]) -> dict[str, Any]:
+    """The same event with every string clipped hard and only the warnings that fit a few KiB: this always fits a
+    queue message (about twenty fields of at most ~1 KiB each)."""
+    small: dict[str, Any] = clip_leaves({k: v for k, v in event.items() if k != "warnings"}, REDUCED_TEXT_COST)
+    small["warnings"] = _bounded_warnings(event.get("warnings") or [], REDUCED_WARNING_TEXT_COST,
+                                          REDUCED_WARNINGS_COST)
+    small["truncated"] = True
+    return small
+
+
+def encode_event(rec: RestoreRecord) -> str:
+    """The JSON text of the completion event, within :data:`EVENT_MAX_BYTES` (reduced when it has to be)."""
+    event = completion_event(rec)
+    text = _dumps(event)
+    if len(text) <= EVENT_MAX_BYTES:
+        return text
+    log.warning("completion event of %s is %d bytes of JSON; publishing a reduced event (the status resource keeps "
+                "every field)", rec.id, len(text), extra={"restore_id": rec.id})
+    return _dumps(reduced(event))
+
+
 def publish_completion(deps: Deps, rec: RestoreRecord) -> None:
-    deps.queues.send(deps.settings.queue("RESTORE_QUEUE_EVENTS"),
-                     json.dumps(completion_event(rec), separators=(",", ":")))
+    try:
+        deps.queues.send(deps.settings.queue("RESTORE_QUEUE_EVENTS"), encode_event(rec))
+    except PermanentError as exc:
+        log.error("the completion event of %s was refused by the queue and is dropped (the restore row keeps the "
+                  "outcome): %s", rec.id, exc, extra={"restore_id": rec.id})

@@ -5,13 +5,17 @@ Writes: the restore row (status ``accepted``) with the idempotency index, then t
 (``restore-validate``). The same idempotency key (client key, alert id, or the queue message id when none is
 given) always answers with the same restore; a key reused for a different request is refused.
 Rejected input changes nothing except, for queue input, a ``rejected`` row that records why (nothing is dropped
-without a record). Nothing is enqueued for a rejected request.
+without a record): every decoding or request error on the queue door, including a key reused for another request
+and a request too large to store. Nothing is enqueued for a rejected request. The key prefixes ``alert:``, ``msg:``
+and ``poison:`` belong to the doors; a client key using them is refused. Messages that reached
+``restore-requests-poison`` are handled by the watchdog through :func:`from_poison`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +23,16 @@ from . import telemetry
 from .alerts import alert_to_request, is_alert
 from .deps import Deps
 from .errors import RequestError
-from .models import RestoreRequest, Stage, Status, decode_body, parse_request
+from .models import (
+    MESSAGE_KEY_PREFIX,
+    POISON_KEY_PREFIX,
+    RestoreRequest,
+    Stage,
+    Status,
+    decode_body,
+    parse_request,
+    stored_form,
+)
 from .pipeline import check_after, send_stage
 from .records import RestoreRecord, TimelineEvent, iso, new_restore_id
 
@@ -43,7 +56,7 @@ def submit(req: RestoreRequest, *, source: str, deps: Deps, idempotency_key: str
     rec = RestoreRecord(
         id=new_restore_id(now), status=Status.ACCEPTED, stage=Stage.VALIDATE, source=source, created_at=now,
         updated_at=now, deadline=now + timedelta(hours=deadline_hours),
-        request=req.model_dump(mode="json", exclude_none=True), attempt=1,
+        request=stored_form(req), attempt=1,
         next_check_at=check_after(deps, now, 0), idempotency_key=key, traceparent=traceparent,
         target_kind=req.target.kind, region=req.region.value,
         stage_times={Stage.VALIDATE.value: {"started": iso(now), "finished": None}},
@@ -59,17 +72,24 @@ def submit(req: RestoreRequest, *, source: str, deps: Deps, idempotency_key: str
     return rec, created
 
 
-def record_rejection(deps: Deps, *, source: str, error: RequestError, key: str,
+def record_rejection(deps: Deps, *, source: str, error: RequestError, key: str, fallback_key: str | None = None,
                      extra: dict[str, Any] | None = None) -> RestoreRecord:
-    """A queue input we cannot accept still leaves a ``rejected`` row saying why."""
+    """A queue input we cannot accept still leaves a ``rejected`` row saying why. ``key`` makes a redelivery find the
+    same record; when another request already holds ``key`` (e.g. a key reused for a different body), the record is
+    kept under ``fallback_key`` (the message's own key) instead."""
     now = deps.clock()
     rec = RestoreRecord(
         id=new_restore_id(now), status=Status.REJECTED, stage=None, source=source, created_at=now, updated_at=now,
         deadline=now, request=dict(extra or {}), idempotency_key=key, error_code=error.code,
         error_message=error.message, error_fix=error.fix)
     event = TimelineEvent(now, Status.REJECTED.value, None, f"rejected: {error.code}: {error.message}")
-    found, created = deps.store.create(rec, event, idempotency_key=key,
-                                       request_hash=hashlib.sha256(key.encode()).hexdigest())
+    try:
+        found, created = deps.store.create(rec, event, idempotency_key=key,
+                                           request_hash=hashlib.sha256(key.encode()).hexdigest())
+    except RequestError:
+        if fallback_key is None or fallback_key == key:
+            raise
+        return record_rejection(deps, source=source, error=error, key=fallback_key, extra=extra)
     if created:
         telemetry.record_restore_finished(outcome="rejected", target_kind="unknown", region="primary",
                                           error_code=error.code, rto_seconds=None, job_seconds=None)
@@ -77,22 +97,86 @@ def record_rejection(deps: Deps, *, source: str, error: RequestError, key: str,
     return found
 
 
-def from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRecord:
-    """Handle one ``restore-requests`` message: a request body or an alert payload."""
-    key = f"msg:{message_id}"
-    source = "queue"
+@dataclass
+class QueueInput:
+    """What a ``restore-requests`` message says: a request (or why not), where it came from, and the key of its
+    own it carries (the alert id for an alert; else None, and the message decides)."""
+
+    source: str
+    req: RestoreRequest | None = None
+    error: RequestError | None = None
+    key: str | None = None
+
+
+def read_queue_input(body: bytes | str, deps: Deps) -> QueueInput:
+    """Decode a queue message; every decoding or request error becomes :attr:`QueueInput.error` (never raises)."""
+    inp = QueueInput("queue")
     try:
         data = decode_body(body)
         if is_alert(data):
-            source = "alert"
-            payload, key = alert_to_request(data, dict(deps.settings.restore_plans))
-            req = parse_request(payload)
+            inp.source = "alert"
+            payload, inp.key = alert_to_request(data, dict(deps.settings.restore_plans))
+            inp.req = parse_request(payload)
         else:
-            req = parse_request(data)
+            inp.req = parse_request(data)
     except RequestError as exc:
-        return record_rejection(deps, source=source, error=exc, key=key)
+        inp.error = exc
+    except Exception as exc:  # noqa: BLE001 - nothing is dropped without a record, whatever broke the decoding
+        inp.error = RequestError(f"the message could not be read: {type(exc).__name__}: {exc}", field="body",
+                                 code="UnreadableRequest",
+                                 fix="send a restore request body or an Azure Monitor common alert schema payload "
+                                     "(see the README)")
+    return inp
+
+
+def _submit_queued(deps: Deps, inp: QueueInput, *, key: str, fallback_key: str) -> RestoreRecord:
+    assert inp.req is not None
     with telemetry.stage_span("intake", restore_id="pending", traceparent=None) as span:
-        rec, _ = submit(req, source=source, deps=deps, idempotency_key=None if req.idempotency_key else key,
-                        traceparent=span.traceparent)
+        try:
+            rec, _ = submit(inp.req, source=inp.source, deps=deps,
+                            idempotency_key=None if inp.req.idempotency_key else key, traceparent=span.traceparent)
+        except RequestError as exc:  # a key reused for another request, a stored form too large, ...
+            return record_rejection(deps, source=inp.source, error=exc, key=fallback_key)
         span.set("id", rec.id)
         return rec
+
+
+def from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRecord:
+    """Handle one ``restore-requests`` message: a request body or an alert payload. Never raises for bad input:
+    every decoding or request error leaves a ``rejected`` record (only storage/queue outages raise, to be retried)."""
+    msg_key = f"{MESSAGE_KEY_PREFIX}{message_id}"
+    inp = read_queue_input(body, deps)
+    if inp.error is not None:
+        return record_rejection(deps, source=inp.source, error=inp.error, key=inp.key or msg_key,
+                                fallback_key=msg_key)
+    return _submit_queued(deps, inp, key=inp.key or msg_key, fallback_key=msg_key)
+
+
+def from_poison(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRecord:
+    """Handle one message of ``restore-requests-poison`` (the host moved it there after its last failed delivery;
+    the copy has a new message id). Called by the watchdog, which then deletes the message.
+
+    - unreadable or invalid input: a ``rejected`` record, as :func:`from_queue` leaves;
+    - a request with a key of its own (a client key, an alert id): submitted again, idempotently, so a restore its
+      first deliveries created is found, never doubled;
+    - a request keyed only by its original message id cannot be matched to what its first deliveries did: it is not
+      started again (it might run twice) but recorded as ``rejected`` (``IntakeRetriesExhausted``) with the request,
+      saying how to resubmit it.
+    """
+    poison_key = f"{POISON_KEY_PREFIX}{message_id}"
+    inp = read_queue_input(body, deps)
+    if inp.error is not None:
+        return record_rejection(deps, source=inp.source, error=inp.error, key=inp.key or poison_key,
+                                fallback_key=poison_key)
+    assert inp.req is not None
+    own_key = inp.req.idempotency_key or inp.key
+    if own_key:
+        return _submit_queued(deps, inp, key=own_key, fallback_key=poison_key)
+    request = stored_form(inp.req)
+    error = RequestError(
+        "this queue message failed every delivery and reached the poison queue; it has no idempotency key, so it "
+        "is not started again (its first deliveries may have started it already)", field="idempotency_key",
+        code="IntakeRetriesExhausted",
+        fix="look for a restore of this request (GET /api/restores around the time it was sent); if there is none, "
+            "send it again with an idempotency_key, so that a retry can never start it twice")
+    return record_rejection(deps, source=inp.source, error=error, key=poison_key, extra=request)

@@ -2,7 +2,9 @@
 
 Consumes: JSON from ``POST /api/restores`` and from the ``restore-requests`` queue.
 Produces: a validated :class:`RestoreRequest`; :func:`parse_request` turns every validation problem into one
-:class:`RequestError` naming the field and what to change. Strict: unknown fields are rejected.
+:class:`RequestError` naming the field and what to change. Strict: unknown fields are rejected. Bounded twice: the
+raw body (:data:`MAX_BODY_BYTES`) and the form the restore row stores (:data:`limits.REQUEST_COST`: characters
+outside ASCII take 6 to 12 bytes there), so an accepted request can always be stored.
 """
 
 from __future__ import annotations
@@ -18,9 +20,26 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from . import arm_ids
 from .errors import RequestError
+from .limits import REQUEST_COST
 
 SCHEMA_VERSION = "2026-11-01"
 MAX_BODY_BYTES = 16 * 1024
+
+#: Idempotency-key prefixes the doors give themselves (an alert's id, a queue message's id, a poison-queue copy's
+#: id). A client key may not use them, or an HTTP request could take over an alert's restore (or the other way round).
+ALERT_KEY_PREFIX = "alert:"
+MESSAGE_KEY_PREFIX = "msg:"
+POISON_KEY_PREFIX = "poison:"
+RESERVED_KEY_PREFIXES = (ALERT_KEY_PREFIX, MESSAGE_KEY_PREFIX, POISON_KEY_PREFIX)
+
+
+def reserved_key_problem(key: str) -> str | None:
+    """Why a client idempotency key is refused (it starts with a door's own prefix), or None."""
+    for prefix in RESERVED_KEY_PREFIXES:
+        if key.lower().startswith(prefix):
+            return (f"idempotency keys starting with {prefix!r} are reserved for the service's own doors (alerts and "
+                    "queue messages)")
+    return None
 
 
 class Status(StrEnum):
@@ -139,7 +158,10 @@ class RecoveryPointSelector(_Strict):
     def _aware(cls, v: datetime | None) -> datetime | None:
         if v is not None and v.tzinfo is None:
             raise ValueError("latest_before needs a timezone, e.g. 2026-11-24T08:00:00Z")
-        return v.astimezone(UTC) if v else v
+        try:
+            return v.astimezone(UTC) if v else v
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before the first moment a datetime can hold in UTC
+            raise ValueError("latest_before is outside the range of times that can be expressed in UTC") from None
 
     @model_validator(mode="after")
     def _exclusive(self) -> RecoveryPointSelector:
@@ -242,6 +264,14 @@ class RestoreRequest(_Strict):
     deadline_hours: float | None = Field(default=None, gt=0, le=24 * 30)
     description: Annotated[str, Field(max_length=500)] | None = None
 
+    @field_validator("idempotency_key")
+    @classmethod
+    def _client_key(cls, v: str | None) -> str | None:
+        problem = reserved_key_problem(v) if v else None
+        if problem:
+            raise ValueError(f"{problem}; choose a key with another prefix")
+        return v
+
     @field_validator("recovery_point", mode="before")
     @classmethod
     def _rp_shorthand(cls, v: Any) -> Any:
@@ -285,6 +315,9 @@ def decode_body(raw: bytes | str) -> dict[str, Any]:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(f"body is not valid JSON: {exc}", field="body", fix="send a JSON object") from None
+    except ValueError:  # an integer literal of more digits than Python converts (sys.get_int_max_str_digits())
+        raise RequestError("body holds a number with thousands of digits", field="body",
+                           fix="send numbers of ordinary size (see the request schema in the README)") from None
     except RecursionError:
         raise RequestError("body is nested too deeply", field="body",
                            fix="send a flat JSON object as in the README") from None
@@ -299,6 +332,17 @@ def parse_request(body: bytes | str | dict[str, Any]) -> RestoreRequest:
     if not isinstance(data, dict):
         raise RequestError("body must be a JSON object", field="body", fix="send a JSON object")
     try:
-        return RestoreRequest.model_validate(data)
+        req = RestoreRequest.model_validate(data)
     except ValidationError as exc:
         raise request_error_from(exc) from None
+    size = len(json.dumps(stored_form(req), separators=(",", ":"), sort_keys=True))
+    if size > REQUEST_COST:
+        raise RequestError(f"the request takes {size} bytes once stored (characters outside ASCII are stored "
+                           f"escaped, 6 to 12 bytes each); the limit is {REQUEST_COST}", field="body", status=413,
+                           code="RequestTooLarge", fix="shorten the longest fields (description, ids, names)")
+    return req
+
+
+def stored_form(req: RestoreRequest) -> dict[str, Any]:
+    """The request as the restore row keeps it (bounded by :func:`parse_request`)."""
+    return req.model_dump(mode="json", exclude_none=True)

@@ -9,7 +9,9 @@ inside its span, applies the transition with an ETag-guarded write, then sends t
   with that delay — no exception, no poison;
 - other ``RetryableError``/unexpected exceptions → re-raised so the queue redelivers; on the last allowed delivery
   the restore is first marked failed with the reason, so nothing reaches the poison queue unrecorded;
-- ``PermanentError`` (malformed message) → logged and dropped with a record in the log (nothing to update).
+- ``PermanentError`` (malformed message) → logged and dropped with a record in the log (nothing to update);
+- ``StoreRejected`` (the table refuses a write of this restore as such, a 4xx) → the restore fails at once with the
+  table's reason and what the stage had found (:func:`_give_up_unstorable`), never redelivered until the deadline.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from .deps import Deps
 from .dp_client import JobInfo
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError
 from .events import publish_completion
+from .limits import clip
 from .messages import Envelope
 from .models import Stage, Status
 from .records import RestoreRecord, TimelineEvent, iso
 from .stages import monitor, rehydrate, trigger, validate, wait
-from .store import ConcurrencyError
+from .store import ConcurrencyError, StoreRejected
 from .transitions import Outcome, StageResult, next_step
 
 log = telemetry.get_logger("pipeline")
@@ -106,6 +109,9 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
             span.set_outcome("duplicate")
             log.info("another delivery of %s for %s got there first; nothing to do", stage.value, rec.id)
             return
+        except StoreRejected as exc:
+            _give_up_unstorable(deps, current[0], stage, exc, None)
+            return
         except AzureRejection as exc:
             outcome = Outcome.REJECTED if stage == Stage.VALIDATE else Outcome.FAILED
             result = StageResult(outcome, f"{exc.code}: {exc.message}", error_code=exc.code,
@@ -124,7 +130,11 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
             _give_up_if_last(deps, current[0], stage, dequeue_count, exc)
             raise
         span.set_outcome(result.outcome.value)
-        new = apply(deps, current[0], stage, result, traceparent=span.traceparent)
+        try:
+            new = apply(deps, current[0], stage, result, traceparent=span.traceparent)
+        except StoreRejected as exc:
+            _give_up_unstorable(deps, current[0], stage, exc, result)
+            return
         if new is not None and new.azure_job_id:
             span.set("azure_job_id", new.azure_job_id)
 
@@ -172,6 +182,31 @@ def _give_up_if_last(deps: Deps, rec: RestoreRecord, stage: Stage, dequeue_count
         apply(deps, latest, stage, result, traceparent=None)
     except Exception:  # noqa: BLE001 - recording the failure must not hide the original error
         log.exception("could not record the failure of %s", rec.id)
+
+
+def _give_up_unstorable(deps: Deps, rec: RestoreRecord, stage: Stage, exc: StoreRejected,
+                        found: StageResult | None) -> None:
+    """The table refused a write of this restore as such: retrying cannot help. End it failed now, keeping what the
+    stage had found (Azure's error code and message when there was one) and saying that the table refused the
+    write. This write carries none of the stage's changes (the likely culprit), only the bounded error texts."""
+    log.error("the table refused to store the %s outcome of %s: %s", stage.value, rec.id, exc,
+              extra={"restore_id": rec.id})
+    latest = deps.store.get(rec.id) or rec
+    if latest.terminal or latest.etag != rec.etag:  # ended, or moved on by another delivery: nothing of ours to record
+        return
+    what = f"; the stage had found: {found.message}" if found is not None else ""
+    code, message, fix = "OutcomeNotStored", "", None
+    if found is not None and found.error_code:  # Azure's reason (or ours) stays the reason
+        code, message, fix = found.error_code, f"{clip(found.error_message or '', 1024)} ", found.error_fix
+    result = StageResult(Outcome.FAILED, f"the outcome of stage {stage.value} could not be stored ({exc.code}){what}",
+                         error_code=code,
+                         error_message=f"{message}(stage {stage.value} could not store its full outcome: {exc}{what})",
+                         error_fix=fix or "check the Azure job (azure_job_id) for the real state of the restore "
+                                          "before submitting again, and report this restore id with the table error")
+    try:
+        apply(deps, latest, stage, result, traceparent=None)
+    except Exception:  # noqa: BLE001 - the original refusal is logged above; the deadline still ends the restore
+        log.exception("could not record that %s's outcome was refused by the table", rec.id)
 
 
 def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,

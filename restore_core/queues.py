@@ -2,6 +2,11 @@
 
 An abstract base, the Azure Storage implementation (base64 text, like the Functions host expects) and an in-memory
 twin for unit tests. A delay uses the queue's visibility timeout: "wait" never sleeps in a function.
+
+A message larger than a queue takes (64 KiB of base64) raises :class:`PermanentError` before anything is sent, in
+both implementations, as does a message the service refuses with 400/413: sending it again cannot succeed. Other
+failures raise :class:`RetryableError`. A queue that disappears (a restarted storage emulator, a recreated account) is
+created again by the first call that finds it missing, and that call is repeated once.
 """
 
 from __future__ import annotations
@@ -10,12 +15,18 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from .errors import RetryableError
+from . import telemetry
+from .errors import PermanentError, RetryableError
+from .limits import QUEUE_MESSAGE_BYTES, queue_message_bytes
+from .storage_errors import is_being_deleted, is_missing
+
+log = telemetry.get_logger("queues")
+T = TypeVar("T")
 
 BASE64: dict[str, Any] = {"message_encode_policy": TextBase64EncodePolicy(),
                           "message_decode_policy": TextBase64DecodePolicy()}
@@ -30,9 +41,17 @@ class Received:
     text: str
 
 
+def check_message_size(queue: str, text: str) -> None:
+    size = queue_message_bytes(text)
+    if size > QUEUE_MESSAGE_BYTES:
+        raise PermanentError(f"a message of {size} bytes (base64) does not fit on {queue}: a queue message holds at "
+                             f"most {QUEUE_MESSAGE_BYTES}")
+
+
 class QueueSender(ABC):
     @abstractmethod
-    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
+    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        """Enqueue ``text`` (hidden for ``delay_seconds``); :class:`PermanentError` when it can never be sent."""
 
     @abstractmethod
     def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
@@ -66,12 +85,38 @@ class AzureQueueSender(QueueSender):
             except ResourceExistsError:
                 pass
 
-    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
-        delay = max(0, min(int(round(delay_seconds)), MAX_DELAY_SECONDS))
+    def _recreate(self, queue: str) -> None:
+        log.warning("queue %s is missing (a restarted storage emulator or a recreated account?); creating it again",
+                    queue)
         try:
-            self._client(queue).send_message(text, visibility_timeout=delay or None)
+            self._client(queue).create_queue()
+        except ResourceExistsError as exc:  # another process was quicker, or Azure still deletes the old one
+            if is_being_deleted(exc):
+                raise RetryableError(f"queue {queue} is still being deleted; retry later") from exc
+
+    def _call(self, queue: str, what: str, op: Callable[[], T]) -> T:
+        """One call on ``queue``: created again (and the call repeated once) if it has disappeared; a message the
+        service refuses as such (400/413) is a :class:`PermanentError`, any other failure a :class:`RetryableError`."""
+        try:
+            try:
+                return op()
+            except HttpResponseError as exc:
+                if not is_missing(exc):
+                    raise
+                self._recreate(queue)
+                return op()
+        except HttpResponseError as exc:
+            if exc.status_code in (400, 413):
+                raise PermanentError(f"{queue} refused the message: {exc.status_code} {exc.reason}") from exc
+            raise RetryableError(f"could not {what} {queue}: {type(exc).__name__}") from exc
         except AzureError as exc:
-            raise RetryableError(f"could not enqueue on {queue}: {type(exc).__name__}") from exc
+            raise RetryableError(f"could not {what} {queue}: {type(exc).__name__}") from exc
+
+    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        check_message_size(queue, text)
+        delay = max(0, min(int(round(delay_seconds)), MAX_DELAY_SECONDS))
+        self._call(queue, "enqueue on",
+                   lambda: self._client(queue).send_message(text, visibility_timeout=delay or None))
 
     def depth(self, queue: str) -> int:
         try:
@@ -80,19 +125,22 @@ class AzureQueueSender(QueueSender):
             return 0
 
     def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]:
-        try:
+        def take() -> list[Received]:
             msgs = self._client(queue).receive_messages(messages_per_page=max_messages,
                                                         visibility_timeout=visibility_seconds,
                                                         max_messages=max_messages)
             return [Received(m.id, m.pop_receipt or "", str(m.content)) for m in msgs]
-        except AzureError as exc:
-            raise RetryableError(f"could not receive from {queue}: {type(exc).__name__}") from exc
+
+        return self._call(queue, "receive from", take)
 
     def delete(self, queue: str, message: Received) -> None:
         try:
-            self._client(queue).delete_message(message.id, message.pop_receipt)
-        except AzureError as exc:
-            raise RetryableError(f"could not remove a message on {queue}: {type(exc).__name__}") from exc
+            self._call(queue, "remove a message on",
+                       lambda: self._client(queue).delete_message(message.id, message.pop_receipt))
+        except RetryableError as exc:
+            if isinstance(exc.__cause__, ResourceNotFoundError):
+                return  # the message (or its queue) is gone already
+            raise
 
 
 @dataclass
@@ -108,6 +156,7 @@ class MemoryQueueSender(QueueSender):
         self.depths: dict[str, int] = {}
 
     def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None:
+        check_message_size(queue, text)
         self.sent.append(SentMessage(queue, text, delay_seconds))
 
     def depth(self, queue: str) -> int:

@@ -2,6 +2,12 @@
 
 Pure data + (de)serialisation to Table entities. Times are timezone-aware UTC ``datetime``; ISO-8601 in storage.
 No secret is ever stored: the request keeps the Key Vault secret *URI*, never a value.
+
+The serialisation bounds every free-text value (the one place that does, whatever the caller): an error message, a
+fix or a timeline line at :data:`limits.TEXT_COST`, error codes and job states at :data:`limits.CODE_COST`, warnings
+and timeline data at :data:`limits.JSON_COST` — well under Table Storage's 64 KiB per string property and 1 MiB per
+entity, so a 40 000-character Azure error message is stored cut (with a note of its length), never refused. The
+request is not cut: intake refuses a request whose stored form is too large.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from .limits import CODE_COST, JSON_COST, TEXT_COST, bounded_json, clip
 from .models import TERMINAL, Stage, Status
 
 ID_FORMAT = "%Y%m%dT%H%M%S"
@@ -32,20 +39,32 @@ def iso(dt: datetime | None) -> str | None:
 
 
 def parse_time(value: str | datetime | None) -> datetime | None:
+    """An ISO-8601 time (or a datetime) as an aware datetime **in UTC**; a time without a zone is taken as UTC.
+    Everything that derives a day from a time (partitions, list windows) relies on the UTC conversion. A time that
+    cannot be expressed in UTC (the edges of the calendar with an offset) raises ``ValueError``."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if not isinstance(value, str):
+        dt = value
+    elif isinstance(value, str):
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    else:
         raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
-    dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value} is outside the range of times that can be expressed in UTC") from None
 
 
 _TIME_FIELDS = {"created_at", "updated_at", "deadline", "next_check_at", "recovery_point_time",
                 "trigger_intent_at", "job_start", "job_end", "rehydration_expiry", "rehydration_requested_at",
                 "enqueued_at", "indexed_check_by", "triggered_at"}
 _JSON_FIELDS = {"request", "stage_times", "warnings", "vault_info"}
+#: Free text (mostly from Azure) and its bound, applied when a row is serialised.
+_TEXT_BOUNDS = {"error_message": TEXT_COST, "error_fix": TEXT_COST, "error_code": CODE_COST, "job_status": CODE_COST}
+_JSON_BOUNDS = {"warnings": JSON_COST}
 
 
 @dataclass
@@ -113,10 +132,14 @@ class RestoreRecord:
             value = getattr(self, f.name)
             if f.name in _TIME_FIELDS:
                 value = iso(value)
+            elif f.name in _JSON_BOUNDS:
+                value = bounded_json(value, _JSON_BOUNDS[f.name])
             elif f.name in _JSON_FIELDS:
                 value = json.dumps(value, separators=(",", ":"), sort_keys=True)
             elif isinstance(value, (Status, Stage)):
                 value = value.value
+            elif f.name in _TEXT_BOUNDS and isinstance(value, str):
+                value = clip(value, _TEXT_BOUNDS[f.name])
             if value is not None:
                 ent[f.name] = value
         return ent
@@ -187,8 +210,8 @@ class TimelineEvent:
 
     def to_entity(self, restore_id: str, seq: int) -> dict[str, Any]:
         return {"PartitionKey": partition_of(restore_id), "RowKey": f"{restore_id}~{seq:06d}", "Kind": "event",
-                "at": iso(self.at), "status": self.status, "stage": self.stage or "", "message": self.message,
-                "data": json.dumps(self.data, separators=(",", ":"), sort_keys=True)}
+                "at": iso(self.at), "status": self.status, "stage": self.stage or "",
+                "message": clip(self.message, TEXT_COST), "data": bounded_json(self.data, JSON_COST)}
 
     @classmethod
     def from_entity(cls, ent: dict[str, Any]) -> TimelineEvent:

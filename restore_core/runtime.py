@@ -2,7 +2,9 @@
 
 Storage: a connection string (local Azurite) or identity-based service URIs with ``DefaultAzureCredential``
 (Azure; the Function App's user-assigned identity). Data Protection: see :mod:`restore_core.dp_client`.
-Tables and queues are created if missing (best effort: in Azure the Bicep already created them).
+Tables and queues are created if missing (best effort: in Azure the Bicep already created them); one that disappears
+later (a restarted emulator, a recreated account) is created again by the store and the queue sender on first use.
+Every table and queue call has the timeouts and retries of :class:`config.StorageTimeouts`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ from typing import Any
 
 from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueClient
+from azure.storage.queue import LinearRetry, QueueClient
 
 from . import telemetry
-from .config import Settings, load_settings
+from .config import Settings, StorageTimeouts, load_settings
 from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
 from .queues import BASE64, AzureQueueSender
@@ -33,11 +35,25 @@ def _credential(client_id: str | None) -> Any:
     return DefaultAzureCredential(managed_identity_client_id=client_id)
 
 
+def table_options(t: StorageTimeouts) -> dict[str, Any]:
+    """azure-core transport timeouts and retry policy of the table clients (the SDK defaults are 300 s timeouts and
+    up to 10 retries with backoff up to 120 s)."""
+    return {"connection_timeout": t.connect_seconds, "read_timeout": t.read_seconds, "retry_total": t.retries,
+            "retry_connect": t.retries, "retry_read": t.retries, "retry_status": t.retries,
+            "retry_backoff_factor": 0.5, "retry_backoff_max": 2}
+
+
+def queue_options(t: StorageTimeouts) -> dict[str, Any]:
+    """The same for the queue clients (the SDK defaults are 20 s / 60 s and 3 retries 15 s and more apart)."""
+    return {"connection_timeout": t.connect_seconds, "read_timeout": t.read_seconds,
+            "retry_policy": LinearRetry(backoff=1, retry_total=t.retries, random_jitter_range=1)}
+
+
 def build(settings: Settings) -> Deps:
     st = settings.storage
     meter = StorageMeter()
-    table_hook: dict[str, Any] = {"raw_response_hook": meter.hook("table")}
-    queue_hook: dict[str, Any] = {"raw_response_hook": meter.hook("queue")}
+    table_hook: dict[str, Any] = {"raw_response_hook": meter.hook("table"), **table_options(settings.storage_timeouts)}
+    queue_hook: dict[str, Any] = {"raw_response_hook": meter.hook("queue"), **queue_options(settings.storage_timeouts)}
     if st.connection_string:
         tables = TableServiceClient.from_connection_string(st.connection_string, **table_hook)
 

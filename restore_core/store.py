@@ -7,7 +7,14 @@ Layout (table ``restores``):
   restores, never with history.
 Table ``restoreidempotency``: client key → restore id (+ a hash of the request, to refuse a reused key).
 
+A table that disappears (a restarted storage emulator, a recreated account) is created again on the first call that
+finds it missing, and that call is repeated once; a call that gets no answer (timeouts of
+:class:`config.StorageTimeouts`) raises :class:`RetryableError`.
+
 Every update of a restore row is ETag-guarded; a lost race raises :class:`ConcurrencyError` and changes nothing.
+A write the table refuses as such (a 4xx other than a lost race, e.g. ``PropertyValueTooLarge``/``EntityTooLarge``)
+raises :class:`StoreRejected`: writing it again cannot succeed, so the pipeline gives up at once with that reason.
+The in-memory twin refuses what Azure would (:func:`limits.check_entity`).
 """
 
 from __future__ import annotations
@@ -15,20 +22,57 @@ from __future__ import annotations
 import hashlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from .errors import RequestError, RetryableError
+from . import telemetry
+from .errors import PermanentError, RequestError, RetryableError
+from .limits import StorageLimitError, check_entity
 from .records import ActiveEntry, RestoreRecord, TimelineEvent, partition_of
+from .storage_errors import NO_ANSWER, is_being_deleted, is_missing
+
+log = telemetry.get_logger("store")
+T = TypeVar("T")
 
 
 class ConcurrencyError(Exception):
     """Another writer changed the row first (ETag mismatch). Re-read and decide again."""
+
+
+class StoreRejected(PermanentError):
+    """The table refused the write as such (``code``: the storage error code, e.g. ``PropertyValueTooLarge``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"the table refused the write: {code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _refused(exc: TableTransactionError) -> StoreRejected:
+    """The storage error code and the first line of its message (``"<index>:<text>"``), without request ids."""
+    lines = str(exc.message or exc).splitlines() or [""]
+    text = lines[0].split(":", 1)[-1].strip() if lines[0][:1].isdigit() else lines[0].strip()
+    code = getattr(exc, "error_code", None)
+    return StoreRejected(str(getattr(code, "value", code) or exc.status_code), text[:500])
+
+
+def _not_storable(code: str, message: str) -> RequestError:
+    return RequestError(f"the request cannot be stored: {code}: {message}", field="body", status=413,
+                        code="RequestTooLarge", fix="shorten the longest fields (description, ids, names)")
+
+
+def _checked(entities: Iterable[dict[str, Any]]) -> None:
+    """What the table would refuse, refused here (the in-memory twin)."""
+    try:
+        for ent in entities:
+            check_entity(ent)
+    except StorageLimitError as exc:
+        raise StoreRejected(exc.code, exc.message) from None
 
 
 def key_hash(key: str) -> str:
@@ -96,6 +140,15 @@ class StateStore(ABC):
 
     # -- helpers shared by both implementations
     @staticmethod
+    def _check_storable(rec: RestoreRecord, event: TimelineEvent) -> None:
+        """Refuse (413) a new restore whose row or first event the table would refuse, before writing anything."""
+        try:
+            check_entity(rec.to_entity())
+            check_entity(event.to_entity(rec.id, 1))
+        except StorageLimitError as exc:
+            raise _not_storable(exc.code, exc.message) from None
+
+    @staticmethod
     def _check_same_request(existing_hash: str, request_hash: str, key: str) -> None:
         if existing_hash != request_hash:
             raise RequestError(
@@ -122,16 +175,40 @@ class TableStateStore(StateStore):
             except ResourceExistsError:
                 pass
 
+    def _recreate(self, client: TableClient) -> None:
+        log.warning("table %s is missing (a restarted storage emulator or a recreated account?); creating it again",
+                    client.table_name)
+        try:
+            client.create_table()
+        except ResourceExistsError as exc:  # another process was quicker, or Azure still deletes the old one
+            if is_being_deleted(exc):
+                raise RetryableError(f"table {client.table_name} is still being deleted; retry later") from exc
+
+    def _call(self, client: TableClient, op: Callable[[], T]) -> T:
+        """One call on ``client``'s table: created again (and the call repeated once) if it has disappeared; no
+        answer at all is a :class:`RetryableError`."""
+        try:
+            try:
+                return op()
+            except HttpResponseError as exc:
+                if not is_missing(exc):
+                    raise
+                self._recreate(client)
+                return op()
+        except NO_ANSWER as exc:
+            raise RetryableError(f"table {client.table_name} did not answer: {type(exc).__name__}") from exc
+
     # -- create
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
-        if idempotency_key:
-            h = key_hash(idempotency_key)
+        self._check_storable(rec, event)  # before anything is written: a refused request leaves no key behind
+        h = key_hash(idempotency_key) if idempotency_key else None
+        if idempotency_key and h:
             try:
-                self._idem.create_entity({"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id,
-                                          "request_hash": request_hash})
+                self._call(self._idem, lambda: self._idem.create_entity(
+                    {"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id, "request_hash": request_hash}))
             except ResourceExistsError:
-                existing = self._idem.get_entity(h[:2], h)
+                existing = self._call(self._idem, lambda: self._idem.get_entity(h[:2], h))
                 self._check_same_request(existing["request_hash"], request_hash, idempotency_key)
                 found = self.get(existing["restore_id"])
                 if found is not None:
@@ -139,24 +216,33 @@ class TableStateStore(StateStore):
                 # the first attempt died between the key and the row: finish its work under its id
                 rec = rec.copy(id=existing["restore_id"])
         rec, entry = self._index(rec.copy(timeline_seq=1))
+        ops: list[Any] = [("create", rec.to_entity()), ("create", event.to_entity(rec.id, 1))]
         try:
-            result = self._restores.submit_transaction([
-                ("create", rec.to_entity()),
-                ("create", event.to_entity(rec.id, 1)),
-            ])
+            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
         except TableTransactionError as exc:
             if exc.status_code == 409:
                 found = self.get(rec.id)
                 if found is not None:
                     return found, False
+            if exc.status_code in (400, 413):  # refused as such: the key must not point at a row that never comes
+                if h:
+                    self._forget_key(h)
+                refused = _refused(exc)
+                raise _not_storable(refused.code, refused.message) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
         if entry is not None:
             self.put_active(entry)
         return rec.copy(etag=result[0]["etag"]), True
 
+    def _forget_key(self, h: str) -> None:
+        try:
+            self._call(self._idem, lambda: self._idem.delete_entity(h[:2], h))
+        except ResourceNotFoundError:
+            pass
+
     def get(self, restore_id: str) -> RestoreRecord | None:
         try:
-            ent = self._restores.get_entity(partition_of(restore_id), restore_id)
+            ent = self._call(self._restores, lambda: self._restores.get_entity(partition_of(restore_id), restore_id))
         except ResourceNotFoundError:
             return None
         return RestoreRecord.from_entity(dict(ent), ent.metadata["etag"])
@@ -170,10 +256,12 @@ class TableStateStore(StateStore):
         for i, ev in enumerate(events, start=1):
             ops.append(("upsert", ev.to_entity(rec.id, seq + i), {"mode": UpdateMode.REPLACE}))
         try:
-            result = self._restores.submit_transaction(ops)
+            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
         except TableTransactionError as exc:
             if exc.status_code in (412, 404, 409):
                 raise ConcurrencyError(rec.id) from exc
+            if exc.status_code in (400, 413):
+                raise _refused(exc) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
         new = new.copy(etag=result[0]["etag"])
         if entry is not None:
@@ -182,40 +270,51 @@ class TableStateStore(StateStore):
 
     def timeline(self, restore_id: str) -> list[TimelineEvent]:
         pk = partition_of(restore_id)
-        rows = self._restores.query_entities(
+        rows = self._call(self._restores, lambda: list(self._restores.query_entities(
             "PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
-            parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})
+            parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})))
         return [TimelineEvent.from_entity(dict(r)) for r in sorted(rows, key=lambda r: r["RowKey"])]
 
     def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
         rows = self._restores.query_entities(
             "PartitionKey eq @pk and RowKey gt @after and Kind eq 'restore'",
             parameters={"pk": _day_partition(day), "after": after_id or ""})
-        for r in rows:
-            yield RestoreRecord.from_entity(dict(r), r.metadata["etag"])
+        return self._paged(rows)
+
+    def _paged(self, rows: Iterable[Any]) -> Iterator[RestoreRecord]:
+        """Rows as records, page by page (a caller may stop early); a missing table has none (and is created)."""
+        try:
+            for r in rows:
+                yield RestoreRecord.from_entity(dict(r), r.metadata["etag"])
+        except HttpResponseError as exc:
+            if not is_missing(exc):
+                raise
+            self._recreate(self._restores)
+        except NO_ANSWER as exc:
+            raise RetryableError(f"table {self._restores.table_name} did not answer: {type(exc).__name__}") from exc
 
     def active(self) -> list[ActiveEntry]:
-        rows = self._restores.query_entities("PartitionKey eq 'active'")
+        rows = self._call(self._restores, lambda: list(self._restores.query_entities("PartitionKey eq 'active'")))
         return [ActiveEntry.from_entity(dict(r)) for r in rows]
 
     def put_active(self, entry: ActiveEntry) -> None:
-        self._restores.upsert_entity(entry.to_entity(), mode=UpdateMode.REPLACE)
+        self._call(self._restores, lambda: self._restores.upsert_entity(entry.to_entity(), mode=UpdateMode.REPLACE))
 
     def remove_active(self, restore_id: str) -> None:
         try:
-            self._restores.delete_entity("active", restore_id)
+            self._call(self._restores, lambda: self._restores.delete_entity("active", restore_id))
         except ResourceNotFoundError:
             pass
 
     def get_meta(self, kind: str, key: str) -> dict[str, Any] | None:
         try:
-            return dict(self._restores.get_entity(f"meta-{kind}", key_hash(key)))
+            return dict(self._call(self._restores, lambda: self._restores.get_entity(f"meta-{kind}", key_hash(key))))
         except ResourceNotFoundError:
             return None
 
     def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
-        self._restores.upsert_entity({"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values},
-                                     mode=UpdateMode.REPLACE)
+        ent = {"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values}
+        self._call(self._restores, lambda: self._restores.upsert_entity(ent, mode=UpdateMode.REPLACE))
 
 
 class MemoryStateStore(StateStore):
@@ -238,6 +337,7 @@ class MemoryStateStore(StateStore):
 
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
+        self._check_storable(rec, event)
         with self._lock:
             if idempotency_key:
                 existing = self._idem.get(idempotency_key)
@@ -275,8 +375,10 @@ class MemoryStateStore(StateStore):
                 raise ConcurrencyError(rec.id)
             seq = rec.timeline_seq
             new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
+            entity = new.to_entity()
+            _checked([entity, *(ev.to_entity(rec.id, seq + i) for i, ev in enumerate(events, start=1))])
             etag = self._etag()
-            self._rows[rec.id] = (new.to_entity(), etag)
+            self._rows[rec.id] = (entity, etag)
             for i, ev in enumerate(events, start=1):
                 self._events.setdefault(rec.id, {})[seq + i] = ev
             if entry is not None:
@@ -318,8 +420,13 @@ class MemoryStateStore(StateStore):
 
 
 def days_between(since: datetime, until: datetime) -> list[datetime]:
+    """The UTC days (midnight, UTC) from ``since`` to ``until``: the day partitions a time window touches. Both times
+    are converted to UTC first: a day computed in the caller's zone would name the wrong partitions."""
+    since, until = since.astimezone(UTC), until.astimezone(UTC)
     days, d = [], since.replace(hour=0, minute=0, second=0, microsecond=0)
     while d <= until:
         days.append(d)
+        if d.date() == date.max:  # 9999-12-31: there is no next day
+            break
         d += timedelta(days=1)
     return days

@@ -236,3 +236,17 @@ def test_watch_on_a_tty_redraws_the_table(api: tuple[str, StubState]) -> None:
 def test_duration_formatting() -> None:
     assert [restorectl.format_duration(s) for s in (None, 0, 59, 61, 3600 + 120, 2 * 86400 + 3 * 3600)] == [
         "-", "0s", "59s", "1m01s", "1h02m", "2d03h"]
+
+
+def test_list_since_in_another_zone_is_sent_in_utc(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["list", "--since", "2026-11-24T01:00:00+05:00", *conn(url)])
+    assert (code, err) == (0, "")
+    assert state.requests[-1]["query"]["since"] == "2026-11-23T20:00:00Z"
+
+
+def test_list_since_that_is_not_a_time_is_a_usage_error(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["list", "--since", "yesterday", *conn(url)])
+    assert code == restorectl.EXIT_USAGE and "--since" in err and "ISO-8601" in err
+    assert state.requests == []

@@ -20,6 +20,7 @@ import json
 import time
 import urllib.error
 import urllib.request
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -29,6 +30,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from localdev import scenarios as sc
 from restore_core.alerts import alert_to_request, is_alert
 from restore_core.models import MAX_BODY_BYTES, parse_request
 
@@ -224,3 +226,76 @@ def test_host_ping_helper_detects_a_dead_port(local_stack: Any) -> None:
 
     with pytest.raises((urllib.error.URLError, OSError)):
         ping(Fake())
+
+
+def test_queue_inputs_that_used_to_reach_poison_leave_rejected_rows(local_stack: Any, api: Any) -> None:
+    """Each of these went to restore-requests-poison without a record (issue 16.4): a huge integer, an alert time
+    that overflows, a client key imitating an alert key, a key reused for another body, and a request whose stored
+    form is over Table Storage's 64 KiB property limit although its body is under the 16 KiB body limit."""
+    env = local_stack.env
+    t0 = datetime.now(UTC) - timedelta(seconds=2)
+    before = {r["id"] for r in rows_since(api, t0)}
+    poison_before = queue_depth(env, "restore-requests-poison")
+    key = f"live-{time.monotonic_ns()}"
+    wide_id = sc.SRC_SERVER.replace("pgsrv01", "\U0001f600" * 3500)
+    messages = {
+        "huge integer": '{"deadline_hours": 1' + "0" * 5000 + "}",
+        "overflowing alert time": json.dumps(sc.alert_payload(str(uuid.uuid4()), datetime(2026, 11, 20, tzinfo=UTC))
+                                             ).replace("2026-11-20T00:00:00Z", "9999-12-31T23:59:59-01:00"),
+        "alert-like key": json.dumps(sc.as_database("q_alertkey", idempotency_key="alert:/subscriptions/x")),
+        "reused key": json.dumps(sc.as_database("q_reused_b", idempotency_key=key)),
+        "stored form too large": json.dumps({"backup_instance": {"vault_id": sc.VAULT, "datasource_id": wide_id},
+                                             "target": sc.as_database("q_wide")["target"]}, ensure_ascii=False),
+    }
+    assert all(len(m.encode()) <= MAX_BODY_BYTES for m in messages.values())
+    status, first, _ = api.post("/restores", sc.as_database("q_reused_a"), headers={"Idempotency-Key": key})
+    assert status == 202, first
+    q = queue(env, "restore-requests")
+    for raw in messages.values():
+        q.send_message(raw)
+    deadline = time.monotonic() + 60
+    new: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        new = [r for r in rows_since(api, t0) if r["id"] not in before and r["id"] != first["id"]]
+        if len(new) >= len(messages):
+            break
+        time.sleep(1)
+    assert sorted((r.get("error") or {}).get("code", r["status"]) for r in new) == sorted(
+        ["InvalidRequest", "InvalidAlert", "InvalidRequest", "IdempotencyKeyReused", "RequestTooLarge"]), new
+    assert all(r["status"] == "rejected" and r["error"]["fix"] for r in new)
+    assert queue_depth(env, "restore-requests-poison") == poison_before
+
+
+def test_inputs_that_used_to_answer_500_are_4xx_through_the_real_http_door(local_stack: Any, api: Any) -> None:
+    """Issue 16.6: numbers with thousands of digits, times at the edges of the calendar with offsets, list windows
+    near year 9999, and a body under the byte limit whose stored form is over Table Storage's property limit (which
+    also left its idempotency key behind: the same key then answered 409 to a valid request)."""
+    t0 = datetime.now(UTC) - timedelta(seconds=2)
+    before = {r["id"] for r in rows_since(api, t0)}
+    base = sc.as_database("h500_never_started")
+    wide = {"backup_instance": {"vault_id": sc.VAULT, "datasource_id": sc.SRC_SERVER + "\u00e9" * 7000},
+            "target": base["target"]}
+    bodies = {
+        "digits": json.dumps(base).encode()[:-1] + b', "deadline_hours": ' + b"9" * 5000 + b"}",
+        "year 1 with an offset": json.dumps({**base, "recovery_point": {"latest_before": "0001-01-01T00:00:00+01:00"}}
+                                            ).encode(),
+        "year 9999 with an offset": json.dumps({**base, "recovery_point": {
+            "latest_before": "9999-12-31T23:59:59-01:00"}}).encode(),
+        "stored form too large": json.dumps(wide, ensure_ascii=False).encode(),
+    }
+    key = f"h500-{uuid.uuid4().hex}"
+    for name, raw in bodies.items():
+        assert len(raw) <= MAX_BODY_BYTES, name
+        status, resp, _ = api.post("/restores", raw, headers={"Idempotency-Key": key})
+        assert 400 <= status < 500 and resp["error"]["field"] and resp["error"]["fix"], (name, status, resp)
+    for query in ("since=9999-12-30T00:00:00Z&until=9999-12-31T23:59:59.999999Z",
+                  "since=9999-12-31T23:00:00Z&until=9999-12-31T23:59:59Z",
+                  f"since={quote('0001-01-01T00:00:00+01:00')}", f"until={quote('9999-12-31T23:59:59-01:00')}",
+                  "limit=" + "1" * 5000):
+        status, resp, _ = api.get(f"/restores?{query}")
+        assert status in (200, 400), (query[:80], status, resp)
+    assert ping(local_stack) == 200
+    assert {r["id"] for r in rows_since(api, t0)} == before
+    status, resp, _ = api.post("/restores", sc.as_database(f"h500_{uuid.uuid4().hex[:6]}", server=sc.TARGET_NOREADER,
+                                                          secret=sc.SECRET_NOREADER), headers={"Idempotency-Key": key})
+    assert status == 202, resp  # the refused bodies left no key behind

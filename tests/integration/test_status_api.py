@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
 
 import pytest
 
@@ -98,3 +100,16 @@ def test_status_resource_shows_where_a_restore_stands(local_stack, api):
     assert body["target"]["kind"] == "database" and body["target"]["server_id"] == sc.TARGET_SERVER
     assert body["stage_times"]["validate"]["started"] <= body["stage_times"]["monitor"]["finished"]
     assert "secret" not in str(body).lower().replace("secret_uri", "").replace("/secrets/", "")
+
+
+def test_list_with_since_in_another_zone_finds_todays_restores(local_stack, api):
+    rid = start(api, sc.as_database(f"it_zone_{uuid.uuid4().hex[:6]}", server=sc.TARGET_NOREADER,
+                                    secret=sc.SECRET_NOREADER))
+    since_utc = datetime.now(UTC) - timedelta(minutes=5)
+    # a zone in which `since` falls on another calendar day than in UTC (the day partitions are UTC days)
+    zone = timezone(timedelta(hours=14)) if since_utc.hour >= 10 else timezone(timedelta(hours=-12))
+    since = since_utc.astimezone(zone)
+    assert since.date() != since_utc.date()
+    status, page, _ = api.get(f"/restores?limit=200&since={quote(since.isoformat())}")
+    assert status == 200, page
+    assert rid in {i["id"] for i in page["items"]}

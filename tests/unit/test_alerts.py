@@ -145,3 +145,15 @@ def test_no_plans_at_all_is_refused() -> None:
 def test_malformed_plan_entry_is_invalid_restore_plan(entry: Any) -> None:
     err = refused(SAMPLE, {SOURCE_SERVER_ID: entry})
     assert err.code == "InvalidRestorePlan"
+
+
+@pytest.mark.parametrize("fired", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_fired_time_that_overflows_in_utc_is_invalid_alert(fired: str) -> None:
+    err = refused(alert(firedDateTime=fired), plan())
+    assert (err.code, err.field) == ("InvalidAlert", "data.essentials.firedDateTime")
+
+
+def test_fired_time_in_another_zone_is_rendered_in_utc() -> None:
+    body, _ = alert_to_request(alert(firedDateTime="2026-11-24T08:41:32+01:00"), plan())
+    assert body["recovery_point"] == {"latest_before": "2026-11-24T07:41:32Z"}
+    assert body["target"]["database_name"].startswith("salesdb_alert_202611240741_")

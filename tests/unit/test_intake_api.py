@@ -165,3 +165,110 @@ def test_list_window_spanning_days_finds_older_restores(h: Harness) -> None:
 def test_bad_list_parameters_are_400_naming_the_parameter(h: Harness, params: dict[str, str], field: str) -> None:
     resp = api.list_restores(params, deps=h.deps)
     assert resp.status == 400 and resp.body["error"]["field"] == field and resp.body["error"]["fix"]
+
+
+# --- the queue door records every decoding or request error (issue 16.4) ------------------------------------------
+HUGE_INT = b'{"deadline_hours": 1' + b"0" * 5000 + b"}"  # json: ValueError (more than 4300 digits)
+# 14 KB of body, 42 KB once stored (escaped): over the stored limit
+WIDE_ID = (f"/subscriptions/{'0' * 8}-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+           "Microsoft.DBforPostgreSQL/servers/" + "\U0001f600" * 3500)
+
+
+def fired_alert(**essentials: Any) -> dict[str, Any]:
+    data = copy.deepcopy(ALERT)
+    data["data"]["essentials"].update(essentials)
+    return data
+
+
+@pytest.mark.parametrize(("raw", "code"), [
+    (HUGE_INT, "InvalidRequest"),
+    (json.dumps(fired_alert(firedDateTime="9999-12-31T23:59:59-01:00")).encode(), "InvalidAlert"),
+    (json.dumps(database_body(idempotency_key="alert:" + ALERT["data"]["essentials"]["alertId"])).encode(),
+     "InvalidRequest"),
+    (json.dumps(database_body(idempotency_key="msg:m-other")).encode(), "InvalidRequest"),
+    (json.dumps({"backup_instance": {"vault_id": BI_ID.split("/backupInstances/")[0], "datasource_id": WIDE_ID},
+                 "target": database_body()["target"]}, ensure_ascii=False).encode(), "RequestTooLarge"),
+])
+def test_queue_input_that_used_to_go_to_poison_leaves_a_rejected_record(h: Harness, raw: bytes, code: str) -> None:
+    assert len(raw) <= MAX_BODY_BYTES
+    rec = intake.from_queue(raw, message_id="bad-2", deps=h.deps)  # must not raise: a raise means poison
+    assert rec.status is Status.REJECTED and rec.error_code == code and rec.error_message and rec.error_fix
+    assert h.collect() == [] and h.store.active() == []
+    assert intake.from_queue(raw, message_id="bad-2", deps=h.deps).id == rec.id  # redelivery: the same record
+
+
+def test_queue_key_reused_for_another_body_leaves_a_rejected_record_and_keeps_the_first(h: Harness) -> None:
+    first = intake.from_queue(json.dumps(database_body(idempotency_key="q-1")), message_id="m-1", deps=h.deps)
+    h.collect()
+    other = json.dumps(database_body(idempotency_key="q-1", description="another restore"))
+    rec = intake.from_queue(other, message_id="m-2", deps=h.deps)
+    assert rec.status is Status.REJECTED and rec.error_code == "IdempotencyKeyReused" and rec.id != first.id
+    assert "q-1" in (rec.error_message or "") and rec.idempotency_key == "msg:m-2"
+    assert intake.from_queue(other, message_id="m-2", deps=h.deps).id == rec.id
+    assert h.collect() == [] and h.record(first.id).status is Status.ACCEPTED
+
+
+@pytest.mark.parametrize("key", ["alert:" + ALERT["data"]["essentials"]["alertId"], "msg:m-1", "Poison:x", "ALERT:x"])
+def test_http_keys_that_imitate_a_door_key_are_400(h: Harness, key: str) -> None:
+    resp = post(h, database_body(), {"Idempotency-Key": key})
+    assert resp.status == 400 and resp.body["error"]["field"] == "Idempotency-Key"
+    assert "reserved" in resp.body["error"]["message"] and resp.body["error"]["fix"]
+    resp = post(h, database_body(idempotency_key=key))
+    assert resp.status == 400 and resp.body["error"]["field"] == "idempotency_key"
+    assert "reserved" in resp.body["error"]["message"]
+    assert h.store.active() == [] and h.pending == []
+
+
+def test_an_alert_is_never_taken_over_by_an_http_request_with_its_key(h: Harness) -> None:
+    post(h, database_body(), {"Idempotency-Key": "alert:" + ALERT["data"]["essentials"]["alertId"]})
+    rec = intake.from_queue(json.dumps(ALERT), message_id="m-1", deps=h.deps)
+    assert rec.source == "alert" and rec.status is Status.ACCEPTED
+    assert rec.request["target"]["database_name"] == "salesdb_202611240741"
+
+
+# --- list windows in any zone (issue 16.5) -------------------------------------------------------------------------
+@pytest.mark.parametrize("params", [
+    {"since": "2026-11-24T01:00:00+05:00"},  # = 2026-11-23T20:00Z: the restore's UTC day is the 23rd
+    {"since": "2026-11-24T01:00:00 05:00"},  # the same, with the '+' not URL-encoded (it arrives as a space)
+    {"since": "2026-11-23T15:00:00-05:00", "until": "2026-11-23T17:30:00-05:00"},  # 20:00Z..22:30Z
+    {"since": "2026-11-23 21:00", "until": "2026-11-23 23:00"},  # no zone (UTC), space separator: unchanged
+])
+def test_list_windows_in_other_zones_find_restores_across_utc_day_boundaries(h: Harness,
+                                                                             params: dict[str, str]) -> None:
+    h.clock.now = h.clock.now.replace(day=23, hour=22, minute=0)  # created 2026-11-23T22:00Z (partition d20261123)
+    late = post(h, database_body(idempotency_key="late")).body["id"]
+    h.clock.now = h.clock.now.replace(day=24, hour=8)
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 200 and [i["id"] for i in resp.body["items"]] == [late]
+
+
+def test_list_until_in_a_western_zone_reaches_the_next_utc_day(h: Harness) -> None:
+    h.clock.now = h.clock.now.replace(hour=3)  # 2026-11-24T03:00Z, still the 23rd in New York
+    early = post(h, database_body(idempotency_key="early")).body["id"]
+    resp = api.list_restores({"since": "2026-11-23T12:00:00-05:00", "until": "2026-11-23T23:00:00-05:00"},
+                             deps=h.deps)
+    assert [i["id"] for i in resp.body["items"]] == [early]
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "9999-12-30T00:00:00Z", "until": "9999-12-31T23:59:59.999999Z"},
+    {"since": "9999-12-31T23:00:00Z", "until": "9999-12-31T23:59:59Z"},
+])
+def test_list_window_at_the_end_of_the_calendar_is_an_empty_page(h: Harness, params: dict[str, str]) -> None:
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 200 and resp.body == {"items": [], "continuation": None}
+
+
+@pytest.mark.parametrize("params", [{"since": "0001-01-01T00:00:00+01:00"}, {"until": "9999-12-31T23:59:59-01:00"}])
+def test_list_times_that_cannot_be_expressed_in_utc_are_400(h: Harness, params: dict[str, str]) -> None:
+    resp = api.list_restores(params, deps=h.deps)
+    assert resp.status == 400 and resp.body["error"]["fix"] and "UTC" in resp.body["error"]["message"]
+
+
+def test_http_body_whose_stored_form_is_too_large_is_413_and_leaves_its_key_free(h: Harness) -> None:
+    wide = {"backup_instance": {"vault_id": BI_ID.split("/backupInstances/")[0], "datasource_id": WIDE_ID},
+            "target": database_body()["target"]}
+    resp = post(h, json.dumps(wide, ensure_ascii=False).encode(), {"Idempotency-Key": "k-wide"})
+    assert resp.status == 413 and resp.body["error"]["code"] == "RequestTooLarge"
+    assert h.store.active() == [] and h.pending == []
+    assert post(h, database_body(), {"Idempotency-Key": "k-wide"}).status == 202

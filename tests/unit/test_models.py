@@ -374,3 +374,35 @@ def test_invalid_json_is_rejected_as_body(raw: bytes | str) -> None:
 def test_non_object_json_is_rejected(raw: bytes) -> None:
     err = rejected(raw)
     assert err.field == "body" and err.message == "body must be a JSON object"
+
+
+# --- inputs that used to be 500s (issue 16.6) ----------------------------------------------------------------------
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00",
+                                  "0001-01-01T00:59:59.999999+01:00"])
+def test_latest_before_at_the_edge_of_the_calendar_with_an_offset_is_a_400(when: str) -> None:
+    err = rejected(database_body(recovery_point={"latest_before": when}))
+    assert (err.status, err.field) == (400, "recovery_point.latest_before") and "UTC" in err.message
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59+00:00"])
+def test_latest_before_at_the_edge_of_the_calendar_in_utc_is_accepted(when: str) -> None:
+    assert parse_request(database_body(recovery_point={"latest_before": when})).recovery_point.latest_before
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"deadline_hours": ' + b"9" * 5000 + b"}",
+    json.dumps(database_body()).encode()[:-1] + b', "deadline_hours": ' + b"1" * 4301 + b"}",
+    b'[' + b"7" * 10000 + b"]",
+])
+def test_numbers_with_thousands_of_digits_are_a_400(raw: bytes) -> None:
+    err = rejected(raw)
+    assert (err.status, err.field) == (400, "body") and "digits" in err.message
+
+
+def test_body_under_the_byte_limit_whose_stored_form_is_too_large_is_413() -> None:
+    body = database_body(backup_instance={"vault_id": VAULT_ID, "datasource_id": SOURCE_DB_ID + "\u00e9" * 7000})
+    raw = json.dumps(body, ensure_ascii=False).encode()
+    assert len(raw) <= MAX_BODY_BYTES
+    err = rejected(raw)
+    assert (err.status, err.code, err.field) == (413, "RequestTooLarge", "body")
+    assert "stored" in err.message and "limit" in err.message

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -144,3 +144,19 @@ def test_days_between_includes_both_ends() -> None:
     days = days_between(T0 + timedelta(hours=3), T0 + timedelta(days=2, hours=1))
     assert [d.strftime("%Y%m%d") for d in days] == ["20261124", "20261125", "20261126"]
     assert all(d.hour == 0 and d.tzinfo is not None for d in days)
+
+
+def test_a_restore_the_table_would_refuse_is_413_and_leaves_no_idempotency_key() -> None:
+    store = MemoryStateStore()
+    too_large = make(request={"datasource_id": "\u00e9" * 40_000})  # 80 KB in UTF-16: over 64 KiB per property
+    with pytest.raises(RequestError) as info:
+        store.create(too_large, ev(), idempotency_key="k", request_hash="h-big")
+    assert (info.value.status, info.value.code) == (413, "RequestTooLarge")
+    assert store.writes == 0 and store.get(too_large.id) is None and store.active() == []
+    fixed, created = store.create(make("20261124T080001-0000000002"), ev(), idempotency_key="k", request_hash="h2")
+    assert created and fixed.id == "20261124T080001-0000000002"  # the key was not left pointing at nothing
+
+
+def test_days_between_stops_at_the_last_day_of_the_calendar() -> None:
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert [d.day for d in days_between(last - timedelta(days=1), last)] == [30, 31]

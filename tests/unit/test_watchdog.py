@@ -3,6 +3,7 @@ reads only the active index (cost O(active), not O(history))."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from datetime import timedelta
 from typing import Any
@@ -206,3 +207,44 @@ def test_terminal_row_still_indexed_gets_its_completion_event_from_the_watchdog(
     h.collect()
     assert [(e["restore_id"], e["status"]) for e in h.events] == [(rec.id, "succeeded")]
     assert h.store.active() == []
+
+
+def test_one_bad_entry_never_stops_the_tick(h: Harness) -> None:
+    corrupt = h.submit(database_body(idempotency_key="corrupt"))
+    huge_event = h.submit(database_body(idempotency_key="huge"))
+    overdue = h.submit(database_body(idempotency_key="overdue"))
+    expiring = h.submit(database_body(idempotency_key="expiring", deadline_hours=0.01))
+    lose_messages(h)
+    ent, etag = h.store._rows[corrupt.id]
+    h.store._rows[corrupt.id] = ({**ent, "status": "no-such-status"}, etag)  # a row this version cannot read
+    # the process died after the terminal write of a restore whose completion event is huge (non-ASCII Azure error)
+    h.store.update(h.record(huge_event.id).copy(status=Status.FAILED, stage=None, error_code="E",
+                                                error_message="\u00e9\u20ac\U0001f4a5" * 20000))
+    h.clock.advance(h.settings.poll_max_seconds + 31)
+
+    report = watchdog.tick(h.deps)
+    h.collect()
+    assert report.redriven == [overdue.id] and report.expired == [expiring.id]
+    assert [e.split(":")[0] for e in report.errors] == [corrupt.id]  # reported (and logged), not raised
+    assert h.record(expiring.id).error_code == "DeadlineExceeded"
+    assert sorted((e["restore_id"], e["status"]) for e in h.events) == sorted(
+        [(huge_event.id, "failed"), (expiring.id, "failed")])
+    assert sorted(e.restore_id for e in h.store.active()) == sorted([corrupt.id, overdue.id])
+    assert watchdog.tick(h.deps).errors == report.errors  # the next tick again handles the others, reports it
+
+
+def test_intake_poison_queue_is_swept_and_each_message_recorded(h: Harness) -> None:
+    keyed = h.submit(database_body(idempotency_key="kp"))  # its first delivery created it, then the host gave up
+    poison = h.settings.queue("RESTORE_QUEUE_REQUESTS") + "-poison"
+    h.queues.send(poison, json.dumps(database_body(idempotency_key="kp")))
+    h.queues.send(poison, json.dumps(database_body(description="no key of its own")))
+    h.queues.send(poison, "not json")
+    report = watchdog.tick(h.deps)
+    assert [m for m in h.queues.sent if m.queue == poison] == []
+    assert len(report.intake_poison) == 3 and report.intake_poison[0] == keyed.id  # found, not doubled
+    keyless, junk = (h.store.get(i) for i in report.intake_poison[1:])
+    assert keyless is not None and keyless.status is Status.REJECTED
+    assert keyless.error_code == "IntakeRetriesExhausted" and keyless.request["description"] == "no key of its own"
+    assert junk is not None and junk.status is Status.REJECTED and junk.error_code == "InvalidRequest"
+    assert [e.restore_id for e in h.store.active()] == [keyed.id]
+    assert {Envelope.decode(m.text).restore_id for m in h.collect()} <= {keyed.id}  # nothing new started
