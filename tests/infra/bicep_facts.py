@@ -104,6 +104,52 @@ def object_var(parsed: dict[str, Any], var_name: str) -> dict[str, Any]:
     return value
 
 
+#: Site properties Microsoft lists under "Flex Consumption plan deprecations" (functions-app-settings) that ARM also
+#: rejects on a Flex site even when null (error 51021); docs/deploy.md quotes both sources.
+FLEX_REJECTED_SITE_PROPERTIES = ("ftpsState", "linuxFxVersion", "alwaysOn", "use32BitWorkerProcess",
+                                 "netFrameworkVersion", "functionsRuntimeScaleMonitoringEnabled")
+
+
+def evaluate(node: Any, variables: dict[str, Any], flags: dict[str, bool]) -> Any:
+    """``node`` (a parsed Bicep expression) as deployed when the boolean variables in ``flags`` have those values.
+
+    A conditional on a flag takes its branch, ``union()`` merges objects, a bare string naming an object variable
+    becomes that object; other values stay as parsed. A conditional on anything else fails loudly, so a check built
+    on this never passes by not looking.
+    """
+    if isinstance(node, str):
+        value = variables.get(node, {}).get("value") if node in variables else None
+        return evaluate(value, variables, flags) if isinstance(value, dict) else node
+    if not isinstance(node, dict):
+        return node
+    if "operator" in node and node["operator"].get("type") == "conditional":
+        operands = node["operator"]["operands"]
+        if operands["condition"] not in flags:
+            raise AssertionError(f"conditional on {operands['condition']!r}: give its value in flags")
+        branch = "true_value" if flags[operands["condition"]] else "false_value"
+        return evaluate(operands[branch], variables, flags)
+    if "function" in node and node["function"].get("type") == "union":
+        merged: dict[str, Any] = {}
+        for arg in node["function"]["parameters"].values():
+            value = evaluate(arg, variables, flags)
+            if not isinstance(value, dict):
+                raise AssertionError(f"union() of a non-object: {arg!r}")
+            merged.update(value)
+        return merged
+    if "operator" in node or "function" in node:
+        return node
+    return {key: evaluate(value, variables, flags) for key, value in node.items()}
+
+
+def resource_properties(parsed: dict[str, Any], resource: str, flags: dict[str, bool]) -> dict[str, Any]:
+    """``properties`` of the named resource of a parsed template, evaluated for ``flags``."""
+    config = parsed["resources"][resource]["config"]
+    value = evaluate(config["properties"], parsed.get("variables", {}), flags)
+    if not isinstance(value, dict):
+        raise AssertionError(f"properties of {resource!r} did not evaluate to an object")
+    return value
+
+
 def binding_setting_names(function_app_source: str) -> set[str]:
     """Every ``%NAME%`` binding expression in function_app.py source."""
     return set(re.findall(r"%([A-Za-z_][A-Za-z0-9_]*)%", function_app_source))
