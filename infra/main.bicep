@@ -167,6 +167,9 @@ var appSettings = union(restoreQueues, restoreTables, {
   // Ingestion connection string (not a credential); with local auth disabled the host authenticates with Entra ID.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // With host.json telemetryMode OpenTelemetry: the Python worker announces WorkerOpenTelemetryEnabled, so the host
+  // does not export the worker's logs a second time (the app exports them itself). docs/deploy.md "Telemetry".
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   RESTORE_PLANS: restorePlans
   RESTORE_WATCHDOG_SCHEDULE: watchdogSchedule
   RESTORE_DEADLINE_HOURS: deadlineHours

@@ -90,6 +90,15 @@ LOCAL_ONLY_SETTINGS: tuple[str, ...] = (DATAPROTECTION_CA_BUNDLE, DATAPROTECTION
 
 TELEMETRY_EXPORTERS = ("none", "console", "otlp", "memory")
 
+#: Python worker settings (read by the Functions Python worker, not by restore_core). PYTHON_ENABLE_OPENTELEMETRY=true
+#: makes the worker announce the ``WorkerOpenTelemetryEnabled`` capability, so the host (host.json
+#: ``telemetryMode: OpenTelemetry``) stops exporting the worker's forwarded logs and each record is exported once,
+#: by this app. PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true ALSO makes the worker call configure_azure_monitor()
+#: itself (root logger, no Entra credential): a second exporter next to telemetry.configure's. See docs/deploy.md.
+WORKER_OPENTELEMETRY = "PYTHON_ENABLE_OPENTELEMETRY"
+WORKER_AZURE_MONITOR = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
+_WORKER_TRUE = ("1", "true", "t", "yes", "y")  # the Python worker's is_true_like()
+
 
 class SettingsError(ValueError):
     """A setting is missing or invalid; the message names the setting and what to change."""
@@ -195,6 +204,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     exporter = str(_get(env, TELEMETRY_EXPORTER)).lower()
     if exporter not in TELEMETRY_EXPORTERS:
         raise SettingsError(f"{TELEMETRY_EXPORTER}={exporter!r}; choose one of {', '.join(TELEMETRY_EXPORTERS)}")
+    if (env.get(WORKER_AZURE_MONITOR) or "").strip().lower() in _WORKER_TRUE:
+        raise SettingsError(
+            f"{WORKER_AZURE_MONITOR}=true makes the Functions Python worker install its own Azure Monitor exporter "
+            "next to this app's, so every restore_core record would be exported twice; remove it and set "
+            f"{WORKER_OPENTELEMETRY}=true (with host.json telemetryMode OpenTelemetry) instead"
+        )
     endpoint = str(_get(env, DATAPROTECTION_ENDPOINT)).rstrip("/")
     if not endpoint.startswith("https://"):
         raise SettingsError(f"{DATAPROTECTION_ENDPOINT}={endpoint!r} must be an https:// URL (ARM needs TLS)")

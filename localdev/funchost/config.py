@@ -53,6 +53,21 @@ class HostConfig:
     queues: QueueConfig
     route_prefix: str = "api"
     function_timeout: float | None = None
+    telemetry_mode: str | None = None  #: host.json ``telemetryMode``: None (Application Insights SDK) or OpenTelemetry
+
+
+#: The one value host.json's schema allows for ``telemetryMode`` (``"const": "OpenTelemetry"``).
+TELEMETRY_MODE_OPENTELEMETRY = "OpenTelemetry"
+
+
+def _telemetry_mode(doc: Mapping[str, Any]) -> str | None:
+    mode = doc.get("telemetryMode")
+    if mode is None:
+        return None
+    if str(mode).lower() != TELEMETRY_MODE_OPENTELEMETRY.lower():
+        raise HostError(f"host.json telemetryMode={mode!r}: the only value is \"{TELEMETRY_MODE_OPENTELEMETRY}\" "
+                        "(or leave it out for the Application Insights SDK)")
+    return TELEMETRY_MODE_OPENTELEMETRY
 
 
 def host_config(doc: Mapping[str, Any]) -> HostConfig:
@@ -83,7 +98,8 @@ def host_config(doc: Mapping[str, Any]) -> HostConfig:
     prefix = str(http.get("routePrefix", "api")).strip("/")
     timeout = doc.get("functionTimeout")
     return HostConfig(queues=queues, route_prefix=prefix,
-                      function_timeout=parse_timespan(timeout, "functionTimeout") if timeout else None)
+                      function_timeout=parse_timespan(timeout, "functionTimeout") if timeout else None,
+                      telemetry_mode=_telemetry_mode(doc))
 
 
 def load_host_json(app_dir: Path) -> dict[str, Any]:

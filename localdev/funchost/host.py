@@ -25,6 +25,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from localdev.funchost.config import HostConfig, HostError, Settings, host_config, load_host_json
+from localdev.funchost.hostlogs import HostLogExport
 from localdev.funchost.httpfront import HttpFrontEnd, build_routes
 from localdev.funchost.invoke import Invoker, QueueClients
 from localdev.funchost.queues import QueueListener
@@ -101,6 +102,7 @@ class FunctionsHost:
         self._pool: ThreadPoolExecutor | None = None
         self._started = False
         self._saved_env: dict[str, str | None] = {}
+        self.host_log_export: HostLogExport | None = None
 
     # ---- properties
     @property
@@ -135,6 +137,8 @@ class FunctionsHost:
         os.environ.update(self.settings.values)
         doc = dict(self._host_json) if self._host_json is not None else load_host_json(self.app_dir)
         self.config = cfg = host_config(doc)
+        self.host_log_export = HostLogExport(cfg.telemetry_mode, self.settings)
+        logging.getLogger().addHandler(self.host_log_export)
         self.module = load_app_module(self.app_dir)
         app = getattr(self.module, "app", None)
         if app is None or not hasattr(app, "get_functions"):
@@ -167,9 +171,11 @@ class FunctionsHost:
             listener.start()
         for timer in self.timers.values():
             timer.start()
-        log.info("funchost: %d functions (%s) on %s; duplicate delivery %s", len(self.invokers),
+        log.info("funchost: %d functions (%s) on %s; duplicate delivery %s; telemetryMode %s (the real host would "
+                 "%sexport function logs)", len(self.invokers),
                  ", ".join(f"{n}:{i.trigger.type}" for n, i in self.invokers.items()), self.base_url,
-                 "ON" if self.duplicate_delivery else "off")
+                 "ON" if self.duplicate_delivery else "off", cfg.telemetry_mode or "default",
+                 "" if self.host_log_export and self.host_log_export.exports else "not ")
         return self
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -189,6 +195,8 @@ class FunctionsHost:
             listener.join(max(0.0, deadline - time.monotonic()))
         if self._pool is not None:
             self._pool.shutdown(wait=idle, cancel_futures=True)
+        if self.host_log_export is not None:
+            logging.getLogger().removeHandler(self.host_log_export)
         for k, v in self._saved_env.items():  # in-process use: leave the environment as we found it
             if v is None:
                 os.environ.pop(k, None)

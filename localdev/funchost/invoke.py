@@ -21,6 +21,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from localdev.funchost.config import HostError, Settings
+from localdev.funchost.hostlogs import invocation
 
 SUPPORTED_TRIGGERS = ("queueTrigger", "timerTrigger", "httpTrigger")
 
@@ -151,9 +152,10 @@ class Invoker:
                 outs[name] = kwargs[name] = Out()
         if "context" in self.params and "context" not in kwargs:
             kwargs["context"] = Context(self.name, self.app_dir)
-        result = self.user(**kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with invocation(self.name):
+            result = self.user(**kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
         for name, conn, queue in self.outputs:
             value = result if name == "$return" else outs[name].value
             texts = _message_texts(value)

@@ -29,6 +29,8 @@ PLATFORM_SETTINGS: dict[str, str] = {
     "FUNCTIONS_EXTENSION_VERSION": "Functions runtime version on App Service plans (Flex sets it in functionAppConfig)",
     "FUNCTIONS_WORKER_RUNTIME": "language worker on App Service plans (Flex sets it in functionAppConfig)",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion for the host's telemetry (local auth disabled)",
+    "PYTHON_ENABLE_OPENTELEMETRY": "Python worker announces WorkerOpenTelemetryEnabled: with host.json telemetryMode "
+    "OpenTelemetry the host stops exporting the worker's logs, which the app exports itself (no duplicates)",
 }
 #: Prefixes of identity-based connection settings read by the Functions host / the storage bindings.
 PLATFORM_PREFIXES: dict[str, str] = {
@@ -95,6 +97,29 @@ def app_setting_names(parsed_main: dict[str, Any], var_name: str = APP_SETTINGS_
     else:
         names.update(_object_keys(top, variables, {var_name}))
     return names
+
+
+def _object_items(node: Any, variables: dict[str, Any], seen: set[str]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every object literal reachable from ``node`` (both branches of a conditional)."""
+    if isinstance(node, dict):
+        if "function" in node or "operator" in node:
+            inner = node.get("function") or node.get("operator")
+            args = inner.get("parameters") or inner.get("operands") or {}
+            for value in args.values():
+                yield from _object_items(value, variables, seen)
+            return
+        yield from node.items()
+    elif isinstance(node, str) and node in variables and node not in seen:
+        seen.add(node)
+        yield from _object_items(variables[node]["value"], variables, seen)
+
+
+def app_settings(parsed_main: dict[str, Any], var_name: str = APP_SETTINGS_VAR) -> dict[str, Any]:
+    """Name -> parsed value of every app setting in ``var <var_name>`` (a literal string, or an expression)."""
+    variables = parsed_main.get("variables", {})
+    if var_name not in variables:
+        raise AssertionError(f"main.bicep has no variable {var_name!r}: the app settings must be built in one place")
+    return dict(_object_items(variables[var_name]["value"], variables, {var_name}))
 
 
 def object_var(parsed: dict[str, Any], var_name: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -70,10 +71,17 @@ def test_timespan_and_host_json_defaults_follow_the_real_host() -> None:
     ({"extensions": {"queues": {"batchSize": 64}}}, "between 1 and 32"),
     ({"extensions": {"queues": {"messageEncoding": "utf8"}}}, "base64"),
     ({"extensions": {"queues": {"maxPollingInterval": "2s"}}}, "hh:mm:ss"),
+    ({"telemetryMode": "ApplicationInsights"}, "only value is \"OpenTelemetry\""),
 ])
 def test_bad_host_json_is_rejected_with_what_to_change(bad: dict[str, Any], hint: str) -> None:
     with pytest.raises(HostError, match=hint):
         host_config(bad)
+
+
+def test_telemetry_mode_is_read_from_host_json() -> None:
+    assert host_config({}).telemetry_mode is None
+    assert host_config({"telemetryMode": "openTelemetry"}).telemetry_mode == "OpenTelemetry"
+    assert host_config(json.loads((REPO / "host.json").read_text())).telemetry_mode == "OpenTelemetry"
 
 
 def test_route_templates_match_params_and_constraints() -> None:
@@ -152,6 +160,31 @@ def test_duplicate_delivery_knob_redelivers_each_original_exactly_once(queues: Q
         tags = sorted(e["tag"] for e in events(h))
         assert tags == ["d0", "d0", "d1", "d1", "d2", "d2"]
         assert len({e["id"] for e in events(h)}) == 6  # copies are new messages
+
+
+@pytest.mark.parametrize("mode, worker_otel, exported", [
+    (None, "true", True),               # Application Insights SDK mode: the host exports what the worker forwards
+    ("OpenTelemetry", "false", True),   # OpenTelemetry mode, but the worker announced no capability
+    ("OpenTelemetry", "true", False),   # both: the host leaves the worker's logs to the app
+])
+def test_host_exports_forwarded_function_logs_as_the_real_host_does(queues: Queues, mode: str | None,
+                                                                     worker_otel: str, exported: bool) -> None:
+    s = settings(queues, APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-0",
+                 PYTHON_ENABLE_OPENTELEMETRY=worker_otel)
+    doc = host_json() if mode is None else {**host_json(), "telemetryMode": mode}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # as in the Python worker (and the CLI): INFO records reach the host
+    try:
+        with FunctionsHost(APPS / "basic", s, host_json=doc) as h:
+            queues.send(s["WORK_QUEUE"], {"tag": "log"})
+            wait_for(lambda: queues.drain(s["OUT_QUEUE"]), what="output")
+            assert h.host_log_export is not None
+            counts = dict(h.host_log_export.exported)
+    finally:
+        root.setLevel(level)
+    assert (counts.get("Function.worker.User", 0) >= 1) is exported
+    assert set(counts) <= {"Function.worker.User"}
 
 
 # ---------------------------------------------------------------- timers
