@@ -179,6 +179,8 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_MAX_DEQUEUE_COUNT: string(hostJson.extensions.queues.maxDequeueCount)
   RESTORE_ARM_MAX_RETRIES: armMaxRetries
   RESTORE_TRIGGER_GRACE_SECONDS: triggerGraceSeconds
+  // Empty = the code default 600: the Functions queue listener keeps a running message invisible 10 minutes (fixed).
+  RESTORE_MESSAGE_IN_FLIGHT_SECONDS: ''
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
 }, hostingPlan == 'Dedicated' ? {

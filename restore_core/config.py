@@ -47,6 +47,7 @@ POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
 MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
 TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
+MESSAGE_IN_FLIGHT_SECONDS = "RESTORE_MESSAGE_IN_FLIGHT_SECONDS"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -71,6 +72,7 @@ DEFAULTS: Mapping[str, str] = {
     MAX_DEQUEUE_COUNT: "5",
     ARM_MAX_RETRIES: "6",
     TRIGGER_GRACE_SECONDS: "660",
+    MESSAGE_IN_FLIGHT_SECONDS: "600",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
 }
@@ -81,7 +83,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
     RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
-    TRIGGER_GRACE_SECONDS,
+    TRIGGER_GRACE_SECONDS, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
 )
 
@@ -132,15 +134,24 @@ class Settings:
     max_dequeue_count: int
     arm_max_retries: int
     trigger_grace_seconds: float
+    message_in_flight_seconds: float
     appinsights_connection_string: str | None = field(repr=False)
     telemetry_exporter: str
     otlp_endpoint: str | None
 
     @property
-    def redrive_slack_seconds(self) -> float:
-        """How long past an expected message the watchdog waits before treating it as lost (and how far the
-        active index may promise ahead): the largest re-check interval, at least 30 s."""
+    def pickup_slack_seconds(self) -> float:
+        """Time allowed for a due message to be picked up (the largest re-check interval, at least 30 s); also how
+        far the active index may promise a check ahead of the row, to save index writes."""
         return max(self.poll_max_seconds, 30.0)
+
+    @property
+    def redrive_slack_seconds(self) -> float:
+        """How long past an expected message the watchdog waits before treating it as lost. A message that is
+        being processed stays invisible for ``message_in_flight_seconds`` (the Functions queue listener's fixed
+        10 minutes, renewed while the function runs; after a host crash it reappears only then), so a re-drive
+        sooner would race a message that is merely in flight; plus the pick-up slack."""
+        return self.message_in_flight_seconds + self.pickup_slack_seconds
 
     def queue(self, setting_name: str) -> str:
         """Queue name for a QUEUE_* setting name."""
@@ -229,6 +240,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
         trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),
+        message_in_flight_seconds=_number(env, MESSAGE_IN_FLIGHT_SECONDS, minimum=1),
         appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
         telemetry_exporter=exporter,
         otlp_endpoint=_get(env, OTLP_ENDPOINT),
