@@ -9,7 +9,9 @@ gets them from the host: empty values dropped, a repeated key's values joined wi
 ``GET /admin/host/ping`` answers 200 (readiness probe, like the real host).
 Static mounts (``--static /dashboard=DIR``): files under DIR at that prefix, and ``GET <prefix>/api/<path>``
 invokes the function routed at ``/<routePrefix>/<path>`` WITHOUT the key check. That is a loopback-only developer
-convenience for the dashboard page; GET only, so it cannot start restores.
+convenience for the dashboard page; GET only, so it cannot start restores; and it answers only requests whose
+``Host`` is a loopback name (``127.0.0.1``, ``localhost``, ``[::1]``), so a web page that rebinds its own DNS name
+to 127.0.0.1 cannot read restores through it (DNS rebinding): anything else gets 403.
 Never logs request bodies or query strings (they may carry keys and secrets).
 """
 
@@ -41,6 +43,7 @@ _CONSTRAINTS = {
     "alpha": r"[A-Za-z]+",
     "bool": r"(?i:true|false)",
 }
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)((?::[^}?=]+)*)(\?)?\}")
 
 
@@ -168,6 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
             if path == mount or path.startswith(mount + "/"):
                 rest = path[len(mount):]
                 if rest == "/api" or rest.startswith("/api/"):
+                    if not loopback_host(self.headers.get("Host")):
+                        log.info("dashboard proxy refused a request for a non-loopback Host name")
+                        return self._send(403, b"the key-less dashboard proxy answers only loopback Host names "
+                                               b"(open the dashboard at http://127.0.0.1:<port>/dashboard/)")
                     if self.command != "GET":
                         return self._send(405, b"the dashboard proxy is GET only", {"Allow": "GET"})
                     return self._function(rest[len("/api"):], url.query, body, check_key=False)
@@ -220,6 +227,18 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("invocation function=%s trigger=http method=%s outcome=ok status=%d duration_ms=%.0f",
                  route.invoker.name, self.command, status, (time.perf_counter() - t0) * 1000)
         return self._send(status, out_body, headers)
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine's loopback interface (with or without a port)."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:7071
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return name in LOOPBACK_HOSTS
 
 
 def query_params(query: str) -> dict[str, str]:

@@ -357,21 +357,37 @@ def test_static_mount_and_keyless_get_only_dashboard_proxy(web: tuple[FunctionsH
     assert fetch(h.base_url + "/admin/host/ping")[0] == 200
 
 
+@pytest.mark.parametrize("host, status", [
+    ("127.0.0.1:{port}", 200), ("localhost:{port}", 200), ("LOCALHOST", 200), ("[::1]:{port}", 200),
+    ("evil.example:{port}", 403), ("127.0.0.1.nip.io:{port}", 403), ("localhost.evil.example", 403),
+    ("10.0.0.5:{port}", 403), ("", 403),
+])
+def test_keyless_dashboard_proxy_answers_only_loopback_host_names(web: tuple[FunctionsHost, Queues], host: str,
+                                                                  status: int) -> None:
+    h, _ = web
+    got, body, _ = fetch(h.base_url + "/dashboard/api/items/5", headers={"Host": host.format(port=h.port)})
+    assert got == status
+    if status == 403:
+        assert b"loopback" in body and b"route_params" not in body  # the function never ran
+
+
 # ---------------------------------------------------------------- CLI + graceful stop
 def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues: Queues, tmp_path: Path) -> None:
     s = settings(queues)
     (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": s}))
+    (tmp_path / "keys.json").write_text(json.dumps({"functionKeys": ["k-cli-secret"]}))
     log = tmp_path / "host.log"
     ready = tmp_path / "ready.json"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "localdev.funchost", "--app-dir", str(APPS / "basic"),
                                  "--settings", str(tmp_path / "local.settings.json"), "--port", "0",
-                                 "--function-key", "k", "--ready-file", str(ready)],
+                                 "--keys-file", str(tmp_path / "keys.json"), "--ready-file", str(ready)],
                                 cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_for(ready.exists, what="ready file")
         port = json.loads(ready.read_text())["port"]
         assert fetch(f"http://127.0.0.1:{port}/api/hello/cli")[1] == b"hello cli"
+        assert fetch(f"http://127.0.0.1:{port}/api/items/1", headers={"x-functions-key": "k-cli-secret"})[0] == 200
         queues.send(s["WORK_QUEUE"], {"tag": "slow", "action": "sleep", "secs": 2})
         wait_for(lambda: b"worker-start tag=slow" in log.read_bytes(), what="invocation start")
         proc.send_signal(signal.SIGTERM)
@@ -384,6 +400,14 @@ def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues
     assert queues.count(s["WORK_QUEUE"]) == 0  # completed and deleted, not abandoned
     text = log.read_text()
     assert "outcome=ok" in text and queues.conn not in text and "AccountKey" not in text
+
+
+@pytest.mark.parametrize("flag", ["--function-key", "--master-key"])
+def test_cli_refuses_keys_on_the_command_line(tmp_path: Path, flag: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "localdev.funchost", "--app-dir", str(APPS / "basic"), "--port", "0",
+                           flag, "k-secret"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--keys-file" in proc.stderr and "command line" in proc.stderr
 
 
 def test_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(queues: Queues) -> None:
