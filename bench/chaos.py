@@ -7,7 +7,8 @@ What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Dat
 Functions host running the unchanged ``function_app.py``) in ``.local/chaos-<time>/``:
 
 1. Functions host settings: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (every processed stage message is delivered a second
-   time), ``FUNCHOST_LEASE_SECONDS=5`` (a message in flight when the host is SIGKILLed reappears after 5 s), and the
+   time), ``FUNCHOST_LEASE_SECONDS=5`` (a message in flight when the host is SIGKILLed reappears after 5 s; the
+   app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS`` is set to the same, it bounds the watchdog's re-drive slack), and the
    pipeline's timing set to the Azure defaults divided by the emulator time scale S (so the number of ARM calls
    per restore means what it would in Azure): ``RESTORE_POLL_MIN_SECONDS`` 30/S, ``RESTORE_POLL_MAX_SECONDS``
    300/S, ``RESTORE_TRIGGER_GRACE_SECONDS`` 660/S. The watchdog runs every second (Azure: every minute; 60/S would
@@ -139,6 +140,7 @@ class Campaign:
         self.settings = {
             "FUNCHOST_DUPLICATE_DELIVERY": "1",
             "FUNCHOST_LEASE_SECONDS": "5",
+            "RESTORE_MESSAGE_IN_FLIGHT_SECONDS": "5",  # = FUNCHOST_LEASE_SECONDS: the watchdog's re-drive slack
             "RESTORE_POLL_MIN_SECONDS": f"{max(AZURE_POLL_MIN / scale, 0.05):g}",
             "RESTORE_POLL_MAX_SECONDS": f"{max(AZURE_POLL_MAX / scale, 0.05):g}",
             "RESTORE_TRIGGER_GRACE_SECONDS": f"{AZURE_TRIGGER_GRACE / scale:g}",

@@ -179,6 +179,9 @@ var appSettings = union(restoreQueues, restoreTables, {
   // Ingestion connection string (not a credential); with local auth disabled the host authenticates with Entra ID.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // With host.json telemetryMode OpenTelemetry: the Python worker announces WorkerOpenTelemetryEnabled, so the host
+  // does not export the worker's logs a second time (the app exports them itself). docs/deploy.md "Telemetry".
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   RESTORE_PLANS: restorePlans
   RESTORE_WATCHDOG_SCHEDULE: watchdogSchedule
   RESTORE_DEADLINE_HOURS: deadlineHours
@@ -192,6 +195,8 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_STORAGE_CONNECT_TIMEOUT_SECONDS: storageConnectTimeoutSeconds
   RESTORE_STORAGE_READ_TIMEOUT_SECONDS: storageReadTimeoutSeconds
   RESTORE_STORAGE_RETRIES: storageRetries
+  // Empty = the code default 600: the Functions queue listener keeps a running message invisible 10 minutes (fixed).
+  RESTORE_MESSAGE_IN_FLIGHT_SECONDS: ''
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
 }, hostingPlan == 'Dedicated' ? {

@@ -1,8 +1,9 @@
 """restorectl: command-line client of the restore status API (stdlib only).
 
 Consumes: the status API (``POST/GET /api/restores``, ``GET /api/restores/{id}``, ``POST /api/restores/{id}/cancel``)
-at ``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (``--key`` /
-``RESTORE_API_KEY``) sent as ``x-functions-key``.
+at ``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (env
+``RESTORE_API_KEY``, ``--key-file``, or ``.local/stack.env``; never a command-line argument, which every local user
+can read) sent as ``x-functions-key``.
 Produces: human-readable output on stdout (``--json`` for raw JSON), errors on stderr.
 
 Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``. Exit codes: 0 ok; 1 the API refused or
@@ -55,12 +56,26 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def resolve_endpoint(url: str | None, key: str | None, env: Mapping[str, str],
+def read_key_file(path: Path) -> str:
+    """The function key held in ``path`` (its first line)."""
+    try:
+        lines = path.read_text().strip().splitlines()
+    except OSError as exc:
+        raise CliError(f"--key-file {path}: {exc.strerror}", EXIT_USAGE) from None
+    key = lines[0].strip() if lines else ""
+    if not key:
+        raise CliError(f"--key-file {path} is empty; put the function key on its first line", EXIT_USAGE)
+    return key
+
+
+def resolve_endpoint(url: str | None, key_file: Path | None, env: Mapping[str, str],
                      env_file: Path) -> tuple[str, str | None]:
-    """API base URL (ending in ``/api``) and key: flags, then environment, then the stack env file."""
+    """API base URL (ending in ``/api``) and key: flags (a key only from a file), then environment, then the stack
+    env file."""
     file_values = read_env_file(env_file) if env_file.is_file() else {}
     url = url or env.get("RESTORE_API_URL") or file_values.get("RESTORE_API_URL")
-    key = key or env.get("RESTORE_API_KEY") or file_values.get("RESTORE_API_KEY")
+    key = (read_key_file(key_file) if key_file else None) or env.get("RESTORE_API_KEY") or \
+        file_values.get("RESTORE_API_KEY")
     if not url:
         raise CliError(
             f"no restore API URL: the local stack is not running ({env_file} is missing). Start it with `make up`, "
@@ -151,7 +166,7 @@ def _describe_http_error(exc: urllib.error.HTTPError) -> str:
             text += f"\n  fix: {err['fix']}"
         return text
     if exc.code in (401, 403):
-        return (f"{exc.code}: the API refused the function key; pass --key or set RESTORE_API_KEY "
+        return (f"{exc.code}: the API refused the function key; set RESTORE_API_KEY or pass --key-file FILE "
                 "(the local stack writes it to .local/stack.env)")
     if exc.code == 404:
         return f"404: not found ({exc.url})"
@@ -459,11 +474,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
-    """--url/--key/--env-file, accepted before or after the command (a sub-command's copy never resets them)."""
+    """--url/--key-file/--env-file, accepted before or after the command (a sub-command's copy never resets them).
+    ``--key`` is refused: a key on the command line is readable by every local user (ps, /proc, shell history)."""
     p.add_argument("--url", default=None if top else argparse.SUPPRESS,
                    help="API base URL (default: RESTORE_API_URL, then .local/stack.env)")
-    p.add_argument("--key", default=None if top else argparse.SUPPRESS,
-                   help="function key (default: RESTORE_API_KEY, then .local/stack.env)")
+    p.add_argument("--key-file", type=Path, default=None if top else argparse.SUPPRESS,
+                   help="file holding the function key (default: RESTORE_API_KEY, then .local/stack.env)")
+    p.add_argument("--key", default=None if top else argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE if top else argparse.SUPPRESS,
                    help="stack env file (default: .local/stack.env)")
 
@@ -475,7 +492,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     try:
         if getattr(args, "interval", 1.0) <= 0:
             raise CliError("--interval must be > 0 seconds", EXIT_USAGE)
-        base, key = resolve_endpoint(args.url, args.key, os.environ if env is None else env, args.env_file)
+        if args.key is not None:
+            raise CliError("--key puts the function key on the command line, where every local user can read it "
+                           "(ps, shell history); set RESTORE_API_KEY or pass --key-file FILE instead", EXIT_USAGE)
+        base, key = resolve_endpoint(args.url, args.key_file, os.environ if env is None else env, args.env_file)
         client = ApiClient(base, key)
         if args.command == "start":
             return cmd_start(client, args, out, stdin)

@@ -5,6 +5,8 @@ CLI: ``python -m localdev.stack up [--dir .local] [--world localdev/worlds/demo.
 
 Consumes: the world file (its ``postgres_clusters`` list), ``local.settings.sample.json``, ``function_app.py``.
 Produces in DIR: ``clusters.json``, ``local.settings.json`` (0600), ``stack.env`` (0600; endpoints, keys),
+``funchost.keys.json`` and ``dpemu/token`` (0600; the keys and the emulator token reach the processes through these
+files, never through a command line),
 ``stack.json`` (PIDs, ports, log paths), ``logs/``. Start order: Azurite → clusters → emulator → Functions host;
 each must be ready before the next starts. A second ``up`` while a stack in DIR is alive is REFUSED (run
 ``make down`` first); a stack whose processes are all gone is treated as stale and replaced.
@@ -238,7 +240,8 @@ class Stack:
             return
         for sub in OWNED_SUBDIRS:
             shutil.rmtree(self.dir / sub, ignore_errors=True)
-        for name in ("stack.json", "stack.env", "clusters.json", "local.settings.json", "funchost.ready.json"):
+        for name in ("stack.json", "stack.env", "clusters.json", "local.settings.json", "funchost.ready.json",
+                     "funchost.keys.json"):
             (self.dir / name).unlink(missing_ok=True)
 
     def _record(self, component: str, **info: Any) -> None:
@@ -308,9 +311,11 @@ class Stack:
         state.mkdir(parents=True, exist_ok=True)
         ready_file = state / "ready.json"
         token = secrets.token_hex(24)
+        token_file = state / "token"  # never on a command line: every local user can read those
+        _write_private(token_file, token)
         cmd = [sys.executable, "-m", "localdev.dpemu", "--world", str(self.world), "--clusters",
-               str(self.dir / "clusters.json"), "--state-dir", str(state), "--port", "0", f"--token={token}",
-               "--ready-file", str(ready_file)]
+               str(self.dir / "clusters.json"), "--state-dir", str(state), "--port", "0",
+               "--token-file", str(token_file), "--ready-file", str(ready_file)]
         if self.time_scale is not None:
             cmd += ["--time-scale", str(self.time_scale)]
         self._spawn("dpemu", cmd, {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn}, "localdev.dpemu")
@@ -349,9 +354,11 @@ class Stack:
         ready_file.unlink(missing_ok=True)
         previous = self.components.get("funchost", {}).get("port")
         port = previous or self.http_port  # a restart keeps the port a `0` start got
+        keys_path = self.dir / "funchost.keys.json"  # never on a command line: every local user can read those
+        _write_private(keys_path, json.dumps({"functionKeys": [self._function_key], "masterKey": self._master_key}))
         cmd = [sys.executable, "-m", "localdev.funchost", "--app-dir", str(self.app_dir), "--settings",
-               str(settings_path), "--port", str(port), f"--function-key={self._function_key}",
-               f"--master-key={self._master_key}", "--ready-file", str(ready_file)]
+               str(settings_path), "--port", str(port), "--keys-file", str(keys_path), "--ready-file",
+               str(ready_file)]
         if DASHBOARD_DIR.is_dir():
             cmd += ["--static", f"/dashboard={DASHBOARD_DIR}"]
         self._spawn("funchost", cmd, os.environ, "localdev.funchost")
@@ -398,7 +405,7 @@ class Stack:
             if state:
                 self.components = state.get("components", {})
         stopped = self._stop_all()
-        for name in ("stack.json", "stack.env", "funchost.ready.json"):
+        for name in ("stack.json", "stack.env", "funchost.ready.json", "funchost.keys.json"):
             (self.dir / name).unlink(missing_ok=True)
         return stopped
 

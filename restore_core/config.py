@@ -53,6 +53,7 @@ MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
 TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
 REHYDRATION_FLOW = "RESTORE_REHYDRATION_FLOW"
+MESSAGE_IN_FLIGHT_SECONDS = "RESTORE_MESSAGE_IN_FLIGHT_SECONDS"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -78,6 +79,7 @@ DEFAULTS: Mapping[str, str] = {
     ARM_MAX_RETRIES: "6",
     TRIGGER_GRACE_SECONDS: "660",
     REHYDRATION_FLOW: "one-request",
+    MESSAGE_IN_FLIGHT_SECONDS: "600",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
     STORAGE_CONNECT_TIMEOUT: "5",
@@ -92,7 +94,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
     RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
-    TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW,
+    TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
 )
 
@@ -103,6 +105,15 @@ TELEMETRY_EXPORTERS = ("none", "console", "otlp", "memory")
 #: ``one-request``: one AzureBackupRestoreWithRehydrationRequest (the documented route of the portal, the az CLI and
 #: the REST docs); ``two-step``: a stand-alone rehydrate, then a restore of the rehydrated point.
 REHYDRATION_FLOWS = ("one-request", "two-step")
+
+#: Python worker settings (read by the Functions Python worker, not by restore_core). PYTHON_ENABLE_OPENTELEMETRY=true
+#: makes the worker announce the ``WorkerOpenTelemetryEnabled`` capability, so the host (host.json
+#: ``telemetryMode: OpenTelemetry``) stops exporting the worker's forwarded logs and each record is exported once,
+#: by this app. PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true ALSO makes the worker call configure_azure_monitor()
+#: itself (root logger, no Entra credential): a second exporter next to telemetry.configure's. See docs/deploy.md.
+WORKER_OPENTELEMETRY = "PYTHON_ENABLE_OPENTELEMETRY"
+WORKER_AZURE_MONITOR = "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"
+_WORKER_TRUE = ("1", "true", "t", "yes", "y")  # the Python worker's is_true_like()
 
 
 class SettingsError(ValueError):
@@ -151,16 +162,25 @@ class Settings:
     arm_max_retries: int
     trigger_grace_seconds: float
     rehydration_flow: str
+    message_in_flight_seconds: float
     appinsights_connection_string: str | None = field(repr=False)
     telemetry_exporter: str
     otlp_endpoint: str | None
     storage_timeouts: StorageTimeouts = StorageTimeouts()
 
     @property
-    def redrive_slack_seconds(self) -> float:
-        """How long past an expected message the watchdog waits before treating it as lost (and how far the
-        active index may promise ahead): the largest re-check interval, at least 30 s."""
+    def pickup_slack_seconds(self) -> float:
+        """Time allowed for a due message to be picked up (the largest re-check interval, at least 30 s); also how
+        far the active index may promise a check ahead of the row, to save index writes."""
         return max(self.poll_max_seconds, 30.0)
+
+    @property
+    def redrive_slack_seconds(self) -> float:
+        """How long past an expected message the watchdog waits before treating it as lost. A message that is
+        being processed stays invisible for ``message_in_flight_seconds`` (the Functions queue listener's fixed
+        10 minutes, renewed while the function runs; after a host crash it reappears only then), so a re-drive
+        sooner would race a message that is merely in flight; plus the pick-up slack."""
+        return self.message_in_flight_seconds + self.pickup_slack_seconds
 
     def queue(self, setting_name: str) -> str:
         """Queue name for a QUEUE_* setting name."""
@@ -227,6 +247,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     flow = str(_get(env, REHYDRATION_FLOW)).lower()
     if flow not in REHYDRATION_FLOWS:
         raise SettingsError(f"{REHYDRATION_FLOW}={flow!r}; choose one of {', '.join(REHYDRATION_FLOWS)}")
+    if (env.get(WORKER_AZURE_MONITOR) or "").strip().lower() in _WORKER_TRUE:
+        raise SettingsError(
+            f"{WORKER_AZURE_MONITOR}=true makes the Functions Python worker install its own Azure Monitor exporter "
+            "next to this app's, so every restore_core record would be exported twice; remove it and set "
+            f"{WORKER_OPENTELEMETRY}=true (with host.json telemetryMode OpenTelemetry) instead"
+        )
     endpoint = str(_get(env, DATAPROTECTION_ENDPOINT)).rstrip("/")
     if not endpoint.startswith("https://"):
         raise SettingsError(f"{DATAPROTECTION_ENDPOINT}={endpoint!r} must be an https:// URL (ARM needs TLS)")
@@ -247,6 +273,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
         trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),
         rehydration_flow=flow,
+        message_in_flight_seconds=_number(env, MESSAGE_IN_FLIGHT_SECONDS, minimum=1),
         appinsights_connection_string=_get(env, APPINSIGHTS_CONNECTION_STRING),
         telemetry_exporter=exporter,
         otlp_endpoint=_get(env, OTLP_ENDPOINT),

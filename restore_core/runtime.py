@@ -70,7 +70,7 @@ def build(settings: Settings) -> Deps:
             return QueueClient(account_url=queue_uri, queue_name=name, credential=cred, **BASE64, **queue_hook)
 
     store = TableStateStore(tables, settings.table_restores, settings.table_idempotency,
-                            index_slack=timedelta(seconds=settings.redrive_slack_seconds))
+                            index_slack=timedelta(seconds=settings.pickup_slack_seconds))
     queues = AzureQueueSender(queue_factory)
     try:
         store.ensure_tables()

@@ -206,6 +206,12 @@ def _redrive(deps: Deps, e: ActiveEntry, now: datetime, report: TickReport) -> N
                 rec.attempt, e.next_check_at.isoformat() if e.next_check_at else "-", extra={"restore_id": rec.id})
 
 
+def _batch_lead(deps: Deps) -> float:
+    """How long before an entry's ``next_check_at`` (message due + in-flight time + pick-up slack) its rehydration
+    is checked in the batch: from about when its own delayed check message is due."""
+    return deps.settings.message_in_flight_seconds + deps.settings.poll_max_seconds
+
+
 def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
     now = deps.clock()
     report = TickReport()
@@ -233,7 +239,7 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
     by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
     for e in entries:
         if e.restore_id not in handled and e.stage == Stage.WAIT.value and not e.azure_job_id and e.next_check_at and \
-                now >= e.next_check_at - timedelta(seconds=deps.settings.poll_max_seconds):
+                now >= e.next_check_at - timedelta(seconds=_batch_lead(deps)):
             rec = _isolated(report, "loading", e.restore_id, _load, deps, e)
             if rec is not None and rec.backup_instance_id:
                 by_bi[rec.backup_instance_id.lower()].append(rec)

@@ -18,6 +18,18 @@ param appSettings object
 
 var isFlex = hostingPlan == 'FlexConsumption'
 
+// Site settings for the Dedicated plan ONLY. Flex Consumption deprecates them ("Flex Consumption plan deprecations"
+// in the Functions app settings reference) and ARM rejects them on a Flex site even when null (error 51021 "The
+// following site configuration property (...) for Flex Consumption sites is invalid"), so the Flex site must not
+// carry the keys at all: its runtime is functionAppConfig.runtime, and it has no FTP (basic publishing credentials
+// are off below for both plans). docs/deploy.md quotes the sources; tests/infra checks the parsed template.
+var dedicatedOnlySiteConfig = {
+  linuxFxVersion: 'PYTHON|3.11'
+  alwaysOn: true
+  ftpsState: 'Disabled'
+  use32BitWorkerProcess: false
+}
+
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   name: planName
   location: location
@@ -37,6 +49,8 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
   //checkov:skip=CKV_AZURE_17: incoming client certificates are not used; callers authenticate to the HTTP API with function keys (or Easy Auth added by the operator), queue/timer triggers take no inbound HTTP.
+  //checkov:skip=CKV_AZURE_15: minTlsVersion is '1.2' in the siteConfig union below, which checkov cannot evaluate; tests/infra asserts it on the evaluated template for both plans.
+  //checkov:skip=CKV_AZURE_18: http20Enabled is true in the siteConfig union below, which checkov cannot evaluate; tests/infra asserts it on the evaluated template for both plans.
   name: name
   location: location
   tags: tags
@@ -73,14 +87,12 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         version: '3.11'
       }
     } : null
-    siteConfig: {
-      linuxFxVersion: isFlex ? null : 'PYTHON|3.11'
-      alwaysOn: isFlex ? null : true
+    // settings for both plans, plus the Dedicated-only ones (never on a Flex site, see dedicatedOnlySiteConfig)
+    siteConfig: union({
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       remoteDebuggingEnabled: false
-    }
+    }, isFlex ? {} : dedicatedOnlySiteConfig)
   }
 }
 

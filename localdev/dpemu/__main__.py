@@ -1,5 +1,8 @@
-"""CLI: ``python -m localdev.dpemu --world W.yaml --clusters C.json --state-dir DIR --port 0 --token T
+"""CLI: ``python -m localdev.dpemu --world W.yaml --clusters C.json --state-dir DIR --port 0 --token-file FILE
 --ready-file READY.json [--time-scale 3600]`` (env ``AZURE_STORAGE_CONNECTION_STRING`` = Azurite).
+
+The admin/caller token is read from ``--token-file`` (keep it 0600): a token on the command line is readable by
+every local user (``ps``, /proc). ``--token T`` remains for fixed test tokens only.
 
 Start-up: TLS material in DIR (``ca.pem``), load world + clusters, seed databases and take the declared backups,
 listen, then write READY.json atomically. SIGTERM/SIGINT stop it gracefully.
@@ -47,11 +50,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", required=True, type=Path)
     ap.add_argument("--state-dir", required=True, type=Path)
     ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--token", required=True)
+    token = ap.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token-file", type=Path, help="file holding the token (not on the command line)")
+    token.add_argument("--token", help="a fixed test token (visible in ps: never a real secret)")
     ap.add_argument("--ready-file", required=True, type=Path)
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--log-level", default="INFO")
     args = ap.parse_args(argv)
+    if args.token_file is not None:
+        try:
+            args.token = args.token_file.read_text().strip()
+        except OSError as exc:
+            print(f"--token-file {args.token_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        if not args.token:
+            print(f"--token-file {args.token_file} is empty", file=sys.stderr)
+            return 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")

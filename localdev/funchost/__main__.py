@@ -1,9 +1,11 @@
-"""CLI: ``python -m localdev.funchost --app-dir DIR --settings FILE --port PORT [--function-key KEY ...]
-[--master-key KEY] [--static /dashboard=DIR] [--ready-file FILE] [--pool-size N]``
+"""CLI: ``python -m localdev.funchost --app-dir DIR --settings FILE --port PORT [--keys-file FILE]
+[--static /dashboard=DIR] [--ready-file FILE] [--pool-size N]``
 
 Loads ``Values`` from the settings file into the environment (they override inherited variables), imports
 ``function_app`` from DIR, serves until SIGTERM/SIGINT, then drains running invocations (bounded) and exits 0.
 ``--port 0`` picks a free port; ``--ready-file`` gets ``{"port", "pid", "base_url"}`` once serving.
+``--keys-file`` is JSON ``{"functionKeys": ["..."], "masterKey": "..."}`` (keep it 0600): keys never go on the
+command line, where every local user can read them (``ps``, /proc).
 """
 
 from __future__ import annotations
@@ -28,14 +30,32 @@ def _static(value: str) -> tuple[str, Path]:
     return prefix.rstrip("/"), Path(directory)
 
 
+def load_keys_file(path: Path) -> tuple[list[str], str | None]:
+    """``(function keys, master key)`` from a keys file."""
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise HostError(f"keys file {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise HostError(f"keys file {path} is not valid JSON ({exc.msg})") from None
+    keys = doc.get("functionKeys", []) if isinstance(doc, dict) else None
+    master = doc.get("masterKey") if isinstance(doc, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys) or \
+            not (master is None or (isinstance(master, str) and master)):
+        raise HostError(f'keys file {path} must hold {{"functionKeys": ["<key>", ...], "masterKey": "<key>"}}')
+    return keys, master
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m localdev.funchost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--app-dir", type=Path, default=Path.cwd(), help="folder with function_app.py and host.json")
     p.add_argument("--settings", type=Path, help="local.settings.json whose Values become app settings")
     p.add_argument("--port", type=int, default=7071)
-    p.add_argument("--function-key", action="append", default=[], help="accepted function key (repeatable)")
-    p.add_argument("--master-key", help="master key (admin-level functions; also accepted as a function key)")
+    p.add_argument("--keys-file", type=Path,
+                   help='JSON {"functionKeys": [...], "masterKey": "..."}: the keys (not on the command line)')
+    for refused in ("--function-key", "--master-key"):
+        p.add_argument(refused, action="append", default=[], help=argparse.SUPPRESS)
     p.add_argument("--static", type=_static, action="append", default=[], metavar="/PREFIX=DIR")
     p.add_argument("--ready-file", type=Path, help="write {port, pid, base_url} here when serving")
     p.add_argument("--pool-size", type=int, default=16, help="invocation thread pool size")
@@ -49,11 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
+        if args.function_key or args.master_key:
+            raise HostError("keys on the command line are readable by every local user (ps, /proc); put them in a "
+                            "--keys-file instead")
+        function_keys, master_key = load_keys_file(args.keys_file) if args.keys_file else ([], None)
+        if not function_keys and not master_key:
+            logging.getLogger("funchost").warning("no keys (--keys-file): function-level routes answer 401")
         settings = load_settings_file(args.settings) if args.settings else {}
-        if not args.function_key and not args.master_key:
-            logging.getLogger("funchost").warning("no --function-key/--master-key: function-level routes answer 401")
-        host = FunctionsHost(args.app_dir, settings, port=args.port, function_keys=args.function_key,
-                             master_key=args.master_key, static=dict(args.static), pool_size=args.pool_size,
+        host = FunctionsHost(args.app_dir, settings, port=args.port, function_keys=function_keys,
+                             master_key=master_key, static=dict(args.static), pool_size=args.pool_size,
                              drain_timeout=args.drain_timeout)
         host.start()
     except HostError as exc:

@@ -49,10 +49,58 @@ class QueueConfig:
 
 
 @dataclass(frozen=True)
+class SingletonConfig:
+    """host.json ``singleton``: the blob lease that makes a timer listener run on one host instance only."""
+
+    listener_lock_period: float = 60.0  #: lease duration, renewed at half of it (Azure Storage allows 15-60 s)
+    listener_lock_recovery_polling_interval: float = 60.0  #: retry interval when another instance holds the lock
+
+
+@dataclass(frozen=True)
 class HostConfig:
     queues: QueueConfig
     route_prefix: str = "api"
     function_timeout: float | None = None
+    telemetry_mode: str | None = None  #: host.json ``telemetryMode``: None (Application Insights SDK) or OpenTelemetry
+    singleton: SingletonConfig = SingletonConfig()
+
+
+#: The one value host.json's schema allows for ``telemetryMode`` (``"const": "OpenTelemetry"``).
+TELEMETRY_MODE_OPENTELEMETRY = "OpenTelemetry"
+
+
+def _telemetry_mode(doc: Mapping[str, Any]) -> str | None:
+    mode = doc.get("telemetryMode")
+    if mode is None:
+        return None
+    if str(mode).lower() != TELEMETRY_MODE_OPENTELEMETRY.lower():
+        raise HostError(f"host.json telemetryMode={mode!r}: the only value is \"{TELEMETRY_MODE_OPENTELEMETRY}\" "
+                        "(or leave it out for the Application Insights SDK)")
+    return TELEMETRY_MODE_OPENTELEMETRY
+
+
+def _singleton(doc: Mapping[str, Any]) -> SingletonConfig:
+    """The real host's SingletonOptions: lease periods 15-60 s, recovery polling >= 15 s (it throws otherwise)."""
+    s = doc.get("singleton") or {}
+    period = parse_timespan(s.get("listenerLockPeriod", "00:01:00"), "singleton.listenerLockPeriod")
+    if not 15 <= period <= 60:
+        raise HostError(f"host.json singleton.listenerLockPeriod={period:g}s: a blob lease lasts 15 to 60 seconds")
+    recovery = parse_timespan(s.get("listenerLockRecoveryPollingInterval", "00:01:00"),
+                              "singleton.listenerLockRecoveryPollingInterval")
+    if recovery < 15:
+        raise HostError(f"host.json singleton.listenerLockRecoveryPollingInterval={recovery:g}s: must be >= 15 s")
+    return SingletonConfig(listener_lock_period=period, listener_lock_recovery_polling_interval=recovery)
+
+
+def _function_timeout(doc: Mapping[str, Any]) -> float | None:
+    """``functionTimeout`` in seconds; absent or ``-1`` (unbounded, Dedicated/Premium/Flex) is None."""
+    timeout = doc.get("functionTimeout")
+    if timeout is None or str(timeout).strip() == "-1":
+        return None
+    seconds = parse_timespan(timeout, "functionTimeout")
+    if seconds <= 0:
+        raise HostError(f"host.json functionTimeout={timeout!r}: must be a positive \"hh:mm:ss\" or -1 (no limit)")
+    return seconds
 
 
 def host_config(doc: Mapping[str, Any]) -> HostConfig:
@@ -81,9 +129,8 @@ def host_config(doc: Mapping[str, Any]) -> HostConfig:
     )
     http = ext.get("http") or {}
     prefix = str(http.get("routePrefix", "api")).strip("/")
-    timeout = doc.get("functionTimeout")
-    return HostConfig(queues=queues, route_prefix=prefix,
-                      function_timeout=parse_timespan(timeout, "functionTimeout") if timeout else None)
+    return HostConfig(queues=queues, route_prefix=prefix, function_timeout=_function_timeout(doc),
+                      telemetry_mode=_telemetry_mode(doc), singleton=_singleton(doc))
 
 
 def load_host_json(app_dir: Path) -> dict[str, Any]:

@@ -3,10 +3,13 @@
 Consumes: the app directory (``function_app.py`` + ``host.json``), app settings (put into ``os.environ``
 before the app is imported, as the real host does), function/master keys.
 Produces: queue listeners, timer runners and an HTTP front end on 127.0.0.1; one log line per invocation.
-Setting ``FUNCHOST_LEASE_SECONDS`` (default 60): how long a running message stays invisible (renewed while it runs;
-after a SIGKILL it reappears once this expires). Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or
-environment) re-sends one copy of every successfully processed queue message (each original at most once) to
-simulate at-least-once delivery.
+Setting ``FUNCHOST_LEASE_SECONDS`` (default 600, the real queue listener's fixed 10 minutes): how long a running
+message stays invisible (renewed at half of it while it runs; after a SIGKILL it reappears once this expires); fault
+tests shorten it, together with the app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS``.
+Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or environment) re-sends one copy of every successfully
+processed queue message (each original at most once) to simulate at-least-once delivery.
+Timers keep their ``useMonitor`` status in the ``AzureWebJobsStorage`` blobs and run on one host instance at a time
+(blob lease), both under the host id (setting ``AzureFunctionsWebHost__hostid``, else the app folder's name).
 """
 
 from __future__ import annotations
@@ -24,16 +27,20 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
+from azure.storage.blob import ContainerClient
+
 from localdev.funchost.config import HostConfig, HostError, Settings, host_config, load_host_json
+from localdev.funchost.hostlogs import HostLogExport
 from localdev.funchost.httpfront import HttpFrontEnd, build_routes
 from localdev.funchost.invoke import Invoker, QueueClients
-from localdev.funchost.queues import QueueListener
-from localdev.funchost.timers import TimerRunner
+from localdev.funchost.queues import IN_FLIGHT_SECONDS, QueueListener
+from localdev.funchost.timers import TimerRunner, monitor_by_default
+from localdev.funchost.timerstate import CONTAINER, ListenerLock, ScheduleMonitor, ensure_container, host_id
 
 log = logging.getLogger("funchost")
 
 DUPLICATE_KNOB = "FUNCHOST_DUPLICATE_DELIVERY"
-LEASE_SETTING = "FUNCHOST_LEASE_SECONDS"  # how long a running message stays invisible before renewal (default 60)
+LEASE_SETTING = "FUNCHOST_LEASE_SECONDS"  # how long a running message stays invisible (default 600, renewed at half)
 _module_ids = itertools.count(1)
 
 
@@ -84,7 +91,7 @@ class FunctionsHost:
                 raise HostError(f"static mount {mount}={directory}: use /prefix=DIR with an existing directory")
         self.pool_size = pool_size
         self._duplicate = duplicate_delivery
-        lease = lease_seconds if lease_seconds is not None else self.settings.get(LEASE_SETTING) or 60
+        lease = lease_seconds if lease_seconds is not None else self.settings.get(LEASE_SETTING) or IN_FLIGHT_SECONDS
         try:
             self.lease_seconds = float(lease)
         except ValueError:
@@ -101,6 +108,8 @@ class FunctionsHost:
         self._pool: ThreadPoolExecutor | None = None
         self._started = False
         self._saved_env: dict[str, str | None] = {}
+        self.host_log_export: HostLogExport | None = None
+        self._container: ContainerClient | None = None  #: azure-webjobs-hosts in AzureWebJobsStorage (timers)
 
     # ---- properties
     @property
@@ -135,6 +144,8 @@ class FunctionsHost:
         os.environ.update(self.settings.values)
         doc = dict(self._host_json) if self._host_json is not None else load_host_json(self.app_dir)
         self.config = cfg = host_config(doc)
+        self.host_log_export = HostLogExport(cfg.telemetry_mode, self.settings)
+        logging.getLogger().addHandler(self.host_log_export)
         self.module = load_app_module(self.app_dir)
         app = getattr(self.module, "app", None)
         if app is None or not hasattr(app, "get_functions"):
@@ -142,7 +153,8 @@ class FunctionsHost:
         functions = app.get_functions()  # ONCE: a second call raises in azure-functions 1.x
         queues = QueueClients()
         encoding = cfg.queues.message_encoding
-        self.invokers = {fn.get_function_name(): Invoker(fn, self.settings, queues, encoding, str(self.app_dir))
+        self.invokers = {fn.get_function_name(): Invoker(fn, self.settings, queues, encoding, str(self.app_dir),
+                                                         timeout=cfg.function_timeout)
                          for fn in functions}
         self._pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="invoke")
         http_invokers = []
@@ -156,8 +168,7 @@ class FunctionsHost:
                                                     lease_seconds=self.lease_seconds,
                                                     duplicate_delivery=self.duplicate_delivery))
             elif trig.type == "timerTrigger":
-                schedule = self.settings.resolve(trig.schedule, where)
-                self.timers[inv.name] = TimerRunner(inv, schedule, bool(trig.run_on_startup), self._stop)
+                self.timers[inv.name] = self._timer(inv, cfg)
             else:
                 http_invokers.append(inv)
         self.http = HttpFrontEnd(build_routes(http_invokers), cfg.route_prefix, function_keys=self.function_keys,
@@ -167,10 +178,29 @@ class FunctionsHost:
             listener.start()
         for timer in self.timers.values():
             timer.start()
-        log.info("funchost: %d functions (%s) on %s; duplicate delivery %s", len(self.invokers),
+        log.info("funchost: %d functions (%s) on %s; duplicate delivery %s; telemetryMode %s (the real host would "
+                 "%sexport function logs)", len(self.invokers),
                  ", ".join(f"{n}:{i.trigger.type}" for n, i in self.invokers.items()), self.base_url,
-                 "ON" if self.duplicate_delivery else "off")
+                 "ON" if self.duplicate_delivery else "off", cfg.telemetry_mode or "default",
+                 "" if self.host_log_export and self.host_log_export.exports else "not ")
         return self
+
+    def _timer(self, inv: Invoker, cfg: HostConfig) -> TimerRunner:
+        """A timer with its storage state: the useMonitor status and the listener lock (AzureWebJobsStorage)."""
+        trig = inv.trigger
+        where = f"function {inv.name}"
+        schedule = self.settings.resolve(trig.schedule, where)
+        if self._container is None:
+            conn = self.settings.connection_string(None, f"timer {where} (status and lock blobs)")
+            self._container = ContainerClient.from_connection_string(conn, CONTAINER)
+            ensure_container(self._container)
+        hid = host_id(self.settings, self.app_dir)
+        runner = TimerRunner(inv, schedule, bool(trig.run_on_startup), self._stop,
+                             lock=ListenerLock(self._container, hid, inv.name, cfg.singleton))
+        use_monitor = trig.use_monitor if trig.use_monitor is not None else monitor_by_default(runner.next_after)
+        if use_monitor:
+            runner.monitor = ScheduleMonitor(self._container, hid, inv.name)
+        return runner
 
     def stop(self, timeout: float | None = None) -> bool:
         """Stop polling and timers, let running invocations finish (bounded); True if all finished in time."""
@@ -189,6 +219,8 @@ class FunctionsHost:
             listener.join(max(0.0, deadline - time.monotonic()))
         if self._pool is not None:
             self._pool.shutdown(wait=idle, cancel_futures=True)
+        if self.host_log_export is not None:
+            logging.getLogger().removeHandler(self.host_log_export)
         for k, v in self._saved_env.items():  # in-process use: leave the environment as we found it
             if v is None:
                 os.environ.pop(k, None)

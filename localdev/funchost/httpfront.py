@@ -3,11 +3,15 @@
 Consumes: HTTP-triggered functions, the route prefix (host.json ``extensions.http.routePrefix``), function keys.
 Rules: ``anonymous`` needs no key; ``function`` needs a function key or the master key; ``admin`` needs the
 master key; the key comes from the ``x-functions-key`` header or the ``code`` query parameter. 401 without a
-valid key, 404 for an unknown route, 405 for a known route with another method.
+valid key; 404 for an unknown route AND for a known route with another method (the real host's routing answers 404,
+azure-functions-host#10098). Query parameters reach the function as the Python worker's ``HttpRequest.params``
+gets them from the host: empty values dropped, a repeated key's values joined with commas.
 ``GET /admin/host/ping`` answers 200 (readiness probe, like the real host).
 Static mounts (``--static /dashboard=DIR``): files under DIR at that prefix, and ``GET <prefix>/api/<path>``
 invokes the function routed at ``/<routePrefix>/<path>`` WITHOUT the key check. That is a loopback-only developer
-convenience for the dashboard page; GET only, so it cannot start restores.
+convenience for the dashboard page; GET only, so it cannot start restores; and it answers only requests whose
+``Host`` is a loopback name (``127.0.0.1``, ``localhost``, ``[::1]``), so a web page that rebinds its own DNS name
+to 127.0.0.1 cannot read restores through it (DNS rebinding): anything else gets 403.
 Never logs request bodies or query strings (they may carry keys and secrets).
 """
 
@@ -39,6 +43,7 @@ _CONSTRAINTS = {
     "alpha": r"[A-Za-z]+",
     "bool": r"(?i:true|false)",
 }
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PARAM = re.compile(r"\{(\*?)([A-Za-z_][A-Za-z0-9_]*)((?::[^}?=]+)*)(\?)?\}")
 
 
@@ -166,6 +171,10 @@ class _Handler(BaseHTTPRequestHandler):
             if path == mount or path.startswith(mount + "/"):
                 rest = path[len(mount):]
                 if rest == "/api" or rest.startswith("/api/"):
+                    if not loopback_host(self.headers.get("Host")):
+                        log.info("dashboard proxy refused a request for a non-loopback Host name")
+                        return self._send(403, b"the key-less dashboard proxy answers only loopback Host names "
+                                               b"(open the dashboard at http://127.0.0.1:<port>/dashboard/)")
                     if self.command != "GET":
                         return self._send(405, b"the dashboard proxy is GET only", {"Allow": "GET"})
                     return self._function(rest[len("/api"):], url.query, body, check_key=False)
@@ -194,11 +203,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not matches:
             return self._send(404, b"not found")
         allowed = [(r, m) for r, m in matches if not r.methods or self.command in r.methods]
-        if not allowed:
-            methods = sorted({x for r, _ in matches for x in r.methods})
-            return self._send(405, b"method not allowed", {"Allow": ", ".join(methods)})
+        if not allowed:  # the real host: no route for this method, 404 (not 405)
+            return self._send(404, b"not found")
         route, m = allowed[0]
-        params = dict(parse_qsl(query, keep_blank_values=True))
+        params = query_params(query)
         if check_key and not front.key_allows(route.auth_level,
                                               self.headers.get("x-functions-key") or params.get("code")):
             log.info("http function=%s method=%s status=401 (missing or wrong key)", route.invoker.name, self.command)
@@ -219,6 +227,27 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("invocation function=%s trigger=http method=%s outcome=ok status=%d duration_ms=%.0f",
                  route.invoker.name, self.command, status, (time.perf_counter() - t0) * 1000)
         return self._send(status, out_body, headers)
+
+
+def loopback_host(host: str | None) -> bool:
+    """Whether a ``Host`` header names this machine's loopback interface (with or without a port)."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):  # [::1]:7071
+        name = name[1:].split("]", 1)[0]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    return name in LOOPBACK_HOSTS
+
+
+def query_params(query: str) -> dict[str, str]:
+    """The query as the host hands it to a Python function: ASP.NET ``Query`` values joined with commas
+    (``StringValues.ToString()``), empty ones left out (``if (!string.IsNullOrEmpty(value)) http.Query.Add(...)``)."""
+    joined: dict[str, list[str]] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        joined.setdefault(key, []).append(value)
+    return {k: ",".join(v) for k, v in joined.items() if ",".join(v)}
 
 
 def _response(result: Any) -> tuple[int, bytes, dict[str, str]]:

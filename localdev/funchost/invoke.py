@@ -21,6 +21,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from localdev.funchost.config import HostError, Settings
+from localdev.funchost.hostlogs import invocation
 
 SUPPORTED_TRIGGERS = ("queueTrigger", "timerTrigger", "httpTrigger")
 
@@ -90,6 +91,34 @@ def _message_texts(value: Any) -> list[str]:
     return texts
 
 
+class _Gate:
+    """Decides, once, between "the invocation flushes its outputs" and "the host gave up on it"."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._flushing = False
+
+    def begin_flush(self) -> bool:
+        with self._lock:
+            self._flushing = not self._abandoned
+            return self._flushing
+
+    def abandon(self) -> bool:
+        with self._lock:
+            self._abandoned = not self._flushing
+            return self._abandoned
+
+
+class FunctionTimeoutError(Exception):
+    """The invocation ran past host.json ``functionTimeout``: it failed (the real host then restarts the worker)."""
+
+
+def _timespan(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+
+
 class QueueClients:
     """Cached queue clients per (connection string, queue); creates queues on first use."""
 
@@ -114,8 +143,10 @@ class QueueClients:
 class Invoker:
     """Binds arguments for one function and calls it."""
 
-    def __init__(self, fn: Any, settings: Settings, queues: QueueClients, encoding: str, app_dir: str) -> None:
+    def __init__(self, fn: Any, settings: Settings, queues: QueueClients, encoding: str, app_dir: str, *,
+                 timeout: float | None = None) -> None:
         self.fn = fn
+        self.timeout = timeout  #: host.json functionTimeout in seconds (None: no limit)
         self.name: str = fn.get_function_name()
         self.user: Callable[..., Any] = fn.get_user_function()
         self.trigger = fn.get_trigger()
@@ -144,6 +175,33 @@ class Invoker:
                                 "local host (supported outputs: queue, http); use the SDK in code or extend funchost")
 
     def __call__(self, trigger_value: Any) -> Any:
+        """Run the function; past ``timeout`` raise :class:`FunctionTimeoutError`. The real host then restarts the
+        worker process; a thread cannot be killed, so here the late invocation runs on, detached, and its output
+        bindings are discarded (it failed)."""
+        gate = _Gate()
+        if self.timeout is None:
+            return self._run(trigger_value, gate)
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["result"] = self._run(trigger_value, gate)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name=f"invoke-{self.name}", daemon=True).start()
+        if not done.wait(self.timeout) and gate.abandon():
+            raise FunctionTimeoutError(f"Timeout value of {_timespan(self.timeout)} was exceeded by function: "
+                                       f"Functions.{self.name}")
+        done.wait()  # finished in time, or already flushing its outputs when the timeout struck
+        if "error" in box:
+            raise box["error"]
+        return box["result"]
+
+    def _run(self, trigger_value: Any, gate: _Gate) -> Any:
         kwargs: dict[str, Any] = {self.trigger.name: trigger_value}
         outs: dict[str, Out] = {}
         for name, _conn, _queue in self.outputs:
@@ -151,9 +209,12 @@ class Invoker:
                 outs[name] = kwargs[name] = Out()
         if "context" in self.params and "context" not in kwargs:
             kwargs["context"] = Context(self.name, self.app_dir)
-        result = self.user(**kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_await(result))
+        with invocation(self.name):
+            result = self.user(**kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+        if not gate.begin_flush():  # timed out: the invocation failed, its outputs never leave
+            return result
         for name, conn, queue in self.outputs:
             value = result if name == "$return" else outs[name].value
             texts = _message_texts(value)

@@ -2,9 +2,12 @@
 
 Consumes: one queue-triggered function, its queue (connection string + name), :class:`QueueConfig`.
 Behaviour: fetch up to ``batchSize`` messages; fetch again only when in-flight count <= ``newBatchThreshold``;
-exponential back-off (100 ms → ``maxPollingInterval``) while the queue is empty; messages stay invisible while
-running (lease renewed); on failure the message reappears after ``visibilityTimeout``; after
-``maxDequeueCount`` failed deliveries it moves to ``<queue>-poison``. Optional duplicate delivery (chaos knob).
+exponential back-off (100 ms → ``maxPollingInterval``) while the queue is empty; a received message is invisible
+for 10 minutes and that is renewed every 5 minutes while the function runs (the real listener's fixed values;
+``lease_seconds`` shortens both for fault tests); on failure (an exception, or ``functionTimeout``) the message
+reappears after ``visibilityTimeout``; after ``maxDequeueCount`` failed deliveries it moves to ``<queue>-poison``; a
+message that does not decode (``messageEncoding: base64``) moves there at once, without invoking the function.
+Optional duplicate delivery (chaos knob). docs/funchost.md quotes the real host's source for each.
 Storage transactions the listener itself makes are counted in :attr:`QueueListener.storage_counts` (one per
 queue-service call attempted: ``receive`` (got messages), ``receive_empty``, ``delete``, ``update`` (lease renewal or
 failure visibility), ``poison`` (send to the poison queue), ``duplicate`` (chaos copy)); the app's own calls are not.
@@ -33,6 +36,9 @@ from localdev.funchost.invoke import Invoker, QueueClients
 log = logging.getLogger("funchost")
 
 MIN_POLL = 0.1
+#: The real queue listener receives with a 10-minute visibility timeout and renews it at half of that while the
+#: function runs (azure-sdk-for-net QueueListener: ``_visibilityTimeout = TimeSpan.FromMinutes(10)``).
+IN_FLIGHT_SECONDS = 600.0
 
 
 @dataclass
@@ -46,7 +52,7 @@ class _Lease:
 
 class QueueListener:
     def __init__(self, invoker: Invoker, conn: str, queue: str, cfg: QueueConfig, pool: Executor,
-                 queues: QueueClients, stop: threading.Event, *, lease_seconds: float = 60.0,
+                 queues: QueueClients, stop: threading.Event, *, lease_seconds: float = IN_FLIGHT_SECONDS,
                  duplicate_delivery: bool = False) -> None:
         self.invoker = invoker
         self.queue = queue
@@ -162,9 +168,9 @@ class QueueListener:
             else:
                 try:
                     body: bytes | None = self._decode(m.content or "")
-                except (binascii.Error, ValueError, UnicodeError) as exc:
+                except (binascii.Error, ValueError, UnicodeError) as exc:  # the real host: poison, no invocation
                     body = None
-                    outcome, detail = "failed", f"message is not valid {self.cfg.message_encoding}: {exc}"
+                    outcome, detail = "poisoned", f"message is not valid {self.cfg.message_encoding}: {exc}"
                 if body is not None:
                     msg = QueueMessageImpl(  # type: ignore[no-untyped-call]
                         id=m.id, body=body, dequeue_count=m.dequeue_count, insertion_time=m.inserted_on,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,8 +32,15 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, stdin: str = "",
     return code, out.getvalue(), err.getvalue()
 
 
+def key_file(key: str = KEY) -> Path:
+    path = Path(tempfile.mkdtemp(prefix="restorectl-key-")) / "key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    return path
+
+
 def conn(url: str) -> list[str]:
-    return ["--url", url, "--key", KEY]
+    return ["--url", url, "--key-file", str(key_file())]
 
 
 def test_endpoint_comes_from_stack_env_file(api: tuple[str, StubState], tmp_path: Path) -> None:
@@ -69,9 +77,30 @@ def test_unreachable_api_says_make_up() -> None:
 
 def test_wrong_key_says_which_setting_to_fix(api: tuple[str, StubState]) -> None:
     url, _ = api
-    code, _, err = run(["list", "--url", url, "--key", "wrong"])
+    code, _, err = run(["list", "--url", url, "--key-file", str(key_file("wrong"))])
     assert code == restorectl.EXIT_FAILED
     assert "401" in err and "missing or wrong function key" in err
+
+
+def test_key_on_the_command_line_is_refused_and_nothing_is_sent(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["list", "--url", url, "--key", KEY])
+    assert code == restorectl.EXIT_USAGE
+    assert "command line" in err and "RESTORE_API_KEY" in err and "--key-file" in err
+    assert state.requests == []
+
+
+def test_key_from_the_environment(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["list", "--url", url], env={"RESTORE_API_KEY": KEY})
+    assert (code, err) == (0, "") and state.requests[-1]["key"] == KEY
+
+
+def test_empty_key_file_says_what_to_put_there(api: tuple[str, StubState], tmp_path: Path) -> None:
+    url, state = api
+    (tmp_path / "key").write_text("\n")
+    code, _, err = run(["list", "--url", url, "--key-file", str(tmp_path / "key")])
+    assert code == restorectl.EXIT_USAGE and "first line" in err and state.requests == []
 
 
 def test_start_from_json_file_posts_it_unchanged(api: tuple[str, StubState], tmp_path: Path) -> None:

@@ -213,3 +213,13 @@ def test_queue_adapters_drive_the_pipeline(functions: dict[str, Any], harness: H
     rid = json.loads(msg.text)["restore_id"]
     rec = harness.store.get(rid)
     assert rec is not None and rec.status is Status.RESTORING and rec.stage is Stage.TRIGGER
+
+
+def test_in_flight_visibility_setting_matches_the_queue_listener_and_the_local_host() -> None:
+    from localdev.funchost.queues import IN_FLIGHT_SECONDS
+
+    assert float(config.DEFAULTS[config.MESSAGE_IN_FLIGHT_SECONDS]) == IN_FLIGHT_SECONDS == 600
+    assert float(SAMPLE[config.MESSAGE_IN_FLIGHT_SECONDS]) == float(SAMPLE.get("FUNCHOST_LEASE_SECONDS",
+                                                                             IN_FLIGHT_SECONDS))
+    s = load_settings(SAMPLE)
+    assert s.redrive_slack_seconds > s.message_in_flight_seconds  # never re-drive a message that is merely in flight

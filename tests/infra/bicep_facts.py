@@ -29,6 +29,8 @@ PLATFORM_SETTINGS: dict[str, str] = {
     "FUNCTIONS_EXTENSION_VERSION": "Functions runtime version on App Service plans (Flex sets it in functionAppConfig)",
     "FUNCTIONS_WORKER_RUNTIME": "language worker on App Service plans (Flex sets it in functionAppConfig)",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra ID ingestion for the host's telemetry (local auth disabled)",
+    "PYTHON_ENABLE_OPENTELEMETRY": "Python worker announces WorkerOpenTelemetryEnabled: with host.json telemetryMode "
+    "OpenTelemetry the host stops exporting the worker's logs, which the app exports itself (no duplicates)",
 }
 #: Prefixes of identity-based connection settings read by the Functions host / the storage bindings.
 PLATFORM_PREFIXES: dict[str, str] = {
@@ -97,10 +99,79 @@ def app_setting_names(parsed_main: dict[str, Any], var_name: str = APP_SETTINGS_
     return names
 
 
+def _object_items(node: Any, variables: dict[str, Any], seen: set[str]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every object literal reachable from ``node`` (both branches of a conditional)."""
+    if isinstance(node, dict):
+        if "function" in node or "operator" in node:
+            inner = node.get("function") or node.get("operator")
+            args = inner.get("parameters") or inner.get("operands") or {}
+            for value in args.values():
+                yield from _object_items(value, variables, seen)
+            return
+        yield from node.items()
+    elif isinstance(node, str) and node in variables and node not in seen:
+        seen.add(node)
+        yield from _object_items(variables[node]["value"], variables, seen)
+
+
+def app_settings(parsed_main: dict[str, Any], var_name: str = APP_SETTINGS_VAR) -> dict[str, Any]:
+    """Name -> parsed value of every app setting in ``var <var_name>`` (a literal string, or an expression)."""
+    variables = parsed_main.get("variables", {})
+    if var_name not in variables:
+        raise AssertionError(f"main.bicep has no variable {var_name!r}: the app settings must be built in one place")
+    return dict(_object_items(variables[var_name]["value"], variables, {var_name}))
+
+
 def object_var(parsed: dict[str, Any], var_name: str) -> dict[str, Any]:
     value = parsed["variables"][var_name]["value"]
     if not isinstance(value, dict):
         raise AssertionError(f"variable {var_name!r} is not an object literal")
+    return value
+
+
+#: Site properties Microsoft lists under "Flex Consumption plan deprecations" (functions-app-settings) that ARM also
+#: rejects on a Flex site even when null (error 51021); docs/deploy.md quotes both sources.
+FLEX_REJECTED_SITE_PROPERTIES = ("ftpsState", "linuxFxVersion", "alwaysOn", "use32BitWorkerProcess",
+                                 "netFrameworkVersion", "functionsRuntimeScaleMonitoringEnabled")
+
+
+def evaluate(node: Any, variables: dict[str, Any], flags: dict[str, bool]) -> Any:
+    """``node`` (a parsed Bicep expression) as deployed when the boolean variables in ``flags`` have those values.
+
+    A conditional on a flag takes its branch, ``union()`` merges objects, a bare string naming an object variable
+    becomes that object; other values stay as parsed. A conditional on anything else fails loudly, so a check built
+    on this never passes by not looking.
+    """
+    if isinstance(node, str):
+        value = variables.get(node, {}).get("value") if node in variables else None
+        return evaluate(value, variables, flags) if isinstance(value, dict) else node
+    if not isinstance(node, dict):
+        return node
+    if "operator" in node and node["operator"].get("type") == "conditional":
+        operands = node["operator"]["operands"]
+        if operands["condition"] not in flags:
+            raise AssertionError(f"conditional on {operands['condition']!r}: give its value in flags")
+        branch = "true_value" if flags[operands["condition"]] else "false_value"
+        return evaluate(operands[branch], variables, flags)
+    if "function" in node and node["function"].get("type") == "union":
+        merged: dict[str, Any] = {}
+        for arg in node["function"]["parameters"].values():
+            value = evaluate(arg, variables, flags)
+            if not isinstance(value, dict):
+                raise AssertionError(f"union() of a non-object: {arg!r}")
+            merged.update(value)
+        return merged
+    if "operator" in node or "function" in node:
+        return node
+    return {key: evaluate(value, variables, flags) for key, value in node.items()}
+
+
+def resource_properties(parsed: dict[str, Any], resource: str, flags: dict[str, bool]) -> dict[str, Any]:
+    """``properties`` of the named resource of a parsed template, evaluated for ``flags``."""
+    config = parsed["resources"][resource]["config"]
+    value = evaluate(config["properties"], parsed.get("variables", {}), flags)
+    if not isinstance(value, dict):
+        raise AssertionError(f"properties of {resource!r} did not evaluate to an object")
     return value
 
 

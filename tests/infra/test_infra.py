@@ -191,6 +191,44 @@ def test_binding_extractor_reads_percent_expressions() -> None:
     assert facts.binding_setting_names(src) == {"RESTORE_QUEUE_WAIT", "RESTORE_WATCHDOG_SCHEDULE"}
 
 
+# --- Flex Consumption ------------------------------------------------------------------------------------------------
+
+FUNCTION_APP_BICEP = facts.INFRA / "modules" / "function-app.bicep"
+
+
+def test_flex_site_carries_no_property_flex_rejects() -> None:
+    parsed = facts.parse(FUNCTION_APP_BICEP)
+    flex = facts.resource_properties(parsed, "site", {"isFlex": True})
+    assert isinstance(flex["functionAppConfig"], dict), "the Flex site needs functionAppConfig (runtime, deployment)"
+    assert flex["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    site_config = flex.get("siteConfig") or {}
+    assert site_config.get("minTlsVersion") == "1.2" and site_config.get("http20Enabled") is True
+    for where, keys in (("properties", flex), ("properties.siteConfig", site_config)):
+        present = sorted(set(keys) & set(facts.FLEX_REJECTED_SITE_PROPERTIES))
+        assert not present, f"the Flex site sets {where}.{present}: ARM rejects them even when null; leave them out"
+
+
+def test_dedicated_site_keeps_its_runtime_and_ftp_hardening() -> None:
+    parsed = facts.parse(FUNCTION_APP_BICEP)
+    dedicated = facts.resource_properties(parsed, "site", {"isFlex": False})
+    assert dedicated["functionAppConfig"] is None
+    site_config = dedicated["siteConfig"]
+    assert site_config["linuxFxVersion"] == "PYTHON|3.11" and site_config["alwaysOn"] is True
+    assert site_config["ftpsState"] == "Disabled" and site_config["minTlsVersion"] == "1.2"
+    assert site_config["http20Enabled"] is True and site_config["remoteDebuggingEnabled"] is False
+
+
+def test_flex_evaluator_sees_a_nulled_property(tmp_path: Path) -> None:
+    parsed = facts.parse_text(
+        "param plan string\nvar isFlex = plan == 'Flex'\nvar base = {\n  minTlsVersion: '1.2'\n}\n"
+        "resource site 'Microsoft.Web/sites@2024-04-01' = {\n  name: 'x'\n  properties: {\n"
+        "    siteConfig: union(base, {\n      ftpsState: isFlex ? null : 'Disabled'\n    })\n  }\n}\n", tmp_path)
+    flex = facts.resource_properties(parsed, "site", {"isFlex": True})
+    assert flex["siteConfig"] == {"minTlsVersion": "1.2", "ftpsState": None}
+    with pytest.raises(AssertionError):
+        facts.resource_properties(parsed, "site", {})
+
+
 # --- keyless ------------------------------------------------------------------------------------------------------
 
 def _template_files() -> list[Path]:

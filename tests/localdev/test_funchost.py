@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
 
 from localdev.azurite import Azurite
 from localdev.funchost import FunctionsHost, HostError
@@ -70,10 +74,20 @@ def test_timespan_and_host_json_defaults_follow_the_real_host() -> None:
     ({"extensions": {"queues": {"batchSize": 64}}}, "between 1 and 32"),
     ({"extensions": {"queues": {"messageEncoding": "utf8"}}}, "base64"),
     ({"extensions": {"queues": {"maxPollingInterval": "2s"}}}, "hh:mm:ss"),
+    ({"telemetryMode": "ApplicationInsights"}, "only value is \"OpenTelemetry\""),
+    ({"singleton": {"listenerLockPeriod": "00:02:00"}}, "15 to 60 seconds"),
+    ({"singleton": {"listenerLockRecoveryPollingInterval": "00:00:05"}}, ">= 15 s"),
+    ({"functionTimeout": "00:00:00"}, "positive"),
 ])
 def test_bad_host_json_is_rejected_with_what_to_change(bad: dict[str, Any], hint: str) -> None:
     with pytest.raises(HostError, match=hint):
         host_config(bad)
+
+
+def test_telemetry_mode_is_read_from_host_json() -> None:
+    assert host_config({}).telemetry_mode is None
+    assert host_config({"telemetryMode": "openTelemetry"}).telemetry_mode == "OpenTelemetry"
+    assert host_config(json.loads((REPO / "host.json").read_text())).telemetry_mode == "OpenTelemetry"
 
 
 def test_route_templates_match_params_and_constraints() -> None:
@@ -154,6 +168,31 @@ def test_duplicate_delivery_knob_redelivers_each_original_exactly_once(queues: Q
         assert len({e["id"] for e in events(h)}) == 6  # copies are new messages
 
 
+@pytest.mark.parametrize("mode, worker_otel, exported", [
+    (None, "true", True),               # Application Insights SDK mode: the host exports what the worker forwards
+    ("OpenTelemetry", "false", True),   # OpenTelemetry mode, but the worker announced no capability
+    ("OpenTelemetry", "true", False),   # both: the host leaves the worker's logs to the app
+])
+def test_host_exports_forwarded_function_logs_as_the_real_host_does(queues: Queues, mode: str | None,
+                                                                     worker_otel: str, exported: bool) -> None:
+    s = settings(queues, APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-0",
+                 PYTHON_ENABLE_OPENTELEMETRY=worker_otel)
+    doc = host_json() if mode is None else {**host_json(), "telemetryMode": mode}
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # as in the Python worker (and the CLI): INFO records reach the host
+    try:
+        with FunctionsHost(APPS / "basic", s, host_json=doc) as h:
+            queues.send(s["WORK_QUEUE"], {"tag": "log"})
+            wait_for(lambda: queues.drain(s["OUT_QUEUE"]), what="output")
+            assert h.host_log_export is not None
+            counts = dict(h.host_log_export.exported)
+    finally:
+        root.setLevel(level)
+    assert (counts.get("Function.worker.User", 0) >= 1) is exported
+    assert set(counts) <= {"Function.worker.User"}
+
+
 # ---------------------------------------------------------------- timers
 def test_timer_from_setting_schedule_never_overlaps_and_reports_past_due(queues: Queues) -> None:
     s = settings(queues, TICK_SCHEDULE="*/1 * * * * *", TICK_SLEEP="1.3")
@@ -165,6 +204,77 @@ def test_timer_from_setting_schedule_never_overlaps_and_reports_past_due(queues:
     for a, b in zip(ticks, ticks[1:], strict=False):
         assert b["start"] >= a["end"] - 0.01  # one at a time
     assert any(t["past_due"] for t in ticks)  # 1.3 s runs on a 1 s schedule miss occurrences
+
+
+def _container(q: Queues) -> ContainerClient:
+    container = ContainerClient.from_connection_string(q.conn, "azure-webjobs-hosts")
+    try:
+        container.create_container()
+    except ResourceExistsError:
+        pass
+    return container
+
+
+def _status(container: ContainerClient, hid: str) -> dict[str, Any]:
+    blob = container.get_blob_client(f"timers/{hid}/Host.Functions.tick/status")
+    return dict(json.loads(blob.download_blob().readall()))
+
+
+def _utc(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def test_timer_status_is_written_to_storage_on_start(queues: Queues) -> None:
+    hid = f"t{queues.suffix}"
+    s = settings(queues, TICK_SCHEDULE="0 */5 * * * *", AzureFunctionsWebHost__hostid=hid)  # 5 min: useMonitor
+    container = _container(queues)
+    with FunctionsHost(APPS / "basic", s, host_json=host_json()) as h:
+        status = wait_for(lambda: _blob_json(container, hid), what="timer status blob")
+        assert events(h, "tick") == []
+    nxt = _utc(status["Next"])
+    assert status["Last"].startswith("0001-01-01") and nxt % 300 == 0 and 0 < nxt - time.time() <= 300
+
+
+def _blob_json(container: ContainerClient, hid: str) -> dict[str, Any] | None:
+    try:
+        return _status(container, hid)
+    except ResourceNotFoundError:
+        return None
+
+
+def test_occurrence_missed_while_no_host_ran_runs_at_start_past_due(queues: Queues) -> None:
+    hid = f"t{queues.suffix}"
+    s = settings(queues, TICK_SCHEDULE="0 */5 * * * *", AzureFunctionsWebHost__hostid=hid)
+    container = _container(queues)
+    boundary = time.time() // 300 * 300
+    earlier = {"Last": datetime.fromtimestamp(boundary - 600, UTC).isoformat(),
+               "Next": datetime.fromtimestamp(boundary - 300, UTC).isoformat(),
+               "LastUpdated": datetime.fromtimestamp(boundary - 600, UTC).isoformat()}
+    container.get_blob_client(f"timers/{hid}/Host.Functions.tick/status").upload_blob(json.dumps(earlier))
+    with FunctionsHost(APPS / "basic", s, host_json=host_json()) as h:
+        ticks = wait_for(lambda: events(h, "tick"), timeout=10, what="the missed occurrence")
+        assert ticks[0]["past_due"] is True
+        status = wait_for(lambda: (st := _status(container, hid))["Last"] != earlier["Last"] and st,
+                          what="status after the run")
+    assert abs(_utc(status["Last"]) - ticks[0]["start"]) < 5
+    assert _utc(status["Next"]) == (_utc(status["Last"]) // 300 + 1) * 300
+
+
+def test_timer_runs_on_one_host_instance_at_a_time(queues: Queues) -> None:
+    hid = f"t{queues.suffix}"
+    s = settings(queues, TICK_SCHEDULE="*/1 * * * * *", AzureFunctionsWebHost__hostid=hid)
+    doc = {**host_json(), "singleton": {"listenerLockPeriod": "00:00:15",
+                                        "listenerLockRecoveryPollingInterval": "00:00:15"}}
+    first = FunctionsHost(APPS / "basic", s, host_json=doc).start()
+    try:
+        wait_for(lambda: events(first, "tick"), what="the first instance's timer")
+        with FunctionsHost(APPS / "basic", s, host_json=doc) as second:
+            time.sleep(3)
+            assert events(second, "tick") == [] and len(events(first, "tick")) >= 3
+            first.stop()  # releases the lock: the second instance takes over on its next attempt
+            wait_for(lambda: events(second, "tick"), timeout=20, what="the second instance's timer")
+    finally:
+        first.stop()
 
 
 # ---------------------------------------------------------------- http
@@ -210,13 +320,21 @@ def test_request_fields_reach_the_function_and_response_headers_come_back(web: t
     assert echo["params"]["x"] == "1" and echo["x_test"] == "yes" and echo["url"].endswith("/api/items/7?x=1&code=fkey")
 
 
-def test_unknown_route_404_wrong_method_405_failing_function_500(web: tuple[FunctionsHost, Queues]) -> None:
+def test_unknown_route_and_known_route_with_wrong_method_404_failing_function_500(
+        web: tuple[FunctionsHost, Queues]) -> None:
     h, _ = web
     assert fetch(h.base_url + "/api/nope", headers={"x-functions-key": "fkey"})[0] == 404
     assert fetch(h.base_url + "/api/items/abc", headers={"x-functions-key": "fkey"})[0] == 404  # {id:int}
     status, _, headers = fetch(h.base_url + "/api/items/7", method="DELETE", headers={"x-functions-key": "fkey"})
-    assert status == 405 and "GET" in headers["Allow"]
+    assert status == 404 and "Allow" not in headers  # the real host's routing: 404, not 405
     assert fetch(h.base_url + "/api/boom")[0] == 500
+
+
+def test_query_drops_empty_values_and_joins_repeated_keys(web: tuple[FunctionsHost, Queues]) -> None:
+    h, _ = web
+    status, body, _ = fetch(h.base_url + "/api/items/7?x=1&empty=&flag&x=2&y=a%2Cb&code=fkey")
+    assert status == 200
+    assert json.loads(body)["params"] == {"x": "1,2", "y": "a,b", "code": "fkey"}
 
 
 def test_http_queue_output_binding(web: tuple[FunctionsHost, Queues]) -> None:
@@ -239,21 +357,37 @@ def test_static_mount_and_keyless_get_only_dashboard_proxy(web: tuple[FunctionsH
     assert fetch(h.base_url + "/admin/host/ping")[0] == 200
 
 
+@pytest.mark.parametrize("host, status", [
+    ("127.0.0.1:{port}", 200), ("localhost:{port}", 200), ("LOCALHOST", 200), ("[::1]:{port}", 200),
+    ("evil.example:{port}", 403), ("127.0.0.1.nip.io:{port}", 403), ("localhost.evil.example", 403),
+    ("10.0.0.5:{port}", 403), ("", 403),
+])
+def test_keyless_dashboard_proxy_answers_only_loopback_host_names(web: tuple[FunctionsHost, Queues], host: str,
+                                                                  status: int) -> None:
+    h, _ = web
+    got, body, _ = fetch(h.base_url + "/dashboard/api/items/5", headers={"Host": host.format(port=h.port)})
+    assert got == status
+    if status == 403:
+        assert b"loopback" in body and b"route_params" not in body  # the function never ran
+
+
 # ---------------------------------------------------------------- CLI + graceful stop
 def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues: Queues, tmp_path: Path) -> None:
     s = settings(queues)
     (tmp_path / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": s}))
+    (tmp_path / "keys.json").write_text(json.dumps({"functionKeys": ["k-cli-secret"]}))
     log = tmp_path / "host.log"
     ready = tmp_path / "ready.json"
     with open(log, "wb") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "localdev.funchost", "--app-dir", str(APPS / "basic"),
                                  "--settings", str(tmp_path / "local.settings.json"), "--port", "0",
-                                 "--function-key", "k", "--ready-file", str(ready)],
+                                 "--keys-file", str(tmp_path / "keys.json"), "--ready-file", str(ready)],
                                 cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
     try:
         wait_for(ready.exists, what="ready file")
         port = json.loads(ready.read_text())["port"]
         assert fetch(f"http://127.0.0.1:{port}/api/hello/cli")[1] == b"hello cli"
+        assert fetch(f"http://127.0.0.1:{port}/api/items/1", headers={"x-functions-key": "k-cli-secret"})[0] == 200
         queues.send(s["WORK_QUEUE"], {"tag": "slow", "action": "sleep", "secs": 2})
         wait_for(lambda: b"worker-start tag=slow" in log.read_bytes(), what="invocation start")
         proc.send_signal(signal.SIGTERM)
@@ -268,6 +402,14 @@ def test_cli_sigterm_lets_the_running_invocation_finish(azurite: Azurite, queues
     assert "outcome=ok" in text and queues.conn not in text and "AccountKey" not in text
 
 
+@pytest.mark.parametrize("flag", ["--function-key", "--master-key"])
+def test_cli_refuses_keys_on_the_command_line(tmp_path: Path, flag: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "localdev.funchost", "--app-dir", str(APPS / "basic"), "--port", "0",
+                           flag, "k-secret"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "--keys-file" in proc.stderr and "command line" in proc.stderr
+
+
 def test_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(queues: Queues) -> None:
     s = settings(queues, FUNCHOST_LEASE_SECONDS="2")
     with FunctionsHost(APPS / "basic", s, host_json=host_json()) as h:
@@ -279,11 +421,34 @@ def test_long_invocation_keeps_its_message_invisible_by_renewing_the_lease(queue
         assert json.loads(out[0])["dequeue_count"] == 1 and queues.count(s["WORK_QUEUE"]) == 0
 
 
-def test_message_that_is_not_base64_ends_in_poison_unchanged(queues: Queues) -> None:
+def test_message_that_is_not_base64_goes_to_poison_at_once_unchanged(queues: Queues) -> None:
     s = settings(queues)
-    with FunctionsHost(APPS / "basic", s, host_json=host_json(maxDequeueCount=2)) as h:
+    # five deliveries a minute apart would be needed if decoding failures were retried like failed invocations
+    with FunctionsHost(APPS / "basic", s, host_json=host_json(maxDequeueCount=5, visibilityTimeout="00:01:00")) as h:
         raw = queues.client(s["WORK_QUEUE"])
         raw.send_message("{not base64!}")
         poison = queues.client(s["WORK_QUEUE"] + "-poison")
-        msgs = wait_for(lambda: list(poison.receive_messages()), what="poison message")
+        msgs = wait_for(lambda: list(poison.receive_messages()), timeout=10, what="poison message")
         assert msgs[0].content == "{not base64!}" and events(h) == []  # the function never saw it
+        assert h.storage_counts()["poison"] == 1 and queues.count(s["WORK_QUEUE"]) == 0
+
+
+def test_received_message_stays_invisible_ten_minutes_by_default(queues: Queues) -> None:
+    s = settings(queues)
+    with FunctionsHost(APPS / "basic", s, host_json=host_json()) as h:
+        assert h.lease_seconds == 600
+        queues.send(s["WORK_QUEUE"], {"tag": "vis"})
+        (ev,) = wait_for(lambda: events(h, "vis"), what="invocation")
+        assert 590 <= ev["next_visible"].timestamp() - ev["start"] <= 610
+
+
+def test_function_timeout_fails_the_invocation_and_counts_as_a_failed_delivery(queues: Queues) -> None:
+    s = settings(queues)
+    doc = {**host_json(maxDequeueCount=2), "functionTimeout": "00:00:01"}
+    with FunctionsHost(APPS / "basic", s, host_json=doc) as h:
+        queues.send(s["WORK_QUEUE"], {"tag": "slow", "action": "sleep", "secs": 2.5})
+        poison = wait_for(lambda: queues.drain(s["WORK_QUEUE"] + "-poison"), timeout=15, what="poison message")
+        assert json.loads(poison[0])["tag"] == "slow"
+        wait_for(lambda: len(events(h, "slow")) == 2, what="the two abandoned invocations to return")
+        assert [e["dequeue_count"] for e in events(h, "slow")] == [1, 2]
+        assert queues.drain(s["OUT_QUEUE"]) == []  # a timed-out invocation's outputs are discarded

@@ -122,3 +122,28 @@ def test_cli_up_status_down_from_separate_processes_leaves_no_process(tmp_path: 
     assert not (tmp_path / "stack.json").exists() and not (tmp_path / "stack.env").exists()
     assert (tmp_path / "logs" / "funchost.log").exists()  # logs are kept for post-mortems
     assert cli("status").returncode == 1
+
+
+def _command_lines() -> dict[int, str]:
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                out[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone, or not ours to read
+                continue
+    return out
+
+
+def test_no_started_process_has_a_key_or_token_in_its_command_line(stack: Stack) -> None:
+    secrets = {"function key": stack.env["RESTORE_API_KEY"], "emulator token": stack.env["DATAPROTECTION_TOKEN"],
+               "master key": json.loads((stack.dir / "funchost.keys.json").read_text())["masterKey"],
+               "storage key": "AccountKey="}
+    lines = _command_lines()
+    started = {name: lines.get(int(pid)) for name, pid in stack.alive_components().items()}
+    assert "localdev.funchost" in (started.get("funchost") or "") and "--keys-file" in started["funchost"]
+    assert "localdev.dpemu" in (started.get("dpemu") or "") and "--token-file" in started["dpemu"]
+    leaks = [(pid, what) for pid, line in lines.items() for what, secret in secrets.items() if secret in line]
+    assert not leaks, f"secrets on command lines (readable by every local user): {leaks}"
+    assert (stack.dir / "funchost.keys.json").stat().st_mode & 0o077 == 0
+    assert (stack.dir / "dpemu" / "token").stat().st_mode & 0o077 == 0

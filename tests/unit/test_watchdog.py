@@ -13,6 +13,7 @@ import pytest
 from restore_core import watchdog
 from restore_core.messages import Envelope
 from restore_core.models import Stage, Status
+from restore_core.queues import SentMessage
 from restore_core.records import RestoreRecord, TimelineEvent
 from restore_core.store import MemoryStateStore
 
@@ -47,11 +48,11 @@ def lose_messages(h: Harness) -> None:
 def test_overdue_restore_is_redriven_with_its_current_stage_and_attempt(h: Harness) -> None:
     rec = h.submit()
     lose_messages(h)  # the first validate message was lost
-    h.clock.advance(30)
+    h.clock.advance(h.settings.redrive_slack_seconds - 1)
     assert watchdog.tick(h.deps).redriven == []  # not overdue yet
     assert h.collect() == []
 
-    h.clock.advance(h.settings.poll_max_seconds + 1)
+    h.clock.advance(2)
     report = watchdog.tick(h.deps)
     assert report.redriven == [rec.id] and report.active == 1
     sent = h.collect()
@@ -66,9 +67,9 @@ def test_overdue_restore_is_redriven_with_its_current_stage_and_attempt(h: Harne
 def test_redriven_duplicate_of_a_message_that_was_only_late_is_harmless(h: Harness) -> None:
     h.submit()
     late = h.next_message()
-    h.clock.advance(h.settings.poll_max_seconds + 31)
-    watchdog.tick(h.deps)
-    h.collect()
+    h.clock.advance(h.settings.redrive_slack_seconds + 1)
+    assert watchdog.tick(h.deps).redriven
+    assert h.collect()
     h.deliver(late)
     h.run(until=Stage.MONITOR)  # the re-sent copy arrives second and is stale
     assert h.dp.calls["validate_restore"] == 1 and h.dp.trigger_calls == 1
@@ -155,7 +156,7 @@ def _tick_cost(terminal: int) -> tuple[Counter[str], watchdog.TickReport]:
     for i in range(10):
         h.submit(database_body(idempotency_key=f"k{i}"))
     lose_messages(h)
-    h.clock.advance(h.settings.poll_max_seconds + 31)
+    h.clock.advance(h.settings.redrive_slack_seconds + 1)
     store: CountingStore = h.store  # type: ignore[assignment]
     store.counts.clear()
     report = watchdog.tick(h.deps)
@@ -202,7 +203,7 @@ def test_terminal_row_still_indexed_gets_its_completion_event_from_the_watchdog(
     # the process died right after the terminal write: no event yet, index row still there
     h.store.update(row.copy(status=Status.SUCCEEDED, stage=None, next_check_at=None))
     assert [e.restore_id for e in h.store.active()] == [rec.id]
-    h.clock.advance(h.settings.poll_max_seconds + 31)
+    h.clock.advance(h.settings.redrive_slack_seconds + 1)
     watchdog.tick(h.deps)
     h.collect()
     assert [(e["restore_id"], e["status"]) for e in h.events] == [(rec.id, "succeeded")]
@@ -220,7 +221,7 @@ def test_one_bad_entry_never_stops_the_tick(h: Harness) -> None:
     # the process died after the terminal write of a restore whose completion event is huge (non-ASCII Azure error)
     h.store.update(h.record(huge_event.id).copy(status=Status.FAILED, stage=None, error_code="E",
                                                 error_message="\u00e9\u20ac\U0001f4a5" * 20000))
-    h.clock.advance(h.settings.poll_max_seconds + 31)
+    h.clock.advance(h.settings.redrive_slack_seconds + 1)
 
     report = watchdog.tick(h.deps)
     h.collect()
@@ -248,3 +249,67 @@ def test_intake_poison_queue_is_swept_and_each_message_recorded(h: Harness) -> N
     assert junk is not None and junk.status is Status.REJECTED and junk.error_code == "InvalidRequest"
     assert [e.restore_id for e in h.store.active()] == [keyed.id]
     assert {Envelope.decode(m.text).restore_id for m in h.collect()} <= {keyed.id}  # nothing new started
+# --- re-drive vs. a message that is merely in flight (the Functions queue listener keeps it invisible 10 minutes)
+
+def test_no_redrive_while_the_original_message_may_still_be_in_flight(h: Harness) -> None:
+    rec = h.submit()
+    original = h.next_message()  # received by a host that then died: invisible for the in-flight time, then back
+    assert h.settings.message_in_flight_seconds == 600
+    h.clock.advance(h.settings.message_in_flight_seconds)
+    assert watchdog.tick(h.deps).redriven == [] and h.collect() == []
+    h.deliver(original)
+    assert h.record(rec.id).stage is not Stage.VALIDATE
+
+
+def test_no_redrive_while_a_delayed_check_message_may_still_be_in_flight(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    check = h.next_message()
+    assert check.delay_seconds > 0
+    h.clock.advance(check.delay_seconds + h.settings.message_in_flight_seconds)
+    assert watchdog.tick(h.deps).redriven == []
+    h.clock.advance(h.settings.redrive_slack_seconds - h.settings.message_in_flight_seconds + 1)
+    assert watchdog.tick(h.deps).redriven == [h.record().id]  # now it counts as lost
+
+
+def _redrive_trigger(h: Harness) -> tuple[SentMessage, SentMessage]:
+    """The trigger message (the original) and the watchdog's copy of it (same stage, same attempt)."""
+    h.submit()
+    h.run(until=Stage.TRIGGER)
+    original = h.next_message()
+    h.clock.advance(original.delay_seconds + h.settings.redrive_slack_seconds + 1)
+    assert watchdog.tick(h.deps).redriven == [h.record().id]
+    (copy,) = [m for m in h.collect() if m.queue == original.queue]
+    h.pending.remove(copy)
+    a, b = Envelope.decode(original.text), Envelope.decode(copy.text)
+    assert (a.restore_id, a.stage, a.attempt) == (b.restore_id, b.stage, b.attempt)
+    return original, copy
+
+
+@pytest.mark.parametrize("first", ["original", "copy"])
+def test_redrive_copy_and_original_one_after_the_other_trigger_once(h: Harness, first: str) -> None:
+    original, copy = _redrive_trigger(h)
+    one, other = (original, copy) if first == "original" else (copy, original)
+    h.deliver(one)
+    row = h.record()
+    assert h.deliver(other) == []  # same stage and attempt, already done: a no-op
+    assert h.record() == row
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    h.run()
+    assert h.dp.trigger_calls == 1 and h.record().status is Status.SUCCEEDED and len(h.events) == 1
+
+
+def test_redrive_copy_arriving_while_the_original_is_mid_trigger_triggers_once(h: Harness) -> None:
+    original, copy = _redrive_trigger(h)
+    during: list[list[SentMessage]] = []
+    h.dp.on_call["trigger_restore"] = lambda: during.append(h.deliver(copy))
+    h.deliver(original)
+    assert len(during) == 1
+    for _ in range(10):
+        if not h.pending:
+            break
+        h.step()
+        if h.dp.jobs and not h.dp.only_job().terminal:
+            h.dp.finish_job(h.dp.only_job().name, "Completed")
+    h.run()
+    assert h.dp.trigger_calls == 1 and h.record().status is Status.SUCCEEDED and len(h.events) == 1

@@ -47,7 +47,8 @@ def worker(msg: func.QueueMessage, out: func.Out[str], context: func.Context) ->
         with LOCK:
             EVENTS.append({"tag": body.get("tag"), "id": msg.id, "dequeue_count": msg.dequeue_count, "start": start,
                            "end": time.time(), "failed": failed, "invocation_id": context.invocation_id,
-                           "pop_receipt": msg.pop_receipt, "insertion_time": msg.insertion_time})
+                           "pop_receipt": msg.pop_receipt, "insertion_time": msg.insertion_time,
+                           "next_visible": msg.time_next_visible})
         if failed:
             raise RuntimeError(f"simulated failure of {body.get('tag')}")
         out.set(json.dumps({"tag": body.get("tag"), "id": msg.id, "dequeue_count": msg.dequeue_count}))
