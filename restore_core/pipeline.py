@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import telemetry
+from . import late_outcomes, telemetry
 from .deps import Deps
 from .dp_client import JobInfo
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError
@@ -247,6 +247,8 @@ def finish(deps: Deps, rec: RestoreRecord) -> None:
     """Terminal bookkeeping after the winning terminal write: the completion event, then the active index row goes
     (a crash in between leaves the index row; the watchdog then publishes), then metrics."""
     publish_completion(deps, rec)
+    if rec.status == Status.FAILED and rec.error_code == "DeadlineExceeded" and rec.azure_job_id:
+        late_outcomes.watch(deps, rec)  # its Azure job may still end: record how, on the timeline
     deps.store.remove_active(rec.id)
     rto = (rec.job_end or rec.updated_at) - rec.created_at
     job_seconds = (rec.job_end - rec.job_start).total_seconds() if rec.job_end and rec.job_start else None

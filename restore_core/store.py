@@ -24,6 +24,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from itertools import islice
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
@@ -137,6 +138,18 @@ class StateStore(ABC):
 
     @abstractmethod
     def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def list_meta(self, kind: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        """Up to ``limit`` rows of ``meta-<kind>`` (their values; a row that must be found again carries its key)."""
+
+    @abstractmethod
+    def delete_meta(self, kind: str, key: str) -> None: ...
+
+    def add_events(self, rec: RestoreRecord, events: Sequence[TimelineEvent]) -> RestoreRecord:
+        """Append ``events`` to a restore's timeline without changing anything else on its row (e.g. what happened
+        after it ended); ETag-guarded like every write."""
+        return self.update(rec, events)
 
     # -- helpers shared by both implementations
     @staticmethod
@@ -316,6 +329,17 @@ class TableStateStore(StateStore):
         ent = {"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values}
         self._call(self._restores, lambda: self._restores.upsert_entity(ent, mode=UpdateMode.REPLACE))
 
+    def list_meta(self, kind: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self._call(self._restores, lambda: list(islice(self._restores.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": f"meta-{kind}"}, results_per_page=limit), limit)))
+        return [{k: v for k, v in dict(r).items() if k not in ("PartitionKey", "RowKey")} for r in rows]
+
+    def delete_meta(self, kind: str, key: str) -> None:
+        try:
+            self._call(self._restores, lambda: self._restores.delete_entity(f"meta-{kind}", key_hash(key)))
+        except ResourceNotFoundError:
+            pass
+
 
 class MemoryStateStore(StateStore):
     """In-memory twin with the same semantics (ETags, idempotency, active index) for pure-logic unit tests."""
@@ -417,6 +441,14 @@ class MemoryStateStore(StateStore):
     def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
         with self._lock:
             self._meta[(kind, key)] = dict(values)
+
+    def list_meta(self, kind: str, *, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(v) for (k, _), v in self._meta.items() if k == kind][:limit]
+
+    def delete_meta(self, kind: str, key: str) -> None:
+        with self._lock:
+            self._meta.pop((kind, key), None)
 
 
 def days_between(since: datetime, until: datetime) -> list[datetime]:

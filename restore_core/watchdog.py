@@ -9,7 +9,8 @@ Reads only the ``active`` index partition, so its cost grows with active restore
   are applied directly (the in-flight self-message then finds itself stale);
 - sweeps the poison queues: stage messages that carry no failure are removed; every ``restore-requests-poison``
   message is recorded (the restore it is, or a ``rejected`` row saying why it is not started) and removed;
-- records the ``restore.active`` (by stage) and ``restore.poison.depth`` (by queue) gauges.
+- records the ``restore.active`` (by stage) and ``restore.poison.depth`` (by queue) gauges;
+- looks at the Azure jobs that deadline failures left running and records how they ended (late outcomes).
 
 Each entry (and each batch, each poison message) is handled on its own: an error is logged and reported in
 ``TickReport.errors`` and the tick goes on, so one bad entry never stops the re-drives and deadlines of the others.
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from . import intake, telemetry
+from . import intake, late_outcomes, telemetry
 from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
 from .deps import Deps
 from .dp_client import JobInfo, RecoveryPointInfo
@@ -52,6 +53,8 @@ class TickReport:
     poison_removed: list[str] = field(default_factory=list)
     #: restores (or rejected records) of the messages taken from the intake poison queue
     intake_poison: list[str] = field(default_factory=list)
+    #: restores whose Azure job ended after their deadline failure (recorded on their timeline)
+    late_outcomes: list[str] = field(default_factory=list)
     arm_calls: int = 0
     #: units of work that raised (logged with their traceback), as "<restore id or ->: <what>: <error type>"
     errors: list[str] = field(default_factory=list)
@@ -212,23 +215,18 @@ def _batch_lead(deps: Deps) -> float:
     return deps.settings.message_in_flight_seconds + deps.settings.poll_max_seconds
 
 
-def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
-    now = deps.clock()
-    report = TickReport()
-    entries = deps.store.active()
-    report.active = len(entries)
-    _gauges(deps, entries, report)
-    calls_before = deps.dp.meter.total()
-    handled: set[str] = set()
-
-    # 1. deadlines
+def expire_overdue(deps: Deps, entries: list[ActiveEntry], now: datetime, report: TickReport,
+                   handled: set[str]) -> None:
+    """Job 1: restores past their deadline end ``failed`` (after one last look at their Azure job)."""
     for e in entries:
         if now >= e.deadline:
             handled.add(e.restore_id)
             _isolated(report, "expiring", e.restore_id, _expire, deps, e, report)
 
-    # 2. batched checks, per vault (CRR jobs) and per backup instance (rehydrations)
-    crr: dict[str, list[ActiveEntry]] = defaultdict(list)  # per vault (a vault has one secondary region)
+
+def check_cross_region_jobs(deps: Deps, entries: list[ActiveEntry], report: TickReport, handled: set[str]) -> None:
+    """Job 2a: cross-region jobs, one ``fetchCrossRegionRestoreJobs`` per vault (a vault has one secondary region)."""
+    crr: dict[str, list[ActiveEntry]] = defaultdict(list)
     for e in entries:
         if e.restore_id not in handled and e.stage == Stage.MONITOR.value and e.region == Region.SECONDARY.value \
                 and e.vault_id and e.azure_job_id:
@@ -236,22 +234,56 @@ def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
     for group in crr.values():
         _isolated(report, "batched cross-region job check", None, _check_crr_group, deps, group, report, handled)
 
+
+def _due_rehydration(deps: Deps, e: ActiveEntry, now: datetime, handled: set[str]) -> bool:
+    return e.restore_id not in handled and e.stage == Stage.WAIT.value and not e.azure_job_id and \
+        e.next_check_at is not None and now >= e.next_check_at - timedelta(seconds=_batch_lead(deps))
+
+
+def check_rehydrations(deps: Deps, entries: list[ActiveEntry], now: datetime, report: TickReport,
+                       handled: set[str]) -> None:
+    """Job 2b: stand-alone rehydrations, one recovery-point list per backup instance."""
     by_bi: dict[str, list[RestoreRecord]] = defaultdict(list)
-    for e in entries:
-        if e.restore_id not in handled and e.stage == Stage.WAIT.value and not e.azure_job_id and e.next_check_at and \
-                now >= e.next_check_at - timedelta(seconds=_batch_lead(deps)):
-            rec = _isolated(report, "loading", e.restore_id, _load, deps, e)
-            if rec is not None and rec.backup_instance_id:
-                by_bi[rec.backup_instance_id.lower()].append(rec)
-            elif rec is None:
-                handled.add(e.restore_id)
+    for e in (e for e in entries if _due_rehydration(deps, e, now, handled)):
+        rec = _isolated(report, "loading", e.restore_id, _load, deps, e)
+        if rec is None:
+            handled.add(e.restore_id)
+        elif rec.backup_instance_id:
+            by_bi[rec.backup_instance_id.lower()].append(rec)
     for recs in by_bi.values():
         _isolated(report, "batched rehydration check", None, _check_rehydration_group, deps, recs, report, handled)
 
-    # 3. re-drive overdue restores (lost or poisoned messages)
+
+def redrive_lost(deps: Deps, entries: list[ActiveEntry], now: datetime, report: TickReport,
+                 handled: set[str]) -> None:
+    """Job 3: re-drive restores whose next check is overdue (a lost or poisoned message)."""
     for e in entries:
         if e.restore_id in handled or e.next_check_at is None or now < e.next_check_at:
             continue
         _isolated(report, "re-driving", e.restore_id, _redrive, deps, e, now, report)
+
+
+def record_late_outcomes(deps: Deps, report: TickReport) -> None:
+    """Job 4: how Azure jobs left running by deadline failures ended (:mod:`restore_core.late_outcomes`)."""
+    found = _isolated(report, "late outcomes", None, late_outcomes.check, deps)
+    if found is not None:
+        report.late_outcomes.extend(found[0])
+        report.errors.extend(found[1])
+
+
+def tick(deps: Deps, *, past_due: bool = False) -> TickReport:
+    """One watchdog run: gauges and poison sweeps, then the jobs above, each entry on its own."""
+    now = deps.clock()
+    report = TickReport()
+    entries = deps.store.active()
+    report.active = len(entries)
+    _gauges(deps, entries, report)
+    calls_before = deps.dp.meter.total()
+    handled: set[str] = set()
+    expire_overdue(deps, entries, now, report, handled)
+    check_cross_region_jobs(deps, entries, report, handled)
+    check_rehydrations(deps, entries, now, report, handled)
+    redrive_lost(deps, entries, now, report, handled)
+    record_late_outcomes(deps, report)
     report.arm_calls = deps.dp.meter.total() - calls_before
     return report

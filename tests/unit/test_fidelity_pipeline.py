@@ -231,3 +231,42 @@ def test_a_job_another_restore_recorded_as_its_own_is_never_a_candidate(h: Harne
     h.step()
     assert h.record().azure_job_id == h.dp.jobs[name].id
     assert h.store.get_meta("jobowner", name.lower()) == {"restore_id": h.record().id}
+
+
+# --- late outcomes: a job that ends after its restore was failed by the deadline
+
+
+def test_a_job_that_ends_after_the_deadline_failure_is_recorded_on_the_timeline(h: Harness) -> None:
+    from restore_core import watchdog
+
+    h.submit(database_body(deadline_hours=1))
+    h.run(until=Stage.MONITOR)
+    h.clock.advance(7200)
+    h.step()
+    rec = h.record()
+    assert rec.error_code == "DeadlineExceeded"
+    h.clock.advance(h.settings.poll_max_seconds)
+    assert watchdog.tick(h.deps).late_outcomes == []  # still running: watched, nothing recorded
+    h.dp.finish_job(h.dp.only_job().name, "Completed", seconds=9000)
+    h.clock.advance(h.settings.poll_max_seconds)
+    report = watchdog.tick(h.deps)
+    assert report.late_outcomes == [rec.id]
+    after = h.record()
+    assert (after.status, after.error_code) == (Status.FAILED, "DeadlineExceeded")  # the row's verdict stays
+    last = h.store.timeline(rec.id)[-1]
+    assert "ended Completed" in last.message and last.data == {"late_job_status": "Completed"}
+    h.clock.advance(h.settings.poll_max_seconds)
+    assert watchdog.tick(h.deps).late_outcomes == []  # recorded once
+
+
+def test_a_watch_on_a_job_that_never_ends_is_dropped_after_a_week(h: Harness) -> None:
+    from restore_core import late_outcomes, watchdog
+
+    h.submit(database_body(deadline_hours=1))
+    h.run(until=Stage.MONITOR)
+    h.clock.advance(7200)
+    h.step()
+    assert len(h.store.list_meta(late_outcomes.KIND)) == 1
+    h.clock.advance(late_outcomes.LATE_WATCH.total_seconds() + 1)
+    watchdog.tick(h.deps)
+    assert h.store.list_meta(late_outcomes.KIND) == []
