@@ -41,6 +41,12 @@ def restores_list(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.list_restores(dict(req.params), deps=runtime.deps()))
 
 
+@app.route(route="stages", methods=["GET"])
+def stages_list(req: func.HttpRequest) -> func.HttpResponse:
+    """The pipeline's stages (label, status, cancellable), from the stage registry."""
+    return _http(api.stages())
+
+
 @app.route(route="restores/{id}/cancel", methods=["POST"])
 def restores_cancel(req: func.HttpRequest) -> func.HttpResponse:
     """Cancel before the trigger; 409 afterwards (Azure cannot cancel a restore job)."""

@@ -29,8 +29,9 @@ from .intake import submit
 from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
 from .records import TimelineEvent, parse_time
+from .stages import registry
+from .stages.registry import CANCELLABLE
 from .store import ConcurrencyError, days_between
-from .transitions import CANCELLABLE
 
 log = telemetry.get_logger("api")
 P = ParamSpec("P")
@@ -129,50 +130,81 @@ def _query_time(value: str) -> datetime | None:
     return parse_time(re.sub(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", value))
 
 
-@_storage_unavailable_is_503
-def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
-    now = deps.clock()
+@dataclass(frozen=True)
+class ListQuery:
+    """A validated ``GET /restores`` query."""
+
+    statuses: set[str] | None
+    since: datetime
+    until: datetime
+    limit: int
+    start_day: str
+    after: str
+
+
+def _statuses(value: str | None) -> set[str] | None:
+    statuses = {s.strip() for s in value.split(",")} if value else None
+    if statuses and not statuses <= {s.value for s in Status}:
+        raise RequestError(f"unknown status in {value!r}", field="status",
+                           fix=f"use one or more of {', '.join(s.value for s in Status)}")
+    return statuses
+
+
+def _window(params: dict[str, str], now: datetime) -> tuple[datetime, datetime]:
+    since = _query_time(params["since"]) if params.get("since") else now - timedelta(days=1)
+    until = _query_time(params["until"]) if params.get("until") else now
+    assert since is not None and until is not None
+    if until < since:
+        raise RequestError("until is before since", field="until", fix="swap since and until")
+    if (until - since).days > MAX_LIST_DAYS:
+        raise RequestError(f"the window is longer than {MAX_LIST_DAYS} days", field="since",
+                           fix="narrow since/until; page through longer periods window by window")
+    return since, until
+
+
+def parse_list_query(params: dict[str, str], now: datetime) -> ListQuery:
+    """Raises :class:`RequestError` naming the parameter to change."""
     try:
-        status = params.get("status")
-        statuses = {s.strip() for s in status.split(",")} if status else None
-        if statuses and not statuses <= {s.value for s in Status}:
-            raise RequestError(f"unknown status in {status!r}", field="status",
-                               fix=f"use one or more of {', '.join(s.value for s in Status)}")
-        since = _query_time(params["since"]) if params.get("since") else now - timedelta(days=1)
-        until = _query_time(params["until"]) if params.get("until") else now
-        assert since is not None and until is not None
-        if until < since:
-            raise RequestError("until is before since", field="until", fix="swap since and until")
-        if (until - since).days > MAX_LIST_DAYS:
-            raise RequestError(f"the window is longer than {MAX_LIST_DAYS} days", field="since",
-                               fix="narrow since/until; page through longer periods window by window")
+        statuses = _statuses(params.get("status"))
+        since, until = _window(params, now)
         limit = int(params.get("limit", "50"))
         if not 1 <= limit <= MAX_LIMIT:
             raise RequestError(f"limit must be 1..{MAX_LIMIT}", field="limit", fix=f"use a limit up to {MAX_LIMIT}")
         start_day, after = _parse_continuation(params["continuation"]) if params.get("continuation") else ("", "")
     except ValueError as exc:
-        return _error(RequestError(f"bad query parameter: {exc}", field="query",
-                                   fix="since/until are ISO-8601 times with a zone, limit an integer"))
+        raise RequestError(f"bad query parameter: {exc}", field="query",
+                           fix="since/until are ISO-8601 times with a zone, limit an integer") from None
+    return ListQuery(statuses, since, until, limit, start_day, after)
+
+
+def _page(q: ListQuery, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
+    items: list[dict[str, Any]] = []
+    for day in days_between(q.since, q.until):
+        key = day.strftime("%Y%m%d")
+        if q.start_day and key < q.start_day:
+            continue
+        for rec in deps.store.list_day(day, after_id=q.after if key == q.start_day else None):
+            if not (q.since <= rec.created_at <= q.until) or (q.statuses and rec.status.value not in q.statuses):
+                continue
+            if len(items) == q.limit:
+                return items, base64.urlsafe_b64encode(f"{key}|{items[-1]['id']}".encode()).decode()
+            items.append(rec.summary())
+    return items, None
+
+
+@_storage_unavailable_is_503
+def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
+    try:
+        query = parse_list_query(params, deps.clock())
     except RequestError as exc:
         return _error(exc)
-    items: list[dict[str, Any]] = []
-    next_token = None
-    for day in days_between(since, until):
-        key = day.strftime("%Y%m%d")
-        if start_day and key < start_day:
-            continue
-        for rec in deps.store.list_day(day, after_id=after if key == start_day else None):
-            if not (since <= rec.created_at <= until):
-                continue
-            if statuses and rec.status.value not in statuses:
-                continue
-            if len(items) == limit:
-                next_token = base64.urlsafe_b64encode(f"{key}|{items[-1]['id']}".encode()).decode()
-                break
-            items.append(rec.summary())
-        if next_token:
-            break
+    items, next_token = _page(query, deps)
     return ApiResponse(200, {"items": items, "continuation": next_token})
+
+
+def stages() -> ApiResponse:
+    """The queue-triggered stages in pipeline order, from the registry (the dashboard and ``restorectl`` read it)."""
+    return ApiResponse(200, {"stages": [s.describe() for s in registry.REGISTRY]})
 
 
 @_storage_unavailable_is_503

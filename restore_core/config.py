@@ -13,18 +13,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .stages import registry
+
 # --- connection (a Functions "connection" name: a connection string setting, or identity-based
 #     ``<NAME>__queueServiceUri`` / ``__tableServiceUri`` / ``__blobServiceUri`` / ``__credential`` / ``__clientId``)
 STORAGE_CONNECTION = "RestoreStorage"
 
-# --- queues (binding expressions in function_app.py use %NAME%)
+# --- queues (binding expressions in function_app.py use %NAME%). The stage queues' settings and default names
+#     come from the stage registry (restore_core/stages/registry.py); the two doors' queues are here.
 QUEUE_REQUESTS = "RESTORE_QUEUE_REQUESTS"
-QUEUE_VALIDATE = "RESTORE_QUEUE_VALIDATE"
-QUEUE_REHYDRATE = "RESTORE_QUEUE_REHYDRATE"
-QUEUE_WAIT = "RESTORE_QUEUE_WAIT"
-QUEUE_TRIGGER = "RESTORE_QUEUE_TRIGGER"
-QUEUE_MONITOR = "RESTORE_QUEUE_MONITOR"
 QUEUE_EVENTS = "RESTORE_QUEUE_EVENTS"
+STAGE_QUEUES: tuple[str, ...] = registry.QUEUE_SETTINGS
+ALL_QUEUES: tuple[str, ...] = (QUEUE_REQUESTS, *STAGE_QUEUES, QUEUE_EVENTS)
 
 # --- tables
 TABLE_RESTORES = "RESTORE_TABLE_RESTORES"
@@ -62,11 +62,7 @@ OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 
 DEFAULTS: Mapping[str, str] = {
     QUEUE_REQUESTS: "restore-requests",
-    QUEUE_VALIDATE: "restore-validate",
-    QUEUE_REHYDRATE: "restore-rehydrate",
-    QUEUE_WAIT: "restore-wait",
-    QUEUE_TRIGGER: "restore-trigger",
-    QUEUE_MONITOR: "restore-monitor",
+    **{s.queue_setting: s.default_queue for s in registry.REGISTRY},
     QUEUE_EVENTS: "restore-events",
     TABLE_RESTORES: "restores",
     TABLE_IDEMPOTENCY: "restoreidempotency",
@@ -89,7 +85,7 @@ DEFAULTS: Mapping[str, str] = {
 
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
 ALL_SETTINGS: tuple[str, ...] = (
-    QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS,
+    *ALL_QUEUES,
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
@@ -229,7 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Build and validate settings from ``env`` (default: ``os.environ``)."""
     env = os.environ if env is None else env
     queues = {name: str(_get(env, name)) for name in
-              (QUEUE_REQUESTS, QUEUE_VALIDATE, QUEUE_REHYDRATE, QUEUE_WAIT, QUEUE_TRIGGER, QUEUE_MONITOR, QUEUE_EVENTS)}
+              ALL_QUEUES}
     plans_raw = _get(env, RESTORE_PLANS) or "{}"
     try:
         plans = json.loads(plans_raw)

@@ -28,31 +28,17 @@ from .limits import clip
 from .messages import Envelope
 from .models import Stage, Status
 from .records import RestoreRecord, TimelineEvent, iso
-from .stages import monitor, rehydrate, trigger, validate, wait
+from .stages import monitor, registry
 from .store import ConcurrencyError, StoreRejected
 from .transitions import Outcome, StageResult, next_step
 
 log = telemetry.get_logger("pipeline")
 
-STAGES = {
-    Stage.VALIDATE: validate.run,
-    Stage.REHYDRATE: rehydrate.run,
-    Stage.WAIT: wait.run,
-    Stage.TRIGGER: trigger.run,
-    Stage.MONITOR: monitor.run,
-}
-STAGE_QUEUE_SETTING = {
-    Stage.VALIDATE: "RESTORE_QUEUE_VALIDATE",
-    Stage.REHYDRATE: "RESTORE_QUEUE_REHYDRATE",
-    Stage.WAIT: "RESTORE_QUEUE_WAIT",
-    Stage.TRIGGER: "RESTORE_QUEUE_TRIGGER",
-    Stage.MONITOR: "RESTORE_QUEUE_MONITOR",
-}
 MAX_THROTTLED_REQUEUES = 50
 
 
 def queue_for(deps: Deps, stage: Stage) -> str:
-    return deps.settings.queue(STAGE_QUEUE_SETTING[stage])
+    return deps.settings.queue(registry.spec(stage).queue_setting)
 
 
 def send_stage(deps: Deps, rec: RestoreRecord, *, delay: float = 0, traceparent: str | None = None) -> None:
@@ -104,7 +90,7 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
             else:
                 if stage == Stage.VALIDATE and rec.status == Status.ACCEPTED:
                     rec = claim({"status": Status.VALIDATING})  # visible progress, and a claim before ARM calls
-                result = STAGES[stage](rec, deps, claim)
+                result = registry.spec(stage).run(rec, deps, claim)
         except ConcurrencyError:
             span.set_outcome("duplicate")
             log.info("another delivery of %s for %s got there first; nothing to do", stage.value, rec.id)

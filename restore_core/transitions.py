@@ -70,8 +70,6 @@ TRANSITIONS: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
 }
 
 FIRST_STAGE = Stage.VALIDATE
-#: Stages before the trigger claim: a restore may still be cancelled there.
-CANCELLABLE = frozenset({Stage.VALIDATE, Stage.REHYDRATE, Stage.WAIT})
 
 
 class IllegalTransition(Exception):

@@ -26,22 +26,24 @@ from typing import Any, TypeVar
 
 from . import intake, late_outcomes, telemetry
 from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
+from .config import QUEUE_REQUESTS
 from .deps import Deps
 from .dp_client import JobInfo, RecoveryPointInfo
 from .errors import PermanentError, RestoreError
 from .events import publish_completion
 from .messages import Envelope
 from .models import Region, Stage, Status
-from .pipeline import STAGE_QUEUE_SETTING, apply, deadline_result, send_stage
+from .pipeline import apply, deadline_result, send_stage
 from .queues import Received
 from .records import ActiveEntry, RestoreRecord
+from .stages import registry
 from .stages.common import vault_info
 from .stages.monitor import classify
 from .stages.wait import rehydrated
 
 log = telemetry.get_logger("watchdog")
 T = TypeVar("T")
-QUEUE_SETTINGS = (*STAGE_QUEUE_SETTING.values(), "RESTORE_QUEUE_REQUESTS")
+QUEUE_SETTINGS = (*registry.QUEUE_SETTINGS, QUEUE_REQUESTS)
 
 
 @dataclass
@@ -136,7 +138,7 @@ def _gauges(deps: Deps, entries: list[ActiveEntry], report: TickReport) -> None:
               for s in QUEUE_SETTINGS}
     for setting in QUEUE_SETTINGS:
         poison = deps.settings.queue(setting) + "-poison"
-        sweep = sweep_intake_poison if setting == "RESTORE_QUEUE_REQUESTS" else sweep_poison
+        sweep = sweep_intake_poison if setting == QUEUE_REQUESTS else sweep_poison
         if depths.get(poison):
             depths[poison] -= _isolated(report, f"poison sweep of {poison}", None, sweep, deps, poison, report) or 0
     telemetry.set_poison_depth(depths)

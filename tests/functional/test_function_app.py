@@ -17,6 +17,7 @@ import pytest
 from restore_core import config, pipeline, runtime
 from restore_core.config import SettingsError, load_settings
 from restore_core.models import Stage, Status
+from restore_core.stages import registry
 from tests.unit.fakes import Harness, database_body
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,7 +64,7 @@ def test_every_percent_setting_in_a_binding_is_defined_in_config_and_the_sample(
 
 def test_each_stage_queue_and_the_request_queue_has_exactly_one_trigger(functions: dict[str, Any]) -> None:
     queues = [trigger_of(fn)["queueName"] for fn in functions.values() if trigger_of(fn)["type"] == "queueTrigger"]
-    expected = sorted(f"%{s}%" for s in (*pipeline.STAGE_QUEUE_SETTING.values(), config.QUEUE_REQUESTS))
+    expected = sorted(f"%{s}%" for s in (*registry.QUEUE_SETTINGS, config.QUEUE_REQUESTS))
     assert sorted(queues) == expected
 
 
@@ -86,6 +87,7 @@ HTTP_ROUTES = {
     "restores_get": ("restores/{id}", ["GET"]),
     "restores_list": ("restores", ["GET"]),
     "restores_cancel": ("restores/{id}/cancel", ["POST"]),
+    "stages_list": ("stages", ["GET"]),
 }
 
 
@@ -120,7 +122,7 @@ def test_defaults_alone_need_only_a_storage_connection() -> None:
     assert s.storage.table_service_uri == "https://stapp01.table.core.windows.net"
     assert s.storage.connection_string is None
     assert s.dataprotection_endpoint == "https://management.azure.com"
-    assert s.queue(config.QUEUE_WAIT) == "restore-wait"
+    assert s.queue(registry.spec(Stage.WAIT).queue_setting) == "restore-wait"
 
 
 def test_secrets_are_not_in_the_settings_repr() -> None:
@@ -223,3 +225,21 @@ def test_in_flight_visibility_setting_matches_the_queue_listener_and_the_local_h
                                                                              IN_FLIGHT_SECONDS))
     s = load_settings(SAMPLE)
     assert s.redrive_slack_seconds > s.message_in_flight_seconds  # never re-drive a message that is merely in flight
+
+
+def test_each_registry_stage_has_one_trigger_on_its_queue_setting_that_runs_that_stage(
+        functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stage added to the registry without its trigger (or with a trigger that runs another stage) fails here."""
+    seen: list[Stage] = []
+    monkeypatch.setattr(pipeline, "handle", lambda stage, body, **kw: seen.append(stage))
+    monkeypatch.setattr(runtime, "deps", lambda: None)
+    by_queue: dict[str, list[Any]] = {}
+    for fn in functions.values():
+        if trigger_of(fn)["type"] == "queueTrigger":
+            by_queue.setdefault(trigger_of(fn)["queueName"], []).append(fn)
+    for spec in registry.REGISTRY:
+        fns = by_queue.get(f"%{spec.queue_setting}%", [])
+        assert len(fns) == 1, f"stage {spec.stage.value}: {len(fns)} triggers on %{spec.queue_setting}%"
+        seen.clear()
+        fns[0].get_user_function()(func.QueueMessage(body=b"{}", id="m1"))
+        assert seen == [spec.stage], f"the trigger on %{spec.queue_setting}% runs {seen}"

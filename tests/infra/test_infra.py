@@ -308,3 +308,16 @@ def test_alert_rules_cover_failure_rto_and_poison() -> None:
     for needle in ('name == "restore.finished"', 'name == "restore.rto"', 'name == "restore.poison.depth"',
                    "threshold: rtoTargetMinutes"):
         assert needle in text, f"dashboards.bicep lacks {needle}"
+
+
+def test_every_registry_stage_has_its_queue_and_poison_twin_in_infra_and_the_sample(main_parsed: dict) -> None:
+    """A stage added to the registry without its queue in infra/ or local.settings.sample.json fails here."""
+    from restore_core.stages import registry
+
+    queues = facts.object_var(main_parsed, "restoreQueues")
+    storage_text = (facts.INFRA / "modules" / "storage.bicep").read_text()
+    sample = json.loads((facts.ROOT / "local.settings.sample.json").read_text())["Values"]
+    for spec in registry.REGISTRY:
+        assert queues.get(spec.queue_setting) == spec.default_queue, f"{spec.stage}: no queue in infra/main.bicep"
+        assert sample.get(spec.queue_setting) == spec.default_queue, f"{spec.stage}: not in the sample settings"
+    assert "'${q}-poison'" in storage_text, "every queue of restoreQueues gets its -poison twin"

@@ -26,6 +26,7 @@ from restore_core.models import Stage, parse_request
 from restore_core.queues import MemoryQueueSender, SentMessage
 from restore_core.records import RestoreRecord
 from restore_core.restore_requests import SINGLE_SERVER_DB
+from restore_core.stages import registry
 from restore_core.store import MemoryStateStore
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -290,7 +291,7 @@ class Harness:
         self.dp = FakeDataProtection(self.clock)
         self.deps = Deps(settings=self.settings, store=self.store, queues=self.queues, dp=self.dp,  # type: ignore
                          clock=self.clock)
-        self.stage_of = {self.settings.queue(q): s for s, q in pipeline.STAGE_QUEUE_SETTING.items()}
+        self.stage_of = {self.settings.queue(s.queue_setting): s.stage for s in registry.REGISTRY}
         self.events_queue = self.settings.queue("RESTORE_QUEUE_EVENTS")
 
     def collect(self) -> list[SentMessage]:

@@ -272,3 +272,15 @@ def test_http_body_whose_stored_form_is_too_large_is_413_and_leaves_its_key_free
     assert resp.status == 413 and resp.body["error"]["code"] == "RequestTooLarge"
     assert h.store.active() == [] and h.pending == []
     assert post(h, database_body(), {"Idempotency-Key": "k-wide"}).status == 202
+
+
+def test_stages_are_served_from_the_registry_in_pipeline_order() -> None:
+    from restore_core.stages import registry
+
+    resp = api.stages()
+    assert resp.status == 200
+    listed = resp.body["stages"]
+    assert [s["stage"] for s in listed] == [s.stage.value for s in registry.REGISTRY]
+    assert listed[0] == {"stage": "validate", "label": "Validate", "status": "validating", "cancellable": True,
+                         "queue_setting": "RESTORE_QUEUE_VALIDATE"}
+    assert [s["stage"] for s in listed if s["cancellable"]] == ["validate", "rehydrate", "wait"]

@@ -7,7 +7,8 @@ import itertools
 import pytest
 
 from restore_core.models import TERMINAL, Stage, Status
-from restore_core.transitions import CANCELLABLE, FIRST_STAGE, TRANSITIONS, IllegalTransition, Outcome, next_step
+from restore_core.stages.registry import CANCELLABLE
+from restore_core.transitions import FIRST_STAGE, TRANSITIONS, IllegalTransition, Outcome, next_step
 
 EXPECTED: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
     (Stage.VALIDATE, Outcome.READY): (Stage.TRIGGER, Status.RESTORING),

@@ -1,0 +1,77 @@
+"""The stage registry: one entry per queue-triggered stage, read by everything that lists stages.
+
+Each :class:`StageSpec` names its :class:`~restore_core.models.Stage`, the app setting that names its queue (and
+the default queue name), its ``run`` function (``module:function``, imported on first use so that settings can read
+this registry without importing the stages), whether a restore may still be cancelled while it is there, the status
+a restore shows while there, and a label for people. Readers: settings and their defaults
+(:mod:`restore_core.config`), the pipeline (runners, queues), the watchdog (poison queues), cancel
+(:mod:`restore_core.api`), ``GET /api/stages`` (the dashboard and ``restorectl``), the chaos campaign and the test
+fakes. ``function_app.py`` keeps one explicit trigger per entry; tests tie the two together, and tie every queue
+(with its ``-poison`` twin) to ``infra/`` and ``local.settings.sample.json``.
+
+Adding a stage touches: its module under ``restore_core/stages/``, one line here, its rows in
+:mod:`restore_core.transitions`, one trigger in ``function_app.py``, one queue name in ``infra/main.bicep`` (and the
+sample settings). ``docs/architecture.md`` says the same.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from ..models import Stage, Status
+
+if TYPE_CHECKING:
+    from ..deps import Deps
+    from ..records import RestoreRecord
+    from ..transitions import StageResult
+    from . import Claim
+
+StageRun = Callable[["RestoreRecord", "Deps", "Claim"], "StageResult"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    stage: Stage
+    queue_setting: str
+    default_queue: str
+    run_ref: str
+    cancellable: bool
+    status: Status
+    label: str
+
+    @property
+    def run(self) -> StageRun:
+        module, _, name = self.run_ref.partition(":")
+        return cast(StageRun, getattr(importlib.import_module(module), name))
+
+    def describe(self) -> dict[str, Any]:
+        """The public description (``GET /api/stages``)."""
+        return {"stage": self.stage.value, "label": self.label, "status": self.status.value,
+                "cancellable": self.cancellable, "queue_setting": self.queue_setting}
+
+
+REGISTRY: tuple[StageSpec, ...] = (
+    StageSpec(Stage.VALIDATE, "RESTORE_QUEUE_VALIDATE", "restore-validate", "restore_core.stages.validate:run",
+              True, Status.VALIDATING, "Validate"),
+    StageSpec(Stage.REHYDRATE, "RESTORE_QUEUE_REHYDRATE", "restore-rehydrate", "restore_core.stages.rehydrate:run",
+              True, Status.REHYDRATING, "Rehydrate"),
+    StageSpec(Stage.WAIT, "RESTORE_QUEUE_WAIT", "restore-wait", "restore_core.stages.wait:run",
+              True, Status.WAITING, "Wait for rehydration"),
+    StageSpec(Stage.TRIGGER, "RESTORE_QUEUE_TRIGGER", "restore-trigger", "restore_core.stages.trigger:run",
+              False, Status.RESTORING, "Trigger restore"),
+    StageSpec(Stage.MONITOR, "RESTORE_QUEUE_MONITOR", "restore-monitor", "restore_core.stages.monitor:run",
+              False, Status.RESTORING, "Follow Azure job"),
+)
+
+BY_STAGE: dict[Stage, StageSpec] = {s.stage: s for s in REGISTRY}
+#: Stages before the trigger claim: a restore may still be cancelled there.
+CANCELLABLE: frozenset[Stage] = frozenset(s.stage for s in REGISTRY if s.cancellable)
+#: App settings naming the stage queues, in pipeline order.
+QUEUE_SETTINGS: tuple[str, ...] = tuple(s.queue_setting for s in REGISTRY)
+
+
+def spec(stage: Stage) -> StageSpec:
+    return BY_STAGE[stage]
