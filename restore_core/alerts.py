@@ -41,16 +41,19 @@ def _render(template: str, values: dict[str, Any], field: str) -> str:
     return template.format(**values)
 
 
-def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """Returns (request body, idempotency key). Raises :class:`RequestError` naming what is missing."""
+def _schema_error(what: str, field: str) -> RequestError:
+    return RequestError(f"alert payload has no {what}", field=field, fix="send the Azure Monitor common alert schema",
+                        code="InvalidAlert")
+
+
+def _essentials(data: dict[str, Any]) -> tuple[dict[str, Any], str, list[str]]:
+    """The fired alert's essentials, its id and its target ids."""
     ess = data.get("data", {}).get("essentials") if isinstance(data.get("data"), dict) else None
     if not isinstance(ess, dict):
-        raise RequestError("alert payload has no data.essentials", field="data.essentials",
-                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+        raise _schema_error("data.essentials", "data.essentials")
     alert_id = ess.get("alertId")
     if not isinstance(alert_id, str) or not alert_id:
-        raise RequestError("alert payload has no data.essentials.alertId", field="data.essentials.alertId",
-                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+        raise _schema_error("data.essentials.alertId", "data.essentials.alertId")
     condition = ess.get("monitorCondition")
     if condition != "Fired":
         raise RequestError(f"alert condition is {condition!r}; only Fired alerts start a restore",
@@ -58,8 +61,11 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
                            code="AlertNotFired")
     targets = ess.get("alertTargetIDs")
     if not isinstance(targets, list) or not targets or not all(isinstance(t, str) for t in targets):
-        raise RequestError("alert payload has no alertTargetIDs", field="data.essentials.alertTargetIDs",
-                           fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+        raise _schema_error("alertTargetIDs", "data.essentials.alertTargetIDs")
+    return ess, alert_id, targets
+
+
+def _plan_for(targets: list[str], plans: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     lowered = {k.lower(): v for k, v in plans.items()}
     resource = next((t for t in targets if t.lower() in lowered), None)
     if resource is None:
@@ -71,6 +77,10 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
         raise RequestError(f"the restore plan for {resource} is not an object with a target object",
                            field="RESTORE_PLANS", code="InvalidRestorePlan",
                            fix="make each RESTORE_PLANS entry an object with backup_instance and target objects")
+    return resource, plan
+
+
+def _fired(ess: dict[str, Any]) -> datetime:
     try:
         fired = parse_time(ess.get("firedDateTime"))
         fired = fired.astimezone(UTC) if fired else None
@@ -79,6 +89,14 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
     if fired is None:
         raise RequestError("alert payload has no valid firedDateTime", field="data.essentials.firedDateTime",
                            fix="send the Azure Monitor common alert schema", code="InvalidAlert")
+    return fired
+
+
+def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """Returns (request body, idempotency key). Raises :class:`RequestError` naming what is missing."""
+    ess, alert_id, targets = _essentials(data)
+    resource, plan = _plan_for(targets, plans)
+    fired = _fired(ess)
     values = {"fired": fired, "alert_short": re.sub(r"[^0-9a-f]", "", alert_id.rsplit("/", 1)[-1].lower())[:8],
               "resource_name": resource.rstrip("/").rsplit("/", 1)[-1]}
     target = {k: _render(v, values, f"target.{k}") if isinstance(v, str) else v
@@ -91,9 +109,7 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
         body["recovery_point"] = {"latest_before": iso(fired)}
     elif point != "latest":
         body["recovery_point"] = point
-    for optional in ("rehydration", "deadline_hours"):
-        if optional in plan:
-            body[optional] = plan[optional]
+    body.update({k: plan[k] for k in ("rehydration", "deadline_hours") if k in plan})
     return body, f"{ALERT_KEY_PREFIX}{alert_id}"
 
 

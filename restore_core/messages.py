@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from .errors import PermanentError
 from .models import Stage
@@ -36,36 +37,51 @@ class Envelope:
 
     @classmethod
     def decode(cls, body: bytes | str, expected_stage: Stage | None = None) -> Envelope:
-        try:
-            data = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-            raise PermanentError(f"stage message is not JSON: {type(exc).__name__}") from None
-        if not isinstance(data, dict):
-            raise PermanentError("stage message must be a JSON object")
-        extra = set(data) - {"schema_version", "restore_id", "stage", "attempt", "traceparent", "sent_at"}
-        if data.get("schema_version") != ENVELOPE_VERSION:
-            raise PermanentError(f"unsupported envelope schema_version {data.get('schema_version')!r}")
-        if extra:
-            raise PermanentError(f"unknown envelope fields {sorted(extra)}")
+        data = _object(body)
         rid = data.get("restore_id")
         if not isinstance(rid, str) or not _ID.match(rid):
             raise PermanentError(f"bad restore_id {rid!r}")
-        try:
-            stage = Stage(str(data.get("stage")))
-        except ValueError:
-            raise PermanentError(f"unknown stage {data.get('stage')!r}") from None
-        if expected_stage is not None and stage != expected_stage:
-            raise PermanentError(f"message for stage {stage.value} arrived on the {expected_stage.value} queue")
+        stage = _stage(data.get("stage"), expected_stage)
         attempt = data.get("attempt")
         if not isinstance(attempt, int) or isinstance(attempt, bool) or attempt < 1:
             raise PermanentError(f"bad attempt {attempt!r}")
         tp = data.get("traceparent")
         if tp is not None and (not isinstance(tp, str) or not _TRACEPARENT.match(tp)):
             tp = None  # a bad trace context never blocks a restore
-        try:
-            sent = parse_time(data.get("sent_at"))
-        except (ValueError, TypeError):
-            raise PermanentError(f"bad sent_at {data.get('sent_at')!r}") from None
-        if sent is None:
-            raise PermanentError("missing sent_at")
-        return cls(rid, stage, attempt, tp, sent)
+        return cls(rid, stage, attempt, tp, _sent_at(data.get("sent_at")))
+
+
+def _object(body: bytes | str) -> dict[str, Any]:
+    """The envelope's JSON object, of this schema version and with no unknown field."""
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise PermanentError(f"stage message is not JSON: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise PermanentError("stage message must be a JSON object")
+    extra = set(data) - {"schema_version", "restore_id", "stage", "attempt", "traceparent", "sent_at"}
+    if data.get("schema_version") != ENVELOPE_VERSION:
+        raise PermanentError(f"unsupported envelope schema_version {data.get('schema_version')!r}")
+    if extra:
+        raise PermanentError(f"unknown envelope fields {sorted(extra)}")
+    return data
+
+
+def _stage(value: Any, expected: Stage | None) -> Stage:
+    try:
+        stage = Stage(str(value))
+    except ValueError:
+        raise PermanentError(f"unknown stage {value!r}") from None
+    if expected is not None and stage != expected:
+        raise PermanentError(f"message for stage {stage.value} arrived on the {expected.value} queue")
+    return stage
+
+
+def _sent_at(value: Any) -> datetime:
+    try:
+        sent = parse_time(value)
+    except (ValueError, TypeError):
+        raise PermanentError(f"bad sent_at {value!r}") from None
+    if sent is None:
+        raise PermanentError("missing sent_at")
+    return sent

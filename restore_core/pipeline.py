@@ -52,74 +52,108 @@ def check_after(deps: Deps, now: datetime, delay: float) -> datetime:
     return now + timedelta(seconds=delay + deps.settings.redrive_slack_seconds)
 
 
-def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: int, deps: Deps,
-           inserted_at: datetime | None = None) -> None:
+def _current(stage: Stage, body: bytes | str, message_id: str, deps: Deps) -> tuple[Envelope, RestoreRecord] | None:
+    """The message and its restore, or None for a message to drop (malformed, unknown restore, stale, duplicate)."""
     try:
         env = Envelope.decode(body, stage)
     except PermanentError as exc:
         log.error("dropping malformed %s message %s: %s", stage.value, message_id, exc,
                   extra={"stage": stage.value, "message_id": message_id})
-        return
+        return None
     rec = deps.store.get(env.restore_id)
     if rec is None:
         log.error("message %s names unknown restore %s; dropped", message_id, env.restore_id)
-        return
+        return None
     if rec.terminal or rec.stage != env.stage or rec.attempt != env.attempt:
         log.info("stale or duplicate %s message for %s (row: %s/%s attempt %s, message attempt %s); ignored",
                  stage.value, rec.id, rec.status.value, rec.stage.value if rec.stage else "-", rec.attempt,
                  env.attempt, extra={"restore_id": rec.id})
-        return
-    now = deps.clock()
-    lag_from = inserted_at or env.sent_at
-    telemetry.record_queue_lag(stage=stage.value, seconds=max(0.0, (now - lag_from).total_seconds()))
-    attrs: dict[str, telemetry.AttrValue] = {k: v for k, v in {
+        return None
+    return env, rec
+
+
+def _attributes(rec: RestoreRecord) -> dict[str, telemetry.AttrValue]:
+    return {k: v for k, v in {
         "backup_instance": rec.backup_instance_id, "recovery_point": rec.recovery_point_id, "tier": rec.tier,
         "target_kind": rec.target_kind or rec.request.get("target", {}).get("kind"), "region": rec.region,
         "azure_job_id": rec.azure_job_id}.items() if v}
-    with telemetry.stage_span(stage.value, restore_id=rec.id, traceparent=env.traceparent, attempt=env.attempt,
-                              attributes=attrs) as span:
-        current = [rec]
 
-        def claim(changes: dict[str, Any]) -> RestoreRecord:
-            current[0] = deps.store.update(current[0].copy(**changes, updated_at=deps.clock()))
-            return current[0]
 
+def _throttled(exc: RetryableError, rec: RestoreRecord, deps: Deps) -> StageResult | None:
+    """ARM said when to come back: the same stage again after that delay (no exception, no poison)."""
+    if exc.retry_after is None or rec.transient_failures >= MAX_THROTTLED_REQUEUES:
+        return None
+    delay = max(exc.retry_after, deps.settings.poll_min_seconds)
+    return StageResult(Outcome.NOT_READY, f"throttled or unavailable ({exc}); retrying in {delay:.0f}s",
+                       changes={"transient_failures": rec.transient_failures + 1}, delay=delay, log_event=False)
+
+
+class _Run:
+    """One stage run on one restore: the claims it makes, and the error mapping of the pipeline."""
+
+    def __init__(self, stage: Stage, rec: RestoreRecord, deps: Deps, dequeue_count: int) -> None:
+        self.stage, self.current, self.deps, self.dequeue_count = stage, rec, deps, dequeue_count
+
+    def claim(self, changes: dict[str, Any]) -> RestoreRecord:
+        self.current = self.deps.store.update(self.current.copy(**changes, updated_at=self.deps.clock()))
+        return self.current
+
+    def _stage_result(self, now: datetime) -> StageResult:
+        rec = self.current
+        if now >= rec.deadline:
+            return deadline_result(rec, self.deps)
+        if self.stage == Stage.VALIDATE and rec.status == Status.ACCEPTED:
+            rec = self.claim({"status": Status.VALIDATING})  # visible progress, and a claim before ARM calls
+        return registry.spec(self.stage).run(rec, self.deps, self.claim)
+
+    def result(self, now: datetime, span: telemetry.StageSpan) -> StageResult | None:
+        """The stage's result (errors mapped); None when there is nothing more to do. Re-raises what the queue must
+        redeliver (after recording the failure on the last allowed delivery)."""
         try:
-            if now >= rec.deadline:
-                result = deadline_result(rec, deps)
-            else:
-                if stage == Stage.VALIDATE and rec.status == Status.ACCEPTED:
-                    rec = claim({"status": Status.VALIDATING})  # visible progress, and a claim before ARM calls
-                result = registry.spec(stage).run(rec, deps, claim)
+            return self._stage_result(now)
         except ConcurrencyError:
             span.set_outcome("duplicate")
-            log.info("another delivery of %s for %s got there first; nothing to do", stage.value, rec.id)
-            return
+            log.info("another delivery of %s for %s got there first; nothing to do", self.stage.value,
+                     self.current.id)
         except StoreRejected as exc:
-            _give_up_unstorable(deps, current[0], stage, exc, None)
-            return
+            _give_up_unstorable(self.deps, self.current, self.stage, exc, None)
         except AzureRejection as exc:
-            outcome = Outcome.REJECTED if stage == Stage.VALIDATE else Outcome.FAILED
-            result = StageResult(outcome, f"{exc.code}: {exc.message}", error_code=exc.code,
-                                 error_message=exc.message, error_fix=exc.fix or "see the Azure error message")
+            outcome = Outcome.REJECTED if self.stage == Stage.VALIDATE else Outcome.FAILED
+            return StageResult(outcome, f"{exc.code}: {exc.message}", error_code=exc.code,
+                               error_message=exc.message, error_fix=exc.fix or "see the Azure error message")
         except RetryableError as exc:
-            if exc.retry_after is not None and rec.transient_failures < MAX_THROTTLED_REQUEUES:
-                span.set_outcome("throttled")
-                delay = max(exc.retry_after, deps.settings.poll_min_seconds)
-                result = StageResult(Outcome.NOT_READY, f"throttled or unavailable ({exc}); retrying in {delay:.0f}s",
-                                     changes={"transient_failures": rec.transient_failures + 1}, delay=delay,
-                                     log_event=False)
-            else:
-                _give_up_if_last(deps, current[0], stage, dequeue_count, exc)
+            throttled = _throttled(exc, self.current, self.deps)
+            if throttled is None:
+                _give_up_if_last(self.deps, self.current, self.stage, self.dequeue_count, exc)
                 raise
+            span.set_outcome("throttled")
+            return throttled
         except Exception as exc:
-            _give_up_if_last(deps, current[0], stage, dequeue_count, exc)
+            _give_up_if_last(self.deps, self.current, self.stage, self.dequeue_count, exc)
             raise
+        return None
+
+
+def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: int, deps: Deps,
+           inserted_at: datetime | None = None) -> None:
+    found = _current(stage, body, message_id, deps)
+    if found is None:
+        return
+    env, rec = found
+    now = deps.clock()
+    telemetry.record_queue_lag(stage=stage.value, seconds=max(0.0, (now - (inserted_at or env.sent_at))
+                                                               .total_seconds()))
+    with telemetry.stage_span(stage.value, restore_id=rec.id, traceparent=env.traceparent, attempt=env.attempt,
+                              attributes=_attributes(rec)) as span:
+        run = _Run(stage, rec, deps, dequeue_count)
+        result = run.result(now, span)
+        if result is None:
+            return
         span.set_outcome(result.outcome.value)
         try:
-            new = apply(deps, current[0], stage, result, traceparent=span.traceparent)
+            new = apply(deps, run.current, stage, result, traceparent=span.traceparent)
         except StoreRejected as exc:
-            _give_up_unstorable(deps, current[0], stage, exc, result)
+            _give_up_unstorable(deps, run.current, stage, exc, result)
             return
         if new is not None and new.azure_job_id:
             span.set("azure_job_id", new.azure_job_id)

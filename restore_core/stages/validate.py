@@ -170,99 +170,141 @@ def point_warnings(point: RecoveryPointInfo, skipped: list[RecoveryPointInfo]) -
     return warnings
 
 
-def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
-    req = request_of(rec)
-    dp = deps.dp
-    # 1. backup instance and vault
+class _Refused(Exception):
+    """A rule refused the restore; ``result`` is the rejection (raised by the steps below, caught once in run)."""
+
+    def __init__(self, result: StageResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _refuse(result: StageResult | None) -> None:
+    if result is not None:
+        raise _Refused(result)
+
+
+def _resolve_instance(req: RestoreRequest, dp: Any) -> tuple[BackupInstanceRef, BackupInstanceInfo]:
+    """Step 1: the backup instance, by id or by the protected datasource in a vault."""
     if req.backup_instance.id:
         bi = parse_backup_instance_id(req.backup_instance.id)
-        info = dp.get_backup_instance(bi)
-    else:
-        assert req.backup_instance.vault_id and req.backup_instance.datasource_id
-        vault_ref = parse_vault_id(req.backup_instance.vault_id, "backup_instance.vault_id")
-        found = [b for b in dp.list_backup_instances(vault_ref)
-                 if same_id(b.datasource_id, req.backup_instance.datasource_id)
-                 or same_id(b.datasource_set_id, req.backup_instance.datasource_id)
-                 and b.datasource_type == rr.FLEXIBLE_SERVER]
-        if not found:
-            return _reject("BackupInstanceNotFound",
-                           f"no backup instance in vault {vault_ref.vault} protects "
-                           f"{req.backup_instance.datasource_id}",
-                           "check backup_instance.datasource_id (the database ARM id for Single Server, the server "
-                           "ARM id for Flexible Server) or give backup_instance.id")
-        info = found[0]
-        bi = parse_backup_instance_id(info.id)
-    vault = cached_vault(deps, bi.vault)
-    identity = restore_identity(vault, info.user_identity)
-    facts: dict[str, object] = {
-        "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
-        "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
-        "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target), "identity_id": identity,
-    }
+        return bi, dp.get_backup_instance(bi)
+    assert req.backup_instance.vault_id and req.backup_instance.datasource_id
+    vault_ref = parse_vault_id(req.backup_instance.vault_id, "backup_instance.vault_id")
+    found = [b for b in dp.list_backup_instances(vault_ref)
+             if same_id(b.datasource_id, req.backup_instance.datasource_id)
+             or same_id(b.datasource_set_id, req.backup_instance.datasource_id)
+             and b.datasource_type == rr.FLEXIBLE_SERVER]
+    if not found:
+        raise _Refused(_reject("BackupInstanceNotFound",
+                               f"no backup instance in vault {vault_ref.vault} protects "
+                               f"{req.backup_instance.datasource_id}",
+                               "check backup_instance.datasource_id (the database ARM id for Single Server, the "
+                               "server ARM id for Flexible Server) or give backup_instance.id"))
+    return parse_backup_instance_id(found[0].id), found[0]
+
+
+def _instance_rules(vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanceInfo, identity: str | None) -> None:
     if identity is None and not vault.principal_id and len(vault.user_identities) > 1:
-        return _reject("VaultIdentityAmbiguous",
-                       f"vault {bi.vault.vault} has no system-assigned identity and {len(vault.user_identities)} "
-                       f"user-assigned identities, and backup instance {info.name} names none of them",
-                       "set the backup instance's identityDetails (userAssignedIdentityArmUrl) to the identity that "
-                       "holds the restore permissions, or enable the vault's system-assigned identity")
+        raise _Refused(_reject(
+            "VaultIdentityAmbiguous",
+            f"vault {bi.vault.vault} has no system-assigned identity and {len(vault.user_identities)} "
+            f"user-assigned identities, and backup instance {info.name} names none of them",
+            "set the backup instance's identityDetails (userAssignedIdentityArmUrl) to the identity that holds the "
+            "restore permissions, or enable the vault's system-assigned identity"))
     if info.protection_state not in RESTORABLE_STATES:
-        return _reject("BackupInstanceNotRestorable",
-                       f"backup instance {info.name} is in state {info.protection_state}",
-                       "restore from a backup instance whose protection is configured or stopped with retained data")
+        raise _Refused(_reject("BackupInstanceNotRestorable",
+                               f"backup instance {info.name} is in state {info.protection_state}",
+                               "restore from a backup instance whose protection is configured or stopped with "
+                               "retained data"))
 
-    # 2. rules that need no Azure call
-    refused = _cross_subscription_rule(req, vault, bi.vault)
-    if refused is not None:
-        return refused
+
+def _target_rules(req: RestoreRequest, vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanceInfo) -> None:
+    """Step 2: rules that need no Azure call."""
+    _refuse(_cross_subscription_rule(req, vault, bi.vault))
     if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):
-        return _reject("FlexibleServerRestoreAsFilesOnly",
-                       "Azure Backup restores Flexible Server backups only as files",
-                       "set target.kind to \"files\" with a container_url and file_prefix, then load the dumps with "
-                       "pg_restore")
+        raise _Refused(_reject("FlexibleServerRestoreAsFilesOnly",
+                               "Azure Backup restores Flexible Server backups only as files",
+                               "set target.kind to \"files\" with a container_url and file_prefix, then load the "
+                               "dumps with pg_restore"))
     if isinstance(req.target, DatabaseTarget) and same_id(req.target.database_id, info.datasource_id):
-        return _reject("RestoreToSourceNotAllowed", "the target is the source database; restores never overwrite it",
-                       "choose a new target.database_name")
-    region_note = ""
-    if req.region == Region.SECONDARY:
-        if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant":
-            return _reject("CrossRegionRestoreNotEnabled",
-                           f"vault {bi.vault.vault} is {vault.redundancy} with Cross Region Restore "
-                           f"{'enabled' if vault.crr_enabled else 'disabled'}",
-                           f"restore in the primary region, or enable Cross Region Restore on a geo-redundant vault: "
-                           f"az dataprotection backup-vault update --vault-name {bi.vault.vault} "
-                           f"--resource-group {bi.vault.resource_group} --cross-region-restore-state Enabled")
-        secondary = _secondary_region(vault, bi.vault)
-        if isinstance(secondary, StageResult):
-            return secondary
-        location, region_note = secondary
-    else:
-        location = vault.location
-    facts["restore_location"] = location
+        raise _Refused(_reject("RestoreToSourceNotAllowed",
+                               "the target is the source database; restores never overwrite it",
+                               "choose a new target.database_name"))
 
-    # 3. recovery point (never a Partial one unless asked for by id)
+
+def _location(req: RestoreRequest, vault: VaultInfo, bi: BackupInstanceRef) -> tuple[str, str]:
+    """The region to restore into, and a note when it came from the paired-region table."""
+    if req.region != Region.SECONDARY:
+        return vault.location, ""
+    if not vault.crr_enabled or (vault.redundancy or "").lower() != "georedundant":
+        raise _Refused(_reject(
+            "CrossRegionRestoreNotEnabled",
+            f"vault {bi.vault.vault} is {vault.redundancy} with Cross Region Restore "
+            f"{'enabled' if vault.crr_enabled else 'disabled'}",
+            f"restore in the primary region, or enable Cross Region Restore on a geo-redundant vault: "
+            f"az dataprotection backup-vault update --vault-name {bi.vault.vault} "
+            f"--resource-group {bi.vault.resource_group} --cross-region-restore-state Enabled"))
+    secondary = _secondary_region(vault, bi.vault)
+    if isinstance(secondary, StageResult):
+        raise _Refused(secondary)
+    return secondary
+
+
+def _choose_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault: VaultInfo, location: str,
+                  info: BackupInstanceInfo) -> tuple[RecoveryPointInfo, list[dict[str, Any]], bool]:
+    """Step 3: the recovery point (never a Partial one unless asked for by id), its warnings, and whether it must
+    be rehydrated first."""
     point, skipped = _find_point(deps, bi, req, vault, location)
     if point is None:
-        return _no_point(req, info, skipped)
+        raise _Refused(_no_point(req, info, skipped))
+    needs_rehydration = point.tier == "archive" and not point.rehydrated
+    if needs_rehydration and req.region == Region.SECONDARY:
+        raise _Refused(_reject("ArchivedPointNotRehydrated",
+                               "an archived recovery point cannot be restored cross-region until it is rehydrated",
+                               "restore it in the primary region first (which rehydrates it), or pick a vault-tier "
+                               "point"))
     warnings = point_warnings(point, skipped)
+    if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
+        warnings.append(HIGH_PRIORITY_WARNING)
+    return point, warnings, needs_rehydration
+
+
+def _ask_azure(dp: Any, req: RestoreRequest, plan: rr.RestorePlan, bi: BackupInstanceRef, vault: VaultInfo,
+               location: str, needs_rehydration: bool) -> None:
+    """Step 4: Azure's own validation (an archived point is validated in its one-shot rehydration form)."""
+    rehydration = req.rehydration if needs_rehydration else None
+    if req.region == Region.SECONDARY:
+        dp.validate_cross_region_restore(bi.vault, location,
+                                         rr.validate_cross_region_request(plan, vault.location, rehydration))
+    else:
+        dp.validate_restore(bi, rr.validate_request(plan, rehydration))
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    req = request_of(rec)
+    facts: dict[str, object] = {}
+    try:
+        bi, info = _resolve_instance(req, deps.dp)
+        vault = cached_vault(deps, bi.vault)
+        identity = restore_identity(vault, info.user_identity)
+        facts.update({
+            "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
+            "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
+            "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target),
+            "identity_id": identity})
+        _instance_rules(vault, bi, info, identity)
+        _target_rules(req, vault, bi, info)
+        location, region_note = _location(req, vault, bi)
+        facts["restore_location"] = location
+        point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
+    except _Refused as refused:
+        return refused.result
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
                   "warnings": warnings})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
-    needs_rehydration = point.tier == "archive" and not point.rehydrated
-    if needs_rehydration and req.region == Region.SECONDARY:
-        return _reject("ArchivedPointNotRehydrated",
-                       "an archived recovery point cannot be restored cross-region until it is rehydrated",
-                       "restore it in the primary region first (which rehydrates it), or pick a vault-tier point")
-
-    # 4. ask Azure (an archived point is validated in its one-shot rehydration form)
-    plan = plan_of(rec.copy(**facts), req)
-    rehydration = req.rehydration if needs_rehydration else None
     try:
-        if req.region == Region.SECONDARY:
-            dp.validate_cross_region_restore(bi.vault, location,
-                                             rr.validate_cross_region_request(plan, vault.location, rehydration))
-        else:
-            dp.validate_restore(bi, rr.validate_request(plan, rehydration))
+        _ask_azure(deps.dp, req, plan_of(rec.copy(**facts), req), bi, vault, location, needs_rehydration)
     except AzureRejection as exc:
         ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, identity),
                      azure_fix=exc.fix, identity=identity_label(identity))
@@ -270,8 +312,6 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         result.changes = facts
         return result
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
-    if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
-        warnings.append(HIGH_PRIORITY_WARNING)
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
     notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
