@@ -1,0 +1,37 @@
+"""The project's docs stand alone: every relative link resolves to a file in this repository, none leaves it, and
+no doc names a path of a particular machine."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|home|root|Users|tmp/pytest)/")
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_relative_links_resolve_inside_the_repository(doc: Path) -> None:
+    for target in LINK.findall(doc.read_text()):
+        if re.match(r"^[a-z]+:", target):
+            continue  # http(s), mailto: not a file
+        path = (doc.parent / target).resolve()
+        assert path.is_relative_to(ROOT), f"{doc.name} links outside the repository: {target}"
+        assert path.exists(), f"{doc.name} links to a missing file: {target}"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=[d.name for d in DOCS])
+def test_no_doc_names_a_path_of_a_particular_machine(doc: Path) -> None:
+    found = MACHINE_PATH.findall(doc.read_text())
+    assert not found, f"{doc.name} names machine paths: {found}"
+
+
+def test_architecture_doc_lists_what_adding_a_stage_touches() -> None:
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for needle in ("restore_core/stages/registry.py", "restore_core/transitions.py", "function_app.py",
+                   "infra/main.bicep", "local.settings.sample.json"):
+        assert needle in text
