@@ -21,7 +21,7 @@ lint: setup
 	$(PY) -m ruff check .
 
 typecheck: setup
-	$(PY) -m mypy restore_core function_app.py
+	$(PY) -m mypy restore_core function_app.py tests/unit/fakes.py
 
 unit: setup
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

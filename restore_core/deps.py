@@ -1,4 +1,7 @@
-"""The dependency bundle stages receive (never build): store, queue sender, Data Protection client, clock, settings."""
+"""The dependency bundle stages receive (never build): store, queue sender, backup service, clock, settings.
+
+Each is a port (:mod:`restore_core.ports`; the store and queue sender are small abstract bases with an Azure and an
+in-memory implementation); :mod:`restore_core.runtime` assembles the Azure adapters once per process."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Settings
-from .dp_client import DataProtection
+from .ports import BackupService
 from .queues import QueueSender
 from .store import StateStore
 
@@ -70,7 +73,7 @@ class Deps:
     settings: Settings
     store: StateStore
     queues: QueueSender
-    dp: DataProtection
+    dp: BackupService
     clock: Callable[[], datetime] = utcnow
     storage_meter: StorageMeter = field(default_factory=StorageMeter)
     memo: Memo = field(default_factory=lambda: Memo())

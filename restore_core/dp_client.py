@@ -25,9 +25,7 @@ import json
 import re
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -49,11 +47,24 @@ from azure.mgmt.core.polling.arm_polling import ARMPolling
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection import models as m
 
-from . import telemetry
-from .arm_ids import BackupInstanceRef, VaultRef, job_name
+from .arm_ids import BackupInstanceRef, VaultRef, job_name, parse_backup_instance_id
+from .backup import (  # noqa: F401 - re-exported: the adapter's answers are these SDK-free facts
+    JOB_CANCELLED,
+    JOB_FAILED,
+    JOB_RUNNING,
+    JOB_SUCCEEDED,
+    BackupInstanceInfo,
+    CallMeter,
+    JobInfo,
+    RecoveryPointInfo,
+    VaultInfo,
+    latest,
+)
 from .config import Settings
 from .errors import AzureRejection, RestoreError, RetryableError
+from .models import DatabaseTarget, Rehydration
 from .records import parse_time
+from .restore_requests import SINGLE_SERVER_DB, RestorePlan
 
 T = TypeVar("T")
 
@@ -89,27 +100,6 @@ def operation_of(method: str, url: str) -> str:
         if meth == method.upper() and pattern.search(path):
             return name
     return f"{method.upper()} other"
-
-
-class CallMeter:
-    """Thread-safe counts of ARM calls by (operation, status)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.counts: Counter[tuple[str, str]] = Counter()
-
-    def record(self, operation: str, status: int | None) -> None:
-        with self._lock:
-            self.counts[(operation, str(status) if status is not None else "error")] += 1
-        telemetry.record_arm_call(operation=operation, status_code=status)
-
-    def total(self, operation: str | None = None) -> int:
-        with self._lock:
-            return sum(n for (op, _), n in self.counts.items() if operation is None or op == operation)
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {f"{op} {st}": n for (op, st), n in sorted(self.counts.items())}
 
 
 class GuardedRetryPolicy(RetryPolicy):  # type: ignore[type-arg]
@@ -183,113 +173,6 @@ class StaticTokenCredential:
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         return AccessToken(self._token, int(time.time()) + 3600)
-
-
-@dataclass(frozen=True)
-class VaultInfo:
-    id: str
-    location: str
-    principal_id: str | None
-    redundancy: str | None
-    crr_enabled: bool
-    secondary_region: str | None
-    #: user-assigned identities (``identity.userAssignedIdentities``): ARM id as Azure spells it -> principal id
-    user_identities: dict[str, str] = field(default_factory=dict)
-    #: ``featureSettings.crossSubscriptionRestoreSettings.state``: Enabled | Disabled | PermanentlyDisabled (None:
-    #: not reported, which Azure treats as the default, Enabled)
-    csr_state: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "location": self.location, "principal_id": self.principal_id,
-                "redundancy": self.redundancy, "crr_enabled": self.crr_enabled,
-                "secondary_region": self.secondary_region, "user_identities": dict(self.user_identities),
-                "csr_state": self.csr_state}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> VaultInfo:
-        return cls(d["id"], d["location"], d.get("principal_id"), d.get("redundancy"), bool(d.get("crr_enabled")),
-                   d.get("secondary_region"), dict(d.get("user_identities") or {}), d.get("csr_state"))
-
-    @property
-    def cross_subscription_restore(self) -> bool:
-        return (self.csr_state or "Enabled").lower() == "enabled"
-
-    def user_identity(self, arm_id: str) -> tuple[str, str | None] | None:
-        """(id as the vault spells it, principal id) of one of its user-assigned identities (ids compare
-        case-insensitively, as ARM ids do)."""
-        for uid, principal in self.user_identities.items():
-            if uid.lower().rstrip("/") == arm_id.lower().rstrip("/"):
-                return uid, principal
-        return None
-
-
-@dataclass(frozen=True)
-class BackupInstanceInfo:
-    id: str
-    name: str
-    friendly_name: str | None
-    datasource_type: str
-    datasource_id: str
-    datasource_set_id: str | None
-    protection_state: str | None
-    #: ``identityDetails.userAssignedIdentityArmUrl`` when the instance is protected with a user-assigned identity
-    user_identity: str | None = None
-
-
-@dataclass(frozen=True)
-class RecoveryPointInfo:
-    id: str
-    time: datetime
-    tier: str  # "vault" | "archive"
-    rehydration_status: str | None = None
-    rehydration_expiry: datetime | None = None
-    postgres_version: str | None = None
-    state: str | None = None  # recoveryPointState: "Completed" | "Partial" (None: not reported)
-
-    @property
-    def rehydrated(self) -> bool:
-        return (self.rehydration_status or "").upper() == "COMPLETED"
-
-    @property
-    def partial(self) -> bool:
-        """Azure: "Partial (i.e., only some of the intended items were backed up)"; it does not say which."""
-        return (self.state or "").lower() == "partial"
-
-
-#: Job statuses named by the spec (``AzureBackupJob.status``: "InProgress/Completed/Failed/Cancelled/
-#: CompletedWithWarnings/Cancelling/Paused") and its examples ("Started", "Succeeded"), by the outcome they mean.
-JOB_SUCCEEDED = frozenset({"completed", "completedwithwarnings", "succeeded"})
-JOB_FAILED = frozenset({"failed"})
-JOB_CANCELLED = frozenset({"cancelled", "canceled"})
-JOB_RUNNING = frozenset({"inprogress", "started", "cancelling", "paused"})  # not terminal: keep checking
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    id: str
-    name: str
-    status: str
-    operation: str | None
-    operation_category: str | None
-    backup_instance_id: str | None
-    destination: str | None
-    start_time: datetime | None
-    end_time: datetime | None
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    recovery_point_id: str | None = None  # extendedInfo.sourceRecoverPoint.recoveryPointID
-    subtasks: tuple[tuple[str, str], ...] = ()  # (taskName, taskStatus) of extendedInfo.subTasks
-
-    def subtask_done(self, word: str) -> bool:
-        """Whether a sub-task whose name contains ``word`` (case-insensitive) reports Completed."""
-        return any(word.lower() in name.lower() and status.lower() in ("completed", "succeeded")
-                   for name, status in self.subtasks)
-
-    @property
-    def terminal(self) -> bool:
-        """Finished for good. Cancelling and Paused are not; a status nobody documents is not either (it is
-        reported on the timeline and checked again)."""
-        return self.status.lower() in JOB_SUCCEEDED | JOB_FAILED | JOB_CANCELLED
 
 
 def _plain(value: Any) -> str | None:
@@ -590,33 +473,135 @@ class DataProtection:
                 vault.resource_group, secondary, params)))
         return [_job_info(j) for j in items]
 
-    # -- long-running operations
-    def validate_restore(self, bi: BackupInstanceRef, request: m.ValidateRestoreRequestObject) -> None:
+    # -- long-running operations, at the level of a restore plan (the SDK's request objects stay in this module)
+    def validate_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> None:
+        """Azure's own validation of the plan (an archived point in its one-request rehydration form)."""
+        bi = parse_backup_instance_id(plan.backup_instance_id)
+        request = validate_request(plan, rehydration)
         self._lro("validate", "validate restore", lambda p: self.client(bi.vault.subscription).backup_instances
                   .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p))
 
-    def validate_cross_region_restore(self, vault: VaultRef, location: str,
-                                      request: m.ValidateCrossRegionRestoreRequestObject) -> None:
+    def validate_cross_region_restore(self, plan: RestorePlan, source_region: str,
+                                      rehydration: Rehydration | None = None) -> None:
+        vault = parse_backup_instance_id(plan.backup_instance_id).vault
+        request = validate_cross_region_request(plan, source_region, rehydration)
         self._lro("validate-crr", "validate cross-region restore", lambda p: self.client(vault.subscription)
-                  .backup_instances.begin_validate_cross_region_restore(vault.resource_group, location, request,
-                                                                        polling=p))
+                  .backup_instances.begin_validate_cross_region_restore(vault.resource_group, plan.restore_location,
+                                                                        request, polling=p))
 
-    def trigger_restore(self, bi: BackupInstanceRef, request: m.AzureBackupRestoreRequest) -> str:
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
+        """Start the restore (with ``rehydration``: the one-request archive form); returns the job id."""
+        bi = parse_backup_instance_id(plan.backup_instance_id)
+        request = restore_request(plan, rehydration)
         return _job_id_of(self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
                                     .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
                                                                             bi.name, request, polling=p)))
 
-    def trigger_cross_region_restore(self, vault: VaultRef, location: str,
-                                     request: m.CrossRegionRestoreRequestObject) -> str:
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str:
+        vault = parse_backup_instance_id(plan.backup_instance_id).vault
+        request = cross_region_request(plan, source_region)
         return _job_id_of(self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
             vault.subscription).backup_instances.begin_trigger_cross_region_restore(
-                vault.resource_group, location, request, polling=p)))
+                vault.resource_group, plan.restore_location, request, polling=p)))
 
-    def trigger_rehydrate(self, bi: BackupInstanceRef, request: m.AzureBackupRehydrationRequest) -> None:
+    def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
+                          retention_days: int) -> None:
+        request = rehydration_request(recovery_point_id, priority, retention_days)
         self._lro("rehydrate", "trigger rehydrate", lambda p: self.client(bi.vault.subscription).backup_instances
                   .begin_trigger_rehydrate(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p))
 
 
-def latest(points: Iterable[RecoveryPointInfo], *, before: datetime | None = None) -> RecoveryPointInfo | None:
-    candidates = [p for p in points if before is None or p.time < before]
-    return max(candidates, key=lambda p: p.time) if candidates else None
+# -- the Azure request objects of a restore plan (only this adapter knows the SDK's models)
+# Cases: restore as database (Key Vault secret credentials) or as files (container + prefix); source VaultStore or a
+# rehydrated ArchiveStore point; primary region or Cross Region Restore (wrapped with the source region and backup
+# instance); the vault's system-assigned identity (no ``identityDetails``) or a user-assigned one.
+# ``recoveryOption`` is always ``FailIfExists``: a restore never overwrites anything.
+
+
+def _server_name(server_id: str) -> str:
+    return server_id.rstrip("/").rsplit("/", 1)[-1]
+
+
+def target_info(plan: RestorePlan) -> m.RestoreTargetInfoBase:
+    t = plan.target
+    if isinstance(t, DatabaseTarget):
+        return m.RestoreTargetInfo(
+            recovery_option="FailIfExists",
+            restore_location=plan.restore_location,
+            datasource_info=m.Datasource(
+                object_type="Datasource",
+                resource_id=t.database_id,
+                resource_name=t.database_name,
+                resource_type=SINGLE_SERVER_DB,
+                resource_location=plan.restore_location,
+                datasource_type=plan.datasource_type,
+            ),
+            datasource_set_info=m.DatasourceSet(
+                object_type="DatasourceSet",
+                resource_id=t.server_id,
+                resource_name=_server_name(t.server_id),
+                resource_type="Microsoft.DBforPostgreSQL/servers",
+                resource_location=plan.restore_location,
+                datasource_type=plan.datasource_type,
+            ),
+            datasource_auth_credentials=m.SecretStoreBasedAuthCredentials(
+                secret_store_resource=m.SecretStoreResource(secret_store_type="AzureKeyVault",  # noqa: S106
+                                                            uri=t.secret_uri),
+            ),
+        )
+    details = m.TargetDetails(file_prefix=t.file_prefix, restore_target_location_type="AzureBlobs",
+                              url=t.container_url)
+    if t.container_id:
+        details.target_resource_arm_id = t.container_id
+    return m.RestoreFilesTargetInfo(recovery_option="FailIfExists", restore_location=plan.restore_location,
+                                    target_details=details)
+
+
+def restore_request(plan: RestorePlan, rehydration: Rehydration | None = None) \
+        -> m.AzureBackupRecoveryPointBasedRestoreRequest:
+    """The restore request; with ``rehydration``, the one-shot archive form (``AzureBackupRestoreWithRehydration
+    Request`` from the ArchiveStore), which is what validation checks before a rehydration is started."""
+    req: m.AzureBackupRecoveryPointBasedRestoreRequest
+    if rehydration is not None:
+        req = m.AzureBackupRestoreWithRehydrationRequest(
+            source_data_store_type="ArchiveStore", recovery_point_id=plan.recovery_point_id,
+            restore_target_info=target_info(plan), rehydration_priority=rehydration.priority.value,
+            rehydration_retention_duration=f"P{rehydration.retention_days}D")
+    else:
+        req = m.AzureBackupRecoveryPointBasedRestoreRequest(
+            source_data_store_type=plan.source_store,
+            recovery_point_id=plan.recovery_point_id,
+            restore_target_info=target_info(plan),
+        )
+    if plan.source_datasource_id:
+        req.source_resource_id = plan.source_datasource_id
+    if plan.identity_id:  # absent means "System Assigned" to Azure, so only a user-assigned identity is sent
+        req.identity_details = m.IdentityDetails(use_system_assigned_identity=False,
+                                                 user_assigned_identity_arm_url=plan.identity_id)
+    return req
+
+
+def validate_request(plan: RestorePlan, rehydration: Rehydration | None = None) -> m.ValidateRestoreRequestObject:
+    return m.ValidateRestoreRequestObject(restore_request_object=restore_request(plan, rehydration))
+
+
+def cross_region_request(plan: RestorePlan, source_region: str) -> m.CrossRegionRestoreRequestObject:
+    return m.CrossRegionRestoreRequestObject(
+        restore_request_object=restore_request(plan),
+        cross_region_restore_details=m.CrossRegionRestoreDetails(
+            source_region=source_region, source_backup_instance_id=plan.backup_instance_id),
+    )
+
+
+def validate_cross_region_request(plan: RestorePlan, source_region: str,
+                                  rehydration: Rehydration | None = None) -> m.ValidateCrossRegionRestoreRequestObject:
+    return m.ValidateCrossRegionRestoreRequestObject(
+        restore_request_object=restore_request(plan, rehydration),
+        cross_region_restore_details=m.CrossRegionRestoreDetails(
+            source_region=source_region, source_backup_instance_id=plan.backup_instance_id),
+    )
+
+
+def rehydration_request(recovery_point_id: str, priority: str, retention_days: int) -> m.AzureBackupRehydrationRequest:
+    return m.AzureBackupRehydrationRequest(recovery_point_id=recovery_point_id, rehydration_priority=priority,
+                                           rehydration_retention_duration=f"P{retention_days}D")

@@ -15,8 +15,8 @@ from typing import Any
 
 from . import telemetry
 from .arm_ids import job_name
+from .backup import JobInfo
 from .deps import Deps
-from .dp_client import JobInfo
 from .errors import RestoreError
 from .records import RestoreRecord, TimelineEvent, iso, parse_time
 from .stages.monitor import read_job

@@ -20,8 +20,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import late_outcomes, telemetry
+from .backup import JobInfo
 from .deps import Deps
-from .dp_client import JobInfo
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError
 from .events import publish_completion
 from .limits import clip

@@ -26,9 +26,9 @@ from typing import Any, TypeVar
 
 from . import intake, late_outcomes, telemetry
 from .arm_ids import job_name, parse_backup_instance_id, parse_vault_id
+from .backup import JobInfo, RecoveryPointInfo
 from .config import QUEUE_REQUESTS
 from .deps import Deps
-from .dp_client import JobInfo, RecoveryPointInfo
 from .errors import PermanentError, RestoreError
 from .events import publish_completion
 from .messages import Envelope

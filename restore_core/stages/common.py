@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id
+from ..backup import VaultInfo
 from ..deps import Deps
-from ..dp_client import VaultInfo
 from ..models import RestoreRequest
 from ..records import RestoreRecord, iso, parse_time
 from ..restore_requests import RestorePlan

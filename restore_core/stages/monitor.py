@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..arm_ids import job_name
+from ..backup import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..deps import Deps
-from ..dp_client import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..errors import AzureRejection
 from ..models import Region
 from ..records import RestoreRecord, iso

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .. import restore_requests as rr
 from ..deps import Deps
 from ..errors import RetryableError
 from ..records import RestoreRecord
@@ -38,8 +37,8 @@ def _first_check(deps: Deps, rec: RestoreRecord, since: object) -> tuple[float, 
 def _one_request(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     req = request_of(rec)
     plan = plan_of(rec, req)
-    return start_job(rec, deps, claim, lambda: deps.dp.trigger_restore(bi_ref(rec), rr.restore_request(
-        plan, req.rehydration)), what="restore with rehydration", first_check=_first_check)
+    return start_job(rec, deps, claim, lambda: deps.dp.trigger_restore(plan, req.rehydration),
+                     what="restore with rehydration", first_check=_first_check)
 
 
 def _two_step(rec: RestoreRecord, deps: Deps, claim: Claim, point_id: str) -> StageResult:
@@ -50,8 +49,8 @@ def _two_step(rec: RestoreRecord, deps: Deps, claim: Claim, point_id: str) -> St
         return StageResult(Outcome.REHYDRATION_STARTED, "rehydration already requested by an earlier attempt")
     claim({"rehydration_requested_at": now})  # claim first: a duplicate message now sees the request
     try:
-        deps.dp.trigger_rehydrate(bi_ref(rec), rr.rehydration_request(point_id, req.rehydration.priority.value,
-                                                                      req.rehydration.retention_days))
+        deps.dp.trigger_rehydrate(bi_ref(rec), point_id, req.rehydration.priority.value,
+                                  req.rehydration.retention_days)
     except RetryableError as exc:
         if exc.throttled:  # refused before doing anything: ask again later
             claim({"rehydration_requested_at": None})

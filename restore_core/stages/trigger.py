@@ -24,17 +24,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import Enum
 
-from .. import restore_requests as rr
 from ..arm_ids import job_name, same_id
+from ..backup import JobInfo
 from ..deps import Deps
-from ..dp_client import JobInfo
 from ..errors import AzureRejection, RetryableError
 from ..fixes import explain
 from ..models import Region
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import bi_ref, identity_label, identity_principal, plan_of, request_of, vault_info, vault_ref
+from .common import identity_label, identity_principal, plan_of, request_of, vault_info, vault_ref
 from .monitor import expected_seconds
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -211,9 +210,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
 
     def send() -> str:
         if rec.region == Region.SECONDARY.value:
-            assert rec.restore_location
-            return deps.dp.trigger_cross_region_restore(vault_ref(rec), rec.restore_location,
-                                                        rr.cross_region_request(plan, vault_info(rec).location))
-        return deps.dp.trigger_restore(bi_ref(rec), rr.restore_request(plan))
+            return deps.dp.trigger_cross_region_restore(plan, vault_info(rec).location)
+        return deps.dp.trigger_restore(plan)
 
     return start_job(rec, deps, claim, send, what="restore")

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 
 from .. import restore_requests as rr
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id, same_id
+from ..backup import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..deps import Deps
-from ..dp_client import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..errors import AzureRejection
 from ..fixes import explain
 from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest
@@ -274,10 +274,9 @@ def _ask_azure(dp: Any, req: RestoreRequest, plan: rr.RestorePlan, bi: BackupIns
     """Step 4: Azure's own validation (an archived point is validated in its one-shot rehydration form)."""
     rehydration = req.rehydration if needs_rehydration else None
     if req.region == Region.SECONDARY:
-        dp.validate_cross_region_restore(bi.vault, location,
-                                         rr.validate_cross_region_request(plan, vault.location, rehydration))
+        dp.validate_cross_region_restore(plan, vault.location, rehydration)
     else:
-        dp.validate_restore(bi, rr.validate_request(plan, rehydration))
+        dp.validate_restore(plan, rehydration)
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:

@@ -14,8 +14,8 @@ Next: trigger (stand-alone rehydration done), monitor (job in its restore phase)
 
 from __future__ import annotations
 
+from ..backup import JobInfo, RecoveryPointInfo
 from ..deps import Deps
-from ..dp_client import JobInfo, RecoveryPointInfo
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim

@@ -243,3 +243,13 @@ def test_each_registry_stage_has_one_trigger_on_its_queue_setting_that_runs_that
         seen.clear()
         fns[0].get_user_function()(func.QueueMessage(body=b"{}", id="m1"))
         assert seen == [spec.stage], f"the trigger on %{spec.queue_setting}% runs {seen}"
+
+
+def test_the_sdk_stays_behind_its_adapters() -> None:
+    """Only the Data Protection adapter imports the Data Protection SDK; only runtime.py builds the Azure adapters."""
+    src = {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "restore_core").rglob("*.py")}
+    sdk = sorted(p for p, text in src.items() if "azure.mgmt.dataprotection" in text)
+    assert sdk == ["restore_core/dp_client.py"], sdk
+    builders = sorted(p for p, text in src.items()
+                      if re.search(r"import .*\b(DataProtection|TableStateStore|AzureQueueSender)\b", text))
+    assert builders == ["restore_core/runtime.py"], builders

@@ -16,16 +16,16 @@ from typing import Any
 
 from azure.mgmt.dataprotection import models as m
 
-from restore_core import intake, pipeline
+from restore_core import dp_client, intake, pipeline
 from restore_core.arm_ids import BackupInstanceRef, VaultRef, job_name, same_id
 from restore_core.config import Settings, load_settings
 from restore_core.deps import Deps
 from restore_core.dp_client import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
 from restore_core.errors import AzureRejection
-from restore_core.models import Stage, parse_request
+from restore_core.models import Rehydration, Stage, parse_request
 from restore_core.queues import MemoryQueueSender, SentMessage
 from restore_core.records import RestoreRecord
-from restore_core.restore_requests import SINGLE_SERVER_DB
+from restore_core.restore_requests import SINGLE_SERVER_DB, RestorePlan
 from restore_core.stages import registry
 from restore_core.store import MemoryStateStore
 
@@ -235,36 +235,41 @@ class FakeDataProtection:
         return list(self.jobs.values())
 
     # -- LROs
-    def validate_restore(self, bi: BackupInstanceRef, request: Any) -> None:
+    # the fake records the exact request objects the Data Protection adapter would send for each plan
+    def validate_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> None:
         self._enter("validate_restore")
-        self.validations.append(request)
+        self.validations.append(dp_client.validate_request(plan, rehydration))
         self._leave("validate_restore")
 
-    def validate_cross_region_restore(self, vault: VaultRef, location: str, request: Any) -> None:
+    def validate_cross_region_restore(self, plan: RestorePlan, source_region: str,
+                                      rehydration: Rehydration | None = None) -> None:
         self._enter("validate_cross_region_restore")
-        self.validations.append(request)
+        self.validations.append(dp_client.validate_cross_region_request(plan, source_region, rehydration))
         self._leave("validate_cross_region_restore")
 
-    def trigger_restore(self, bi: BackupInstanceRef, request: Any) -> str:
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
         self._enter("trigger_restore")
+        request = dp_client.restore_request(plan, rehydration)
         self.triggers.append(request)
-        job = self._new_job(bi.id, request, "Restore")
+        job = self._new_job(plan.backup_instance_id, request, "Restore")
         self._leave("trigger_restore")
         return job.id
 
-    def trigger_cross_region_restore(self, vault: VaultRef, location: str, request: Any) -> str:
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str:
         self._enter("trigger_cross_region_restore")
+        request = dp_client.cross_region_request(plan, source_region)
         self.triggers.append(request)
         job = self._new_job(request.cross_region_restore_details.source_backup_instance_id,
                             request.restore_request_object, "CrossRegionRestore")
         self._leave("trigger_cross_region_restore")
         return job.id
 
-    def trigger_rehydrate(self, bi: BackupInstanceRef, request: Any) -> None:
+    def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
+                          retention_days: int) -> None:
         self._enter("trigger_rehydrate")
-        self.rehydrations.append(request)
-        rp = request.recovery_point_id
-        self.points[rp] = replace(self.points[rp], rehydration_status="CREATE_IN_PROGRESS")
+        self.rehydrations.append(dp_client.rehydration_request(recovery_point_id, priority, retention_days))
+        self.points[recovery_point_id] = replace(self.points[recovery_point_id],
+                                                 rehydration_status="CREATE_IN_PROGRESS")
         self._leave("trigger_rehydrate")
 
     @property
@@ -289,7 +294,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.dp = FakeDataProtection(self.clock)
-        self.deps = Deps(settings=self.settings, store=self.store, queues=self.queues, dp=self.dp,  # type: ignore
+        self.deps = Deps(settings=self.settings, store=self.store, queues=self.queues, dp=self.dp,
                          clock=self.clock)
         self.stage_of = {self.settings.queue(s.queue_setting): s.stage for s in registry.REGISTRY}
         self.events_queue = self.settings.queue("RESTORE_QUEUE_EVENTS")

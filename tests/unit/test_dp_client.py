@@ -214,24 +214,24 @@ def test_client_trigger_restore_sends_once_on_500_and_raises_retryable() -> None
     """The policy is really installed on the SDK client the facade builds."""
     transport = CannedTransport([500, 202])
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="3"), transport=transport)
-    req = rr.restore_request(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore",
-                                            "westeurope", parse_request(database_body()).target))
+    req = rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore", "westeurope",
+                         parse_request(database_body()).target)
     with pytest.raises(RetryableError, match="ARM answered 500"):
-        dp.trigger_restore(parse_backup_instance_id(BI_ID), req)
+        dp.trigger_restore(req)
     assert [(m, u.split("?")[0]) for m, u in transport.sent] == [("POST", BASE + BI_ID + "/restore")]
     assert dp.meter.total("BackupInstances_TriggerRestore") == 1
 
 
 def _restore_request() -> Any:
-    return rr.restore_request(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore",
-                                             "westeurope", parse_request(database_body()).target))
+    return rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore", "westeurope",
+                          parse_request(database_body()).target)
 
 
 def test_throttled_trigger_post_means_nothing_started() -> None:
     transport = CannedTransport([(429, {"Retry-After": "7"})])
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="0"), transport=transport)
     with pytest.raises(RetryableError) as info:
-        dp.trigger_restore(parse_backup_instance_id(BI_ID), _restore_request())
+        dp.trigger_restore(_restore_request())
     assert info.value.throttled and info.value.retry_after == 7
 
 
@@ -241,7 +241,7 @@ def test_throttled_status_poll_after_an_accepted_trigger_is_not_nothing_started(
     transport = CannedTransport([accepted, (429, {"Retry-After": "3"})])
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken", RESTORE_ARM_MAX_RETRIES="0"), transport=transport)
     with pytest.raises(RetryableError) as info:
-        dp.trigger_restore(parse_backup_instance_id(BI_ID), _restore_request())
+        dp.trigger_restore(_restore_request())
     assert not info.value.throttled, "the POST was accepted: the job may exist, so the trigger stage must adopt"
     assert [m for m, _ in transport.sent] == ["POST", "GET"]
 

@@ -69,8 +69,8 @@ def client(answers: list[tuple[int, dict[str, str], bytes]]) -> tuple[DataProtec
 
 
 def restore_request() -> Any:
-    return rr.restore_request(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore",
-                                             "westeurope", parse_request(database_body()).target))
+    return rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore", "westeurope",
+                          parse_request(database_body()).target)
 
 
 def urls(transport: BodyTransport) -> list[str]:
@@ -80,23 +80,22 @@ def urls(transport: BodyTransport) -> list[str]:
 def test_trigger_result_comes_from_the_status_document_when_it_names_the_job() -> None:
     dp, t = client([ACCEPTED, doc("Succeeded", properties={"objectType": "OperationJobExtendedInfo",
                                                            "jobId": JOB_ID})])
-    assert dp.trigger_restore(parse_backup_instance_id(BI_ID), restore_request()) == JOB_ID
+    assert dp.trigger_restore(restore_request()) == JOB_ID
     assert urls(t) == [BI_ID.rsplit("/", 1)[-1], "operationStatus"]  # no final GET
 
 
 def test_trigger_result_is_read_from_location_when_the_status_document_has_no_job_id() -> None:
     result = (200, {}, json.dumps({"objectType": "OperationJobExtendedInfo", "jobId": JOB_ID}).encode())
     dp, t = client([ACCEPTED, doc("Succeeded"), result])
-    assert dp.trigger_restore(parse_backup_instance_id(BI_ID), restore_request()) == JOB_ID
+    assert dp.trigger_restore(restore_request()) == JOB_ID
     assert urls(t)[1:] == ["operationStatus", "operationResults"]
 
 
 def test_validate_reads_its_final_result_from_location_as_the_spec_declares() -> None:
     ok = (200, {}, json.dumps({"objectType": "OperationJobExtendedInfo"}).encode())
     dp, t = client([ACCEPTED, doc("Succeeded"), ok])
-    dp.validate_restore(parse_backup_instance_id(BI_ID), rr.validate_request(rr.RestorePlan(
-        BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore", "westeurope",
-        parse_request(database_body()).target)))
+    dp.validate_restore(rr.RestorePlan(BI_ID, None, rr.SINGLE_SERVER_DB, VAULT_POINT, "VaultStore", "westeurope",
+                                       parse_request(database_body()).target))
     assert urls(t)[1:] == ["operationStatus", "operationResults"]
 
 
@@ -104,7 +103,7 @@ def test_an_operation_azure_reports_failed_is_a_verdict() -> None:
     failed = doc("Failed", error={"code": "UserErrorMSIMissingPermissions", "message": "MSI lacks Reader"})
     dp, _ = client([ACCEPTED, failed])
     with pytest.raises(AzureRejection) as info:
-        dp.trigger_restore(parse_backup_instance_id(BI_ID), restore_request())
+        dp.trigger_restore(restore_request())
     assert info.value.code == "UserErrorMSIMissingPermissions" and info.value.from_operation
 
 
@@ -119,7 +118,7 @@ def test_an_operation_azure_reports_failed_is_a_verdict() -> None:
 def test_any_error_while_following_an_accepted_trigger_means_outcome_unknown(poll: Any) -> None:
     dp, _ = client([ACCEPTED, poll])
     with pytest.raises(RetryableError) as info:
-        dp.trigger_restore(parse_backup_instance_id(BI_ID), restore_request())
+        dp.trigger_restore(restore_request())
     assert not info.value.throttled, "the trigger was accepted: the stage must look for the job, not send again"
 
 

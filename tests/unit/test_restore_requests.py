@@ -8,6 +8,7 @@ from typing import Any
 
 from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder
 
+from restore_core import dp_client as dpc
 from restore_core import restore_requests as rr
 from restore_core.models import Rehydration, RehydrationPriority, parse_request
 
@@ -66,7 +67,7 @@ def database_target_wire(location: str = "westeurope") -> dict[str, Any]:
 
 
 def test_restore_as_database_matches_the_documented_body() -> None:
-    assert wire(rr.restore_request(plan(database_body()))) == {
+    assert wire(dpc.restore_request(plan(database_body()))) == {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "sourceDataStoreType": "VaultStore",
         "recoveryPointId": VAULT_POINT,
@@ -76,7 +77,7 @@ def test_restore_as_database_matches_the_documented_body() -> None:
 
 
 def test_restore_as_files_uses_target_details_with_container_arm_id() -> None:
-    assert wire(rr.restore_request(plan(files_body(), source=None))) == {
+    assert wire(dpc.restore_request(plan(files_body(), source=None))) == {
         "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
         "sourceDataStoreType": "VaultStore",
         "recoveryPointId": VAULT_POINT,
@@ -97,42 +98,42 @@ def test_restore_as_files_uses_target_details_with_container_arm_id() -> None:
 def test_restore_as_files_without_container_id_omits_target_resource_arm_id() -> None:
     body = files_body()
     del body["target"]["container_id"]
-    details = wire(rr.restore_request(plan(body)))["restoreTargetInfo"]["targetDetails"]
+    details = wire(dpc.restore_request(plan(body)))["restoreTargetInfo"]["targetDetails"]
     assert "targetResourceArmId" not in details and details["url"] == CONTAINER_URL
 
 
 def test_database_target_uses_lower_case_s_datasource_info_and_capital_id() -> None:
-    text = json.dumps(wire(rr.restore_request(plan(database_body()))))
+    text = json.dumps(wire(dpc.restore_request(plan(database_body()))))
     assert '"datasourceInfo"' in text and '"datasourceSetInfo"' in text
     assert '"dataSourceInfo"' not in text and '"resourceId"' not in text and '"resourceID"' in text
 
 
 def test_archive_point_restore_reads_from_archive_store() -> None:
-    assert wire(rr.restore_request(plan(database_body(), store="ArchiveStore")))["sourceDataStoreType"] == \
+    assert wire(dpc.restore_request(plan(database_body(), store="ArchiveStore")))["sourceDataStoreType"] == \
         "ArchiveStore"
 
 
 def test_validate_request_wraps_the_restore_request_without_object_type() -> None:
-    got = wire(rr.validate_request(plan(database_body())))
+    got = wire(dpc.validate_request(plan(database_body())))
     assert list(got) == ["restoreRequestObject"]
-    assert got["restoreRequestObject"] == wire(rr.restore_request(plan(database_body())))
+    assert got["restoreRequestObject"] == wire(dpc.restore_request(plan(database_body())))
 
 
 def test_validating_an_archived_point_uses_the_one_shot_rehydration_form() -> None:
     p = plan(database_body(), store="ArchiveStore")
-    got = wire(rr.validate_request(p, Rehydration(priority=RehydrationPriority.HIGH, retention_days=20)))
+    got = wire(dpc.validate_request(p, Rehydration(priority=RehydrationPriority.HIGH, retention_days=20)))
     inner = got["restoreRequestObject"]
     assert inner["objectType"] == "AzureBackupRestoreWithRehydrationRequest"
     assert inner["sourceDataStoreType"] == "ArchiveStore"
     assert (inner["rehydrationPriority"], inner["rehydrationRetentionDuration"]) == ("High", "P20D")
-    assert inner["restoreTargetInfo"] == wire(rr.restore_request(p))["restoreTargetInfo"]
-    crr = wire(rr.validate_cross_region_request(p, "westeurope", Rehydration()))
+    assert inner["restoreTargetInfo"] == wire(dpc.restore_request(p))["restoreTargetInfo"]
+    crr = wire(dpc.validate_cross_region_request(p, "westeurope", Rehydration()))
     assert crr["restoreRequestObject"]["rehydrationRetentionDuration"] == "P15D"
 
 
 def test_cross_region_restore_wraps_with_source_region_and_backup_instance() -> None:
     p = plan(database_body(), location="northeurope")
-    got = wire(rr.cross_region_request(p, "westeurope"))
+    got = wire(dpc.cross_region_request(p, "westeurope"))
     assert got == {
         "restoreRequestObject": {
             "objectType": "AzureBackupRecoveryPointBasedRestoreRequest",
@@ -143,18 +144,18 @@ def test_cross_region_restore_wraps_with_source_region_and_backup_instance() -> 
         },
         "crossRegionRestoreDetails": {"sourceRegion": "westeurope", "sourceBackupInstanceId": BI_ID},
     }
-    assert wire(rr.validate_cross_region_request(p, "westeurope")) == got
+    assert wire(dpc.validate_cross_region_request(p, "westeurope")) == got
 
 
 def test_rehydration_request_uses_iso_duration() -> None:
-    assert wire(rr.rehydration_request(VAULT_POINT, "Standard", 15)) == {
+    assert wire(dpc.rehydration_request(VAULT_POINT, "Standard", 15)) == {
         "recoveryPointId": VAULT_POINT, "rehydrationPriority": "Standard", "rehydrationRetentionDuration": "P15D"}
-    assert wire(rr.rehydration_request(VAULT_POINT, "High", 30))["rehydrationRetentionDuration"] == "P30D"
+    assert wire(dpc.rehydration_request(VAULT_POINT, "High", 30))["rehydrationRetentionDuration"] == "P30D"
 
 
 def test_recovery_option_is_always_fail_if_exists() -> None:
     for body in (database_body(), files_body()):
-        assert wire(rr.target_info(plan(body)))["recoveryOption"] == "FailIfExists"
+        assert wire(dpc.target_info(plan(body)))["recoveryOption"] == "FailIfExists"
 
 
 def test_destination_names_what_the_job_reports() -> None:

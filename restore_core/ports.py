@@ -1,0 +1,63 @@
+"""Ports: what the stages and the pipeline need from the outside world, as ``typing.Protocol``s.
+
+Adapters implement them: the Data Protection SDK adapter (:class:`restore_core.dp_client.DataProtection`), Azure
+Tables (:class:`restore_core.store.TableStateStore`) and Azure Queues (:class:`restore_core.queues.AzureQueueSender`);
+their in-memory twins (``MemoryStateStore``, ``MemoryQueueSender``, the fake backup service of the unit tests) are
+type-checked against the same protocols. :mod:`restore_core.runtime` alone builds the Azure adapters. No SDK model
+crosses :class:`BackupService`: stages hand it a :class:`~restore_core.restore_requests.RestorePlan` and get plain
+dataclasses back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Protocol
+
+from .arm_ids import BackupInstanceRef, VaultRef
+from .backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
+from .models import Rehydration
+from .restore_requests import RestorePlan
+
+#: The injected clock: timezone-aware UTC now.
+Clock = Callable[[], datetime]
+
+
+class BackupService(Protocol):
+    """Azure Backup, at the level of a restore plan."""
+
+    meter: CallMeter
+
+    def get_vault(self, vault: VaultRef) -> VaultInfo: ...
+
+    def get_backup_instance(self, bi: BackupInstanceRef) -> BackupInstanceInfo: ...
+
+    def list_backup_instances(self, vault: VaultRef) -> list[BackupInstanceInfo]: ...
+
+    def list_recovery_points(self, bi: BackupInstanceRef, *, end: datetime | None = None
+                             ) -> list[RecoveryPointInfo]: ...
+
+    def get_recovery_point(self, bi: BackupInstanceRef, rp_id: str) -> RecoveryPointInfo: ...
+
+    def fetch_secondary_recovery_points(self, bi: BackupInstanceRef, *, secondary: str,
+                                        primary: str) -> list[RecoveryPointInfo]: ...
+
+    def get_job(self, vault: VaultRef, job_id: str) -> JobInfo: ...
+
+    def list_jobs(self, vault: VaultRef) -> list[JobInfo]: ...
+
+    def fetch_cross_region_job(self, vault: VaultRef, *, secondary: str, primary: str, job_id: str) -> JobInfo: ...
+
+    def fetch_cross_region_jobs(self, vault: VaultRef, *, secondary: str, primary: str) -> list[JobInfo]: ...
+
+    def validate_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> None: ...
+
+    def validate_cross_region_restore(self, plan: RestorePlan, source_region: str,
+                                      rehydration: Rehydration | None = None) -> None: ...
+
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str: ...
+
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str: ...
+
+    def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
+                          retention_days: int) -> None: ...
