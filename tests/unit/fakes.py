@@ -18,9 +18,9 @@ from azure.mgmt.dataprotection import models as m
 
 from restore_core import dp_client, intake, pipeline
 from restore_core.arm_ids import BackupInstanceRef, VaultRef, job_name, same_id
+from restore_core.backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
 from restore_core.config import Settings, load_settings
 from restore_core.deps import Deps
-from restore_core.dp_client import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
 from restore_core.errors import AzureRejection
 from restore_core.models import Rehydration, Stage, parse_request
 from restore_core.queues import MemoryQueueSender, SentMessage
