@@ -158,7 +158,9 @@ function renderList(items) {
   }
   const counts = {};
   for (const r of items) counts[r.status] = (counts[r.status] || 0) + 1;
-  document.getElementById("summary").replaceChildren(...statuses().filter((s) => counts[s]).map((s) =>
+  const known = statuses(); /* then any status the page was not told about (e.g. without the stage list) */
+  const order = [...known, ...Object.keys(counts).filter((s) => !known.includes(s))];
+  document.getElementById("summary").replaceChildren(...order.filter((s) => counts[s]).map((s) =>
     el("div", { class: "tile", "data-status": s, style: { borderLeftColor: statusColor(s) } },
       el("b", {}, counts[s]), s)));
 }

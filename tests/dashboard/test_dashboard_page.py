@@ -198,5 +198,6 @@ def test_without_the_stage_list_restores_still_show_with_raw_stage_values(tmp_pa
     assert ">monitor<" in _row(page, "r-active") and 'data-id="r-wait"' in _section(page, "active")
     assert set(_bar_colours(_row(page, "r-wait")).values()) == {GREY}
     assert _legend(page) == []
+    assert sorted(re.findall(r'class="tile" data-status="(\w+)"', page)) == ["failed", "restoring", "waiting"]
     assert re.search(r'data-state="ok">updated [^<]*no stage list: /stages: HTTP 404', page)
     assert paths.count("/dashboard/api/stages") >= 2  # tried again on the next refreshes
