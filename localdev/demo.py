@@ -109,12 +109,7 @@ def main() -> int:
 
 def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) -> bool:
     api = Api(env["RESTORE_API_URL"], env["RESTORE_API_KEY"])
-    src = dsn_for(env, "pgsrv01", "salesdb")
-    with psycopg.connect(src, autocommit=True) as conn:
-        conn.execute("INSERT INTO orders(customer_id, batch, amount) SELECT 1 + g % 100, 'post-backup', g "
-                     "FROM generate_series(1, 25) g")
-    say("  wrote 25 'post-backup' rows into pgsrv01/salesdb (changes made after the last backup)\n")
-
+    write_post_backup_rows(env)
     runs = {
         "latest-db": Run("1 latest → database", "succeeded"),
         "files": Run("2 flexible → files", "succeeded"),
@@ -123,6 +118,23 @@ def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) 
         "alert": Run("5 alert → database", "succeeded"),
         "noperm": Run("6 missing permission", "rejected"),
     }
+    start_requests(api, runs, suffix)
+    send_alert(env, runs["alert"], alert_guid)
+    say(f"\n{BOLD}Live timeline{RESET}")
+    follow(api, runs, t0, deadline=time.monotonic() + 150)
+    return verify(env, runs, suffix, f"salesdb_alert_{alert_guid.replace('-', '')[:8]}")
+
+
+def write_post_backup_rows(env: dict[str, str]) -> None:
+    """Rows written after the last backup: the change a restore undoes."""
+    with psycopg.connect(dsn_for(env, "pgsrv01", "salesdb"), autocommit=True) as conn:
+        conn.execute("INSERT INTO orders(customer_id, batch, amount) SELECT 1 + g % 100, 'post-backup', g "
+                     "FROM generate_series(1, 25) g")
+    say("  wrote 25 'post-backup' rows into pgsrv01/salesdb (changes made after the last backup)\n")
+
+
+def start_requests(api: Api, runs: dict[str, Run], suffix: str) -> None:
+    """POST the scenarios' requests (all but the alert), then the first one again: the same restore answers."""
     requests = {
         "latest-db": sc.as_database(f"salesdb_latest_{suffix}", description="demo: latest point as database"),
         "files": sc.as_files(f"demo-{suffix}-pgflex01", description="demo: Flexible Server as files"),
@@ -144,38 +156,50 @@ def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) 
                                                                              f"demo-{suffix}-latest-db"})
     runs["latest-db"].checks.append(("same Idempotency-Key → same restore", again["id"] == runs["latest-db"]
                                      .restore_id and status == 200, f"{status} {again['id']}"))
-    # alert on the intake queue: the latest point before the alert fired (3 days ago → the 7-day-old backup)
+
+
+def send_alert(env: dict[str, str], run: Run, alert_guid: str) -> None:
+    """An alert on the intake queue: the latest point before the alert fired (3 days ago → the 7-day-old backup)."""
     fired = sc.days_ago(3)
     q = QueueClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"], "restore-requests",
                                            message_encode_policy=TextBase64EncodePolicy())
     q.send_message(json.dumps(sc.alert_payload(alert_guid, fired)))
-    say(f"  {runs['alert'].label:<28} alert {alert_guid[:8]} fired {fired:%Y-%m-%d %H:%M} enqueued on "
-        f"restore-requests")
-    say(f"\n{BOLD}Live timeline{RESET}")
-    deadline = time.monotonic() + 150
-    alert_db = f"salesdb_alert_{alert_guid.replace('-', '')[:8]}"
+    say(f"  {run.label:<28} alert {alert_guid[:8]} fired {fired:%Y-%m-%d %H:%M} enqueued on restore-requests")
+
+
+def follow(api: Api, runs: dict[str, Run], t0: float, deadline: float) -> None:
+    """Print each run's new timeline events until every run ended or ``deadline`` (monotonic) passed."""
     while time.monotonic() < deadline:
         if runs["alert"].restore_id is None:
-            _, page, _ = api.get("/restores?limit=200")
-            for item in (page or {}).get("items", []):
-                if item.get("source") == "alert":
-                    runs["alert"].restore_id = item["id"]
+            runs["alert"].restore_id = find_alert_restore(api)
         for run in runs.values():
-            if run.restore_id is None or run.final:
-                continue
-            status, body, _ = api.get(f"/restores/{run.restore_id}")
-            if status != 200:
-                continue
-            for ev in body["timeline"][run.seen:]:
-                say(f"  {DIM}+{time.monotonic() - t0:5.1f}s{RESET} {run.label:<28} {ev['status']:<11} "
-                    f"{ev['message']}")
-            run.seen = len(body["timeline"])
-            if body["status"] in TERMINAL:
-                run.final = body
+            if run.restore_id is not None and not run.final:
+                poll(api, run, t0)
         if all(r.final for r in runs.values()):
-            break
+            return
         time.sleep(0.5)
-    return verify(env, runs, suffix, alert_db)
+
+
+def find_alert_restore(api: Api) -> str | None:
+    """The restore the alert started, once intake has recorded it."""
+    _, page, _ = api.get("/restores?limit=200")
+    found = None
+    for item in (page or {}).get("items", []):
+        if item.get("source") == "alert":
+            found = item["id"]
+    return found
+
+
+def poll(api: Api, run: Run, t0: float) -> None:
+    """Read ``run``'s restore once: print its new timeline events, keep it as final when it ended."""
+    status, body, _ = api.get(f"/restores/{run.restore_id}")
+    if status != 200:
+        return
+    for ev in body["timeline"][run.seen:]:
+        say(f"  {DIM}+{time.monotonic() - t0:5.1f}s{RESET} {run.label:<28} {ev['status']:<11} {ev['message']}")
+    run.seen = len(body["timeline"])
+    if body["status"] in TERMINAL:
+        run.final = body
 
 
 def verify(env: dict[str, str], runs: dict[str, Run], suffix: str, alert_db: str) -> bool:

@@ -1,10 +1,14 @@
 """restorectl: command-line client of the restore status API (stdlib only).
 
-Consumes: the status API (``POST/GET /api/restores``, ``GET /api/restores/{id}``, ``POST /api/restores/{id}/cancel``)
-at ``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (env
+Consumes: the status API (``POST/GET /api/restores``, ``GET /api/restores/{id}``, ``POST /api/restores/{id}/cancel``,
+and ``GET /api/stages`` for the stages' labels and pipeline order, read once per command that shows restores) at
+``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (env
 ``RESTORE_API_KEY``, ``--key-file``, or ``.local/stack.env``; never a command-line argument, which every local user
 can read) sent as ``x-functions-key``.
-Produces: human-readable output on stdout (``--json`` for raw JSON), errors on stderr.
+Produces: human-readable output on stdout (``--json`` for raw JSON), errors on stderr. The stage column and the
+``stage:`` line show each stage's label as the API serves it; the per-stage times and the timeline show the stage
+values themselves. If ``GET /api/stages`` fails (e.g. an API older than that route), a warning goes to stderr and the
+raw stage values are shown instead of labels.
 
 Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``. Exit codes: 0 ok; 1 the API refused or
 a watched restore did not succeed; 2 bad usage or input; 3 the API cannot be reached (start it with ``make up``).
@@ -21,13 +25,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
-STAGE_ORDER = ("intake", "validate", "rehydrate", "wait", "trigger", "monitor")
 DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -35,9 +38,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 class CliError(Exception):
     """A failure to report on stderr with an exit code; the message says what to do."""
 
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+    def __init__(self, message: str, code: int = EXIT_FAILED, *, http_status: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        self.http_status = http_status  #: the API's HTTP status, when it answered with an error
 
 
 # ------------------------------------------------------------------------------------------------------ config
@@ -113,7 +117,8 @@ class ApiClient:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
-            raise CliError(_describe_http_error(exc), EXIT_FAILED if exc.code != 400 else EXIT_USAGE) from None
+            raise CliError(_describe_http_error(exc), EXIT_FAILED if exc.code != 400 else EXIT_USAGE,
+                           http_status=exc.code) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise CliError(f"cannot reach the restore API at {self.base} ({reason}); is the local stack running? "
@@ -150,6 +155,50 @@ class ApiClient:
 
     def cancel(self, restore_id: str) -> Any:
         return self.call("POST", "/restores/" + urllib.parse.quote(restore_id, safe="") + "/cancel")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline's stages as ``GET /api/stages`` serves them: labels and pipeline order. Empty when that call
+    failed: every stage is then shown as its raw value, in the order of its start."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)  #: stage value -> label, in pipeline order
+
+    def label(self, stage: str | None) -> str:
+        return self.labels.get(stage, stage) if stage else "-"
+
+    def sort_key(self, stage: str) -> int:
+        """Position in the pipeline; a stage the API did not list sorts after the listed ones."""
+        order = list(self.labels)
+        return order.index(stage) if stage in self.labels else len(order)
+
+
+def parse_stages(body: Any) -> Stages:
+    """The ``{"stages": [{"stage": ..., "label": ...}, ...]}`` answer of ``GET /api/stages``."""
+    entries = body.get("stages") if isinstance(body, dict) else None
+    if not isinstance(entries, list):
+        raise CliError('GET /api/stages did not answer {"stages": [...]}')
+    labels: dict[str, str] = {}
+    for entry in entries:
+        stage = entry.get("stage") if isinstance(entry, dict) else None
+        if not isinstance(stage, str) or not stage:
+            raise CliError(f"GET /api/stages listed an entry without a stage name: {entry!r}")
+        label = entry.get("label")
+        labels[stage] = label if isinstance(label, str) and label else stage
+    return Stages(labels)
+
+
+def fetch_stages(client: ApiClient, err: TextIO) -> Stages:
+    """The stage list from the API; on failure a warning on ``err`` and raw stage values. An API that cannot be
+    reached or refuses the key fails the command right away: the command's own call would fail the same way."""
+    try:
+        return parse_stages(client.call("GET", "/stages"))
+    except CliError as exc:
+        if exc.code == EXIT_UNREACHABLE or exc.http_status in (401, 403):
+            raise
+        err.write(f"restorectl: warning: no stage list from GET {client.base}/stages ({exc}); showing raw stage "
+                  "values\n")
+        return Stages()
 
 
 def _describe_http_error(exc: urllib.error.HTTPError) -> str:
@@ -219,24 +268,24 @@ def next_check(item: Mapping[str, Any], now: datetime) -> str:
 COLUMNS = ("ID", "STATUS", "STAGE", "ELAPSED", "NEXT CHECK", "AZURE JOB")
 
 
-def row(item: Mapping[str, Any], now: datetime) -> tuple[str, ...]:
+def row(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) -> tuple[str, ...]:
     job = str(item.get("azure_job_id") or "-")
-    return (str(item.get("id", "?")), str(item.get("status", "?")), str(item.get("stage") or "-"),
+    return (str(item.get("id", "?")), str(item.get("status", "?")), stages.label(item.get("stage")),
             format_duration(elapsed_seconds(item, now)), next_check(item, now), job.rsplit("/", 1)[-1])
 
 
-def table(items: Iterable[Mapping[str, Any]], now: datetime) -> str:
-    rows = [COLUMNS] + [row(i, now) for i in items]
+def table(items: Iterable[Mapping[str, Any]], now: datetime, stages: Stages = Stages()) -> str:
+    rows = [COLUMNS] + [row(i, now, stages) for i in items]
     widths = [max(len(r[c]) for r in rows) for c in range(len(COLUMNS))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
-def describe(item: Mapping[str, Any], now: datetime) -> str:
+def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) -> str:
     rp = item.get("recovery_point") or {}
     target = item.get("target") or {}
     lines = [
         f"id:              {item.get('id')}",
-        f"status:          {item.get('status')}   stage: {item.get('stage') or '-'}   "
+        f"status:          {item.get('status')}   stage: {stages.label(item.get('stage'))}   "
         f"source: {item.get('source') or '-'}",
         f"backup instance: {item.get('backup_instance_id') or '-'}",
         f"recovery point:  {rp.get('id') or '-'} {rp.get('time') or ''} tier={rp.get('tier') or '-'}",
@@ -254,14 +303,7 @@ def describe(item: Mapping[str, Any], now: datetime) -> str:
             lines.append(f"fix:             {err['fix']}")
     for warning in item.get("warnings") or []:
         lines.append(f"warning:         {warning}")
-    stage_times = item.get("stage_times") or {}
-    if stage_times:
-        lines.append("stages:")
-        order = {s: i for i, s in enumerate(STAGE_ORDER)}
-        for stage, times in sorted(stage_times.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])):
-            start, end = parse_time(times.get("started")), parse_time(times.get("finished"))
-            took = format_duration(((end or now) - start).total_seconds()) if start else "-"
-            lines.append(f"  {stage:<10} {times.get('started') or '-'} -> {times.get('finished') or '...'} ({took})")
+    lines += _stage_lines(item.get("stage_times") or {}, now, stages)
     timeline = item.get("timeline") or []
     if timeline:
         lines.append("timeline:")
@@ -271,57 +313,85 @@ def describe(item: Mapping[str, Any], now: datetime) -> str:
     return "\n".join(lines)
 
 
+def _stage_lines(stage_times: Mapping[str, Any], now: datetime, stages: Stages) -> list[str]:
+    """One line per stage that ran, in pipeline order (stages the API did not list: after, by start)."""
+    if not stage_times:
+        return []
+    lines = ["stages:"]
+    for stage, times in sorted(stage_times.items(), key=lambda kv: (stages.sort_key(kv[0]),
+                                                                     str(kv[1].get("started") or ""), kv[0])):
+        start, end = parse_time(times.get("started")), parse_time(times.get("finished"))
+        took = format_duration(((end or now) - start).total_seconds()) if start else "-"
+        lines.append(f"  {stage:<10} {times.get('started') or '-'} -> {times.get('finished') or '...'} ({took})")
+    return lines
+
+
 # ------------------------------------------------------------------------------------------------------ request
 def build_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     """The restore request: ``--json FILE|-`` as is, or assembled from the flags."""
     if args.json_file:
-        try:
-            text = stdin.read() if args.json_file == "-" else Path(args.json_file).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise CliError(f"cannot read --json {args.json_file}: {exc.strerror}; give a readable file or - for "
-                           "stdin", EXIT_USAGE) from None
-        try:
-            given = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"--json {args.json_file} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the "
-                           "file", EXIT_USAGE) from None
-        if not isinstance(given, dict):
-            raise CliError(f"--json {args.json_file} must hold a JSON object (the restore request)", EXIT_USAGE)
-        return given
+        return _request_from_json(args.json_file, stdin)
     if not args.backup_instance and not (args.vault and args.datasource):
         raise CliError("start needs --json FILE, or --backup-instance ID (or --vault + --datasource) and a target "
                        "(--server + --database + --secret-uri, or --container-url + --prefix)", EXIT_USAGE)
     body: dict[str, Any] = {"backup_instance": ({"id": args.backup_instance} if args.backup_instance
                                                 else {"vault_id": args.vault, "datasource_id": args.datasource})}
+    point = _recovery_point(args)
+    if point:
+        body["recovery_point"] = point
+    body["target"] = _target(args)
+    optional = {"region": args.region, "rehydration": {"priority": args.priority} if args.priority else None,
+                "idempotency_key": args.idempotency_key}
+    body.update({k: v for k, v in optional.items() if v})
+    return body
+
+
+def _request_from_json(source: str, stdin: TextIO) -> dict[str, Any]:
+    """``--json FILE`` (``-``: stdin), which must hold a JSON object."""
+    try:
+        text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read --json {source}: {exc.strerror}; give a readable file or - for stdin",
+                       EXIT_USAGE) from None
+    try:
+        given = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--json {source} is not valid JSON (line {exc.lineno}: {exc.msg}); fix the file",
+                       EXIT_USAGE) from None
+    if not isinstance(given, dict):
+        raise CliError(f"--json {source} must hold a JSON object (the restore request)", EXIT_USAGE)
+    return given
+
+
+def _recovery_point(args: argparse.Namespace) -> dict[str, str] | None:
+    """``--recovery-point ID`` or ``--before TIME``; None for the latest point."""
     if args.recovery_point and args.before:
         raise CliError("give either --recovery-point or --before, not both", EXIT_USAGE)
     if args.recovery_point and args.recovery_point != "latest":
-        body["recovery_point"] = {"id": args.recovery_point}
-    elif args.before:
-        body["recovery_point"] = {"latest_before": args.before}
+        return {"id": args.recovery_point}
+    if args.before:
+        return {"latest_before": args.before}
+    return None
+
+
+def _target(args: argparse.Namespace) -> dict[str, str]:
+    """The database target (``--server`` ...) or the files target (``--container-url`` ...), exactly one."""
     if args.server or args.database or args.secret_uri:
         if not (args.server and args.database and args.secret_uri):
             raise CliError("a database target needs all of --server, --database and --secret-uri", EXIT_USAGE)
         if args.container_url or args.prefix:
             raise CliError("choose one target: database (--server ...) or files (--container-url ...)", EXIT_USAGE)
-        body["target"] = {"kind": "database", "server_id": args.server, "database_name": args.database,
-                          "secret_uri": args.secret_uri}
-    elif args.container_url or args.prefix:
+        return {"kind": "database", "server_id": args.server, "database_name": args.database,
+                "secret_uri": args.secret_uri}
+    if args.container_url or args.prefix:
         if not (args.container_url and args.prefix):
             raise CliError("a files target needs both --container-url and --prefix", EXIT_USAGE)
-        body["target"] = {"kind": "files", "container_url": args.container_url, "file_prefix": args.prefix}
+        target = {"kind": "files", "container_url": args.container_url, "file_prefix": args.prefix}
         if args.container_id:
-            body["target"]["container_id"] = args.container_id
-    else:
-        raise CliError("no target: give --server + --database + --secret-uri (restore as database) or "
-                       "--container-url + --prefix (restore as files)", EXIT_USAGE)
-    if args.region:
-        body["region"] = args.region
-    if args.priority:
-        body["rehydration"] = {"priority": args.priority}
-    if args.idempotency_key:
-        body["idempotency_key"] = args.idempotency_key
-    return body
+            target["container_id"] = args.container_id
+        return target
+    raise CliError("no target: give --server + --database + --secret-uri (restore as database) or "
+                   "--container-url + --prefix (restore as files)", EXIT_USAGE)
 
 
 # ------------------------------------------------------------------------------------------------------ commands
@@ -343,12 +413,12 @@ def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: T
     return EXIT_OK
 
 
-def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
-    item = client.get(args.id)
+def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO, stages: Callable[[], Stages]) -> int:
     if args.as_json:
-        _emit_json(item, out)
+        _emit_json(client.get(args.id), out)
     else:
-        out.write(describe(item, _now()) + "\n")
+        known = stages()
+        out.write(describe(client.get(args.id), _now(), known) + "\n")
     return EXIT_OK
 
 
@@ -365,12 +435,14 @@ def utc_time(value: str | None, flag: str) -> str | None:
     return parsed.isoformat().replace("+00:00", "Z")
 
 
-def cmd_list(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
-    items = client.list_all(status=args.status, since=utc_time(args.since, "--since"), limit=args.limit)
+def cmd_list(client: ApiClient, args: argparse.Namespace, out: TextIO, stages: Callable[[], Stages]) -> int:
+    since = utc_time(args.since, "--since")
+    known = Stages() if args.as_json else stages()
+    items = client.list_all(status=args.status, since=since, limit=args.limit)
     if args.as_json:
         _emit_json(items, out)
     else:
-        out.write(table(items, _now()) + "\n" if items else "no restores\n")
+        out.write(table(items, _now(), known) + "\n" if items else "no restores\n")
     return EXIT_OK
 
 
@@ -384,7 +456,8 @@ def cmd_cancel(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
 
 
 def watch(client: ApiClient, ids: Sequence[str], out: TextIO, *, interval: float = 1.0, tty: bool = False,
-          sleep: Callable[[float], None] = time.sleep, max_rounds: int | None = None) -> int:
+          sleep: Callable[[float], None] = time.sleep, max_rounds: int | None = None,
+          stages: Stages = Stages()) -> int:
     """Poll until every watched restore is terminal. Without ids: every restore active at some refresh.
 
     On a TTY the table is redrawn in place; otherwise one line is printed per change. Returns 0 when all
@@ -395,37 +468,51 @@ def watch(client: ApiClient, ids: Sequence[str], out: TextIO, *, interval: float
     rounds = 0
     while True:
         rounds += 1
-        if ids:
-            for rid in ids:
-                seen[rid] = client.get(rid)
-        else:
-            for item in client.list_all():
-                if item.get("id") in seen or item.get("status") not in TERMINAL:
-                    seen[str(item.get("id"))] = item
-            if not seen:
-                out.write("no active restores to watch\n")
-                return EXIT_OK
-        now = _now()
+        _refresh(client, ids, seen)
+        if not seen:
+            out.write("no active restores to watch\n")
+            return EXIT_OK
         items = list(seen.values())
-        if tty:
-            out.write("\x1b[H\x1b[2J" + f"restorectl watch  {now:%H:%M:%S}Z  (Ctrl-C to stop)\n\n"
-                      + table(items, now) + "\n")
-        else:
-            for item in items:
-                key = (str(item.get("status")), str(item.get("stage")), str(item.get("azure_job_id")),
-                       str(item.get("next_check_at")))
-                if printed.get(str(item.get("id"))) != key:
-                    printed[str(item.get("id"))] = key
-                    out.write(f"{now:%H:%M:%S}Z  " + "  ".join(row(item, now)) + "\n")
-        out.flush()
+        _show_round(out, items, _now(), stages, printed if not tty else None)
         if all(i.get("status") in TERMINAL for i in items):
-            failed = [i.get("id") for i in items if i.get("status") != "succeeded"]
-            out.write(f"all {len(items)} restore(s) ended" + (f"; not succeeded: {', '.join(map(str, failed))}"
-                                                               if failed else "") + "\n")
-            return EXIT_FAILED if failed else EXIT_OK
+            return _report_end(out, items)
         if max_rounds is not None and rounds >= max_rounds:
             return EXIT_FAILED
         sleep(interval)
+
+
+def _refresh(client: ApiClient, ids: Sequence[str], seen: dict[str, dict[str, Any]]) -> None:
+    """Re-read the watched restores into ``seen``: ``ids``, or every restore seen before or active now."""
+    if ids:
+        for rid in ids:
+            seen[rid] = client.get(rid)
+        return
+    for item in client.list_all():
+        if item.get("id") in seen or item.get("status") not in TERMINAL:
+            seen[str(item.get("id"))] = item
+
+
+def _show_round(out: TextIO, items: list[dict[str, Any]], now: datetime, stages: Stages,
+                printed: dict[str, tuple[str, ...]] | None) -> None:
+    """Redraw the table (``printed`` None: a TTY), or print one line per restore that changed since ``printed``."""
+    if printed is None:
+        out.write("\x1b[H\x1b[2J" + f"restorectl watch  {now:%H:%M:%S}Z  (Ctrl-C to stop)\n\n"
+                  + table(items, now, stages) + "\n")
+    else:
+        for item in items:
+            key = (str(item.get("status")), str(item.get("stage")), str(item.get("azure_job_id")),
+                   str(item.get("next_check_at")))
+            if printed.get(str(item.get("id"))) != key:
+                printed[str(item.get("id"))] = key
+                out.write(f"{now:%H:%M:%S}Z  " + "  ".join(row(item, now, stages)) + "\n")
+    out.flush()
+
+
+def _report_end(out: TextIO, items: list[dict[str, Any]]) -> int:
+    failed = [i.get("id") for i in items if i.get("status") != "succeeded"]
+    out.write(f"all {len(items)} restore(s) ended" + (f"; not succeeded: {', '.join(map(str, failed))}"
+                                                       if failed else "") + "\n")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -499,13 +586,16 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         client = ApiClient(base, key)
         if args.command == "start":
             return cmd_start(client, args, out, stdin)
-        if args.command == "show":
-            return cmd_show(client, args, out)
-        if args.command == "list":
-            return cmd_list(client, args, out)
         if args.command == "cancel":
             return cmd_cancel(client, args, out)
-        return watch(client, args.ids, out, interval=args.interval, tty=out.isatty())
+        def stages() -> Stages:  # read once, after the command's own arguments were found valid
+            return fetch_stages(client, err)
+
+        if args.command == "show":
+            return cmd_show(client, args, out, stages)
+        if args.command == "list":
+            return cmd_list(client, args, out, stages)
+        return watch(client, args.ids, out, interval=args.interval, tty=out.isatty(), stages=stages())
     except CliError as exc:
         err.write(f"restorectl: {exc}\n")
         return exc.code

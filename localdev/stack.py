@@ -461,33 +461,48 @@ def main(argv: list[str] | None = None) -> int:
                             help="app setting override for the Functions host (repeatable)")
     args = p.parse_args(argv)
     if args.cmd == "up":
-        overrides = {}
-        for item in args.set:
-            k, sep, v = item.partition("=")
-            if not sep or not k:
-                p.error(f"--set {item!r}: write it as NAME=VALUE")
-            overrides[k] = v
-        stack = Stack(args.dir, args.world, args.http_port, overrides, app_dir=args.app_dir,
-                      time_scale=args.time_scale)
-        try:
-            env = stack.up()
-        except StackError as exc:
-            print(f"stack up failed: {exc}", file=sys.stderr)
-            return 1
-        except KeyboardInterrupt:
-            print("stack up interrupted; everything started was stopped", file=sys.stderr)
-            return 130
-        print(f"stack up in {stack.dir}")
-        for k in ("RESTORE_API_URL", "DASHBOARD_URL", "DATAPROTECTION_ENDPOINT"):
-            if k in env:
-                print(f"  {k}={env[k]}")
-        print(f"  keys and connection strings: {stack.env_path} (source it); logs: {stack.logs}; stop: make down")
-        return 0
-    stack = Stack(args.dir)
+        return _cli_up(args, _settings_overrides(p, args.set))
     if args.cmd == "down":
-        stopped = stack.down()
-        print(f"stack down in {stack.dir}: stopped {', '.join(stopped) or 'nothing (no running stack)'}")
-        return 0
+        return _cli_down(Stack(args.dir))
+    return _cli_status(Stack(args.dir))
+
+
+def _settings_overrides(p: argparse.ArgumentParser, items: list[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` options as a mapping; a malformed one is a usage error (exit 2)."""
+    overrides = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            p.error(f"--set {item!r}: write it as NAME=VALUE")
+        overrides[k] = v
+    return overrides
+
+
+def _cli_up(args: argparse.Namespace, overrides: dict[str, str]) -> int:
+    stack = Stack(args.dir, args.world, args.http_port, overrides, app_dir=args.app_dir, time_scale=args.time_scale)
+    try:
+        env = stack.up()
+    except StackError as exc:
+        print(f"stack up failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stack up interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    print(f"stack up in {stack.dir}")
+    for k in ("RESTORE_API_URL", "DASHBOARD_URL", "DATAPROTECTION_ENDPOINT"):
+        if k in env:
+            print(f"  {k}={env[k]}")
+    print(f"  keys and connection strings: {stack.env_path} (source it); logs: {stack.logs}; stop: make down")
+    return 0
+
+
+def _cli_down(stack: Stack) -> int:
+    stopped = stack.down()
+    print(f"stack down in {stack.dir}: stopped {', '.join(stopped) or 'nothing (no running stack)'}")
+    return 0
+
+
+def _cli_status(stack: Stack) -> int:
     status = stack.status()
     if not status:
         print(f"no stack in {stack.dir} (start one with `make up`)")

@@ -1,18 +1,29 @@
 /* Local restore dashboard: polls the status API every 2 s and renders active/recent restores, a stage timeline
    (bars) per restore and the details of the selected restore. Plain DOM, no dependencies; every value from the
-   API is inserted as text (never as HTML). */
+   API is inserted as text (never as HTML).
+   The stages (pipeline order, labels, the status each stage runs under) come from GET /stages, read once: the page
+   holds no list of its own, so a stage added to the service's registry shows up here without a change. Stage and
+   running-status colours follow the position in that list; until the list is read (or if it cannot be), stages
+   show as their raw values in grey. */
 "use strict";
 
 const REFRESH_MS = 2000;
+/* Lifecycle statuses around the stages: before the first stage runs, and the ends. */
+const BEFORE = ["accepted"];
 const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
-const STATUSES = ["accepted", "validating", "rehydrating", "waiting", "restoring", "succeeded", "failed", "rejected",
-  "cancelled"];
-const STAGES = ["intake", "validate", "rehydrate", "wait", "trigger", "monitor"];
+/* i-th stage of GET /stages, i-th distinct running status: the first five are the page's original colours. */
+const STAGE_PALETTE = ["#7a5af8", "#f79009", "#fdb022", "#06aed4", "#2e90fa", "#ee46bc", "#16b364", "#ef6820",
+  "#6172f3", "#dd2590"];
+const STATUS_PALETTE = ["#7a5af8", "#f79009", "#fdb022", "#2e90fa", "#ee46bc", "#16b364", "#ef6820", "#6172f3",
+  "#dd2590", "#06aed4"];
+const UNKNOWN_COLOUR = "#98a2b3";
 const API = (new URLSearchParams(location.search).get("api") || new URL("api", location.href).pathname)
   .replace(/\/$/, "");
 
 let selectedId = null;
 let lastItems = [];
+let stages = null; /* [{stage, label, status, cancellable, queue_setting}] from GET /stages, once read */
+let stagesError = null;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -62,12 +73,33 @@ function nextCheck(r, now) {
   return t <= now ? "due" : "in " + fmtDuration(t - now);
 }
 
+/* The running statuses, in pipeline order, each once (two stages may run under one status). */
+function runningStatuses() {
+  return [...new Set((stages || []).map((s) => s.status).filter((s) => typeof s === "string" && s))];
+}
+
+function statuses() {
+  return [...BEFORE, ...runningStatuses(), ...TERMINAL];
+}
+
 function statusColor(status) {
-  return STATUSES.includes(status) ? `var(--${status})` : "var(--accepted)";
+  if (BEFORE.includes(status) || TERMINAL.has(status)) return `var(--${status})`;
+  const i = runningStatuses().indexOf(status);
+  return i < 0 ? "var(--accepted)" : STATUS_PALETTE[i % STATUS_PALETTE.length];
+}
+
+function stageInfo(stage) {
+  return (stages || []).find((s) => s.stage === stage) || null;
+}
+
+function stageLabel(stage) {
+  const info = stageInfo(stage);
+  return info && info.label ? info.label : stage;
 }
 
 function stageColor(stage) {
-  return STAGES.includes(stage) ? `var(--s-${stage})` : "#98a2b3";
+  const i = (stages || []).findIndex((s) => s.stage === stage);
+  return i < 0 ? UNKNOWN_COLOUR : STAGE_PALETTE[i % STAGE_PALETTE.length];
 }
 
 function badge(status) {
@@ -105,7 +137,7 @@ function restoreRow(r, now) {
     "data-status": r.status },
     el("td", { class: "id" }, r.id),
     el("td", { class: "status" }, badge(r.status)),
-    el("td", { class: "stage" }, r.stage || "-"),
+    el("td", { class: "stage", title: r.stage ? stageLabel(r.stage) : "" }, r.stage || "-"),
     el("td", { class: "elapsed" }, fmtDuration(elapsed(r, now))),
     el("td", { class: "next" }, nextCheck(r, now)),
     el("td", { class: "job" }, job),
@@ -126,7 +158,9 @@ function renderList(items) {
   }
   const counts = {};
   for (const r of items) counts[r.status] = (counts[r.status] || 0) + 1;
-  document.getElementById("summary").replaceChildren(...STATUSES.filter((s) => counts[s]).map((s) =>
+  const known = statuses(); /* then any status the page was not told about (e.g. without the stage list) */
+  const order = [...known, ...Object.keys(counts).filter((s) => !known.includes(s))];
+  document.getElementById("summary").replaceChildren(...order.filter((s) => counts[s]).map((s) =>
     el("div", { class: "tile", "data-status": s, style: { borderLeftColor: statusColor(s) } },
       el("b", {}, counts[s]), s)));
 }
@@ -140,7 +174,7 @@ function renderDetail(r) {
   const rp = r.recovery_point || {};
   const target = r.target || {};
   const fields = [
-    ["Status", badge(r.status)], ["Stage", r.stage || "-"], ["Source", r.source || "-"],
+    ["Status", badge(r.status)], ["Stage", r.stage ? stageLabel(r.stage) : "-"], ["Source", r.source || "-"],
     ["Backup instance", r.backup_instance_id || "-"],
     ["Recovery point", `${rp.id || "-"} ${rp.time || ""} (${rp.tier || "-"})`],
     ["Target", [target.kind || "-", ...Object.entries(target).filter(([k]) => k !== "kind")
@@ -193,11 +227,33 @@ async function refreshDetail() {
   renderDetail(await getJson("/restores/" + encodeURIComponent(selectedId)));
 }
 
+/* GET /stages until it has been read once; a failure leaves the stages raw and is retried on the next refresh. */
+async function loadStages() {
+  if (stages) return;
+  try {
+    const body = await getJson("/stages");
+    if (!body || !Array.isArray(body.stages)) throw new Error("/stages: no stage list in the answer");
+    stages = body.stages.filter((s) => s && typeof s.stage === "string" && s.stage);
+    stagesError = null;
+    renderLegend();
+  } catch (e) {
+    stagesError = e.message;
+  }
+}
+
+function renderLegend() {
+  document.getElementById("legend").replaceChildren(...(stages || []).map((s) =>
+    el("span", { "data-stage": s.stage }, el("i", { style: { background: stageColor(s.stage) } }),
+      stageLabel(s.stage))));
+}
+
 async function tick() {
   try {
+    await loadStages();
     await refreshList();
     await refreshDetail();
-    setConn("ok", "updated " + new Date().toLocaleTimeString());
+    setConn("ok", "updated " + new Date().toLocaleTimeString() +
+      (stagesError ? ` (no stage list: ${stagesError}; stages shown raw)` : ""));
   } catch (e) {
     setConn("error", "API unreachable: " + e.message + " (is the local stack up? make up)");
   } finally {
@@ -205,6 +261,4 @@ async function tick() {
   }
 }
 
-document.getElementById("legend").replaceChildren(...STAGES.map((s) =>
-  el("span", {}, el("i", { style: { background: stageColor(s) } }), s)));
 tick();

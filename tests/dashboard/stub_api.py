@@ -1,6 +1,6 @@
-"""A tiny local stand-in for the restore status API (contract: issue 5 / design.md §3), for the CLI's and the
-dashboard's own logic tests. It also serves ``localdev/dashboard`` under ``/dashboard/`` and answers
-``/dashboard/api/<path>`` like ``/api/<path>`` without a key, as the local Functions host does."""
+"""A tiny local stand-in for the restore status API (contract: issue 5 / design.md §3; ``GET /api/stages``: issue
+11), for the CLI's and the dashboard's own logic tests. It also serves ``localdev/dashboard`` under ``/dashboard/``
+and answers ``/dashboard/api/<path>`` like ``/api/<path>`` without a key, as the local Functions host does."""
 
 from __future__ import annotations
 
@@ -17,6 +17,19 @@ from typing import Any
 DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "localdev" / "dashboard"
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 KEY = "stub-function-key"
+#: GET /api/stages: the queue-triggered stages in pipeline order, as the restore API serves its stage registry
+STAGES: list[dict[str, Any]] = [
+    {"stage": "validate", "label": "Validate", "status": "validating", "cancellable": True,
+     "queue_setting": "RESTORE_QUEUE_VALIDATE"},
+    {"stage": "rehydrate", "label": "Rehydrate", "status": "rehydrating", "cancellable": True,
+     "queue_setting": "RESTORE_QUEUE_REHYDRATE"},
+    {"stage": "wait", "label": "Wait", "status": "waiting", "cancellable": True,
+     "queue_setting": "RESTORE_QUEUE_WAIT"},
+    {"stage": "trigger", "label": "Trigger", "status": "restoring", "cancellable": False,
+     "queue_setting": "RESTORE_QUEUE_TRIGGER"},
+    {"stage": "monitor", "label": "Monitor", "status": "restoring", "cancellable": False,
+     "queue_setting": "RESTORE_QUEUE_MONITOR"},
+]
 
 
 def iso(t: datetime) -> str:
@@ -58,6 +71,7 @@ class StubState:
         self.page_size = 50
         self.lock = threading.Lock()
         self.fail_next: tuple[int, dict[str, Any]] | None = None
+        self.stages: list[dict[str, Any]] | None = [dict(s) for s in STAGES]  # GET /api/stages; None: 404
 
     def add(self, restore: dict[str, Any], *then: dict[str, Any]) -> None:
         self.restores[restore["id"]] = restore
@@ -84,58 +98,94 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> None:
         parts = urllib.parse.urlsplit(self.path)
-        path, query = parts.path, dict(urllib.parse.parse_qsl(parts.query))
+        query = dict(urllib.parse.parse_qsl(parts.query))
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         st = self.state
         with st.lock:
-            st.requests.append({"method": method, "path": path, "query": query, "body": body,
+            st.requests.append({"method": method, "path": parts.path, "query": query, "body": body,
                                 "key": self.headers.get("x-functions-key")})
-        if path.startswith("/dashboard/api/"):
-            path = path[len("/dashboard"):]
-        elif path.startswith("/dashboard"):
-            return self._static(path)
-        elif not path.startswith("/api/"):
-            return self._send(404, {"error": {"code": "NotFound", "message": f"no such resource {path}"}})
-        elif self.headers.get("x-functions-key") != KEY:
-            return self._send(401, {"error": {"code": "Unauthorized", "message": "missing or wrong function key"}})
+        path = self._api_path(parts.path)
+        if path is None:
+            return None
         if st.fail_next is not None:
             code, err = st.fail_next
             st.fail_next = None
             return self._send(code, err)
         segs = [s for s in path.split("/") if s][1:]  # drop "api"
         with st.lock:
-            if method == "POST" and segs == ["restores"]:
-                rid = f"r-{len(st.restores) + 1:04d}"
-                st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]))
-                return self._send(202, {"id": rid, "status": "accepted", "status_url": f"/api/restores/{rid}"},
-                                  {"Location": f"/api/restores/{rid}"})
-            if method == "GET" and segs == ["restores"]:
-                items = [{k: v for k, v in r.items() if k != "timeline"} for r in st.restores.values()]
-                if query.get("status"):
-                    items = [i for i in items if i["status"] == query["status"]]
-                items.sort(key=lambda i: i["created_at"], reverse=True)
-                start = int(query.get("continuation") or 0)
-                limit = min(int(query.get("limit") or st.page_size), st.page_size)
-                page = items[start:start + limit]
-                cont = str(start + limit) if start + limit < len(items) else None
-                return self._send(200, {"items": page, "continuation": cont})
-            if len(segs) >= 2 and segs[0] == "restores" and segs[1] in st.restores:
-                rid = segs[1]
-                if method == "GET" and len(segs) == 2:
-                    current = st.restores[rid]
-                    if st.scripts.get(rid):  # the next GET sees the next scripted state
-                        st.restores[rid] = st.scripts[rid].pop(0)
-                    return self._send(200, current)
-                if method == "POST" and segs[2:] == ["cancel"]:
-                    r = st.restores[rid]
-                    if r["status"] in TERMINAL or r["status"] == "restoring":
-                        return self._send(409, {"error": {"code": "NotCancellable", "message":
-                                                          f"restore {rid} is {r['status']}",
-                                                          "fix": "only restores not yet triggered can be cancelled"}})
-                    r["status"] = "cancelled"
-                    return self._send(200, r)
+            if self._api(method, segs, query):
+                return None
         return self._send(404, {"error": {"code": "NotFound", "message": f"no such resource {path}"}})
+
+    def _api_path(self, path: str) -> str | None:
+        """The ``/api/...`` path to answer, or None when answered already (static file, 404, 401). The key-less
+        ``/dashboard/api/...`` proxy answers like ``/api/...``."""
+        if path.startswith("/dashboard/api/"):
+            return path[len("/dashboard"):]
+        if path.startswith("/dashboard"):
+            self._static(path)
+        elif not path.startswith("/api/"):
+            self._send(404, {"error": {"code": "NotFound", "message": f"no such resource {path}"}})
+        elif self.headers.get("x-functions-key") != KEY:
+            self._send(401, {"error": {"code": "Unauthorized", "message": "missing or wrong function key"}})
+        else:
+            return path
+        return None
+
+    def _api(self, method: str, segs: list[str], query: dict[str, str]) -> bool:
+        """Answer an API call (state lock held); False for an unknown route."""
+        st = self.state
+        if method == "GET" and segs == ["stages"] and st.stages is not None:
+            self._send(200, {"stages": st.stages})
+        elif method == "POST" and segs == ["restores"]:
+            self._create()
+        elif method == "GET" and segs == ["restores"]:
+            self._list(query)
+        elif len(segs) >= 2 and segs[0] == "restores" and segs[1] in st.restores:
+            return self._one(method, segs[1], segs[2:])
+        else:
+            return False
+        return True
+
+    def _create(self) -> None:
+        st = self.state
+        rid = f"r-{len(st.restores) + 1:04d}"
+        st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]))
+        self._send(202, {"id": rid, "status": "accepted", "status_url": f"/api/restores/{rid}"},
+                   {"Location": f"/api/restores/{rid}"})
+
+    def _list(self, query: dict[str, str]) -> None:
+        st = self.state
+        items = [{k: v for k, v in r.items() if k != "timeline"} for r in st.restores.values()]
+        if query.get("status"):
+            items = [i for i in items if i["status"] == query["status"]]
+        items.sort(key=lambda i: i["created_at"], reverse=True)
+        start = int(query.get("continuation") or 0)
+        limit = min(int(query.get("limit") or st.page_size), st.page_size)
+        page = items[start:start + limit]
+        cont = str(start + limit) if start + limit < len(items) else None
+        self._send(200, {"items": page, "continuation": cont})
+
+    def _one(self, method: str, rid: str, rest: list[str]) -> bool:
+        """GET /restores/{id} (the next scripted state follows) and POST /restores/{id}/cancel."""
+        st = self.state
+        if method == "GET" and not rest:
+            current = st.restores[rid]
+            if st.scripts.get(rid):  # the next GET sees the next scripted state
+                st.restores[rid] = st.scripts[rid].pop(0)
+            self._send(200, current)
+            return True
+        if method == "POST" and rest == ["cancel"]:
+            r = st.restores[rid]
+            if r["status"] in TERMINAL or r["status"] == "restoring":
+                self._send(409, {"error": {"code": "NotCancellable", "message": f"restore {rid} is {r['status']}",
+                                           "fix": "only restores not yet triggered can be cancelled"}})
+            else:
+                r["status"] = "cancelled"
+                self._send(200, r)
+            return True
+        return False
 
     def _static(self, path: str) -> None:
         rel = path[len("/dashboard"):].lstrip("/") or "index.html"

@@ -143,3 +143,61 @@ def test_screenshot_is_not_blank(tmp_path: Path) -> None:
     assert len([c for c, n in counts.items() if n >= 50]) >= 8, "expected a rendered page, not a blank one"
     assert counts.get((46, 144, 250), 0) >= 20  # the "restoring" badge colour
     assert counts.get((240, 68, 56), 0) >= 20  # the "failed" badge colour
+
+
+VERIFY = {"stage": "verify", "label": "Verify", "status": "verifying", "cancellable": False,
+          "queue_setting": "RESTORE_QUEUE_VERIFY"}
+GREY = "rgb(152, 162, 179)"  # the colour of a stage the page does not know
+
+
+def _legend(page: str) -> list[tuple[str, str]]:
+    footer = re.search(r"<footer>.*?</footer>", page, re.S)
+    assert footer, "legend not rendered"
+    return re.findall(r'<span data-stage="(\w+)"><i [^>]*></i>([^<]*)</span>', footer.group(0))
+
+
+def _bar_colours(row: str) -> dict[str, str]:
+    return dict(re.findall(r'data-stage="(\w+)"[^>]*style="[^"]*background: (rgb\([^)]*\))', row))
+
+
+def test_legend_lists_the_stages_the_api_serves_and_reads_them_once(dom: tuple[str, StubState]) -> None:
+    page, state = dom
+    assert _legend(page) == [("validate", "Validate"), ("rehydrate", "Rehydrate"), ("wait", "Wait"),
+                             ("trigger", "Trigger"), ("monitor", "Monitor")]
+    paths = [r["path"] for r in state.requests]
+    assert paths.count("/dashboard/api/stages") == 1 and paths.count("/dashboard/api/restores") >= 2
+
+
+def test_a_stage_served_by_the_api_appears_without_a_code_change(tmp_path: Path) -> None:
+    with stub_api() as (url, state):
+        assert state.stages is not None
+        state.stages.append(dict(VERIFY))
+        state.add(make_restore("r-verify", "verifying", "verify", age_s=400, next_check_in=30, stages=[
+            ("validate", 0, 10), ("trigger", 10, 20), ("monitor", 20, 300), ("verify", 300, None)]))
+        page = run_chromium(url + "/dashboard/index.html", tmp_path, "--dump-dom").stdout
+    assert _legend(page)[-1] == ("verify", "Verify")
+    row = _row(page, "r-verify")
+    assert 'data-id="r-verify"' in _section(page, "active")  # a running status the API named: still active
+    assert re.search(r'class="stage" title="Verify">verify<', row)
+    colours = _bar_colours(row)
+    assert list(colours) == ["validate", "trigger", "monitor", "verify"]
+    assert GREY not in colours.values() and len(set(colours.values())) == 4  # each stage its own colour
+    detail = re.search(r'<section id="detail".*?</section>', page, re.S)
+    assert detail and "<dt>Stage</dt><dd>Verify</dd>" in detail.group(0)
+    tile = re.search(r'<div class="tile" data-status="verifying" style="border-left-color: (rgb\([^)]*\));"><b>1</b>',
+                     page)
+    assert tile and tile.group(1) != GREY  # counted under its own status, in its own colour
+
+
+def test_without_the_stage_list_restores_still_show_with_raw_stage_values(tmp_path: Path) -> None:
+    with stub_api() as (url, state):
+        seed(state)
+        state.stages = None  # an API without GET /api/stages: 404
+        page = run_chromium(url + "/dashboard/index.html", tmp_path, "--dump-dom").stdout
+        paths = [r["path"] for r in state.requests]
+    assert ">monitor<" in _row(page, "r-active") and 'data-id="r-wait"' in _section(page, "active")
+    assert set(_bar_colours(_row(page, "r-wait")).values()) == {GREY}
+    assert _legend(page) == []
+    assert sorted(re.findall(r'class="tile" data-status="(\w+)"', page)) == ["failed", "restoring", "waiting"]
+    assert re.search(r'data-state="ok">updated [^<]*no stage list: /stages: HTTP 404', page)
+    assert paths.count("/dashboard/api/stages") >= 2  # tried again on the next refreshes

@@ -279,3 +279,123 @@ def test_list_since_that_is_not_a_time_is_a_usage_error(api: tuple[str, StubStat
     code, _, err = run(["list", "--since", "yesterday", *conn(url)])
     assert code == restorectl.EXIT_USAGE and "--since" in err and "ISO-8601" in err
     assert state.requests == []
+
+
+VERIFY = {"stage": "verify", "label": "Verify", "status": "verifying", "cancellable": False,
+          "queue_setting": "RESTORE_QUEUE_VERIFY"}
+
+
+def _stage_section(out: str) -> list[str]:
+    return [line.split()[0] for line in out.split("stages:\n")[1].split("timeline:")[0].splitlines()]
+
+
+def test_a_stage_served_by_the_api_is_shown_with_its_label(api: tuple[str, StubState]) -> None:
+    url, state = api
+    assert state.stages is not None
+    state.stages.append(dict(VERIFY))
+    state.add(make_restore("r-v", "verifying", "verify", age_s=400, stages=[
+        ("verify", 300, None), ("monitor", 20, 300), ("validate", 0, 10), ("trigger", 10, 20)]))
+    state.add(make_restore("r-m", "restoring", "monitor", age_s=100, stages=[("monitor", 20, None)]))
+    code, out, err = run(["list", *conn(url)])
+    assert (code, err) == (0, "")
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    assert rows["r-v"][1:3] == ["verifying", "Verify"] and rows["r-m"][1:3] == ["restoring", "Monitor"]
+    code, out, err = run(["show", "r-v", *conn(url)])
+    assert (code, err) == (0, "")
+    assert "stage: Verify" in out
+    assert _stage_section(out) == ["validate", "trigger", "monitor", "verify"]  # the API's pipeline order
+
+
+def test_the_stage_order_is_the_apis_not_a_copy(api: tuple[str, StubState]) -> None:
+    url, state = api
+    assert state.stages is not None
+    state.stages.insert(3, dict(VERIFY))  # a stage added mid-pipeline, before trigger
+    state.add(make_restore("r-v", "restoring", "monitor", age_s=400, stages=[
+        ("monitor", 30, None), ("trigger", 20, 30), ("verify", 10, 20), ("validate", 0, 10)]))
+    code, out, _ = run(["show", "r-v", *conn(url)])
+    assert code == 0 and _stage_section(out) == ["validate", "verify", "trigger", "monitor"]
+
+
+def test_without_the_stage_list_raw_stage_values_are_shown_with_a_warning(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.stages = None  # an API without GET /api/stages: 404
+    state.add(make_restore("r-9", "restoring", "monitor", age_s=600, job="/x/backupJobs/job-77",
+                           stages=[("monitor", 9, None), ("trigger", 5, 9), ("validate", 0, 5)]))
+    code, out, err = run(["list", *conn(url)])
+    assert code == 0 and out.splitlines()[1].split()[:3] == ["r-9", "restoring", "monitor"]
+    assert err.startswith("restorectl: warning: no stage list from GET ") and "/api/stages (404" in err
+    assert "showing raw stage values" in err
+    code, out, err = run(["show", "r-9", *conn(url)])
+    assert code == 0 and "warning" in err and "stage: monitor" in out
+    assert _stage_section(out) == ["validate", "trigger", "monitor"]  # in the order they started
+
+
+def test_a_stage_list_that_is_not_one_is_a_warning_not_a_crash(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.stages = [{"label": "no stage name"}]
+    state.add(make_restore("r-1", "waiting", "wait", age_s=30, stages=[]))
+    code, out, err = run(["list", *conn(url)])
+    assert code == 0 and "r-1" in out and "wait" in out.split()
+    assert "warning" in err and "without a stage name" in err
+
+
+def test_stage_list_is_read_once_and_only_where_stages_are_shown(api: tuple[str, StubState]) -> None:
+    url, state = api
+    first, *rest = _progress("r-w", ("validating", "validate", None), ("restoring", "trigger", None),
+                             ("succeeded", "monitor", "/j/job-5"))
+    state.add(first, *rest)
+    code, out, _ = run(["watch", "r-w", "--interval", "0.01", *conn(url)])
+    assert code == 0 and "Validate" in out and "Trigger" in out
+    assert [r["path"] for r in state.requests].count("/api/stages") == 1
+    for argv in (["cancel", "r-w"], ["--json", "list"], ["show", "r-w", "--json"],
+                 ["start", "--json", "-"]):
+        state.requests.clear()
+        run([*argv, *conn(url)], stdin="{}")
+        assert state.requests and "/api/stages" not in [r["path"] for r in state.requests], argv
+
+
+def test_a_refused_key_fails_at_the_stage_list_without_a_warning(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["show", "r-1", "--url", url, "--key-file", str(key_file("wrong"))])
+    assert code == restorectl.EXIT_FAILED
+    assert "warning" not in err and "401" in err and len(state.requests) == 1
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--vault", "/v", "--datasource", "/d", "--recovery-point", "rp-7", "--container-url", "https://a/c",
+      "--prefix", "p", "--container-id", "/c"],
+     {"backup_instance": {"vault_id": "/v", "datasource_id": "/d"}, "recovery_point": {"id": "rp-7"},
+      "target": {"kind": "files", "container_url": "https://a/c", "file_prefix": "p", "container_id": "/c"}}),
+    (["--backup-instance", "/bi", "--recovery-point", "latest", "--container-url", "https://a/c", "--prefix", "p"],
+     {"backup_instance": {"id": "/bi"},
+      "target": {"kind": "files", "container_url": "https://a/c", "file_prefix": "p"}}),
+])
+def test_start_from_flags_builds_a_files_request(api: tuple[str, StubState], flags: list[str],
+                                                 expected: dict[str, Any]) -> None:
+    url, state = api
+    code, _, err = run(["start", *flags, *conn(url)])
+    assert (code, err) == (0, "")
+    assert state.requests[-1]["body"] == expected
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backup-instance", "x", "--recovery-point", "rp", "--before", "2026-01-01T00:00:00Z"],
+     "either --recovery-point or --before"),
+    (["--backup-instance", "x", "--server", "s", "--database", "d", "--secret-uri", "u", "--prefix", "p"],
+     "choose one target"),
+    (["--backup-instance", "x", "--prefix", "p"], "needs both --container-url and --prefix"),
+    (["--vault", "/v", "--server", "s", "--database", "d", "--secret-uri", "u"], "start needs --json FILE"),
+])
+def test_start_with_conflicting_flags_fails_before_calling_the_api(api: tuple[str, StubState], flags: list[str],
+                                                                   message: str) -> None:
+    url, state = api
+    code, _, err = run(["start", *flags, *conn(url)])
+    assert code == restorectl.EXIT_USAGE and message in err and state.requests == []
+
+
+@pytest.mark.parametrize(("stdin", "message"), [("[1, 2]", "must hold a JSON object"), ("", "is not valid JSON")])
+def test_start_json_that_is_not_a_request_object_is_refused(api: tuple[str, StubState], stdin: str,
+                                                            message: str) -> None:
+    url, state = api
+    code, _, err = run(["start", "--json", "-", *conn(url)], stdin=stdin)
+    assert code == restorectl.EXIT_USAGE and message in err and state.requests == []
