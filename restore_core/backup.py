@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from . import telemetry
+from .models import Tier
 
 
 class CallMeter:
@@ -92,7 +93,7 @@ class BackupInstanceInfo:
 class RecoveryPointInfo:
     id: str
     time: datetime
-    tier: str  # "vault" | "archive"
+    tier: Tier
     rehydration_status: str | None = None
     rehydration_expiry: datetime | None = None
     postgres_version: str | None = None

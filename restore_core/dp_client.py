@@ -61,8 +61,8 @@ from .backup import (  # noqa: F401 - re-exported: the adapter's answers are the
     latest,
 )
 from .config import Settings
-from .errors import AzureRejection, RestoreError, RetryableError
-from .models import DatabaseTarget, Rehydration
+from .errors import AzureRejection, RestoreError, RetryableError, require
+from .models import DatabaseTarget, Rehydration, Tier
 from .records import parse_time
 from .restore_requests import SINGLE_SERVER_DB, RestorePlan
 
@@ -237,12 +237,12 @@ def _retry_after(exc: HttpResponseError) -> float | None:
         return None
 
 
-def _tier_of(rp: Any) -> tuple[str, str | None, datetime | None, str | None]:
+def _tier_of(rp: Any) -> tuple[Tier, str | None, datetime | None, str | None]:
     props = rp.properties
-    tier, status, expiry, version = "vault", None, None, None
+    tier, status, expiry, version = Tier.VAULT, None, None, None
     for ds in getattr(props, "recovery_point_data_stores_details", None) or []:
         if (_plain(ds.type) or "").lower().startswith("archive"):
-            tier = "archive"
+            tier = Tier.ARCHIVE
         # Azure does not show where a rehydration is reported: take it from whichever entry reports it
         if _plain(ds.rehydration_status) and (status is None or _plain(ds.rehydration_status) == "COMPLETED"):
             status = _plain(ds.rehydration_status)
@@ -256,8 +256,7 @@ def _tier_of(rp: Any) -> tuple[str, str | None, datetime | None, str | None]:
 
 def _rp_info(rp: Any) -> RecoveryPointInfo:
     tier, status, expiry, version = _tier_of(rp)
-    rp_time = parse_time(rp.properties.recovery_point_time)
-    assert rp_time is not None
+    rp_time = require(parse_time(rp.properties.recovery_point_time), "Azure gives every recovery point its time")
     return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
                              parse_time(expiry), version,
                              _plain(getattr(rp.properties, "recovery_point_state", None)))

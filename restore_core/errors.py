@@ -12,6 +12,8 @@ SDK errors are wrapped at the client boundary (``dp_client``) with ``raise ... f
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 
 class RestoreError(Exception):
     """Base of every error this package raises on purpose."""
@@ -60,3 +62,14 @@ class RetryableError(RestoreError):
 
 class PermanentError(RestoreError):
     """Cannot succeed by retrying (malformed message, impossible state)."""
+
+
+T = TypeVar("T")
+
+
+def require(value: T | None, what: str) -> T:
+    """An internal invariant: ``value`` is set (not None, not empty). Broken, it raises :class:`PermanentError` — the
+    pipeline fails the restore at once with the reason instead of retrying a bug five times (``assert`` would)."""
+    if value is None or value == "":
+        raise PermanentError(f"internal invariant broken: {what}")
+    return value

@@ -22,12 +22,12 @@ from typing import Any
 from . import late_outcomes, telemetry
 from .backup import JobInfo
 from .deps import Deps
-from .errors import AzureRejection, PermanentError, RestoreError, RetryableError
+from .errors import AzureRejection, PermanentError, RestoreError, RetryableError, require
 from .events import publish_completion
 from .limits import clip
 from .messages import Envelope
 from .models import Stage, Status
-from .records import RestoreRecord, TimelineEvent, iso
+from .records import RestoreRecord, TimelineEvent, iso, parse_time
 from .stages import monitor, registry
 from .store import ConcurrencyError, StoreRejected
 from .transitions import Outcome, StageResult, next_step
@@ -42,9 +42,9 @@ def queue_for(deps: Deps, stage: Stage) -> str:
 
 
 def send_stage(deps: Deps, rec: RestoreRecord, *, delay: float = 0, traceparent: str | None = None) -> None:
-    assert rec.stage is not None
-    env = Envelope(rec.id, rec.stage, rec.attempt, traceparent or rec.traceparent, deps.clock())
-    deps.queues.send(queue_for(deps, rec.stage), env.encode(), delay_seconds=delay)
+    stage = require(rec.stage, "only an active restore is sent to a stage")
+    env = Envelope(rec.id, stage, rec.attempt, traceparent or rec.traceparent, deps.clock())
+    deps.queues.send(queue_for(deps, stage), env.encode(), delay_seconds=delay)
 
 
 def check_after(deps: Deps, now: datetime, delay: float) -> datetime:
@@ -117,6 +117,8 @@ class _Run:
                      self.current.id)
         except StoreRejected as exc:
             _give_up_unstorable(self.deps, self.current, self.stage, exc, None)
+        except PermanentError as exc:  # a broken invariant: retrying cannot help
+            _give_up_if_last(self.deps, self.current, self.stage, self.deps.settings.max_dequeue_count, exc)
         except AzureRejection as exc:
             outcome = Outcome.REJECTED if self.stage == Stage.VALIDATE else Outcome.FAILED
             return StageResult(outcome, f"{exc.code}: {exc.message}", error_code=exc.code,
@@ -193,11 +195,17 @@ def _give_up_if_last(deps: Deps, rec: RestoreRecord, stage: Stage, dequeue_count
     latest = deps.store.get(rec.id) or rec
     if latest.terminal:
         return
-    result = StageResult(Outcome.FAILED, f"gave up after {dequeue_count} deliveries: {type(exc).__name__}: {exc}",
-                         error_code="StageRetriesExhausted",
-                         error_message=f"stage {stage.value} failed {dequeue_count} times: {type(exc).__name__}: "
-                                       f"{exc}",
-                         error_fix="check the logs for this restore id; the message went to the poison queue")
+    if isinstance(exc, PermanentError):
+        result = StageResult(Outcome.FAILED, f"stopped: {exc}", error_code="InternalInvariantBroken",
+                             error_message=f"stage {stage.value} cannot go on: {exc}",
+                             error_fix="a bug or a row changed by hand: report it with this restore id and the logs; "
+                                       "submit the restore again")
+    else:
+        result = StageResult(Outcome.FAILED, f"gave up after {dequeue_count} deliveries: {type(exc).__name__}: "
+                                             f"{exc}", error_code="StageRetriesExhausted",
+                             error_message=f"stage {stage.value} failed {dequeue_count} times: "
+                                           f"{type(exc).__name__}: {exc}",
+                             error_fix="check the logs for this restore id; the message went to the poison queue")
     try:
         apply(deps, latest, stage, result, traceparent=None)
     except Exception:  # noqa: BLE001 - recording the failure must not hide the original error
@@ -254,6 +262,8 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
     except ConcurrencyError:
         log.info("%s of %s lost a race to another delivery; its result is discarded", stage.value, rec.id)
         return None
+    if stage == Stage.WAIT and next_stage != Stage.WAIT and result.outcome in REHYDRATION_DONE:
+        _record_rehydration_wait(new, now)
     if next_stage is not None:
         send_stage(deps, new, delay=result.delay, traceparent=traceparent)
     if status.terminal:
@@ -261,6 +271,18 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
     log.info("%s %s → %s (%s): %s", rec.id, stage.value, next_stage.value if next_stage else status.value,
              result.outcome.value, result.message, extra={"restore_id": rec.id, "outcome": result.outcome.value})
     return new
+
+
+#: Outcomes of the wait stage that mean the archived point is back (stand-alone, or a one-request job's first phase).
+REHYDRATION_DONE = frozenset({Outcome.REHYDRATED, Outcome.RESTORING})
+
+
+def _record_rehydration_wait(rec: RestoreRecord, now: datetime) -> None:
+    """``restore.rehydration.wait``: from the rehydrate stage's start until the point was seen rehydrated."""
+    started = parse_time((rec.stage_times.get(Stage.REHYDRATE.value) or {}).get("started"))
+    if started is not None:
+        priority = str((rec.request.get("rehydration") or {}).get("priority") or "Standard")
+        telemetry.record_rehydration_wait(seconds=(now - started).total_seconds(), priority=priority)
 
 
 def finish(deps: Deps, rec: RestoreRecord) -> None:

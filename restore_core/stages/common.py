@@ -10,7 +10,8 @@ from typing import Any
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id
 from ..backup import VaultInfo
 from ..deps import Deps
-from ..models import RestoreRequest
+from ..errors import require
+from ..models import RestoreRequest, Tier
 from ..records import RestoreRecord, iso, parse_time
 from ..restore_requests import RestorePlan
 
@@ -22,13 +23,11 @@ def request_of(rec: RestoreRecord) -> RestoreRequest:
 
 
 def bi_ref(rec: RestoreRecord) -> BackupInstanceRef:
-    assert rec.backup_instance_id, "backup instance is resolved by the validate stage"
-    return parse_backup_instance_id(rec.backup_instance_id)
+    return parse_backup_instance_id(require(rec.backup_instance_id, "the validate stage resolved the backup instance"))
 
 
 def vault_ref(rec: RestoreRecord) -> VaultRef:
-    assert rec.vault_id
-    return parse_vault_id(rec.vault_id)
+    return parse_vault_id(require(rec.vault_id, "the validate stage resolved the vault"))
 
 
 def vault_info(rec: RestoreRecord) -> VaultInfo:
@@ -37,12 +36,13 @@ def vault_info(rec: RestoreRecord) -> VaultInfo:
 
 def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> RestorePlan:
     req = request or request_of(rec)
-    assert rec.recovery_point_id and rec.datasource_type and rec.restore_location
-    source_store = "ArchiveStore" if rec.tier == "archive" else "VaultStore"
+    source_store = "ArchiveStore" if rec.tier == Tier.ARCHIVE else "VaultStore"
     return RestorePlan(backup_instance_id=bi_ref(rec).id, source_datasource_id=rec.source_datasource_id,
-                       datasource_type=rec.datasource_type, recovery_point_id=rec.recovery_point_id,
-                       source_store=source_store, restore_location=rec.restore_location, target=req.target,
-                       identity_id=rec.identity_id)
+                       datasource_type=require(rec.datasource_type, "the validate stage resolved the datasource type"),
+                       recovery_point_id=require(rec.recovery_point_id, "the validate stage chose the point"),
+                       source_store=source_store,
+                       restore_location=require(rec.restore_location, "the validate stage chose the region"),
+                       target=req.target, identity_id=rec.identity_id)
 
 
 def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:

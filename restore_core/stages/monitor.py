@@ -23,7 +23,7 @@ from typing import Any
 from ..arm_ids import job_name
 from ..backup import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..deps import Deps
-from ..errors import AzureRejection
+from ..errors import AzureRejection, require
 from ..models import Region
 from ..records import RestoreRecord, iso
 from ..transitions import Outcome, StageResult
@@ -71,16 +71,16 @@ def learn(deps: Deps, rec: RestoreRecord) -> None:
 def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
     """One read of the restore's Azure job; a refusal to show a job we hold the id of (404 while Azure catches up,
     403 while a token or role assignment settles) is checked again later, never final: the deadline bounds it."""
-    assert rec.azure_job_id
+    job_id = require(rec.azure_job_id, "a restore being followed has its Azure job id")
     try:
         if rec.region == Region.SECONDARY.value:
-            assert rec.restore_location
-            return deps.dp.fetch_cross_region_job(vault_ref(rec), secondary=rec.restore_location,
-                                                  primary=vault_info(rec).location, job_id=rec.azure_job_id)
-        return deps.dp.get_job(vault_ref(rec), rec.azure_job_id)
+            return deps.dp.fetch_cross_region_job(
+                vault_ref(rec), secondary=require(rec.restore_location, "a cross-region restore has its region"),
+                primary=vault_info(rec).location, job_id=job_id)
+        return deps.dp.get_job(vault_ref(rec), job_id)
     except AzureRejection as exc:
         delay = backoff(deps, rec.polls)
-        return StageResult(Outcome.NOT_READY, f"could not read job {job_name(rec.azure_job_id)} ({exc.code}: "
+        return StageResult(Outcome.NOT_READY, f"could not read job {job_name(job_id)} ({exc.code}: "
                                               f"{exc.message}); checking again in {delay:.1f}s",
                            changes={"polls": rec.polls + 1, "transient_failures": rec.transient_failures + 1},
                            delay=delay, log_event=rec.transient_failures == 0)
@@ -126,10 +126,9 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
 
 def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks)."""
-    assert rec.azure_job_id
     changes: dict[str, Any] = {"job_status": job.status, "job_start": job.start_time or rec.job_start,
                                "job_end": job.end_time}
-    name = job_name(rec.azure_job_id)
+    name = job_name(require(rec.azure_job_id, "a restore being followed has its Azure job id"))
     status = job.status.lower()
     if not job.terminal:
         return _still_running(job, rec, deps, changes)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ..deps import Deps
-from ..errors import RetryableError
+from ..errors import RetryableError, require
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -69,8 +69,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if rec.trigger_intent_at is not None or rec.azure_job_id:
         return _one_request(rec, deps, claim)  # an earlier attempt sent (or was sending) the one-request restore
     now = deps.clock()
-    assert rec.recovery_point_id
-    point = deps.dp.get_recovery_point(bi_ref(rec), rec.recovery_point_id)
+    point = deps.dp.get_recovery_point(bi_ref(rec), require(rec.recovery_point_id, "validate chose the point"))
     if point.rehydrated and point.rehydration_expiry and point.rehydration_expiry > now + REUSE_MARGIN:
         return StageResult(Outcome.ALREADY_REHYDRATED,
                            f"reusing the completed rehydration of {point.id} (usable until "

@@ -27,7 +27,7 @@ from enum import Enum
 from ..arm_ids import job_name, same_id
 from ..backup import JobInfo
 from ..deps import Deps
-from ..errors import AzureRejection, RetryableError
+from ..errors import AzureRejection, RetryableError, require
 from ..fixes import explain
 from ..models import Region
 from ..records import RestoreRecord
@@ -75,8 +75,8 @@ def match(job: JobInfo, rec: RestoreRecord) -> Match:
 def _jobs(rec: RestoreRecord, deps: Deps) -> list[JobInfo]:
     vault = vault_info(rec)
     if rec.region == Region.SECONDARY.value:
-        assert rec.restore_location
-        return deps.dp.fetch_cross_region_jobs(vault_ref(rec), secondary=rec.restore_location, primary=vault.location)
+        return deps.dp.fetch_cross_region_jobs(vault_ref(rec), primary=vault.location, secondary=require(
+            rec.restore_location, "a cross-region restore has its region"))
     return deps.dp.list_jobs(vault_ref(rec))
 
 
@@ -136,7 +136,7 @@ def learned_first_check(deps: Deps, rec: RestoreRecord, since: datetime) -> tupl
 
 def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResult | None:
     """The outcome of looking for the job an earlier attempt started; None: nothing found yet, look again later."""
-    assert rec.trigger_intent_at is not None
+    intent = require(rec.trigger_intent_at, "a restore looking for its job recorded its trigger intent")
     try:
         certain, likely = find_candidates(rec, deps)
     except AzureRejection as exc:  # the trigger may have run: never decide on a failed look-up
@@ -146,12 +146,12 @@ def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResu
     job = certain[0] if len(certain) == 1 else likely[0] if not certain and len(likely) == 1 else None
     if job is not None:
         own(deps, rec, job.id or job.name)
-        delay, expected = first_check(deps, rec, rec.trigger_intent_at)
+        delay, expected = first_check(deps, rec, intent)
         how = "" if certain else " (matched on instance, point and time; its destination is not comparable)"
         return StageResult(Outcome.ADOPTED, f"adopted job {job.name} started by an earlier attempt{how} "
                                             f"(no second trigger)",
                            changes={"azure_job_id": job.id or job.name, "job_status": job.status,
-                                    "job_start": job.start_time, "triggered_at": rec.trigger_intent_at,
+                                    "job_start": job.start_time, "triggered_at": intent,
                                     "expected_job_seconds": expected}, delay=delay)
     if len(certain) > 1 or len(likely) > 1:
         return _needs_operator(rec, certain or likely)

@@ -26,7 +26,7 @@ from ..backup import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..deps import Deps
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest
+from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, Tier
 from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
@@ -257,7 +257,7 @@ def _choose_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault:
     point, skipped = _find_point(deps, bi, req, vault, location)
     if point is None:
         raise _Refused(_no_point(req, info, skipped))
-    needs_rehydration = point.tier == "archive" and not point.rehydrated
+    needs_rehydration = point.tier == Tier.ARCHIVE and not point.rehydrated
     if needs_rehydration and req.region == Region.SECONDARY:
         raise _Refused(_reject("ArchivedPointNotRehydrated",
                                "an archived recovery point cannot be restored cross-region until it is rehydrated",
@@ -312,7 +312,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         return result
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
-                 "archive tier, already rehydrated" if point.tier == "archive" else "vault tier")
+                 "archive tier, already rehydrated" if point.tier == Tier.ARCHIVE else "vault tier")
     notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..backup import JobInfo, RecoveryPointInfo
 from ..deps import Deps
+from ..errors import require
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -42,8 +43,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     if rec.azure_job_id:
         job = read_job(rec, deps)
         return job if isinstance(job, StageResult) else job_phase(job, rec, deps)
-    assert rec.recovery_point_id
-    point = deps.dp.get_recovery_point(bi_ref(rec), rec.recovery_point_id)
+    point = deps.dp.get_recovery_point(bi_ref(rec), require(rec.recovery_point_id, "validate chose the point"))
     status = (point.rehydration_status or "").upper()
     if point.rehydrated:
         return rehydrated(point)

@@ -222,3 +222,22 @@ def test_otlp_without_its_package_fails_with_the_fix(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(importlib, "import_module", missing)
     with pytest.raises(telemetry.TelemetryConfigError, match="pip install opentelemetry-exporter-otlp-proto-http"):
         telemetry._otlp_exporters("http://127.0.0.1:4318")
+
+
+def test_rehydration_wait_is_recorded_when_the_archived_point_is_back(mem: telemetry.MemoryExporters) -> None:
+    """The workbook charts restore.rehydration.wait: the pipeline records it (one-request flow, restore phase)."""
+    from restore_core.models import Stage
+    from tests.unit.fakes import Harness, database_body
+
+    h = Harness()
+    h.dp.add_archive_point()
+    count = _value(mem, telemetry.METRIC_REHYDRATION_WAIT, priority="High")  # metrics are cumulative per process
+    total = _hist_sum(mem, telemetry.METRIC_REHYDRATION_WAIT, priority="High")
+    h.submit(database_body(rehydration={"priority": "High"}))
+    h.run(until=Stage.WAIT)
+    h.clock.advance(5400)
+    h.dp.finish_rehydration_phase(h.dp.only_job().name)
+    h.step()
+    assert h.record().stage is Stage.MONITOR
+    assert _value(mem, telemetry.METRIC_REHYDRATION_WAIT, priority="High") == count + 1
+    assert _hist_sum(mem, telemetry.METRIC_REHYDRATION_WAIT, priority="High") - total >= 5400

@@ -22,7 +22,7 @@ from restore_core.backup import BackupInstanceInfo, CallMeter, JobInfo, Recovery
 from restore_core.config import Settings, load_settings
 from restore_core.deps import Deps
 from restore_core.errors import AzureRejection
-from restore_core.models import Rehydration, Stage, parse_request
+from restore_core.models import Rehydration, Stage, Tier, parse_request
 from restore_core.queues import MemoryQueueSender, SentMessage
 from restore_core.records import RestoreRecord
 from restore_core.restore_requests import SINGLE_SERVER_DB, RestorePlan
@@ -120,7 +120,7 @@ class FakeDataProtection:
         self.instances = [BackupInstanceInfo(BI_ID, BI_NAME, "pgsrv01\\salesdb", SINGLE_SERVER_DB, SOURCE_DB_ID,
                                              SOURCE_SERVER_ID, "ProtectionConfigured")]
         self.points: dict[str, RecoveryPointInfo] = {
-            VAULT_POINT: RecoveryPointInfo(VAULT_POINT, T0 - timedelta(hours=6), "vault", postgres_version="11"),
+            VAULT_POINT: RecoveryPointInfo(VAULT_POINT, T0 - timedelta(hours=6), Tier.VAULT, postgres_version="11"),
         }
         self.jobs: dict[str, JobInfo] = {}
         self.triggers: list[Any] = []
@@ -149,7 +149,7 @@ class FakeDataProtection:
     def add_archive_point(self, *, rehydration_status: str | None = None,
                           expiry: datetime | None = None) -> RecoveryPointInfo:
         """Make the latest point an archived one (newer than the vault-tier point)."""
-        p = RecoveryPointInfo(ARCHIVE_POINT, T0 - timedelta(hours=1), "archive", rehydration_status, expiry, "11")
+        p = RecoveryPointInfo(ARCHIVE_POINT, T0 - timedelta(hours=1), Tier.ARCHIVE, rehydration_status, expiry, "11")
         self.points[ARCHIVE_POINT] = p
         return p
 

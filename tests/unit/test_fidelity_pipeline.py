@@ -270,3 +270,14 @@ def test_a_watch_on_a_job_that_never_ends_is_dropped_after_a_week(h: Harness) ->
     h.clock.advance(late_outcomes.LATE_WATCH.total_seconds() + 1)
     watchdog.tick(h.deps)
     assert h.store.list_meta(late_outcomes.KIND) == []
+
+
+def test_a_broken_internal_invariant_fails_the_restore_at_once_instead_of_five_retries(h: Harness) -> None:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    rec = h.record()
+    h.store.update(rec.copy(azure_job_id=None))  # a row changed by hand (or a bug): monitor cannot go on
+    h.step()  # first delivery
+    after = h.record()
+    assert after.status is Status.FAILED and after.error_code == "InternalInvariantBroken"
+    assert "Azure job id" in (after.error_message or "")
