@@ -28,7 +28,7 @@ from .errors import RequestError, RetryableError
 from .intake import submit
 from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
-from .records import TimelineEvent, parse_time
+from .records import RestoreRecord, TimelineEvent, parse_time
 from .stages import registry
 from .stages.registry import CANCELLABLE
 from .store import ConcurrencyError, days_between
@@ -207,34 +207,40 @@ def stages() -> ApiResponse:
     return ApiResponse(200, {"stages": [s.describe() for s in registry.REGISTRY]})
 
 
+def _not_cancellable(rec: RestoreRecord) -> ApiResponse | None:
+    if rec.terminal:
+        return ApiResponse(409, {"error": {
+            "code": "RestoreAlreadyFinished", "message": f"restore {rec.id} already ended {rec.status.value}",
+            "field": None, "fix": "nothing to cancel"}})
+    if rec.stage not in CANCELLABLE or rec.trigger_intent_at is not None or rec.azure_job_id:
+        return ApiResponse(409, {"error": {
+            "code": "RestoreJobNotCancellable",
+            "message": "the Azure restore has been triggered"
+                       + (f" (job {rec.azure_job_id})" if rec.azure_job_id else "")
+                       + "; Azure Backup offers no API to cancel a restore job",
+            "field": None,
+            "fix": "wait for the job to finish (GET this restore), then drop the restored database or files "
+                   "if they are not wanted"}})
+    return None
+
+
 @_storage_unavailable_is_503
 def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
-    if not _ID.match(restore_id or ""):
-        return _not_found(restore_id)
-    for _ in range(5):
-        rec = deps.store.get(restore_id)
+    rec = deps.store.get(restore_id) if _ID.match(restore_id or "") else None
+    for _ in range(5):  # each lost race hands back the row as it is now: decide again, no re-read
         if rec is None:
             return _not_found(restore_id)
-        if rec.terminal:
-            return ApiResponse(409, {"error": {
-                "code": "RestoreAlreadyFinished", "message": f"restore {restore_id} already ended {rec.status.value}",
-                "field": None, "fix": "nothing to cancel"}})
-        if rec.stage not in CANCELLABLE or rec.trigger_intent_at is not None or rec.azure_job_id:
-            return ApiResponse(409, {"error": {
-                "code": "RestoreJobNotCancellable",
-                "message": "the Azure restore has been triggered"
-                           + (f" (job {rec.azure_job_id})" if rec.azure_job_id else "")
-                           + "; Azure Backup offers no API to cancel a restore job",
-                "field": None,
-                "fix": "wait for the job to finish (GET this restore), then drop the restored database or files "
-                       "if they are not wanted"}})
+        refused = _not_cancellable(rec)
+        if refused is not None:
+            return refused
         now = deps.clock()
         done = rec.copy(status=Status.CANCELLED, stage=None, updated_at=now, next_check_at=None,
                         error_code="CancelledByOperator", error_message="cancelled before the restore was triggered",
                         error_fix="submit a new request if the restore is needed after all")
         try:
             done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
-        except ConcurrencyError:
+        except ConcurrencyError as lost:
+            rec = lost.current
             continue
         finish(deps, done)  # the same terminal bookkeeping as the pipeline: event, index row, metrics
         return get(restore_id, deps=deps)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from .limits import CODE_COST, JSON_COST, TEXT_COST, bounded_json, clip
-from .models import TERMINAL, Stage, Status
+from .models import TERMINAL, Stage, Status, Tier
 
 ID_FORMAT = "%Y%m%dT%H%M%S"
 
@@ -58,17 +62,31 @@ def parse_time(value: str | datetime | None) -> datetime | None:
         raise ValueError(f"{value} is outside the range of times that can be expressed in UTC") from None
 
 
-_TIME_FIELDS = {"created_at", "updated_at", "deadline", "next_check_at", "recovery_point_time",
-                "trigger_intent_at", "job_start", "job_end", "rehydration_expiry", "rehydration_requested_at",
-                "enqueued_at", "indexed_check_by", "triggered_at"}
-_JSON_FIELDS = {"request", "stage_times", "warnings", "vault_info"}
 #: Free text (mostly from Azure) and its bound, applied when a row is serialised.
 _TEXT_BOUNDS = {"error_message": TEXT_COST, "error_fix": TEXT_COST, "error_code": CODE_COST, "job_status": CODE_COST}
 _JSON_BOUNDS = {"warnings": JSON_COST}
+_NOT_STORED = ("id", "etag")
 
 
-@dataclass
-class RestoreRecord:
+def _kind(annotation: Any) -> str:
+    """How a field is stored, derived from its type: ``time`` (ISO-8601), ``json`` (dicts and lists as JSON text),
+    ``enum`` (its value) or ``plain``."""
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    if datetime in args:
+        return "time"
+    if any(get_origin(a) in (dict, list) or a in (dict, list) for a in args):
+        return "json"
+    if any(isinstance(a, type) and issubclass(a, StrEnum) for a in args):
+        return "enum"
+    return "plain"
+
+
+class RestoreRecord(BaseModel):
+    """One restore's row. Its Table entity is derived from the fields' types (:meth:`to_entity`/:meth:`from_entity`):
+    no hand-kept list of fields to keep in step."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=False)
+
     id: str
     status: Status
     stage: Stage | None
@@ -79,17 +97,16 @@ class RestoreRecord:
     request: dict[str, Any]
     attempt: int = 1
     next_check_at: datetime | None = None
-    enqueued_at: datetime | None = None
     idempotency_key: str | None = None
     traceparent: str | None = None
     backup_instance_id: str | None = None
     vault_id: str | None = None
-    vault_info: dict[str, Any] = field(default_factory=dict)
+    vault_info: dict[str, Any] = Field(default_factory=dict)
     datasource_type: str | None = None
     source_datasource_id: str | None = None
     recovery_point_id: str | None = None
     recovery_point_time: datetime | None = None
-    tier: str | None = None
+    tier: Tier | None = None
     target_kind: str | None = None
     target_resource: str | None = None
     region: str = "primary"
@@ -98,7 +115,6 @@ class RestoreRecord:
     rehydration_requested_at: datetime | None = None
     rehydration_expiry: datetime | None = None
     trigger_intent_at: datetime | None = None
-    trigger_claim: str | None = None
     azure_job_id: str | None = None
     job_status: str | None = None
     job_start: datetime | None = None
@@ -106,8 +122,8 @@ class RestoreRecord:
     error_code: str | None = None
     error_message: str | None = None
     error_fix: str | None = None
-    warnings: list[dict[str, Any]] = field(default_factory=list)
-    stage_times: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    warnings: list[dict[str, Any]] = Field(default_factory=list)
+    stage_times: dict[str, dict[str, str | None]] = Field(default_factory=dict)
     transient_failures: int = 0
     polls: int = 0
     triggered_at: datetime | None = None
@@ -122,50 +138,48 @@ class RestoreRecord:
         return self.status in TERMINAL
 
     def copy(self, **changes: Any) -> RestoreRecord:
-        return replace(self, **changes)
+        """A validated copy with ``changes`` (a stage's facts arrive as plain values: validation types them)."""
+        return type(self).model_validate({**dict(self), **changes})
+
+    def _stored(self, name: str, kind: str) -> Any:
+        value = getattr(self, name)
+        if value is None:
+            return None
+        if kind == "time":
+            return iso(value)
+        if name in _JSON_BOUNDS:
+            return bounded_json(value, _JSON_BOUNDS[name])
+        if kind == "json":
+            return json.dumps(value, separators=(",", ":"), sort_keys=True)
+        if kind == "enum":
+            return value.value
+        if name in _TEXT_BOUNDS and isinstance(value, str):
+            return clip(value, _TEXT_BOUNDS[name])
+        return value
 
     def to_entity(self) -> dict[str, Any]:
         ent: dict[str, Any] = {"PartitionKey": partition_of(self.id), "RowKey": self.id, "Kind": "restore"}
-        for f in fields(self):
-            if f.name in ("etag", "id"):
-                continue
-            value = getattr(self, f.name)
-            if f.name in _TIME_FIELDS:
-                value = iso(value)
-            elif f.name in _JSON_BOUNDS:
-                value = bounded_json(value, _JSON_BOUNDS[f.name])
-            elif f.name in _JSON_FIELDS:
-                value = json.dumps(value, separators=(",", ":"), sort_keys=True)
-            elif isinstance(value, (Status, Stage)):
-                value = value.value
-            elif f.name in _TEXT_BOUNDS and isinstance(value, str):
-                value = clip(value, _TEXT_BOUNDS[f.name])
-            if value is not None:
-                ent[f.name] = value
+        for name, info in type(self).model_fields.items():
+            if name not in _NOT_STORED:
+                value = self._stored(name, _kind(info.annotation))
+                if value is not None:
+                    ent[name] = value
         return ent
 
     @classmethod
     def from_entity(cls, ent: dict[str, Any], etag: str | None = None) -> RestoreRecord:
-        kwargs: dict[str, Any] = {"id": ent["RowKey"], "etag": etag}
-        names = {f.name for f in fields(cls)}
-        for key, value in ent.items():
-            if key not in names or key in ("id", "etag"):
+        values: dict[str, Any] = {"id": ent["RowKey"], "etag": etag, "stage": None}
+        for name, info in cls.model_fields.items():
+            if name in _NOT_STORED or name not in ent:
                 continue
-            if key in _TIME_FIELDS:
+            value = ent[name]
+            kind = _kind(info.annotation)
+            if kind == "time":
                 value = parse_time(value)
-            elif key in _JSON_FIELDS:
-                value = json.loads(value) if isinstance(value, str) else value
-            elif key == "status":
-                value = Status(value)
-            elif key == "stage":
-                value = Stage(value) if value else None
-            elif key in ("attempt", "transient_failures", "timeline_seq", "polls"):
-                value = int(value)
-            elif key == "expected_job_seconds":
-                value = float(value)
-            kwargs[key] = value
-        kwargs.setdefault("stage", None)
-        return cls(**kwargs)
+            elif kind == "json" and isinstance(value, str):
+                value = json.loads(value)
+            values[name] = value
+        return cls.model_validate(values)
 
     def summary(self) -> dict[str, Any]:
         """The status resource (without timeline)."""

@@ -42,7 +42,12 @@ T = TypeVar("T")
 
 
 class ConcurrencyError(Exception):
-    """Another writer changed the row first (ETag mismatch). Re-read and decide again."""
+    """Another writer changed the row first (ETag mismatch). ``current`` is the row as it is now (None: gone), so the
+    caller decides again without a re-read."""
+
+    def __init__(self, restore_id: str, current: RestoreRecord | None = None) -> None:
+        super().__init__(restore_id)
+        self.current = current
 
 
 class StoreRejected(PermanentError):
@@ -272,7 +277,7 @@ class TableStateStore(StateStore):
             result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
         except TableTransactionError as exc:
             if exc.status_code in (412, 404, 409):
-                raise ConcurrencyError(rec.id) from exc
+                raise ConcurrencyError(rec.id, self.get(rec.id)) from exc
             if exc.status_code in (400, 413):
                 raise _refused(exc) from exc
             raise RetryableError(f"table write failed: {exc.status_code}") from exc
@@ -396,7 +401,8 @@ class MemoryStateStore(StateStore):
         with self._lock:
             current = self._rows.get(rec.id)
             if current is None or current[1] != rec.etag:
-                raise ConcurrencyError(rec.id)
+                raise ConcurrencyError(rec.id, RestoreRecord.from_entity(dict(current[0]), current[1])
+                                       if current else None)
             seq = rec.timeline_seq
             new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
             entity = new.to_entity()

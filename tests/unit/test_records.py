@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -29,13 +28,13 @@ def full_record() -> RestoreRecord:
         id="20261124T080000-0123456789", status=Status.RESTORING, stage=Stage.MONITOR, source="alert",
         created_at=T0, updated_at=T0 + timedelta(minutes=5), deadline=(T0 + timedelta(hours=48)).astimezone(CET),
         request=database_body(description="drill"), attempt=6, next_check_at=T0 + timedelta(minutes=6),
-        enqueued_at=T0 + timedelta(seconds=1), idempotency_key="alert:x", traceparent="00-" + "a" * 32 + "-" + "b" * 16
+        idempotency_key="alert:x", traceparent="00-" + "a" * 32 + "-" + "b" * 16
         + "-01", backup_instance_id=BI_ID, vault_id=VAULT_ID, vault_info={"id": VAULT_ID, "location": "westeurope"},
         datasource_type="Microsoft.DBforPostgreSQL/servers/databases", source_datasource_id="/s/db",
         recovery_point_id="rp1", recovery_point_time=T0 - timedelta(hours=6), tier="archive", target_kind="database",
         target_resource="/t/db", region="secondary", restore_location="northeurope",
         rehydration_requested_at=T0 + timedelta(minutes=1), rehydration_expiry=T0 + timedelta(days=15),
-        trigger_intent_at=T0 + timedelta(minutes=2), trigger_claim="c1", azure_job_id=VAULT_ID + "/backupJobs/j1",
+        trigger_intent_at=T0 + timedelta(minutes=2), azure_job_id=VAULT_ID + "/backupJobs/j1",
         job_status="InProgress", job_start=T0 + timedelta(minutes=2, seconds=3), job_end=T0 + timedelta(minutes=30),
         error_code="E", error_message="m", error_fix="f", warnings=[{"code": "W1", "message": "careful"}],
         stage_times={"validate": {"started": iso(T0), "finished": iso(T0)}}, transient_failures=2, polls=3,
@@ -58,10 +57,10 @@ def test_full_record_round_trips_through_an_entity() -> None:
     assert ent["PartitionKey"] == "d20261124" and ent["RowKey"] == rec.id and ent["Kind"] == "restore"
     back = RestoreRecord.from_entity(ent, rec.etag)
     assert back == rec
-    for f in fields(RestoreRecord):
-        value = getattr(back, f.name)
+    for name in RestoreRecord.model_fields:
+        value = getattr(back, name)
         if isinstance(value, datetime):
-            assert value.utcoffset() == timedelta(0), f.name
+            assert value.utcoffset() == timedelta(0), name
 
 
 def test_entity_values_are_table_friendly_scalars() -> None:

@@ -160,3 +160,15 @@ def test_a_restore_the_table_would_refuse_is_413_and_leaves_no_idempotency_key()
 def test_days_between_stops_at_the_last_day_of_the_calendar() -> None:
     last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
     assert [d.day for d in days_between(last - timedelta(days=1), last)] == [30, 31]
+
+
+def test_a_lost_race_hands_back_the_current_row() -> None:
+    store = MemoryStateStore()
+    rec, _ = store.create(make(), ev("x"), idempotency_key=None, request_hash="h")
+    winner = store.update(rec.copy(status=Status.VALIDATING))
+    try:
+        store.update(rec.copy(status=Status.CANCELLED))
+    except ConcurrencyError as lost:
+        assert lost.current == winner
+    else:
+        raise AssertionError("a stale ETag must lose")
