@@ -253,3 +253,24 @@ def test_the_sdk_stays_behind_its_adapters() -> None:
     builders = sorted(p for p, text in src.items()
                       if re.search(r"import .*\b(DataProtection|TableStateStore|AzureQueueSender)\b", text))
     assert builders == ["restore_core/runtime.py"], builders
+
+
+#: how the deployed app uses each runtime requirement (an import, or the plugin name it loads)
+REQUIREMENT_USES = {
+    "azure-functions": "import azure.functions", "azure-identity": "azure.identity",
+    "azure-mgmt-dataprotection": "azure.mgmt.dataprotection", "azure-core": "from azure.core",
+    "azure-storage-queue": "azure.storage.queue", "azure-data-tables": "azure.data.tables",
+    "azure-monitor-opentelemetry": "azure.monitor.opentelemetry",
+    "azure-core-tracing-opentelemetry": 'tracing_implementation = "opentelemetry"',
+    "opentelemetry-sdk": "opentelemetry.sdk", "pydantic": "from pydantic",
+}
+
+
+def test_every_deployed_requirement_is_used_by_the_app() -> None:
+    """requirements.txt is what the Function App deploys: nothing local-only, nothing unused."""
+    code = "\n".join(p.read_text() for p in [ROOT / "function_app.py", *(ROOT / "restore_core").rglob("*.py")])
+    names = [line.split("==")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert set(names) == set(REQUIREMENT_USES), set(names) ^ set(REQUIREMENT_USES)
+    unused = [n for n in names if REQUIREMENT_USES[n] not in code]
+    assert not unused, f"deployed but unused: {unused}"
