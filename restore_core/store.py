@@ -50,6 +50,10 @@ class ConcurrencyError(Exception):
         self.current = current
 
 
+class _RowExists(Exception):
+    """The row to insert exists already (another delivery created it)."""
+
+
 class StoreRejected(PermanentError):
     """The table refused the write as such (``code``: the storage error code, e.g. ``PropertyValueTooLarge``)."""
 
@@ -108,18 +112,68 @@ class StateStore(ABC):
         new = new.copy(indexed_stage=stage, indexed_check_by=check_by)
         return new, ActiveEntry.of(new, check_by=check_by)
 
-    @abstractmethod
+    # -- the workflow, written once over the primitives below (as Powertools' persistence base does)
     def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
                request_hash: str) -> tuple[RestoreRecord, bool]:
         """Insert a new restore, or return the one already created for ``idempotency_key`` (created=False).
-        A key reused with a different request raises :class:`RequestError` (409)."""
+        A key reused with a different request raises :class:`RequestError` (409). A request the table would refuse
+        is refused (413) before anything is written, so no key is left behind."""
+        self._check_storable(rec, event)
+        if idempotency_key:
+            existing = self._claim_key(idempotency_key, rec.id, request_hash)
+            if existing is not None:
+                self._check_same_request(existing[1], request_hash, idempotency_key)
+                found = self.get(existing[0])
+                if found is not None:
+                    return found, False
+                rec = rec.copy(id=existing[0])  # the first attempt died between the key and the row: finish it
+        rec, entry = self._index(rec.copy(timeline_seq=1))
+        try:
+            etag = self._insert(rec.to_entity(), event.to_entity(rec.id, 1))
+        except _RowExists:
+            found = self.get(rec.id)
+            if found is None:
+                raise RetryableError(f"restore {rec.id} exists and cannot be read yet") from None
+            return found, False
+        except StoreRejected as refused:  # the key must not point at a row that never comes
+            if idempotency_key:
+                self._forget_key(idempotency_key)
+            raise _not_storable(refused.code, refused.message) from None
+        if entry is not None:
+            self.put_active(entry)
+        return rec.copy(etag=etag), True
+
+    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
+        """Replace the row if its ETag still matches ``rec.etag`` (else :class:`ConcurrencyError` with the current
+        row); append ``events``; keep the active index."""
+        seq = rec.timeline_seq
+        new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
+        etag = self._replace(new.to_entity(), rec.etag, [ev.to_entity(rec.id, seq + i)
+                                                          for i, ev in enumerate(events, start=1)])
+        if entry is not None:
+            self.put_active(entry)
+        return new.copy(etag=etag)
+
+    # -- primitives
+    @abstractmethod
+    def _claim_key(self, key: str, restore_id: str, request_hash: str) -> tuple[str, str] | None:
+        """Record ``key`` → ``restore_id``; when the key exists already, return (its restore id, its request hash)."""
+
+    @abstractmethod
+    def _forget_key(self, key: str) -> None: ...
+
+    @abstractmethod
+    def _insert(self, row: dict[str, Any], event: dict[str, Any]) -> str:
+        """Insert a restore row and its first event together; returns the row's ETag. Raises :class:`_RowExists`
+        or :class:`StoreRejected`."""
+
+    @abstractmethod
+    def _replace(self, row: dict[str, Any], etag: str | None, events: list[dict[str, Any]]) -> str:
+        """Replace the row if ``etag`` matches and add ``events``, together; returns the new ETag. Raises
+        :class:`ConcurrencyError` (with the current row) or :class:`StoreRejected`."""
 
     @abstractmethod
     def get(self, restore_id: str) -> RestoreRecord | None: ...
-
-    @abstractmethod
-    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
-        """Replace the row if its ETag still matches ``rec.etag``; append ``events``; keep the active index."""
 
     @abstractmethod
     def timeline(self, restore_id: str) -> list[TimelineEvent]: ...
@@ -216,47 +270,49 @@ class TableStateStore(StateStore):
         except NO_ANSWER as exc:
             raise RetryableError(f"table {client.table_name} did not answer: {type(exc).__name__}") from exc
 
-    # -- create
-    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
-               request_hash: str) -> tuple[RestoreRecord, bool]:
-        self._check_storable(rec, event)  # before anything is written: a refused request leaves no key behind
-        h = key_hash(idempotency_key) if idempotency_key else None
-        if idempotency_key and h:
-            try:
-                self._call(self._idem, lambda: self._idem.create_entity(
-                    {"PartitionKey": h[:2], "RowKey": h, "restore_id": rec.id, "request_hash": request_hash}))
-            except ResourceExistsError:
-                existing = self._call(self._idem, lambda: self._idem.get_entity(h[:2], h))
-                self._check_same_request(existing["request_hash"], request_hash, idempotency_key)
-                found = self.get(existing["restore_id"])
-                if found is not None:
-                    return found, False
-                # the first attempt died between the key and the row: finish its work under its id
-                rec = rec.copy(id=existing["restore_id"])
-        rec, entry = self._index(rec.copy(timeline_seq=1))
-        ops: list[Any] = [("create", rec.to_entity()), ("create", event.to_entity(rec.id, 1))]
+    # -- primitives
+    def _claim_key(self, key: str, restore_id: str, request_hash: str) -> tuple[str, str] | None:
+        h = key_hash(key)
         try:
-            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
-        except TableTransactionError as exc:
-            if exc.status_code == 409:
-                found = self.get(rec.id)
-                if found is not None:
-                    return found, False
-            if exc.status_code in (400, 413):  # refused as such: the key must not point at a row that never comes
-                if h:
-                    self._forget_key(h)
-                refused = _refused(exc)
-                raise _not_storable(refused.code, refused.message) from exc
-            raise RetryableError(f"table write failed: {exc.status_code}") from exc
-        if entry is not None:
-            self.put_active(entry)
-        return rec.copy(etag=result[0]["etag"]), True
+            self._call(self._idem, lambda: self._idem.create_entity(
+                {"PartitionKey": h[:2], "RowKey": h, "restore_id": restore_id, "request_hash": request_hash}))
+            return None
+        except ResourceExistsError:
+            existing = self._call(self._idem, lambda: self._idem.get_entity(h[:2], h))
+            return str(existing["restore_id"]), str(existing["request_hash"])
 
-    def _forget_key(self, h: str) -> None:
+    def _forget_key(self, key: str) -> None:
+        h = key_hash(key)
         try:
             self._call(self._idem, lambda: self._idem.delete_entity(h[:2], h))
         except ResourceNotFoundError:
             pass
+
+    def _transact(self, ops: list[Any]) -> str:
+        return str(self._call(self._restores, lambda: self._restores.submit_transaction(ops))[0]["etag"])
+
+    def _insert(self, row: dict[str, Any], event: dict[str, Any]) -> str:
+        try:
+            return self._transact([("create", row), ("create", event)])
+        except TableTransactionError as exc:
+            if exc.status_code == 409:
+                raise _RowExists(row["RowKey"]) from exc
+            if exc.status_code in (400, 413):
+                raise _refused(exc) from exc
+            raise RetryableError(f"table write failed: {exc.status_code}") from exc
+
+    def _replace(self, row: dict[str, Any], etag: str | None, events: list[dict[str, Any]]) -> str:
+        ops: list[Any] = [("update", row, {"mode": UpdateMode.REPLACE, "etag": etag,
+                                           "match_condition": MatchConditions.IfNotModified})]
+        ops += [("upsert", ev, {"mode": UpdateMode.REPLACE}) for ev in events]
+        try:
+            return self._transact(ops)
+        except TableTransactionError as exc:
+            if exc.status_code in (412, 404, 409):
+                raise ConcurrencyError(row["RowKey"], self.get(row["RowKey"])) from exc
+            if exc.status_code in (400, 413):
+                raise _refused(exc) from exc
+            raise RetryableError(f"table write failed: {exc.status_code}") from exc
 
     def get(self, restore_id: str) -> RestoreRecord | None:
         try:
@@ -264,27 +320,6 @@ class TableStateStore(StateStore):
         except ResourceNotFoundError:
             return None
         return RestoreRecord.from_entity(dict(ent), ent.metadata["etag"])
-
-    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
-        seq = rec.timeline_seq
-        ops: list[Any] = []
-        new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
-        ops.append(("update", new.to_entity(),
-                    {"mode": UpdateMode.REPLACE, "etag": rec.etag, "match_condition": MatchConditions.IfNotModified}))
-        for i, ev in enumerate(events, start=1):
-            ops.append(("upsert", ev.to_entity(rec.id, seq + i), {"mode": UpdateMode.REPLACE}))
-        try:
-            result = self._call(self._restores, lambda: self._restores.submit_transaction(ops))
-        except TableTransactionError as exc:
-            if exc.status_code in (412, 404, 409):
-                raise ConcurrencyError(rec.id, self.get(rec.id)) from exc
-            if exc.status_code in (400, 413):
-                raise _refused(exc) from exc
-            raise RetryableError(f"table write failed: {exc.status_code}") from exc
-        new = new.copy(etag=result[0]["etag"])
-        if entry is not None:
-            self.put_active(entry)
-        return new
 
     def timeline(self, restore_id: str) -> list[TimelineEvent]:
         pk = partition_of(restore_id)
@@ -364,31 +399,43 @@ class MemoryStateStore(StateStore):
         self._n += 1
         return f'W/"{self._n}"'
 
-    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
-               request_hash: str) -> tuple[RestoreRecord, bool]:
-        self._check_storable(rec, event)
+    def _claim_key(self, key: str, restore_id: str, request_hash: str) -> tuple[str, str] | None:
         with self._lock:
-            if idempotency_key:
-                existing = self._idem.get(idempotency_key)
-                if existing:
-                    self._check_same_request(existing[1], request_hash, idempotency_key)
-                    if existing[0] in self._rows:
-                        ent, etag = self._rows[existing[0]]
-                        return RestoreRecord.from_entity(dict(ent), etag), False
-                    rec = rec.copy(id=existing[0])
-                else:
-                    self._idem[idempotency_key] = (rec.id, request_hash)
-            if rec.id in self._rows:
-                ent, etag = self._rows[rec.id]
-                return RestoreRecord.from_entity(dict(ent), etag), False
-            rec, entry = self._index(rec.copy(timeline_seq=1))
+            existing = self._idem.get(key)
+            if existing is None:
+                self._idem[key] = (restore_id, request_hash)
+            return existing
+
+    def _forget_key(self, key: str) -> None:
+        with self._lock:
+            self._idem.pop(key, None)
+
+    def _insert(self, row: dict[str, Any], event: dict[str, Any]) -> str:
+        _checked([row, event])
+        with self._lock:
+            rid = row["RowKey"]
+            if rid in self._rows:
+                raise _RowExists(rid)
             etag = self._etag()
-            self._rows[rec.id] = (rec.to_entity(), etag)
-            self._events[rec.id] = {1: event}
-            if entry is not None:
-                self._active[rec.id] = entry
+            self._rows[rid] = (row, etag)
+            self._events[rid] = {1: TimelineEvent.from_entity(event)}
             self.writes += 1
-            return rec.copy(etag=etag), True
+            return etag
+
+    def _replace(self, row: dict[str, Any], etag: str | None, events: list[dict[str, Any]]) -> str:
+        rid = row["RowKey"]
+        with self._lock:
+            current = self._rows.get(rid)
+            if current is None or current[1] != etag:
+                raise ConcurrencyError(rid, RestoreRecord.from_entity(dict(current[0]), current[1])
+                                       if current else None)
+            _checked([row, *events])
+            new_etag = self._etag()
+            self._rows[rid] = (row, new_etag)
+            for ev in events:
+                self._events.setdefault(rid, {})[int(ev["RowKey"].rsplit("~", 1)[1])] = TimelineEvent.from_entity(ev)
+            self.writes += 1
+            return new_etag
 
     def get(self, restore_id: str) -> RestoreRecord | None:
         with self._lock:
@@ -396,25 +443,6 @@ class MemoryStateStore(StateStore):
                 return None
             ent, etag = self._rows[restore_id]
             return RestoreRecord.from_entity(dict(ent), etag)
-
-    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord:
-        with self._lock:
-            current = self._rows.get(rec.id)
-            if current is None or current[1] != rec.etag:
-                raise ConcurrencyError(rec.id, RestoreRecord.from_entity(dict(current[0]), current[1])
-                                       if current else None)
-            seq = rec.timeline_seq
-            new, entry = self._index(rec.copy(timeline_seq=seq + len(events)))
-            entity = new.to_entity()
-            _checked([entity, *(ev.to_entity(rec.id, seq + i) for i, ev in enumerate(events, start=1))])
-            etag = self._etag()
-            self._rows[rec.id] = (entity, etag)
-            for i, ev in enumerate(events, start=1):
-                self._events.setdefault(rec.id, {})[seq + i] = ev
-            if entry is not None:
-                self._active[rec.id] = entry
-            self.writes += 1
-            return new.copy(etag=etag)
 
     def timeline(self, restore_id: str) -> list[TimelineEvent]:
         with self._lock:
