@@ -139,10 +139,13 @@ def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResu
     intent = require(rec.trigger_intent_at, "a restore looking for its job recorded its trigger intent")
     try:
         certain, likely = find_candidates(rec, deps)
-    except AzureRejection as exc:  # the trigger may have run: never decide on a failed look-up
-        delay = max(deps.settings.poll_min_seconds, deps.settings.poll_max_seconds / 4)
-        return StageResult(Outcome.NOT_READY, f"could not list the jobs to adopt ({exc.code}); looking again in "
-                                              f"{delay:.0f}s", delay=delay)
+    except (AzureRejection, RetryableError) as exc:  # the trigger may have run: never decide on a failed look-up,
+        # and never spend the message's deliveries on it (host kills spend them too): look again later
+        delay = max(deps.settings.poll_min_seconds, deps.settings.poll_max_seconds / 4,
+                    getattr(exc, "retry_after", None) or 0.0)
+        return StageResult(Outcome.NOT_READY, f"could not list the jobs to adopt ({exc}); looking again in "
+                                              f"{delay:.0f}s", delay=delay,
+                           changes={"transient_failures": rec.transient_failures + 1})
     job = certain[0] if len(certain) == 1 else likely[0] if not certain and len(likely) == 1 else None
     if job is not None:
         own(deps, rec, job.id or job.name)

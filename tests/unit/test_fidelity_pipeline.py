@@ -281,3 +281,15 @@ def test_a_broken_internal_invariant_fails_the_restore_at_once_instead_of_five_r
     after = h.record()
     assert after.status is Status.FAILED and after.error_code == "InternalInvariantBroken"
     assert "Azure job id" in (after.error_message or "")
+
+
+def test_job_listings_that_keep_failing_while_adopting_never_use_up_the_deliveries(h: Harness) -> None:
+    lose_trigger_answer(h)
+    h.dp.fail_before["list_jobs"] = [RetryableError("malformed page"), RetryableError("401 token hiccup"),
+                                     RetryableError("connection reset"), RetryableError("503", retry_after=7),
+                                     RetryableError("malformed page"), RetryableError("again")]
+    for _ in range(6):
+        msg, _ = h.step()  # each failed look-up is a delayed re-check, not an exception the queue counts
+        assert h.record().status is Status.RESTORING
+    h.step()
+    assert h.record().azure_job_id == h.dp.only_job().id and h.dp.trigger_calls == 1
