@@ -1,8 +1,8 @@
-"""HTTPS front door: ARM routing (case-insensitive), auth, faults, throttling, metering, LRO headers, admin API.
+"""HTTPS front door: auth, faults, throttling, metering, LRO headers, admin API (routing: :mod:`.routing`).
 
 Consumes: an :class:`Engine` and :class:`Controls`. Produces: an ASGI app served by uvicorn over TLS.
-Every ARM call goes: auth -> injected latency -> token bucket -> pre-faults -> handler -> "lost answer" faults
--> metering. Admin calls (``/admin/...``) need the main token and are never metered.
+Every ARM call goes: route -> auth -> injected latency -> token bucket -> pre-faults -> handler -> "lost answer"
+faults -> metering. Admin calls (``/admin/...``) need the main token and are never metered.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import math
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,42 +19,16 @@ from urllib.parse import quote
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from .control import FAULT_MODES, JOB_BEHAVIOUR_MODES, POST_MODES, PRE_MODES, ControlError, Controls, Fault
 from .engine import BadRequest, Engine, JobBehaviour, NotFound, Operation, decode_token, encode_token
+from .routing import ArmRoute, build_router
 from .timeutil import iso, parse_duration
 from .world import check_emulation_choices
 
 log = logging.getLogger("dpemu.server")
 
-_SUB = r"/subscriptions/(?P<sub>[^/]+)"
-_RG = _SUB + r"/resourceGroups/(?P<rg>[^/]+)"
-_V = _RG + r"/providers/Microsoft\.DataProtection/backupVaults/(?P<vault>[^/]+)"
-_BI = _V + r"/backupInstances/(?P<bi>[^/]+)"
-_LOC_SUB = _SUB + r"/providers/Microsoft\.DataProtection/locations/(?P<loc>[^/]+)"
-_LOC_RG = _RG + r"/providers/Microsoft\.DataProtection/locations/(?P<loc>[^/]+)"
-
-# (methods, pattern, operationId, kind) -- kind is the metering/throttling class: read or write
-ROUTES: list[tuple[tuple[str, ...], str, str, str]] = [
-    (("GET",), _V, "BackupVaults_Get", "read"),
-    (("GET",), _V + "/backupInstances", "BackupInstances_List", "read"),
-    (("GET",), _BI, "BackupInstances_Get", "read"),
-    (("GET",), _BI + "/recoveryPoints", "RecoveryPoints_List", "read"),
-    (("GET",), _BI + r"/recoveryPoints/(?P<rp>[^/]+)", "RecoveryPoints_Get", "read"),
-    (("POST",), _BI + "/validateRestore", "BackupInstances_ValidateForRestore", "write"),
-    (("POST",), _BI + "/restore", "BackupInstances_TriggerRestore", "write"),
-    (("POST",), _BI + "/rehydrate", "BackupInstances_TriggerRehydrate", "write"),
-    (("GET",), _V + "/backupJobs", "Jobs_List", "read"),
-    (("GET",), _V + r"/backupJobs/(?P<job>[^/]+)", "Jobs_Get", "read"),
-    (("GET",), _LOC_SUB + r"/operationStatus/(?P<op>[^/]+)", "OperationStatus_Get", "read"),
-    (("GET",), _LOC_SUB + r"/operationResults/(?P<op>[^/]+)", "OperationResult_Get", "read"),
-    (("POST", "GET"), _LOC_RG + "/fetchSecondaryRecoveryPoints", "FetchSecondaryRecoveryPoints_List", "read"),
-    (("POST",), _LOC_RG + "/validateCrossRegionRestore", "BackupInstances_ValidateCrossRegionRestore", "write"),
-    (("POST",), _LOC_RG + "/crossRegionRestore", "BackupInstances_TriggerCrossRegionRestore", "write"),
-    (("POST",), _LOC_RG + "/fetchCrossRegionRestoreJob", "FetchCrossRegionRestoreJob_Get", "read"),
-    (("POST", "GET"), _LOC_RG + "/fetchCrossRegionRestoreJobs", "FetchCrossRegionRestoreJobs_List", "read"),
-]
-_COMPILED = [(m, re.compile("^" + p + "/?$", re.IGNORECASE), op, kind) for m, p, op, kind in ROUTES]
 LRO_OPS = {"BackupInstances_ValidateForRestore", "BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
            "BackupInstances_ValidateCrossRegionRestore", "BackupInstances_TriggerCrossRegionRestore"}
 JOB_OPS = {"BackupInstances_TriggerRestore", "BackupInstances_TriggerRehydrate",
@@ -131,12 +104,49 @@ class Call:
     api_version: str
 
 
+async def _drop(send: Send) -> None:
+    """Abort the TCP connection without any answer (uvicorn's send is bound to its protocol cycle)."""
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if transport is not None:
+        transport.abort()
+        return
+    # fallback: announce a body and never send it, then break the stream
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
+    raise ConnectionAbortedError("dropped by fault injection")
+
+
+class Endpoint:
+    """An ASGI app that answers with the :class:`Reply` of ``handler(request, body)``. A class, not a function,
+    so starlette's router hands it the server's own ``send`` (needed to drop a connection)."""
+
+    def __init__(self, handler: Callable[[Request, bytes], Awaitable[Reply]]) -> None:
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        raw = await request.body()
+        try:
+            reply = await self.handler(request, raw)
+        except Exception:  # noqa: BLE001 - an emulator bug must still answer like ARM would
+            log.exception("unhandled error for %s %s", request.method, request.url.path)
+            reply = Reply(500, cloud_error("InternalServerError", "The emulator hit an internal error."))
+        if reply.drop:
+            await _drop(send)
+            return
+        data = reply.raw if reply.raw is not None else b"" if reply.body is None else json.dumps(reply.body).encode()
+        headers = {"x-ms-request-id": request.headers.get("x-ms-client-request-id", ""), **reply.headers}
+        resp = Response(data, status_code=reply.status, headers=headers,
+                        media_type=reply.media_type or ("application/json" if data else None))
+        await resp(scope, receive, send)
+
+
 class Server:
     def __init__(self, engine: Engine, controls: Controls, base_url: str) -> None:
         self.engine = engine
         self.controls = controls
         self.base_url = base_url.rstrip("/")
         self.integer_retry_after = False
+        self.router = build_router(Endpoint(self._arm_call), Endpoint(self._admin_call), Endpoint(self._no_route))
 
     # ------------------------------------------------------------------ ASGI entry point
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
@@ -151,55 +161,31 @@ class Server:
                     return
         if scope["type"] != "http":
             return
-        request = Request(scope, receive)
-        raw = await request.body()
-        try:
-            reply = await self.handle(request, raw)
-        except Exception:  # noqa: BLE001 - an emulator bug must still answer like ARM would
-            log.exception("unhandled error for %s %s", request.method, request.url.path)
-            reply = Reply(500, cloud_error("InternalServerError", "The emulator hit an internal error."))
-        if reply.drop:
-            await self._drop(send)
-            return
-        data = reply.raw if reply.raw is not None else b"" if reply.body is None else json.dumps(reply.body).encode()
-        headers = {"x-ms-request-id": request.headers.get("x-ms-client-request-id", ""), **reply.headers}
-        resp = Response(data, status_code=reply.status, headers=headers,
-                        media_type=reply.media_type or ("application/json" if data else None))
-        await resp(scope, receive, send)
+        await self.router(scope, receive, send)
 
-    async def _drop(self, send: Callable[[Any], Awaitable[None]]) -> None:
-        """Abort the TCP connection without any answer (uvicorn's send is bound to its protocol cycle)."""
-        transport = getattr(getattr(send, "__self__", None), "transport", None)
-        if transport is not None:
-            transport.abort()
-            return
-        # fallback: announce a body and never send it, then break the stream
-        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"1000")]})
-        raise ConnectionAbortedError("dropped by fault injection")
-
-    # ------------------------------------------------------------------ dispatch
-    async def handle(self, request: Request, raw: bytes) -> Reply:
-        path = request.url.path
+    # ------------------------------------------------------------------ endpoints
+    def _caller(self, request: Request) -> str | None:
         token = None
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token = auth[7:].strip()
-        caller = self.controls.caller_for(token)
-        if path.lower().rstrip("/") == "/admin" or path.lower().startswith("/admin/"):
-            if caller != "default":
-                return Reply(401, cloud_error("InvalidAuthenticationToken",
-                                              "Admin calls need 'Authorization: Bearer <the --token value>'."))
-            return await run_in_threadpool(self.admin, request.method, path, raw)
-        method = request.method.upper()
-        match = None
-        for methods, rx, op, kind in _COMPILED:
-            m = rx.match(path)
-            if m and method in methods:
-                match = (m, op, kind)
-                break
-        if match is None:
-            return Reply(404, cloud_error("NotFound", f"The emulator does not implement {method} {path}."))
-        m, op, kind = match
+        return self.controls.caller_for(token)
+
+    async def _admin_call(self, request: Request, raw: bytes) -> Reply:
+        if self._caller(request) != "default":
+            return Reply(401, cloud_error("InvalidAuthenticationToken",
+                                          "Admin calls need 'Authorization: Bearer <the --token value>'."))
+        return await run_in_threadpool(self.admin, request.method, request.url.path, raw)
+
+    @staticmethod
+    async def _no_route(request: Request, raw: bytes) -> Reply:
+        return Reply(404, cloud_error("NotFound", f"The emulator does not implement {request.method.upper()} "
+                                                  f"{request.url.path}."))
+
+    async def _arm_call(self, request: Request, raw: bytes) -> Reply:
+        route: ArmRoute = request.scope["route"]
+        op, kind = route.operation, route.kind
+        caller = self._caller(request)
         if caller is None:
             self.controls.record(op, kind, 401, "unauthenticated")
             return Reply(401, cloud_error("InvalidAuthenticationToken",
@@ -210,7 +196,7 @@ class Server:
         if refused is not None:
             self.controls.record(op, kind, refused.status, caller)
             return refused
-        reply = await self._arm(request, raw, m.groupdict(), op, kind, caller)
+        reply = await self._arm(request, raw, dict(request.path_params), op, kind, caller)
         self.controls.record(op, kind, 0 if reply.drop else reply.status, caller)
         return reply
 
