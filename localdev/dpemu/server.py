@@ -21,8 +21,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from . import render
 from .control import FAULT_MODES, JOB_BEHAVIOUR_MODES, POST_MODES, PRE_MODES, ControlError, Controls, Fault
-from .engine import BadRequest, Engine, JobBehaviour, NotFound, Operation, decode_token, encode_token
+from .engine import Engine
+from .model import BadRequest, JobBehaviour, NotFound, Operation
+from .parsing import decode_token, encode_token
 from .routing import ArmRoute, build_router
 from .timeutil import iso, parse_duration
 from .world import check_emulation_choices
@@ -313,30 +316,30 @@ class Server:
             o = e.get_op(p["sub"], p["loc"], p["op"])
             if op == "OperationStatus_Get":
                 # azure-core takes each poll's delay from the latest response: scaled retry-after-ms here too
-                return Reply(200, e.op_status_json(o), self._retry_headers(call))
+                return Reply(200, render.op_status_json(o, e.clock.now()), self._retry_headers(call))
             if not e.op_done(o):
                 r = self._lro(call, o)
                 return Reply(202, None, r.headers)
             if o.error:
                 return Reply(400, {"error": o.error})
-            return Reply(200, e.op_result_json(o))  # the spec's OperationResult_Get answers 200 or 202, never 204
+            return Reply(200, render.op_result_json(o))  # the spec's OperationResult_Get answers 200 or 202, never 204
         if "loc" in p:
             return self._crr(call)
         v = e.vault(p["sub"], p["rg"], p["vault"])
         if op == "BackupVaults_Get":
-            return Reply(200, e.vault_json(v))
+            return Reply(200, render.vault_json(e.world, v))
         if op == "BackupInstances_List":
-            return Reply(200, {"value": [e.bi_json(v, b) for b in v.backup_instances]})
+            return Reply(200, {"value": [render.bi_json(e.world, v, b) for b in v.backup_instances]})
         if op == "Jobs_List":
             tok = self._q(call, "$skipToken")
             offset = int(decode_token(tok).get("o", 0)) if tok else 0
             items, nxt = e.list_jobs(v, offset)
             return Reply(200, {"value": items, **({"nextLink": self._next_link(call, {"o": nxt})} if nxt else {})})
         if op == "Jobs_Get":
-            return Reply(200, e.job_json(e.get_job(v, p["job"])))
+            return Reply(200, render.job_json(e.world, e.get_job(v, p["job"]), e.clock.now()))
         b = e.bi(v, p["bi"])
         if op == "BackupInstances_Get":
-            return Reply(200, e.bi_json(v, b))
+            return Reply(200, render.bi_json(e.world, v, b))
         if op == "RecoveryPoints_List":
             filt = self._q(call, "$filter")
             items, nxt = e.list_rps(v, b, filt, self._q(call, "$skipToken"))
@@ -344,7 +347,7 @@ class Server:
             return Reply(200, {"value": items, **({"nextLink": self._next_link(call, {"o": nxt}, extra)}
                                                   if nxt else {})})
         if op == "RecoveryPoints_Get":
-            return Reply(200, e.rp_json(v, b, e.rp(b, p["rp"])))
+            return Reply(200, render.rp_json(e.settings, b, e.rp(b, p["rp"]), e.clock.now()))
         forced, job_fault = self._faults_for(op)
         if op == "BackupInstances_ValidateForRestore":
             return self._lro(call, e.validate(v, b, call.body, forced=forced))
@@ -382,7 +385,7 @@ class Server:
             job_id = body.get("jobId")
             if not isinstance(job_id, str) or not job_id:
                 raise BadRequest("UserErrorInvalidRequestParameter", "body.jobId: give the CRR job's GUID or ARM id")
-            return Reply(200, e.job_json(e.get_job(v, job_id, crr_location=loc)))
+            return Reply(200, render.job_json(e.world, e.get_job(v, job_id, crr_location=loc), e.clock.now()))
         details = body.get("crossRegionRestoreDetails")
         v, b = e.crr_source(p["sub"], p["rg"], loc, details, "sourceBackupInstanceId", check_enabled=False)
         assert b is not None
