@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -82,17 +83,10 @@ def parse_rp_filter(text: str | None) -> tuple[datetime | None, datetime | None]
 
 
 def parse_restore(body: Any, where: str = "body") -> ParsedRestore:
+    """A restore request (``where`` names it in messages): its kind, source, point, target and identity."""
     req = as_object(body, where)
-    raw_type = required_str(req, "objectType", where)
-    otype = RESTORE_TYPES.get(raw_type.lower())
-    if otype is None:
-        raise BadRequest("UserErrorInvalidRequestParameter",
-                         f"{where}.objectType '{raw_type}' is not supported for PostgreSQL; use "
-                         "AzureBackupRecoveryPointBasedRestoreRequest or AzureBackupRestoreWithRehydrationRequest")
-    store = required_str(req, "sourceDataStoreType", where)
-    if store.lower() not in ("vaultstore", "archivestore"):
-        raise BadRequest("UserErrorInvalidRequestParameter",
-                         f"{where}.sourceDataStoreType '{store}' is not supported; use VaultStore or ArchiveStore")
+    otype = _restore_type(req, where)
+    store = _source_store(req, where)
     rp_id = required_str(req, "recoveryPointId", where)
     tgt = as_object(lookup(req, "restoreTargetInfo"), f"{where}.restoreTargetInfo")
     ttype = required_str(tgt, "objectType", f"{where}.restoreTargetInfo")
@@ -101,53 +95,81 @@ def parse_restore(body: Any, where: str = "body") -> ParsedRestore:
         raise BadRequest("UserErrorInvalidRequestParameter",
                          f"{where}.restoreTargetInfo.recoveryOption '{option}' is not supported; use FailIfExists")
     loc = str(lookup(tgt, "restoreLocation") or "").lower().replace(" ", "")
-    p = ParsedRestore(otype, "ArchiveStore" if store.lower() == "archivestore" else "VaultStore", rp_id, loc,
-                      "database")
+    p = ParsedRestore(otype, store, rp_id, loc, "database")
     ident = lookup(req, "identityDetails")
     if ident is not None:
         p.identity_details = as_object(ident, f"{where}.identityDetails")
     if otype == "AzureBackupRestoreWithRehydrationRequest":
         p.rehydration_priority = required_str(req, "rehydrationPriority", where)
         p.rehydration_duration = required_str(req, "rehydrationRetentionDuration", where)
-    if ttype.lower() == "restoretargetinfo":
-        w2 = f"{where}.restoreTargetInfo.datasourceInfo"
-        ds = as_object(lookup(tgt, "datasourceInfo", "dataSourceInfo"), w2)
-        p.target_db_id = required_str(ds, "resourceID", w2)
-        m = re.match(r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DBforPostgreSQL/"
-                     r"(?:servers|flexibleServers)/[^/]+)/databases/([^/]+)$", p.target_db_id, re.IGNORECASE)
-        if not m:
-            raise BadRequest("UserErrorInvalidRequestParameter",
-                             f"{w2}.resourceID must be '/subscriptions/<sub>/resourceGroups/<rg>/providers/"
-                             "Microsoft.DBforPostgreSQL/servers/<server>/databases/<new database name>'")
-        p.target_server_id, p.target_db = m.group(1), m.group(2)
-        dss = lookup(tgt, "datasourceSetInfo", "dataSourceSetInfo")
-        if isinstance(dss, dict) and lookup(dss, "resourceID") and \
-                str(lookup(dss, "resourceID")).lower() != p.target_server_id.lower():
-            raise BadRequest("UserErrorInvalidRequestParameter",
-                             f"{where}.restoreTargetInfo.datasourceSetInfo.resourceID must be the server of "
-                             f"datasourceInfo.resourceID ('{p.target_server_id}')")
-        cred = as_object(lookup(tgt, "datasourceAuthCredentials"),
-                         f"{where}.restoreTargetInfo.datasourceAuthCredentials")
-        store_res = as_object(lookup(cred, "secretStoreResource"),
-                              f"{where}.restoreTargetInfo.datasourceAuthCredentials.secretStoreResource")
-        p.secret_uri = required_str(store_res, "uri", f"{where}.restoreTargetInfo.datasourceAuthCredentials."
-                                                      "secretStoreResource")
-    elif ttype.lower() == "restorefilestargetinfo":
-        p.kind = "files"
-        w2 = f"{where}.restoreTargetInfo.targetDetails"
-        td = as_object(lookup(tgt, "targetDetails"), w2)
-        p.container_url = required_str(td, "url", w2).rstrip("/")
-        p.file_prefix = required_str(td, "filePrefix", w2)
-        lt = required_str(td, "restoreTargetLocationType", w2)
-        if lt.lower() != "azureblobs":
-            raise BadRequest("UserErrorInvalidRequestParameter",
-                             f"{w2}.restoreTargetLocationType '{lt}' is not supported; use AzureBlobs")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", p.file_prefix):
-            raise BadRequest("UserErrorInvalidRequestParameter",
-                             f"{w2}.filePrefix '{p.file_prefix}' must be 1-200 letters, digits, '.', '_' or '-'")
-        p.container_arm_id = str(lookup(td, "targetResourceArmId") or "")
-    else:
+    parse_target = _TARGETS.get(ttype.lower())
+    if parse_target is None:
         raise BadRequest("UserErrorInvalidRequestParameter",
                          f"{where}.restoreTargetInfo.objectType '{ttype}' is not supported for PostgreSQL; use "
                          "RestoreTargetInfo (as database) or RestoreFilesTargetInfo (as files)")
+    parse_target(p, tgt, where)
     return p
+
+
+def _restore_type(req: dict[str, Any], where: str) -> str:
+    raw_type = required_str(req, "objectType", where)
+    otype = RESTORE_TYPES.get(raw_type.lower())
+    if otype is None:
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{where}.objectType '{raw_type}' is not supported for PostgreSQL; use "
+                         "AzureBackupRecoveryPointBasedRestoreRequest or AzureBackupRestoreWithRehydrationRequest")
+    return otype
+
+
+def _source_store(req: dict[str, Any], where: str) -> str:
+    store = required_str(req, "sourceDataStoreType", where)
+    if store.lower() not in ("vaultstore", "archivestore"):
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{where}.sourceDataStoreType '{store}' is not supported; use VaultStore or ArchiveStore")
+    return "ArchiveStore" if store.lower() == "archivestore" else "VaultStore"
+
+
+def _database_target(p: ParsedRestore, tgt: dict[str, Any], where: str) -> None:
+    """``RestoreTargetInfo``: a new database on a server, and the Key Vault secret to connect with."""
+    w2 = f"{where}.restoreTargetInfo.datasourceInfo"
+    ds = as_object(lookup(tgt, "datasourceInfo", "dataSourceInfo"), w2)
+    p.target_db_id = required_str(ds, "resourceID", w2)
+    m = re.match(r"^(/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.DBforPostgreSQL/"
+                 r"(?:servers|flexibleServers)/[^/]+)/databases/([^/]+)$", p.target_db_id, re.IGNORECASE)
+    if not m:
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{w2}.resourceID must be '/subscriptions/<sub>/resourceGroups/<rg>/providers/"
+                         "Microsoft.DBforPostgreSQL/servers/<server>/databases/<new database name>'")
+    p.target_server_id, p.target_db = m.group(1), m.group(2)
+    dss = lookup(tgt, "datasourceSetInfo", "dataSourceSetInfo")
+    if isinstance(dss, dict) and lookup(dss, "resourceID") and \
+            str(lookup(dss, "resourceID")).lower() != p.target_server_id.lower():
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{where}.restoreTargetInfo.datasourceSetInfo.resourceID must be the server of "
+                         f"datasourceInfo.resourceID ('{p.target_server_id}')")
+    cred = as_object(lookup(tgt, "datasourceAuthCredentials"), f"{where}.restoreTargetInfo.datasourceAuthCredentials")
+    w3 = f"{where}.restoreTargetInfo.datasourceAuthCredentials.secretStoreResource"
+    p.secret_uri = required_str(as_object(lookup(cred, "secretStoreResource"), w3), "uri", w3)
+
+
+def _files_target(p: ParsedRestore, tgt: dict[str, Any], where: str) -> None:
+    """``RestoreFilesTargetInfo``: a blob container URL and a file prefix."""
+    p.kind = "files"
+    w2 = f"{where}.restoreTargetInfo.targetDetails"
+    td = as_object(lookup(tgt, "targetDetails"), w2)
+    p.container_url = required_str(td, "url", w2).rstrip("/")
+    p.file_prefix = required_str(td, "filePrefix", w2)
+    lt = required_str(td, "restoreTargetLocationType", w2)
+    if lt.lower() != "azureblobs":
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{w2}.restoreTargetLocationType '{lt}' is not supported; use AzureBlobs")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", p.file_prefix):
+        raise BadRequest("UserErrorInvalidRequestParameter",
+                         f"{w2}.filePrefix '{p.file_prefix}' must be 1-200 letters, digits, '.', '_' or '-'")
+    p.container_arm_id = str(lookup(td, "targetResourceArmId") or "")
+
+
+#: restoreTargetInfo.objectType (lower-cased) -> the parser of that target.
+_TARGETS: dict[str, Callable[[ParsedRestore, dict[str, Any], str], None]] = {
+    "restoretargetinfo": _database_target, "restorefilestargetinfo": _files_target,
+}

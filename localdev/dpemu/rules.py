@@ -8,7 +8,7 @@ Failed long-running operation. Every code is listed in ``docs/emulator.md``.
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from .dataplane import ConnInfo, parse_ado_connection_string
@@ -51,29 +51,46 @@ def check_restore(state: State, vault: Vault, bi: BackupInstance, p: ParsedResto
     now = state.clock.now()
     rp = point_for_restore(state, bi, p.rp_id)
     if crr_location is not None:
-        if vault.storage_redundancy != "GeoRedundant" or vault.cross_region_restore != "Enabled":
-            raise RuleError("UserErrorCrossRegionRestoreNotEnabled",
-                            f"Cross Region Restore is not enabled on vault '{vault.name}' (storage redundancy "
-                            f"{vault.storage_redundancy}, CRR {vault.cross_region_restore}).",
-                            "Restore in the vault's own region, or use a GeoRedundant vault with Cross Region "
-                            "Restore enabled.")
-        secondary = state.world.region_pairs.get(vault.location)
-        if crr_location.lower() != secondary:
-            raise RuleError("UserErrorRestoreTargetRegionMismatch",
-                            f"Cross Region Restore for vault '{vault.name}' ({vault.location}) must target its "
-                            f"paired secondary region '{secondary}', not '{crr_location}'.",
-                            f"Call the '{secondary}' location and pick a target in '{secondary}'.")
-        if rp.tier == "archive" and not rp.usable_from_vault(now):
-            raise RuleError("UserErrorCrossRegionRestoreNotSupportedForArchivedRecoveryPoint",
-                            f"Recovery point '{rp.id}' is in the archive tier and is not rehydrated; archived "
-                            "points cannot be restored to the secondary region.",
-                            "Rehydrate the point in the primary region first, or restore it in the primary "
-                            "region.")
-        if rp.time + state.settings.crr_replication_lag > now:
-            raise RuleError("UserErrorRecoveryPointNotReplicated",
-                            f"Recovery point '{rp.id}' is not yet replicated to '{crr_location}'.",
-                            "Pick an older recovery point from fetchSecondaryRecoveryPoints.")
+        _check_crr(state, vault, rp, crr_location, now)
     region = crr_location.lower() if crr_location else vault.location
+    _check_restore_location(state, vault, p, region, crr_location)
+    _check_tier(rp, p, now)
+    principal = restore_principal(state.settings, vault, bi, p)
+    check_cross_subscription(vault, p)
+    if p.kind == "database":
+        return rp, _check_db_target(state, bi, rp, p, region, principal)
+    return rp, _check_files_target(state, bi, rp, p, region, principal)
+
+
+def _check_crr(state: State, vault: Vault, rp: RecoveryPoint, crr_location: str, now: datetime) -> None:
+    """Cross Region Restore: enabled on the vault, into its paired region, from a replicated non-archived point."""
+    if vault.storage_redundancy != "GeoRedundant" or vault.cross_region_restore != "Enabled":
+        raise RuleError("UserErrorCrossRegionRestoreNotEnabled",
+                        f"Cross Region Restore is not enabled on vault '{vault.name}' (storage redundancy "
+                        f"{vault.storage_redundancy}, CRR {vault.cross_region_restore}).",
+                        "Restore in the vault's own region, or use a GeoRedundant vault with Cross Region "
+                        "Restore enabled.")
+    secondary = state.world.region_pairs.get(vault.location)
+    if crr_location.lower() != secondary:
+        raise RuleError("UserErrorRestoreTargetRegionMismatch",
+                        f"Cross Region Restore for vault '{vault.name}' ({vault.location}) must target its "
+                        f"paired secondary region '{secondary}', not '{crr_location}'.",
+                        f"Call the '{secondary}' location and pick a target in '{secondary}'.")
+    if rp.tier == "archive" and not rp.usable_from_vault(now):
+        raise RuleError("UserErrorCrossRegionRestoreNotSupportedForArchivedRecoveryPoint",
+                        f"Recovery point '{rp.id}' is in the archive tier and is not rehydrated; archived "
+                        "points cannot be restored to the secondary region.",
+                        "Rehydrate the point in the primary region first, or restore it in the primary "
+                        "region.")
+    if rp.time + state.settings.crr_replication_lag > now:
+        raise RuleError("UserErrorRecoveryPointNotReplicated",
+                        f"Recovery point '{rp.id}' is not yet replicated to '{crr_location}'.",
+                        "Pick an older recovery point from fetchSecondaryRecoveryPoints.")
+
+
+def _check_restore_location(state: State, vault: Vault, p: ParsedRestore, region: str,
+                            crr_location: str | None) -> None:
+    """``restoreLocation``, when sent, must be the region the restore runs in."""
     if p.restore_location and p.restore_location != region:
         hint = ("for Cross Region Restore call the crossRegionRestore API in the secondary location"
                 if not crr_location and p.restore_location == state.world.region_pairs.get(vault.location)
@@ -81,7 +98,10 @@ def check_restore(state: State, vault: Vault, bi: BackupInstance, p: ParsedResto
         raise RuleError("UserErrorRestoreTargetRegionMismatch",
                         f"restoreLocation '{p.restore_location}' must be '{region}' "
                         f"({'secondary region' if crr_location else 'the vault region'}).", hint.capitalize() + ".")
-    # --- archive / rehydration
+
+
+def _check_tier(rp: RecoveryPoint, p: ParsedRestore, now: datetime) -> None:
+    """Archive and rehydration: the request's kind and source data store must fit the point's tier."""
     if p.object_type == "AzureBackupRestoreWithRehydrationRequest":
         if rp.tier != "archive":
             raise RuleError("UserErrorRecoveryPointNotInArchive",
@@ -104,11 +124,6 @@ def check_restore(state: State, vault: Vault, bi: BackupInstance, p: ParsedResto
         raise RuleError("UserErrorInvalidSourceDataStore",
                         f"Recovery point '{rp.id}' is in the vault tier, not in the archive tier.",
                         "Set sourceDataStoreType to VaultStore.")
-    principal = restore_principal(state.settings, vault, bi, p)
-    check_cross_subscription(vault, p)
-    if p.kind == "database":
-        return rp, _check_db_target(state, bi, rp, p, region, principal)
-    return rp, _check_files_target(state, bi, rp, p, region, principal)
 
 
 def restore_principal(settings: Settings, vault: Vault, bi: BackupInstance, p: ParsedRestore) -> Principal:
@@ -177,6 +192,30 @@ def point_for_restore(state: State, bi: BackupInstance, rp_id: str) -> RecoveryP
 
 def _check_db_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
                      region: str, principal: Principal) -> tuple[Server, ConnInfo]:
+    """Restore as database: a Single Server target the identity can read, a usable Key Vault secret, a PostgreSQL
+    version at least the backup's and a database name not yet in use."""
+    srv = _target_server(state, bi, p, region)
+    if not state.has_role(principal.id, READER_ROLES, srv.id):
+        raise RuleError("UserErrorMSIMissingPermissions",
+                        f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
+                        f"the role 'Reader' on scope '{srv.id}'.",
+                        f"Assign the 'Reader' role on '{srv.id}' to the vault's {principal.label}.")
+    conn = _secret_connection(state, p, principal)
+    if srv.postgres_version < rp.postgres_version:
+        raise RuleError("UserErrorRestoreToLowerVersion",
+                        f"Restoring backups of a higher PostgreSQL version to a lower version is not supported "
+                        f"(backup version {rp.postgres_version}, target '{srv.name}' version "
+                        f"{srv.postgres_version}).",
+                        "Restore to the same or a higher PostgreSQL version from which the backup was taken.")
+    if state.data.database_exists(srv.cluster, p.target_db):
+        raise RuleError("UserErrorDatabaseNameAlreadyInUse",
+                        f"Database '{p.target_db}' already exists on server '{srv.name}'.",
+                        "Retry with a new database name.")
+    return srv, conn
+
+
+def _target_server(state: State, bi: BackupInstance, p: ParsedRestore, region: str) -> Server:
+    """The target server of a restore as database: an existing Single Server in ``region``, not the source."""
     if bi.datasource_type == FLEXIBLE:
         raise RuleError("UserErrorUnsupportedRestoreTargetType",
                         "Flexible Server backups can only be restored as files.",
@@ -197,11 +236,12 @@ def _check_db_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: Par
         raise RuleError("UserErrorOriginalLocationRestoreNotSupported",
                         f"Restoring over the source database '{srv.name}/{p.target_db}' is not supported.",
                         "Choose a new database name or another target server.")
-    if not state.has_role(principal.id, READER_ROLES, srv.id):
-        raise RuleError("UserErrorMSIMissingPermissions",
-                        f"The backup vault's {principal.label} (principalId {principal.id}) is missing "
-                        f"the role 'Reader' on scope '{srv.id}'.",
-                        f"Assign the 'Reader' role on '{srv.id}' to the vault's {principal.label}.")
+    return srv
+
+
+def _secret_connection(state: State, p: ParsedRestore, principal: Principal) -> ConnInfo:
+    """The connection the restore uses: the Key Vault secret the request names, readable by the identity, holding
+    an ADO.NET connection string."""
     uri = re.sub(r"/+$", "", p.secret_uri)
     m = re.match(r"^https://([^./]+)\.vault\.azure\.net/secrets/([^/]+)(?:/[^/]*)?$", uri, re.IGNORECASE)
     if not m:
@@ -222,22 +262,11 @@ def _check_db_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: Par
         raise RuleError("UserErrorInvalidSecret", f"Secret '{m.group(2)}' was not found in Key Vault "
                         f"'{m.group(1)}'.", "Create the secret or fix the secret name in the URI.")
     try:
-        conn = parse_ado_connection_string(value)
+        return parse_ado_connection_string(value)
     except ValueError as exc:
         raise RuleError("UserErrorSecretValueInUnsupportedFormat", str(exc),
                         "Store an ADO.NET connection string: Server=...;Port=5432;Database=postgres;"
                         "User Id=...;Password=...;Ssl Mode=Require;") from exc
-    if srv.postgres_version < rp.postgres_version:
-        raise RuleError("UserErrorRestoreToLowerVersion",
-                        f"Restoring backups of a higher PostgreSQL version to a lower version is not supported "
-                        f"(backup version {rp.postgres_version}, target '{srv.name}' version "
-                        f"{srv.postgres_version}).",
-                        "Restore to the same or a higher PostgreSQL version from which the backup was taken.")
-    if state.data.database_exists(srv.cluster, p.target_db):
-        raise RuleError("UserErrorDatabaseNameAlreadyInUse",
-                        f"Database '{p.target_db}' already exists on server '{srv.name}'.",
-                        "Retry with a new database name.")
-    return srv, conn
 
 
 def _check_files_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: ParsedRestore,
