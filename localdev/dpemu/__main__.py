@@ -44,7 +44,7 @@ def write_tls(state_dir: Path) -> tuple[Path, Path, Path]:
     return ca_pem, cert, key
 
 
-def main(argv: list[str] | None = None) -> int:
+def _args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m localdev.dpemu", description=__doc__)
     ap.add_argument("--world", required=True, type=Path)
     ap.add_argument("--clusters", required=True, type=Path)
@@ -56,42 +56,68 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ready-file", required=True, type=Path)
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--log-level", default="INFO")
-    args = ap.parse_args(argv)
-    if args.token_file is not None:
-        try:
-            args.token = args.token_file.read_text().strip()
-        except OSError as exc:
-            print(f"--token-file {args.token_file}: {exc.strerror}", file=sys.stderr)
-            return 2
-        if not args.token:
-            print(f"--token-file {args.token_file} is empty", file=sys.stderr)
-            return 2
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return ap.parse_args(argv)
+
+
+class StartError(Exception):
+    """A start-up problem the user must fix (exit status 2); the message says which."""
+
+
+def _token(args: argparse.Namespace) -> str:
+    if args.token_file is None:
+        return str(args.token)
+    try:
+        token: str = args.token_file.read_text().strip()
+    except OSError as exc:
+        raise StartError(f"--token-file {args.token_file}: {exc.strerror}") from None
+    if not token:
+        raise StartError(f"--token-file {args.token_file} is empty")
+    return token
+
+
+def _storage() -> str:
     conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
     if not conn:
-        print("AZURE_STORAGE_CONNECTION_STRING must point at Azurite", file=sys.stderr)
-        return 2
-    if args.time_scale <= 0:
-        print("--time-scale must be > 0", file=sys.stderr)
-        return 2
-    args.state_dir.mkdir(parents=True, exist_ok=True)
-    ca_pem, cert, key = write_tls(args.state_dir)
-    clock = SimClock(args.time_scale)
+        raise StartError("AZURE_STORAGE_CONNECTION_STRING must point at Azurite")
+    return conn
+
+
+def _engine(args: argparse.Namespace, conn: str, clock: SimClock) -> Engine:
+    """Load the world and the clusters it names; the engine is not seeded yet."""
     try:
         world = load_world(args.world, clock.now())
     except WorldError as exc:
-        print(f"world file {args.world}: {exc}", file=sys.stderr)
-        return 2
+        raise StartError(f"world file {args.world}: {exc}") from None
     clusters = load_clusters(args.clusters)
     missing = [c for c in world.clusters if c not in clusters]
     if missing:
-        print(f"clusters file {args.clusters} lacks clusters {missing} named in the world file", file=sys.stderr)
-        return 2
+        raise StartError(f"clusters file {args.clusters} lacks clusters {missing} named in the world file")
     data = DataPlane(clusters, conn, world.settings.datastore_container, args.state_dir / "work")
-    engine = Engine(world, clock, data)
-    controls = Controls(args.token)
+    return Engine(world, clock, data)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = _args(argv)
+    try:
+        args.token = _token(args)
+        logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        conn = _storage()
+        if args.time_scale <= 0:
+            raise StartError("--time-scale must be > 0")
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        ca_pem, cert, key = write_tls(args.state_dir)
+        engine = _engine(args, conn, SimClock(args.time_scale))
+    except StartError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    _serve(args, engine, Controls(args.token), ca_pem, cert, key)
+    return 0
+
+
+def _serve(args: argparse.Namespace, engine: Engine, controls: Controls, ca_pem: Path, cert: Path,
+           key: Path) -> None:
+    """Seed, listen, announce READY.json, serve until SIGTERM/SIGINT."""
     # SIGTERM/SIGINT exit 0: during seeding directly; during serve() uvicorn captures them, shuts down gracefully
     # and then re-raises them to this handler
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -127,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
 
     asyncio.run(run())
     log.info("stopped")
-    return 0
 
 
 if __name__ == "__main__":

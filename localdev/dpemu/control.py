@@ -109,6 +109,7 @@ class Controls:
                                            "write_burst": 200, "write_rate": 10.0}
         self._buckets: dict[tuple[str, str], Bucket] = {}
         self.arm_latency_seconds = 0.0
+        self.integer_retry_after = False  # LRO polls say Retry-After in whole seconds only, as Azure does
 
     # ------------------------------------------------------------- tokens
     def caller_for(self, token: str | None) -> str | None:

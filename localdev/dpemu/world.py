@@ -285,13 +285,32 @@ def load_world(path: Path, now: datetime) -> World:
     return parse_world(raw, now)
 
 
-def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear validation pass
+def parse_world(raw: Any, now: datetime) -> World:
+    """Validate a loaded world file, section by section in file order; the first problem raises WorldError."""
     if not isinstance(raw, dict):
         raise WorldError("world file must be a YAML mapping with keys version, vaults, servers, ...")
     version = raw.get("version")
     if version not in SUPPORTED_VERSIONS:
         raise WorldError(f"version: got {version!r}, supported: {SUPPORTED_VERSIONS}")
-    s = raw.get("settings") or {}
+    settings = _settings(raw.get("settings") or {})
+    pairs = _region_pairs(raw)
+    clusters = _clusters(raw)
+    servers = _servers(raw, clusters)
+    key_vaults, secrets = _key_vaults(raw, servers)
+    containers = _containers(raw)
+    vaults: dict[str, Vault] = {}
+    for i, v in enumerate(raw.get("vaults") or []):
+        vault = _vault(v, f"vaults[{i}]", servers, pairs, now)
+        vaults[vault.id.lower()] = vault
+    roles = [RoleAssignment(str(_req(r, "principal", f"role_assignments[{i}]")),
+                            str(_req(r, "role", f"role_assignments[{i}]")),
+                            str(_req(r, "scope", f"role_assignments[{i}]")))
+             for i, r in enumerate(raw.get("role_assignments") or [])]
+    subs = [str(_req(s2, "id", f"subscriptions[{i}]")) for i, s2 in enumerate(raw.get("subscriptions") or [])]
+    return World(int(version), settings, pairs, clusters, servers, secrets, key_vaults, containers, vaults, roles, subs)
+
+
+def _settings(s: dict[str, Any]) -> Settings:
     rh = s.get("rehydration_duration") or {}
     settings = Settings(
         page_size=int(s.get("page_size", 2)),
@@ -311,18 +330,27 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         raise WorldError(f"settings.{exc}") from None
     if settings.page_size < 1 or settings.job_page_size < 1:
         raise WorldError("settings.page_size and settings.job_page_size must be >= 1")
+    return settings
 
+
+def _region_pairs(raw: dict[str, Any]) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for i, r in enumerate(raw.get("regions") or []):
         name = str(_req(r, "name", f"regions[{i}]")).lower()
         if r.get("pair"):
             pairs[name] = str(r["pair"]).lower()
+    return pairs
 
+
+def _clusters(raw: dict[str, Any]) -> list[str]:
     clusters = [str(_req(c, "name", f"postgres_clusters[{i}]"))
                 for i, c in enumerate(raw.get("postgres_clusters") or [])]
     if not clusters:
         raise WorldError("postgres_clusters: list at least one {name: ...} cluster")
+    return clusters
 
+
+def _servers(raw: dict[str, Any], clusters: list[str]) -> dict[str, Server]:
     servers: dict[str, Server] = {}
     for i, sv in enumerate(raw.get("servers") or []):
         where = f"servers[{i}]"
@@ -340,7 +368,10 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
         servers[sid.lower()] = Server(sid, m["name"], "flexibleServers" if m["kind"].lower() == "flexibleservers"
                                       else "servers", str(_req(sv, "location", where)).lower(),
                                       int(_req(sv, "postgres_version", where)), cluster, dbs)
+    return servers
 
+
+def _key_vaults(raw: dict[str, Any], servers: dict[str, Server]) -> tuple[dict[str, str], dict[str, Secret]]:
     key_vaults: dict[str, str] = {}
     secrets: dict[str, Secret] = {}
     for i, kv in enumerate(raw.get("key_vaults") or []):
@@ -351,15 +382,22 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
             raise WorldError(f"{where}.id: '{kid}' is not a Microsoft.KeyVault/vaults ARM id")
         key_vaults[m["name"].lower()] = kid
         for j, sec in enumerate(kv.get("secrets") or []):
-            w2 = f"{where}.secrets[{j}]"
-            name = str(_req(sec, "name", w2))
-            server_id = sec.get("server")
-            if server_id is not None and str(server_id).lower() not in servers:
-                raise WorldError(f"{w2}.server: '{server_id}' is not declared under servers")
-            uri = f"https://{m['name'].lower()}.vault.azure.net/secrets/{name}"
-            secrets[uri.lower()] = Secret(uri, name, kid, str(server_id) if server_id else None,
-                                          str(sec.get("user") or "restore_user"), sec.get("value"))
+            secret = _secret(sec, f"{where}.secrets[{j}]", m["name"].lower(), kid, servers)
+            secrets[secret.uri.lower()] = secret
+    return key_vaults, secrets
 
+
+def _secret(sec: dict[str, Any], where: str, kv_name: str, kv_id: str, servers: dict[str, Server]) -> Secret:
+    name = str(_req(sec, "name", where))
+    server_id = sec.get("server")
+    if server_id is not None and str(server_id).lower() not in servers:
+        raise WorldError(f"{where}.server: '{server_id}' is not declared under servers")
+    uri = f"https://{kv_name}.vault.azure.net/secrets/{name}"
+    return Secret(uri, name, kv_id, str(server_id) if server_id else None, str(sec.get("user") or "restore_user"),
+                  sec.get("value"))
+
+
+def _containers(raw: dict[str, Any]) -> dict[str, Container]:
     containers: dict[str, Container] = {}
     for i, sa in enumerate(raw.get("storage_accounts") or []):
         where = f"storage_accounts[{i}]"
@@ -374,71 +412,76 @@ def parse_world(raw: Any, now: datetime) -> World:  # noqa: C901 - one linear va
             containers[url.lower()] = Container(
                 cname, acct, aid, f"{aid}/blobServices/default/containers/{cname}", url,
                 str(_req(sa, "location", where)).lower(), str(c.get("azurite_container") or f"{acct}-{cname}"))
+    return containers
 
-    vaults: dict[str, Vault] = {}
-    for i, v in enumerate(raw.get("vaults") or []):
-        where = f"vaults[{i}]"
-        vid = str(_req(v, "id", where))
-        m = _VAULT_ID.match(vid)
-        if not m:
-            raise WorldError(f"{where}.id: '{vid}' is not a Microsoft.DataProtection/backupVaults ARM id")
-        redundancy = str(v.get("storage_redundancy", "LocallyRedundant"))
-        if redundancy not in ("GeoRedundant", "LocallyRedundant", "ZoneRedundant"):
-            raise WorldError(f"{where}.storage_redundancy: use GeoRedundant, LocallyRedundant or ZoneRedundant")
-        crr = str(v.get("cross_region_restore", "Disabled"))
-        if crr not in ("Enabled", "Disabled"):
-            raise WorldError(f"{where}.cross_region_restore: use Enabled or Disabled")
-        if crr == "Enabled" and redundancy != "GeoRedundant":
-            raise WorldError(f"{where}: cross_region_restore Enabled needs storage_redundancy GeoRedundant")
-        id_type, system_principal, users = _vault_identity(v, where)
-        csr = str(v.get("cross_subscription_restore", "Enabled"))
-        if csr not in CSR_STATES:
-            raise WorldError(f"{where}.cross_subscription_restore: use {', '.join(CSR_STATES)}")
-        bis: list[BackupInstance] = []
-        for j, b in enumerate(v.get("backup_instances") or []):
-            w2 = f"{where}.backup_instances[{j}]"
-            name = str(_req(b, "name", w2))
-            ds = str(_req(b, "datasource", w2))
-            if "/databases/" in ds.lower():
-                server_id, db = re.split("/databases/", ds, maxsplit=1, flags=re.IGNORECASE)
-                ds_type = SINGLE
-            else:
-                server_id, db, ds_type = ds, None, FLEXIBLE
-            srv = servers.get(server_id.lower())
-            if srv is None:
-                raise WorldError(f"{w2}.datasource: server '{server_id}' is not declared under servers")
-            if (ds_type == SINGLE) != (srv.kind == "servers"):
-                raise WorldError(f"{w2}.datasource: Single Server datasources are '<servers id>/databases/<db>', "
-                                 "Flexible Server datasources are the flexibleServers id itself")
-            if db is not None and db not in [d.name for d in srv.databases]:
-                raise WorldError(f"{w2}.datasource: database '{db}' is not declared on server '{srv.name}'")
-            rps: list[RecoveryPointSpec] = []
-            for k, rp in enumerate(b.get("recovery_points") or []):
-                w3 = f"{w2}.recovery_points[{k}]"
-                tier = str(rp.get("tier", "vault")).lower()
-                if tier not in ("vault", "archive"):
-                    raise WorldError(f"{w3}.tier: use 'vault' or 'archive'")
-                seed = rp.get("seed_sql") or {}
-                if isinstance(seed, str):
-                    first = db if db is not None else (srv.databases[0].name if srv.databases else "postgres")
-                    seed = {first: seed}
-                if not isinstance(seed, dict):
-                    raise WorldError(f"{w3}.seed_sql: give SQL text or a mapping database -> SQL")
-                rps.append(RecoveryPointSpec(str(rp.get("id") or rp_id_for(name, k)),
-                                             _time(_req(rp, "time", w3), now, f"{w3}.time"), tier,
-                                             {str(kk): str(vv) for kk, vv in seed.items()}, _rp_state(rp, w3)))
-            bis.append(BackupInstance(name, vid, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps,
-                                      _bi_identity(b, w2, users)))
-        vaults[vid.lower()] = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(),
-                                    redundancy, crr, system_principal,
-                                    str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis,
-                                    id_type, users, csr, _replicated_regions(v, where))
-        if crr == "Enabled" and vaults[vid.lower()].location not in pairs:
-            raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
 
-    roles = [RoleAssignment(str(_req(r, "principal", f"role_assignments[{i}]")),
-                            str(_req(r, "role", f"role_assignments[{i}]")),
-                            str(_req(r, "scope", f"role_assignments[{i}]")))
-             for i, r in enumerate(raw.get("role_assignments") or [])]
-    subs = [str(_req(s2, "id", f"subscriptions[{i}]")) for i, s2 in enumerate(raw.get("subscriptions") or [])]
-    return World(int(version), settings, pairs, clusters, servers, secrets, key_vaults, containers, vaults, roles, subs)
+def _vault(v: dict[str, Any], where: str, servers: dict[str, Server], pairs: dict[str, str], now: datetime) -> Vault:
+    vid = str(_req(v, "id", where))
+    m = _VAULT_ID.match(vid)
+    if not m:
+        raise WorldError(f"{where}.id: '{vid}' is not a Microsoft.DataProtection/backupVaults ARM id")
+    redundancy, crr = _redundancy(v, where)
+    id_type, system_principal, users = _vault_identity(v, where)
+    csr = str(v.get("cross_subscription_restore", "Enabled"))
+    if csr not in CSR_STATES:
+        raise WorldError(f"{where}.cross_subscription_restore: use {', '.join(CSR_STATES)}")
+    bis = [_backup_instance(b, f"{where}.backup_instances[{j}]", vid, servers, users, now)
+           for j, b in enumerate(v.get("backup_instances") or [])]
+    vault = Vault(vid, m["name"], m["sub"], m["rg"], str(_req(v, "location", where)).lower(), redundancy, crr,
+                  system_principal, str(v.get("tenant_id", "00000000-0000-0000-0000-0000000000aa")), bis, id_type,
+                  users, csr, _replicated_regions(v, where))
+    if crr == "Enabled" and vault.location not in pairs:
+        raise WorldError(f"{where}: CRR is enabled but region '{v['location']}' has no pair under regions")
+    return vault
+
+
+def _redundancy(v: dict[str, Any], where: str) -> tuple[str, str]:
+    """(storage_redundancy, cross_region_restore) of a vault."""
+    redundancy = str(v.get("storage_redundancy", "LocallyRedundant"))
+    if redundancy not in ("GeoRedundant", "LocallyRedundant", "ZoneRedundant"):
+        raise WorldError(f"{where}.storage_redundancy: use GeoRedundant, LocallyRedundant or ZoneRedundant")
+    crr = str(v.get("cross_region_restore", "Disabled"))
+    if crr not in ("Enabled", "Disabled"):
+        raise WorldError(f"{where}.cross_region_restore: use Enabled or Disabled")
+    if crr == "Enabled" and redundancy != "GeoRedundant":
+        raise WorldError(f"{where}: cross_region_restore Enabled needs storage_redundancy GeoRedundant")
+    return redundancy, crr
+
+
+def _backup_instance(b: dict[str, Any], where: str, vault_id: str, servers: dict[str, Server],
+                     users: list[UserIdentity], now: datetime) -> BackupInstance:
+    name = str(_req(b, "name", where))
+    ds = str(_req(b, "datasource", where))
+    if "/databases/" in ds.lower():
+        server_id, db = re.split("/databases/", ds, maxsplit=1, flags=re.IGNORECASE)
+        ds_type = SINGLE
+    else:
+        server_id, db, ds_type = ds, None, FLEXIBLE
+    srv = servers.get(server_id.lower())
+    if srv is None:
+        raise WorldError(f"{where}.datasource: server '{server_id}' is not declared under servers")
+    if (ds_type == SINGLE) != (srv.kind == "servers"):
+        raise WorldError(f"{where}.datasource: Single Server datasources are '<servers id>/databases/<db>', "
+                         "Flexible Server datasources are the flexibleServers id itself")
+    if db is not None and db not in [d.name for d in srv.databases]:
+        raise WorldError(f"{where}.datasource: database '{db}' is not declared on server '{srv.name}'")
+    default_db = db if db is not None else (srv.databases[0].name if srv.databases else "postgres")
+    rps = [_recovery_point(rp, f"{where}.recovery_points[{k}]", rp_id_for(name, k), default_db, now)
+           for k, rp in enumerate(b.get("recovery_points") or [])]
+    return BackupInstance(name, vault_id, ds, ds_type, srv.id, db, str(b.get("policy", "pg-weekly")), rps,
+                          _bi_identity(b, where, users))
+
+
+def _recovery_point(rp: dict[str, Any], where: str, default_id: str, default_db: str,
+                    now: datetime) -> RecoveryPointSpec:
+    """``seed_sql`` as plain text applies to ``default_db`` (the instance's database, else the server's first)."""
+    tier = str(rp.get("tier", "vault")).lower()
+    if tier not in ("vault", "archive"):
+        raise WorldError(f"{where}.tier: use 'vault' or 'archive'")
+    seed = rp.get("seed_sql") or {}
+    if isinstance(seed, str):
+        seed = {default_db: seed}
+    if not isinstance(seed, dict):
+        raise WorldError(f"{where}.seed_sql: give SQL text or a mapping database -> SQL")
+    return RecoveryPointSpec(str(rp.get("id") or default_id), _time(_req(rp, "time", where), now, f"{where}.time"),
+                             tier, {str(kk): str(vv) for kk, vv in seed.items()}, _rp_state(rp, where))

@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from localdev.dpemu.dataplane import parse_ado_connection_string
-from localdev.dpemu.engine import BadRequest, parse_rp_filter
+from localdev.dpemu.model import BadRequest
+from localdev.dpemu.parsing import parse_rp_filter
 from localdev.dpemu.timeutil import SimClock, format_duration, parse_duration
 from localdev.dpemu.world import WorldError, parse_world
 from localdev.pgcluster import PgCluster

@@ -1,0 +1,73 @@
+"""Workers: the real restore work behind a restore job, each in its own thread.
+
+Consumes: a :class:`Job`, the :class:`DataPlane` and the checked target. Produces: a restored PostgreSQL database
+(``pg_restore`` as the Key Vault secret's user) or dump files copied into a blob container, then marks the job's
+work done (``work_done_at``, ``work_error``). Any failure becomes a failed job, never a dead thread. Jobs that skip
+work (an injected ``job_fail`` or a cancelled job) are marked done at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from .dataplane import ConnInfo, DataPlane, DataPlaneError
+from .model import Job, RecoveryPoint
+from .timeutil import SimClock
+from .world import Container, Server
+
+log = logging.getLogger("dpemu.workers")
+
+Work = Callable[[], None]
+
+
+def finish(job: Job, clock: SimClock, error: DataPlaneError | None) -> None:
+    job.work_error = error
+    job.work_done_at = clock.now()
+    job.done.set()
+
+
+def start(job: Job, work: Work) -> None:
+    threading.Thread(target=work, name=f"restore-{job.id}", daemon=True).start()
+
+
+def db_worker(data: DataPlane, clock: SimClock, job: Job, srv: Server, conn: ConnInfo, dbname: str,
+              rp: RecoveryPoint) -> Work:
+    """``pg_restore`` the point's dump into a new database ``dbname`` on the target server's cluster."""
+    def run() -> None:
+        if job.skips_work:
+            return finish(job, clock, None)
+        err = None
+        try:
+            cinfo = data.cluster(srv.cluster)
+            target = ConnInfo(cinfo.host, cinfo.port, conn.user, conn.password, conn.database)
+            data.restore_database(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id), conn=target,
+                                  dbname=dbname)
+        except DataPlaneError as e:
+            err = e
+        except Exception as e:  # noqa: BLE001 - any failure becomes a failed job, never a dead thread
+            log.exception("restore job %s crashed", job.id)
+            err = DataPlaneError("UserErrorRestoreFailed", f"restore failed: {type(e).__name__}")
+        finish(job, clock, err)
+        log.info("restore job %s work finished (%s)", job.id, err.code if err else "ok")
+    return run
+
+
+def files_worker(data: DataPlane, clock: SimClock, job: Job, c: Container, names: dict[str, str],
+                 rp: RecoveryPoint) -> Work:
+    """Copy the point's datastore files into container ``c`` under ``names`` (datastore file -> blob name)."""
+    def run() -> None:
+        if job.skips_work:
+            return finish(job, clock, None)
+        err = None
+        try:
+            data.restore_files(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id),
+                               target_container=c.azurite_container, names=names)
+        except DataPlaneError as e:
+            err = e
+        except Exception as e:  # noqa: BLE001
+            log.exception("restore-as-files job %s crashed", job.id)
+            err = DataPlaneError("UserErrorContainerNotAccessible", f"writing files failed: {type(e).__name__}")
+        finish(job, clock, err)
+    return run
