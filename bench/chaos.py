@@ -21,10 +21,14 @@ What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Dat
    lease holder pauses the watchdog for at most about 30 s (measured: ``watchdog``). ``RESTORE_DEADLINE_HOURS`` =
    ``--deadline-minutes`` (real time, default 20) so the run can reach every deadline.
 2. Emulator: ``time_scale`` S (default 300: a 15-minute restore job takes 3 s, a High rehydration 12 s, a Standard
-   one 2 min); ``page_size`` 50 (the demo world's 2 would make every job listing hundreds of pages — not what ARM
-   does). Faults, each by probability (the first matching fault that fires answers the call):
+   one 2 min); ``page_size`` 50 recovery points (the demo world's 2 would make every listing dozens of pages); jobs
+   keep the world's 10 per page, so a job listing (adoption after a lost trigger answer) runs to about 20 pages by
+   the end, as in a real vault with hundreds of jobs. Faults, each by probability (the first matching fault that
+   fires answers the call):
    - transport faults on every operation (``*``), summing to ``--fault-rate`` (default 15%): throttle 429 with
-     Retry-After 1 s (30% of it), error503 (20%), drop (15%), lost_500 (15%), lost_drop (20%);
+     Retry-After 1 s (30% of it), error503 (20%), drop (15%), lost_500 (15%), lost_drop (20%). On a trigger POST a
+     ``drop`` leaves the outcome unknown to the client while ARM ran nothing: such a restore ends ``failed``
+     ``TriggerOutcomeUnknown`` by design, counted as expected when ARM holds no job for it;
    - answer and authentication faults on the reads and status polls the product must survive
      (:data:`READ_OPS`), ``--answer-fault-rate`` per operation (default 6%): ``malformed`` (25% of it), ``html``
      (20%), ``error401`` (25%); ``error403`` (15%) and ``error404`` (15%) only on the job reads and the trigger's
@@ -53,7 +57,8 @@ Verdict (``bench/results/chaos.json`` and ``chaos.md``). Correctness rows, else 
   primary vault's ``backupJobs`` plus ``fetchCrossRegionRestoreJobs`` in the secondary region: ARM's truth);
 - ``not_terminal_by_deadline`` = 0 (stuck);
 - ``wrong_reason`` = 0: a terminal restore whose outcome is not its Azure job's (succeeded while the job did not
-  complete; failed with another code than the job's error; failed, rejected or cancelled with no injected cause);
+  complete; failed with another code than the job's error; failed, rejected or cancelled with no expected cause:
+  only the injected job failure and ``TriggerOutcomeUnknown`` without any Azure job are expected, counted apart);
 - ``poison_unrecorded`` = 0: messages in a ``-poison`` queue whose restore is not terminal with a recorded reason;
 - ``succeeded_with_wrong_data`` = 0: a succeeded restore whose target does not hold its recovery point's data (the
   ``orders`` batches of that point in the new database; the dump set's blobs for files);
@@ -649,17 +654,29 @@ def job_mismatch(p: Planned, mine: list[dict[str, Any]]) -> bool:
     return bool(mine) or p.status == "succeeded"
 
 
+def expected_failure(p: Planned, mine: list[dict[str, Any]]) -> str | None:
+    """The label of a failure the campaign causes on purpose, with ARM's truth to match (None: not one):
+    - the injected job failure: ARM's one job Failed with :data:`INJECTED_FAILURE`, the restore failed with it;
+    - ``TriggerOutcomeUnknown`` while ARM holds no job for the restore: the trigger never took effect (its connection
+      was dropped before ARM ran it, or its host died around it) and the service never triggers twice when unsure.
+      With a job in ARM the same code is wrong: adoption should have found it."""
+    job = mine[0] if len(mine) == 1 else None
+    if p.status == "failed" and p.error_code == INJECTED_FAILURE and job is not None and \
+            str(job["status"]).lower() == "failed" and job.get("error_code") == INJECTED_FAILURE:
+        return "injected job failure"
+    if p.status == "failed" and p.error_code == "TriggerOutcomeUnknown" and not mine:
+        return "trigger outcome unknown, no Azure job"
+    return None
+
+
 def wrong_reason(p: Planned, mine: list[dict[str, Any]]) -> str | None:
-    """Why this terminal restore's outcome is not ARM's truth (None when it is). No fault of the campaign but the
-    injected job failure justifies anything but success."""
+    """Why this terminal restore's outcome is not ARM's truth (None when it is): success needs the one Azure job
+    completed; any other end needs an expected cause (:func:`expected_failure`)."""
     if p.status not in TERMINAL:
         return None  # counted as lost or stuck
     job = mine[0] if len(mine) == 1 else None
-    arm = str(job["status"] if job else "no single job").lower()
-    if p.status == "succeeded" and arm in ARM_SUCCEEDED:
-        return None
-    if p.status == "failed" and p.error_code == INJECTED_FAILURE and arm == "failed" and job and \
-            job.get("error_code") == INJECTED_FAILURE:
+    arm = str(job["status"] if job else f"{len(mine)} jobs").lower()
+    if (p.status == "succeeded" and arm in ARM_SUCCEEDED) or expected_failure(p, mine):
         return None
     return f"{p.status} ({p.error_code or 'no code'}) while ARM's job is {arm}" + \
         (f" ({job.get('error_code')})" if job and job.get("error_code") else "")
@@ -672,7 +689,7 @@ def outcome_checks(fleet: list[Planned], by_dest: dict[str, list[dict[str, Any]]
     doubled: list[dict[str, Any]] = []
     mismatched: list[dict[str, Any]] = []
     wrong: list[dict[str, str]] = []
-    expected = 0
+    expected: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     by_kind: dict[str, Counter[str]] = defaultdict(Counter)
@@ -696,10 +713,10 @@ def outcome_checks(fleet: list[Planned], by_dest: dict[str, list[dict[str, Any]]
         why = wrong_reason(p, mine)
         if why:
             wrong.append({"id": str(p.restore_id), "kind": p.kind, "why": why})
-        elif p.status != "succeeded":
-            expected += 1  # the injected job failure, with ARM's reason
+        expected.update(filter(None, [expected_failure(p, mine)]))
     return {"outcomes": dict(outcomes), "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
-            "failure_reasons": dict(reasons), "expected_failures": expected, "lost": lost, "late": late,
+            "failure_reasons": dict(reasons), "expected_failures": dict(expected),
+            "lost": lost, "late": late,
             "doubled": doubled, "wrong_reasons": wrong, "row_vs_arm_job_mismatch": mismatched}
 
 
@@ -884,8 +901,8 @@ def markdown(r: dict[str, Any]) -> str:
         *[f"| {c['check']} | {c['result']} | {c['must_be']} |" for c in r["checks"]],
         f"| Duplicate deliveries of completion events (before dedupe on event_id) | {ev['duplicate_deliveries']} "
         f"({ev['restores_with_duplicate_deliveries']} restores) | — |",
-        f"| Expected failures (injected job failure; the restore failed with ARM's reason) | "
-        f"{r['expected_failures']} | — |",
+        "| Expected failures (a cause the campaign injects, matching ARM's jobs) | "
+        + (", ".join(f"{k}: {v}" for k, v in r["expected_failures"].items()) or "0") + " | — |",
         f"| POSTs repeated after a crash (same Idempotency-Key) | {r['posts_repeated']} | — |",
         f"| ARM restore jobs for the fleet | {r['arm_restore_jobs']} | — |",
         f"| Row/ARM job mismatches | {len(r['row_vs_arm_job_mismatch'])} | — |",

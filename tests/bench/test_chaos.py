@@ -79,23 +79,28 @@ def test_outcome_checks_find_lost_stuck_doubled_and_wrong_reasons() -> None:
     never = planned(3, None)
     stuck = planned(4, "restoring", deadline=NOW - timedelta(minutes=1))
     unknown = planned(5, "unknown-404")
-    unsure = planned(6, "failed", code="TriggerOutcomeUnknown")  # no fault of the campaign justifies it
+    unsure = planned(6, "failed", code="TriggerOutcomeUnknown", job=None)  # ARM has no job: the trigger never ran
+    unsure_but_ran = planned(10, "failed", code="TriggerOutcomeUnknown")  # ARM has its job: adoption missed it
+    gave_up = planned(11, "failed", code="StageRetriesExhausted")  # no fault of the campaign justifies it
     wrong_code = planned(7, "failed", code="UserErrorSomethingElse", job="/jobs/job7-0")
     lied = planned(8, "succeeded", job="/jobs/job8-0")
     ghost = planned(9, "succeeded", job="/jobs/nowhere")
     jobs = [arm_job(0, "Completed"), arm_job(1, "Failed", code=INJECTED_FAILURE), arm_job(2, "Completed"),
-            arm_job(2, "Completed", 1), arm_job(7, "Failed", code=INJECTED_FAILURE), arm_job(8, "Failed", code="X")]
-    fleet = [ok, expected_failure, doubled, never, stuck, unknown, unsure, wrong_code, lied, ghost]
+            arm_job(2, "Completed", 1), arm_job(7, "Failed", code=INJECTED_FAILURE), arm_job(8, "Failed", code="X"),
+            arm_job(10, "Completed"), arm_job(11, "Completed")]
+    fleet = [ok, expected_failure, doubled, never, stuck, unknown, unsure, wrong_code, lied, ghost, unsure_but_ran,
+             gave_up]
     r = chaos.outcome_checks(fleet, chaos.jobs_by_destination(jobs), NOW)
     assert [e["key"] for e in r["lost"]] == ["k3", "k5"]
     assert [e["id"] for e in r["late"]] == [stuck.restore_id]
     assert [d["id"] for d in r["doubled"]] == [doubled.restore_id]
     assert sorted(w["id"] for w in r["wrong_reasons"]) == sorted(
-        str(p.restore_id) for p in (doubled, unsure, wrong_code, lied, ghost))  # two jobs: no single job's outcome
-    assert r["expected_failures"] == 1
-    assert r["failure_reasons"] == {f"failed: {INJECTED_FAILURE}": 1, "failed: TriggerOutcomeUnknown": 1,
-                                    "failed: UserErrorSomethingElse": 1}
-    assert [m["id"] for m in r["row_vs_arm_job_mismatch"]] == [ghost.restore_id]
+        str(p.restore_id) for p in (doubled, wrong_code, lied, ghost, unsure_but_ran, gave_up))  # doubled: no single
+    assert r["expected_failures"] == {"injected job failure": 1, "trigger outcome unknown, no Azure job": 1}
+    assert r["failure_reasons"] == {f"failed: {INJECTED_FAILURE}": 1, "failed: TriggerOutcomeUnknown": 2,
+                                    "failed: UserErrorSomethingElse": 1, "failed: StageRetriesExhausted": 1}
+    assert [m["id"] for m in r["row_vs_arm_job_mismatch"]] == [ghost.restore_id, unsure_but_ran.restore_id,
+                                                               gave_up.restore_id]
 
 
 def test_event_checks_dedupe_on_event_id_and_count_duplicate_deliveries() -> None:
