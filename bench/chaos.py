@@ -90,6 +90,7 @@ import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,9 +337,10 @@ class Campaign:
         self.key = json.loads(keys.read_text())["functionKeys"][0]
         for i in range(self.args.hosts):
             name = f"host{chr(ord('a') + i)}"
-            host = HostProcess(name, self.dir, app, settings, keys, self.stack.logs / f"funchost-{name}.log")
-            self.hosts.append(host)
-            host.start()
+            log = self.stack.logs / f"funchost-{name}.log"
+            self.hosts.append(HostProcess(name, self.dir, app, settings, keys, log))
+        with ThreadPoolExecutor(len(self.hosts)) as pool:  # together: a host start is mostly imports and waiting
+            list(pool.map(HostProcess.start, self.hosts))
 
     def stop_hosts(self) -> None:
         for host in self.hosts:
