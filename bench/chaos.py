@@ -1,46 +1,72 @@
-"""`make chaos`: the fault campaign — nothing is lost or doubled under at-least-once delivery, crashes and ARM faults.
+"""`make chaos`: the fault campaign — nothing is lost, doubled, stuck or failed with a wrong reason under at-least-once
+delivery, crashes of several host processes, and ARM faults.
 
-``python -m bench.chaos [--restores 200] [--kills 20] [--seed N] [--time-scale 300] [--fault-rate 0.15]
-[--deadline-minutes 20] [--dir DIR] [--out bench/results]``
+``python -m bench.chaos [--restores 200] [--kills 20] [--hosts 3] [--seed N] [--time-scale 300] [--fault-rate 0.15]
+[--answer-fault-rate 0.06] [--job-fail-rate 0.03] [--deadline-minutes 20] [--dir DIR] [--out bench/results]``
 
-What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Data Protection emulator and the local
-Functions host running the unchanged ``function_app.py``) in ``.local/chaos-<time>/``:
+What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Data Protection emulator) in
+``.local/chaos-<time>/``, with ``--hosts`` (default 3) local Functions host processes running the unchanged
+``function_app.py`` against the same storage, as the instances of one Function App do:
 
 1. Functions host settings: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (every processed stage message is delivered a second
-   time), ``FUNCHOST_LEASE_SECONDS=5`` (a message in flight when the host is SIGKILLed reappears after 5 s; the
-   app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS`` is set to the same, it bounds the watchdog's re-drive slack), and the
-   pipeline's timing set to the Azure defaults divided by the emulator time scale S (so the number of ARM calls
-   per restore means what it would in Azure): ``RESTORE_POLL_MIN_SECONDS`` 30/S, ``RESTORE_POLL_MAX_SECONDS``
-   300/S, ``RESTORE_TRIGGER_GRACE_SECONDS`` 660/S. The watchdog runs every second (Azure: every minute; 60/S would
-   be below the timer's one-second resolution). ``RESTORE_DEADLINE_HOURS`` = ``--deadline-minutes`` (real time,
-   default 20) so the run can reach every deadline.
+   time), ``FUNCHOST_LEASE_SECONDS=5`` (a message in flight when its host is SIGKILLed reappears after 5 s instead of
+   the real listener's 10 minutes; the app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS`` says the same, it bounds the
+   watchdog's re-drive slack), and the pipeline's timing set to the Azure defaults divided by the emulator time
+   scale S (so the number of ARM calls per restore means what it would in Azure): ``RESTORE_POLL_MIN_SECONDS``
+   30/S, ``RESTORE_POLL_MAX_SECONDS`` 300/S, ``RESTORE_TRIGGER_GRACE_SECONDS`` 660/S. The watchdog runs every
+   second (Azure: every minute; 60/S would be below the timer's one-second resolution), on one host at a time: the
+   hosts share the timer's blob lease. The app folder the hosts run (``<dir>/app``: ``function_app.py`` linked, the
+   repository's ``host.json`` plus ``singleton``) sets that lease to the shortest periods the real host accepts
+   (``listenerLockPeriod`` and ``listenerLockRecoveryPollingInterval`` 15 s; default 60 s each), so a killed
+   lease holder pauses the watchdog for at most about 30 s (measured: ``watchdog``). ``RESTORE_DEADLINE_HOURS`` =
+   ``--deadline-minutes`` (real time, default 20) so the run can reach every deadline.
 2. Emulator: ``time_scale`` S (default 300: a 15-minute restore job takes 3 s, a High rehydration 12 s, a Standard
-   one 2 min); ``page_size`` 50 (the demo world's 2 would make every job listing hundreds of pages — not what ARM
-   does); faults by probability on every operation (``*``) summing to ``--fault-rate`` (default 15%):
-   throttle 429 with Retry-After 1 s (30% of it), error503 (20%), drop (15%), lost_500 (15%), lost_drop (20%).
+   one 2 min); ``page_size`` 50 recovery points (the demo world's 2 would make every listing dozens of pages); jobs
+   keep the world's 10 per page, so a job listing (adoption after a lost trigger answer) runs to about 20 pages by
+   the end, as in a real vault with hundreds of jobs. Faults, each by probability (the first matching fault that
+   fires answers the call):
+   - transport faults on every operation (``*``), summing to ``--fault-rate`` (default 15%): throttle 429 with
+     Retry-After 1 s (30% of it), error503 (20%), drop (15%), lost_500 (15%), lost_drop (20%). On a trigger POST a
+     ``drop`` leaves the outcome unknown to the client while ARM ran nothing: such a restore ends ``failed``
+     ``TriggerOutcomeUnknown`` by design, counted as expected when ARM holds no job for it;
+   - answer and authentication faults on the reads and status polls the product must survive
+     (:data:`READ_OPS`), ``--answer-fault-rate`` per operation (default 6%): ``malformed`` (25% of it), ``html``
+     (20%), ``error401`` (25%); ``error403`` (15%) and ``error404`` (15%) only on the job reads and the trigger's
+     status poll (:data:`JOB_READ_OPS`: a 403/404 there means "check again", while on a vault or recovery point read
+     it is a true refusal). Never on a trigger POST: its unknown outcome ends in ``failed`` ``TriggerOutcomeUnknown``
+     by design;
+   - expected failures: ``job_fail`` on the trigger operations with ``--job-fail-rate`` (default 3%): ARM's job
+     ends Failed with :data:`INJECTED_FAILURE`, and the restore must end ``failed`` with that code.
    The emulator draws its own random numbers, so fault placement is not reproducible by ``--seed``; the restore
    mix and the kill schedule are.
 3. Fleet: ``--restores`` requests (50% restore as database, 20% as files from the Flexible Server, 20%
    cross-region to the paired region, 10% from an archived point with rehydration, half High half Standard),
-   submitted through ``POST /api/restores`` at about two per second. Each carries an ``Idempotency-Key``; a POST
-   that fails because the host is down (or whose answer is lost) is repeated with the same key until it is
-   answered, so one request = one restore.
-4. Crashes: for as long as restores are active, the host is SIGKILLed at random moments (1.5–6 s apart) and
-   restarted (``Stack.kill_host()`` + ``Stack.start_host()``); the run needs at least ``--kills`` of them.
+   submitted through ``POST /api/restores`` of a live host picked at random, at about two per second. Each carries
+   an ``Idempotency-Key``; a POST that fails because its host is down (or whose answer is lost) is repeated with the
+   same key until it is answered, so one request = one restore.
+4. Crashes: for as long as restores are active, one host at a time is SIGKILLed at a random moment (1.5–6 s apart),
+   the hosts in a random order that kills each once per round, and restarted after 0–1.5 s; the run needs at least
+   ``--kills`` kills.
 5. Then faults are cleared and the run waits until every restore is terminal or its deadline (+ 2 watchdog ticks)
-   has passed.
+   has passed, and until the app's active index is empty (owed completion events are out), at most the re-drive
+   slack plus two timer lease periods.
 
-Verdict (``bench/results/chaos.json`` and ``chaos.md``). Must be 0, else exit status 1:
-- ``lost``: accepted (202) but the status API does not know it, or not terminal by its deadline;
-- ``triggered_more_than_once``: targets with more than one restore job in the emulator's job lists (the primary
-  vault's ``backupJobs`` plus ``fetchCrossRegionRestoreJobs`` in the secondary region; the jobs are ARM's truth);
-- ``not_terminal_by_deadline``: restores still active after their deadline passed;
-- ``poison_unrecorded``: messages in a ``-poison`` queue whose restore is not terminal with a recorded reason;
-- ``succeeded_with_wrong_data``: a succeeded restore whose target does not hold its recovery point's data (the
-  ``orders`` batches of that point in the new database; the dump set's blobs for files).
-Also reported: outcome counts and failure reasons, restores whose row has a job but ARM has none (or the other way
-round), kills and restarts, faults fired per mode, ARM calls by status, duplicate completion events, duration.
-Exit status 2 when the campaign could not do what was asked (fewer kills than ``--kills``, stack failed).
+Verdict (``bench/results/chaos.json`` and ``chaos.md``). Correctness rows, else exit status 1:
+- ``lost`` = 0: accepted (202) but the status API does not know it, or not terminal by its deadline;
+- ``triggered_more_than_once`` = 0: restores with more than one Azure restore job in the emulator's job lists (the
+  primary vault's ``backupJobs`` plus ``fetchCrossRegionRestoreJobs`` in the secondary region: ARM's truth);
+- ``not_terminal_by_deadline`` = 0 (stuck);
+- ``wrong_reason`` = 0: a terminal restore whose outcome is not its Azure job's (succeeded while the job did not
+  complete; failed with another code than the job's error; failed, rejected or cancelled with no expected cause:
+  only the injected job failure and ``TriggerOutcomeUnknown`` without any Azure job are expected, counted apart);
+- ``poison_unrecorded`` = 0: messages in a ``-poison`` queue whose restore is not terminal with a recorded reason;
+- ``succeeded_with_wrong_data`` = 0: a succeeded restore whose target does not hold its recovery point's data (the
+  ``orders`` batches of that point in the new database; the dump set's blobs for files);
+- completion events per restore outcome after deduplication on ``event_id`` = 1, with the outcome's id and status.
+Campaign rows, else exit status 2 (the campaign could not do what was asked): at least ``--kills`` kills, every
+host killed at least once. Also reported: duplicate deliveries of completion events (before deduplication),
+outcome counts and failure reasons, restores whose row has a job but ARM has none (or the other way round), kills
+per host, the watchdog's runs and longest pause, faults fired per mode and operation, ARM calls by status, duration.
 """
 
 from __future__ import annotations
@@ -52,12 +78,19 @@ import http.client
 import json
 import random
 import re
+import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,25 +98,47 @@ from typing import Any
 
 import psycopg
 from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
 from azure.mgmt.dataprotection import DataProtectionMgmtClient
 from azure.mgmt.dataprotection.models import CrossRegionRestoreJobsRequest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from bench.common import code_version, machine
 from localdev import scenarios as sc
 from localdev.apiclient import Api
 from localdev.dpemu.admin import EmulatorAdmin
-from localdev.stack import DEFAULT_WORLD, REPO, Stack
+from localdev.stack import DEFAULT_WORLD, REPO, Stack, pid_alive, stop_pid
 from restore_core.dp_client import StaticTokenCredential
+from restore_core.events import event_id
 
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 STAGE_QUEUES = ("restore-requests", "restore-validate", "restore-rehydrate", "restore-wait", "restore-trigger",
                 "restore-monitor")
-FAULT_MIX = (("throttle", 0.30), ("error503", 0.20), ("drop", 0.15), ("lost_500", 0.15), ("lost_drop", 0.20))
+#: transport faults on every operation: (mode, share of --fault-rate)
+TRANSPORT_FAULTS = (("throttle", 0.30), ("error503", 0.20), ("drop", 0.15), ("lost_500", 0.15), ("lost_drop", 0.20))
+#: reads and status polls whose malformed, HTML or 401 answers the product retries
+READ_OPS = ("BackupVaults_Get", "BackupInstances_Get", "RecoveryPoints_List", "RecoveryPoints_Get",
+            "FetchSecondaryRecoveryPoints_List", "Jobs_List", "Jobs_Get", "FetchCrossRegionRestoreJob_Get",
+            "OperationStatus_Get", "OperationResult_Get")
+#: reads of a job we hold the id of, and the status poll of an accepted operation: a 403/404 means "check again"
+JOB_READ_OPS = ("Jobs_Get", "FetchCrossRegionRestoreJob_Get", "OperationStatus_Get")
+#: answer and authentication faults: (mode, operations, share of --answer-fault-rate)
+ANSWER_FAULTS = (("malformed", READ_OPS, 0.25), ("html", READ_OPS, 0.20), ("error401", READ_OPS, 0.25),
+                 ("error403", JOB_READ_OPS, 0.15), ("error404", JOB_READ_OPS, 0.15))
+TRIGGER_OPS = ("BackupInstances_TriggerRestore", "BackupInstances_TriggerCrossRegionRestore")
+INJECTED_FAILURE = "UserErrorChaosInjectedJobFailure"
+ARM_SUCCEEDED = {"completed", "succeeded", "completedwithwarnings"}
 KIND_MIX = (("database", 0.5), ("files", 0.2), ("cross_region", 0.2), ("archive", 0.1))
 ALL_BATCHES = {"b0", "b1", "b2", "b3", "b4", "b5"}  # demo world: rows seeded before each recovery point
 ARCHIVED_BATCHES = {"b0"}  # the archived point (-P120D) holds only the first batch
 AZURE_POLL_MIN, AZURE_POLL_MAX, AZURE_TRIGGER_GRACE = 30.0, 300.0, 660.0
+#: host.json ``singleton`` of the chaos app folder: the shortest timer lease the real host accepts (15 to 60 s)
+TIMER_LEASE_SECONDS = 15
+SINGLETON = {"listenerLockPeriod": f"00:00:{TIMER_LEASE_SECONDS}",
+             "listenerLockRecoveryPollingInterval": f"00:00:{TIMER_LEASE_SECONDS}"}
+WATCHDOG_FUNCTION = "restore_watchdog"
+HOST_MARKER = "localdev.funchost"
 
 
 def say(text: str) -> None:
@@ -102,6 +157,15 @@ class Planned:
     post_attempts: int = 0
     post_statuses: list[int] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return str(self.final.get("status") or ("never-accepted" if self.restore_id is None else "unknown"))
+
+    @property
+    def error_code(self) -> str | None:
+        err = self.final.get("error") or {}
+        return str(err["code"]) if isinstance(err, dict) and err.get("code") else None
 
 
 def plan_fleet(n: int, rng: random.Random, tag: str) -> list[Planned]:
@@ -130,6 +194,89 @@ def plan_fleet(n: int, rng: random.Random, tag: str) -> list[Planned]:
     return fleet
 
 
+def fault_plan(fault_rate: float, answer_rate: float, job_fail_rate: float) -> list[dict[str, Any]]:
+    """The emulator faults of the campaign, in the order they are added (the first that fires answers a call)."""
+    plan: list[dict[str, Any]] = []
+    for mode, share in TRANSPORT_FAULTS:
+        extra = {"retry_after": 1} if mode == "throttle" else {}
+        plan.append({"mode": mode, "operation": "*", "probability": round(fault_rate * share, 4), **extra})
+    for mode, ops, share in ANSWER_FAULTS:
+        plan += [{"mode": mode, "operation": op, "probability": round(answer_rate * share, 4)} for op in ops]
+    plan += [{"mode": "job_fail", "operation": op, "probability": job_fail_rate, "error_code": INJECTED_FAILURE,
+              "error_message": "Injected by the chaos campaign: the restore job failed."} for op in TRIGGER_OPS]
+    return [f for f in plan if f["probability"] > 0]
+
+
+def make_app_dir(root: Path) -> Path:
+    """``root/app``: ``function_app.py`` (a link to the repository's) and the repository's host.json with the
+    shortest timer lease the real host accepts."""
+    app = root / "app"
+    app.mkdir(parents=True, exist_ok=True)
+    link = app / "function_app.py"
+    link.unlink(missing_ok=True)
+    link.symlink_to(REPO / "function_app.py")
+    doc = json.loads((REPO / "host.json").read_text())
+    doc["singleton"] = dict(SINGLETON)
+    (app / "host.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return app
+
+
+class HostProcess:
+    """One Functions host process (``python -m localdev.funchost``) of the campaign; restarts keep its port."""
+
+    def __init__(self, name: str, root: Path, app_dir: Path, settings: Path, keys: Path, log: Path) -> None:
+        self.name, self.root, self.app_dir = name, root, app_dir
+        self.settings, self.keys, self.log = settings, keys, log
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.up = False
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, timeout: float = 90) -> int:
+        ready = self.root / f"{self.name}.ready.json"
+        ready.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", HOST_MARKER, "--app-dir", str(self.app_dir), "--settings", str(self.settings),
+               "--port", str(self.port), "--keys-file", str(self.keys), "--ready-file", str(ready)]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.starts += 1
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"host {self.name} did not start (exit {self.proc.poll()}); see {self.log}")
+            time.sleep(0.05)
+        self.port = int(json.loads(ready.read_text())["port"])
+        self._probe(deadline)
+        self.up = True
+        return self.proc.pid
+
+    def _probe(self, deadline: float) -> None:
+        url = f"http://127.0.0.1:{self.port}/admin/host/ping"
+        while True:
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - fixed http://127.0.0.1 URL
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"host {self.name} does not answer {url}; see {self.log}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL (a crash: no draining; its in-flight messages come back after FUNCHOST_LEASE_SECONDS)."""
+        self.up = False
+        stop_pid(self.pid, HOST_MARKER, popen=self.proc, sig=signal.SIGKILL, timeout=5)
+
+    def stop(self) -> None:
+        self.up = False
+        if pid_alive(self.pid, HOST_MARKER):
+            stop_pid(self.pid, HOST_MARKER, popen=self.proc, timeout=40)
+
+
 class Campaign:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -150,10 +297,13 @@ class Campaign:
         self.dir = Path(args.dir) if args.dir else REPO / ".local" / f"chaos-{datetime.now():%Y%m%d-%H%M%S}"
         self.stack = Stack(self.dir, DEFAULT_WORLD, http_port=0, settings_overrides=self.settings,
                            time_scale=scale)
+        self.hosts: list[HostProcess] = []
         self.stop = threading.Event()
         self.kills: list[dict[str, Any]] = []
         self.errors: list[str] = []
-        self.api: Api | None = None
+        self.key = ""
+        self.t_start = time.monotonic()
+        self.index_emptied_after: float | None = None
 
     # ------------------------------------------------------------------ helpers
     def admin(self) -> EmulatorAdmin:
@@ -163,118 +313,160 @@ class Campaign:
 
     def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
              ) -> tuple[int, Any, dict[str, str]] | None:
-        """One API call; None when the host does not answer (down, killed mid-call)."""
-        assert self.api is not None
+        """One API call to a live host picked at random (a front end spreads requests over the instances); None
+        when the host does not answer (killed mid-call)."""
+        live = [h for h in self.hosts if h.up]
+        if not live:
+            return None
+        host = self.rng.choice(live)
         try:
-            return self.api.request(method, path, body, headers)
+            return Api(f"http://127.0.0.1:{host.port}/api", self.key).request(method, path, body, headers)
         except (OSError, http.client.HTTPException):
             return None
 
-    # ------------------------------------------------------------------ phases
-    def submit_all(self) -> None:
-        for p in self.fleet:
-            if self.stop.is_set():
-                return
-            while not self.stop.is_set():
-                p.post_attempts += 1
-                got = self.call("POST", "/restores", p.body, {"Idempotency-Key": p.key})
-                if got is None or got[0] >= 500:
-                    if got is not None:
-                        p.post_statuses.append(got[0])
-                    time.sleep(0.5)
-                    continue
-                status, resp, _ = got
-                p.post_statuses.append(status)
-                if status in (200, 202) and isinstance(resp, dict) and resp.get("id"):
-                    if p.restore_id and p.restore_id != resp["id"]:
-                        self.errors.append(f"request {p.key} answered with two ids {p.restore_id}, {resp['id']}")
-                    p.restore_id = str(resp["id"])
-                    p.accepted_at = time.monotonic()
-                else:
-                    self.errors.append(f"request {p.key} ({p.kind}) answered {status}: {resp}")
-                break
-            time.sleep(self.rng.uniform(0.2, 0.8))
+    # ------------------------------------------------------------------ hosts
+    def start_hosts(self) -> None:
+        """Stop the stack's own host; start ``--hosts`` host processes of the chaos app folder with the same
+        settings and keys (copied once: the stack rewrites its files on restarts)."""
+        self.stack.stop_host()
+        app = make_app_dir(self.dir)
+        settings, keys = self.dir / "chaos.settings.json", self.dir / "chaos.keys.json"
+        for src, dst in ((self.dir / "local.settings.json", settings), (self.dir / "funchost.keys.json", keys)):
+            shutil.copyfile(src, dst)
+            dst.chmod(0o600)
+        self.key = json.loads(keys.read_text())["functionKeys"][0]
+        for i in range(self.args.hosts):
+            name = f"host{chr(ord('a') + i)}"
+            log = self.stack.logs / f"funchost-{name}.log"
+            self.hosts.append(HostProcess(name, self.dir, app, settings, keys, log))
+        with ThreadPoolExecutor(len(self.hosts)) as pool:  # together: a host start is mostly imports and waiting
+            list(pool.map(HostProcess.start, self.hosts))
+
+    def stop_hosts(self) -> None:
+        for host in self.hosts:
+            with contextlib.suppress(Exception):
+                host.stop()
+
+    def kill_order(self) -> Iterable[HostProcess]:
+        """Rounds of the hosts in a random order: every host is killed once per round, at random moments."""
+        while True:
+            round_ = list(self.hosts)
+            self.rng.shuffle(round_)
+            yield from round_
 
     def killer(self) -> None:
-        while not self.stop.is_set():
-            time.sleep(self.rng.uniform(1.5, 6.0))
-            if self.stop.is_set():
-                return
+        order = iter(self.kill_order())
+        while not self.stop.wait(self.rng.uniform(1.5, 6.0)):
+            host = next(order)
             t0 = time.monotonic()
             try:
-                old = self.stack.host_pid
-                self.stack.kill_host()
+                old = host.pid
+                host.kill()
                 killed_at = time.monotonic()
                 time.sleep(self.rng.uniform(0.0, 1.5))  # sometimes the host stays down a little
-                new = self.stack.start_host()
-                self.kills.append({"old_pid": old, "new_pid": new, "down_seconds": round(time.monotonic() - killed_at,
-                                                                                         2),
+                new = host.start()
+                self.kills.append({"host": host.name, "old_pid": old, "new_pid": new,
+                                   "down_seconds": round(time.monotonic() - killed_at, 2),
                                    "at": round(t0 - self.t_start, 1)})
                 if len(self.kills) % 5 == 0:
                     say(f"  {len(self.kills)} kills so far")
             except Exception as exc:  # noqa: BLE001 - a failed restart is a campaign failure, reported
-                self.errors.append(f"host restart failed: {exc}")
-                say(f"host restart failed: {exc}")
+                self.errors.append(f"restart of {host.name} failed: {exc}")
+                say(f"restart of {host.name} failed: {exc}")
                 with contextlib.suppress(Exception):
-                    self.stack.start_host()
+                    host.start()
+
+    # ------------------------------------------------------------------ phases
+    def submit_one(self, p: Planned) -> None:
+        while not self.stop.is_set():
+            p.post_attempts += 1
+            got = self.call("POST", "/restores", p.body, {"Idempotency-Key": p.key})
+            if got is None or got[0] >= 500:
+                if got is not None:
+                    p.post_statuses.append(got[0])
+                time.sleep(0.5)
+                continue
+            status, resp, _ = got
+            p.post_statuses.append(status)
+            if status in (200, 202) and isinstance(resp, dict) and resp.get("id"):
+                if p.restore_id and p.restore_id != resp["id"]:
+                    self.errors.append(f"request {p.key} answered with two ids {p.restore_id}, {resp['id']}")
+                p.restore_id = str(resp["id"])
+                p.accepted_at = time.monotonic()
+            else:
+                self.errors.append(f"request {p.key} ({p.kind}) answered {status}: {resp}")
+            return
+
+    def submit_all(self) -> None:
+        for p in self.fleet:
+            if self.stop.is_set():
+                return
+            self.submit_one(p)
+            time.sleep(self.rng.uniform(0.2, 0.8))
 
     def refresh(self, only_active: bool = True) -> None:
         for p in self.fleet:
-            if not p.restore_id or (only_active and p.final.get("status") in TERMINAL):
+            if not p.restore_id or (only_active and p.status in TERMINAL):
                 continue
             got = self.call("GET", f"/restores/{p.restore_id}")
             if got is not None and got[0] in (200, 404):
                 p.final = got[1] if got[0] == 200 and isinstance(got[1], dict) else {"status": "unknown-404"}
 
     def active(self) -> list[Planned]:
-        return [p for p in self.fleet if p.restore_id is None or p.final.get("status") not in TERMINAL]
+        return [p for p in self.fleet if p.restore_id is None or p.status not in TERMINAL]
 
-    def run(self) -> dict[str, Any]:
-        say(f"chaos: starting a stack in {self.dir} (time scale {self.args.time_scale}, seed {self.args.seed})")
-        self.stack.up()
-        self.api = Api(self.stack.env["RESTORE_API_URL"], self.stack.env["RESTORE_API_KEY"])
-        adm = self.admin()
+    def configure_emulator(self, adm: EmulatorAdmin) -> list[dict[str, Any]]:
         adm.set_config(page_size=50)
         adm.clear_faults()
-        rate = self.args.fault_rate
-        for mode, share in FAULT_MIX:
-            extra = {"retry_after": 1} if mode == "throttle" else {}
-            adm.add_fault(mode, "*", probability=round(rate * share, 4), **extra)
+        plan = fault_plan(self.args.fault_rate, self.args.answer_fault_rate, self.args.job_fail_rate)
+        for f in plan:
+            adm.add_fault(**f)
         adm.reset_metering()
-        self.t_start = time.monotonic()
-        say(f"chaos: {len(self.fleet)} restores {dict(Counter(p.kind for p in self.fleet))}, faults on "
-            f"{rate:.0%} of ARM calls, duplicate delivery on, killing the host at least {self.args.kills} times")
+        return plan
+
+    def drive(self) -> None:
+        """Submit the fleet and kill hosts until every restore is terminal (or past every deadline)."""
         submitter = threading.Thread(target=self.submit_all, name="submit", daemon=True)
         killer = threading.Thread(target=self.killer, name="kill", daemon=True)
         submitter.start()
         killer.start()
         last_print = 0.0
-        deadline_wait = self.args.deadline_minutes * 60 + 30
+        give_up = self.args.deadline_minutes * 60 + 30 + len(self.fleet)  # every accepted restore is past its deadline
         while True:
             time.sleep(2)
             self.refresh()
-            active = self.active()
             now = time.monotonic()
             if now - last_print > 15:
                 last_print = now
-                counts = Counter(p.final.get("status", "not-submitted") for p in self.fleet)
-                say(f"  t={now - self.t_start:.0f}s kills={len(self.kills)} {dict(counts)}")
-            if not submitter.is_alive() and not active:
-                break
-            if now - self.t_start > deadline_wait + len(self.fleet):  # every accepted restore is past its deadline
+                say(f"  t={now - self.t_start:.0f}s kills={len(self.kills)} "
+                    f"{dict(Counter(p.final.get('status', 'not-submitted') for p in self.fleet))}")
+            if (not submitter.is_alive() and not self.active()) or now - self.t_start > give_up:
                 break
         self.stop.set()
         killer.join(timeout=120)
         submitter.join(timeout=5)
-        faults_fired = {f["mode"]: f["fired"] for f in adm.faults()}
+
+    def run(self) -> dict[str, Any]:
+        say(f"chaos: starting a stack in {self.dir} (time scale {self.args.time_scale}, seed {self.args.seed})")
+        self.stack.up()
+        self.start_hosts()
+        adm = self.admin()
+        plan = self.configure_emulator(adm)
+        self.t_start = time.monotonic()
+        say(f"chaos: {len(self.fleet)} restores {dict(Counter(p.kind for p in self.fleet))}, {len(self.hosts)} hosts, "
+            f"transport faults on {self.args.fault_rate:.0%} of ARM calls, answer faults on "
+            f"{self.args.answer_fault_rate:.0%} of reads, injected job failures {self.args.job_fail_rate:.0%}, "
+            f"duplicate delivery on, at least {self.args.kills} kills")
+        self.drive()
+        faults = adm.faults()
         adm.clear_faults()
         metering = adm.metering()
-        # the host must be up for the final reads; wait for the watchdog to expire anything past its deadline
-        self.wait_deadlines()
+        self.wait_deadlines()  # the watchdog expires anything past its deadline
+        self.wait_index_empty()  # and publishes the completion events owed after a crash
         time.sleep(3)  # let late duplicate deliveries run (they must be no-ops)
         self.refresh(only_active=False)
         duration = time.monotonic() - self.t_start
-        return self.verdict(adm, faults_fired, metering, duration)
+        return self.verdict(adm, plan, faults, metering, duration)
 
     def wait_deadlines(self) -> None:
         while True:
@@ -291,208 +483,376 @@ class Campaign:
             time.sleep(2)
             self.refresh()
 
-    # ------------------------------------------------------------------ verdict
-    def arm_jobs(self, adm: EmulatorAdmin) -> list[dict[str, Any]]:
+    def settle_seconds(self) -> float:
+        """How long an owed completion event may take: the re-drive slack (in-flight time + the largest re-check
+        interval, at least 30 s) plus a timer lease expiry and a recovery poll after a killed lease holder."""
+        poll_max = float(self.settings["RESTORE_POLL_MAX_SECONDS"])
+        return float(self.settings["RESTORE_MESSAGE_IN_FLIGHT_SECONDS"]) + max(poll_max, 30.0) + \
+            2 * TIMER_LEASE_SECONDS + 10
+
+    def wait_index_empty(self) -> None:
+        """Wait until none of the fleet's restores is in the app's active index (the completion event of a restore
+        whose host died between its terminal write and the event is published by the watchdog from there)."""
+        table = TableClient.from_connection_string(self.stack.env["AZURE_STORAGE_CONNECTION_STRING"], "restores")
+        ids = {p.restore_id for p in self.fleet if p.restore_id}
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < self.settle_seconds():
+            left = [e["RowKey"] for e in table.query_entities("PartitionKey eq 'active'") if e["RowKey"] in ids]
+            if not left:
+                self.index_emptied_after = round(time.monotonic() - t0, 1)
+                return
+            time.sleep(1)
+
+    # ------------------------------------------------------------------ what ARM, the queues and the targets hold
+    def arm_jobs(self) -> list[dict[str, Any]]:
         env = self.stack.env
         client = DataProtectionMgmtClient(StaticTokenCredential(env["DATAPROTECTION_TOKEN"]), sc.SUB_BACKUP,
                                           base_url=env["DATAPROTECTION_ENDPOINT"],
                                           connection_verify=env["DATAPROTECTION_CA_BUNDLE"])
-        jobs = []
-        for j in client.jobs.list("rg-backup", "bv-prod"):
-            ext = j.properties.extended_info
-            jobs.append({"id": j.id, "region": "primary", "operation": j.properties.operation_category,
-                         "status": j.properties.status,
-                         "destination": (ext.recovery_destination if ext is not None else None) or ""})
         req = CrossRegionRestoreJobsRequest(source_region="westeurope", source_backup_vault_id=sc.VAULT)
-        for j in client.fetch_cross_region_restore_jobs.list("rg-backup", "northeurope", req):
-            ext = j.properties.extended_info
-            jobs.append({"id": j.id, "region": "secondary", "operation": j.properties.operation_category,
-                         "status": j.properties.status,
-                         "destination": (ext.recovery_destination if ext is not None else None) or ""})
-        return jobs
+        listed = [("primary", j) for j in client.jobs.list("rg-backup", "bv-prod")]
+        listed += [("secondary", j) for j in client.fetch_cross_region_restore_jobs.list("rg-backup", "northeurope",
+                                                                                        req)]
+        return [job_row(region, j) for region, j in listed]
 
     def poison(self) -> dict[str, list[str]]:
         conn = self.stack.env["AZURE_STORAGE_CONNECTION_STRING"]
         found: dict[str, list[str]] = {}
         for q in STAGE_QUEUES:
             client = QueueClient.from_connection_string(conn, f"{q}-poison")
-            bodies: list[str] = []
-            try:
-                for m in client.receive_messages(messages_per_page=32, visibility_timeout=60):
-                    bodies.append(decode_body(m.content))
-                    if len(bodies) > 5000:
-                        break
-            except ResourceNotFoundError:
-                pass
-            found[q] = bodies
+            with contextlib.suppress(ResourceNotFoundError):
+                found[q] = [decode_body(m.content) for m in
+                            client.receive_messages(messages_per_page=32, visibility_timeout=60)]
+            found.setdefault(q, [])
         return found
 
-    def completion_events(self) -> Counter[str]:
-        conn = self.stack.env["AZURE_STORAGE_CONNECTION_STRING"]
-        client = QueueClient.from_connection_string(conn, "restore-events")
-        counts: Counter[str] = Counter()
-        seen = 0
+    def completion_events(self) -> list[dict[str, Any]]:
+        client = QueueClient.from_connection_string(self.stack.env["AZURE_STORAGE_CONNECTION_STRING"],
+                                                    "restore-events")
+        found: list[dict[str, Any]] = []
         with contextlib.suppress(ResourceNotFoundError):
-            for m in client.receive_messages(messages_per_page=32, visibility_timeout=120):
-                seen += 1
+            for m in client.receive_messages(messages_per_page=32, visibility_timeout=300):
                 with contextlib.suppress(ValueError):
                     ev = json.loads(decode_body(m.content))
-                    if ev.get("type") == "restore.completed":
-                        counts[str(ev.get("restore_id"))] += 1
-                if seen > 20000:
-                    break
-        return counts
+                    if isinstance(ev, dict) and ev.get("type") == "restore.completed":
+                        found.append(ev)
+        return found
+
+    def data_check(self, p: Planned, container: Any) -> tuple[bool, Any]:
+        target = p.body["target"]
+        if target["kind"] == "files":
+            prefix = target["file_prefix"] + "_"
+            got = sorted(b.name.removeprefix(prefix) for b in container.list_blobs(name_starts_with=prefix))
+            return {"roles.sql", "schema.sql", "appdb.sql", "inventory.sql"} <= set(got), got
+        cluster = sc.CLUSTER_OF_SERVER[target["server_id"]]
+        base = self.stack.env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"]
+        with psycopg.connect(base.rsplit("/", 1)[0] + "/" + target["database_name"], connect_timeout=10) as conn:
+            got = sorted(r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall())
+        return set(got) == (ARCHIVED_BATCHES if p.kind == "archive" else ALL_BATCHES), got
 
     def data_checks(self) -> list[dict[str, Any]]:
         """Every succeeded restore brought back the data of its recovery point (rows per batch / dump blobs)."""
-        env = self.stack.env
-        container = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]) \
+        container = BlobServiceClient.from_connection_string(self.stack.env["AZURE_STORAGE_CONNECTION_STRING"]) \
             .get_container_client(sc.AZURITE_CONTAINER[sc.CONTAINER_WE_URL])
         wrong = []
-        for p in self.fleet:
-            if p.final.get("status") != "succeeded":
-                continue
-            target = p.body["target"]
+        for p in (p for p in self.fleet if p.status == "succeeded"):
             try:
-                if target["kind"] == "files":
-                    names = [b.name for b in container.list_blobs(name_starts_with=target["file_prefix"] + "_")]
-                    got: Any = sorted(n.removeprefix(target["file_prefix"] + "_") for n in names)
-                    ok = {"roles.sql", "schema.sql", "appdb.sql", "inventory.sql"} <= set(got)
-                else:
-                    cluster = sc.CLUSTER_OF_SERVER[target["server_id"]]
-                    base = env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"]
-                    with psycopg.connect(base.rsplit("/", 1)[0] + "/" + target["database_name"],
-                                         connect_timeout=10) as conn:
-                        got = sorted(r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall())
-                    ok = set(got) == (ARCHIVED_BATCHES if p.kind == "archive" else ALL_BATCHES)
+                ok, got = self.data_check(p, container)
             except Exception as exc:  # noqa: BLE001 - a missing database/container is a wrong result, reported
-                got, ok = f"{type(exc).__name__}: {str(exc)[:150]}", False
+                ok, got = False, f"{type(exc).__name__}: {str(exc)[:150]}"
             if not ok:
                 wrong.append({"id": p.restore_id, "kind": p.kind, "target": p.destination, "found": got})
         return wrong
 
-    def verdict(self, adm: EmulatorAdmin, faults_fired: dict[str, int], metering: dict[str, Any],
-                duration: float) -> dict[str, Any]:
-        jobs = [j for j in self.arm_jobs(adm) if f"cx{self.tag}_" in j["destination"]
+    def poison_status(self, rid: str | None) -> dict[str, Any]:
+        p = next((p for p in self.fleet if p.restore_id == rid), None) if rid else None
+        if p is not None or not rid:
+            return p.final if p is not None else {}
+        got = self.call("GET", f"/restores/{rid}")
+        return got[1] if got is not None and isinstance(got[1], dict) else {}
+
+    # ------------------------------------------------------------------ verdict
+    def verdict(self, adm: EmulatorAdmin, plan: list[dict[str, Any]], faults: list[dict[str, Any]],
+                metering: dict[str, Any], duration: float) -> dict[str, Any]:
+        mine = [j for j in self.arm_jobs() if f"cx{self.tag}_" in j["destination"]
                 or f"cx{self.tag}-" in j["destination"]]
-        restore_jobs = [j for j in jobs if (j["operation"] or "Restore") == "Restore"]
-        by_dest: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for j in restore_jobs:
-            by_dest[j["destination"]].append(j)
-        now = datetime.now(UTC)
-        lost, late, doubled, mismatched = [], [], [], []
-        outcomes: Counter[str] = Counter()
-        reasons: Counter[str] = Counter()
-        by_kind: dict[str, Counter[str]] = defaultdict(Counter)
-        by_id = {p.restore_id: p for p in self.fleet if p.restore_id}
-        for p in self.fleet:
-            status = p.final.get("status", "never-accepted" if p.restore_id is None else "unknown")
-            outcomes[status] += 1
-            by_kind[p.kind][status] += 1
-            if p.restore_id is None or status == "unknown-404" or status == "unknown":
-                lost.append({"key": p.key, "id": p.restore_id, "status": status, "posts": p.post_statuses})
-                continue
-            if status not in TERMINAL:
-                entry = {"id": p.restore_id, "status": status, "stage": p.final.get("stage"),
-                         "deadline": p.final.get("deadline")}
-                deadline = parse_iso(p.final.get("deadline"))
-                (late if deadline is not None and deadline < now else lost).append(entry)
-            if status in ("failed", "rejected"):
-                err = p.final.get("error") or {}
-                reasons[f"{status}: {err.get('code') or '(no code)'}"] += 1
-            mine = by_dest.get(p.destination, [])
-            if len(mine) > 1:
-                doubled.append({"id": p.restore_id, "target": p.destination, "jobs": [j["id"] for j in mine]})
-            row_job = p.final.get("azure_job_id")
-            arm_ids = {j["id"].rsplit("/", 1)[-1].lower() for j in mine}
-            if (row_job and row_job.rsplit("/", 1)[-1].lower() not in arm_ids) or (not row_job and mine) or \
-                    (status == "succeeded" and not mine):
-                mismatched.append({"id": p.restore_id, "status": status, "row_job": row_job,
-                                   "arm_jobs": [j["id"] for j in mine]})
-        poison = self.poison()
-        poison_rows = []
-        poison_unrecorded = []
-        for q, bodies in poison.items():
-            for b in bodies:
-                rid = envelope_restore_id(b)
-                p = by_id.get(rid) if rid else None
-                st = p.final if p else (self.call("GET", f"/restores/{rid}") or (0, {}, {}))[1] if rid else {}
-                st = st if isinstance(st, dict) else {}
-                err = st.get("error") or {}
-                row = {"queue": f"{q}-poison", "restore_id": rid, "status": st.get("status"),
-                       "error_code": err.get("code"), "error_message": (err.get("message") or "")[:200]}
-                poison_rows.append(row)
-                recorded = st.get("status") in TERMINAL and (st.get("status") == "succeeded" or err.get("code"))
-                if q != "restore-requests" and not recorded:
-                    poison_unrecorded.append(row)
-        events = self.completion_events()
+        restore_jobs = [j for j in mine if (j["operation"] or "Restore") == "Restore"]
+        by_dest = jobs_by_destination(restore_jobs)
+        outcome = outcome_checks(self.fleet, by_dest, datetime.now(UTC))
+        poison = poison_checks(self.poison(), self.poison_status)
+        events = event_checks(self.fleet, self.completion_events())
         wrong_data = self.data_checks()
-        host_log = host_log_stats(self.stack.logs / "funchost.log")
-        dup_events = {rid: n for rid, n in events.items() if rid in by_id and n > 1}
-        terminal_ids = [p.restore_id for p in self.fleet if p.final.get("status") in TERMINAL and p.restore_id]
-        missing_events = [rid for rid in terminal_ids if events.get(str(rid), 0) == 0
-                          and by_id[rid].final.get("status") in ("succeeded", "failed")]
         result = {
             "when": datetime.now(UTC).isoformat(timespec="seconds"),
-            "parameters": {"restores": self.args.restores, "kills_requested": self.args.kills, "seed": self.args.seed,
-                           "time_scale": self.args.time_scale, "fault_rate": self.args.fault_rate,
-                           "fault_mix": dict(FAULT_MIX), "deadline_minutes": self.args.deadline_minutes,
-                           "host_settings": self.settings, "emulator_page_size": 50},
+            "command": " ".join(["python -m bench.chaos", *self.args.argv]),  # what `make chaos` runs
+            "code": code_version(),
+            "machine": machine(),
+            "parameters": self.parameters(plan),
             "duration_seconds": round(duration, 1),
             "fleet": dict(Counter(p.kind for p in self.fleet)),
-            "must_be_zero": {"lost": len(lost), "triggered_more_than_once": len(doubled),
-                             "not_terminal_by_deadline": len(late), "poison_unrecorded": len(poison_unrecorded),
-                             "succeeded_with_wrong_data": len(wrong_data)},
-            "outcomes": dict(outcomes),
-            "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
-            "failure_reasons": dict(reasons),
-            "kills": len(self.kills),
-            "kill_log": self.kills,
+            **outcome,
+            "hosts": self.host_report(),
             "post_attempts": sum(p.post_attempts for p in self.fleet),
             "posts_repeated": sum(1 for p in self.fleet if p.post_attempts > 1),
             "arm_restore_jobs": len(restore_jobs),
             "arm_jobs_by_status": dict(Counter(j["status"] for j in restore_jobs)),
-            "row_vs_arm_job_mismatch": mismatched,
-            "faults_fired": faults_fired,
-            "fault_share_of_arm_calls": round(sum(faults_fired.values()) / max(int(metering.get("total") or 0), 1), 3),
-            "host_log": host_log,
+            "most_arm_jobs_for_one_restore": max((len(v) for v in by_dest.values()), default=0),
+            "faults_fired": faults_fired(faults),
+            "fault_share_of_arm_calls": round(sum(f["fired"] for f in faults) / max(int(metering.get("total") or 0),
+                                                                                    1), 3),
             "arm_calls": {"total": metering.get("total"), "by_status": metering.get("by_status"),
                           "by_kind": metering.get("by_kind")},
-            "poison": {q: len(b) for q, b in poison.items()},
-            "poison_rows": poison_rows,
-            "completion_events_duplicated": len(dup_events),
-            "completion_events_duplicated_ids": sorted(dup_events),
-            "completion_events_missing": len(missing_events),
+            "host_log": host_log_stats(h.log for h in self.hosts),
+            "watchdog": watchdog_runs(h.log for h in self.hosts),
+            "active_index_emptied_after_seconds": self.index_emptied_after,
+            **poison,
+            "events": events,
             "wrong_data": wrong_data,
-            "lost": lost, "doubled": doubled, "late": late, "poison_unrecorded": poison_unrecorded,
             "campaign_errors": self.errors,
         }
+        result["checks"] = checks(result, self.args.kills)
         return result
 
+    def parameters(self, plan: list[dict[str, Any]]) -> dict[str, Any]:
+        a = self.args
+        return {"restores": a.restores, "kills_requested": a.kills, "hosts": a.hosts, "seed": a.seed,
+                "time_scale": a.time_scale, "fault_rate": a.fault_rate, "answer_fault_rate": a.answer_fault_rate,
+                "job_fail_rate": a.job_fail_rate, "transport_fault_mix": dict(TRANSPORT_FAULTS),
+                "answer_fault_mix": {m: {"share": s, "operations": list(ops)} for m, ops, s in ANSWER_FAULTS},
+                "fault_plan": plan, "deadline_minutes": a.deadline_minutes, "host_settings": self.settings,
+                "host_json_singleton": SINGLETON, "emulator_page_size": 50}
 
-def host_log_stats(path: Path) -> dict[str, Any]:
-    """What the host's log says happened: host starts, duplicate/stale stage messages ignored, retried deliveries."""
+    def host_report(self) -> dict[str, Any]:
+        per_host = Counter(k["host"] for k in self.kills)
+        return {"processes": len(self.hosts), "kills": len(self.kills),
+                "kills_per_host": {h.name: per_host.get(h.name, 0) for h in self.hosts},
+                "starts_per_host": {h.name: h.starts for h in self.hosts}, "kill_log": self.kills}
+
+
+# ---------------------------------------------------------------------- verdict (pure functions)
+def job_row(region: str, j: Any) -> dict[str, Any]:
+    p = j.properties
+    ext = p.extended_info
+    errors = p.error_details or []
+    return {"id": j.id, "region": region, "operation": p.operation_category, "status": p.status,
+            "error_code": errors[0].code if errors else None,
+            "destination": (ext.recovery_destination if ext is not None else None) or ""}
+
+
+def jobs_by_destination(jobs: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    by_dest: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for j in jobs:
+        by_dest[j["destination"]].append(j)
+    return dict(by_dest)
+
+
+def job_mismatch(p: Planned, mine: list[dict[str, Any]]) -> bool:
+    """The row's job is not among ARM's jobs for its target, or the row has none while ARM has one, or a succeeded
+    restore has no job in ARM."""
+    row_job = p.final.get("azure_job_id")
+    arm_ids = {j["id"].rsplit("/", 1)[-1].lower() for j in mine}
+    if row_job:
+        return str(row_job).rsplit("/", 1)[-1].lower() not in arm_ids
+    return bool(mine) or p.status == "succeeded"
+
+
+def expected_failure(p: Planned, mine: list[dict[str, Any]]) -> str | None:
+    """The label of a failure the campaign causes on purpose, with ARM's truth to match (None: not one):
+    - the injected job failure: ARM's one job Failed with :data:`INJECTED_FAILURE`, the restore failed with it;
+    - ``TriggerOutcomeUnknown`` while ARM holds no job for the restore: the trigger never took effect (its connection
+      was dropped before ARM ran it, or its host died around it) and the service never triggers twice when unsure.
+      With a job in ARM the same code is wrong: adoption should have found it."""
+    job = mine[0] if len(mine) == 1 else None
+    if p.status == "failed" and p.error_code == INJECTED_FAILURE and job is not None and \
+            str(job["status"]).lower() == "failed" and job.get("error_code") == INJECTED_FAILURE:
+        return "injected job failure"
+    if p.status == "failed" and p.error_code == "TriggerOutcomeUnknown" and not mine:
+        return "trigger outcome unknown, no Azure job"
+    return None
+
+
+def wrong_reason(p: Planned, mine: list[dict[str, Any]]) -> str | None:
+    """Why this terminal restore's outcome is not ARM's truth (None when it is): success needs the one Azure job
+    completed; any other end needs an expected cause (:func:`expected_failure`)."""
+    if p.status not in TERMINAL:
+        return None  # counted as lost or stuck
+    job = mine[0] if len(mine) == 1 else None
+    arm = str(job["status"] if job else f"{len(mine)} jobs").lower()
+    if (p.status == "succeeded" and arm in ARM_SUCCEEDED) or expected_failure(p, mine):
+        return None
+    return f"{p.status} ({p.error_code or 'no code'}) while ARM's job is {arm}" + \
+        (f" ({job.get('error_code')})" if job and job.get("error_code") else "")
+
+
+def outcome_checks(fleet: list[Planned], by_dest: dict[str, list[dict[str, Any]]], now: datetime) -> dict[str, Any]:
+    """Lost, stuck, doubled, wrong reasons and row/ARM mismatches of the fleet, with outcome and reason counts."""
+    lost: list[dict[str, Any]] = []
+    late: list[dict[str, Any]] = []
+    doubled: list[dict[str, Any]] = []
+    mismatched: list[dict[str, Any]] = []
+    wrong: list[dict[str, str]] = []
+    expected: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    by_kind: dict[str, Counter[str]] = defaultdict(Counter)
+    for p in fleet:
+        outcomes[p.status] += 1
+        by_kind[p.kind][p.status] += 1
+        entry = {"id": p.restore_id, "key": p.key, "status": p.status, "stage": p.final.get("stage"),
+                 "deadline": p.final.get("deadline"), "posts": p.post_statuses}
+        if p.status not in TERMINAL:  # not accepted, unknown to the status API, or still active
+            deadline = parse_iso(p.final.get("deadline"))
+            (late if deadline is not None and deadline < now else lost).append(entry)
+            continue
+        if p.status != "succeeded":
+            reasons[f"{p.status}: {p.error_code or '(no code)'}"] += 1
+        mine = by_dest.get(p.destination, [])
+        if len(mine) > 1:
+            doubled.append({"id": p.restore_id, "target": p.destination, "jobs": [j["id"] for j in mine]})
+        if job_mismatch(p, mine):
+            mismatched.append({"id": p.restore_id, "status": p.status, "row_job": p.final.get("azure_job_id"),
+                               "arm_jobs": [j["id"] for j in mine]})
+        why = wrong_reason(p, mine)
+        if why:
+            wrong.append({"id": str(p.restore_id), "kind": p.kind, "why": why})
+        expected.update(filter(None, [expected_failure(p, mine)]))
+    return {"outcomes": dict(outcomes), "outcomes_by_kind": {k: dict(v) for k, v in by_kind.items()},
+            "failure_reasons": dict(reasons), "expected_failures": dict(expected),
+            "lost": lost, "late": late,
+            "doubled": doubled, "wrong_reasons": wrong, "row_vs_arm_job_mismatch": mismatched}
+
+
+def event_checks(fleet: list[Planned], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per terminal restore: its events deduplicated on ``event_id`` must be exactly one, with the id and status of
+    its outcome. Duplicate deliveries (the same event_id more than once) are counted, not failed: at least once."""
+    by_rid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for ev in events:
+        by_rid[str(ev.get("restore_id"))].append(ev)
+    outcomes, exactly_one, duplicates, restores_duplicated = 0, 0, 0, 0
+    not_one = []
+    for p in (p for p in fleet if p.restore_id and p.status in TERMINAL):
+        outcomes += 1
+        mine = by_rid.get(str(p.restore_id), [])
+        ids = {ev.get("event_id") for ev in mine}
+        duplicates += len(mine) - len(ids)
+        restores_duplicated += len(mine) > len(ids)
+        if ids == {event_id(str(p.restore_id), p.status)} and all(ev.get("status") == p.status for ev in mine):
+            exactly_one += 1
+        else:
+            not_one.append({"id": p.restore_id, "status": p.status, "events": len(mine),
+                            "event_ids": sorted(str(i) for i in ids), "statuses": sorted({str(e.get("status"))
+                                                                                        for e in mine})})
+    return {"restore_outcomes": outcomes, "outcomes_with_exactly_one_event_after_dedupe": exactly_one,
+            "outcomes_not_one": not_one, "events_received": sum(len(by_rid.get(str(p.restore_id), []))
+                                                                for p in fleet if p.restore_id),
+            "duplicate_deliveries": duplicates, "restores_with_duplicate_deliveries": restores_duplicated}
+
+
+def poison_checks(poison: dict[str, list[str]], status_of: Any) -> dict[str, Any]:
+    """Every poison stage message belongs to a restore that is terminal with a recorded reason."""
+    rows, unrecorded = [], []
+    for q, bodies in poison.items():
+        for b in bodies:
+            rid = envelope_restore_id(b)
+            st = status_of(rid)
+            err = st.get("error") or {}
+            row = {"queue": f"{q}-poison", "restore_id": rid, "status": st.get("status"),
+                   "error_code": err.get("code"), "error_message": (err.get("message") or "")[:200]}
+            rows.append(row)
+            recorded = st.get("status") in TERMINAL and (st.get("status") == "succeeded" or err.get("code"))
+            if q != "restore-requests" and not recorded:
+                unrecorded.append(row)
+    return {"poison": {q: len(b) for q, b in poison.items()}, "poison_rows": rows, "poison_unrecorded": unrecorded}
+
+
+def faults_fired(faults: list[dict[str, Any]]) -> dict[str, Any]:
+    by_mode: Counter[str] = Counter()
+    by_op: dict[str, Counter[str]] = defaultdict(Counter)
+    for f in faults:
+        by_mode[f["mode"]] += int(f["fired"])
+        if f["operation"] != "*" and f["fired"]:
+            by_op[f["mode"]][f["operation"]] += int(f["fired"])
+    return {"by_mode": dict(sorted(by_mode.items())),
+            "by_mode_and_operation": {m: dict(sorted(c.items())) for m, c in sorted(by_op.items())}}
+
+
+def checks(r: dict[str, Any], kills_requested: int) -> list[dict[str, Any]]:
+    """The verdict rows: ``kind`` correctness (exit 1 when one fails) or campaign (exit 2: not what was asked)."""
+    ev = r["events"]
+    one_each = not ev["outcomes_not_one"] and ev["outcomes_with_exactly_one_event_after_dedupe"] == \
+        ev["restore_outcomes"]
+    hosts = r["hosts"]
+    killed = [n for n, k in hosts["kills_per_host"].items() if k]
+    to_kill = min(kills_requested, hosts["processes"])  # kills go round the hosts: each once per round
+
+    def row(check: str, result: Any, must_be: Any, ok: bool, kind: str = "correctness") -> dict[str, Any]:
+        return {"check": check, "result": result, "must_be": must_be, "ok": ok, "kind": kind}
+
+    def zero(check: str, items: list[Any]) -> dict[str, Any]:
+        return row(check, len(items), 0, not items)
+
+    return [
+        zero("Restores lost (accepted, never recorded or never terminal)", r["lost"]),
+        zero(f"Restores triggered more than once (Azure restore jobs per restore: at most "
+             f"{r['most_arm_jobs_for_one_restore']})", r["doubled"]),
+        zero("Restores not terminal by their deadline (stuck)", r["late"]),
+        zero("Restores ended with a wrong reason (outcome not the Azure job's; failed without an injected cause)",
+             r["wrong_reasons"]),
+        zero("Poison messages whose restore has no recorded outcome", r["poison_unrecorded"]),
+        zero("Succeeded restores whose target lacks the recovery point's data", r["wrong_data"]),
+        row("Completion events per restore outcome after dedupe on event_id",
+            f"1 for {ev['outcomes_with_exactly_one_event_after_dedupe']} of {ev['restore_outcomes']}", "1 for each",
+            one_each),
+        row("Host kills (SIGKILL + restart)", hosts["kills"], f"≥ {kills_requested}",
+            hosts["kills"] >= kills_requested, "campaign"),
+        row("Functions host processes on the same storage, killed", f"{len(killed)} of {hosts['processes']}",
+            f"≥ {to_kill} of {hosts['processes']}", len(killed) >= to_kill, "campaign"),
+    ]
+
+
+def passed(r: dict[str, Any], kind: str) -> bool:
+    return all(c["ok"] for c in r["checks"] if c["kind"] == kind)
+
+
+def host_log_stats(paths: Iterable[Path]) -> dict[str, Any]:
+    """What the hosts' logs say happened: host starts, duplicate/stale stage messages ignored, retried deliveries."""
+    patterns = ((re.compile(r"duplicate delivery ON"), "host_starts_with_duplicate_delivery"),
+                (re.compile(r"(?:stale or )?duplicate (\w+) message for"), "ignored_duplicate_{}"),
+                (re.compile(r" (\w+) of \S+ lost a race to another delivery"), "lost_race_{}"),
+                (re.compile(r"will be retried"), "deliveries_failed_and_retried"),
+                (re.compile(r"watchdog re-drove"), "watchdog_redrives"),
+                (re.compile(r"publishing it$"), "watchdog_published_owed_events"),
+                (re.compile(r" ERROR "), "error_lines"))
     stats: Counter[str] = Counter()
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return {}
-    for line in lines:
-        if "duplicate delivery ON" in line:
-            stats["host_starts_with_duplicate_delivery"] += 1
-        m = re.search(r"(?:stale or )?duplicate (\w+) message for", line)
-        if m:
-            stats[f"ignored_duplicate_{m.group(1)}"] += 1
-        m = re.search(r" (\w+) of \S+ lost a race to another delivery", line)
-        if m:
-            stats[f"lost_race_{m.group(1)}"] += 1
-        if "will be retried" in line:
-            stats["deliveries_failed_and_retried"] += 1
-        if "watchdog re-drove" in line:
-            stats["watchdog_redrives"] += 1
-        if " ERROR " in line:
-            stats["error_lines"] += 1
+    for line in read_lines(paths):
+        for pattern, name in patterns:
+            m = pattern.search(line)
+            if m:
+                stats[name.format(*m.groups())] += 1
     return dict(sorted(stats.items()))
+
+
+def watchdog_runs(paths: Iterable[Path]) -> dict[str, Any]:
+    """The watchdog timer's runs over all hosts (one host holds the timer's lease at a time): how many, and the
+    longest pause between two runs (a killed lease holder's lease must expire before another host takes over)."""
+    stamps = sorted(t for t in (log_time(line) for line in read_lines(paths)
+                                if f"invocation function={WATCHDOG_FUNCTION} trigger=timer" in line) if t is not None)
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return {"runs": len(stamps), "longest_pause_seconds": round(max(gaps, default=0.0), 1),
+            "pauses_over_5_seconds": sum(1 for g in gaps if g > 5)}
+
+
+def read_lines(paths: Iterable[Path]) -> Iterable[str]:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            yield from path.read_text(errors="replace").splitlines()
+
+
+def log_time(line: str) -> float | None:
+    """The timestamp of a host log line (``%(asctime)s``: ``2026-11-24 01:53:57,123``) in seconds."""
+    with contextlib.suppress(ValueError):
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
 
 
 def parse_iso(value: Any) -> datetime | None:
@@ -518,33 +878,38 @@ def envelope_restore_id(body: str) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------- report
 def markdown(r: dict[str, Any]) -> str:
-    m = r["must_be_zero"]
     p = r["parameters"]
-    ok = all(v == 0 for v in m.values())
+    ev = r["events"]
+    ok = passed(r, "correctness")
+    answer_mix = ", ".join(f"{k} {v['share']:.0%}" for k, v in p["answer_fault_mix"].items())
     lines = [
         "## Fault campaign (`make chaos`)",
         "",
         f"Run {r['when']}: {p['restores']} restores ({', '.join(f'{k} {v}' for k, v in r['fleet'].items())}), "
-        f"every stage message delivered twice, host SIGKILLed and restarted {r['kills']} times, ARM faults on "
-        f"{p['fault_rate']:.0%} of calls ({', '.join(f'{k} {v:.0%}' for k, v in p['fault_mix'].items())} of them), "
-        f"emulator time scale {p['time_scale']:g}, deadline {p['deadline_minutes']} min, seed {p['seed']}. "
-        f"Duration {r['duration_seconds']:.0f} s. Verdict: **{'PASS' if ok else 'FAIL'}**.",
+        f"{p['hosts']} Functions host processes on the same storage, SIGKILLed and restarted {r['hosts']['kills']} "
+        f"times ({', '.join(f'{k} {v}' for k, v in r['hosts']['kills_per_host'].items())}), every stage message "
+        f"delivered twice; ARM transport faults on {p['fault_rate']:.0%} of calls "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in p['transport_fault_mix'].items())} of them), answer and "
+        f"authentication faults on {p['answer_fault_rate']:.0%} of reads and status polls "
+        f"({answer_mix}), injected job failures "
+        f"on {p['job_fail_rate']:.0%} of triggers; emulator time scale {p['time_scale']:g}, deadline "
+        f"{p['deadline_minutes']} min, seed {p['seed']}. Duration {r['duration_seconds']:.0f} s. "
+        f"Verdict: **{'PASS' if ok else 'FAIL'}**.",
         "",
         "| Check | Result | Must be |",
         "|---|---:|---:|",
-        f"| Restores lost (accepted, never recorded or never terminal) | {m['lost']} | 0 |",
-        f"| Restores triggered more than once (ARM job lists, primary + cross-region) | "
-        f"{m['triggered_more_than_once']} | 0 |",
-        f"| Restores not terminal by their deadline | {m['not_terminal_by_deadline']} | 0 |",
-        f"| Poison messages whose restore has no recorded outcome | {m['poison_unrecorded']} | 0 |",
-        f"| Succeeded restores whose target lacks the recovery point's data | {m['succeeded_with_wrong_data']} | 0 |",
-        f"| Host kills (SIGKILL + restart) | {r['kills']} | ≥ {p['kills_requested']} |",
+        *[f"| {c['check']} | {c['result']} | {c['must_be']} |" for c in r["checks"]],
+        f"| Duplicate deliveries of completion events (before dedupe on event_id) | {ev['duplicate_deliveries']} "
+        f"({ev['restores_with_duplicate_deliveries']} restores) | — |",
+        "| Expected failures (a cause the campaign injects, matching ARM's jobs) | "
+        + (", ".join(f"{k}: {v}" for k, v in r["expected_failures"].items()) or "0") + " | — |",
         f"| POSTs repeated after a crash (same Idempotency-Key) | {r['posts_repeated']} | — |",
-        f"| ARM restore jobs for the fleet | {r['arm_restore_jobs']} | ≤ {p['restores']} |",
+        f"| ARM restore jobs for the fleet | {r['arm_restore_jobs']} | — |",
         f"| Row/ARM job mismatches | {len(r['row_vs_arm_job_mismatch'])} | — |",
-        f"| Duplicate completion events (restore-events) | {r['completion_events_duplicated']} | — |",
-        f"| Missing completion events | {r['completion_events_missing']} | — |",
+        f"| Watchdog runs; longest pause (timer lease hand-over) | {r['watchdog']['runs']}; "
+        f"{r['watchdog']['longest_pause_seconds']:g} s | — |",
         "",
         "| Outcome | " + " | ".join(r["outcomes_by_kind"]) + " | total |",
         "|---|" + "---:|" * (len(r["outcomes_by_kind"]) + 1),
@@ -552,35 +917,53 @@ def markdown(r: dict[str, Any]) -> str:
     for status in sorted(r["outcomes"]):
         lines.append(f"| {status} | " + " | ".join(str(v.get(status, 0)) for v in r["outcomes_by_kind"].values())
                      + f" | {r['outcomes'][status]} |")
+    fired = r["faults_fired"]
     lines += ["", "Failure reasons: " + (", ".join(f"{k} ×{v}" for k, v in sorted(r["failure_reasons"].items()))
                                          or "none") + ".",
-              "Faults fired: " + ", ".join(f"{k} {v}" for k, v in sorted(r["faults_fired"].items())) +
+              "Faults fired: " + ", ".join(f"{k} {v}" for k, v in fired["by_mode"].items()) +
               f" ({r['fault_share_of_arm_calls']:.1%} of {r['arm_calls']['total']} ARM calls); ARM answers by status "
               f"{r['arm_calls']['by_status']} (0 = dropped connection).",
-              "Host log: " + ", ".join(f"{k} {v}" for k, v in r["host_log"].items()) + ".",
+              "Answer and authentication faults by operation: " + ("; ".join(
+                  f"{m}: " + ", ".join(f"{op} {n}" for op, n in ops.items())
+                  for m, ops in fired["by_mode_and_operation"].items() if m != "job_fail") or "none") + ".",
+              "Host logs: " + ", ".join(f"{k} {v}" for k, v in r["host_log"].items()) + ".",
               "Poison queues: " + (", ".join(f"{q}-poison {n}" for q, n in r["poison"].items() if n) or "all empty")
               + "."]
     for row in r["poison_rows"][:20]:
         lines.append(f"- `{row['queue']}` restore {row['restore_id']}: {row['status']} "
                      f"{row['error_code'] or ''} {row['error_message'][:120]}".rstrip())
+    for w in r["wrong_reasons"][:20]:
+        lines.append(f"- wrong reason: restore {w['id']} ({w['kind']}): {w['why']}")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--restores", type=int, default=200)
     ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("--hosts", type=int, default=3, help="Functions host processes on the same storage (1-8)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--time-scale", type=float, default=300.0)
-    ap.add_argument("--fault-rate", type=float, default=0.15, help="share of ARM calls that get a fault (0.1-0.2)")
+    ap.add_argument("--fault-rate", type=float, default=0.15, help="share of ARM calls with a transport fault")
+    ap.add_argument("--answer-fault-rate", type=float, default=0.06,
+                    help="share of each read and status poll answered malformed, HTML, 401 (403, 404 on job reads)")
+    ap.add_argument("--job-fail-rate", type=float, default=0.03, help="share of triggered jobs that fail in ARM")
     ap.add_argument("--deadline-minutes", type=float, default=20.0)
     ap.add_argument("--dir", help="stack directory (default .local/chaos-<time>)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
-    if args.restores < 1 or args.kills < 0 or not 0 <= args.fault_rate < 1 or args.time_scale <= 0 \
-            or args.deadline_minutes <= 0:
-        ap.error("--restores >= 1, --kills >= 0, --fault-rate in [0, 1), --time-scale > 0, --deadline-minutes > 0")
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    rates = (args.fault_rate, args.answer_fault_rate, args.job_fail_rate)
+    if args.restores < 1 or args.kills < 0 or not 1 <= args.hosts <= 8 or not all(0 <= r < 1 for r in rates) \
+            or args.time_scale <= 0 or args.deadline_minutes <= 0:
+        ap.error("--restores >= 1, --kills >= 0, --hosts in 1..8, --fault-rate, --answer-fault-rate and "
+                 "--job-fail-rate in [0, 1), --time-scale > 0, --deadline-minutes > 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     camp = Campaign(args)
     try:
         result = camp.run()
@@ -589,18 +972,20 @@ def main(argv: list[str] | None = None) -> int:
         say(f"chaos: campaign could not run; logs in {camp.stack.logs}")
         return 2
     finally:
+        camp.stop.set()
+        camp.stop_hosts()
         with contextlib.suppress(Exception):
             camp.stack.down()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "chaos.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "chaos.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (out / "chaos.md").write_text(markdown(result))
     print(markdown(result))
     say(f"chaos: results in {out / 'chaos.json'} and {out / 'chaos.md'}")
-    if any(result["must_be_zero"].values()):
+    if not passed(result, "correctness"):
         return 1
-    if result["kills"] < args.kills:
-        say(f"chaos: only {result['kills']} kills, {args.kills} requested")
+    if not passed(result, "campaign"):
+        say("chaos: the campaign did not do what was asked (kills, hosts killed): see the campaign rows")
         return 2
     return 0
 

@@ -3,6 +3,11 @@
 Schema ``restore.completed`` version 1 (documented in the README). Contains ids, outcome, Azure job, error and
 timings — never a secret (the request holds a Key Vault secret *URI* only, which is not included either).
 
+Delivery is **at least once**: the pipeline publishes after the winning terminal write and then removes the active
+index row; a crash in between, or a watchdog tick that read the index row just before it went, makes the watchdog
+publish the same outcome again. Every event therefore carries ``event_id`` (:func:`event_id`), the same UUID for the
+same restore outcome whoever publishes it and however often: consumers deduplicate on it.
+
 Every event fits a queue message (64 KiB of base64, so :data:`EVENT_MAX_BYTES` of JSON): free text (the error
 message and fix, the warnings) is bounded first; an event still too large (long ids, many warnings) goes out
 *reduced* — every string clipped, at most a few warnings, ``"truncated": true`` — and the full record stays readable
@@ -13,6 +18,7 @@ terminal bookkeeping (and the watchdog) never stalls on it; transient queue erro
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from . import telemetry
@@ -31,6 +37,14 @@ EVENT_MAX_BYTES = QUEUE_MESSAGE_BYTES * 3 // 4 - 4096
 REDUCED_TEXT_COST = 1024
 REDUCED_WARNING_TEXT_COST = 256
 REDUCED_WARNINGS_COST = 4096
+#: Namespace of the UUIDv5 event ids (fixed forever: changing it changes every id).
+EVENT_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:restore-orchestrator:event:" + EVENT_TYPE)
+
+
+def event_id(restore_id: str, status: str) -> str:
+    """The id of the completion event of ``restore_id`` ending ``status``: a UUIDv5 of both, so every publication
+    of the same outcome (the pipeline's, the watchdog's after a crash, a duplicate) carries the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{restore_id}:{status}"))
 
 
 def completion_event(rec: RestoreRecord) -> dict[str, Any]:
@@ -38,6 +52,7 @@ def completion_event(rec: RestoreRecord) -> dict[str, Any]:
     return {
         "type": EVENT_TYPE,
         "schema_version": EVENT_VERSION,
+        "event_id": event_id(rec.id, rec.status.value),
         "restore_id": rec.id,
         "status": rec.status.value,
         "succeeded": rec.status.value == "succeeded",

@@ -1,20 +1,23 @@
 """Completion events always fit a queue message (64 KiB of base64): free text is bounded, an event still too large
-goes out reduced, and an event the queue refuses is logged without blocking the terminal bookkeeping."""
+goes out reduced, and an event the queue refuses is logged without blocking the terminal bookkeeping. Delivery is at
+least once; every publication of one restore outcome carries the same ``event_id``."""
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from datetime import timedelta
 
 import pytest
 
-from restore_core import events, pipeline
+from restore_core import events, pipeline, watchdog
 from restore_core.errors import PermanentError
 from restore_core.limits import QUEUE_MESSAGE_BYTES, queue_message_bytes
-from restore_core.models import Status
+from restore_core.models import Stage, Status
 from restore_core.queues import MemoryQueueSender
 from restore_core.records import RestoreRecord
+from restore_core.store import MemoryStateStore
 
 from .fakes import BI_ID, T0, Harness
 
@@ -86,3 +89,62 @@ def test_event_the_queue_refuses_is_logged_and_the_terminal_bookkeeping_goes_on(
         pipeline.finish(h.deps, done)  # does not raise
     assert h.store.active() == []  # the index row is gone: the watchdog does not retry it forever
     assert any("refused by the queue" in r.getMessage() and rec.id in r.getMessage() for r in caplog.records)
+
+
+# --- event_id: at-least-once delivery, one stable id per restore outcome --------------------------------------------
+
+class CrashBeforeIndexRemoval(MemoryStateStore):
+    """The host dies right after the completion event went out, before the active index row is removed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashes_left = 1
+
+    def remove_active(self, restore_id: str) -> None:
+        if self.crashes_left:
+            self.crashes_left -= 1
+            raise HostKilled(restore_id)
+        super().remove_active(restore_id)
+
+
+class HostKilled(Exception):
+    pass
+
+
+def test_pipeline_publish_and_watchdog_republish_after_a_crash_carry_the_same_event_id() -> None:
+    h = Harness(store=CrashBeforeIndexRemoval())
+    rec = h.submit()
+    h.run(until=Stage.MONITOR)
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    with pytest.raises(HostKilled):
+        h.run()  # the monitor's terminal write and its event happened; the index row stayed
+    assert h.record(rec.id).status is Status.SUCCEEDED and [e.restore_id for e in h.store.active()] == [rec.id]
+    h.clock.advance(h.settings.redrive_slack_seconds + 1)
+    watchdog.tick(h.deps)  # finds the terminal row still indexed: publishes the owed event again
+    h.collect()
+    assert [(e["restore_id"], e["status"]) for e in h.events] == [(rec.id, "succeeded")] * 2  # at least once
+    first, second = h.events
+    assert first["event_id"] == second["event_id"] == events.event_id(rec.id, "succeeded")
+    assert first == second  # the same event, so deduplicating on event_id loses nothing
+    assert h.store.active() == []
+
+
+def test_event_id_is_a_stable_uuid_per_restore_and_outcome() -> None:
+    rid = "20261124T080000-0000000001"
+    eid = events.event_id(rid, "failed")
+    assert str(uuid.UUID(eid)) == eid and uuid.UUID(eid).version == 5
+    assert eid == "c00edbd0-6812-5bee-b637-fe0343ddcc68"  # pinned: consumers keep ids across our releases
+    assert events.event_id(rid, "failed") == eid
+    assert events.event_id(rid, "succeeded") != eid
+    assert events.event_id("20261124T080000-0000000002", "failed") != eid
+    assert events.completion_event(terminal())["event_id"] == eid
+
+
+def test_reduced_event_keeps_its_event_id() -> None:
+    h = Harness()
+    huge_id = "/subscriptions/x/" + "\u00e9" * 9000
+    events.publish_completion(h.deps, terminal(target_resource=huge_id, azure_job_id=huge_id))
+    [text] = sent_events(h)
+    event = json.loads(text)
+    assert event["truncated"] is True
+    assert event["event_id"] == events.event_id("20261124T080000-0000000001", "failed")
