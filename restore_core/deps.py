@@ -1,7 +1,7 @@
 """The dependency bundle stages receive (never build): store, queue sender, backup service, clock, settings.
 
-Each is a port (:mod:`restore_core.ports`; the store and queue sender are small abstract bases with an Azure and an
-in-memory implementation); :mod:`restore_core.runtime` assembles the Azure adapters once per process."""
+Each is a port (:mod:`restore_core.ports`); :mod:`restore_core.runtime` assembles the Azure adapters once per
+process, the unit tests their in-memory twins."""
 
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Settings
-from .ports import BackupService
-from .queues import QueueSender
-from .store import StateStore
+from .ports import BackupService, QueueSender, StateStore
 
 
 def utcnow() -> datetime:

@@ -29,6 +29,7 @@ from .models import (
     RestoreRequest,
     Stage,
     Status,
+    TargetKind,
     decode_body,
     parse_request,
     stored_form,
@@ -58,7 +59,7 @@ def submit(req: RestoreRequest, *, source: str, deps: Deps, idempotency_key: str
         updated_at=now, deadline=now + timedelta(hours=deadline_hours),
         request=stored_form(req), attempt=1,
         next_check_at=check_after(deps, now, 0), idempotency_key=key, traceparent=traceparent,
-        target_kind=req.target.kind, region=req.region.value,
+        target_kind=TargetKind(req.target.kind), region=req.region.value,
         stage_times={Stage.VALIDATE.value: {"started": iso(now), "finished": None}},
     )
     event = TimelineEvent(now, Status.ACCEPTED.value, None, f"accepted from {source}")

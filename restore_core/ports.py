@@ -1,4 +1,5 @@
-"""Ports: what the stages and the pipeline need from the outside world, as ``typing.Protocol``s.
+"""Ports: what the stages and the pipeline need from the outside world, as ``typing.Protocol``s: the state store,
+the queue sender, the backup service and the clock.
 
 Adapters implement them: the Data Protection SDK adapter (:class:`restore_core.dp_client.DataProtection`), Azure
 Tables (:class:`restore_core.store.TableStateStore`) and Azure Queues (:class:`restore_core.queues.AzureQueueSender`);
@@ -10,17 +11,64 @@ dataclasses back.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from .arm_ids import BackupInstanceRef, VaultRef
 from .backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
 from .models import Rehydration
+from .queues import Received
+from .records import ActiveEntry, RestoreRecord, TimelineEvent
 from .restore_requests import RestorePlan
 
 #: The injected clock: timezone-aware UTC now.
 Clock = Callable[[], datetime]
+
+
+class StateStore(Protocol):
+    """Restore rows with their timelines, the active index, and small meta rows. Implemented once as a workflow over
+    a few primitives (:class:`restore_core.store.StateStore`: idempotent create, ETag-guarded update) by the Azure
+    Table store and its in-memory twin."""
+
+    def create(self, rec: RestoreRecord, event: TimelineEvent, *, idempotency_key: str | None,
+               request_hash: str) -> tuple[RestoreRecord, bool]: ...
+
+    def get(self, restore_id: str) -> RestoreRecord | None: ...
+
+    def update(self, rec: RestoreRecord, events: Sequence[TimelineEvent] = ()) -> RestoreRecord: ...
+
+    def add_events(self, rec: RestoreRecord, events: Sequence[TimelineEvent]) -> RestoreRecord: ...
+
+    def timeline(self, restore_id: str) -> list[TimelineEvent]: ...
+
+    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]: ...
+
+    def active(self) -> list[ActiveEntry]: ...
+
+    def put_active(self, entry: ActiveEntry) -> None: ...
+
+    def remove_active(self, restore_id: str) -> None: ...
+
+    def get_meta(self, kind: str, key: str) -> dict[str, Any] | None: ...
+
+    def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None: ...
+
+    def list_meta(self, kind: str, *, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    def delete_meta(self, kind: str, key: str) -> None: ...
+
+
+class QueueSender(Protocol):
+    """Sends stage messages and events (with a visibility delay); the watchdog also reads poison queues."""
+
+    def send(self, queue: str, text: str, *, delay_seconds: float = 0) -> None: ...
+
+    def receive(self, queue: str, *, max_messages: int = 32, visibility_seconds: int = 30) -> list[Received]: ...
+
+    def delete(self, queue: str, message: Received) -> None: ...
+
+    def depth(self, queue: str) -> int: ...
 
 
 class BackupService(Protocol):

@@ -23,7 +23,7 @@ from typing import Any, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field
 
 from .limits import CODE_COST, JSON_COST, TEXT_COST, bounded_json, clip
-from .models import TERMINAL, Stage, Status, Tier
+from .models import TERMINAL, Stage, Status, TargetKind, Tier
 
 ID_FORMAT = "%Y%m%dT%H%M%S"
 
@@ -107,7 +107,7 @@ class RestoreRecord(BaseModel):
     recovery_point_id: str | None = None
     recovery_point_time: datetime | None = None
     tier: Tier | None = None
-    target_kind: str | None = None
+    target_kind: TargetKind | None = None
     target_resource: str | None = None
     region: str = "primary"
     restore_location: str | None = None
