@@ -37,7 +37,7 @@ def _record(rid: str, now: datetime, status: Status, stage: Stage | None) -> Res
     return RestoreRecord(id=rid, status=status, stage=stage, source="api", created_at=now, updated_at=now,
                          deadline=now + timedelta(hours=48), request=as_database(f"bench_{rid[-6:]}"),
                          backup_instance_id=BI_SALES, vault_id=VAULT, target_kind="database", region="primary",
-                         restore_location="westeurope", tier="VaultStore",
+                         restore_location="westeurope", tier="vault",
                          azure_job_id=f"{VAULT}/backupJobs/{rid[-10:]}" if stage == Stage.MONITOR else None,
                          next_check_at=now + timedelta(hours=1) if stage else None,
                          job_status="InProgress" if stage else "Completed")
