@@ -24,7 +24,7 @@ from ..arm_ids import job_name
 from ..backup import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..deps import Deps
 from ..errors import AzureRejection, require
-from ..models import Region
+from ..models import Region, Stage
 from ..records import RestoreRecord, iso
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -57,8 +57,10 @@ SHRINK_ON_HIT = 0.95
 
 
 def learn(deps: Deps, rec: RestoreRecord) -> None:
-    """After a successful job: remember how long it took from the trigger until we saw it finished."""
-    if rec.triggered_at is None:
+    """After a successful job: remember how long it took from the trigger until we saw it finished. A one-request
+    archive restore (started by the rehydrate stage) is not learned from: its hours of rehydration would make every
+    later restore of the instance wait that long for its first check."""
+    if rec.triggered_at is None or Stage.TRIGGER.value not in rec.stage_times:
         return
     observed = (deps.clock() - rec.triggered_at).total_seconds()
     hit_first_time = rec.polls == 0 and rec.expected_job_seconds is not None

@@ -293,3 +293,13 @@ def test_job_listings_that_keep_failing_while_adopting_never_use_up_the_deliveri
         assert h.record().status is Status.RESTORING
     h.step()
     assert h.record().azure_job_id == h.dp.only_job().id and h.dp.trigger_calls == 1
+
+
+def test_a_one_request_archive_restore_does_not_teach_its_rehydration_time_to_later_restores(h: Harness) -> None:
+    from restore_core.stages.monitor import expected_seconds
+
+    name = to_wait(h)
+    h.clock.advance(15 * 3600)  # hours of rehydration, then the restore phase
+    h.dp.finish_job(name, "Completed", seconds=15 * 3600)
+    assert h.run().status is Status.SUCCEEDED
+    assert expected_seconds(h.deps, h.record().backup_instance_id) is None
