@@ -169,12 +169,19 @@ class AdminApi:
                 "strict_identity_details": s.strict_identity_details}
 
     def set_config(self, body: dict[str, Any]) -> None:
-        """Apply the keys in order; an unknown or invalid key raises ValueError naming it."""
-        for key, value in body.items():
-            setter = self.config_setters.get(key)
-            if setter is None:
-                raise ValueError(f"unknown config key '{key}'; known: {sorted(self.config_setters)}")
-            setter(key, value)
+        """Apply the keys, all or none: an unknown or invalid key raises ValueError naming it, and the keys applied
+        before it are put back (bad input changes nothing)."""
+        unknown = sorted(k for k in body if k not in self.config_setters)
+        if unknown:
+            raise ValueError(f"unknown config key '{unknown[0]}'; known: {sorted(self.config_setters)}")
+        before = self.config()
+        try:
+            for key, value in body.items():
+                self.config_setters[key](key, value)
+        except (ValueError, ControlError):
+            for key, value in before.items():
+                self.config_setters[key](key, value)
+            raise
 
     def _set_duration(self, key: str, value: Any) -> None:
         d = parse_duration(str(value))

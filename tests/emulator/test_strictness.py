@@ -128,3 +128,10 @@ def test_completed_rehydration_can_be_reported_on_a_vault_entry_or_nowhere(clien
         assert all(s.get("rehydrationStatus") is None for s in _stores(client, rp.name))
     finally:
         admin.set_config(rehydration_reported_on=["archive_entry", "job_subtask"])
+
+
+def test_a_config_change_with_one_bad_key_changes_nothing(admin):
+    before = admin.config()
+    with pytest.raises(Exception, match="page_size"):
+        admin.set_config(job_destination_format="name", page_size=0)
+    assert admin.config() == before
