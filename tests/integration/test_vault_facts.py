@@ -113,7 +113,9 @@ def _watch_for_job_status(api, rid: str, wanted: str, timeout: float = 60) -> di
 
 def test_a_paused_job_shows_as_paused_with_a_fix_then_completes(local_stack, api):
     emu = admin(local_stack.env)
-    emu.add_fault("job_pause", "BackupInstances_TriggerRestore", count=1, duration="PT6H")  # ~6 s at 3600x
+    # ~20 s at 3600x: longer than any duration the service may have learned for its first job check (it must see
+    # the job while paused)
+    emu.add_fault("job_pause", "BackupInstances_TriggerRestore", count=1, duration="PT20H")
     try:
         name = uniq("it_paused")
         rid = start(api, sc.as_database(name))
