@@ -5,10 +5,11 @@ stale or duplicate messages (the row's stage/attempt no longer match, or the res
 inside its span, applies the transition with an ETag-guarded write, then sends the next message (delayed for
 "not ready yet"). Errors:
 - ``AzureRejection`` → rejected (validate) or failed (later stages), with code, explanation and fix;
-- ``RetryableError`` with ``retry_after`` (ARM throttling beyond the client's retries) → the same stage is re-sent
-  with that delay — no exception, no poison;
-- other ``RetryableError``/unexpected exceptions → re-raised so the queue redelivers; on the last allowed delivery
-  the restore is first marked failed with the reason, so nothing reaches the poison queue unrecorded;
+- ``RetryableError`` (throttling, 5xx, unreadable answers, token hiccups) → the same stage is re-sent with
+  ``Retry-After`` or a growing delay — no exception, no poison, no queue delivery spent (those are for crashes);
+  after ``MAX_THROTTLED_REQUEUES`` re-sends it is re-raised like any other error;
+- unexpected exceptions → re-raised so the queue redelivers; on the last allowed delivery the restore is first
+  marked failed with the reason, so nothing reaches the poison queue unrecorded;
 - ``PermanentError`` (malformed message) → logged and dropped with a record in the log (nothing to update);
 - ``StoreRejected`` (the table refuses a write of this restore as such, a 4xx) → the restore fails at once with the
   table's reason and what the stage had found (:func:`_give_up_unstorable`), never redelivered until the deadline.
@@ -29,6 +30,7 @@ from .messages import Envelope
 from .models import Stage, Status
 from .records import RestoreRecord, TimelineEvent, iso, parse_time
 from .stages import monitor, registry
+from .stages.common import backoff
 from .store import ConcurrencyError, StoreRejected
 from .transitions import Outcome, StageResult, next_step
 
@@ -80,10 +82,14 @@ def _attributes(rec: RestoreRecord) -> dict[str, telemetry.AttrValue]:
 
 
 def _throttled(exc: RetryableError, rec: RestoreRecord, deps: Deps) -> StageResult | None:
-    """ARM said when to come back: the same stage again after that delay (no exception, no poison)."""
-    if exc.retry_after is None or rec.transient_failures >= MAX_THROTTLED_REQUEUES:
+    """A transient failure (throttling, a 5xx, an unreadable answer, a token hiccup): the same stage again after
+    ARM's ``Retry-After``, else after a growing, capped delay — no exception, so the queue's deliveries are kept for
+    crashes. After ``MAX_THROTTLED_REQUEUES`` such re-sends the error goes to the queue (and, on the last delivery, the
+    give-up path); the deadline bounds it all."""
+    if rec.transient_failures >= MAX_THROTTLED_REQUEUES:
         return None
-    delay = max(exc.retry_after, deps.settings.poll_min_seconds)
+    delay = max(exc.retry_after if exc.retry_after is not None else backoff(deps, rec.transient_failures),
+                deps.settings.poll_min_seconds)
     return StageResult(Outcome.NOT_READY, f"throttled or unavailable ({exc}); retrying in {delay:.0f}s",
                        changes={"transient_failures": rec.transient_failures + 1}, delay=delay, log_event=False)
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder
 
-from restore_core import api
+from restore_core import api, pipeline
 from restore_core.errors import AzureRejection, RetryableError
 from restore_core.messages import Envelope
 from restore_core.models import Stage, Status
@@ -297,19 +297,17 @@ def test_throttled_monitor_check_is_resent_to_monitor(h: Harness) -> None:
     assert h.stages_of(sent) == [Stage.MONITOR] and sent[0].delay_seconds == 90
 
 
-def test_retryable_error_before_the_last_delivery_propagates_and_changes_nothing(h: Harness) -> None:
+def test_retryable_error_is_resent_with_a_growing_delay_and_spends_no_queue_delivery(h: Harness) -> None:
     h.submit()
     msg = h.next_message()
-    h.dp.fail_before["get_backup_instance"] = [RetryableError("ARM answered 500")]
-    before = h.record()
-    with pytest.raises(RetryableError):
-        h.deliver(msg, dequeue_count=1)
-    after = h.record()
-    # the only change is the validation claim (status accepted → validating); no stage result, no event
-    assert before.status is Status.ACCEPTED and after.status is Status.VALIDATING
-    assert after.copy(status=before.status, updated_at=before.updated_at, etag=before.etag) == before
-    assert h.events == [] and h.pending == []
-    h.deliver(msg, dequeue_count=2)  # the redelivery goes on from there
+    h.dp.fail_before["get_backup_instance"] = [RetryableError("ARM answered 500"), RetryableError("again")]
+    sent = h.deliver(msg, dequeue_count=1)  # no exception: the queue's deliveries are kept for crashes
+    first = only(sent)
+    assert h.stage_of[first.queue] is Stage.VALIDATE and first.delay_seconds >= h.settings.poll_min_seconds
+    assert h.record().transient_failures == 1 and h.events == []
+    second = only(h.deliver(first, dequeue_count=1))
+    assert second.delay_seconds > first.delay_seconds  # growing
+    h.deliver(second, dequeue_count=1)  # the next attempt goes on from there
     assert h.record().status is Status.RESTORING
 
 
@@ -317,6 +315,7 @@ def test_retryable_error_on_the_last_delivery_marks_the_restore_failed_before_ra
     h.submit()
     h.run(until=Stage.MONITOR)
     msg = h.next_message()
+    h.store.update(h.record().copy(transient_failures=pipeline.MAX_THROTTLED_REQUEUES))  # re-sends used up
     h.dp.fail_before["get_job"] = [RetryableError("ARM answered 500")]
     with pytest.raises(RetryableError):
         h.deliver(msg, dequeue_count=h.settings.max_dequeue_count)
