@@ -72,6 +72,7 @@ class StubState:
         self.lock = threading.Lock()
         self.fail_next: tuple[int, dict[str, Any]] | None = None
         self.stages: list[dict[str, Any]] | None = [dict(s) for s in STAGES]  # GET /api/stages; None: 404
+        self.page_lag_s = 0.0  # set by the page test: seconds from seeding until Chromium drew the page
 
     def add(self, restore: dict[str, Any], *then: dict[str, Any]) -> None:
         self.restores[restore["id"]] = restore
