@@ -32,42 +32,40 @@ def start(job: Job, work: Work) -> None:
     threading.Thread(target=work, name=f"restore-{job.id}", daemon=True).start()
 
 
-def db_worker(data: DataPlane, clock: SimClock, job: Job, srv: Server, conn: ConnInfo, dbname: str,
-              rp: RecoveryPoint) -> Work:
-    """``pg_restore`` the point's dump into a new database ``dbname`` on the target server's cluster."""
+def _worker(clock: SimClock, job: Job, what: str, crash_code: str, work: Callable[[], None]) -> Work:
+    """The job's thread: run ``work`` unless the job skips it; any failure becomes a failed job (``crash_code`` for an
+    unexpected one), never a dead thread."""
     def run() -> None:
         if job.skips_work:
             return finish(job, clock, None)
         err = None
         try:
-            cinfo = data.cluster(srv.cluster)
-            target = ConnInfo(cinfo.host, cinfo.port, conn.user, conn.password, conn.database)
-            data.restore_database(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id), conn=target,
-                                  dbname=dbname)
+            work()
         except DataPlaneError as e:
             err = e
         except Exception as e:  # noqa: BLE001 - any failure becomes a failed job, never a dead thread
-            log.exception("restore job %s crashed", job.id)
-            err = DataPlaneError("UserErrorRestoreFailed", f"restore failed: {type(e).__name__}")
+            log.exception("%s job %s crashed", what, job.id)
+            err = DataPlaneError(crash_code, f"{what} failed: {type(e).__name__}")
         finish(job, clock, err)
-        log.info("restore job %s work finished (%s)", job.id, err.code if err else "ok")
+        log.info("%s job %s work finished (%s)", what, job.id, err.code if err else "ok")
     return run
+
+
+def db_worker(data: DataPlane, clock: SimClock, job: Job, srv: Server, conn: ConnInfo, dbname: str,
+              rp: RecoveryPoint) -> Work:
+    """``pg_restore`` the point's dump into a new database ``dbname`` on the target server's cluster."""
+    def work() -> None:
+        cinfo = data.cluster(srv.cluster)
+        target = ConnInfo(cinfo.host, cinfo.port, conn.user, conn.password, conn.database)
+        data.restore_database(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id), conn=target,
+                              dbname=dbname)
+    return _worker(clock, job, "restore", "UserErrorRestoreFailed", work)
 
 
 def files_worker(data: DataPlane, clock: SimClock, job: Job, c: Container, names: dict[str, str],
                  rp: RecoveryPoint) -> Work:
     """Copy the point's datastore files into container ``c`` under ``names`` (datastore file -> blob name)."""
-    def run() -> None:
-        if job.skips_work:
-            return finish(job, clock, None)
-        err = None
-        try:
-            data.restore_files(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id),
-                               target_container=c.azurite_container, names=names)
-        except DataPlaneError as e:
-            err = e
-        except Exception as e:  # noqa: BLE001
-            log.exception("restore-as-files job %s crashed", job.id)
-            err = DataPlaneError("UserErrorContainerNotAccessible", f"writing files failed: {type(e).__name__}")
-        finish(job, clock, err)
-    return run
+    def work() -> None:
+        data.restore_files(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id),
+                           target_container=c.azurite_container, names=names)
+    return _worker(clock, job, "writing files", "UserErrorContainerNotAccessible", work)
