@@ -96,11 +96,10 @@ def _owned_by_another(deps: Deps, rec: RestoreRecord, job: JobInfo) -> bool:
 def find_candidates(rec: RestoreRecord, deps: Deps) -> tuple[list[JobInfo], list[JobInfo]]:
     """Jobs that are surely this restore's, and jobs that may be (oldest first); jobs another restore recorded as
     its own are never candidates."""
-    found = sorted((j for j in _jobs(rec, deps) if match(j, rec) != Match.NO and not _owned_by_another(deps, rec, j)),
-                   key=lambda j: j.start_time or rec.created_at)
-    certain = [j for j in found if match(j, rec) == Match.CERTAIN]
-    likely = [j for j in found if match(j, rec) == Match.LIKELY]
-    return certain, likely
+    matched = [(j, match(j, rec)) for j in _jobs(rec, deps)]
+    found = sorted(((j, how) for j, how in matched if how != Match.NO and not _owned_by_another(deps, rec, j)),
+                   key=lambda pair: pair[0].start_time or rec.created_at)
+    return [j for j, how in found if how == Match.CERTAIN], [j for j, how in found if how == Match.LIKELY]
 
 
 def _needs_operator(rec: RestoreRecord, found: list[JobInfo]) -> StageResult:
