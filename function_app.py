@@ -94,6 +94,21 @@ def restore_monitor(msg: func.QueueMessage) -> None:
     _stage(Stage.MONITOR, msg)
 
 
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_INVENTORY%", connection=CONN)
+def restore_inventory(msg: func.QueueMessage) -> None:
+    """Stage inventory (server targets). Contract: restore_core/stages/inventory.py."""
+    _stage(Stage.INVENTORY, msg)
+
+
+# Stage replay has no trigger here: its queue is consumed by the replay container job (python -m restore_core.replay).
+
+
+@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_VERIFY%", connection=CONN)
+def restore_verify(msg: func.QueueMessage) -> None:
+    """Stage verify and clean-up (server targets). Contract: restore_core/stages/verify.py."""
+    _stage(Stage.VERIFY, msg)
+
+
 @app.timer_trigger(arg_name="timer", schedule="%RESTORE_WATCHDOG_SCHEDULE%", run_on_startup=False, use_monitor=True)
 def restore_watchdog(timer: func.TimerRequest) -> None:
     """Re-drives overdue restores, batches per-vault checks, enforces deadlines. Contract: restore_core/watchdog.py."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +176,32 @@ class StorageTimeouts:
 
 
 @dataclass(frozen=True)
+class ServerRestoreSettings:
+    """Restore into a server: staging, the target's connection, the replay job (docs/server-restore.md)."""
+
+    staging: Mapping[str, Any] = field(default_factory=dict)
+    staging_connection_string: str | None = field(default=None, repr=False)
+    postgres_hosts: Mapping[str, str] = field(default_factory=dict)
+    postgres_host_suffix: str = ".postgres.database.azure.com"
+    postgres_sslmode: str = "verify-full"
+    postgres_sslrootcert: str | None = None
+    entra_user: str | None = None
+    entra_static_token: str | None = field(default=None, repr=False)
+    keyvault_endpoint: str | None = None
+    keyvault_ca_bundle: str | None = None
+    replay_client_version: int = 18
+    replay_jobs: int = 2
+    replay_workdir: str | None = None
+    replay_lease_seconds: float = 300.0
+    pg_bindir: str | None = None
+    verify_count_budget_mb: float = 1024.0
+    database_suffix: str = "_restored"
+
+
+SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
 class Settings:
     storage: StorageConnection
     queues: Mapping[str, str]
@@ -197,6 +224,7 @@ class Settings:
     telemetry_exporter: str
     otlp_endpoint: str | None
     storage_timeouts: StorageTimeouts = StorageTimeouts()
+    server: ServerRestoreSettings = field(default_factory=lambda: ServerRestoreSettings())
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -311,4 +339,47 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             connect_seconds=_number(env, STORAGE_CONNECT_TIMEOUT, minimum=0.1),
             read_seconds=_number(env, STORAGE_READ_TIMEOUT, minimum=0.1),
             retries=int(_number(env, STORAGE_RETRIES, minimum=0))),
+        server=_server_settings(env),
+    )
+
+
+def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
+    raw = _get(env, name) or "{}"
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"setting {name} is not valid JSON ({exc.msg}); fix the JSON") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"setting {name} must be a JSON object")
+    return value
+
+
+def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
+    sslmode = str(_get(env, POSTGRES_SSLMODE)).lower()
+    if sslmode not in SSLMODES:
+        raise SettingsError(f"{POSTGRES_SSLMODE}={sslmode!r}; choose one of {', '.join(SSLMODES)} (never without TLS)")
+    hosts = _json_object(env, POSTGRES_HOSTS)
+    if not all(isinstance(v, str) and re.fullmatch(r"[^:\s]+:\d+", v) for v in hosts.values()):
+        raise SettingsError(f"{POSTGRES_HOSTS} maps server names to \"host:port\" strings")
+    suffix = str(_get(env, DATABASE_SUFFIX))
+    if not re.fullmatch(r"[A-Za-z0-9_$-]{1,30}", suffix):
+        raise SettingsError(f"{DATABASE_SUFFIX}={suffix!r}: 1-30 letters, digits, _ $ -")
+    return ServerRestoreSettings(
+        staging=_json_object(env, STAGING),
+        staging_connection_string=_get(env, STAGING_CONNECTION_STRING),
+        postgres_hosts={k.lower(): v for k, v in hosts.items()},
+        postgres_host_suffix=str(_get(env, POSTGRES_HOST_SUFFIX)),
+        postgres_sslmode=sslmode,
+        postgres_sslrootcert=_get(env, POSTGRES_SSLROOTCERT),
+        entra_user=_get(env, ENTRA_USER),
+        entra_static_token=_get(env, ENTRA_STATIC_TOKEN),
+        keyvault_endpoint=_get(env, KEYVAULT_ENDPOINT),
+        keyvault_ca_bundle=_get(env, KEYVAULT_CA_BUNDLE),
+        replay_client_version=int(_number(env, REPLAY_CLIENT_VERSION, minimum=9)),
+        replay_jobs=int(_number(env, REPLAY_JOBS, minimum=1)),
+        replay_workdir=_get(env, REPLAY_WORKDIR),
+        replay_lease_seconds=_number(env, REPLAY_LEASE_SECONDS, minimum=5),
+        pg_bindir=_get(env, PG_BINDIR),
+        verify_count_budget_mb=_number(env, VERIFY_COUNT_BUDGET_MB, minimum=0),
+        database_suffix=suffix,
     )

@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import Settings
 from .ports import BackupService, QueueSender, StateStore
+from .server_access import ServerAccess
 
 
 def utcnow() -> datetime:
@@ -75,3 +76,9 @@ class Deps:
     clock: Callable[[], datetime] = utcnow
     storage_meter: StorageMeter = field(default_factory=StorageMeter)
     memo: Memo = field(default_factory=lambda: Memo())
+    server: ServerAccess | None = None  # restore into a server: target credentials and staging containers
+
+    def server_access(self) -> ServerAccess:
+        if self.server is None:
+            raise RuntimeError("this process was built without server access (restore into a server)")
+        return self.server

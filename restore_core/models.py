@@ -85,6 +85,12 @@ class Stage(StrEnum):
     """Trigger the restore exactly once (or adopt the job a previous attempt started)."""
     MONITOR = "monitor"
     """Follow the Azure job to its end and publish the completion event."""
+    INVENTORY = "inventory"
+    """Server targets: list the staged files, read each archive's table of contents, store the replay plan."""
+    REPLAY = "replay"
+    """Server targets: roles, CREATE DATABASE, pg_restore --no-owner into the target (a Container Apps job)."""
+    VERIFY = "verify"
+    """Server targets: check objects, row counts and user checks in the target; delete the staged files."""
 
 
 class TargetKind(StrEnum):
@@ -92,6 +98,8 @@ class TargetKind(StrEnum):
     """A new database on a target server (Single Server only)."""
     FILES = "files"
     """Dump files in a blob container."""
+    SERVER = "server"
+    """New databases on a Flexible Server, replayed by this service from the vault's files (restore into a server)."""
 
 
 class Region(StrEnum):
@@ -246,6 +254,122 @@ class FilesTarget(_Strict):
         return v
 
 
+class RolesMode(StrEnum):
+    SKIP = "skip"
+    """Restore no roles: objects are owned by ``owner`` (or the connecting role); grants to missing roles are
+    reported as warnings."""
+    CLEAN = "clean"
+    """Create the point's roles that the target lacks, cleaned as Microsoft's recipe says (no Azure platform roles,
+    no superuser, no replication, no BYPASSRLS, no passwords)."""
+
+
+class DatabaseMapping(_Strict):
+    """One database of the recovery point and the new name it gets on the target server."""
+
+    source: str
+    target: str | None = Field(default=None, description="default: source + suffix")
+
+    @field_validator("source", "target")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not _DB_NAME.match(v):
+            raise ValueError(f"{v!r} is not a database name: 1-63 characters, letters, digits, _ $ -, not starting "
+                             "with a digit")
+        return v
+
+
+class EntraAuth(_Strict):
+    """Connect as the service's managed identity (a PostgreSQL Microsoft Entra role; the token is the password)."""
+
+    kind: Literal["entra"] = "entra"
+
+
+class SecretAuth(_Strict):
+    """Connect with the connection string held in a Key Vault secret, read by this service."""
+
+    kind: Literal["secret"]
+    secret_uri: str
+
+    @field_validator("secret_uri")
+    @classmethod
+    def _secret(cls, v: str) -> str:
+        if not _SECRET_URI.match(v):
+            raise ValueError("secret_uri must be a Key Vault secret URI like https://{vault}.vault.azure.net/secrets/"
+                             "{name}")
+        return v
+
+
+class UserCheck(_Strict):
+    """A query run on a restored database in a read-only transaction; the first column of the first row, as text,
+    must equal ``expect``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[A-Za-z0-9 _.:-]+$")]
+    database: str
+    sql: Annotated[str, Field(min_length=1, max_length=2000)]
+    expect: Annotated[str, Field(max_length=500)]
+
+
+_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_@.$-]{0,62}$")
+_SUFFIX = re.compile(r"^[A-Za-z0-9_$-]{1,30}$")
+
+
+class ServerTarget(_Strict):
+    """Restore into a server: the vault restores files into this service's staging container, and the service
+    replays them into new databases on a Flexible Server (``docs/server-restore.md``)."""
+
+    kind: Literal["server"]
+    server_id: str
+    databases: Annotated[list[DatabaseMapping], Field(min_length=1, max_length=64)] | None = None
+    suffix: str | None = None
+    roles: RolesMode = RolesMode.SKIP
+    auth: Annotated[EntraAuth | SecretAuth, Field(discriminator="kind")] = EntraAuth()
+    owner: str | None = None
+    beside_source: bool = False
+    checks: Annotated[list[UserCheck], Field(max_length=20)] = []
+
+    @field_validator("server_id")
+    @classmethod
+    def _server(cls, v: str) -> str:
+        m = arm_ids.parse_server_id(v, "target.server_id")
+        if m["kind"].lower() != "flexibleservers":
+            raise ValueError("restore into a server needs a Flexible Server target (…/Microsoft.DBforPostgreSQL/"
+                             "flexibleServers/{name}); Single Server was retired on 2025-03-28")
+        return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and not _SUFFIX.match(v):
+            raise ValueError("suffix must be 1-30 characters: letters, digits, _ $ -")
+        return v
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str | None) -> str | None:
+        if v is not None and (not _ROLE_NAME.match(v) or v.lower().startswith(("pg_", "azure_")) or
+                              v.lower() in {"azuresu", "replication", "public"}):
+            raise ValueError(f"owner {v!r} must be an ordinary role name (not a pg_/azure_ platform role)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> ServerTarget:
+        if self.databases:
+            sources = [d.source.lower() for d in self.databases]
+            if len(set(sources)) != len(sources):
+                raise ValueError("target.databases names a source database twice")
+            targets = [d.target.lower() for d in self.databases if d.target]
+            if len(set(targets)) != len(targets):
+                raise ValueError("target.databases gives two databases the same target name")
+            for name in targets:
+                if name in _RESERVED_DB:
+                    raise ValueError(f"target database name {name!r} is reserved; choose a new name")
+        return self
+
+    @property
+    def server_name(self) -> str:
+        return self.server_id.rstrip("/").rsplit("/", 1)[-1]
+
+
 class Rehydration(_Strict):
     priority: RehydrationPriority = RehydrationPriority.STANDARD
     retention_days: int = Field(default=15, ge=10, le=30)
@@ -257,7 +381,7 @@ class RestoreRequest(_Strict):
     schema_version: Literal["2026-11-01"] = "2026-11-01"
     backup_instance: BackupInstanceSelector
     recovery_point: RecoveryPointSelector = RecoveryPointSelector()
-    target: Annotated[DatabaseTarget | FilesTarget, Field(discriminator="kind")]
+    target: Annotated[DatabaseTarget | FilesTarget | ServerTarget, Field(discriminator="kind")]
     region: Region = Region.PRIMARY
     rehydration: Rehydration = Rehydration()
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")] | None = None
@@ -283,7 +407,7 @@ class RestoreRequest(_Strict):
 
 
 def _field_of(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"database", "files"} and loc and loc[0] ==
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"database", "files", "server", "entra", "secret"} and loc and loc[0] ==
                                          "target")]
     return ".".join(parts) or "body"
 
@@ -300,8 +424,12 @@ def request_error_from(exc: ValidationError) -> RequestError:
     if kind == "missing":
         return RequestError(f"missing field {field!r}", field=field, fix="add it; see the request schema in the README")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
-        return RequestError("target.kind must be \"database\" or \"files\"", field="target.kind",
-                            fix="set target.kind to database or files")
+        if any(str(p) == "auth" for p in first.get("loc", ())):
+            return RequestError("target.auth.kind must be \"entra\" or \"secret\"", field="target.auth.kind",
+                                fix="set target.auth to {\"kind\": \"entra\"} or {\"kind\": \"secret\", "
+                                    "\"secret_uri\": ...}")
+        return RequestError("target.kind must be \"database\", \"files\" or \"server\"", field="target.kind",
+                            fix="set target.kind to database, files or server")
     return RequestError(f"{field}: {msg}", field=field, fix=f"change {field}: {msg}")
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import late_outcomes, telemetry
+from . import late_outcomes, lease, telemetry
 from .backup import JobInfo
 from .deps import Deps
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError, require
@@ -121,6 +121,9 @@ class _Run:
             span.set_outcome("duplicate")
             log.info("another delivery of %s for %s got there first; nothing to do", self.stage.value,
                      self.current.id)
+        except (lease.LeaseHeld, lease.LeaseLost) as exc:  # another runner replays it (or took it over)
+            span.set_outcome("leased")
+            log.info("%s of %s: %s; nothing to do", self.stage.value, self.current.id, exc)
         except StoreRejected as exc:
             _give_up_unstorable(self.deps, self.current, self.stage, exc, None)
         except PermanentError as exc:  # a broken invariant: retrying cannot help

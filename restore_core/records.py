@@ -128,6 +128,10 @@ class RestoreRecord(BaseModel):
     polls: int = 0
     triggered_at: datetime | None = None
     expected_job_seconds: float | None = None
+    staging: dict[str, Any] = Field(default_factory=dict)  # server targets: where the vault's files are staged
+    server_plan: dict[str, Any] = Field(default_factory=dict)  # server targets: the replay plan's summary
+    replay_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what the replay created
+    verify_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what verify found
     indexed_stage: str | None = None
     indexed_check_by: datetime | None = None
     timeline_seq: int = 0

@@ -22,6 +22,7 @@ from .config import Settings, StorageTimeouts, load_settings
 from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
 from .queues import BASE64, AzureQueueSender
+from .server_access import AzureServerAccess
 from .store import TableStateStore
 
 log = telemetry.get_logger("runtime")
@@ -78,7 +79,8 @@ def build(settings: Settings) -> Deps:
         queues.ensure(*names, *(n + "-poison" for n in names if not n.endswith("events")))
     except AzureError as exc:  # in Azure the infrastructure creates them; lacking rights to create is fine
         log.warning("could not ensure tables/queues (%s); assuming they exist", type(exc).__name__)
-    return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings), storage_meter=meter)
+    return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings), storage_meter=meter,
+                server=AzureServerAccess(settings))
 
 
 def deps() -> Deps:

@@ -39,6 +39,12 @@ class Outcome(StrEnum):
     """The stage or the Azure job failed; the reason is recorded."""
     CANCELLED = "cancelled"
     """The Azure job ended Cancelled."""
+    STAGED = "staged"
+    """Server targets: the vault's files restore into the staging container completed."""
+    PLANNED = "planned"
+    """Server targets: the staged files were read and the replay plan stored."""
+    REPLAYED = "replayed"
+    """Server targets: every planned database was created and loaded into the target server."""
 
 
 TRANSITIONS: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
@@ -67,6 +73,17 @@ TRANSITIONS: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
     (Stage.MONITOR, Outcome.SUCCEEDED): (None, Status.SUCCEEDED),
     (Stage.MONITOR, Outcome.FAILED): (None, Status.FAILED),
     (Stage.MONITOR, Outcome.CANCELLED): (None, Status.FAILED),
+    (Stage.MONITOR, Outcome.STAGED): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.WAIT, Outcome.STAGED): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.PLANNED): (Stage.REPLAY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.NOT_READY): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.FAILED): (None, Status.FAILED),
+    (Stage.REPLAY, Outcome.REPLAYED): (Stage.VERIFY, Status.RESTORING),
+    (Stage.REPLAY, Outcome.NOT_READY): (Stage.REPLAY, Status.RESTORING),
+    (Stage.REPLAY, Outcome.FAILED): (None, Status.FAILED),
+    (Stage.VERIFY, Outcome.SUCCEEDED): (None, Status.SUCCEEDED),
+    (Stage.VERIFY, Outcome.NOT_READY): (Stage.VERIFY, Status.RESTORING),
+    (Stage.VERIFY, Outcome.FAILED): (None, Status.FAILED),
 }
 
 FIRST_STAGE = Stage.VALIDATE

@@ -11,7 +11,7 @@ from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, par
 from ..backup import VaultInfo
 from ..deps import Deps
 from ..errors import require
-from ..models import RestoreRequest, Tier
+from ..models import DatabaseTarget, FilesTarget, RestoreRequest, ServerTarget, Tier
 from ..records import RestoreRecord, iso, parse_time
 from ..restore_requests import RestorePlan
 
@@ -34,6 +34,16 @@ def vault_info(rec: RestoreRecord) -> VaultInfo:
     return VaultInfo.from_dict(rec.vault_info)
 
 
+def vault_target(rec: RestoreRecord, req: RestoreRequest) -> DatabaseTarget | FilesTarget:
+    """What the vault restores into: the request's target, or for a server target the staging container of the
+    restore's region with the restore id as file prefix (recorded on the row by validate)."""
+    if not isinstance(req.target, ServerTarget):
+        return req.target
+    staging = require(rec.staging or None, "the validate stage chose the staging container")
+    return FilesTarget(kind="files", container_url=staging["container_url"], container_id=staging.get("container_id"),
+                       file_prefix=rec.id)
+
+
 def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> RestorePlan:
     req = request or request_of(rec)
     source_store = "ArchiveStore" if rec.tier == Tier.ARCHIVE else "VaultStore"
@@ -42,7 +52,7 @@ def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> Restor
                        recovery_point_id=require(rec.recovery_point_id, "the validate stage chose the point"),
                        source_store=source_store,
                        restore_location=require(rec.restore_location, "the validate stage chose the region"),
-                       target=req.target, identity_id=rec.identity_id)
+                       target=vault_target(rec, req), identity_id=rec.identity_id)
 
 
 def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:

@@ -126,6 +126,14 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
                        log_event=rec.polls == 0 or changed)
 
 
+def _done(rec: RestoreRecord, message: str, changes: dict[str, Any]) -> StageResult:
+    """The vault's job ended well: the restore is done, or (a server target) its files are staged for inventory."""
+    if rec.staging:
+        where = f"{rec.staging.get('container_url')}/{rec.id}*"
+        return StageResult(Outcome.STAGED, f"{message}; files staged in {where}", changes=changes)
+    return StageResult(Outcome.SUCCEEDED, message, changes=changes)
+
+
 def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks)."""
     changes: dict[str, Any] = {"job_status": job.status, "job_start": job.start_time or rec.job_start,
@@ -139,10 +147,10 @@ def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
     if status == "completedwithwarnings":
         changes["warnings"] = [*rec.warnings, *job.warnings]  # keep earlier warnings (e.g. a Partial point)
         codes = ", ".join(str(w.get("code")) for w in job.warnings)
-        return StageResult(Outcome.SUCCEEDED, f"job {name} completed with {len(job.warnings)} warning(s)"
-                           + (f": {codes}" if codes else ""), changes=changes)
+        return _done(rec, f"job {name} completed with {len(job.warnings)} warning(s)"
+                     + (f": {codes}" if codes else ""), changes)
     if status in JOB_SUCCEEDED:
-        return StageResult(Outcome.SUCCEEDED, f"job {name} completed", changes=changes)
+        return _done(rec, f"job {name} completed", changes)
     if status in JOB_CANCELLED:
         return StageResult(Outcome.CANCELLED, f"job {name} was cancelled in Azure", changes=changes,
                            error_code="JobCancelled", error_message="the Azure restore job was cancelled outside "

@@ -41,6 +41,9 @@ class StageSpec:
     cancellable: bool
     status: Status
     label: str
+    consumer: str = "function"
+    """``function``: a queue trigger in ``function_app.py``; ``job``: the replay container job
+    (``python -m restore_core.replay``; an Azure Container Apps job scaled on the queue, locally ``localdev.jobrunner``)."""
 
     @property
     def run(self) -> StageRun:
@@ -50,7 +53,7 @@ class StageSpec:
     def describe(self) -> dict[str, Any]:
         """The public description (``GET /api/stages``)."""
         return {"stage": self.stage.value, "label": self.label, "status": self.status.value,
-                "cancellable": self.cancellable, "queue_setting": self.queue_setting}
+                "cancellable": self.cancellable, "queue_setting": self.queue_setting, "consumer": self.consumer}
 
 
 REGISTRY: tuple[StageSpec, ...] = (
@@ -64,11 +67,19 @@ REGISTRY: tuple[StageSpec, ...] = (
               False, Status.RESTORING, "Trigger restore"),
     StageSpec(Stage.MONITOR, "RESTORE_QUEUE_MONITOR", "restore-monitor", "restore_core.stages.monitor:run",
               False, Status.RESTORING, "Follow Azure job"),
+    StageSpec(Stage.INVENTORY, "RESTORE_QUEUE_INVENTORY", "restore-inventory", "restore_core.stages.inventory:run",
+              False, Status.RESTORING, "Inventory staged files"),
+    StageSpec(Stage.REPLAY, "RESTORE_QUEUE_REPLAY", "restore-replay", "restore_core.stages.replay:run",
+              False, Status.RESTORING, "Replay into the server", consumer="job"),
+    StageSpec(Stage.VERIFY, "RESTORE_QUEUE_VERIFY", "restore-verify", "restore_core.stages.verify:run",
+              False, Status.RESTORING, "Verify and clean up"),
 )
 
 BY_STAGE: dict[Stage, StageSpec] = {s.stage: s for s in REGISTRY}
 #: Stages before the trigger claim: a restore may still be cancelled there.
 CANCELLABLE: frozenset[Stage] = frozenset(s.stage for s in REGISTRY if s.cancellable)
+#: Stages whose queue a Function trigger consumes (the others: the replay job).
+FUNCTION_STAGES: tuple[StageSpec, ...] = tuple(s for s in REGISTRY if s.consumer == "function")
 #: App settings naming the stage queues, in pipeline order.
 QUEUE_SETTINGS: tuple[str, ...] = tuple(s.queue_setting for s in REGISTRY)
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from enum import Enum
 
+from .. import restore_requests as rr
 from ..arm_ids import job_name, same_id
 from ..backup import JobInfo
 from ..deps import Deps
@@ -33,7 +34,7 @@ from ..models import Region
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import identity_label, identity_principal, plan_of, request_of, vault_info, vault_ref
+from .common import identity_label, identity_principal, plan_of, request_of, vault_info, vault_ref, vault_target
 from .monitor import expected_seconds
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -53,6 +54,13 @@ def _comparable(destination: str) -> bool:
     return d.startswith("/subscriptions/") or d.startswith("https://")
 
 
+def _destination(rec: RestoreRecord) -> str:
+    """Where this restore's vault job writes (a server target's vault job writes into its staging container)."""
+    if rec.staging:
+        return rr.destination_of(vault_target(rec, request_of(rec)))
+    return rec.target_resource or ""
+
+
 def match(job: JobInfo, rec: RestoreRecord) -> Match:
     """How surely ``job`` is the one this restore's trigger started."""
     if rec.trigger_intent_at is None or "restore" not in (job.operation_category or job.operation or "").lower():
@@ -68,7 +76,7 @@ def match(job: JobInfo, rec: RestoreRecord) -> Match:
     dest = (job.destination or "").strip()
     if not dest or not _comparable(dest):
         return Match.LIKELY
-    target = (rec.target_resource or "").lower().rstrip("/")
+    target = _destination(rec).lower().rstrip("/")
     return Match.CERTAIN if dest.lower().rstrip("/") == target else Match.NO  # exact: "x_1" never adopts "x_10"
 
 

@@ -20,18 +20,20 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from .. import pgtarget
 from .. import restore_requests as rr
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id, same_id
 from ..backup import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..deps import Deps
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, Tier
+from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, ServerTarget, Tier
 from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
-from . import Claim
-from .common import cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity
+from . import Claim, server_checks
+from .common import (cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity,
+                     vault_target)
 
 #: The az CLI and PowerShell offer only Standard rehydration priority for PostgreSQL; the API enum has High.
 HIGH_PRIORITY_WARNING = {"code": "RehydrationPriorityHigh",
@@ -113,7 +115,7 @@ def _subscription_of(resource_id: str | None) -> str | None:
     return m.group(1).lower() if m else None
 
 
-def _cross_subscription_rule(req: RestoreRequest, vault: VaultInfo, ref: VaultRef) -> StageResult | None:
+def _cross_subscription_rule(t: DatabaseTarget | FilesTarget, vault: VaultInfo, ref: VaultRef) -> StageResult | None:
     """A vault whose cross-subscription restore is Disabled or PermanentlyDisabled restores only into its own
     subscription. A container URL does not say its subscription, so Azure then needs the container's ARM id
     (spec, ``targetResourceArmId``: "needed if CrossSubscriptionRestore field of BackupVault is in any of the disabled
@@ -121,7 +123,6 @@ def _cross_subscription_rule(req: RestoreRequest, vault: VaultInfo, ref: VaultRe
     if vault.cross_subscription_restore:
         return None
     state = f"vault {ref.vault} has cross-subscription restore {vault.csr_state}"
-    t = req.target
     if isinstance(t, FilesTarget) and not t.container_id:
         account, container = _account_and_container(t.container_url)
         return _reject("TargetContainerIdRequired",
@@ -218,9 +219,12 @@ def _instance_rules(vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanc
                                "retained data"))
 
 
-def _target_rules(req: RestoreRequest, vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanceInfo) -> None:
-    """Step 2: rules that need no Azure call."""
-    _refuse(_cross_subscription_rule(req, vault, bi.vault))
+def _target_rules(req: RestoreRequest, vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanceInfo,
+                  target: DatabaseTarget | FilesTarget) -> None:
+    """Step 2: rules that need no Azure call (``target``: what the vault is asked to restore into)."""
+    _refuse(_cross_subscription_rule(target, vault, bi.vault))
+    if isinstance(req.target, ServerTarget):
+        _refuse(server_checks.source_rules(req.target, info.datasource_type, info.datasource_id))
     if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):
         raise _Refused(_reject("FlexibleServerRestoreAsFilesOnly",
                                "Azure Backup restores Flexible Server backups only as files",
@@ -279,6 +283,40 @@ def _ask_azure(dp: Any, req: RestoreRequest, plan: rr.RestorePlan, bi: BackupIns
         dp.validate_restore(plan, rehydration)
 
 
+def _staging(req: RestoreRequest, deps: Deps, rec: RestoreRecord, location: str) -> dict[str, Any]:
+    """Server targets: the staging container of the region the vault restores into; the restore's files get the
+    restore id as their prefix."""
+    if not isinstance(req.target, ServerTarget):
+        return {}
+    site = deps.server_access().staging_site(location)
+    if site is None:
+        raise _Refused(_reject("StagingNotConfigured",
+                               f"no staging container is configured for {location}, where the vault restores the "
+                               "files of this restore", f"add {location} to RESTORE_STAGING (the infra creates one "
+                                                        "staging account per region: the vault's and its pair)"))
+    return {"staging": site.describe(rec.id)}
+
+
+def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo) -> dict[str, Any]:
+    """Server targets: connect to the target with the chosen credentials (TLS) and check privileges, names and the
+    owner before anything is paid for."""
+    if not isinstance(req.target, ServerTarget):
+        return {}
+    t = req.target
+    single = server_checks.single_server_database(info.datasource_type, info.datasource_id)
+    names = server_checks.name_plan(t, [single] if single else [], deps.settings.server.database_suffix)
+    access = deps.server_access()
+    try:
+        conn = access.target_conn(t)
+        target_facts = pgtarget.facts(conn)
+    except AzureRejection as exc:
+        raise _Refused(_reject(exc.code, exc.message, exc.fix or "see the message")) from None
+    _refuse(server_checks.target_rules(t, conn, target_facts, names))
+    return {"server_plan": {"names": names, "target_server": t.server_id, "connect_as": target_facts.user,
+                            "target_version": target_facts.server_version,
+                            "names_final": bool(single or t.databases)}}
+
+
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     req = request_of(rec)
     facts: dict[str, object] = {}
@@ -289,12 +327,15 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         facts.update({
             "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
             "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
-            "target_kind": req.target.kind, "target_resource": rr.destination_of(req.target),
+            "target_kind": req.target.kind, "target_resource": req.target.server_id if isinstance(req.target, ServerTarget)
+            else rr.destination_of(req.target),
             "identity_id": identity})
         _instance_rules(vault, bi, info, identity)
-        _target_rules(req, vault, bi, info)
         location, region_note = _location(req, vault, bi)
         facts["restore_location"] = location
+        facts.update(_staging(req, deps, rec, location))
+        _target_rules(req, vault, bi, info, vault_target(rec.copy(**facts), req))
+        facts.update(_server_target(req, deps, info))
         point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
     except _Refused as refused:
         return refused.result

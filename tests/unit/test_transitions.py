@@ -37,6 +37,18 @@ EXPECTED: dict[tuple[Stage, Outcome], tuple[Stage | None, Status]] = {
     (Stage.MONITOR, Outcome.SUCCEEDED): (None, Status.SUCCEEDED),
     (Stage.MONITOR, Outcome.FAILED): (None, Status.FAILED),
     (Stage.MONITOR, Outcome.CANCELLED): (None, Status.FAILED),
+    # restore into a server: the vault's files job ends → inventory → replay (job) → verify (+ clean-up)
+    (Stage.MONITOR, Outcome.STAGED): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.WAIT, Outcome.STAGED): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.PLANNED): (Stage.REPLAY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.NOT_READY): (Stage.INVENTORY, Status.RESTORING),
+    (Stage.INVENTORY, Outcome.FAILED): (None, Status.FAILED),
+    (Stage.REPLAY, Outcome.REPLAYED): (Stage.VERIFY, Status.RESTORING),
+    (Stage.REPLAY, Outcome.NOT_READY): (Stage.REPLAY, Status.RESTORING),
+    (Stage.REPLAY, Outcome.FAILED): (None, Status.FAILED),
+    (Stage.VERIFY, Outcome.SUCCEEDED): (None, Status.SUCCEEDED),
+    (Stage.VERIFY, Outcome.NOT_READY): (Stage.VERIFY, Status.RESTORING),
+    (Stage.VERIFY, Outcome.FAILED): (None, Status.FAILED),
 }
 
 ALL_PAIRS = list(itertools.product(Stage, Outcome))

@@ -1,0 +1,278 @@
+"""Stage replay (restore into a server). Runs in the replay container job (``python -m restore_core.replay``), not
+in a Function: it may take hours and needs PostgreSQL's client tools.
+
+Consumes: a restore whose replay plan is stored (message on ``restore-replay``).
+Does, holding a fenced lease on the restore (:mod:`restore_core.lease`; claimed, then renewed by heartbeats):
+1. roles (``roles: clean``): the point's ``roles.sql`` cleaned as Microsoft's recipe says
+   (:mod:`restore_core.pgroles`: no Azure platform roles, no superuser/replication/BYPASSRLS, no passwords), created
+   only where missing, in one transaction;
+2. per database: ``CREATE DATABASE`` and a mark (``COMMENT ON DATABASE``: created by this restore); a database of the
+   same name that carries THIS restore's mark is an earlier, interrupted attempt and is dropped and recreated; one
+   without the mark is never touched (the restore fails);
+3. ``pg_restore --no-owner`` (``--role`` = the owner; ``--no-acl`` when roles are skipped, since the grantees do not
+   exist) from the archive downloaded to the job's disk (``-j`` when the archive has data offsets; a streamed archive
+   is restored single-threaded), or ``psql`` for a plain dump; the output is classified (:mod:`restore_core.pgerrors`):
+   benign errors become warnings, an extension that is not allow-listed fails with the ``azure.extensions`` fix,
+   anything else fails with PostgreSQL's message;
+4. the archive's own row counts, within ``RESTORE_VERIFY_COUNT_BUDGET_MB`` (for verify).
+Writes: ``replay_result`` (databases created, owner, roles created, warnings, archive row counts).
+Next: verify; or ``failed`` (staged files kept; a partly loaded database keeps its mark and is named in the fix).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import archive, lease, pgerrors, pgroles, pgtarget, telemetry
+from ..deps import Deps
+from ..errors import AzureRejection, require
+from ..models import RolesMode, ServerTarget
+from ..pgtarget import TargetConn, mark_of, quote_ident, quote_literal
+from ..records import RestoreRecord, iso
+from ..staging import StagingArea, plan_blob
+from ..transitions import Outcome, StageResult
+from . import Claim
+from .common import request_of
+
+log = telemetry.get_logger("replay")
+
+
+class _Fail(Exception):
+    def __init__(self, code: str, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.code, self.message, self.fix = code, message, fix
+
+
+@dataclass
+class _Context:
+    rec: RestoreRecord
+    deps: Deps
+    target: ServerTarget
+    conn: TargetConn
+    area: StagingArea
+    workdir: Path
+    lost: threading.Event
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+
+    def check_lease(self) -> None:
+        if self.lost.is_set():
+            raise lease.LeaseLost(self.rec.id)
+
+    def kill(self) -> None:
+        self.lost.set()
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+
+
+def _bindir(deps: Deps) -> Path | None:
+    b = deps.settings.server.pg_bindir
+    return Path(b) if b else None
+
+
+def _tool(deps: Deps, name: str) -> str:
+    b = _bindir(deps)
+    found = str(b / name) if b else shutil.which(name)
+    if not found or not Path(found).exists():
+        raise _Fail("ReplayClientMissing", f"{name} not found (RESTORE_PG_BINDIR={b})",
+                    "the replay image must carry the PostgreSQL client (postgresql-client-18); set RESTORE_PG_BINDIR")
+    return found
+
+
+def _run_tool(ctx: _Context, args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    ctx.check_lease()
+    import os
+
+    proc = subprocess.Popen(args, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ctx.procs.append(proc)
+    _, err = proc.communicate()
+    ctx.check_lease()
+    return proc.returncode, err.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- roles
+
+def _replay_roles(ctx: _Context, plan: dict[str, Any]) -> dict[str, Any]:
+    if ctx.target.roles != RolesMode.CLEAN:
+        return {"mode": "skip"}
+    name = plan.get("roles_file")
+    if not name:
+        ctx.warnings.append({"code": "RolesFileMissing", "message": "roles: clean was asked for, but the staged "
+                             "files hold no roles file; no role was created"})
+        return {"mode": "clean", "created": []}
+    path = ctx.workdir / "roles.sql"
+    ctx.area.download_to(name, path)
+    with pgtarget.connect(ctx.conn) as c:
+        existing = [r[0] for r in c.execute("SELECT rolname FROM pg_roles").fetchall()]
+        cleaned = pgroles.clean_roles(path.read_text("utf-8", "replace"), exclude=[ctx.conn.user])
+        statements = cleaned.statements_for(existing)
+        with c.transaction():
+            for sql in statements:
+                c.execute(sql)
+    created = [r for r in cleaned.role_names if r not in existing]
+    for note in cleaned.notes:
+        ctx.warnings.append({"code": "RolesWithoutPassword", "message": note})
+    return {"mode": "clean", "created": created, **{k: v for k, v in cleaned.summary().items() if k != "roles"}}
+
+
+# ---------------------------------------------------------------- databases
+
+def _prepare_database(ctx: _Context, name: str) -> str:
+    """Create ``name`` with this restore's mark; an earlier attempt's marked database is dropped first; anyone
+    else's database is never touched. Returns what was done."""
+    mark = mark_of(ctx.rec.id)
+    done = "created"
+    with pgtarget.connect(ctx.conn) as c:
+        row = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+                        (name,)).fetchone()
+        if row is not None:
+            if row[0] != mark:
+                raise _Fail("TargetDatabaseExists", f"database {name} appeared on the target after validation and "
+                            "was not created by this restore; it was not touched",
+                            "submit again with other target names")
+            ctx.check_lease()
+            c.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
+            done = "recreated (an interrupted earlier attempt of this restore had created it)"
+        ctx.check_lease()
+        c.execute(f"CREATE DATABASE {quote_ident(name)}")
+        c.execute(f"COMMENT ON DATABASE {quote_ident(name)} IS {quote_literal(mark)}")
+    return done
+
+
+def _owner(ctx: _Context) -> str:
+    return ctx.target.owner or ctx.conn.user
+
+
+def _grant_owner(ctx: _Context, db: str) -> None:
+    """Let the connecting role act as the owner (needed by --role and ALTER DATABASE … OWNER)."""
+    owner = _owner(ctx)
+    if owner == ctx.conn.user:
+        return
+    with pgtarget.connect(ctx.conn) as c:
+        if c.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,)).fetchone() is None:
+            raise _Fail("TargetOwnerMissing", f"owner role {owner} does not exist on the target (it was not in the "
+                        "point's roles either)", f"create it (CREATE ROLE {quote_ident(owner)};) and submit again")
+        if not c.execute("SELECT pg_has_role(current_user, %s, 'MEMBER')", (owner,)).fetchone()[0]:
+            c.execute(f"GRANT {quote_ident(owner)} TO {quote_ident(ctx.conn.user)}")
+        c.execute(f"ALTER DATABASE {quote_ident(db)} OWNER TO {quote_ident(owner)}")
+
+
+def _restore_args(ctx: _Context, entry: dict[str, Any], path: Path, db: str) -> list[str]:
+    owner = _owner(ctx)
+    if entry["format"] == "plain":
+        return [_tool(ctx.deps, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=0", "-d", db, "-f", str(path)]
+    args = [_tool(ctx.deps, "pg_restore"), "--no-owner", "-d", db]
+    if ctx.target.roles == RolesMode.SKIP:
+        args.append("--no-acl")
+    if owner != ctx.conn.user:
+        args.append(f"--role={owner}")
+    jobs = ctx.deps.settings.server.replay_jobs
+    if jobs > 1 and entry.get("data_offsets"):
+        args.append(f"--jobs={jobs}")
+    return [*args, str(path)]
+
+
+def _check_disk(ctx: _Context, entry: dict[str, Any]) -> None:
+    free = shutil.disk_usage(ctx.workdir).free
+    if free < int(entry["size"] * 1.05) + 64 * 1024 * 1024:
+        raise _Fail("ReplayDiskTooSmall", f"{entry['file']} needs {entry['size']} bytes; {free} are free in "
+                    f"{ctx.workdir}", "mount an Azure Files share at RESTORE_REPLAY_WORKDIR (infra parameter "
+                    "replayFilesShare) or give the job a larger ephemeral disk, then submit again")
+
+
+def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
+    db = entry["target"]
+    _check_disk(ctx, entry)
+    path = ctx.workdir / f"{entry['source']}.{'dump' if entry['format'] == 'custom' else 'sql'}"
+    ctx.area.download_to(entry["file"], path)
+    done = _prepare_database(ctx, db)
+    _grant_owner(ctx, db)
+    env = ctx.conn.env(db)
+    if entry["format"] == "plain" and _owner(ctx) != ctx.conn.user:
+        env["PGOPTIONS"] = f"-c role={_owner(ctx)}"
+    code, stderr = _run_tool(ctx, _restore_args(ctx, entry, path, db), env)
+    diagnosis = pgerrors.classify_output(stderr)
+    for w in diagnosis.warnings:
+        ctx.warnings.append({"code": w.code, "database": db, "message": w.message})
+    if diagnosis.failures:
+        first = diagnosis.failures[0]
+        more = f" (and {len(diagnosis.failures) - 1} more errors)" if len(diagnosis.failures) > 1 else ""
+        raise _Fail(first.code, f"loading {entry['source']} into {db} failed: {first.message}{more}"
+                    + (f"; command: {first.command}" if first.command else ""),
+                    f"{first.fix}. The partly loaded database {db} carries this restore's mark; drop it when done "
+                    "(DROP DATABASE), the staged files are kept")
+    if code != 0 and not diagnosis.warnings:
+        raise _Fail("ReplayToolFailed", f"{Path(_restore_args(ctx, entry, path, db)[0]).name} exited {code}: "
+                    f"{stderr.strip()[-500:]}", "see the message; the staged files are kept")
+    counts = _archive_counts(ctx, entry, path)
+    path.unlink(missing_ok=True)
+    return {"source": entry["source"], "database": db, "owner": _owner(ctx), "done": done,
+            "warnings": len(diagnosis.warnings), "archive_counts": counts}
+
+
+def _archive_counts(ctx: _Context, entry: dict[str, Any], path: Path) -> dict[str, Any]:
+    if entry["format"] == "plain":
+        return {"complete": bool(entry.get("complete_summary")),
+                "rows": {f"{r['schema']}.{r['name']}": r["rows"] for r in entry.get("copy_rows", [])}}
+    budget = int(ctx.deps.settings.server.verify_count_budget_mb * 1024 * 1024)
+    counts = archive.count_rows(path, None, budget)
+    return {"complete": counts.complete, "bytes_read": counts.bytes_read,
+            "rows": {f"{s}.{t}": n for (s, t), n in counts.rows.items()},
+            "skipped": {f"{s}.{t}": why for (s, t), why in counts.skipped.items()}}
+
+
+# ---------------------------------------------------------------- the stage
+
+def _context(rec: RestoreRecord, deps: Deps, workdir: Path, lost: threading.Event) -> _Context:
+    t = request_of(rec).target
+    assert isinstance(t, ServerTarget)
+    staging = require(rec.staging or None, "validate chose the staging container")
+    access = deps.server_access()
+    return _Context(rec, deps, t, access.target_conn(t), access.staging(staging["region"]), workdir, lost)
+
+
+def _work(ctx: _Context) -> dict[str, Any]:
+    plan = ctx.area.get_json(plan_blob(ctx.rec.id))
+    if plan is None:
+        raise _Fail("ReplayPlanMissing", "the replay plan written by inventory is gone from the staging container",
+                    "submit the restore again")
+    roles = _replay_roles(ctx, plan)
+    databases = [_replay_database(ctx, entry) for entry in plan["databases"]]
+    return {"roles": roles, "databases": databases, "owner": _owner(ctx), "connected_as": ctx.conn.user,
+            "finished_at": iso(ctx.deps.clock())}
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    held = lease.acquire(deps, rec, deps.settings.server.replay_lease_seconds)
+    rec = claim({"replay_result": {"runner": held.owner, "started_at": iso(deps.clock()),
+                                   "attempts": int(rec.replay_result.get("attempts", 0)) + 1}})
+    base = deps.settings.server.replay_workdir
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"replay-{rec.id}-", dir=base or None) as tmp:
+        try:
+            ctx = _context(rec, deps, Path(tmp), held.lost)
+            with lease.Heartbeat(deps, held, rec, on_lost=ctx.kill):
+                result = _work(ctx)
+        except _Fail as f:
+            lease.release(deps, held)
+            return StageResult(Outcome.FAILED, f"{f.code}: {f.message}", error_code=f.code, error_message=f.message,
+                               error_fix=f.fix, changes={"staging": {**rec.staging, "kept": True}})
+        except AzureRejection as exc:
+            lease.release(deps, held)
+            return StageResult(Outcome.FAILED, f"{exc.code}: {exc.message}", error_code=exc.code,
+                               error_message=exc.message, error_fix=exc.fix or "see the message",
+                               changes={"staging": {**rec.staging, "kept": True}})
+    lease.release(deps, held)
+    names = ", ".join(f"{d['database']} ({d['done']})" for d in result["databases"])
+    warnings = [*rec.warnings, *ctx.warnings]
+    return StageResult(Outcome.REPLAYED, f"replayed into {ctx.target.server_name}: {names}; owner {result['owner']}"
+                       + (f"; {len(ctx.warnings)} warning(s)" if ctx.warnings else ""),
+                       changes={"replay_result": {**rec.replay_result, **result}, "warnings": warnings})
