@@ -407,7 +407,8 @@ class RestoreRequest(_Strict):
 
 
 def _field_of(loc: tuple[int | str, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"database", "files", "server", "entra", "secret"} and loc and loc[0] ==
+    tags = {"database", "files", "server", "entra", "secret"}
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in tags and loc and loc[0] ==
                                          "target")]
     return ".".join(parts) or "body"
 

@@ -62,7 +62,8 @@ class TargetConn:
 
     @property
     def label(self) -> str:
-        return f"{self.user}@{self.host}:{self.port} ({'Microsoft Entra token' if self.via == 'entra' else 'Key Vault secret'})"
+        how = "Microsoft Entra token" if self.via == "entra" else "Key Vault secret"
+        return f"{self.user}@{self.host}:{self.port} ({how})"
 
 
 @dataclass
@@ -188,7 +189,7 @@ def _connect_error(conn: TargetConn, dbname: str, text: str) -> Exception:
     if "too many connections" in low or "the database system is starting up" in low:
         return RetryableError(f"target {conn.host} is busy: {first}")
     if "password authentication failed" in low or "authentication failed" in low:
-        fix = (f"make the service identity a PostgreSQL Microsoft Entra role on the server: as an Entra admin run "
+        fix = (f"make the service identity a PostgreSQL Microsoft Entra role on the server: as an Entra admin run "  # noqa: S608 - advice text
                f"SELECT * FROM pgaadauth_create_principal('{conn.user}', false, false); then ALTER ROLE "
                f"\"{conn.user}\" CREATEDB; (docs/deploy.md)" if conn.via == "entra" else
                "update the Key Vault secret with the right user and password for the target server")

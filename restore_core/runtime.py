@@ -50,6 +50,17 @@ def queue_options(t: StorageTimeouts) -> dict[str, Any]:
             "retry_policy": LinearRetry(backoff=1, retry_total=t.retries, random_jitter_range=1)}
 
 
+def queue_client(settings: Settings, name: str) -> QueueClient:
+    """A queue client with the app's encoding (base64) and timeouts, for the replay job's own message handling."""
+    st = settings.storage
+    opts: dict[str, Any] = {**queue_options(settings.storage_timeouts)}
+    if st.connection_string:
+        return QueueClient.from_connection_string(st.connection_string, name, **BASE64, **opts)
+    assert st.queue_service_uri
+    return QueueClient(account_url=st.queue_service_uri, queue_name=name,
+                       credential=_credential(st.client_id or settings.azure_client_id), **BASE64, **opts)
+
+
 def build(settings: Settings) -> Deps:
     st = settings.storage
     meter = StorageMeter()

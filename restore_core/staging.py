@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+
 def plan_blob(restore_id: str) -> str:
     return f"_plans/{restore_id}.json"
 

@@ -43,7 +43,8 @@ class StageSpec:
     label: str
     consumer: str = "function"
     """``function``: a queue trigger in ``function_app.py``; ``job``: the replay container job
-    (``python -m restore_core.replay``; an Azure Container Apps job scaled on the queue, locally ``localdev.jobrunner``)."""
+    (``python -m restore_core.replay``; an Azure Container Apps job scaled on the queue; locally
+    ``localdev.jobrunner``)."""
 
     @property
     def run(self) -> StageRun:

@@ -21,6 +21,7 @@ Next: verify; or ``failed`` (staged files kept; a partly loaded database keeps i
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -198,7 +199,7 @@ def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
     if entry["format"] == "plain" and _owner(ctx) != ctx.conn.user:
         env["PGOPTIONS"] = f"-c role={_owner(ctx)}"
     code, stderr = _run_tool(ctx, _restore_args(ctx, entry, path, db), env)
-    diagnosis = pgerrors.classify_output(stderr)
+    diagnosis = _diagnose(ctx, entry, stderr)
     for w in diagnosis.warnings:
         ctx.warnings.append({"code": w.code, "database": db, "message": w.message})
     if diagnosis.failures:
@@ -215,6 +216,28 @@ def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
     path.unlink(missing_ok=True)
     return {"source": entry["source"], "database": db, "owner": _owner(ctx), "done": done,
             "warnings": len(diagnosis.warnings), "archive_counts": counts}
+
+
+_PSQL_ERROR = re.compile(r"^psql:[^\n]*?:\d+: ERROR:\s+(?P<msg>[^\n]*)$", re.M)
+
+
+def _diagnose(ctx: _Context, entry: dict[str, Any], stderr: str) -> pgerrors.ReplayDiagnosis:
+    """pg_restore's output through the documented rules; psql's (plain dumps): ownership and grants to roles the
+    target lacks are warnings (a plain dump cannot be restored --no-owner), anything else fails."""
+    m = re.search(r"(?i)/resourceGroups/([^/]+)/", ctx.target.server_id)
+    target = pgerrors.Target(m.group(1) if m else "<resource group>", ctx.target.server_name)
+    if entry["format"] != "plain":
+        return pgerrors.classify_output(stderr, target=target)
+    diag = pgerrors.ReplayDiagnosis()
+    for found in _PSQL_ERROR.finditer(stderr):
+        msg = found.group("msg").strip()
+        if re.match(r'role ".*" does not exist', msg):
+            diag.warnings.append(pgerrors.Issue("plain-dump-ownership", msg, "", "objects are owned by the owner "
+                                                "role instead; grants to roles the target lacks were skipped"))
+        else:
+            diag.failures.append(pgerrors.Issue("plain-sql-error", msg, "", "fix the cause on the target (or the "
+                                                "dump) and submit again"))
+    return diag
 
 
 def _archive_counts(ctx: _Context, entry: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -32,8 +32,15 @@ from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
 from . import Claim, server_checks
-from .common import (cached_vault, identity_label, identity_principal, plan_of, request_of, restore_identity,
-                     vault_target)
+from .common import (
+    cached_vault,
+    identity_label,
+    identity_principal,
+    plan_of,
+    request_of,
+    restore_identity,
+    vault_target,
+)
 
 #: The az CLI and PowerShell offer only Standard rehydration priority for PostgreSQL; the API enum has High.
 HIGH_PRIORITY_WARNING = {"code": "RehydrationPriorityHigh",
@@ -327,7 +334,8 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         facts.update({
             "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
             "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
-            "target_kind": req.target.kind, "target_resource": req.target.server_id if isinstance(req.target, ServerTarget)
+            "target_kind": req.target.kind,
+            "target_resource": req.target.server_id if isinstance(req.target, ServerTarget)
             else rr.destination_of(req.target),
             "identity_id": identity})
         _instance_rules(vault, bi, info, identity)

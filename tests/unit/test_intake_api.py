@@ -282,5 +282,6 @@ def test_stages_are_served_from_the_registry_in_pipeline_order() -> None:
     listed = resp.body["stages"]
     assert [s["stage"] for s in listed] == [s.stage.value for s in registry.REGISTRY]
     assert listed[0] == {"stage": "validate", "label": "Validate", "status": "validating", "cancellable": True,
-                         "queue_setting": "RESTORE_QUEUE_VALIDATE"}
+                         "queue_setting": "RESTORE_QUEUE_VALIDATE", "consumer": "function"}
+    assert next(s for s in listed if s["stage"] == "replay")["consumer"] == "job"
     assert [s["stage"] for s in listed if s["cancellable"]] == ["validate", "rehydrate", "wait"]

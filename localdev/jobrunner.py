@@ -1,0 +1,124 @@
+"""Local stand-in for the Azure Container Apps event-driven replay job. Never deployed.
+
+In Azure, KEDA's ``azure-queue`` scale rule looks at the replay queue and starts one job execution per waiting message
+(up to the job's parallelism); each execution runs ``python -m restore_core.replay``, which takes one message, does
+the work and deletes it. This runner does the same on the local stack: it polls the queue's visible messages (peek,
+as KEDA's scaler reads the queue length) and starts the same entrypoint as a process per waiting message, with the
+Function App's settings as its environment (as the job's environment variables are in the infra).
+
+``--state`` (JSON, rewritten on every change) lists the running executions' pids, so tests can kill one mid-replay;
+each execution's output goes to ``--log-dir``/replay-<n>.log.
+
+Usage: ``python -m localdev.jobrunner --settings .local/local.settings.json [--parallelism 2] [--poll 0.5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class JobRunner:
+    def __init__(self, settings_path: Path, *, parallelism: int, poll: float, state: Path, log_dir: Path) -> None:
+        values = json.loads(settings_path.read_text())["Values"]
+        self.env = {**os.environ, **{str(k): str(v) for k, v in values.items()}}
+        self.env["PYTHONPATH"] = str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
+                                              else "")
+        self.queue_name = values.get("RESTORE_QUEUE_REPLAY") or "restore-replay"
+        self.connection = values["RestoreStorage"]
+        self.parallelism, self.poll, self.state, self.log_dir = parallelism, poll, state, log_dir
+        self.running: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self.started = 0
+        self.finished: list[dict[str, Any]] = []
+        self._stop = False
+
+    def _queue(self) -> Any:
+        from azure.storage.queue import QueueClient
+
+        q = QueueClient.from_connection_string(self.connection, self.queue_name)
+        try:
+            q.create_queue()
+        except Exception:  # noqa: BLE001, S110 - exists already (or the app creates it)
+            pass
+        return q
+
+    def _visible(self, q: Any) -> int:
+        try:
+            return len(q.peek_messages(max_messages=32))
+        except Exception as exc:  # noqa: BLE001 - Azurite restarting: try again at the next poll
+            print(f"[jobrunner] peek failed: {exc}", flush=True)
+            return 0
+
+    def _start(self) -> None:
+        self.started += 1
+        log = open(self.log_dir / f"replay-{self.started}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", "restore_core.replay"], cwd=REPO, env=self.env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        self.running[proc.pid] = (proc, time.time())
+        print(f"[jobrunner] execution {self.started} started (pid {proc.pid})", flush=True)
+
+    def _reap(self) -> None:
+        for pid, (proc, t0) in list(self.running.items()):
+            code = proc.poll()
+            if code is not None:
+                del self.running[pid]
+                self.finished.append({"pid": pid, "exit": code, "seconds": round(time.time() - t0, 2)})
+                self.finished = self.finished[-50:]
+                print(f"[jobrunner] execution pid {pid} exited {code}", flush=True)
+
+    def _save(self) -> None:
+        tmp = self.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "running": sorted(self.running), "started": self.started,
+                                   "finished": self.finished}))
+        tmp.replace(self.state)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
+        q = self._queue()
+        self._save()
+        while not self._stop:
+            self._reap()
+            free = self.parallelism - len(self.running)
+            if free > 0:
+                # executions running for a while took their message (hidden); one started just now may not have
+                # yet, so it counts against the visible ones
+                young = sum(1 for _, t0 in self.running.values() if time.time() - t0 < 5)
+                waiting = self._visible(q) - young
+                for _ in range(min(free, waiting)):
+                    self._start()
+            self._save()
+            time.sleep(self.poll)
+        for proc, _ in self.running.values():
+            proc.terminate()
+        self._reap()
+        self._save()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m localdev.jobrunner", description=__doc__.splitlines()[0])
+    p.add_argument("--settings", type=Path, required=True, help="local.settings.json of the Functions host")
+    p.add_argument("--parallelism", type=int, default=2)
+    p.add_argument("--poll", type=float, default=0.5)
+    p.add_argument("--state", type=Path, default=None, help="JSON file listing running executions")
+    p.add_argument("--log-dir", type=Path, default=None)
+    a = p.parse_args(argv)
+    base = a.settings.parent
+    log_dir = a.log_dir or base / "logs" / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    JobRunner(a.settings, parallelism=a.parallelism, poll=a.poll, state=a.state or base / "jobrunner.json",
+              log_dir=log_dir).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

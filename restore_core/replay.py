@@ -1,0 +1,81 @@
+"""The replay job's entrypoint: ``python -m restore_core.replay``.
+
+An Azure Container Apps event-driven job (KEDA ``azure-queue`` scale rule on the replay queue) starts one execution
+per waiting message; locally ``localdev.jobrunner`` starts this module as a process per message. One execution:
+1. receives ONE message from the replay queue, hidden for ``RESTORE_REPLAY_LEASE_SECONDS`` and kept hidden by a
+   renewal thread while the work runs (a replica that dies lets the message reappear when that time is up);
+2. a message delivered more often than ``RESTORE_MAX_DEQUEUE_COUNT`` goes to the ``-poison`` queue (the pipeline has
+   marked its restore failed on the last allowed delivery), as the Functions host does for Function queues;
+3. runs the replay stage through the same pipeline as every Function stage (:func:`restore_core.pipeline.handle`:
+   envelope, stale/duplicate checks, claim, transitions, next message);
+4. deletes the message when the pipeline returned; an error exits non-zero and leaves the message to reappear.
+Exit codes: 0 done (or no message waiting), 1 the stage raised (the message will be delivered again).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from . import pipeline, runtime, telemetry
+from .models import Stage
+from .stages import registry
+
+log = telemetry.get_logger("replay.job")
+
+
+class _Renewer:
+    """Keeps the received message hidden while the replay runs (every third of the visibility time)."""
+
+    def __init__(self, client: Any, msg: Any, seconds: int) -> None:
+        self.client, self.msg, self.seconds = client, msg, seconds
+        self.pop_receipt = msg.pop_receipt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replay-visibility", daemon=True)
+
+    def __enter__(self) -> _Renewer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(max(1.0, self.seconds / 3)):
+            try:
+                updated = self.client.update_message(self.msg.id, self.pop_receipt, visibility_timeout=self.seconds)
+                self.pop_receipt = updated.pop_receipt
+            except Exception as exc:  # noqa: BLE001 - retried at the next beat; the lease fences the work anyway
+                log.warning("could not keep replay message %s hidden: %s", self.msg.id, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    deps = runtime.deps()
+    settings = deps.settings
+    queue = settings.queue(registry.spec(Stage.REPLAY).queue_setting)
+    client = runtime.queue_client(settings, queue)
+    seconds = int(max(30, settings.server.replay_lease_seconds))
+    msg = next(iter(client.receive_messages(max_messages=1, visibility_timeout=seconds)), None)
+    if msg is None:
+        log.info("no replay message waiting; nothing to do")
+        return 0
+    if (msg.dequeue_count or 1) > settings.max_dequeue_count:
+        runtime.queue_client(settings, queue + "-poison").send_message(msg.content)
+        client.delete_message(msg.id, msg.pop_receipt)
+        log.error("replay message %s was delivered %s times; moved to %s-poison", msg.id, msg.dequeue_count, queue)
+        return 0
+    with _Renewer(client, msg, seconds) as renewer:
+        try:
+            pipeline.handle(Stage.REPLAY, msg.content, message_id=msg.id, dequeue_count=msg.dequeue_count or 1,
+                            deps=deps, inserted_at=msg.inserted_on)
+        except Exception:
+            log.exception("replay of message %s failed; it will be delivered again", msg.id)
+            return 1
+    client.delete_message(msg.id, renewer.pop_receipt)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
