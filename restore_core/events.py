@@ -70,6 +70,30 @@ def completion_event(rec: RestoreRecord) -> dict[str, Any]:
         "finished_at": iso(rec.updated_at),
         "rto_seconds": round(rto.total_seconds(), 3),
         "traceparent": rec.traceparent,
+        "server": server_summary(rec),
+    }
+
+
+def server_summary(rec: RestoreRecord) -> dict[str, Any] | None:
+    """Restore into a server: what was created where and who owns it, what verify found, where the staged files are
+    (kept after a failure, deleted after success). None for other target kinds."""
+    if not rec.staging:
+        return None
+    replayed = rec.replay_result.get("databases") or []
+    verified = {d.get("database"): d for d in (rec.verify_result.get("databases") or [])}
+    return {
+        "target_server": rec.target_resource,
+        "databases": [{"source": d.get("source"), "database": d.get("database"), "owner": d.get("owner"),
+                       "tables": (verified.get(d.get("database")) or {}).get("tables"),
+                       "rows": (verified.get(d.get("database")) or {}).get("rows")}
+                      for d in replayed],
+        "roles": {"mode": (rec.replay_result.get("roles") or {}).get("mode"),
+                  "created": (rec.replay_result.get("roles") or {}).get("created", [])},
+        "connected_as": rec.replay_result.get("connected_as"),
+        "verified": rec.verify_result.get("passed"),
+        "checks": [{"name": c.get("name"), "ok": c.get("ok")} for c in rec.verify_result.get("checks") or []],
+        "staging": {"container_url": rec.staging.get("container_url"), "prefix": rec.id,
+                    "kept": bool(rec.staging.get("kept", True))},
     }
 
 

@@ -64,7 +64,8 @@ def parse_time(value: str | datetime | None) -> datetime | None:
 
 #: Free text (mostly from Azure) and its bound, applied when a row is serialised.
 _TEXT_BOUNDS = {"error_message": TEXT_COST, "error_fix": TEXT_COST, "error_code": CODE_COST, "job_status": CODE_COST}
-_JSON_BOUNDS = {"warnings": JSON_COST}
+_JSON_BOUNDS = {"warnings": JSON_COST, "staging": JSON_COST, "server_plan": JSON_COST, "replay_result": JSON_COST,
+                "verify_result": JSON_COST}
 _NOT_STORED = ("id", "etag")
 
 
@@ -211,6 +212,8 @@ class RestoreRecord(BaseModel):
             "error": {"code": self.error_code, "message": self.error_message, "fix": self.error_fix}
             if self.error_code else None,
             "warnings": self.warnings,
+            **({"server": {"staging": self.staging, "plan": self.server_plan, "replay": self.replay_result,
+                           "verify": self.verify_result}} if self.staging else {}),
         }
 
 

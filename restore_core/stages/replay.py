@@ -214,8 +214,10 @@ def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
                     f"{stderr.strip()[-500:]}", "see the message; the staged files are kept")
     counts = _archive_counts(ctx, entry, path)
     path.unlink(missing_ok=True)
+    entry["archive_counts"] = counts  # kept in the plan blob for verify (per table: too large for the row)
     return {"source": entry["source"], "database": db, "owner": _owner(ctx), "done": done,
-            "warnings": len(diagnosis.warnings), "archive_counts": counts}
+            "warnings": len(diagnosis.warnings), "tables_counted": len(counts["rows"]),
+            "archive_counts_complete": counts["complete"]}
 
 
 _PSQL_ERROR = re.compile(r"^psql:[^\n]*?:\d+: ERROR:\s+(?P<msg>[^\n]*)$", re.M)
@@ -268,6 +270,7 @@ def _work(ctx: _Context) -> dict[str, Any]:
                     "submit the restore again")
     roles = _replay_roles(ctx, plan)
     databases = [_replay_database(ctx, entry) for entry in plan["databases"]]
+    ctx.area.put_json(plan_blob(ctx.rec.id), plan)
     return {"roles": roles, "databases": databases, "owner": _owner(ctx), "connected_as": ctx.conn.user,
             "finished_at": iso(ctx.deps.clock())}
 
