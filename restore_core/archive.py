@@ -539,7 +539,9 @@ def _walk_blocks(r: _Reader, toc: ArchiveToc, wanted: dict[int, TocEntry], budge
                 _skip_chunks(r)
     except _BudgetExceeded:
         return f"row count budget of {budget} bytes exhausted"
-    except (ArchiveTooShort, zlib.error) as exc:
+    except ArchiveTooShort as exc:
+        return f"the archive ends at byte {exc.have}, inside or before this table's data"
+    except zlib.error as exc:
         return f"table data unreadable: {exc}"
     return ""
 
