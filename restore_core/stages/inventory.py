@@ -90,6 +90,9 @@ def _classify_all(area: StagingArea, blobs: list[StagedBlob], rec: RestoreRecord
     ignored: list[dict[str, str]] = []
     for blob in blobs:
         head = area.read_range(blob.name, 0, min(HEAD_BYTES, blob.size)) if blob.size else b""
+        if blob.size > HEAD_BYTES and archive.sniff(head) == archive.FileFormat.PLAIN:
+            # pg_dumpall's roles and schema files start alike; only the whole file (its closing line) tells
+            head = area.read_range(blob.name, 0, min(blob.size, PLAIN_MAX_READ))
         kind = archive.classify(blob.name, head)
         if kind == archive.FileKind.DATABASE:
             databases.append(_database_entry(area, blob, head, rec, client))

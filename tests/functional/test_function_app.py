@@ -268,7 +268,7 @@ REQUIREMENT_USES = {
     "azure-core-tracing-opentelemetry": 'tracing_implementation = "opentelemetry"',
     "opentelemetry-sdk": "opentelemetry.sdk", "pydantic": "from pydantic",
     "azure-storage-blob": "azure.storage.blob", "azure-keyvault-secrets": "azure.keyvault.secrets",
-    "psycopg[binary]": "import psycopg", "pgdumplib": "pgdumplib",
+    "psycopg[binary]": "import psycopg",
 }
 
 
