@@ -47,6 +47,13 @@ CONTAINER_LOCKED_URL = "https://stpgrestorewe.blob.core.windows.net/pg-locked"
 CONTAINER_NE_URL = "https://stpgrestorene.blob.core.windows.net/pg-restores"
 AZURITE_CONTAINER = {CONTAINER_WE_URL: "stpgrestorewe-pg-restores", CONTAINER_NE_URL: "stpgrestorene-pg-restores",
                      CONTAINER_LOCKED_URL: "stpgrestorewe-pg-locked", CONTAINER_SUB1_URL: "stpgsub1we-pg-restores"}
+# restore into a server (issue 12): the Flexible-Server-like target and its Key Vault secret (pgadmin's connection)
+TARGET_FLEX = (f"/subscriptions/{SUB_TARGETS}/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/"
+               "flexibleServers/pgflex-target")
+SRC_FLEX = (f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-data/providers/Microsoft.DBforPostgreSQL/flexibleServers/"
+            "pgflex01")
+SECRET_FLEX_TARGET = "https://kv-restore-we.vault.azure.net/secrets/pgflex-target-conn"
+STAGING_WE = "stpgstagingwe-restore-staging"  # the Azurite container of the west-europe staging account
 CLUSTER_OF_SERVER = {TARGET_SERVER: "pgsrv-restore", TARGET_DR: "pgsrv-dr", SRC_SERVER: "pgsrv01",
                      TARGET_NOREADER: "pgsrv-noreader", TARGET_LEGACY: "pgsrv-legacy"}
 
@@ -64,6 +71,13 @@ def as_files(prefix: str, *, bi: str = BI_FLEX, url: str = CONTAINER_WE_URL, con
     if container_id:
         target["container_id"] = container_id
     return {"backup_instance": {"id": bi}, "target": target, **extra}
+
+
+def into_server(*, bi: str = BI_FLEX, server: str = TARGET_FLEX, **target: Any) -> dict[str, Any]:
+    """Restore into a server: the vault's files land in our staging container, then we replay them."""
+    extra = {k: target.pop(k) for k in ("recovery_point", "region", "description", "idempotency_key")
+             if k in target}
+    return {"backup_instance": {"id": bi}, "target": {"kind": "server", "server_id": server, **target}, **extra}
 
 
 def alert_plan(database_pattern: str = "salesdb_alert_{alert_short}") -> dict[str, Any]:

@@ -124,14 +124,13 @@ def _map_names(t: ServerTarget, databases: list[dict[str, Any]], deps: Deps) -> 
     return chosen
 
 
-def _check_names_free(t: ServerTarget, chosen: list[dict[str, Any]], deps: Deps) -> None:
+def _check_names_free(t: ServerTarget, chosen: list[dict[str, Any]], deps: Deps, restore_id: str) -> None:
     """Default names are known only now: check them on the target before the replay (never drop anything)."""
     try:
         facts = pgtarget.facts(deps.server_access().target_conn(t))
     except AzureRejection as exc:
         raise _Stop(exc.code, exc.message, exc.fix or "see the message") from None
-    existing = {n.lower() for n in facts.databases}
-    taken = [d["target"] for d in chosen if d["target"].lower() in existing]
+    taken = server_checks.taken_names(facts, {d["source"]: d["target"] for d in chosen}, restore_id)
     if taken:
         raise _Stop("TargetDatabaseExists", f"database {', '.join(taken)} already exists on {t.server_name}; "
                     "restores never overwrite or drop an existing database",
@@ -161,7 +160,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         databases, roles, ignored = _classify_all(area, blobs, rec, deps.settings.server.replay_client_version)
         chosen = _map_names(t, databases, deps)
         if not rec.server_plan.get("names_final"):
-            _check_names_free(t, chosen, deps)
+            _check_names_free(t, chosen, deps, rec.id)
     except _Stop as stop:
         stop.result.changes = {"staging": {**staging, "kept": True}}
         return stop.result

@@ -19,7 +19,7 @@ import re
 
 from ..arm_ids import same_id
 from ..models import RolesMode, ServerTarget
-from ..pgtarget import TargetConn, TargetFacts, quote_ident
+from ..pgtarget import TargetConn, TargetFacts, mark_of, quote_ident
 from ..restore_requests import FLEXIBLE_SERVER
 from ..transitions import Outcome, StageResult
 
@@ -78,13 +78,20 @@ def source_rules(target: ServerTarget, datasource_type: str, datasource_id: str)
     return None
 
 
-def target_rules(target: ServerTarget, conn: TargetConn, f: TargetFacts, names: dict[str, str]) -> StageResult | None:
-    """Rules checked against the live target server (connected over TLS with the chosen credentials)."""
+def taken_names(f: TargetFacts, names: dict[str, str], restore_id: str) -> list[str]:
+    """Target names that exist on the server and are not this restore's own (marked) databases."""
+    existing = {n.lower(): comment for n, comment in f.databases.items()}
+    return [t for t in names.values() if t.lower() in existing and existing[t.lower()] != mark_of(restore_id)]
+
+
+def target_rules(target: ServerTarget, conn: TargetConn, f: TargetFacts, names: dict[str, str],
+                 restore_id: str = "") -> StageResult | None:
+    """Rules checked against the live target server (connected over TLS with the chosen credentials). A database
+    carrying this restore's own mark (an interrupted earlier attempt) is not "taken": the replay recreates it."""
     privileges = _privileges(target, conn, f)
     if privileges is not None:
         return privileges
-    existing = {n.lower() for n in f.databases}
-    taken = [t for t in names.values() if t.lower() in existing]
+    taken = taken_names(f, names, restore_id)
     if taken:
         return _reject("TargetDatabaseExists",
                        f"database {', '.join(taken)} already exists on {target.server_name}; restores never "

@@ -304,7 +304,7 @@ def _staging(req: RestoreRequest, deps: Deps, rec: RestoreRecord, location: str)
     return {"staging": site.describe(rec.id)}
 
 
-def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo) -> dict[str, Any]:
+def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, rec_id: str) -> dict[str, Any]:
     """Server targets: connect to the target with the chosen credentials (TLS) and check privileges, names and the
     owner before anything is paid for."""
     if not isinstance(req.target, ServerTarget):
@@ -318,7 +318,7 @@ def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo) ->
         target_facts = pgtarget.facts(conn)
     except AzureRejection as exc:
         raise _Refused(_reject(exc.code, exc.message, exc.fix or "see the message")) from None
-    _refuse(server_checks.target_rules(t, conn, target_facts, names))
+    _refuse(server_checks.target_rules(t, conn, target_facts, names, rec_id))
     return {"server_plan": {"names": names, "target_server": t.server_id, "connect_as": target_facts.user,
                             "target_version": target_facts.server_version,
                             "names_final": bool(single or t.databases)}}
@@ -343,7 +343,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         facts["restore_location"] = location
         facts.update(_staging(req, deps, rec, location))
         _target_rules(req, vault, bi, info, vault_target(rec.copy(**facts), req))
-        facts.update(_server_target(req, deps, info))
+        facts.update(_server_target(req, deps, info, rec.id))
         point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
     except _Refused as refused:
         return refused.result

@@ -1,0 +1,221 @@
+"""Restore into a server, end to end on the local stack: the vault's files are staged in our container, inventoried,
+replayed into the Flexible-Server-like target by the replay job (a process per message, as the Container Apps job
+runs), verified and cleaned up. The target's admin is not superuser; Entra is a role whose password is the local token;
+Key Vault secrets come from the emulated Key Vault through the real SDK."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from azure.storage.blob import BlobServiceClient
+
+from localdev import scenarios as sc
+from restore_core.pgtarget import mark_of
+
+from .helpers import admin, completion_events, dsn, jobs_restoring_to, start, wait_for
+
+TARGET_CLUSTER = "pgflex-target"
+
+
+def uniq(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+def q(env: dict[str, str], db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn(env, TARGET_CLUSTER, db), connect_timeout=10, autocommit=True) as c:
+        return c.execute(sql, args or None).fetchall()
+
+
+def databases(env: dict[str, str]) -> dict[str, str | None]:
+    return dict(q(env, "postgres", "SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database"))
+
+
+def staged(env: dict[str, str], restore_id: str) -> list[str]:
+    blobs = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"])
+    c = blobs.get_container_client(sc.STAGING_WE)
+    return [b.name for b in c.list_blobs(name_starts_with=restore_id)] + \
+        [b.name for b in c.list_blobs(name_starts_with=f"_plans/{restore_id}")]
+
+
+def test_a_flexible_point_restores_into_the_flexible_target_as_entra_with_owner_and_cleaned_roles(local_stack, api):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    checks = [{"name": "items", "database": f"inventory{suffix}", "sql": "SELECT count(*) FROM items",
+               "expect": "50"}]
+    rid = start(api, sc.into_server(suffix=suffix, roles="clean", owner="app_owner", checks=checks))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    stages = [e["stage"] for e in body["timeline"]]
+    assert {"inventory", "replay", "verify"} <= set(stages)
+    # the data of the point (events f1 + f2: 60 rows; items: 50), the owner asked for, the restore's mark
+    assert q(env, f"appdb{suffix}", "SELECT batch, count(*) FROM events GROUP BY 1 ORDER BY 1") == \
+        [("f1", 30), ("f2", 30)]
+    assert q(env, f"inventory{suffix}", "SELECT count(*) FROM items") == [(50,)]
+    owners = {r[0] for r in q(env, f"appdb{suffix}", "SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+    assert owners == {"app_owner"}
+    assert databases(env)[f"appdb{suffix}"] == mark_of(rid)
+    # roles cleaned: the app roles came back, never the Azure platform roles, never a superuser, no password
+    server = body["server"]
+    roles = server["replay"]["roles"]
+    created = set(roles["created"])  # empty when an earlier test of this session created them already
+    assert roles["mode"] == "clean"
+    assert {"app_owner", "app_reader"} <= {r[0] for r in q(env, "postgres", "SELECT rolname FROM pg_roles")}
+    assert {"azure_pg_admin", "azuresu", "replication", "postgres"} <= {d["name"] for d in roles["dropped"]}
+    assert not created & {"azure_pg_admin", "azuresu", "replication", "postgres", "pgadmin", "restore-service"}
+    supers = {r[0] for r in q(env, "postgres", "SELECT rolname FROM pg_roles WHERE rolsuper")}
+    assert not supers & created
+    assert q(env, "postgres", "SELECT count(*) FROM pg_authid WHERE rolname = ANY(%s) AND rolpassword IS NOT NULL",
+             sorted(created)) == [(0,)]
+    # verified, cleaned up, and said so in the completion event
+    assert server["verify"]["passed"] is True and server["verify"]["checks"][0]["ok"] is True
+    assert staged(env, rid) == [] and server["staging"]["kept"] is False
+    (event,) = completion_events(env, rid)
+    assert event["server"]["verified"] is True
+    assert {d["database"] for d in event["server"]["databases"]} == {f"appdb{suffix}", f"inventory{suffix}"}
+    assert {d["owner"] for d in event["server"]["databases"]} == {"app_owner"}
+
+
+def test_a_legacy_single_server_point_restores_into_the_flexible_target_with_a_key_vault_secret(local_stack, api):
+    env = local_stack.env
+    name = uniq("sales_legacy")
+    rid = start(api, sc.into_server(bi=sc.BI_SALES, databases=[{"source": "salesdb", "target": name}],
+                                    auth={"kind": "secret", "secret_uri": sc.SECRET_FLEX_TARGET}))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    # the latest complete point of salesdb holds batches b0..b5, 40 orders each, and 100 customers
+    assert q(env, name, "SELECT count(DISTINCT batch), count(*) FROM orders") == [(6, 240)]
+    assert q(env, name, "SELECT count(*) FROM customers") == [(100,)]
+    owners = {r[0] for r in q(env, name, "SELECT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+    assert owners == {env["PGFLEX_ADMIN_USER"]}  # the connecting role (the secret's user) when no owner is named
+    assert body["server"]["replay"]["connected_as"] == env["PGFLEX_ADMIN_USER"]
+    assert body["server"]["verify"]["databases"][0]["rows"] == 340
+
+
+def test_an_unknown_source_database_of_a_flexible_point_fails_naming_the_points_databases(local_stack, api):
+    env = local_stack.env
+    rid = start(api, sc.into_server(databases=[{"source": "nosuchdb"}]))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "failed" and body["error"]["code"] == "SourceDatabaseNotInPoint", body["error"]
+    assert "appdb" in body["error"]["message"] and "inventory" in body["error"]["message"]
+    assert not any(d.startswith("nosuchdb") for d in databases(env))
+    assert staged(env, rid), "the staged files are kept for diagnosis"
+    assert body["server"]["staging"]["kept"] is True
+
+
+def test_an_unknown_source_database_of_a_single_server_point_is_rejected_before_anything_starts(local_stack, api):
+    rid = start(api, sc.into_server(bi=sc.BI_SALES, databases=[{"source": "hrdb"}]))
+    body = wait_for(api, rid)
+    assert body["status"] == "rejected" and body["error"]["code"] == "SourceDatabaseNotInPoint"
+    assert "salesdb" in body["error"]["message"]
+    assert body["azure_job_id"] is None and jobs_restoring_to(local_stack.env, rid) == []
+
+
+def test_an_existing_target_database_is_rejected_and_left_untouched(local_stack, api):
+    env = local_stack.env
+    name = uniq("keepme")
+    q(env, "postgres", f'CREATE DATABASE "{name}"')
+    q(env, name, "CREATE TABLE precious(v int); INSERT INTO precious VALUES (42)")
+    rid = start(api, sc.into_server(databases=[{"source": "appdb", "target": name}]))
+    body = wait_for(api, rid)
+    assert body["status"] == "rejected" and body["error"]["code"] == "TargetDatabaseExists", body["error"]
+    assert "drop" not in body["error"]["fix"].lower().replace("never dropped", "")
+    assert q(env, name, "SELECT v FROM precious") == [(42,)]
+    assert body["azure_job_id"] is None and jobs_restoring_to(env, rid) == []
+
+
+def test_a_target_role_without_createdb_is_rejected_before_the_vault_restore(local_stack, api):
+    env = local_stack.env
+    role, password = uniq("nocreatedb"), uuid.uuid4().hex
+    q(env, "postgres", f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    host, port = json.loads(env["RESTORE_POSTGRES_HOSTS"])["pgflex-target"].rsplit(":", 1)
+    secret = f"{role.replace('_', '-')}-conn"
+    admin(env).put_secret("kv-restore-we", secret,
+                          f"postgresql://{role}:{password}@{host}:{port}/postgres?sslmode=verify-full")
+    rid = start(api, sc.into_server(auth={"kind": "secret",
+                                          "secret_uri": f"https://kv-restore-we.vault.azure.net/secrets/{secret}"}))
+    body = wait_for(api, rid)
+    assert body["status"] == "rejected" and body["error"]["code"] == "TargetMissingCreateDb", body["error"]
+    assert f'ALTER ROLE "{role}" CREATEDB' in body["error"]["fix"]
+    assert password not in json.dumps(body)
+    assert body["azure_job_id"] is None and jobs_restoring_to(env, rid) == []
+
+
+def test_an_unreachable_target_is_rejected_before_the_vault_restore(local_stack, api):
+    nowhere = sc.TARGET_FLEX.rsplit("/", 1)[0] + "/pgflex-nowhere"
+    rid = start(api, sc.into_server(server=nowhere))
+    body = wait_for(api, rid, timeout=60)
+    assert body["status"] == "rejected" and body["error"]["code"] == "TargetUnreachable", body["error"]
+    assert "pgflex-nowhere" in body["error"]["message"]
+    assert jobs_restoring_to(local_stack.env, rid) == []
+
+
+def test_a_missing_key_vault_secret_is_rejected_with_the_fix(local_stack, api):
+    rid = start(api, sc.into_server(auth={"kind": "secret",
+                                          "secret_uri": "https://kv-restore-we.vault.azure.net/secrets/no-such"}))
+    body = wait_for(api, rid)
+    assert body["status"] == "rejected" and body["error"]["code"] == "TargetSecretNotFound", body["error"]
+
+
+def _replay_pids(stack: Any) -> list[int]:
+    try:
+        state = json.loads((Path(stack.dir) / "jobrunner.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list(state.get("running") or [])
+
+
+def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_database(local_stack, api):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    decoy = f"decoy{suffix}"
+    q(env, "postgres", f'CREATE DATABASE "{decoy}"')  # someone else's database: never touched
+    rid = start(api, sc.into_server(suffix=suffix, databases=[{"source": "appdb"}]))
+    # an earlier attempt of this restore "left" its marked database behind, with junk in it
+    q(env, "postgres", f'CREATE DATABASE "appdb{suffix}"')
+    q(env, "postgres", f"COMMENT ON DATABASE \"appdb{suffix}\" IS '{mark_of(rid)}'")
+    q(env, f"appdb{suffix}", "CREATE TABLE leftover(v int)")
+    killed = None
+    deadline = time.monotonic() + 120
+    while killed is None and time.monotonic() < deadline:
+        status = api.get(f"/restores/{rid}")[1]
+        if status["status"] not in ("accepted", "validating", "restoring"):
+            break
+        pids = _replay_pids(local_stack) if status.get("stage") == "replay" else []
+        if pids:
+            killed = pids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    assert killed is not None, "the replay execution was never seen running"
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    assert body["server"]["replay"]["attempts"] >= 2  # the killed execution, then the re-driven one
+    assert "recreated" in body["server"]["replay"]["databases"][0]["done"]
+    assert q(env, f"appdb{suffix}", "SELECT count(*) FROM pg_tables WHERE tablename = 'leftover'") == [(0,)]
+    assert q(env, f"appdb{suffix}", "SELECT count(*) FROM events") == [(60,)]
+    dbs = databases(env)
+    assert decoy in dbs and dbs[decoy] is None
+    assert sorted(d for d in dbs if d.endswith(suffix)) == sorted([f"appdb{suffix}", decoy])  # nothing extra
+
+
+@pytest.fixture
+def old_replay_client(local_stack):
+    local_stack.restart_host({"RESTORE_REPLAY_CLIENT_VERSION": "11"})
+    yield
+    local_stack.restart_host()
+
+
+def test_an_archive_newer_than_the_replay_client_fails_clearly_and_keeps_the_files(local_stack, api,
+                                                                                old_replay_client):
+    rid = start(api, sc.into_server(databases=[{"source": "inventory"}]))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "failed" and body["error"]["code"] == "ArchiveTooNew", body["error"]
+    assert "pg_restore 11" in body["error"]["message"] and "postgresql-client-" in body["error"]["fix"]
+    assert staged(local_stack.env, rid)
