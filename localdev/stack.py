@@ -3,11 +3,15 @@
 CLI: ``python -m localdev.stack up [--dir .local] [--world localdev/worlds/demo.yaml] [--http-port 7071]``,
 ``down [--dir .local]``, ``status [--dir .local]``. Python API: :class:`Stack` (context manager).
 
-Consumes: the world file (its ``postgres_clusters`` list), ``local.settings.sample.json``, ``function_app.py``.
+Consumes: the world file (its ``postgres_clusters`` list; ``flexible: true`` marks a Flexible-Server-like cluster),
+``local.settings.sample.json``, ``function_app.py``.
 Produces in DIR: ``clusters.json``, ``local.settings.json`` (0600), ``stack.env`` (0600; endpoints, keys),
 ``funchost.keys.json`` and ``dpemu/token`` (0600; the keys and the emulator token reach the processes through these
-files, never through a command line),
-``stack.json`` (PIDs, ports, log paths), ``logs/``. Start order: Azurite → clusters → emulator → Functions host;
+files, never through a command line), ``tls/`` (the local CA every local TLS endpoint uses: ``ca.pem``, its key
+0600, the clusters' server certificate), ``secrets/`` (0700: ``entra.token`` = ENTRA_STATIC_TOKEN and
+``pg-passwords.json`` = the passwords of the flexible clusters' admin and Entra roles),
+``stack.json`` (PIDs, ports, log paths), ``logs/``. Start order: Azurite → clusters → emulator → Functions host →
+local job runner (``localdev/jobrunner.py``, when it exists; restarted with the host);
 each must be ready before the next starts. A second ``up`` while a stack in DIR is alive is REFUSED (run
 ``make down`` first); a stack whose processes are all gone is treated as stale and replaced.
 A component that fails to start is reported with the last 30 lines of its log, and everything already started
@@ -26,6 +30,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -36,10 +41,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import trustme
 import yaml
 
 from localdev.azurite import Azurite, AzuriteError
-from localdev.pgcluster import PgCluster, PgClusterError
+from localdev.pgcluster import FlexibleSetup, PgCluster, PgClusterError, find_bindir
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = REPO / ".local"
@@ -47,7 +53,15 @@ DEFAULT_WORLD = REPO / "localdev" / "worlds" / "demo.yaml"
 DASHBOARD_DIR = REPO / "localdev" / "dashboard"
 SAMPLE_SETTINGS = REPO / "local.settings.sample.json"
 OWNED_MARKER = ".stack-owned"
-OWNED_SUBDIRS = ("azurite", "pg", "dpemu")
+OWNED_SUBDIRS = ("azurite", "pg", "dpemu", "tls", "secrets")
+JOBRUNNER = REPO / "localdev" / "jobrunner.py"
+STAGING_CONTAINER = "restore-staging"  # the container name of the restore service's staging accounts in a world
+ADMIN_USER = "pgadmin"  # the admin of every flexible cluster (LOGIN CREATEDB CREATEROLE, not superuser)
+ENTRA_USER = "restore-service"  # the Entra principal role of the service's identity; password = ENTRA_STATIC_TOKEN
+#: what ``up`` adds for restores into a server (issue 12); the same values go into the Functions host's settings
+RESTORE_ENV_KEYS = ("RESTORE_STAGING", "RESTORE_STAGING_CONNECTION_STRING", "RESTORE_POSTGRES_HOSTS",
+                    "RESTORE_POSTGRES_SSLROOTCERT", "RESTORE_ENTRA_USER", "ENTRA_STATIC_TOKEN", "KEYVAULT_ENDPOINT",
+                    "KEYVAULT_CA_BUNDLE", "RESTORE_REPLAY_CLIENT_VERSION", "RESTORE_PG_BINDIR")
 ENV_KEYS = ("RESTORE_API_URL", "RESTORE_API_KEY", "AZURE_STORAGE_CONNECTION_STRING", "DATAPROTECTION_ENDPOINT",
             "DATAPROTECTION_CA_BUNDLE", "DATAPROTECTION_TOKEN", "DATAPROTECTION_ADMIN_URL", "WORLD_FILE")
 TAIL_LINES = 30
@@ -125,6 +139,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def world_clusters(world: Path) -> list[str]:
+    return list(world_cluster_specs(world))
+
+
+def world_cluster_specs(world: Path) -> dict[str, bool]:
+    """Cluster name -> whether it is Flexible-Server-like (``flexible: true``), in world order."""
     try:
         raw = yaml.safe_load(world.read_text())
     except FileNotFoundError:
@@ -134,7 +153,10 @@ def world_clusters(world: Path) -> list[str]:
     items = raw.get("postgres_clusters") if isinstance(raw, dict) else None
     if not isinstance(items, list) or not items or not all(isinstance(i, dict) and i.get("name") for i in items):
         raise StackError(f"world file {world}: add a top-level `postgres_clusters:` list of {{name: <cluster>}}")
-    return [str(i["name"]) for i in items]
+    bad = [i["name"] for i in items if not isinstance(i.get("flexible", False), bool)]
+    if bad:
+        raise StackError(f"world file {world}: postgres_clusters {bad}: `flexible:` takes true or false")
+    return {str(i["name"]): bool(i.get("flexible", False)) for i in items}
 
 
 class Stack:
@@ -164,6 +186,8 @@ class Stack:
         self._base_settings: dict[str, str] = {}
         self._function_key = ""
         self._master_key = ""
+        self._entra_token = ""
+        self._admin_password = ""
 
     # ------------------------------------------------------------------ state
     def read_state(self) -> dict[str, Any] | None:
@@ -196,7 +220,7 @@ class Stack:
             raise StackError(f"a stack is already running in {self.dir} "
                              f"({', '.join(f'{n} pid {p}' for n, p in alive.items())}); "
                              f"run `make down` (or `python -m localdev.stack down --dir {self.dir}`) first")
-        clusters = world_clusters(self.world)
+        clusters = world_cluster_specs(self.world)
         if not (REPO / "localdev" / "dpemu" / "__main__.py").exists():
             raise StackError("the Data Protection emulator (localdev/dpemu/__main__.py) does not exist yet; "
                              "it is being written in parallel — pull the latest main")
@@ -207,9 +231,10 @@ class Stack:
         (self.dir / OWNED_MARKER).write_text("created by localdev.stack; `down` stops what stack.json lists\n")
         try:
             conn = self._start_azurite()
+            self._make_tls_and_secrets()
             dsns = self._start_clusters(clusters)
             ready = self._start_emulator(conn)
-            self._base_settings = self._settings(conn, ready)
+            self._base_settings = {**self._settings(conn, ready), **self._restore_settings(conn, ready)}
             self._function_key = secrets.token_hex(24)
             self._master_key = secrets.token_hex(24)
             self.start_host()
@@ -224,6 +249,9 @@ class Stack:
                 "DATAPROTECTION_ADMIN_URL": ready["admin_url"],
                 "WORLD_FILE": str(self.world),
                 **{cluster_env_key(n): d for n, d in dsns.items()},
+                **{k: self._base_settings[k] for k in RESTORE_ENV_KEYS},
+                "PGFLEX_ADMIN_USER": ADMIN_USER,
+                "PGFLEX_ADMIN_PASSWORD": self._admin_password,
             }
             if DASHBOARD_DIR.is_dir():
                 self.env["DASHBOARD_URL"] = f"http://127.0.0.1:{port}/dashboard/"
@@ -259,10 +287,39 @@ class Stack:
         self._record("azurite", pid=az.pid, marker="azurite.js", log=str(az.log_path), ports=dict(az.ports))
         return az.connection_string
 
-    def _start_clusters(self, names: list[str]) -> dict[str, str]:
+    @property
+    def ca_pem(self) -> Path:
+        return self.dir / "tls" / "ca.pem"
+
+    def _make_tls_and_secrets(self) -> None:
+        """The local CA (shared by the clusters and the emulator), the clusters' server certificate for 127.0.0.1,
+        the Entra token and the flexible admin password (0600 files only)."""
+        tls, sec = self.dir / "tls", self.dir / "secrets"
+        tls.mkdir(parents=True, exist_ok=True)
+        sec.mkdir(mode=0o700, parents=True, exist_ok=True)
+        ca = trustme.CA(organization_name="restore local CA")
+        leaf = ca.issue_cert("127.0.0.1", "localhost")
+        ca.cert_pem.write_to_path(str(self.ca_pem))
+        _write_private(tls / "ca.key", ca.private_key_pem.bytes().decode())
+        leaf.cert_chain_pems[0].write_to_path(str(tls / "pg-server.pem"))
+        _write_private(tls / "pg-server.key", leaf.private_key_pem.bytes().decode())
+        self._entra_token = secrets.token_urlsafe(32)
+        self._admin_password = secrets.token_urlsafe(18)
+        _write_private(sec / "entra.token", self._entra_token)
+
+    def _flexible_setup(self) -> FlexibleSetup:
+        tls = self.dir / "tls"
+        return FlexibleSetup(self._admin_password, self._entra_token, tls / "pg-server.pem", tls / "pg-server.key",
+                             ADMIN_USER, ENTRA_USER)
+
+    def _start_clusters(self, specs: Mapping[str, bool]) -> dict[str, str]:
         dsns = {}
-        for name in names:
-            pg = PgCluster(name, self.dir / "pg")
+        passwords_file = self.dir / "secrets" / "pg-passwords.json"
+        flexible = [n for n, f in specs.items() if f]
+        _write_private(passwords_file, json.dumps({n: {ADMIN_USER: self._admin_password,
+                                                       ENTRA_USER: self._entra_token} for n in flexible}))
+        for name, is_flexible in specs.items():
+            pg = PgCluster(name, self.dir / "pg", flexible=self._flexible_setup() if is_flexible else None)
             self._clusters[name] = pg
             try:
                 pg.start()
@@ -272,8 +329,12 @@ class Stack:
             self._record(f"pg:{name}", pid=pg.pid, marker=str(pg.data), log=str(pg.log_path), port=pg.port,
                          basedir=str(self.dir / "pg"), name=name)
             dsns[name] = pg.dsn()
-        clusters_json = {n: {"host": pg.host, "port": pg.port, "dsn": pg.dsn(), "bindir": str(pg.bindir),
-                             "version": pg.version} for n, pg in self._clusters.items()}
+        clusters_json: dict[str, dict[str, Any]] = {
+            n: {"host": pg.host, "port": pg.port, "dsn": pg.dsn(), "bindir": str(pg.bindir), "version": pg.version}
+            for n, pg in self._clusters.items()}
+        for n in flexible:
+            clusters_json[n].update(flexible=True, admin_user=ADMIN_USER, entra_user=ENTRA_USER,
+                                    sslrootcert=str(self.ca_pem), passwords_file=str(passwords_file))
         (self.dir / "clusters.json").write_text(json.dumps(clusters_json, indent=2))
         return dsns
 
@@ -315,7 +376,9 @@ class Stack:
         _write_private(token_file, token)
         cmd = [sys.executable, "-m", "localdev.dpemu", "--world", str(self.world), "--clusters",
                str(self.dir / "clusters.json"), "--state-dir", str(state), "--port", "0",
-               "--token-file", str(token_file), "--ready-file", str(ready_file)]
+               "--token-file", str(token_file), "--ready-file", str(ready_file),
+               "--entra-token-file", str(self.dir / "secrets" / "entra.token"),
+               "--ca-cert", str(self.ca_pem), "--ca-key", str(self.dir / "tls" / "ca.key")]
         if self.time_scale is not None:
             cmd += ["--time-scale", str(self.time_scale)]
         self._spawn("dpemu", cmd, {**os.environ, "AZURE_STORAGE_CONNECTION_STRING": conn}, "localdev.dpemu")
@@ -339,6 +402,36 @@ class Stack:
                        "DATAPROTECTION_CA_BUNDLE": str(ready["ca_bundle"]),
                        "DATAPROTECTION_TOKEN": str(ready["token"])})
         return values
+
+    def _restore_settings(self, conn: str, ready: Mapping[str, Any]) -> dict[str, str]:
+        """Settings for restores into a server (contract of issue 12), from what the emulator says of its world:
+        the staging container per region, the loopback port of every server's cluster, Entra and Key Vault."""
+        world = self._emulator_world(ready)
+        staging = {c["location"]: {"container_url": url, "container_id": c["id"],
+                                   "local_container": c["azurite_container"]}
+                   for url, c in sorted(world["containers"].items())
+                   if url.rstrip("/").rsplit("/", 1)[-1] == STAGING_CONTAINER}
+        hosts = {sid.rstrip("/").rsplit("/", 1)[-1]: f"{self._clusters[s['cluster']].host}:"
+                 f"{self._clusters[s['cluster']].port}"
+                 for sid, s in sorted(world["servers"].items()) if s["cluster"] in self._clusters}
+        bindir = find_bindir()
+        return {"RESTORE_STAGING": json.dumps(staging), "RESTORE_STAGING_CONNECTION_STRING": conn,
+                "RESTORE_POSTGRES_HOSTS": json.dumps(hosts), "RESTORE_POSTGRES_SSLROOTCERT": str(self.ca_pem),
+                "RESTORE_ENTRA_USER": ENTRA_USER, "ENTRA_STATIC_TOKEN": self._entra_token,
+                "KEYVAULT_ENDPOINT": str(ready["keyvault_endpoint"]), "KEYVAULT_CA_BUNDLE": str(ready["ca_bundle"]),
+                "RESTORE_REPLAY_CLIENT_VERSION": bindir.parent.name, "RESTORE_PG_BINDIR": str(bindir)}
+
+    @staticmethod
+    def _emulator_world(ready: Mapping[str, Any]) -> dict[str, Any]:
+        ctx = ssl.create_default_context(cafile=str(ready["ca_bundle"]))
+        req = urllib.request.Request(f"{ready['admin_url']}/world",  # noqa: S310 - the emulator's https URL
+                                     headers={"Authorization": f"Bearer {ready['token']}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:  # noqa: S310
+                world: dict[str, Any] = json.loads(r.read())
+                return world
+        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+            raise StackError(f"the emulator's admin API {ready['admin_url']}/world did not answer: {exc}") from None
 
     # ------------------------------------------------------------------ Functions host
     def start_host(self, settings_overrides: Mapping[str, str] | None = None) -> int:
@@ -366,7 +459,26 @@ class Stack:
         self.components["funchost"]["port"] = int(ready["port"])
         self._probe_host(int(ready["port"]))
         self._save_state()
+        self._start_jobrunner(settings_path)
         return int(self.components["funchost"]["pid"])
+
+    def _start_jobrunner(self, settings_path: Path) -> None:
+        """The local stand-in of the Container Apps replay job (``localdev/jobrunner.py``, when it exists): it
+        reads the same settings file as the host and starts ``python -m restore_core.replay`` per message."""
+        if not JOBRUNNER.exists():
+            return
+        self._spawn("jobrunner", [sys.executable, "-m", "localdev.jobrunner", "--settings", str(settings_path)],
+                    os.environ, "localdev.jobrunner")
+        time.sleep(0.2)
+        proc = self._popens["jobrunner"]
+        if proc.poll() is not None:
+            raise StackError(f"the local job runner exited with code {proc.returncode} during start; last lines of "
+                             f"{self.components['jobrunner']['log']}:\n{log_tail(self.components['jobrunner']['log'])}")
+
+    def stop_jobrunner(self, timeout: float = 20) -> None:
+        comp = self.components.get("jobrunner")
+        if comp:
+            stop_pid(comp["pid"], "localdev.jobrunner", popen=self._popens.get("jobrunner"), timeout=timeout)
 
     def _probe_host(self, port: int) -> None:
         deadline = time.monotonic() + 30
@@ -390,7 +502,9 @@ class Stack:
             stop_pid(pid, "localdev.funchost", popen=self._popens.get("funchost"), sig=signal.SIGKILL, timeout=5)
 
     def stop_host(self, timeout: float = 40) -> None:
-        """Graceful stop: SIGTERM, the host drains running invocations, SIGKILL after ``timeout``."""
+        """Graceful stop: SIGTERM, the host drains running invocations, SIGKILL after ``timeout``. The local job
+        runner stops first (it is restarted with the host)."""
+        self.stop_jobrunner()
         stop_pid(self.host_pid, "localdev.funchost", popen=self._popens.get("funchost"), timeout=timeout)
 
     def restart_host(self, settings_overrides: Mapping[str, str] | None = None) -> int:

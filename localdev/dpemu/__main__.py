@@ -33,8 +33,16 @@ from .world import WorldError, load_world
 log = logging.getLogger("dpemu")
 
 
-def write_tls(state_dir: Path) -> tuple[Path, Path, Path]:
-    ca = trustme.CA(organization_name="dpemu local CA")
+def write_tls(state_dir: Path, ca_cert: Path | None = None, ca_key: Path | None = None) -> tuple[Path, Path, Path]:
+    """The server certificate for 127.0.0.1, issued by the given CA (the stack's local CA, shared with the
+    PostgreSQL clusters) or by a new one; ``ca.pem`` in ``state_dir`` is the bundle clients verify with."""
+    if ca_cert is not None and ca_key is not None:
+        try:
+            ca = trustme.CA.from_pem(ca_cert.read_bytes(), ca_key.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise StartError(f"--ca-cert/--ca-key: cannot load the CA ({exc})") from None
+    else:
+        ca = trustme.CA(organization_name="dpemu local CA")
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     ca_pem, cert, key = state_dir / "ca.pem", state_dir / "server.pem", state_dir / "server.key"
     ca.cert_pem.write_to_path(str(ca_pem))
@@ -54,6 +62,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     token.add_argument("--token-file", type=Path, help="file holding the token (not on the command line)")
     token.add_argument("--token", help="a fixed test token (visible in ps: never a real secret)")
     ap.add_argument("--ready-file", required=True, type=Path)
+    ap.add_argument("--entra-token-file", type=Path,
+                    help="file holding the Entra token the emulated Key Vault accepts (default: the main token)")
+    ap.add_argument("--ca-cert", type=Path, help="PEM of a CA to issue the server certificate with (with --ca-key)")
+    ap.add_argument("--ca-key", type=Path, help="the CA's private key (keep it 0600)")
     ap.add_argument("--time-scale", type=float, default=3600.0)
     ap.add_argument("--log-level", default="INFO")
     return ap.parse_args(argv)
@@ -66,12 +78,16 @@ class StartError(Exception):
 def _token(args: argparse.Namespace) -> str:
     if args.token_file is None:
         return str(args.token)
+    return _read_token(args.token_file, "--token-file")
+
+
+def _read_token(path: Path, option: str) -> str:
     try:
-        token: str = args.token_file.read_text().strip()
+        token = path.read_text().strip()
     except OSError as exc:
-        raise StartError(f"--token-file {args.token_file}: {exc.strerror}") from None
+        raise StartError(f"{option} {path}: {exc.strerror}") from None
     if not token:
-        raise StartError(f"--token-file {args.token_file} is empty")
+        raise StartError(f"{option} {path} is empty")
     return token
 
 
@@ -106,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.time_scale <= 0:
             raise StartError("--time-scale must be > 0")
         args.state_dir.mkdir(parents=True, exist_ok=True)
-        ca_pem, cert, key = write_tls(args.state_dir)
+        if (args.ca_cert is None) != (args.ca_key is None):
+            raise StartError("give --ca-cert and --ca-key together (or neither)")
+        ca_pem, cert, key = write_tls(args.state_dir, args.ca_cert, args.ca_key)
+        args.entra_token = _read_token(args.entra_token_file, "--entra-token-file") if args.entra_token_file else None
         engine = _engine(args, conn, SimClock(args.time_scale))
     except StartError as exc:
         print(exc, file=sys.stderr)
@@ -129,7 +148,7 @@ def _serve(args: argparse.Namespace, engine: Engine, controls: Controls, ca_pem:
     base = f"https://127.0.0.1:{port}"
     log.info("seeding world %s", args.world)
     engine.seed()
-    app = Server(engine, controls, base)
+    app = Server(engine, controls, base, args.entra_token)
     config = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key), log_level="warning",
                             lifespan="off", access_log=False, timeout_graceful_shutdown=3)
     server = uvicorn.Server(config)
@@ -140,7 +159,7 @@ def _serve(args: argparse.Namespace, engine: Engine, controls: Controls, ca_pem:
                 return
             await asyncio.sleep(0.02)
         ready = {"endpoint": base, "ca_bundle": str(ca_pem.resolve()), "admin_url": f"{base}/admin",
-                 "pid": os.getpid()}
+                 "keyvault_endpoint": base + "/keyvault/{vault}", "pid": os.getpid()}
         tmp = args.ready_file.with_suffix(args.ready_file.suffix + ".tmp")
         tmp.write_text(json.dumps(ready))
         tmp.replace(args.ready_file)

@@ -102,3 +102,14 @@ class EmulatorAdmin:
 
     def revoke(self, principal: str, role: str, scope: str) -> dict[str, Any]:
         return dict(self._call("DELETE", "/role-assignments", {"principal": principal, "role": role, "scope": scope}))
+
+    # Key Vault secrets (the emulated Key Vault's data; values are never listed)
+    def secrets(self) -> dict[str, int]:
+        return dict(self._call("GET", "/secrets")["secrets"])
+
+    def put_secret(self, vault: str, name: str, value: str) -> dict[str, Any]:
+        """A new version of secret ``name`` in Key Vault ``vault``; returns its ``id`` and ``version``."""
+        return dict(self._call("PUT", "/secrets", {"vault": vault, "name": name, "value": value}))
+
+    def delete_secret(self, vault: str, name: str) -> bool:
+        return bool(self._call("DELETE", f"/secrets/{vault}/{name}")["removed"])

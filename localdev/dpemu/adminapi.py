@@ -9,6 +9,7 @@ call is documented in ``docs/emulator.md``). Produces: a :class:`Reply` with a J
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from .engine import Engine
 from .model import BadRequest
 from .replies import Reply
 from .timeutil import iso, parse_duration
-from .world import check_emulation_choices
+from .world import check_emulation_choices, check_files_layout
 
 #: ``PUT /admin/config`` duration keys -> the :class:`~.world.Settings` attribute they set.
 DURATIONS = {"lro_duration": "lro_duration", "restore_job_duration": "restore_job_duration",
@@ -44,11 +45,13 @@ class AdminApi:
             "": self._status, "config": self._config_call, "clock": self._clock, "faults": self._faults,
             "metering": self._metering, "tokens": self._tokens, "throttling": self._throttling,
             "backups": self._backups, "role-assignments": self._role_assignments, "world": self._world,
+            "secrets": self._secrets,
         }
         self.config_setters: dict[str, ConfigSetter] = {
             **{key: self._set_duration for key in DURATIONS},
             "integer_retry_after": self._set_integer_retry_after,
             "job_destination_format": self._set_job_destination_format,
+            "files_layout": self._set_files_layout,
             "rehydration_reported_on": self._set_rehydration_reported_on,
             "strict_identity_details": self._set_strict_identity_details,
             "time_scale": self._set_time_scale,
@@ -136,6 +139,30 @@ class AdminApi:
             return None
         return Reply(200, self.engine.add_role(body, remove=method == "DELETE"))
 
+    def _secrets(self, method: str, rest: list[str], body: Any) -> Reply | None:
+        """``GET /admin/secrets``: secret URIs and version counts (never values); ``PUT /admin/secrets`` with
+        ``{"vault", "name", "value"}``: a new version; ``DELETE /admin/secrets/{vault}/{name}``: all versions."""
+        e = self.engine
+        if method == "GET" and not rest:
+            with e.lock:
+                return Reply(200, {"secrets": {u: len(v) for u, v in e.secret_versions.items()}})
+        if method == "PUT" and not rest:
+            vault, name, value = (body.get(k) for k in ("vault", "name", "value"))
+            if not all(isinstance(x, str) and x for x in (vault, name, value)):
+                raise ControlError("give {\"vault\": <key vault name>, \"name\": <secret name>, \"value\": <text>}")
+            if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", name):
+                raise ControlError(f"name '{name}': Key Vault secret names are 1-127 letters, digits and '-'")
+            if vault.lower() not in e.world.key_vaults:
+                raise ControlError(f"vault '{vault}' is not in the world's key_vaults: "
+                                   f"{sorted(e.world.key_vaults)}")
+            uri = e.secret_uri(vault, name)
+            version = e.put_secret(uri, value)
+            return Reply(200, {"id": f"https://{vault.lower()}.vault.azure.net/secrets/{name}/{version.version}",
+                               "version": version.version})
+        if method == "DELETE" and len(rest) == 2:
+            return Reply(200, {"removed": e.delete_secret(e.secret_uri(rest[0], rest[1]))})
+        return None
+
     def _world(self, method: str, rest: list[str], body: Any) -> Reply | None:
         if method != "GET":
             return None
@@ -165,6 +192,7 @@ class AdminApi:
                 "arm_latency_seconds": self.controls.arm_latency_seconds,
                 "integer_retry_after": self.controls.integer_retry_after,
                 "job_destination_format": s.job_destination_format,
+                "files_layout": s.files_layout,
                 "rehydration_reported_on": list(s.rehydration_reported_on),
                 "strict_identity_details": s.strict_identity_details}
 
@@ -198,6 +226,9 @@ class AdminApi:
     def _set_job_destination_format(self, key: str, value: Any) -> None:
         s = self.engine.settings
         s.job_destination_format, _ = check_emulation_choices(value, s.rehydration_reported_on)
+
+    def _set_files_layout(self, key: str, value: Any) -> None:
+        self.engine.settings.files_layout = check_files_layout(value)
 
     def _set_rehydration_reported_on(self, key: str, value: Any) -> None:
         s = self.engine.settings

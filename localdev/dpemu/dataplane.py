@@ -5,9 +5,11 @@ Produces:
 * vault datastore blobs ``<datastore container>/<vault>/<backup instance>/<recovery point id>/<file>``;
   Single Server: one file ``database.dump`` (``pg_dump -Fc``); Flexible Server: ``<db>.sql`` per database
   (``pg_dump -Fc`` custom format, named as Azure names them) plus ``roles.sql``, ``schema.sql``,
-  ``tablespace.sql`` (plain SQL from ``pg_dumpall``);
+  ``tablespace.sql`` (plain SQL from ``pg_dumpall``). Each database archive is also kept as written through a pipe
+  (``stream/<file>``: a custom archive without data offsets) for the ``custom-stream`` files layout;
 * restored databases (``pg_restore --no-owner --no-acl`` into a NEW database, as the Key Vault secret's user);
-* restored files in a target Azurite container (names in ``docs/emulator.md``).
+* restored files in a target Azurite container (names in ``docs/emulator.md``), each database archive in the
+  files layout of the job (:data:`FILES_LAYOUTS`).
 Secrets (passwords) only travel through ``PGPASSWORD`` in a child's environment; they are never logged.
 """
 
@@ -19,7 +21,7 @@ import os
 import re
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,16 @@ import psycopg
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient
 
+from localdev.pgcluster import ensure_platform_roles
+
 log = logging.getLogger("dpemu.data")
+
+#: How a files restore writes each database: ``custom`` (the archive pg_dump -Fc wrote to a file: data offsets set),
+#: ``custom-stream`` (pg_dump -Fc written through a pipe: no data offsets, pg_restore -j cannot use it),
+#: ``plain`` (plain SQL, as pg_dump without -F writes it). Globals (roles/schema/tablespace.sql) are plain SQL always.
+FILES_LAYOUTS = ("custom", "custom-stream", "plain")
+ARCHIVE_MAGIC = b"PGDMP"
+STREAM_DIR = "stream/"
 
 
 class DataPlaneError(RuntimeError):
@@ -45,6 +56,8 @@ class ClusterInfo:
     port: int
     bindir: Path
     version: int
+    #: passwords the stack gave this cluster's login roles (user -> password; from the private ``passwords_file``)
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
 
     def dsn(self, dbname: str = "postgres", user: str = "postgres") -> str:
         return f"postgresql://{user}@{self.host}:{self.port}/{dbname}"
@@ -80,11 +93,17 @@ def parse_ado_connection_string(value: str) -> ConnInfo:
 
 
 def load_clusters(path: Path) -> dict[str, ClusterInfo]:
+    """Read the clusters file; an entry's ``passwords_file`` (0600 JSON ``{cluster: {user: password}}``, written by
+    the stack) gives the passwords of that cluster's login roles."""
     raw = json.loads(Path(path).read_text())
     out: dict[str, ClusterInfo] = {}
     for name, c in raw.items():
+        passwords: dict[str, str] = {}
+        if c.get("passwords_file"):
+            passwords = dict(json.loads(Path(c["passwords_file"]).read_text()).get(name, {}))
         out[name] = ClusterInfo(name, c.get("host", "127.0.0.1"), int(c["port"]),
-                                Path(c.get("bindir", "/usr/lib/postgresql/15/bin")), int(c.get("version", 15)))
+                                Path(c.get("bindir", "/usr/lib/postgresql/15/bin")), int(c.get("version", 15)),
+                                passwords)
     return out
 
 
@@ -108,12 +127,28 @@ class DataPlane:
         return self.clusters[name]
 
     def _run(self, args: list[str], *, env_extra: dict[str, str] | None = None, code: str = "UserErrorRestoreFailed",
-             what: str = "command") -> None:
+             what: str = "command", stdout_to: Path | None = None) -> None:
+        """Run a pg tool; ``stdout_to``: its standard output goes to that file through a pipe (not seekable)."""
         env = dict(os.environ)
         env.update(env_extra or {})
-        proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
-        if proc.returncode != 0:
-            raise DataPlaneError(code, f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-800:]}")
+        if stdout_to is None:
+            proc = subprocess.run(args, capture_output=True, text=True, env=env, check=False)
+            rc, err = proc.returncode, proc.stderr
+        else:
+            with stdout_to.open("wb") as out:
+                p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                assert p.stdout is not None
+                for chunk in iter(lambda: p.stdout.read(1 << 16), b""):  # type: ignore[union-attr]
+                    out.write(chunk)
+                err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+                rc = p.wait()
+        if rc != 0:
+            raise DataPlaneError(code, f"{what} failed (exit {rc}): {err.strip()[-800:]}")
+
+    @property
+    def bindir(self) -> Path:
+        """The newest client binaries among the clusters (pg_restore reads archives of older servers)."""
+        return max(self.clusters.values(), key=lambda c: c.version).bindir
 
     def run_sql(self, cluster: str, dbname: str, sql: str) -> None:
         c = self.cluster(cluster)
@@ -132,13 +167,26 @@ class DataPlane:
         return row is not None
 
     # ---------------------------------------------------------------- seeding
-    def recreate_database(self, cluster: str, dbname: str, setup_sql: str) -> None:
+    def recreate_database(self, cluster: str, dbname: str, setup_sql: str, owner: str | None = None) -> None:
+        """Drop and create ``dbname``; with ``owner`` the database is that role's and ``setup_sql`` runs as it."""
         c = self.cluster(cluster)
         with psycopg.connect(c.dsn("postgres"), autocommit=True, connect_timeout=10) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(dbname)} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}")
+            conn.execute(f"CREATE DATABASE {_quote_ident(dbname)}"
+                         + (f" OWNER {_quote_ident(owner)}" if owner else ""))
         if setup_sql.strip():
-            self.run_sql(cluster, dbname, setup_sql)
+            self.run_sql(cluster, dbname, (f"SET ROLE {_quote_ident(owner)};\n" if owner else "") + setup_sql)
+
+    def ensure_roles(self, cluster: str, roles: list[tuple[str, str]], platform: bool) -> None:
+        """Create the server's declared roles (name, CREATE ROLE options) where missing; ``platform``: also Azure's
+        Flexible Server platform roles (azure_pg_admin, azuresu, replication)."""
+        c = self.cluster(cluster)
+        with psycopg.connect(c.dsn("postgres"), autocommit=True, connect_timeout=10) as conn:
+            if platform:
+                ensure_platform_roles(conn)
+            for name, options in roles:
+                if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
+                    conn.execute(f"CREATE ROLE {_quote_ident(name)} {options}")
 
     def ensure_restore_user(self, cluster: str, user: str, password: str) -> None:
         """Create (or reset) a LOGIN CREATEDB role; the password never reaches a log."""
@@ -173,11 +221,16 @@ class DataPlane:
         sizes: dict[str, int] = {}
         with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
             files: list[tuple[str, Path]] = []
+            streams: list[tuple[str, Path]] = []
             for db in databases:
-                out = Path(tmp) / f"{db}.dump"
+                out, piped = Path(tmp) / f"{db}.dump", Path(tmp) / f"{db}.stream"
                 self._run([str(c.bindir / "pg_dump"), "-Fc", "-d", c.dsn(db), "-f", str(out)],
                           code="UserErrorBackupFailed", what=f"pg_dump of {db}")
-                files.append((f"{db}.sql" if flexible else "database.dump", out))
+                self._run([str(c.bindir / "pg_dump"), "-Fc", "-d", c.dsn(db)], stdout_to=piped,
+                          code="UserErrorBackupFailed", what=f"pg_dump of {db} to a pipe")
+                fname = f"{db}.sql" if flexible else "database.dump"
+                files.append((fname, out))
+                streams.append((STREAM_DIR + fname, piped))
             if flexible:
                 for fname, flag in (("roles.sql", "--roles-only"), ("schema.sql", "--schema-only"),
                                     ("tablespace.sql", "--tablespaces-only")):
@@ -185,10 +238,10 @@ class DataPlane:
                     self._run([str(c.bindir / "pg_dumpall"), flag, "-d", c.dsn("postgres"), "-f", str(out)],
                               code="UserErrorBackupFailed", what=f"pg_dumpall {flag}")
                     files.append((fname, out))
-            for fname, path in files:
+            for fname, path in files + streams:
                 with path.open("rb") as fh:
                     self.blobs.get_blob_client(self.datastore, prefix + fname).upload_blob(fh, overwrite=True)
-                sizes[fname] = path.stat().st_size
+            sizes = {fname: path.stat().st_size for fname, path in files}
         return sizes
 
     # ---------------------------------------------------------------- restore
@@ -219,12 +272,32 @@ class DataPlane:
                        f"{base}/{dbname}", str(dump)], env_extra=env, code="UserErrorRestoreFailed",
                       what="pg_restore")
 
-    def restore_files(self, *, prefix: str, target_container: str, names: dict[str, str]) -> list[str]:
-        """Copy datastore files (source name -> target blob name) into the target Azurite container."""
+    def restore_files(self, *, prefix: str, target_container: str, names: dict[str, str],
+                      layout: str = "custom") -> list[str]:
+        """Copy datastore files (source name -> target blob name) into the target Azurite container, each database
+        archive in ``layout`` (:data:`FILES_LAYOUTS`)."""
+        if layout not in FILES_LAYOUTS:
+            raise DataPlaneError("EmulatorBadLayout", f"files layout '{layout}': use one of {list(FILES_LAYOUTS)}")
         self.ensure_container(target_container)
         written = []
         for src, dst in names.items():
-            data = self.blobs.get_blob_client(self.datastore, prefix + src).download_blob().readall()
+            data = self._read(prefix + src)
+            if data.startswith(ARCHIVE_MAGIC) and layout == "custom-stream":
+                data = self._read(prefix + STREAM_DIR + src)
+            elif data.startswith(ARCHIVE_MAGIC) and layout == "plain":
+                data = self.archive_to_sql(data)
             self.blobs.get_blob_client(target_container, dst).upload_blob(data, overwrite=False)
             written.append(dst)
         return written
+
+    def _read(self, blob: str) -> bytes:
+        return bytes(self.blobs.get_blob_client(self.datastore, blob).download_blob().readall())
+
+    def archive_to_sql(self, archive: bytes) -> bytes:
+        """The plain SQL script of a custom archive (what pg_dump writes without -F: both use the same writer)."""
+        with tempfile.TemporaryDirectory(dir=self.workdir) as tmp:
+            src, out = Path(tmp) / "in.dump", Path(tmp) / "out.sql"
+            src.write_bytes(archive)
+            self._run([str(self.bindir / "pg_restore"), "-f", str(out), str(src)], code="UserErrorRestoreFailed",
+                      what="pg_restore to plain SQL")
+            return out.read_bytes()

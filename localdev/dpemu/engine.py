@@ -15,14 +15,34 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from . import render, rules, workers
 from .model import BadRequest, Job, JobBehaviour, NotFound, Operation, RecoveryPoint, RuleError, user_facing_error
 from .parsing import as_object, decode_token, lookup, parse_restore, parse_rp_filter, required_str
 from .state import State
-from .world import FLEXIBLE, BackupInstance, Vault
+from .world import FLEXIBLE, BackupInstance, Secret, Vault
 
 log = logging.getLogger("dpemu.engine")
+
+_ADO_SSL = {"disable": "Disable", "allow": "Allow", "prefer": "Prefer", "require": "Require",
+            "verify-ca": "VerifyCA", "verify-full": "VerifyFull"}
+
+
+def render_connection_string(fmt: str, host: str, port: int, user: str, password: str, sslmode: str,
+                             database: str = "postgres") -> str:
+    """A connection string in one of the forms the product accepts: ``ado`` (ADO.NET, as the Azure portal shows),
+    ``uri`` (libpq URI) or ``keyvalue`` (libpq key=value). No file paths: the client brings its own root CA."""
+    if fmt == "uri":
+        return (f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/"
+                f"{quote(database, safe='')}?sslmode={sslmode}")
+    if fmt == "keyvalue":
+        def q(v: str) -> str:
+            return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return (f"host={host} port={port} dbname={q(database)} user={q(user)} password={q(password)} "
+                f"sslmode={sslmode}")
+    return (f"Server={host};Port={port};Database={database};User Id={user};Password={password};"
+            f"Ssl Mode={_ADO_SSL[sslmode]};")
 
 
 class Engine(State):
@@ -33,23 +53,18 @@ class Engine(State):
         self.data.ensure_container(self.settings.datastore_container)
         for c in w.containers.values():
             self.data.ensure_container(c.azurite_container)
+        for srv in w.servers.values():
+            if srv.roles or srv.kind == "flexibleServers":
+                self.data.ensure_roles(srv.cluster, srv.roles, platform=srv.kind == "flexibleServers")
         source_ids = {bi.server_id.lower() for v in w.vaults.values() for bi in v.backup_instances}
         for sid in sorted(source_ids):
             srv = w.servers[sid]
             for db in srv.databases:
-                self.data.recreate_database(srv.cluster, db.name, db.setup_sql)
+                self.data.recreate_database(srv.cluster, db.name, db.setup_sql, db.owner)
         for uri, sec in w.secrets.items():
-            if sec.raw_value is not None:
-                self.secret_values[uri] = sec.raw_value
-                continue
-            if sec.server_id is None:
-                continue
-            srv = w.servers[sec.server_id.lower()]
-            cinfo = self.data.cluster(srv.cluster)
-            password = secrets.token_urlsafe(18)
-            self.data.ensure_restore_user(srv.cluster, sec.user, password)
-            self.secret_values[uri] = (f"Server={cinfo.host};Port={cinfo.port};Database=postgres;"
-                                       f"User Id={sec.user};Password={password};Ssl Mode=Disable;")
+            value = self._secret_value(sec)
+            if value is not None:
+                self.put_secret(uri, value)
         plan = [(rp.time, v, bi, rp) for v in w.vaults.values() for bi in v.backup_instances
                 for rp in bi.recovery_points]
         for _, v, bi, spec in sorted(plan, key=lambda x: x[0]):
@@ -58,6 +73,20 @@ class Engine(State):
                 self.data.run_sql(srv.cluster, dbname, sql)
             self._take_backup(v, bi, spec.id, spec.time, spec.tier, spec.state)
         log.info("seeded %d recovery points", len(plan))
+
+    def _secret_value(self, sec: Secret) -> str | None:
+        """A world secret's value: its explicit ``value``, else a connection string to its server as its user (the
+        password the stack gave that user, else a new random one set on the cluster now)."""
+        if sec.raw_value is not None:
+            return sec.raw_value
+        if sec.server_id is None:
+            return None
+        cinfo = self.data.cluster(self.world.servers[sec.server_id.lower()].cluster)
+        password = cinfo.passwords.get(sec.user)
+        if password is None:
+            password = secrets.token_urlsafe(18)
+            self.data.ensure_restore_user(cinfo.name, sec.user, password)
+        return render_connection_string(sec.format, cinfo.host, cinfo.port, sec.user, password, sec.sslmode)
 
     def _take_backup(self, vault: Vault, bi: BackupInstance, rp_id: str, when: datetime, tier: str,
                      state: str = "Completed") -> RecoveryPoint:
@@ -162,7 +191,7 @@ class Engine(State):
             c = target
             job.destination = f"{c.url}/{p.file_prefix}"
             work = workers.files_worker(self.data, self.clock, job, c, rules.target_files(bi, rp, p.file_prefix),
-                                        rp)
+                                        rp, self.settings.files_layout)
         with self.lock:
             self.jobs[job.id] = job
         workers.start(job, work)

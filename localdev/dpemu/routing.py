@@ -88,10 +88,14 @@ class ArmRoute(LenientRoute):
         self.kind = spec.kind
 
 
-def build_router(arm: ASGIApp, admin: ASGIApp, default: ASGIApp) -> Router:
-    """``/admin`` and ``/admin/...`` (any method) go to ``admin``, ARM operations to ``arm``, the rest to
-    ``default``. The endpoints are ASGI apps (not request functions), so they get the server's own ``send``."""
+def build_router(arm: ASGIApp, admin: ASGIApp, default: ASGIApp, keyvault: ASGIApp | None = None) -> Router:
+    """``/admin`` and ``/admin/...`` (any method) go to ``admin``, ARM operations to ``arm``, Key Vault secret reads
+    (``GET /keyvault/{vault}/secrets/{name}[/{version}]``) to ``keyvault``, the rest to ``default``. The endpoints
+    are ASGI apps (not request functions), so they get the server's own ``send``."""
     routes: list[BaseRoute] = [LenientRoute("/admin", admin, None, "admin"),
                                LenientRoute("/admin/{rest:path}", admin, None, "admin")]
+    if keyvault is not None:
+        routes += [LenientRoute("/keyvault/{vault}/secrets/{name}", keyvault, ("GET",), "keyvault"),
+                   LenientRoute("/keyvault/{vault}/secrets/{name}/{version}", keyvault, ("GET",), "keyvault")]
     routes += [ArmRoute(spec, arm) for spec in ARM_OPERATIONS]
     return Router(routes, redirect_slashes=False, default=default)

@@ -24,6 +24,7 @@ from .adminapi import AdminApi
 from .arm import ArmHandlers
 from .control import POST_MODES, PRE_MODES, Controls, Fault
 from .engine import Engine
+from .keyvault import KeyVault
 from .model import BadRequest
 from .replies import Call, Reply, cloud_error
 from .routing import ArmRoute, build_router
@@ -112,13 +113,18 @@ class Endpoint:
 
 
 class Server:
-    def __init__(self, engine: Engine, controls: Controls, base_url: str) -> None:
+    """``entra_token``: the bearer token the emulated Key Vault accepts (default: the main token)."""
+
+    def __init__(self, engine: Engine, controls: Controls, base_url: str, entra_token: str | None = None) -> None:
         self.engine = engine
         self.controls = controls
         self.base_url = base_url.rstrip("/")
         self.arm = ArmHandlers(engine, controls, self.base_url)
         self.admin = AdminApi(engine, controls, self.base_url)
-        self.router = build_router(Endpoint(self._arm_call), Endpoint(self._admin_call), Endpoint(self._no_route))
+        main = next(iter(controls.tokens))
+        self.keyvault = KeyVault(engine, entra_token or main)
+        self.router = build_router(Endpoint(self._arm_call), Endpoint(self._admin_call), Endpoint(self._no_route),
+                                   Endpoint(self._keyvault_call))
 
     # ------------------------------------------------------------------ ASGI entry point
     async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
@@ -148,6 +154,11 @@ class Server:
             return Reply(401, cloud_error("InvalidAuthenticationToken",
                                           "Admin calls need 'Authorization: Bearer <the --token value>'."))
         return await run_in_threadpool(self.admin.handle, request.method, request.url.path, raw)
+
+    async def _keyvault_call(self, request: Request, raw: bytes) -> Reply:
+        p = request.path_params
+        return self.keyvault.get_secret(p["vault"], p["name"], p.get("version"),
+                                        request.headers.get("authorization", ""), dict(request.query_params))
 
     @staticmethod
     async def _no_route(request: Request, raw: bytes) -> Reply:

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from .dataplane import DataPlane
 from .model import BadRequest, Job, NotFound, Operation, RecoveryPoint
 from .timeutil import SimClock
 from .world import BackupInstance, RoleAssignment, Vault, World
+
+
+class SecretVersion(NamedTuple):
+    version: str  # 32 lower-case hex digits, as Key Vault's version ids
+    value: str
+    created: int  # epoch seconds (Key Vault's attributes.created/updated)
 
 
 class State:
@@ -29,7 +36,9 @@ class State:
         self.jobs: dict[str, Job] = {}
         self.ops: dict[str, Operation] = {}
         self.roles: list[RoleAssignment] = list(world.role_assignments)
-        self.secret_values: dict[str, str] = {}  # lower-cased secret URI (no version) -> value
+        self.secret_values: dict[str, str] = {}  # lower-cased secret URI (no version) -> value (latest version)
+        #: lower-cased secret URI (no version) -> versions, oldest first: (version id, value, created epoch seconds)
+        self.secret_versions: dict[str, list[SecretVersion]] = {}
 
     # ================================================================ lookups
     def vault(self, sub: str, rg: str, name: str) -> Vault:
@@ -85,6 +94,33 @@ class State:
                 return {"removed": before - len(self.roles)}
             self.roles.append(ra)
         return {"principal": ra.principal, "role": ra.role, "scope": ra.scope}
+
+    # ================================================================ Key Vault secrets
+    @staticmethod
+    def secret_uri(vault: str, name: str) -> str:
+        """The canonical (lower-cased, versionless) URI of a secret, the key of the secret dictionaries."""
+        return f"https://{vault.lower()}.vault.azure.net/secrets/{name}".lower()
+
+    def put_secret(self, uri: str, value: str) -> SecretVersion:
+        """A new version of the secret at ``uri`` (created when absent); it becomes the current value."""
+        version = SecretVersion(uuid.uuid4().hex, value, int(time.time()))
+        with self.lock:
+            self.secret_versions.setdefault(uri.lower(), []).append(version)
+            self.secret_values[uri.lower()] = value
+        return version
+
+    def delete_secret(self, uri: str) -> bool:
+        with self.lock:
+            self.secret_values.pop(uri.lower(), None)
+            return self.secret_versions.pop(uri.lower(), None) is not None
+
+    def secret_version(self, uri: str, version: str | None) -> SecretVersion | None:
+        """The given version (or the current one) of a secret; None when either does not exist."""
+        with self.lock:
+            versions = self.secret_versions.get(uri.lower()) or []
+            if not version:
+                return versions[-1] if versions else None
+            return next((v for v in versions if v.version == version.lower()), None)
 
     # ================================================================ operations and jobs
     def op_done(self, op: Operation) -> bool:

@@ -63,9 +63,10 @@ def db_worker(data: DataPlane, clock: SimClock, job: Job, srv: Server, conn: Con
 
 
 def files_worker(data: DataPlane, clock: SimClock, job: Job, c: Container, names: dict[str, str],
-                 rp: RecoveryPoint) -> Work:
-    """Copy the point's datastore files into container ``c`` under ``names`` (datastore file -> blob name)."""
+                 rp: RecoveryPoint, layout: str = "custom") -> Work:
+    """Copy the point's datastore files into container ``c`` under ``names`` (datastore file -> blob name), the
+    database archives in ``layout`` (the emulator's ``files_layout`` when the restore was triggered)."""
     def work() -> None:
         data.restore_files(prefix=data.blob_prefix(job.vault.name, job.bi.name, rp.id),
-                           target_container=c.azurite_container, names=names)
+                           target_container=c.azurite_container, names=names, layout=layout)
     return _worker(clock, job, "writing files", "UserErrorContainerNotAccessible", work)

@@ -44,6 +44,7 @@ class WorldError(ValueError):
 class Database:
     name: str
     setup_sql: str = ""
+    owner: str | None = None  # role owning the database; setup_sql runs as it (None: the superuser postgres)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class Server:
     postgres_version: int
     cluster: str
     databases: list[Database] = field(default_factory=list)
+    roles: list[tuple[str, str]] = field(default_factory=list)  # (name, CREATE ROLE options) created at seed
 
 
 @dataclass
@@ -65,6 +67,8 @@ class Secret:
     server_id: str | None  # target server whose cluster holds the restore user
     user: str
     raw_value: str | None = None  # explicit value (for malformed-secret scenarios); else built at start-up
+    format: str = "ado"  # how the value is rendered: ado (ADO.NET) | uri (libpq URI) | keyvalue (libpq key=value)
+    sslmode: str = "disable"  # the sslmode written into the value
 
 
 @dataclass
@@ -159,9 +163,22 @@ class Settings:
     #: ArchiveStore data store entry of the point), ``vault_entry`` (an extra VaultStore entry of the point),
     #: ``job_subtask`` (the Rehydrate subtask of a one-request restore job). Empty: nowhere until the job ends.
     rehydration_reported_on: tuple[str, ...] = ("archive_entry", "job_subtask")
+    #: How a files restore writes each database archive (Azure does not document it): ``custom`` (pg_dump -Fc to a
+    #: file: data offsets), ``custom-stream`` (pg_dump -Fc through a pipe: no data offsets), ``plain`` (plain SQL).
+    files_layout: str = "custom"
 
 
 DESTINATION_FORMATS = ("arm", "name", "none")
+FILES_LAYOUTS = ("custom", "custom-stream", "plain")  # same as dataplane.FILES_LAYOUTS
+SECRET_FORMATS = ("ado", "uri", "keyvalue")
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def check_files_layout(value: Any) -> str:
+    """Validate the ``files_layout`` choice (world file and admin config); raises ValueError."""
+    if value not in FILES_LAYOUTS:
+        raise ValueError(f"files_layout: got {value!r}; use one of {list(FILES_LAYOUTS)}")
+    return str(value)
 REHYDRATION_REPORTS = ("archive_entry", "vault_entry", "job_subtask")
 
 
@@ -324,6 +341,10 @@ def _settings(s: dict[str, Any]) -> Settings:
         strict_identity_details=bool(s.get("strict_identity_details", False)),
     )
     try:
+        settings.files_layout = check_files_layout(s.get("files_layout", "custom"))
+    except ValueError as exc:
+        raise WorldError(f"settings.{exc}") from None
+    try:
         settings.job_destination_format, settings.rehydration_reported_on = check_emulation_choices(
             s.get("job_destination_format", "arm"), s.get("rehydration_reported_on", ["archive_entry", "job_subtask"]))
     except ValueError as exc:
@@ -363,12 +384,42 @@ def _servers(raw: dict[str, Any], clusters: list[str]) -> dict[str, Server]:
             raise WorldError(f"{where}.cluster: '{cluster}' is not listed under postgres_clusters")
         if any(o.cluster == cluster for o in servers.values()):
             raise WorldError(f"{where}.cluster: '{cluster}' is already used; each Azure server needs its own cluster")
-        dbs = [Database(str(_req(d, "name", f"{where}.databases[{j}]")), str(d.get("setup_sql") or ""))
+        roles = _server_roles(sv, where)
+        dbs = [Database(str(_req(d, "name", f"{where}.databases[{j}]")), str(d.get("setup_sql") or ""),
+                        _db_owner(d, f"{where}.databases[{j}]", roles))
                for j, d in enumerate(sv.get("databases") or [])]
         servers[sid.lower()] = Server(sid, m["name"], "flexibleServers" if m["kind"].lower() == "flexibleservers"
                                       else "servers", str(_req(sv, "location", where)).lower(),
-                                      int(_req(sv, "postgres_version", where)), cluster, dbs)
+                                      int(_req(sv, "postgres_version", where)), cluster, dbs, roles)
     return servers
+
+
+_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
+_ROLE_OPTIONS = re.compile(r"^(\s*(NO)?(LOGIN|INHERIT|CREATEDB|CREATEROLE)\s*)*$", re.IGNORECASE)
+
+
+def _server_roles(sv: dict[str, Any], where: str) -> list[tuple[str, str]]:
+    """``roles: [{name, options}]``: roles the emulator creates on the server's cluster before seeding (options: any
+    of [NO]LOGIN, [NO]INHERIT, [NO]CREATEDB, [NO]CREATEROLE; default NOLOGIN)."""
+    out = []
+    for k, r in enumerate(sv.get("roles") or []):
+        name = str(_req(r, "name", f"{where}.roles[{k}]"))
+        options = str(r.get("options") or "NOLOGIN")
+        if not _ROLE_NAME.match(name):
+            raise WorldError(f"{where}.roles[{k}].name: '{name}' is not a plain lower-case role name")
+        if not _ROLE_OPTIONS.match(options):
+            raise WorldError(f"{where}.roles[{k}].options: use [NO]LOGIN, [NO]INHERIT, [NO]CREATEDB, [NO]CREATEROLE")
+        out.append((name, options))
+    return out
+
+
+def _db_owner(d: dict[str, Any], where: str, roles: list[tuple[str, str]]) -> str | None:
+    owner = d.get("owner")
+    if owner is None:
+        return None
+    if str(owner) not in [n for n, _ in roles]:
+        raise WorldError(f"{where}.owner: '{owner}' is not declared under the server's roles")
+    return str(owner)
 
 
 def _key_vaults(raw: dict[str, Any], servers: dict[str, Server]) -> tuple[dict[str, str], dict[str, Secret]]:
@@ -393,8 +444,13 @@ def _secret(sec: dict[str, Any], where: str, kv_name: str, kv_id: str, servers: 
     if server_id is not None and str(server_id).lower() not in servers:
         raise WorldError(f"{where}.server: '{server_id}' is not declared under servers")
     uri = f"https://{kv_name}.vault.azure.net/secrets/{name}"
+    fmt, sslmode = str(sec.get("format", "ado")), str(sec.get("sslmode", "disable"))
+    if fmt not in SECRET_FORMATS:
+        raise WorldError(f"{where}.format: use one of {list(SECRET_FORMATS)}")
+    if sslmode not in SSL_MODES:
+        raise WorldError(f"{where}.sslmode: use one of {list(SSL_MODES)}")
     return Secret(uri, name, kv_id, str(server_id) if server_id else None, str(sec.get("user") or "restore_user"),
-                  sec.get("value"))
+                  sec.get("value"), fmt, sslmode)
 
 
 def _containers(raw: dict[str, Any]) -> dict[str, Container]:
