@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = deps.settings
     queue = settings.queue(registry.spec(Stage.REPLAY).queue_setting)
     client = runtime.queue_client(settings, queue)
-    seconds = int(max(30, settings.server.replay_lease_seconds))
+    seconds = int(max(5, settings.server.replay_lease_seconds))
     msg = next(iter(client.receive_messages(max_messages=1, visibility_timeout=seconds)), None)
     if msg is None:
         log.info("no replay message waiting; nothing to do")

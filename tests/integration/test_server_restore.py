@@ -31,7 +31,8 @@ def uniq(prefix: str) -> str:
 
 def q(env: dict[str, str], db: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn(env, TARGET_CLUSTER, db), connect_timeout=10, autocommit=True) as c:
-        return c.execute(sql, args or None).fetchall()
+        cur = c.execute(sql, args or None)
+        return cur.fetchall() if cur.description else []
 
 
 def databases(env: dict[str, str]) -> dict[str, str | None]:
