@@ -192,6 +192,7 @@ var vaultRegionKey = toLower(replace(vaultRegion, ' ', ''))
 var pairLookup = contains(pairedRegions, vaultRegionKey) ? pairedRegions[vaultRegionKey] : ''
 var pairRegionKey = vaultPairedRegion == 'none' ? '' : (empty(vaultPairedRegion) ? pairLookup : toLower(replace(vaultPairedRegion, ' ', '')))
 var stagingRegions = empty(pairRegionKey) ? [vaultRegionKey] : [vaultRegionKey, pairRegionKey]
+var hasPairRegion = !empty(pairRegionKey)
 var stagingContainerName = 'restore-staging'
 var stagingAccountNames = [for region in stagingRegions: 'ststg${uniqueString(subscription().id, environmentName, region)}']
 
@@ -278,7 +279,7 @@ var stagingSetting = union({
     container_url: staging[0].outputs.containerUrl
     container_id: staging[0].outputs.containerId
   }
-}, length(stagingRegions) > 1 ? {
+}, hasPairRegion ? {
   '${stagingRegions[1]}': {
     container_url: staging[1].outputs.containerUrl
     container_id: staging[1].outputs.containerId
