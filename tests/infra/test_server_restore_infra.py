@@ -238,3 +238,14 @@ def test_azd_builds_the_replay_image_onto_the_job(main: dict[str, Any]) -> None:
     parameters = json.loads((facts.INFRA / "main.parameters.json").read_text())["parameters"]
     assert parameters["replayImage"]["value"] == "${SERVICE_REPLAY_IMAGE_NAME=}", \
         "a re-provision must keep the image azd deployed"
+
+
+def test_deploy_docs_cover_restore_into_a_server() -> None:
+    text = (facts.ROOT / "docs" / "deploy.md").read_text()
+    section = text.split("## Restore into a server", 1)[1].split("\n## ", 1)[0]
+    for needle in ("AllowCrossTenantReplication", "accessible via a public network", "stagingVaultPrincipalIds",
+                   "stagingRetentionDays", "azure-queue", "python -m restore_core.replay",
+                   "pgaadauth_create_principal(roleName text, isAdmin boolean, isMfa boolean)",
+                   "SELECT * FROM pgaadauth_create_principal(", "CREATEDB", "CREATEROLE", "secretKeyVaultIds",
+                   "functionSubnetId", "containerAppsSubnetId", "postgresPrivateDnsZoneId", "Costs to expect"):
+        assert needle in section, f"docs/deploy.md \"Restore into a server\" lacks {needle!r}"
