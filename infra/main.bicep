@@ -92,6 +92,89 @@ param telemetryExporter string = 'none'
 @description('OTEL_EXPORTER_OTLP_ENDPOINT: only used with telemetryExporter=otlp. Empty: unused.')
 param otlpEndpoint string = ''
 
+// --- Restore into a server (docs/deploy.md "Restore into a server"): staging, replay job, network
+@description('Region of the Backup vaults the service restores from: its staging account receives their restores as files.')
+param vaultRegion string = location
+
+@description('Paired region of vaultRegion, where Cross Region Restore lands. Empty: looked up in infra/paired-regions.json; none: no second staging account.')
+param vaultPairedRegion string = ''
+
+@description('Principal (object) ids of the Backup vaults\' managed identities: Storage Blob Data Contributor on every staging container.')
+param stagingVaultPrincipalIds array = []
+
+@description('Lifecycle safety net: staged restore files older than this many days are deleted.')
+@minValue(1)
+param stagingRetentionDays int = 7
+
+@description('Key Vault ids holding target connection-string secrets (request auth kind "secret"): the service identity gets Key Vault Secrets User on each.')
+param secretKeyVaultIds array = []
+
+@description('RESTORE_POSTGRES_HOST_SUFFIX: DNS suffix of Flexible Servers in this cloud. Empty: code default (.postgres.database.azure.com).')
+param postgresHostSuffix string = ''
+
+@description('RESTORE_POSTGRES_SSLMODE: libpq sslmode to target servers. Empty: code default (verify-full).')
+param postgresSslMode string = ''
+
+@description('RESTORE_REPLAY_JOBS: pg_restore -j of a replay. Empty: code default.')
+param replayJobs string = ''
+
+@description('RESTORE_REPLAY_LEASE_SECONDS: fenced lease of a running replay. Empty: code default.')
+param replayLeaseSeconds string = ''
+
+@description('RESTORE_VERIFY_COUNT_BUDGET_MB: archive bytes the replay may read again to count rows. Empty: code default.')
+param verifyCountBudgetMb string = ''
+
+@description('RESTORE_DATABASE_SUFFIX: default suffix of restored database names. Empty: code default (_restored).')
+param databaseSuffix string = ''
+
+@description('Replay job image. Empty: a placeholder until `azd deploy` pushes the image built from ./Dockerfile (azd passes SERVICE_REPLAY_IMAGE_NAME on later provisions).')
+param replayImage string = ''
+
+@description('SKU of the registry holding the replay image.')
+@allowed(['Basic', 'Standard', 'Premium'])
+param registrySku string = 'Basic'
+
+@description('vCPU of a replay replica (Consumption profile: 0.25 to 4, with memory = 2 x vCPU Gi).')
+param replayCpu string = '2.0'
+
+@description('Memory of a replay replica.')
+param replayMemory string = '4Gi'
+
+@description('Replicas started per replay execution (each takes one message).')
+@minValue(1)
+param replayParallelism int = 1
+
+@description('Longest replay in seconds (a replica still running then is stopped; the lease expires and the restore is re-driven). Default 6 h.')
+@minValue(600)
+param replayTimeoutSeconds int = 21600
+
+@description('Platform retries of a failed replica. 0: the queue message and the fenced lease re-drive a failed replay instead.')
+@minValue(0)
+param replayRetryLimit int = 0
+
+@description('Most replays running at once.')
+@minValue(1)
+param replayMaxExecutions int = 5
+
+@description('How often (seconds) KEDA polls the replay queue.')
+@minValue(10)
+param replayPollingSeconds int = 30
+
+@description('Optional Azure Files share mounted at RESTORE_REPLAY_WORKDIR for archives larger than the replica disk: {accountName, shareName, accountKeySecretUrl} (the key stays in Key Vault; list that vault in secretKeyVaultIds). {}: none.')
+param replayFiles object = {}
+
+@description('Function App VNet integration subnet, for private target servers (Flex Consumption: delegated to Microsoft.App/environments). Empty: no VNet.')
+param functionSubnetId string = ''
+
+@description('Container Apps environment infrastructure subnet (delegated to Microsoft.App/environments, /27 or larger). Empty: no VNet.')
+param containerAppsSubnetId string = ''
+
+@description('Existing private DNS zone of the target servers (privatelink.postgres.database.azure.com) to link to privateDnsVnetId. Empty: no link.')
+param postgresPrivateDnsZoneId string = ''
+
+@description('VNet (holding functionSubnetId and containerAppsSubnetId) to link the private DNS zone to. Empty: no link.')
+param privateDnsVnetId string = ''
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -100,6 +183,24 @@ var tags = {
 var hostJson = loadJsonContent('../host.json')
 var deploymentContainerName = 'app-package-${resourceToken}'
 var armEndpoint = environment().resourceManager
+var identityName = 'id-restore-${resourceToken}'
+
+// Staging (restore into a server): one account per region vaults restore into, the vault's and its pair (CRR).
+// infra/paired-regions.json = restore_core/regions.py PAIRED_REGIONS (tests/infra checks they agree).
+var pairedRegions = loadJsonContent('paired-regions.json')
+var vaultRegionKey = toLower(replace(vaultRegion, ' ', ''))
+var pairLookup = contains(pairedRegions, vaultRegionKey) ? pairedRegions[vaultRegionKey] : ''
+var pairRegionKey = vaultPairedRegion == 'none' ? '' : (empty(vaultPairedRegion) ? pairLookup : toLower(replace(vaultPairedRegion, ' ', '')))
+var stagingRegions = empty(pairRegionKey) ? [vaultRegionKey] : [vaultRegionKey, pairRegionKey]
+var hasPairRegion = !empty(pairRegionKey)
+var stagingContainerName = 'restore-staging'
+var stagingAccountNames = [for region in stagingRegions: 'ststg${uniqueString(subscription().id, environmentName, region)}']
+
+// The replay image's PostgreSQL client (Dockerfile: postgresql-client-18 from apt.postgresql.org); tests/infra ties them.
+var replayClientMajor = '18'
+var replayWorkdir = '/mnt/replay'
+// Until `azd deploy` pushes the real image: a Microsoft sample job image (its executions fail fast on the command).
+var placeholderImage = 'mcr.microsoft.com/k8se/quickstart-jobs:latest'
 
 // Queue and table names: the same values as restore_core/config.py DEFAULTS, keyed by the setting the code reads.
 // The storage module creates each queue, its -poison twin and each table from these two objects.
@@ -110,6 +211,9 @@ var restoreQueues = {
   RESTORE_QUEUE_WAIT: 'restore-wait'
   RESTORE_QUEUE_TRIGGER: 'restore-trigger'
   RESTORE_QUEUE_MONITOR: 'restore-monitor'
+  RESTORE_QUEUE_INVENTORY: 'restore-inventory'
+  RESTORE_QUEUE_REPLAY: 'restore-replay'
+  RESTORE_QUEUE_VERIFY: 'restore-verify'
   RESTORE_QUEUE_EVENTS: 'restore-events'
 }
 var restoreTables = {
@@ -127,7 +231,7 @@ module identity 'modules/identity.bicep' = {
   name: 'identity'
   scope: rg
   params: {
-    name: 'id-restore-${resourceToken}'
+    name: identityName
     location: location
     tags: tags
   }
@@ -157,15 +261,34 @@ module monitoring 'modules/monitoring.bicep' = {
   }
 }
 
-// THE app settings: every setting the code reads (restore_core.config.ALL_SETTINGS minus LOCAL_ONLY_SETTINGS) plus the
-// platform's identity-based connections. Defined here and nowhere else; tests/infra checks parity with the code.
-var appSettings = union(restoreQueues, restoreTables, {
-  // Functions host storage, identity-based (no AccountKey anywhere).
-  AzureWebJobsStorage__credential: 'managedidentity'
-  AzureWebJobsStorage__clientId: identity.outputs.clientId
-  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
-  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
-  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+module staging 'modules/staging.bicep' = [for (region, i) in stagingRegions: {
+  name: 'staging-${region}'
+  scope: rg
+  params: {
+    name: stagingAccountNames[i]
+    location: region
+    tags: tags
+    containerName: stagingContainerName
+    retentionDays: stagingRetentionDays
+  }
+}]
+
+// RESTORE_STAGING: {region: {container_url, container_id}} for the vault region and its pair (restore_core/config.py).
+var stagingSetting = union({
+  '${stagingRegions[0]}': {
+    container_url: staging[0].outputs.containerUrl
+    container_id: staging[0].outputs.containerId
+  }
+}, hasPairRegion ? {
+  '${stagingRegions[1]}': {
+    container_url: staging[1].outputs.containerUrl
+    container_id: staging[1].outputs.containerId
+  }
+} : {})
+
+// The settings restore_core reads (restore_core.config.ALL_SETTINGS minus LOCAL_ONLY_SETTINGS) plus the identity-based
+// "RestoreStorage" connection: the Function App AND the replay job get exactly these (one place, tests/infra checks).
+var restoreSettings = union(restoreQueues, restoreTables, {
   // The app's own connection "RestoreStorage" (bindings: connection="RestoreStorage"; code: config.STORAGE_CONNECTION).
   RestoreStorage__credential: 'managedidentity'
   RestoreStorage__clientId: identity.outputs.clientId
@@ -178,10 +301,6 @@ var appSettings = union(restoreQueues, restoreTables, {
   DATAPROTECTION_ENDPOINT: endsWith(armEndpoint, '/') ? substring(armEndpoint, 0, length(armEndpoint) - 1) : armEndpoint
   // Ingestion connection string (not a credential); with local auth disabled the host authenticates with Entra ID.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
-  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
-  // With host.json telemetryMode OpenTelemetry: the Python worker announces WorkerOpenTelemetryEnabled, so the host
-  // does not export the worker's logs a second time (the app exports them itself). docs/deploy.md "Telemetry".
-  PYTHON_ENABLE_OPENTELEMETRY: 'true'
   RESTORE_PLANS: restorePlans
   RESTORE_WATCHDOG_SCHEDULE: watchdogSchedule
   RESTORE_DEADLINE_HOURS: deadlineHours
@@ -199,6 +318,34 @@ var appSettings = union(restoreQueues, restoreTables, {
   RESTORE_MESSAGE_IN_FLIGHT_SECONDS: ''
   RESTORE_TELEMETRY_EXPORTER: telemetryExporter
   OTEL_EXPORTER_OTLP_ENDPOINT: otlpEndpoint
+  // Restore into a server: staging containers (JSON), target servers, the service's Entra role, the replay image.
+  RESTORE_STAGING: string(stagingSetting)
+  RESTORE_POSTGRES_HOST_SUFFIX: postgresHostSuffix
+  RESTORE_POSTGRES_SSLMODE: postgresSslMode
+  // PostgreSQL Entra role = the managed identity's name (pgaadauth_create_principal, docs/deploy.md).
+  RESTORE_ENTRA_USER: identityName
+  RESTORE_REPLAY_CLIENT_VERSION: replayClientMajor
+  RESTORE_REPLAY_JOBS: replayJobs
+  RESTORE_REPLAY_WORKDIR: replayWorkdir
+  RESTORE_REPLAY_LEASE_SECONDS: replayLeaseSeconds
+  RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
+  RESTORE_VERIFY_COUNT_BUDGET_MB: verifyCountBudgetMb
+  RESTORE_DATABASE_SUFFIX: databaseSuffix
+})
+
+// THE app settings: every setting the code reads (restoreSettings) plus the platform's identity-based connections.
+// Defined here and nowhere else; tests/infra checks parity with the code.
+var appSettings = union(restoreSettings, {
+  // Functions host storage, identity-based (no AccountKey anywhere).
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identity.outputs.clientId
+  AzureWebJobsStorage__blobServiceUri: storage.outputs.blobEndpoint
+  AzureWebJobsStorage__queueServiceUri: storage.outputs.queueEndpoint
+  AzureWebJobsStorage__tableServiceUri: storage.outputs.tableEndpoint
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identity.outputs.clientId};Authorization=AAD'
+  // With host.json telemetryMode OpenTelemetry: the Python worker announces WorkerOpenTelemetryEnabled, so the host
+  // does not export the worker's logs a second time (the app exports them itself). docs/deploy.md "Telemetry".
+  PYTHON_ENABLE_OPENTELEMETRY: 'true'
 }, hostingPlan == 'Dedicated' ? {
   // Flex Consumption rejects these two (runtime comes from functionAppConfig); App Service plans need them.
   FUNCTIONS_EXTENSION_VERSION: '~4'
@@ -220,6 +367,66 @@ module app 'modules/function-app.bicep' = {
     identityId: identity.outputs.id
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
     appSettings: appSettings
+    virtualNetworkSubnetId: functionSubnetId
+  }
+}
+
+module registry 'modules/registry.bicep' = {
+  name: 'registry'
+  scope: rg
+  params: {
+    name: 'crrestore${resourceToken}'
+    location: location
+    tags: tags
+    sku: registrySku
+  }
+}
+
+// The replay stage: event-driven Container Apps job on the restore-replay queue, running as the service identity.
+module replayJob 'modules/container-apps.bicep' = {
+  name: 'container-apps'
+  scope: rg
+  params: {
+    environmentName: 'cae-restore-${resourceToken}'
+    jobName: 'caj-replay-${resourceToken}'
+    location: location
+    tags: tags
+    jobTags: union(tags, { 'azd-service-name': 'replay' })
+    workspaceId: monitoring.outputs.workspaceId
+    infrastructureSubnetId: containerAppsSubnetId
+    identityId: identity.outputs.id
+    registryServer: registry.outputs.loginServer
+    image: empty(replayImage) ? placeholderImage : replayImage
+    queueAccountName: storage.outputs.name
+    replayQueueName: restoreQueues.RESTORE_QUEUE_REPLAY
+    settings: restoreSettings
+    cpu: replayCpu
+    memory: replayMemory
+    parallelism: replayParallelism
+    replicaTimeoutSeconds: replayTimeoutSeconds
+    replicaRetryLimit: replayRetryLimit
+    maxExecutions: replayMaxExecutions
+    pollingIntervalSeconds: replayPollingSeconds
+    workdir: replayWorkdir
+    replayFiles: replayFiles
+  }
+  // the job pulls with AcrPull and scales with the queue role: grant them first
+  dependsOn: [
+    roles
+  ]
+}
+
+// Private target servers: link their existing private DNS zone to the service's VNet (optional).
+var linkPrivateDns = !empty(postgresPrivateDnsZoneId) && !empty(privateDnsVnetId)
+var dnsZoneParts = split(linkPrivateDns ? postgresPrivateDnsZoneId : '/subscriptions/${subscription().subscriptionId}/resourceGroups/unused/providers/Microsoft.Network/privateDnsZones/unused', '/')
+
+module postgresDnsLink 'modules/private-dns-link.bicep' = if (linkPrivateDns) {
+  name: 'postgres-private-dns-link'
+  scope: resourceGroup(dnsZoneParts[2], dnsZoneParts[4])
+  params: {
+    zoneName: dnsZoneParts[8]
+    virtualNetworkId: privateDnsVnetId
+    tags: tags
   }
 }
 
@@ -256,7 +463,14 @@ module roles 'modules/roles.bicep' = {
     crossRegionRoleGuid: restoreRoleDefinitions.outputs.crossRegionRoleGuid
     operationStatusRoleGuid: restoreRoleDefinitions.outputs.operationStatusRoleGuid
     restoreTargetAccess: restoreTargetAccess
+    stagingContainerIds: [for name in stagingAccountNames: resourceId(subscription().subscriptionId, rg.name, 'Microsoft.Storage/storageAccounts/blobServices/containers', name, 'default', stagingContainerName)]
+    stagingVaultPrincipalIds: stagingVaultPrincipalIds
+    registryName: registry.outputs.name
+    secretKeyVaultIds: secretKeyVaultIds
   }
+  dependsOn: [
+    staging
+  ]
 }
 
 output AZURE_LOCATION string = location
@@ -270,3 +484,7 @@ output APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output WORKBOOK_ID string = dashboards.outputs.workbookId
+output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
+output REPLAY_JOB_NAME string = replayJob.outputs.jobName
+output RESTORE_ENTRA_USER string = identityName
+output RESTORE_STAGING string = string(stagingSetting)

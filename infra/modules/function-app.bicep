@@ -15,8 +15,11 @@ param identityId string
 param deploymentContainerUrl string
 @description('Every app setting (built in main.bicep).')
 param appSettings object
+@description('VNet integration subnet (private target servers). Flex Consumption: delegated to Microsoft.App/environments; Dedicated: to Microsoft.Web/serverFarms. Empty: no VNet.')
+param virtualNetworkSubnetId string = ''
 
 var isFlex = hostingPlan == 'FlexConsumption'
+var vnetIntegrated = !empty(virtualNetworkSubnetId)
 
 // Site settings for the Dedicated plan ONLY. Flex Consumption deprecates them ("Flex Consumption plan deprecations"
 // in the Functions app settings reference) and ARM rejects them on a Flex site even when null (error 51021 "The
@@ -28,6 +31,8 @@ var dedicatedOnlySiteConfig = {
   alwaysOn: true
   ftpsState: 'Disabled'
   use32BitWorkerProcess: false
+  // with VNet integration, all outbound traffic (and DNS of private zones) goes through the VNet; Flex does so by default
+  vnetRouteAllEnabled: true
 }
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
@@ -67,6 +72,8 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
     keyVaultReferenceIdentity: identityId
+    // outbound through the VNet to private Flexible Servers (docs/deploy.md "Private servers")
+    virtualNetworkSubnetId: vnetIntegrated ? virtualNetworkSubnetId : null
     functionAppConfig: isFlex ? {
       deployment: {
         storage: {

@@ -14,6 +14,14 @@ param crossRegionRoleGuid string
 param operationStatusRoleGuid string
 @description('Optional grants for the VAULT identities on restore targets: {enabled, vaultPrincipalIds, targetServerIds, keyVaultIds, targetContainerIds}.')
 param restoreTargetAccess object
+@description('ARM ids of the staging containers (restore into a server: one per region vaults restore into).')
+param stagingContainerIds array
+@description('Principal (object) ids of the Backup vault identities that restore as files into the staging containers.')
+param stagingVaultPrincipalIds array
+@description('Registry holding the replay job image (same resource group).')
+param registryName string
+@description('Key Vaults holding target connection-string secrets (request auth kind "secret"): the service identity reads them.')
+param secretKeyVaultIds array
 
 // --- built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles)
 // Storage Queue Data Contributor: read/add/update/delete queue messages (stage queues, RestoreStorage + host).
@@ -26,10 +34,14 @@ var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 // Reader: the vault identity reads the target PostgreSQL server (restore as database).
 var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
-// Key Vault Secrets User: the vault identity reads the target connection-string secret (restore as database).
+// Key Vault Secrets User: the vault identity reads the target connection-string secret (restore as database); the
+// service identity reads the target connection-string secrets of restores into a server (auth kind "secret").
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
-// Storage Blob Data Contributor: the vault identity writes dump files into the target container (restore as files).
+// Storage Blob Data Contributor: the vault identity writes dump files into the target container (restore as files) and
+// into the staging containers; the service identity reads and deletes the staged files (narrowest role with delete).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+// AcrPull: the replay job (service identity) pulls its image from the registry.
+var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -37,6 +49,10 @@ resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing 
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: appInsightsName
+}
+
+resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' existing = {
+  name: registryName
 }
 
 var storageRoles = [
@@ -144,5 +160,58 @@ module targetContainerWriter 'role-assignment-at-resource.bicep' = [for (targetI
     roleDefinitionGuid: storageBlobDataContributor
     targetResourceId: targetId
     description: 'Backup vault identity: write restored dump files into the target container'
+  }
+}]
+
+// --- Restore into a server (docs/deploy.md "Restore into a server")
+// The service identity (Function App AND replay job: one identity, so one PostgreSQL Entra role) lists, reads and
+// deletes staged blobs. Storage Blob Data Contributor is the narrowest built-in role with blob delete.
+module stagingService 'role-assignment-at-resource.bicep' = [for (containerId, i) in stagingContainerIds: {
+  name: 'staging-service-${i}'
+  scope: resourceGroup(split(containerId, '/')[2], split(containerId, '/')[4])
+  params: {
+    principalIds: [
+      appPrincipalId
+    ]
+    roleDefinitionGuid: storageBlobDataContributor
+    targetResourceId: containerId
+    description: 'restore orchestrator: read and delete staged restore files'
+  }
+}]
+
+// The Backup vault identities write the restored files (Azure Backup: Storage Blob Data Contributor on the target).
+module stagingVaults 'role-assignment-at-resource.bicep' = [for (containerId, i) in stagingContainerIds: if (!empty(stagingVaultPrincipalIds)) {
+  name: 'staging-vaults-${i}'
+  scope: resourceGroup(split(containerId, '/')[2], split(containerId, '/')[4])
+  params: {
+    principalIds: stagingVaultPrincipalIds
+    roleDefinitionGuid: storageBlobDataContributor
+    targetResourceId: containerId
+    description: 'Backup vault identity: restore files into the staging container'
+  }
+}]
+
+resource replayImagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(registry.id, appPrincipalId, acrPull)
+  scope: registry
+  properties: {
+    principalId: appPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPull)
+    description: 'restore orchestrator: the replay job pulls its image'
+  }
+}
+
+// Only where secrets are used: the Key Vaults named for target auth kind "secret" (and the optional replay share key).
+module targetSecretsService 'role-assignment-at-resource.bicep' = [for (keyVaultId, i) in secretKeyVaultIds: {
+  name: 'secret-keyvault-${i}'
+  scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  params: {
+    principalIds: [
+      appPrincipalId
+    ]
+    roleDefinitionGuid: keyVaultSecretsUser
+    targetResourceId: keyVaultId
+    description: 'restore orchestrator: read target connection-string secrets'
   }
 }]

@@ -198,7 +198,7 @@ FUNCTION_APP_BICEP = facts.INFRA / "modules" / "function-app.bicep"
 
 def test_flex_site_carries_no_property_flex_rejects() -> None:
     parsed = facts.parse(FUNCTION_APP_BICEP)
-    flex = facts.resource_properties(parsed, "site", {"isFlex": True})
+    flex = facts.resource_properties(parsed, "site", {"isFlex": True, "vnetIntegrated": False})
     assert isinstance(flex["functionAppConfig"], dict), "the Flex site needs functionAppConfig (runtime, deployment)"
     assert flex["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
     site_config = flex.get("siteConfig") or {}
@@ -210,7 +210,7 @@ def test_flex_site_carries_no_property_flex_rejects() -> None:
 
 def test_dedicated_site_keeps_its_runtime_and_ftp_hardening() -> None:
     parsed = facts.parse(FUNCTION_APP_BICEP)
-    dedicated = facts.resource_properties(parsed, "site", {"isFlex": False})
+    dedicated = facts.resource_properties(parsed, "site", {"isFlex": False, "vnetIntegrated": False})
     assert dedicated["functionAppConfig"] is None
     site_config = dedicated["siteConfig"]
     assert site_config["linuxFxVersion"] == "PYTHON|3.11" and site_config["alwaysOn"] is True
