@@ -32,7 +32,7 @@ from typing import Any
 
 from .. import archive, lease, pgerrors, pgroles, pgtarget, telemetry
 from ..deps import Deps
-from ..errors import AzureRejection, require
+from ..errors import AzureRejection, RetryableError, require
 from ..models import RolesMode, ServerTarget
 from ..pgtarget import TargetConn, mark_of, quote_ident, quote_literal
 from ..records import RestoreRecord, iso
@@ -263,13 +263,37 @@ def _context(rec: RestoreRecord, deps: Deps, workdir: Path, lost: threading.Even
     return _Context(rec, deps, t, access.target_conn(t), access.staging(staging["region"]), workdir, lost)
 
 
+def _sql_errors(ctx: _Context) -> Any:
+    """PostgreSQL errors of the replay's own statements: a lost connection is retried (the stage is sent again), a
+    refusal (privileges, objects) fails the restore with PostgreSQL's message."""
+    import contextlib
+
+    import psycopg
+
+    @contextlib.contextmanager
+    def guard() -> Any:
+        try:
+            yield
+        except psycopg.OperationalError as exc:
+            raise RetryableError(f"connection to {ctx.conn.host} lost during the replay: "
+                                 f"{str(exc).strip().splitlines()[0] if str(exc).strip() else exc}") from None
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise _Fail("ReplaySqlFailed", f"on {ctx.target.server_name} as {ctx.conn.user}: {first}",
+                        "grant what the message names to the connecting role (or ask the server admin), then "
+                        "submit again; the staged files are kept") from None
+
+    return guard()
+
+
 def _work(ctx: _Context) -> dict[str, Any]:
     plan = ctx.area.get_json(plan_blob(ctx.rec.id))
     if plan is None:
         raise _Fail("ReplayPlanMissing", "the replay plan written by inventory is gone from the staging container",
                     "submit the restore again")
-    roles = _replay_roles(ctx, plan)
-    databases = [_replay_database(ctx, entry) for entry in plan["databases"]]
+    with _sql_errors(ctx):
+        roles = _replay_roles(ctx, plan)
+        databases = [_replay_database(ctx, entry) for entry in plan["databases"]]
     ctx.area.put_json(plan_blob(ctx.rec.id), plan)
     return {"roles": roles, "databases": databases, "owner": _owner(ctx), "connected_as": ctx.conn.user,
             "finished_at": iso(ctx.deps.clock())}

@@ -173,6 +173,32 @@ def _replay_pids(stack: Any) -> list[int]:
     return list(state.get("running") or [])
 
 
+def _kill_the_replay_mid_work(stack: Any, api: Any, rid: str) -> int | None:
+    """Hold the replay mid-work (a lock on pg_database stalls its connections to the target, as a busy server
+    would), wait until it has claimed the restore, then SIGKILL its process (as a replica dies) and let go."""
+    env = stack.env
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        body = api.get(f"/restores/{rid}")[1]
+        if body["status"] not in ("accepted", "validating", "restoring"):
+            return None
+        if body.get("stage") == "replay":
+            break
+        time.sleep(0.05)
+    with psycopg.connect(dsn(env, TARGET_CLUSTER, "postgres"), connect_timeout=10) as lock:
+        lock.execute("LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE")
+        while time.monotonic() < deadline:
+            body = api.get(f"/restores/{rid}")[1]
+            pids = _replay_pids(stack)
+            if pids and (body.get("server") or {}).get("replay", {}).get("runner"):
+                time.sleep(0.5)  # it is now waiting for its connection to the target
+                os.kill(pids[0], signal.SIGKILL)
+                lock.rollback()
+                return pids[0]
+            time.sleep(0.05)
+    return None
+
+
 def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_database(local_stack, api):
     env = local_stack.env
     suffix = "_" + uuid.uuid4().hex[:6]
@@ -182,18 +208,9 @@ def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_d
     # an earlier attempt of this restore "left" its marked database behind, with junk in it
     q(env, "postgres", f'CREATE DATABASE "appdb{suffix}"')
     q(env, "postgres", f"COMMENT ON DATABASE \"appdb{suffix}\" IS '{mark_of(rid)}'")
+    q(env, "postgres", f'ALTER DATABASE "appdb{suffix}" OWNER TO "{env["RESTORE_ENTRA_USER"]}"')  # as it made it
     q(env, f"appdb{suffix}", "CREATE TABLE leftover(v int)")
-    killed = None
-    deadline = time.monotonic() + 120
-    while killed is None and time.monotonic() < deadline:
-        status = api.get(f"/restores/{rid}")[1]
-        if status["status"] not in ("accepted", "validating", "restoring"):
-            break
-        pids = _replay_pids(local_stack) if status.get("stage") == "replay" else []
-        if pids:
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
+    killed = _kill_the_replay_mid_work(local_stack, api, rid)
     assert killed is not None, "the replay execution was never seen running"
     body = wait_for(api, rid, timeout=150)
     assert body["status"] == "succeeded", json.dumps(body, indent=1)
