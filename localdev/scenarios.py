@@ -14,6 +14,7 @@ VAULT = f"/subscriptions/{SUB_BACKUP}/resourceGroups/rg-backup/providers/Microso
 VAULT_LRS = VAULT.rsplit("/", 1)[0] + "/bv-lrs"
 BI_SALES = f"{VAULT}/backupInstances/pgsrv01-salesdb-6f1c2d3e-0000-4000-8000-000000000001"
 BI_FLEX = f"{VAULT}/backupInstances/pgflex01-6f1c2d3e-0000-4000-8000-000000000002"
+BI_EXT = f"{VAULT}/backupInstances/pgsrv01-extdb-6f1c2d3e-0000-4000-8000-000000000008"  # uses dblink
 BI_HR_LRS = f"{VAULT_LRS}/backupInstances/pgsrv01-hrdb-6f1c2d3e-0000-4000-8000-000000000003"
 _VAULTS = VAULT.rsplit("/", 1)[0]
 # Azure-fidelity vaults of the demo world (one special property each; docs/emulator.md)

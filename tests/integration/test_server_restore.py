@@ -237,3 +237,62 @@ def test_an_archive_newer_than_the_replay_client_fails_clearly_and_keeps_the_fil
     assert body["status"] == "failed" and body["error"]["code"] == "ArchiveTooNew", body["error"]
     assert "pg_restore 11" in body["error"]["message"] and "postgresql-client-" in body["error"]["fix"]
     assert staged(local_stack.env, rid)
+
+
+def test_a_non_benign_pg_restore_error_fails_with_that_error_and_keeps_the_staged_files(local_stack, api):
+    env = local_stack.env
+    name = uniq("ext")
+    rid = start(api, sc.into_server(bi=sc.BI_EXT, databases=[{"source": "extdb", "target": name}]))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "failed", json.dumps(body, indent=1)
+    err = body["error"]
+    assert "dblink" in err["message"] and "permission denied" in err["message"].lower(), err
+    assert name in err["fix"] and "staged files are kept" in err["fix"]
+    assert staged(env, rid) and body["server"]["staging"]["kept"] is True
+    assert databases(env)[name] == mark_of(rid)  # the partly loaded database is ours, marked, named in the fix
+
+
+@pytest.mark.parametrize("layout", ["custom-stream", "plain"])
+def test_every_files_layout_the_emulator_writes_is_inventoried_and_replayed(local_stack, api, layout):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    emulator = admin(env)
+    before = emulator.config()["files_layout"]
+    emulator.set_config(files_layout=layout)
+    try:
+        rid = start(api, sc.into_server(suffix=suffix, databases=[{"source": "inventory"}], owner="app_owner",
+                                        roles="clean"))
+        body = wait_for(api, rid, timeout=150)
+    finally:
+        emulator.set_config(files_layout=before)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    (db,) = body["server"]["plan"]["databases"]
+    assert db["format"] == ("plain" if layout == "plain" else "custom")
+    if layout == "custom-stream":
+        assert db["data_offsets"] is False
+    assert q(env, f"inventory{suffix}", "SELECT count(*) FROM items") == [(50,)]
+    assert q(env, f"inventory{suffix}", "SELECT tableowner FROM pg_tables WHERE tablename = 'items'") == \
+        [("app_owner",)]
+
+
+def test_an_archived_point_restores_into_a_server_through_the_one_request_rehydration(local_stack, api):
+    env = local_stack.env
+    name = uniq("sales_archived")
+    rid = start(api, sc.into_server(bi=sc.BI_SALES, databases=[{"source": "salesdb", "target": name}],
+                                    recovery_point={"latest_before": sc.days_ago(100).isoformat()}))
+    body = wait_for(api, rid, timeout=180)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    assert body["recovery_point"]["tier"] == "archive"
+    assert {"wait", "inventory", "replay", "verify"} <= {e["stage"] for e in body["timeline"]}
+    assert q(env, name, "SELECT DISTINCT batch FROM orders") == [("b0",)]
+
+
+def test_a_cross_region_restore_into_a_server_stages_in_the_paired_region(local_stack, api):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    rid = start(api, sc.into_server(suffix=suffix, databases=[{"source": "inventory"}], region="secondary"))
+    body = wait_for(api, rid, timeout=180)
+    assert body["status"] == "succeeded", json.dumps(body, indent=1)
+    assert body["restore_location"] == "northeurope"
+    assert body["server"]["staging"]["container_url"].startswith("https://stpgstagingne.")
+    assert q(env, f"inventory{suffix}", "SELECT count(*) FROM items") == [(50,)]
