@@ -4,6 +4,8 @@ Scenarios (demo world, real PostgreSQL, real pg_dump/pg_restore through the Data
   1. as database from the latest recovery point            4. cross-region into the paired region
   2. as files (Flexible Server dump set) into a container   5. started by an Azure Monitor alert on the intake queue
   3. from an archived point, with rehydration               6. rejected for a missing permission, showing the fix
+  7. restore into a server: a Flexible Server point replayed into the Flexible target (Entra, roles cleaned, owner)
+  8. restore into a server: a retired Single Server's point into the same target (Key Vault secret, owner)
 Before restoring, the demo writes "post-backup" rows into the source (the change you want to undo); each check
 proves the restored data equals the source at the chosen backup's time. Exits non-zero if any check fails.
 """
@@ -29,7 +31,7 @@ from azure.storage.queue import QueueClient, TextBase64EncodePolicy
 from localdev import scenarios as sc
 from localdev.apiclient import Api
 from localdev.pgcluster import find_bindir
-from localdev.stack import DEFAULT_WORLD, REPO, Stack
+from localdev.stack import DEFAULT_WORLD, REPO, Stack, world_clusters
 
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 BOLD, DIM, GREEN, RED, RESET = ("\033[1m", "\033[2m", "\033[32m", "\033[31m", "\033[0m") if sys.stdout.isatty() \
@@ -82,8 +84,9 @@ def main() -> int:
     alert_guid = str(uuid.uuid4())
     plans = sc.alert_plan(database_pattern="salesdb_alert_{alert_short}")
     stack = Stack(workdir, DEFAULT_WORLD, http_port=0, settings_overrides={"RESTORE_PLANS": sc.plans_setting(plans)})
-    say(f"{BOLD}Starting the local stack{RESET} (Azurite, 6 PostgreSQL servers, Data Protection emulator, "
-        f"Functions host) in {workdir.relative_to(REPO)} ...")
+    say(f"{BOLD}Starting the local stack{RESET} (Azurite, {len(world_clusters(DEFAULT_WORLD))} PostgreSQL servers, "
+        f"Data Protection emulator with Key Vault, Functions host, replay job runner) in "
+        f"{workdir.relative_to(REPO)} ...")
     ok = False
     try:
         env = stack.up()
@@ -117,6 +120,8 @@ def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) 
         "crr": Run("4 cross-region → database", "succeeded"),
         "alert": Run("5 alert → database", "succeeded"),
         "noperm": Run("6 missing permission", "rejected"),
+        "server-flex": Run("7 flexible → into server", "succeeded"),
+        "server-legacy": Run("8 single server → into server", "succeeded"),
     }
     start_requests(api, runs, suffix)
     send_alert(env, runs["alert"], alert_guid)
@@ -126,11 +131,18 @@ def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) 
 
 
 def write_post_backup_rows(env: dict[str, str]) -> None:
-    """Rows written after the last backup: the change a restore undoes."""
+    """Rows written after the last backup: the change a restore undoes. And the owner role a DBA prepares on the
+    Flexible target for the legacy restore."""
     with psycopg.connect(dsn_for(env, "pgsrv01", "salesdb"), autocommit=True) as conn:
         conn.execute("INSERT INTO orders(customer_id, batch, amount) SELECT 1 + g % 100, 'post-backup', g "
                      "FROM generate_series(1, 25) g")
-    say("  wrote 25 'post-backup' rows into pgsrv01/salesdb (changes made after the last backup)\n")
+    with psycopg.connect(dsn_for(env, "pgflex01", "appdb"), autocommit=True) as conn:
+        conn.execute("INSERT INTO events(batch) SELECT 'post-backup' FROM generate_series(1, 7)")
+    with psycopg.connect(dsn_for(env, "pgflex-target", "postgres"), autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'sales_owner') THEN "
+                     "CREATE ROLE sales_owner NOLOGIN; END IF; END $$")
+    say("  wrote 25 'post-backup' rows into pgsrv01/salesdb and 7 into pgflex01/appdb (changes made after the last "
+        "backup);\n  the DBA created role sales_owner on pgflex-target for the legacy restore\n")
 
 
 def start_requests(api: Api, runs: dict[str, Run], suffix: str) -> None:
@@ -144,6 +156,14 @@ def start_requests(api: Api, runs: dict[str, Run], suffix: str) -> None:
                               description="demo: cross-region restore"),
         "noperm": sc.as_database(f"salesdb_noperm_{suffix}", server=sc.TARGET_NOREADER, secret=sc.SECRET_NOREADER,
                                  description="demo: target without the vault's Reader role"),
+        "server-flex": sc.into_server(suffix=f"_demo_{suffix}", roles="clean", owner="app_owner",
+                                      checks=[{"name": "items", "database": f"inventory_demo_{suffix}",
+                                               "sql": "SELECT count(*) FROM items", "expect": "50"}],
+                                      description="demo: Flexible Server point into a server (Entra)"),
+        "server-legacy": sc.into_server(bi=sc.BI_SALES, owner="sales_owner",
+                                        databases=[{"source": "salesdb", "target": f"salesdb_legacy_{suffix}"}],
+                                        auth={"kind": "secret", "secret_uri": sc.SECRET_FLEX_TARGET},
+                                        description="demo: retired Single Server point into a Flexible Server"),
     }
     for key, body in requests.items():
         status, resp, _ = api.post("/restores", body, headers={"Idempotency-Key": f"demo-{suffix}-{key}"})
@@ -208,7 +228,8 @@ def verify(env: dict[str, str], runs: dict[str, Run], suffix: str, alert_db: str
     expect = {"latest-db": ("pgsrv-restore", f"salesdb_latest_{suffix}", all_batches),
               "archive": ("pgsrv-restore", f"salesdb_archive_{suffix}", {"b0"}),
               "crr": ("pgsrv-dr", f"salesdb_dr_{suffix}", all_batches),
-              "alert": ("pgsrv-restore", alert_db, all_batches - {"b5"})}
+              "alert": ("pgsrv-restore", alert_db, all_batches - {"b5"}),
+              "server-legacy": ("pgflex-target", f"salesdb_legacy_{suffix}", all_batches)}
     for key, run in runs.items():
         final = run.final
         run.checks.insert(0, (f"ends {run.expect}", final.get("status") == run.expect,
@@ -239,6 +260,7 @@ def verify(env: dict[str, str], runs: dict[str, Run], suffix: str, alert_db: str
                 files.checks.append((f"{dumps[0]} is a valid pg_restore archive with table events",
                                      res.returncode == 0 and "TABLE DATA public events" in res.stdout,
                                      res.stderr.strip()[:200]))
+    check_server_restores(env, runs, suffix)
     noperm = runs["noperm"].final
     err = noperm.get("error") or {}
     runs["noperm"].checks.append(("Azure error code UserErrorMSIMissingPermissions",
@@ -262,6 +284,45 @@ def verify(env: dict[str, str], runs: dict[str, Run], suffix: str, alert_db: str
             say(f"      {DIM}error:{RESET} {f['error']['message']}")
             say(f"      {DIM}fix:{RESET}   {f['error']['fix']}")
     return ok
+
+
+def _rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn, connect_timeout=10) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def check_server_restores(env: dict[str, str], runs: dict[str, Run], suffix: str) -> None:
+    """7 and 8: the data equals the source's at backup time, the owner is the requested role, roles were cleaned,
+    the staged files are gone, verify passed."""
+    events = "SELECT md5(string_agg(id || ':' || batch, ',' ORDER BY id)) FROM events WHERE batch IN ('f1', 'f2')"
+    flex, legacy = runs["server-flex"], runs["server-legacy"]
+    if flex.final.get("status") == "succeeded":
+        db = dsn_for(env, "pgflex-target", f"appdb_demo_{suffix}")
+        flex.checks.append(("appdb_demo holds exactly the backed-up events (f1, f2), identical to the source's rows",
+                            _rows(db, "SELECT DISTINCT batch FROM events ORDER BY 1") == [("f1",), ("f2",)]
+                            and _rows(db, events) == _rows(dsn_for(env, "pgflex01", "appdb"), events), ""))
+        owners = _rows(db, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+        flex.checks.append(("every restored table is owned by app_owner", owners == [("app_owner",)], str(owners)))
+        roles = (flex.final.get("server") or {}).get("replay", {}).get("roles", {})
+        dropped = {d["name"] for d in roles.get("dropped", [])}
+        flex.checks.append(("roles cleaned: azure_pg_admin, azuresu, replication, postgres left out",
+                            {"azure_pg_admin", "azuresu", "replication", "postgres"} <= dropped, str(sorted(dropped))))
+        target = dsn_for(env, "pgflex-target", "postgres")
+        supers = _rows(target, "SELECT rolname FROM pg_roles WHERE rolsuper AND rolname IN ('app_owner', 'app_reader')")
+        flex.checks.append(("the point's roles exist on the target, none of them superuser",
+                            not supers and len(_rows(target, "SELECT 1 FROM pg_roles WHERE rolname IN "
+                                                             "('app_owner', 'app_reader')")) == 2, str(supers)))
+    for run in (flex, legacy):
+        server = run.final.get("server") or {}
+        if run.final.get("status") == "succeeded":
+            run.checks.append(("verified (objects, row counts, checks) and staged files deleted",
+                               server.get("verify", {}).get("passed") is True
+                               and server.get("staging", {}).get("kept") is False, json.dumps(server.get("staging"))))
+    if legacy.final.get("status") == "succeeded":
+        db = dsn_for(env, "pgflex-target", f"salesdb_legacy_{suffix}")
+        owners = _rows(db, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")
+        legacy.checks.append(("every restored table is owned by sales_owner", owners == [("sales_owner",)],
+                              str(owners)))
 
 
 if __name__ == "__main__":
