@@ -296,3 +296,19 @@ def test_a_cross_region_restore_into_a_server_stages_in_the_paired_region(local_
     assert body["restore_location"] == "northeurope"
     assert body["server"]["staging"]["container_url"].startswith("https://stpgstagingne.")
     assert q(env, f"inventory{suffix}", "SELECT count(*) FROM items") == [(50,)]
+
+
+def test_user_checks_run_read_only_and_a_failed_check_fails_the_restore_keeping_everything(local_stack, api):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    db = f"inventory{suffix}"
+    checks = [{"name": "wrong count", "database": db, "sql": "SELECT count(*) FROM items", "expect": "51"},
+              {"name": "tries to write", "database": db, "sql": "DELETE FROM items RETURNING 1", "expect": "1"}]
+    rid = start(api, sc.into_server(suffix=suffix, databases=[{"source": "inventory"}], checks=checks))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "failed" and body["error"]["code"] == "VerificationFailed", body["error"]
+    results = {c["name"]: c for c in body["server"]["verify"]["checks"]}
+    assert results["wrong count"]["got"] == "50" and results["wrong count"]["ok"] is False
+    assert "read-only" in results["tries to write"]["error"]
+    assert q(env, db, "SELECT count(*) FROM items") == [(50,)]  # nothing was deleted
+    assert staged(env, rid) and body["server"]["staging"]["kept"] is True

@@ -1,0 +1,136 @@
+"""Replay decisions without PostgreSQL: the fenced lease, pg_restore's arguments, and verify's comparisons."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from restore_core import lease
+from restore_core.models import ServerTarget, parse_request
+from restore_core.pgtarget import TargetConn
+from restore_core.stages import replay, verify
+from restore_core.store import ConcurrencyError
+
+from .fakes import BI_ID, Harness, database_body
+
+FLEX = "/subscriptions/s2/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/flexibleServers/pgflex-target"
+
+
+def _restore(h: Harness) -> Any:
+    return h.submit(database_body())
+
+
+def test_a_live_lease_of_the_same_attempt_is_held_and_an_expired_one_is_taken_over() -> None:
+    h = Harness()
+    rec = _restore(h)
+    first = lease.acquire(h.deps, rec, 30)
+    with pytest.raises(lease.LeaseHeld):
+        lease.acquire(h.deps, rec, 30)
+    h.clock.advance(31)  # the first runner died: its lease ran out
+    second = lease.acquire(h.deps, rec, 30)
+    assert second.owner != first.owner
+    # the first runner's next heartbeat finds another owner: it stops
+    assert lease.renew(h.deps, first, rec) is False and first.lost.is_set()
+    assert lease.renew(h.deps, second, rec) is True and not second.lost.is_set()
+
+
+def test_a_renewal_moves_the_watchdogs_next_check_past_the_lease() -> None:
+    h = Harness()
+    rec = _restore(h)
+    held = lease.acquire(h.deps, rec, 60)
+    h.clock.advance(20)
+    assert lease.renew(h.deps, held, rec)
+    (entry,) = [e for e in h.store.active() if e.restore_id == rec.id]
+    assert entry.next_check_at is not None and entry.next_check_at >= held.until
+
+
+def test_releasing_a_lease_frees_it_only_for_its_owner() -> None:
+    h = Harness()
+    rec = _restore(h)
+    held = lease.acquire(h.deps, rec, 30)
+    other = lease.Lease(rec.id, "someone-else", 30, held.until)
+    lease.release(h.deps, other)
+    assert h.store.get_meta(lease.KIND, rec.id) is not None
+    lease.release(h.deps, held)
+    assert h.store.get_meta(lease.KIND, rec.id) is None
+
+
+def test_of_two_runners_that_both_took_an_expired_lease_only_one_gets_past_its_claim() -> None:
+    """The fence is the row's ETag: the second claim of the same row version loses."""
+    h = Harness()
+    rec = _restore(h)
+    h.store.update(rec.copy(replay_result={"runner": "a"}))
+    with pytest.raises(ConcurrencyError):
+        h.store.update(rec.copy(replay_result={"runner": "b"}))
+
+
+def _ctx(tmp_path: Path, **target: Any) -> Any:
+    t = parse_request({"backup_instance": {"id": BI_ID},
+                       "target": {"kind": "server", "server_id": FLEX, **target}}).target
+    assert isinstance(t, ServerTarget)
+    h = Harness()
+    conn = TargetConn("h", 5432, "restore-service", "x")
+    return replay._Context(h.submit(database_body()), h.deps, t, conn, None, tmp_path,  # type: ignore[arg-type]
+                           threading.Event())
+
+
+def _args(ctx: Any, entry: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setattr(replay, "_tool", lambda deps, name: f"/bin/{name}")
+    return replay._restore_args(ctx, entry, Path("/tmp/x.dump"), "db1")
+
+
+def test_pg_restore_runs_without_owner_and_without_acls_when_roles_are_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = _args(_ctx(tmp_path), {"format": "custom", "data_offsets": True}, monkeypatch)
+    assert args[0] == "/bin/pg_restore" and "--no-owner" in args and "--no-acl" in args
+    assert not any(a.startswith("--role") for a in args)  # the connecting role owns everything
+
+
+def test_pg_restore_keeps_grants_with_cleaned_roles_and_acts_as_the_owner(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    args = _args(_ctx(tmp_path, roles="clean", owner="app_owner"), {"format": "custom", "data_offsets": True},
+                 monkeypatch)
+    assert "--no-owner" in args and "--no-acl" not in args and "--role=app_owner" in args
+
+
+def test_parallel_pg_restore_only_for_archives_with_data_offsets(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    ctx = _ctx(tmp_path)
+    assert any(a.startswith("--jobs=") for a in _args(ctx, {"format": "custom", "data_offsets": True}, monkeypatch))
+    assert not any(a.startswith("--jobs=") for a in _args(ctx, {"format": "custom", "data_offsets": False},
+                                                          monkeypatch))
+
+
+def test_a_plain_dump_is_replayed_with_psql_without_stopping_at_the_first_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = _args(_ctx(tmp_path), {"format": "plain"}, monkeypatch)
+    assert args[0] == "/bin/psql" and "ON_ERROR_STOP=0" in args
+
+
+def test_psql_errors_of_a_plain_dump_split_into_ownership_warnings_and_failures(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    stderr = ("psql:/tmp/x.sql:40: ERROR:  role \"app_owner\" does not exist\n"
+              "psql:/tmp/x.sql:90: ERROR:  relation \"missing\" does not exist\n")
+    diag = replay._diagnose(ctx, {"format": "plain"}, stderr)
+    assert [w.code for w in diag.warnings] == ["plain-dump-ownership"]
+    assert [f.message for f in diag.failures] == ['relation "missing" does not exist']
+
+
+def test_verify_reports_tables_whose_rows_differ_from_the_archive() -> None:
+    counts = {"public.items": 50, "public.events": 59}
+    archive = {"rows": {"public.items": 50, "public.events": 60, "public.gone": 3}}
+    assert verify._mismatches(counts, archive) == ["public.events: 59 rows in the target, 60 in the archive"]
+
+
+def test_verify_problems_name_missing_objects_mismatches_and_failed_checks() -> None:
+    results = [{"database": "db1", "missing": ["table public.t"], "count_mismatches": ["public.x: 1 vs 2"]}]
+    checks = [{"name": "c1", "ok": False, "got": "49", "expect": "50"},
+              {"name": "c2", "ok": False, "error": "cannot execute DELETE in a read-only transaction"},
+              {"name": "c3", "ok": True, "got": "1", "expect": "1"}]
+    problems = verify._problems(results, checks)
+    assert problems == ["db1: table public.t is missing", "db1: public.x: 1 vs 2",
+                        "check c1: got '49', expected '50'",
+                        "check c2: error cannot execute DELETE in a read-only transaction"]
