@@ -303,6 +303,7 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
             lines.append(f"fix:             {err['fix']}")
     for warning in item.get("warnings") or []:
         lines.append(f"warning:         {warning}")
+    lines += _server_lines(item.get("server") or {})
     lines += _stage_lines(item.get("stage_times") or {}, now, stages)
     timeline = item.get("timeline") or []
     if timeline:
@@ -311,6 +312,30 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
             lines.append(f"  {event.get('at')}  {event.get('status', ''):<11} {event.get('stage') or '-':<10} "
                          f"{event.get('message') or ''}".rstrip())
     return "\n".join(lines)
+
+
+def _server_lines(server: Mapping[str, Any]) -> list[str]:
+    """Restore into a server: what was created where, who owns it, what verify found, where the staged files are."""
+    if not server:
+        return []
+    staging = server.get("staging") or {}
+    replay = server.get("replay") or {}
+    verify = server.get("verify") or {}
+    verified = {d.get("database"): d for d in verify.get("databases") or []}
+    lines = [f"staged files:    {staging.get('container_url')}/{staging.get('prefix')}*  "
+             + ("(deleted)" if staging.get("kept") is False else "(kept)")]
+    for d in replay.get("databases") or []:
+        v = verified.get(d.get("database")) or {}
+        lines.append(f"database:        {d.get('source')} → {d.get('database')}  owner {d.get('owner')}  "
+                     f"{d.get('done')}" + (f"  {v.get('tables')} tables, {v.get('rows')} rows" if v else ""))
+    roles = replay.get("roles") or {}
+    if roles.get("mode") == "clean":
+        lines.append(f"roles created:   {', '.join(roles.get('created') or []) or '(none missing)'}")
+    for check in verify.get("checks") or []:
+        lines.append(f"check:           {check.get('name')}: {'ok' if check.get('ok') else 'FAILED'}")
+    if "passed" in verify:
+        lines.append(f"verified:        {'yes' if verify['passed'] else 'NO'}")
+    return lines
 
 
 def _stage_lines(stage_times: Mapping[str, Any], now: datetime, stages: Stages) -> list[str]:
@@ -333,7 +358,8 @@ def build_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
         return _request_from_json(args.json_file, stdin)
     if not args.backup_instance and not (args.vault and args.datasource):
         raise CliError("start needs --json FILE, or --backup-instance ID (or --vault + --datasource) and a target "
-                       "(--server + --database + --secret-uri, or --container-url + --prefix)", EXIT_USAGE)
+                       "(--server + --database + --secret-uri, --container-url + --prefix, or --into-server)",
+                       EXIT_USAGE)
     body: dict[str, Any] = {"backup_instance": ({"id": args.backup_instance} if args.backup_instance
                                                 else {"vault_id": args.vault, "datasource_id": args.datasource})}
     point = _recovery_point(args)
@@ -374,8 +400,37 @@ def _recovery_point(args: argparse.Namespace) -> dict[str, str] | None:
     return None
 
 
-def _target(args: argparse.Namespace) -> dict[str, str]:
-    """The database target (``--server`` ...) or the files target (``--container-url`` ...), exactly one."""
+def _server_target(args: argparse.Namespace) -> dict[str, Any]:
+    """``--into-server`` and its options: restore into a server."""
+    if args.server or args.database or args.secret_uri or args.container_url or args.prefix:
+        raise CliError("choose one target: --into-server, database (--server ...) or files (--container-url ...)",
+                       EXIT_USAGE)
+    target: dict[str, Any] = {"kind": "server", "server_id": args.into_server}
+    if args.databases:
+        pairs = [p.strip() for p in args.databases.split(",") if p.strip()]
+        target["databases"] = [{"source": s, **({"target": t} if t else {})}
+                               for s, _, t in (p.partition("=") for p in pairs)]
+    for name in ("suffix", "roles", "owner"):
+        if getattr(args, name):
+            target[name] = getattr(args, name)
+    if args.beside_source:
+        target["beside_source"] = True
+    if args.auth_secret:
+        target["auth"] = {"kind": "secret", "secret_uri": args.auth_secret}
+    return target
+
+
+_SERVER_ONLY = ("databases", "suffix", "roles", "owner", "beside_source", "auth_secret")
+
+
+def _target(args: argparse.Namespace) -> dict[str, Any]:
+    """The database target (``--server`` ...), the files target (``--container-url`` ...) or a server target
+    (``--into-server`` ...), exactly one."""
+    if getattr(args, "into_server", None):
+        return _server_target(args)
+    stray = [f"--{n.replace('_', '-')}" for n in _SERVER_ONLY if getattr(args, n, None)]
+    if stray:
+        raise CliError(f"{', '.join(stray)} belong to --into-server", EXIT_USAGE)
     if args.server or args.database or args.secret_uri:
         if not (args.server and args.database and args.secret_uri):
             raise CliError("a database target needs all of --server, --database and --secret-uri", EXIT_USAGE)
@@ -390,8 +445,9 @@ def _target(args: argparse.Namespace) -> dict[str, str]:
         if args.container_id:
             target["container_id"] = args.container_id
         return target
-    raise CliError("no target: give --server + --database + --secret-uri (restore as database) or "
-                   "--container-url + --prefix (restore as files)", EXIT_USAGE)
+    raise CliError("no target: give --server + --database + --secret-uri (restore as database), "
+                   "--container-url + --prefix (restore as files) or --into-server (restore into a server)",
+                   EXIT_USAGE)
 
 
 # ------------------------------------------------------------------------------------------------------ commands
@@ -536,6 +592,17 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--container-url", help="files target: https://ACCOUNT.blob.core.windows.net/CONTAINER")
     s.add_argument("--container-id", help="files target: container ARM id (optional)")
     s.add_argument("--prefix", help="files target: file name prefix")
+    s.add_argument("--into-server", metavar="FLEXIBLE_SERVER_ID",
+                   help="restore into a server: target Flexible Server ARM id (the service replays the vault's files)")
+    s.add_argument("--databases", metavar="SRC[=NEW],...",
+                   help="into a server: source databases and optional new names (default: all, with the suffix)")
+    s.add_argument("--suffix", help="into a server: suffix of new database names (default _restored)")
+    s.add_argument("--roles", choices=("skip", "clean"), help="into a server: restore the point's roles cleaned")
+    s.add_argument("--owner", help="into a server: role that owns the restored objects")
+    s.add_argument("--beside-source", action="store_true",
+                   help="into a server: allow new databases on the source server itself (never over a source)")
+    s.add_argument("--auth-secret", metavar="SECRET_URI",
+                   help="into a server: connect with this Key Vault secret (default: Microsoft Entra)")
     s.add_argument("--region", choices=("primary", "secondary"))
     s.add_argument("--priority", choices=("Standard", "High"), help="rehydration priority for archived points")
     s.add_argument("--idempotency-key")

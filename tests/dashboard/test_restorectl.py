@@ -399,3 +399,46 @@ def test_start_json_that_is_not_a_request_object_is_refused(api: tuple[str, Stub
     url, state = api
     code, _, err = run(["start", "--json", "-", *conn(url)], stdin=stdin)
     assert code == restorectl.EXIT_USAGE and message in err and state.requests == []
+
+
+def test_start_from_flags_builds_a_restore_into_a_server(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run(["start", "--backup-instance", "/bi", "--into-server", "/subscriptions/s/flexibleServers/t",
+                        "--databases", "appdb=app_copy,inventory", "--roles", "clean", "--owner", "app_owner",
+                        "--auth-secret", "https://kv1.vault.azure.net/secrets/conn", *conn(url)])
+    assert (code, err) == (0, "")
+    assert state.requests[-1]["body"] == {
+        "backup_instance": {"id": "/bi"},
+        "target": {"kind": "server", "server_id": "/subscriptions/s/flexibleServers/t",
+                   "databases": [{"source": "appdb", "target": "app_copy"}, {"source": "inventory"}],
+                   "roles": "clean", "owner": "app_owner",
+                   "auth": {"kind": "secret", "secret_uri": "https://kv1.vault.azure.net/secrets/conn"}}}
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backup-instance", "x", "--into-server", "/s", "--prefix", "p"], "choose one target"),
+    (["--backup-instance", "x", "--container-url", "https://a/c", "--prefix", "p", "--owner", "o"],
+     "--owner belong to --into-server"),
+])
+def test_server_target_flags_are_checked_before_calling_the_api(api: tuple[str, StubState], flags: list[str],
+                                                                message: str) -> None:
+    url, state = api
+    code, _, err = run(["start", *flags, *conn(url)])
+    assert code == restorectl.EXIT_USAGE and message in err and state.requests == []
+
+
+def test_show_of_a_server_restore_says_what_was_created_where_and_who_owns_it() -> None:
+    item = {"id": "r1", "status": "succeeded", "target": {"kind": "server"},
+            "server": {"staging": {"container_url": "https://st.blob.core.windows.net/c", "prefix": "r1",
+                                   "kept": False},
+                       "replay": {"databases": [{"source": "appdb", "database": "appdb_restored", "owner": "app_owner",
+                                                 "done": "created"}], "roles": {"mode": "clean",
+                                                                                "created": ["app_owner"]}},
+                       "verify": {"passed": True, "databases": [{"database": "appdb_restored", "tables": 2,
+                                                                 "rows": 60}],
+                                  "checks": [{"name": "items", "ok": True}]}}}
+    text = restorectl.describe(item, datetime(2026, 12, 2, tzinfo=UTC))
+    assert "appdb → appdb_restored  owner app_owner  created  2 tables, 60 rows" in text
+    assert "https://st.blob.core.windows.net/c/r1*  (deleted)" in text
+    assert "roles created:   app_owner" in text and "check:           items: ok" in text
+    assert "verified:        yes" in text
