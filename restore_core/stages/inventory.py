@@ -46,6 +46,12 @@ def _read_toc(area: StagingArea, blob: StagedBlob) -> archive.ArchiveToc:
         data = area.read_range(blob.name, 0, length)
         try:
             return archive.read_toc_prefix(data)
+        except archive.ArchiveVersionUnknown as exc:
+            raise _Stop("ArchiveTooNew", f"{blob.name}: {exc}", "update the service (restore_core.archive) and the "
+                        "replay image's PostgreSQL client; the staged files are kept") from None
+        except archive.ArchiveUnreadable as exc:
+            raise _Stop("ArchiveUnreadable", f"{blob.name}: {exc}", "restore this file by hand with a pg_restore "
+                        "that reads it; the staged files are kept") from None
         except archive.ArchiveTooShort as short:
             if length >= blob.size or length >= TOC_MAX_READ:
                 raise _Stop("ArchiveUnreadable", f"{blob.name}: {short}", "the staged file is truncated or its "
@@ -107,9 +113,14 @@ def _classify_all(area: StagingArea, blobs: list[StagedBlob], rec: RestoreRecord
     return databases, roles, ignored
 
 
+#: Databases a server has of its own: never restored unless named (Azure may or may not stage dumps of them).
+SYSTEM_DATABASES = frozenset({"postgres", "azure_maintenance", "azure_sys", "template0", "template1"})
+
+
 def _map_names(t: ServerTarget, databases: list[dict[str, Any]], deps: Deps) -> list[dict[str, Any]]:
     available = [d["source"] for d in databases]
-    names = server_checks.name_plan(t, available, deps.settings.server.database_suffix)
+    user = [s for s in available if s.lower() not in SYSTEM_DATABASES]
+    names = server_checks.name_plan(t, available if t.databases else user, deps.settings.server.database_suffix)
     missing = [s for s in names if s not in available]
     if missing:
         raise _Stop("SourceDatabaseNotInPoint",

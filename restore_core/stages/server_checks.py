@@ -125,7 +125,9 @@ def _owner_rule(target: ServerTarget, conn: TargetConn, f: TargetFacts) -> Stage
         return _reject("TargetOwnerMissing", f"owner role {owner} does not exist on {target.server_name}",
                        f"create it first (as the server admin: CREATE ROLE {quote_ident(owner)};), or set "
                        "target.roles to clean if the recovery point has it, or leave owner out")
-    if owner not in f.member_of and not f.createrole and not f.superuser:
+    # PostgreSQL 16+: CREATEROLE grants only roles held WITH ADMIN OPTION, so it no longer suffices by itself
+    can_grant = f.superuser or (f.createrole and f.server_version < 160000)
+    if owner not in f.member_of and not can_grant:
         return _reject("TargetOwnerNotGranted",
                        f"role {f.user} cannot act as owner {owner} on {target.server_name}",
                        f"as the server admin run: GRANT {quote_ident(owner)} TO {quote_ident(f.user)};")

@@ -229,7 +229,16 @@ def _instance_rules(vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanc
 def _target_rules(req: RestoreRequest, vault: VaultInfo, bi: BackupInstanceRef, info: BackupInstanceInfo,
                   target: DatabaseTarget | FilesTarget) -> None:
     """Step 2: rules that need no Azure call (``target``: what the vault is asked to restore into)."""
-    _refuse(_cross_subscription_rule(target, vault, bi.vault))
+    csr = _cross_subscription_rule(target, vault, bi.vault)
+    if csr is not None and isinstance(req.target, ServerTarget) and isinstance(target, FilesTarget):
+        # the staging container is ours, not the user's: say so
+        csr = _reject("StagingOutsideVaultSubscription",
+                      f"vault {bi.vault.vault} has cross-subscription restore {vault.csr_state} and the staging "
+                      f"container of this region ({target.container_url}) is not known to be in its subscription "
+                      f"{bi.vault.subscription}", "put the staging account in the vault's subscription and give its "
+                      "container_id in RESTORE_STAGING (the infra does both), or enable cross-subscription restore "
+                      "on the vault")
+    _refuse(csr)
     if isinstance(req.target, ServerTarget):
         _refuse(server_checks.source_rules(req.target, info.datasource_type, info.datasource_id))
     if info.datasource_type.lower() == rr.FLEXIBLE_SERVER.lower() and isinstance(req.target, DatabaseTarget):

@@ -69,18 +69,41 @@ def _mismatches(counts: dict[str, int], archive: dict[str, Any]) -> list[str]:
             if name in counts and counts[name] != n]
 
 
-def _run_check(conn: TargetConn, check: UserCheck) -> dict[str, Any]:
+def _first_value(c: Any, sql: str) -> str | None:
+    """The first column of the first row of ONE statement, sent with the extended query protocol: PostgreSQL refuses
+    several statements there ("cannot insert multiple commands into a prepared statement"), so a check cannot
+    ``COMMIT`` its read-only transaction and go on writing."""
+    from psycopg import pq
+
+    res = c.pgconn.exec_params(sql.encode(), [])
+    if res.status == pq.ExecStatus.FATAL_ERROR:
+        raise _CheckError((res.error_message or b"").decode("utf-8", "replace").strip().removeprefix("ERROR:  "))
+    if res.status != pq.ExecStatus.TUPLES_OK:
+        raise _CheckError("the check must be one query that returns rows (a SELECT)")
+    if res.ntuples == 0 or res.nfields == 0:
+        return None
+    value = res.get_value(0, 0)
+    return None if value is None else bytes(value).decode("utf-8", "replace")
+
+
+class _CheckError(Exception):
+    pass
+
+
+def _run_check(conn: TargetConn, check: UserCheck, restored: set[str]) -> dict[str, Any]:
     import psycopg
 
+    if check.database not in restored:
+        return {"name": check.name, "ok": False, "error": f"database {check.database} is not one this restore "
+                f"created ({', '.join(sorted(restored))}); checks run only there"}
     try:
         with pgtarget.connect(conn, check.database, autocommit=False) as c:
             c.execute("SET TRANSACTION READ ONLY")
             c.execute(f"SET LOCAL statement_timeout = {CHECK_TIMEOUT_MS}")
-            row = c.execute(check.sql).fetchone()  # user SQL, inside a read-only transaction
+            got = _first_value(c, check.sql)
             c.rollback()
-    except psycopg.Error as exc:
+    except (psycopg.Error, _CheckError) as exc:
         return {"name": check.name, "ok": False, "error": str(exc).strip().splitlines()[0][:300]}
-    got = None if row is None else (None if row[0] is None else str(row[0]))
     return {"name": check.name, "ok": got == check.expect, "got": got, "expect": check.expect}
 
 
@@ -132,7 +155,8 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
                            error_fix="the databases were replayed; check them by hand")
     conn = deps.server_access().target_conn(t)
     results = [_verify_database(conn, e) for e in plan["databases"]]
-    checks = [_run_check(conn, ck) for ck in t.checks]
+    restored = {e["target"] for e in plan["databases"]}
+    checks = [_run_check(conn, ck, restored) for ck in t.checks]
     problems = _problems(results, checks)
     summary = {"databases": results, "checks": checks, "passed": not problems}
     if problems:

@@ -312,3 +312,20 @@ def test_user_checks_run_read_only_and_a_failed_check_fails_the_restore_keeping_
     assert "read-only" in results["tries to write"]["error"]
     assert q(env, db, "SELECT count(*) FROM items") == [(50,)]  # nothing was deleted
     assert staged(env, rid) and body["server"]["staging"]["kept"] is True
+
+
+@pytest.mark.parametrize(("sql", "database_of", "words"), [
+    ("SELECT 1; COMMIT; CREATE TABLE sneaky(v int); SELECT 2", "own", "multiple commands"),
+    ("SELECT count(*) FROM pg_database", "postgres", "not one this restore created"),
+])
+def test_a_user_check_can_neither_escape_its_read_only_transaction_nor_read_other_databases(
+        local_stack, api, sql, database_of, words):
+    env = local_stack.env
+    suffix = "_" + uuid.uuid4().hex[:6]
+    db = f"inventory{suffix}"
+    check = {"name": "escape", "database": db if database_of == "own" else database_of, "sql": sql, "expect": "2"}
+    rid = start(api, sc.into_server(suffix=suffix, databases=[{"source": "inventory"}], checks=[check]))
+    body = wait_for(api, rid, timeout=150)
+    assert body["status"] == "failed" and body["error"]["code"] == "VerificationFailed", body["error"]
+    assert words in body["server"]["verify"]["checks"][0]["error"]
+    assert q(env, db, "SELECT count(*) FROM pg_tables WHERE tablename = 'sneaky'") == [(0,)]

@@ -143,3 +143,36 @@ def test_a_malformed_connection_string_error_never_echoes_the_value() -> None:
 
 def test_a_target_connection_never_shows_its_password() -> None:
     assert "s3cr3t" not in repr(CONN) and "s3cr3t" not in CONN.label
+
+
+def test_on_postgresql_16_createrole_alone_no_longer_lets_the_service_act_as_another_owner() -> None:
+    """PostgreSQL 16+: CREATEROLE grants only roles held WITH ADMIN OPTION; validation asks for the GRANT instead."""
+    pg15 = _facts(createrole=True, server_version=150008)
+    assert server_checks.target_rules(_target(owner="app_owner"), CONN, pg15, {"a": "a_r"}) is None
+    pg16 = _facts(createrole=True, server_version=160004)
+    refused = server_checks.target_rules(_target(owner="app_owner"), CONN, pg16, {"a": "a_r"})
+    assert refused is not None and refused.error_code == "TargetOwnerNotGranted"
+
+
+def test_a_database_carrying_this_restores_own_mark_is_not_taken() -> None:
+    from restore_core.pgtarget import mark_of
+
+    f = _facts(databases={"appdb_restored": mark_of("r1"), "other_restored": "someone else's comment"})
+    assert server_checks.taken_names(f, {"appdb": "appdb_restored", "other": "other_restored"}, "r1") == \
+        ["other_restored"]
+    assert server_checks.taken_names(f, {"appdb": "appdb_restored"}, "r2") == ["appdb_restored"]
+
+
+def test_by_default_a_points_system_databases_are_not_restored() -> None:
+    from restore_core.stages import inventory
+
+    from .fakes import Harness
+
+    dbs = [{"source": n} for n in ("postgres", "appdb", "azure_maintenance", "inventory")]
+    chosen = inventory._map_names(_target(), dbs, Harness().deps)
+    assert [d["source"] for d in chosen] == ["appdb", "inventory"]
+    named = inventory._map_names(_target(databases=[{"source": "postgres", "target": "pg_copy"}]), dbs,
+                                 Harness().deps)
+    assert [(d["source"], d["target"]) for d in chosen] == [("appdb", "appdb_restored"),
+                                                             ("inventory", "inventory_restored")]
+    assert [(d["source"], d["target"]) for d in named] == [("postgres", "pg_copy")]
