@@ -98,6 +98,7 @@ class RecoveryPointInfo:
     rehydration_expiry: datetime | None = None
     postgres_version: str | None = None
     state: str | None = None  # recoveryPointState: "Completed" | "Partial" (None: not reported)
+    databases: tuple[str, ...] | None = None  # the point's metadata ``dbName`` (None: not reported)
 
     @property
     def rehydrated(self) -> bool:

@@ -254,12 +254,28 @@ def _tier_of(rp: Any) -> tuple[Tier, str | None, datetime | None, str | None]:
     return tier, status, expiry, version
 
 
+def _databases_of(rp: Any) -> tuple[str, ...] | None:
+    """``dbName`` of the point's PostgreSQL metadata (a JSON string on each data store entry; Azure's example shows
+    one name for a Single Server database; a list is taken as the databases of a server). None when not given."""
+    for ds in getattr(rp.properties, "recovery_point_data_stores_details", None) or []:
+        try:
+            meta = json.loads(ds.meta_data) if ds.meta_data else None
+        except (TypeError, ValueError):
+            continue
+        names = meta.get("dbName") if isinstance(meta, dict) else None
+        if isinstance(names, str) and names:
+            return (names,)
+        if isinstance(names, list) and names and all(isinstance(n, str) for n in names):
+            return tuple(names)
+    return None
+
+
 def _rp_info(rp: Any) -> RecoveryPointInfo:
     tier, status, expiry, version = _tier_of(rp)
     rp_time = require(parse_time(rp.properties.recovery_point_time), "Azure gives every recovery point its time")
     return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
                              parse_time(expiry), version,
-                             _plain(getattr(rp.properties, "recovery_point_state", None)))
+                             _plain(getattr(rp.properties, "recovery_point_state", None)), _databases_of(rp))
 
 
 def _job_info(job: Any) -> JobInfo:

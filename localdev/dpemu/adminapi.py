@@ -52,6 +52,7 @@ class AdminApi:
             "integer_retry_after": self._set_integer_retry_after,
             "job_destination_format": self._set_job_destination_format,
             "files_layout": self._set_files_layout,
+            "flexible_point_db_names": self._set_flexible_point_db_names,
             "rehydration_reported_on": self._set_rehydration_reported_on,
             "strict_identity_details": self._set_strict_identity_details,
             "time_scale": self._set_time_scale,
@@ -193,6 +194,7 @@ class AdminApi:
                 "integer_retry_after": self.controls.integer_retry_after,
                 "job_destination_format": s.job_destination_format,
                 "files_layout": s.files_layout,
+                "flexible_point_db_names": s.flexible_point_db_names,
                 "rehydration_reported_on": list(s.rehydration_reported_on),
                 "strict_identity_details": s.strict_identity_details}
 
@@ -226,6 +228,11 @@ class AdminApi:
     def _set_job_destination_format(self, key: str, value: Any) -> None:
         s = self.engine.settings
         s.job_destination_format, _ = check_emulation_choices(value, s.rehydration_reported_on)
+
+    def _set_flexible_point_db_names(self, key: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: got {value!r}; use true or false")
+        self.engine.settings.flexible_point_db_names = value
 
     def _set_files_layout(self, key: str, value: Any) -> None:
         self.engine.settings.files_layout = check_files_layout(value)

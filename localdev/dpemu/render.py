@@ -80,10 +80,18 @@ def bi_json(world: World, v: Vault, b: BackupInstance) -> dict[str, Any]:
     }
 
 
+def _db_name(settings: Settings, b: BackupInstance, rp: RecoveryPoint) -> str | list[str] | None:
+    """``dbName`` of the point's metadata: the database of a Single Server point (Azure's example); for a Flexible
+    Server point the list of its databases, or nothing (config ``flexible_point_db_names``: undocumented)."""
+    if b.datasource_type != FLEXIBLE:
+        return rp.databases[0]
+    return rp.databases if settings.flexible_point_db_names else None
+
+
 def rp_json(settings: Settings, b: BackupInstance, rp: RecoveryPoint, now: datetime) -> dict[str, Any]:
     meta = json.dumps({"objectType": "PostgresBackupMetadata", "version": "1.0",
                        "postgresVersion": str(rp.postgres_version),
-                       "dbName": rp.databases[0] if len(rp.databases) == 1 else rp.databases,
+                       "dbName": _db_name(settings, b, rp),
                        "serverName": rp.server_name, "backupType": "Full", "backupDumpFormat": "CUSTOM",
                        "bytesTransferred": sum(rp.files.values())})
     stores: list[dict[str, Any]] = []

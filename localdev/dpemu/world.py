@@ -166,6 +166,9 @@ class Settings:
     #: How a files restore writes each database archive (Azure does not document it): ``custom`` (pg_dump -Fc to a
     #: file: data offsets), ``custom-stream`` (pg_dump -Fc through a pipe: no data offsets), ``plain`` (plain SQL).
     files_layout: str = "custom"
+    #: Whether a Flexible Server point's metadata names its databases (``dbName`` as a list). Azure's public example
+    #: shows ``dbName`` for a Single Server database only; for a whole server it is not documented.
+    flexible_point_db_names: bool = True
 
 
 DESTINATION_FORMATS = ("arm", "name", "none")
@@ -340,6 +343,7 @@ def _settings(s: dict[str, Any]) -> Settings:
         datastore_container=str(s.get("datastore_container", "dpemu-vault-datastore")),
         strict_identity_details=bool(s.get("strict_identity_details", False)),
     )
+    settings.flexible_point_db_names = bool(s.get("flexible_point_db_names", True))
     try:
         settings.files_layout = check_files_layout(s.get("files_layout", "custom"))
     except ValueError as exc:

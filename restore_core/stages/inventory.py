@@ -113,13 +113,9 @@ def _classify_all(area: StagingArea, blobs: list[StagedBlob], rec: RestoreRecord
     return databases, roles, ignored
 
 
-#: Databases a server has of its own: never restored unless named (Azure may or may not stage dumps of them).
-SYSTEM_DATABASES = frozenset({"postgres", "azure_maintenance", "azure_sys", "template0", "template1"})
-
-
 def _map_names(t: ServerTarget, databases: list[dict[str, Any]], deps: Deps) -> list[dict[str, Any]]:
     available = [d["source"] for d in databases]
-    user = [s for s in available if s.lower() not in SYSTEM_DATABASES]
+    user = server_checks.user_databases(available)
     names = server_checks.name_plan(t, available if t.databases else user, deps.settings.server.database_suffix)
     missing = [s for s in names if s not in available]
     if missing:

@@ -53,6 +53,27 @@ def name_plan(target: ServerTarget, sources: list[str], default_suffix: str) -> 
     return {s: f"{s}{suffix}" for s in sources}
 
 
+#: Databases a server has of its own: never restored unless named (Azure may or may not stage dumps of them).
+SYSTEM_DATABASES = frozenset({"postgres", "azure_maintenance", "azure_sys", "template0", "template1"})
+
+
+def user_databases(names: list[str]) -> list[str]:
+    return [n for n in names if n.lower() not in SYSTEM_DATABASES]
+
+
+def sources_in_point(target: ServerTarget, known: list[str] | None) -> StageResult | None:
+    """The named source databases exist in the point (when the point says which databases it holds)."""
+    if known is None or not target.databases:
+        return None
+    missing = [d.source for d in target.databases if d.source not in known]
+    if not missing:
+        return None
+    return _reject("SourceDatabaseNotInPoint",
+                   f"the recovery point holds the databases {', '.join(sorted(known))}; {', '.join(missing)} is not "
+                   "among them", "set target.databases[].source to one of those databases (or leave "
+                   "target.databases out to restore them all)")
+
+
 def source_rules(target: ServerTarget, datasource_type: str, datasource_id: str) -> StageResult | None:
     """Rules that need only the request and the backup instance."""
     source_server = source_server_of(datasource_type, datasource_id)

@@ -313,14 +313,27 @@ def _staging(req: RestoreRequest, deps: Deps, rec: RestoreRecord, location: str)
     return {"staging": site.describe(rec.id)}
 
 
-def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, rec_id: str) -> dict[str, Any]:
-    """Server targets: connect to the target with the chosen credentials (TLS) and check privileges, names and the
-    owner before anything is paid for."""
+def _point_databases(info: BackupInstanceInfo, point: RecoveryPointInfo) -> list[str] | None:
+    """The databases of the point: a Single Server point's one database, else what the point's metadata names
+    (``dbName``), else None (a Flexible Server point whose metadata says nothing: known after inventory)."""
+    single = server_checks.single_server_database(info.datasource_type, info.datasource_id)
+    if single:
+        return [single]
+    return list(point.databases) if point.databases else None
+
+
+def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, rec_id: str,
+                   point: RecoveryPointInfo) -> dict[str, Any]:
+    """Server targets: the named source databases exist in the point (when the point says which it holds); connect to
+    the target with the chosen credentials (TLS) and check privileges, names and the owner — all before anything is
+    paid for."""
     if not isinstance(req.target, ServerTarget):
         return {}
     t = req.target
-    single = server_checks.single_server_database(info.datasource_type, info.datasource_id)
-    names = server_checks.name_plan(t, [single] if single else [], deps.settings.server.database_suffix)
+    known = _point_databases(info, point)
+    _refuse(server_checks.sources_in_point(t, known))
+    sources = known if t.databases or known is None else server_checks.user_databases(known)
+    names = server_checks.name_plan(t, sources or [], deps.settings.server.database_suffix)
     access = deps.server_access()
     try:
         conn = access.target_conn(t)
@@ -330,7 +343,7 @@ def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, re
     _refuse(server_checks.target_rules(t, conn, target_facts, names, rec_id))
     return {"server_plan": {"names": names, "target_server": t.server_id, "connect_as": target_facts.user,
                             "target_version": target_facts.server_version,
-                            "names_final": bool(single or t.databases)}}
+                            "names_final": bool(known is not None or t.databases)}}
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
@@ -352,8 +365,8 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         facts["restore_location"] = location
         facts.update(_staging(req, deps, rec, location))
         _target_rules(req, vault, bi, info, vault_target(rec.copy(**facts), req))
-        facts.update(_server_target(req, deps, info, rec.id))
         point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
+        facts.update(_server_target(req, deps, info, rec.id, point))
     except _Refused as refused:
         return refused.result
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,

@@ -37,6 +37,7 @@ VAULT = "bv-prod"
 VAULT_LRS = "bv-lrs"
 BI_SALES = "pgsrv01-salesdb-6f1c2d3e-0000-4000-8000-000000000001"
 BI_FLEX = "pgflex01-6f1c2d3e-0000-4000-8000-000000000002"
+BI_EXT = "pgsrv01-extdb-6f1c2d3e-0000-4000-8000-000000000008"  # a database using dblink (restore into a server)
 BI_HR = "pgsrv01-hrdb-6f1c2d3e-0000-4000-8000-000000000003"
 VAULT_ID = f"/subscriptions/{SUB1}/resourceGroups/{RG}/providers/Microsoft.DataProtection/backupVaults/{VAULT}"
 TGT = f"/subscriptions/{SUB2}/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/servers"

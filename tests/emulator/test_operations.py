@@ -16,7 +16,7 @@ from azure.mgmt.dataprotection.models import (
     ValidateRestoreRequestObject,
 )
 
-from .conftest import BI_FLEX, BI_SALES, RG, SUB1, VAULT, VAULT_ID
+from .conftest import BI_EXT, BI_FLEX, BI_SALES, RG, SUB1, VAULT, VAULT_ID
 from .helpers import new_name, rp_request, rps, sales_db_target, vault_rp, wait_job
 
 
@@ -34,7 +34,7 @@ def test_vault_get_returns_typed_vault_with_crr_settings(client):
 
 def test_backup_instances_list_and_get_both_kinds(client):
     items = {b.name: b for b in client.backup_instances.list(RG, VAULT)}
-    assert set(items) == {BI_SALES, BI_FLEX}
+    assert set(items) == {BI_SALES, BI_FLEX, BI_EXT}
     single = client.backup_instances.get(RG, VAULT, BI_SALES)
     assert isinstance(single.properties, BackupInstance)
     assert single.properties.friendly_name == "pgsrv01\\salesdb"

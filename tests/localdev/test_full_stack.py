@@ -13,7 +13,7 @@ def test_session_stack_runs_every_component_of_the_demo_world(local_stack: Stack
     for key in (*ENV_KEYS, *(cluster_env_key(c) for c in clusters)):
         assert local_stack.env.get(key), key
     status = local_stack.status()
-    assert set(status) == {"azurite", "dpemu", "funchost", *(f"pg:{c}" for c in clusters)}
+    assert set(status) == {"azurite", "dpemu", "funchost", "jobrunner", *(f"pg:{c}" for c in clusters)}
     assert [n for n, c in status.items() if not pid_alive(c["pid"], c["marker"])] == []
     log = (local_stack.dir / "logs" / "funchost.log").read_text()
     for fn in ("restore_requests:queueTrigger", "restore_watchdog:timerTrigger", "restores_create:httpTrigger"):

@@ -66,7 +66,9 @@ def test_up_writes_stack_env_with_every_key_and_each_endpoint_works(stack: Stack
     assert values["RESTORE_QUEUE_REQUESTS"] and values["WORK_QUEUE"] == "stack-work"  # sample + overrides
     clusters = json.loads((stack.dir / "clusters.json").read_text())
     assert clusters["tiny-src"]["dsn"] == stack.env["PGCLUSTER_TINY_SRC_DSN"]
-    for log in (stack.dir / "logs").iterdir():
+    for log in (stack.dir / "logs").rglob("*"):  # the replay executions' logs too (logs/replay/)
+        if not log.is_file():
+            continue
         text = log.read_text(errors="replace")
         assert stack.env["RESTORE_API_KEY"] not in text and "AccountKey=" not in text, log
 
@@ -113,7 +115,7 @@ def test_cli_up_status_down_from_separate_processes_leaves_no_process(tmp_path: 
     assert "RESTORE_API_URL=http://127.0.0.1:" in up.stdout and "make down" in up.stdout
     pids = {n: c["pid"] for n, c in json.loads((tmp_path / "stack.json").read_text())["components"].items()}
     try:
-        assert len(pids) == 4 and all(pid_alive(p) for p in pids.values())
+        assert len(pids) == 5 and "jobrunner" in pids and all(pid_alive(p) for p in pids.values())
         assert cli("status").returncode == 0
     finally:
         down = cli("down")
