@@ -351,6 +351,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         facts.update(_server_target(req, deps, info, rec.id))
         point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
     except _Refused as refused:
+        refused.result.changes = {**facts, **refused.result.changes}  # what was resolved: shown on the row
         return refused.result
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
                   "warnings": warnings})
