@@ -12,7 +12,8 @@ raw stage values are shown instead of labels.
 
 Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``, and to browse before restoring
 ``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`). Exit codes: 0 ok; 1 the API refused, a
-watched restore did not succeed, or ``show`` shows one that failed, was rejected or cancelled; 2 bad usage or input; 3 the API cannot be reached (start it with ``make up``).
+watched restore did not succeed, or ``show`` shows one that failed, was rejected or cancelled; 2 bad usage or
+input; 3 the API cannot be reached (start it with ``make up``).
 """
 
 from __future__ import annotations
@@ -685,6 +686,24 @@ def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
                    help="stack env file (default: .local/stack.env)")
 
 
+def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if args.command == "start":
+        return cmd_start(client, args, out, stdin)
+    if args.command == "cancel":
+        return cmd_cancel(client, args, out)
+    if args.command in restorectl_browse.COMMANDS:
+        return restorectl_browse.run(client, args, out)
+
+    def stages() -> Stages:  # read once, after the command's own arguments were found valid
+        return fetch_stages(client, err)
+
+    if args.command == "show":
+        return cmd_show(client, args, out, stages)
+    if args.command == "list":
+        return cmd_list(client, args, out, stages)
+    return watch(client, args.ids, out, interval=args.interval, tty=out.isatty(), stages=stages())
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
          stdin: TextIO | None = None, env: Mapping[str, str] | None = None) -> int:
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
@@ -696,21 +715,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             raise CliError("--key puts the function key on the command line, where every local user can read it "
                            "(ps, shell history); set RESTORE_API_KEY or pass --key-file FILE instead", EXIT_USAGE)
         base, key = resolve_endpoint(args.url, args.key_file, os.environ if env is None else env, args.env_file)
-        client = ApiClient(base, key)
-        if args.command == "start":
-            return cmd_start(client, args, out, stdin)
-        if args.command == "cancel":
-            return cmd_cancel(client, args, out)
-        if args.command in restorectl_browse.COMMANDS:
-            return restorectl_browse.run(client, args, out)
-        def stages() -> Stages:  # read once, after the command's own arguments were found valid
-            return fetch_stages(client, err)
-
-        if args.command == "show":
-            return cmd_show(client, args, out, stages)
-        if args.command == "list":
-            return cmd_list(client, args, out, stages)
-        return watch(client, args.ids, out, interval=args.interval, tty=out.isatty(), stages=stages())
+        return _dispatch(ApiClient(base, key), args, out, err, stdin)
     except CliError as exc:
         err.write(f"restorectl: {exc}\n")
         return exc.code
