@@ -350,8 +350,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def _vaults(env: Mapping[str, str]) -> tuple[str, ...]:
-    """RESTORE_VAULTS: Backup vault ARM ids separated by commas (or spaces), each checked."""
-    ids = tuple(v for v in re.split(r"[,\s]+", str(_get(env, VAULTS) or "")) if v)
+    """RESTORE_VAULTS: Backup vault ARM ids separated by commas (or spaces), or a JSON array (what the Bicep's
+    ``string(backupVaultIds)`` gives), each checked."""
+    raw = str(_get(env, VAULTS) or "").strip()
+    try:
+        listed = json.loads(raw) if raw.startswith("[") else re.split(r"[,\s]+", raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{VAULTS} is not a valid JSON array ({exc.msg}); fix it or use commas") from None
+    ids = tuple(str(v) for v in listed if v)
     for vault_id in ids:
         if not VAULT_RE.match(vault_id):
             raise SettingsError(f"{VAULTS}: {vault_id!r} is not a Backup vault ARM id; use /subscriptions/{{sub}}/"

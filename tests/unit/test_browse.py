@@ -207,3 +207,14 @@ def test_latest_before_a_time_older_than_every_point_names_the_oldest(h: Harness
     h.submit(database_body(recovery_point={"latest_before": "2020-01-01T00:00:00Z"}))
     rec = h.run()
     assert rec.error_code == "RecoveryPointNotFound" and f"the oldest {VAULT_POINT}" in (rec.error_message or "")
+
+
+def test_restore_vaults_setting_takes_commas_or_the_bicep_json_array_and_refuses_other_ids() -> None:
+    from restore_core.config import SettingsError
+
+    other = VAULT_ID.replace("bv-prod", "bv-lrs")
+    assert settings(RESTORE_VAULTS=f"{VAULT_ID}, {other}").vaults == (VAULT_ID, other)
+    assert settings(RESTORE_VAULTS=f'["{VAULT_ID}","{other}"]').vaults == (VAULT_ID, other)
+    assert settings().vaults == ()
+    with pytest.raises(SettingsError, match="RESTORE_VAULTS"):
+        settings(RESTORE_VAULTS=BI_ID)
