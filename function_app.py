@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from restore_core import api, intake, pipeline, runtime, watchdog
+from restore_core import api, browse, intake, pipeline, runtime, watchdog
 from restore_core.models import Stage
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -51,6 +51,19 @@ def stages_list(req: func.HttpRequest) -> func.HttpResponse:
 def restores_cancel(req: func.HttpRequest) -> func.HttpResponse:
     """Cancel before the trigger; 409 afterwards (Azure cannot cancel a restore job)."""
     return _http(api.cancel(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
+@app.route(route="backup-instances", methods=["GET"])
+def backup_instances_list(req: func.HttpRequest) -> func.HttpResponse:
+    """Backup instances of the configured vaults, of ?vault=, or protecting ?datasource=. Contract: browse.py."""
+    base = str(req.url).split("?", 1)[0].split("/backup-instances", 1)[0]
+    return _http(browse.list_instances(dict(req.params), base_url=base, deps=runtime.deps()))
+
+
+@app.route(route="backup-instances/{instance}/recovery-points", methods=["GET"])
+def recovery_points_list(req: func.HttpRequest) -> func.HttpResponse:
+    """Recovery points of a backup instance, newest first, each with its restore request. Contract: browse.py."""
+    return _http(browse.list_points(req.route_params.get("instance", ""), dict(req.params), deps=runtime.deps()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_REQUESTS%", connection=CONN)

@@ -302,6 +302,8 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   // Ingestion connection string (not a credential); with local auth disabled the host authenticates with Entra ID.
   APPLICATIONINSIGHTS_CONNECTION_STRING: monitoring.outputs.connectionString
   RESTORE_PLANS: restorePlans
+  // Browse (GET /api/backup-instances): the vaults this app restores from, as a JSON array.
+  RESTORE_VAULTS: string(backupVaultIds)
   RESTORE_WATCHDOG_SCHEDULE: watchdogSchedule
   RESTORE_DEADLINE_HOURS: deadlineHours
   RESTORE_POLL_MIN_SECONDS: pollMinSeconds

@@ -10,8 +10,10 @@ Produces: human-readable output on stdout (``--json`` for raw JSON), errors on s
 values themselves. If ``GET /api/stages`` fails (e.g. an API older than that route), a warning goes to stderr and the
 raw stage values are shown instead of labels.
 
-Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``. Exit codes: 0 ok; 1 the API refused or
-a watched restore did not succeed; 2 bad usage or input; 3 the API cannot be reached (start it with ``make up``).
+Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``, and to browse before restoring
+``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`). Exit codes: 0 ok; 1 the API refused, a
+watched restore did not succeed, or ``show`` shows one that failed, was rejected or cancelled; 2 bad usage or
+input; 3 the API cannot be reached (start it with ``make up``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
+
+from localdev import restorectl_browse
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
 DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
@@ -138,16 +142,18 @@ class ApiClient:
         return self.call("GET", "/restores/" + urllib.parse.quote(restore_id, safe=""))
 
     def list_page(self, status: str | None = None, since: str | None = None, limit: int | None = None,
-             continuation: str | None = None) -> Any:
+                  continuation: str | None = None, **filters: str | None) -> Any:
         return self.call("GET", "/restores", query={"status": status, "since": since,
                                                     "limit": str(limit) if limit else None,
-                                                    "continuation": continuation})
+                                                    "continuation": continuation, **filters})
 
-    def list_all(self, status: str | None = None, since: str | None = None, limit: int | None = None) -> list[Any]:
+    def list_all(self, status: str | None = None, since: str | None = None, limit: int | None = None,
+                 **filters: str | None) -> list[Any]:
         items: list[Any] = []
         continuation: str | None = None
         while True:
-            page = self.list_page(status=status, since=since, limit=limit, continuation=continuation) or {}
+            page = self.list_page(status=status, since=since, limit=limit, continuation=continuation,
+                                  **filters) or {}
             items.extend(page.get("items") or [])
             continuation = page.get("continuation")
             if not continuation or (limit and len(items) >= limit):
@@ -265,13 +271,30 @@ def next_check(item: Mapping[str, Any], now: datetime) -> str:
     return "due" if delta <= 0 else "in " + format_duration(delta)
 
 
-COLUMNS = ("ID", "STATUS", "STAGE", "ELAPSED", "NEXT CHECK", "AZURE JOB")
+COLUMNS = ("ID", "STATUS", "STAGE", "SOURCE", "TARGET", "REGION", "POINT (UTC)", "BY", "ELAPSED", "NEXT CHECK",
+           "AZURE JOB", "REASON")
+
+
+def utc_short(value: str | None) -> str:
+    """``2026-11-24 08:15`` (UTC) of an ISO time, or ``-``."""
+    parsed = parse_time(value)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if parsed else "-"
+
+
+def region_of(item: Mapping[str, Any]) -> str:
+    where = item.get("restore_location")
+    return f"{item.get('region') or '-'}" + (f"/{where}" if where else "")
 
 
 def row(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) -> tuple[str, ...]:
     job = str(item.get("azure_job_id") or "-")
+    source = (item.get("source_resource") or {}).get("name") or "-"
+    reason = (item.get("reason") or {}).get("code") or "-"
     return (str(item.get("id", "?")), str(item.get("status", "?")), stages.label(item.get("stage")),
-            format_duration(elapsed_seconds(item, now)), next_check(item, now), job.rsplit("/", 1)[-1])
+            str(source), str(item.get("target_name") or "-"), region_of(item),
+            utc_short(item.get("point_time") or (item.get("recovery_point") or {}).get("time")),
+            str((item.get("started_by") or {}).get("door") or item.get("source") or "-"),
+            format_duration(elapsed_seconds(item, now)), next_check(item, now), job.rsplit("/", 1)[-1], reason)
 
 
 def table(items: Iterable[Mapping[str, Any]], now: datetime, stages: Stages = Stages()) -> str:
@@ -287,11 +310,14 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
         f"id:              {item.get('id')}",
         f"status:          {item.get('status')}   stage: {stages.label(item.get('stage'))}   "
         f"source: {item.get('source') or '-'}",
+        f"started by:      {_started_by(item)}",
+        f"restores:        {(item.get('source_resource') or {}).get('name') or '-'} "
+        f"({(item.get('source_resource') or {}).get('kind') or '?'}) -> {item.get('target_name') or '-'}",
         f"backup instance: {item.get('backup_instance_id') or '-'}",
         f"recovery point:  {rp.get('id') or '-'} {rp.get('time') or ''} tier={rp.get('tier') or '-'}",
         f"target:          {target.get('kind', '-')} " + " ".join(
             f"{k}={v}" for k, v in sorted(target.items()) if k != "kind"),
-        f"region:          {item.get('region') or '-'}",
+        f"region:          {region_of(item)}",
         f"azure job:       {item.get('azure_job_id') or '-'}",
         f"created:         {item.get('created_at')}   elapsed: {format_duration(elapsed_seconds(item, now))}",
         f"deadline:        {item.get('deadline') or '-'}   next check: {next_check(item, now)}",
@@ -312,6 +338,12 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
             lines.append(f"  {event.get('at')}  {event.get('status', ''):<11} {event.get('stage') or '-':<10} "
                          f"{event.get('message') or ''}".rstrip())
     return "\n".join(lines)
+
+
+def _started_by(item: Mapping[str, Any]) -> str:
+    by = dict(item.get("started_by") or {"door": item.get("source")})
+    door = by.pop("door", None) or "-"
+    return f"{door}" + "".join(f" {k}={v}" for k, v in sorted(by.items()))
 
 
 def _server_lines(server: Mapping[str, Any]) -> list[str]:
@@ -463,6 +495,10 @@ def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: T
     result = client.start(build_request(args, stdin))
     if args.as_json:
         _emit_json(result, out)
+    elif result.get("created") is False:  # the API answered 200: this idempotency key already has a restore
+        out.write(f"existing restore {result.get('id')} returned (status {result.get('status')}): this idempotency "
+                  f"key was used before, nothing new was started\n"
+                  f"  follow it: restorectl watch {result.get('id')}\n")
     else:
         out.write(f"accepted {result.get('id')} (status {result.get('status')})\n"
                   f"  follow it: restorectl watch {result.get('id')}\n")
@@ -470,12 +506,15 @@ def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: T
 
 
 def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO, stages: Callable[[], Stages]) -> int:
+    """Exit 1 for a restore that failed, was rejected or cancelled (as ``watch``): scripts can test it."""
+    item = client.get(args.id)
     if args.as_json:
-        _emit_json(client.get(args.id), out)
+        _emit_json(item, out)
     else:
         known = stages()
-        out.write(describe(client.get(args.id), _now(), known) + "\n")
-    return EXIT_OK
+        out.write(describe(item, _now(), known) + "\n")
+    status = item.get("status") if isinstance(item, dict) else None
+    return EXIT_FAILED if status in TERMINAL and status != "succeeded" else EXIT_OK
 
 
 def utc_time(value: str | None, flag: str) -> str | None:
@@ -494,7 +533,9 @@ def utc_time(value: str | None, flag: str) -> str | None:
 def cmd_list(client: ApiClient, args: argparse.Namespace, out: TextIO, stages: Callable[[], Stages]) -> int:
     since = utc_time(args.since, "--since")
     known = Stages() if args.as_json else stages()
-    items = client.list_all(status=args.status, since=since, limit=args.limit)
+    filters = {"until": utc_time(args.until, "--until"), "source": args.source, "target": args.target,
+               "region": args.region, "started_by": args.started_by}
+    items = client.list_all(status=args.status, since=since, limit=args.limit, **filters)
     if args.as_json:
         _emit_json(items, out)
     else:
@@ -616,13 +657,19 @@ def parser() -> argparse.ArgumentParser:
     li.add_argument("--status", help="only this status (e.g. restoring)")
     li.add_argument("--since", help="created at or after this ISO time (any zone; without one: UTC)")
     li.add_argument("--limit", type=int, help="at most this many")
+    li.add_argument("--until", help="created at or before this ISO time")
+    li.add_argument("--source", help="source server/database/backup instance contains this text")
+    li.add_argument("--target", help="target server/database/container/prefix contains this text")
+    li.add_argument("--region", help="primary, secondary or a region name")
+    li.add_argument("--started-by", choices=("http", "queue", "alert"), help="the door it came in by")
     w = sub.add_parser("watch", help="live table until the restores end (Ctrl-C stops)")
     w.add_argument("ids", nargs="*", metavar="ID", help="restores to watch (default: all active ones)")
     w.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
     c = sub.add_parser("cancel", help="cancel a restore (only before the Azure restore is triggered)")
     c.add_argument("id")
     c.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
-    for command in (s, sh, li, w, c):
+    browse_commands = restorectl_browse.add_commands(sub)
+    for command in (s, sh, li, w, c, *browse_commands):
         _connection_args(command, top=False)
     return p
 
@@ -639,6 +686,24 @@ def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
                    help="stack env file (default: .local/stack.env)")
 
 
+def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if args.command == "start":
+        return cmd_start(client, args, out, stdin)
+    if args.command == "cancel":
+        return cmd_cancel(client, args, out)
+    if args.command in restorectl_browse.COMMANDS:
+        return restorectl_browse.run(client, args, out)
+
+    def stages() -> Stages:  # read once, after the command's own arguments were found valid
+        return fetch_stages(client, err)
+
+    if args.command == "show":
+        return cmd_show(client, args, out, stages)
+    if args.command == "list":
+        return cmd_list(client, args, out, stages)
+    return watch(client, args.ids, out, interval=args.interval, tty=out.isatty(), stages=stages())
+
+
 def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None,
          stdin: TextIO | None = None, env: Mapping[str, str] | None = None) -> int:
     out, err, stdin = out or sys.stdout, err or sys.stderr, stdin or sys.stdin
@@ -650,19 +715,7 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
             raise CliError("--key puts the function key on the command line, where every local user can read it "
                            "(ps, shell history); set RESTORE_API_KEY or pass --key-file FILE instead", EXIT_USAGE)
         base, key = resolve_endpoint(args.url, args.key_file, os.environ if env is None else env, args.env_file)
-        client = ApiClient(base, key)
-        if args.command == "start":
-            return cmd_start(client, args, out, stdin)
-        if args.command == "cancel":
-            return cmd_cancel(client, args, out)
-        def stages() -> Stages:  # read once, after the command's own arguments were found valid
-            return fetch_stages(client, err)
-
-        if args.command == "show":
-            return cmd_show(client, args, out, stages)
-        if args.command == "list":
-            return cmd_list(client, args, out, stages)
-        return watch(client, args.ids, out, interval=args.interval, tty=out.isatty(), stages=stages())
+        return _dispatch(ApiClient(base, key), args, out, err, stdin)
     except CliError as exc:
         err.write(f"restorectl: {exc}\n")
         return exc.code

@@ -4,8 +4,9 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
 - ``POST /api/restores`` → 202 + ``Location`` of the status resource; the same idempotency key answers with the
   same restore (200 when it already existed); 400/409/413 with ``{"error": {code, message, field, fix}}``.
 - ``GET /api/restores/{id}`` → the status resource with its timeline; 404 when unknown.
-- ``GET /api/restores?status=&since=&until=&limit=&continuation=`` → ``{"items": [...], "continuation"}``;
-  ``since``/``until`` may carry any zone: they are converted to UTC before the day partitions are chosen.
+- ``GET /api/restores?status=&since=&until=&source=&target=&region=&started_by=&limit=&continuation=`` →
+  ``{"items": [...], "continuation"}``, newest first (:mod:`restore_core.listing`); each item and the status
+  resource say what the restore is (:mod:`restore_core.views`).
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
 - storage that does not answer → 503 with ``Retry-After`` (every handler).
@@ -13,31 +14,28 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
 
 from __future__ import annotations
 
-import base64
 import functools
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, ParamSpec
 
-from . import telemetry
+from . import listing, telemetry
 from .deps import Deps
 from .errors import RequestError, RetryableError
 from .intake import submit
 from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
-from .records import RestoreRecord, TimelineEvent, parse_time
+from .records import RestoreRecord, TimelineEvent
 from .stages import registry
 from .stages.registry import CANCELLABLE
-from .store import ConcurrencyError, days_between
+from .store import ConcurrencyError
+from .views import view
 
 log = telemetry.get_logger("api")
 P = ParamSpec("P")
 _ID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{10}$")
-MAX_LIMIT = 200
-MAX_LIST_DAYS = 31
 
 
 @dataclass
@@ -110,95 +108,18 @@ def get(restore_id: str, *, deps: Deps) -> ApiResponse:
     rec = deps.store.get(restore_id)
     if rec is None:
         return _not_found(restore_id)
-    body = rec.summary()
+    body = view(rec)
     body["timeline"] = [ev.to_dict() for ev in deps.store.timeline(restore_id)]
     return ApiResponse(200, body)
-
-
-def _parse_continuation(token: str) -> tuple[str, str]:
-    try:
-        day, after = base64.urlsafe_b64decode(token.encode()).decode().split("|", 1)
-        return day, after
-    except Exception:  # noqa: BLE001 - any malformed token
-        raise RequestError("continuation token is not valid", field="continuation",
-                           fix="pass the continuation value from the previous page unchanged") from None
-
-
-def _query_time(value: str) -> datetime | None:
-    """A ``since``/``until`` value in UTC (days, hence partitions, are UTC days). A ``+hh:mm`` offset sent without
-    URL-encoding arrives as `` hh:mm`` (a ``+`` in a query string is a space): it is read as the offset it was."""
-    return parse_time(re.sub(r"([T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", value))
-
-
-@dataclass(frozen=True)
-class ListQuery:
-    """A validated ``GET /restores`` query."""
-
-    statuses: set[str] | None
-    since: datetime
-    until: datetime
-    limit: int
-    start_day: str
-    after: str
-
-
-def _statuses(value: str | None) -> set[str] | None:
-    statuses = {s.strip() for s in value.split(",")} if value else None
-    if statuses and not statuses <= {s.value for s in Status}:
-        raise RequestError(f"unknown status in {value!r}", field="status",
-                           fix=f"use one or more of {', '.join(s.value for s in Status)}")
-    return statuses
-
-
-def _window(params: dict[str, str], now: datetime) -> tuple[datetime, datetime]:
-    since = _query_time(params["since"]) if params.get("since") else now - timedelta(days=1)
-    until = _query_time(params["until"]) if params.get("until") else now
-    assert since is not None and until is not None
-    if until < since:
-        raise RequestError("until is before since", field="until", fix="swap since and until")
-    if (until - since).days > MAX_LIST_DAYS:
-        raise RequestError(f"the window is longer than {MAX_LIST_DAYS} days", field="since",
-                           fix="narrow since/until; page through longer periods window by window")
-    return since, until
-
-
-def parse_list_query(params: dict[str, str], now: datetime) -> ListQuery:
-    """Raises :class:`RequestError` naming the parameter to change."""
-    try:
-        statuses = _statuses(params.get("status"))
-        since, until = _window(params, now)
-        limit = int(params.get("limit", "50"))
-        if not 1 <= limit <= MAX_LIMIT:
-            raise RequestError(f"limit must be 1..{MAX_LIMIT}", field="limit", fix=f"use a limit up to {MAX_LIMIT}")
-        start_day, after = _parse_continuation(params["continuation"]) if params.get("continuation") else ("", "")
-    except ValueError as exc:
-        raise RequestError(f"bad query parameter: {exc}", field="query",
-                           fix="since/until are ISO-8601 times with a zone, limit an integer") from None
-    return ListQuery(statuses, since, until, limit, start_day, after)
-
-
-def _page(q: ListQuery, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
-    items: list[dict[str, Any]] = []
-    for day in days_between(q.since, q.until):
-        key = day.strftime("%Y%m%d")
-        if q.start_day and key < q.start_day:
-            continue
-        for rec in deps.store.list_day(day, after_id=q.after if key == q.start_day else None):
-            if not (q.since <= rec.created_at <= q.until) or (q.statuses and rec.status.value not in q.statuses):
-                continue
-            if len(items) == q.limit:
-                return items, base64.urlsafe_b64encode(f"{key}|{items[-1]['id']}".encode()).decode()
-            items.append(rec.summary())
-    return items, None
 
 
 @_storage_unavailable_is_503
 def list_restores(params: dict[str, str], *, deps: Deps) -> ApiResponse:
     try:
-        query = parse_list_query(params, deps.clock())
+        query = listing.parse_query(params, deps.clock())
     except RequestError as exc:
         return _error(exc)
-    items, next_token = _page(query, deps)
+    items, next_token = listing.page(query, deps)
     return ApiResponse(200, {"items": items, "continuation": next_token})
 
 

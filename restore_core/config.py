@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arm_ids import VAULT_RE
 from .stages import registry
 
 # --- connection (a Functions "connection" name: a connection string setting, or identity-based
@@ -47,6 +48,8 @@ AZURE_CLIENT_ID = "AZURE_CLIENT_ID"
 
 # --- behaviour
 RESTORE_PLANS = "RESTORE_PLANS"
+#: Browse: the vaults whose backup instances ``GET /api/backup-instances`` lists (ARM ids, comma-separated).
+VAULTS = "RESTORE_VAULTS"
 DEADLINE_HOURS = "RESTORE_DEADLINE_HOURS"
 POLL_MIN_SECONDS = "RESTORE_POLL_MIN_SECONDS"
 POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
@@ -98,6 +101,7 @@ DEFAULTS: Mapping[str, str] = {
     MESSAGE_IN_FLIGHT_SECONDS: "600",
     TELEMETRY_EXPORTER: "none",
     RESTORE_PLANS: "{}",
+    VAULTS: "",
     STORAGE_CONNECT_TIMEOUT: "5",
     STORAGE_READ_TIMEOUT: "10",
     STORAGE_RETRIES: "2",
@@ -118,7 +122,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
-    RESTORE_PLANS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
+    RESTORE_PLANS, VAULTS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
@@ -225,6 +229,7 @@ class Settings:
     otlp_endpoint: str | None
     storage_timeouts: StorageTimeouts = StorageTimeouts()
     server: ServerRestoreSettings = field(default_factory=lambda: ServerRestoreSettings())
+    vaults: tuple[str, ...] = ()  #: RESTORE_VAULTS: the vaults browsed by default
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -340,7 +345,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             read_seconds=_number(env, STORAGE_READ_TIMEOUT, minimum=0.1),
             retries=int(_number(env, STORAGE_RETRIES, minimum=0))),
         server=_server_settings(env),
+        vaults=_vaults(env),
     )
+
+
+def _vaults(env: Mapping[str, str]) -> tuple[str, ...]:
+    """RESTORE_VAULTS: Backup vault ARM ids separated by commas (or spaces), or a JSON array (what the Bicep's
+    ``string(backupVaultIds)`` gives), each checked."""
+    raw = str(_get(env, VAULTS) or "").strip()
+    try:
+        listed = json.loads(raw) if raw.startswith("[") else re.split(r"[,\s]+", raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{VAULTS} is not a valid JSON array ({exc.msg}); fix it or use commas") from None
+    ids = tuple(str(v) for v in listed if v)
+    for vault_id in ids:
+        if not VAULT_RE.match(vault_id):
+            raise SettingsError(f"{VAULTS}: {vault_id!r} is not a Backup vault ARM id; use /subscriptions/{{sub}}/"
+                                "resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault}, "
+                                "separated by commas")
+    return ids
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

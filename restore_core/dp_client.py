@@ -26,8 +26,9 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
+from itertools import islice
 from typing import Any, TypeVar
 
 from azure.core.credentials import AccessToken, TokenCredential
@@ -71,6 +72,7 @@ T = TypeVar("T")
 _OPERATIONS: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(pattern, re.IGNORECASE), name) for method, pattern, name in [
         ("GET", r"/backupVaults/[^/]+$", "BackupVaults_Get"),
+        ("GET", r"/providers/Microsoft\.DataProtection/backupInstances$", "BackupInstancesExtensionRouting_List"),
         ("GET", r"/backupInstances$", "BackupInstances_List"),
         ("GET", r"/backupInstances/[^/]+$", "BackupInstances_Get"),
         ("GET", r"/recoveryPoints$", "RecoveryPoints_List"),
@@ -441,6 +443,35 @@ class DataProtection:
         items = self._call("list backup instances", lambda: list(
             self.client(vault.subscription).backup_instances.list(vault.resource_group, vault.vault)))
         return [self._bi_info(b) for b in items]
+
+    def list_protecting_instances(self, resource_id: str) -> list[BackupInstanceInfo]:
+        """The backup instances protecting a resource (``BackupInstancesExtensionRouting_List``: GET
+        ``{resourceId}/providers/Microsoft.DataProtection/backupInstances``), in the resource's subscription."""
+        subscription = resource_id.strip("/").split("/")[1]
+        items = self._call("list protecting backup instances", lambda: list(
+            self.client(subscription).backup_instances_extension_routing.list(resource_id.strip("/"))))
+        return [self._bi_info(b) for b in items]
+
+    def browse_recovery_points(self, bi: BackupInstanceRef, *, start: datetime | None, end: datetime | None,
+                               max_items: int, regions: tuple[str, str] | None = None
+                               ) -> tuple[list[RecoveryPointInfo], bool]:
+        """Up to ``max_items`` recovery points (ARM's order; whole pages are read until then) and whether more
+        exist. ``regions`` (secondary, primary): the secondary region's points (``fetchSecondaryRecoveryPoints``;
+        the az CLI warns that start/end filters do not work there, so the window is applied here)."""
+        client = self.client(bi.vault.subscription)
+        if regions is None:
+            fmt = "%Y-%m-%dT%H:%M:%S.%f0Z"
+            flt = " and ".join(f"{name} eq '{when.astimezone(UTC).strftime(fmt)}'" for name, when in
+                               (("startDate", start), ("endDate", end)) if when is not None) or None
+            pages: Any = client.recovery_points.list(bi.vault.resource_group, bi.vault.vault, bi.name, filter=flt)
+        else:
+            params = m.FetchSecondaryRPsRequestParameters(source_region=regions[1], source_backup_instance_id=bi.id)
+            pages = client.fetch_secondary_recovery_points.list(bi.vault.resource_group, regions[0], params)
+        items = self._call("browse recovery points", lambda: list(islice(pages, max_items + 1)))
+        points = [_rp_info(rp) for rp in items[:max_items]]
+        if regions is not None:
+            points = [p for p in points if (start is None or p.time >= start) and (end is None or p.time <= end)]
+        return points, len(items) > max_items
 
     def list_recovery_points(self, bi: BackupInstanceRef, *, end: datetime | None = None) -> list[RecoveryPointInfo]:
         flt = None

@@ -179,8 +179,10 @@ class StateStore(ABC):
     def timeline(self, restore_id: str) -> list[TimelineEvent]: ...
 
     @abstractmethod
-    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
-        """Restores created on ``day`` (UTC), ordered by id, strictly after ``after_id``."""
+    def list_day(self, day: datetime, *, after_id: str | None,
+                 before_id: str | None = None) -> Iterable[RestoreRecord]:
+        """Restores created on ``day`` (UTC), ordered by id, strictly after ``after_id`` (and strictly before
+        ``before_id``: a slice of the day, which lets a listing read newest first without reading the whole day)."""
 
     @abstractmethod
     def active(self) -> list[ActiveEntry]: ...
@@ -328,10 +330,11 @@ class TableStateStore(StateStore):
             parameters={"pk": pk, "lo": restore_id + "~", "hi": restore_id + "~~"})))
         return [TimelineEvent.from_entity(dict(r)) for r in sorted(rows, key=lambda r: r["RowKey"])]
 
-    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
+    def list_day(self, day: datetime, *, after_id: str | None,
+                 before_id: str | None = None) -> Iterable[RestoreRecord]:
         rows = self._restores.query_entities(
-            "PartitionKey eq @pk and RowKey gt @after and Kind eq 'restore'",
-            parameters={"pk": _day_partition(day), "after": after_id or ""})
+            "PartitionKey eq @pk and RowKey gt @after and RowKey lt @before and Kind eq 'restore'",
+            parameters={"pk": _day_partition(day), "after": after_id or "", "before": before_id or "~"})
         return self._paged(rows)
 
     def _paged(self, rows: Iterable[Any]) -> Iterator[RestoreRecord]:
@@ -448,10 +451,12 @@ class MemoryStateStore(StateStore):
         with self._lock:
             return [ev for _, ev in sorted(self._events.get(restore_id, {}).items())]
 
-    def list_day(self, day: datetime, *, after_id: str | None) -> Iterable[RestoreRecord]:
+    def list_day(self, day: datetime, *, after_id: str | None,
+                 before_id: str | None = None) -> Iterable[RestoreRecord]:
         prefix = day.strftime("%Y%m%d")
         with self._lock:
-            ids = sorted(i for i in self._rows if i.startswith(prefix) and i > (after_id or ""))
+            ids = sorted(i for i in self._rows if i.startswith(prefix) and i > (after_id or "")
+                         and (before_id is None or i < before_id))
             found = [RestoreRecord.from_entity(dict(self._rows[i][0]), self._rows[i][1]) for i in ids]
         return found
 

@@ -43,6 +43,7 @@ class ArmHandlers:
         self.handlers: dict[str, Handler] = {
             "BackupVaults_Get": self.get_vault,
             "BackupInstances_List": self.list_instances,
+            "BackupInstancesExtensionRouting_List": self.list_instances_of_resource,
             "BackupInstances_Get": self.get_instance,
             "RecoveryPoints_List": self.list_points,
             "RecoveryPoints_Get": self.get_point,
@@ -158,6 +159,18 @@ class ArmHandlers:
     def list_instances(self, call: Call) -> Reply:
         v = self._vault(call)
         return Reply(200, {"value": [render.bi_json(self.engine.world, v, b) for b in v.backup_instances]})
+
+    def list_instances_of_resource(self, call: Call) -> Reply:
+        """The backup instances protecting a resource, in every vault: those whose datasource is the resource, or
+        whose datasource set is (a Single Server's databases for the server's id). Paged like the other lists."""
+        rid = "/" + call.params["resource"].strip("/").lower()
+        found = [render.bi_json(self.engine.world, v, b) for v in self.engine.world.vaults.values()
+                 for b in v.backup_instances if rid in (b.datasource_id.lower(), b.server_id.lower())]
+        tok = self._q(call, "$skipToken")
+        offset = int(decode_token(tok).get("o", 0)) if tok else 0
+        size = self.engine.settings.page_size
+        nxt = offset + size if offset + size < len(found) else None
+        return self._page(call, found[offset:offset + size], nxt)
 
     def get_instance(self, call: Call) -> Reply:
         v, b = self._instance(call)

@@ -57,6 +57,10 @@ ARM_OPERATIONS: tuple[ArmOperation, ...] = (
     ArmOperation(("POST",), _LOC_RG + "/fetchCrossRegionRestoreJob", "FetchCrossRegionRestoreJob_Get", "read"),
     ArmOperation(("POST", "GET"), _LOC_RG + "/fetchCrossRegionRestoreJobs", "FetchCrossRegionRestoreJobs_List",
                  "read"),
+    # extension routing on the protected resource (any ARM id): "Gets a list of backup instances associated with a
+    # tracked resource"; last, so a vault's own backupInstances path never reaches it
+    ArmOperation(("GET",), "/{resource:path}/providers/Microsoft.DataProtection/backupInstances",
+                 "BackupInstancesExtensionRouting_List", "read"),
 )
 
 

@@ -28,6 +28,7 @@ from ..deps import Deps
 from ..errors import AzureRejection
 from ..fixes import explain
 from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, ServerTarget, Tier
+from ..point_range import available_points
 from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
@@ -86,7 +87,8 @@ def _find_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault: V
     return _select_point(dp.list_recovery_points(bi, end=req.recovery_point.latest_before), req)
 
 
-def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[RecoveryPointInfo]) -> StageResult:
+def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[RecoveryPointInfo],
+              available: str = "") -> StageResult:
     what = (f"recovery point {req.recovery_point.id}" if req.recovery_point.id else
             f"a recovery point before {req.recovery_point.latest_before.isoformat()}"
             if req.recovery_point.latest_before else "a recovery point")
@@ -99,8 +101,10 @@ def _no_point(req: RestoreRequest, info: BackupInstanceInfo, skipped: list[Recov
                        f"intended items were backed up): {ids}",
                        "to restore a Partial point anyway, give its id as recovery_point.id (the restore then "
                        "carries a warning); otherwise take a new backup first")
-    return _reject("RecoveryPointNotFound", f"{what} was not found for {info.friendly_name or info.name}{where}",
-                   "list the recovery points of the backup instance and pick an existing one (or use latest)")
+    return _reject("RecoveryPointNotFound",
+                   f"{what} was not found for {info.friendly_name or info.name}{where}{available}",
+                   f"list the recovery points (GET /api/backup-instances/{info.name}/recovery-points, or "
+                   f"`restorectl points {info.name}`) and pick an existing one (or use latest)")
 
 
 def _secondary_region(vault: VaultInfo, ref: VaultRef) -> tuple[str, str] | StageResult:
@@ -276,7 +280,8 @@ def _choose_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault:
     be rehydrated first."""
     point, skipped = _find_point(deps, bi, req, vault, location)
     if point is None:
-        raise _Refused(_no_point(req, info, skipped))
+        regions = (location, vault.location) if req.region == Region.SECONDARY else None
+        raise _Refused(_no_point(req, info, skipped, "" if skipped else available_points(deps, bi, regions)))
     needs_rehydration = point.tier == Tier.ARCHIVE and not point.rehydrated
     if needs_rehydration and req.region == Region.SECONDARY:
         raise _Refused(_reject("ArchivedPointNotRehydrated",
@@ -368,6 +373,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
         facts.update(_server_target(req, deps, info, rec.id, point))
     except _Refused as refused:
+        refused.result.changes = {**facts, **refused.result.changes}  # what was resolved: shown on the row
         return refused.result
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
                   "warnings": warnings})

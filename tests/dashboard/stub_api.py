@@ -55,7 +55,13 @@ def make_restore(rid: str, status: str, stage: str | None, *, age_s: float,
                               f"v/backupInstances/bi-{rid}",
         "recovery_point": {"id": "rp1", "time": iso(created - timedelta(hours=5)), "tier": "vault"},
         "target": {"kind": target_kind, "database_name": f"db_{rid}"},
-        "region": "primary", "azure_job_id": job, "created_at": iso(created),
+        "region": "primary", "restore_location": "westeurope", "azure_job_id": job, "created_at": iso(created),
+        "source_resource": {"id": f"/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/servers/"
+                                  f"pgsrv01/databases/src_{rid}", "name": f"pgsrv01/src_{rid}", "kind": "database",
+                            "backup_instance": f"bi-{rid}"},
+        "target_name": f"pgsrv-restore/db_{rid}", "point_time": iso(created - timedelta(hours=5)),
+        "started_by": {"door": "http"},
+        "reason": error if status in ("failed", "rejected") else None,
         "updated_at": iso(now if status not in TERMINAL else created + timedelta(seconds=age_s / 2)),
         "deadline": iso(created + timedelta(hours=48)),
         "next_check_at": iso(now + timedelta(seconds=next_check_in)) if next_check_in is not None else None,
@@ -65,6 +71,7 @@ def make_restore(rid: str, status: str, stage: str | None, *, age_s: float,
 
 class StubState:
     def __init__(self) -> None:
+        self.existing: str | None = None  #: POST /restores answers with this restore (an idempotent repeat)
         self.restores: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, list[dict[str, Any]]] = {}  # next states returned by successive GETs
         self.requests: list[dict[str, Any]] = []
@@ -151,6 +158,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _create(self) -> None:
         st = self.state
+        if st.existing is not None:  # the idempotency key was used before: the API answers 200, created false
+            r = st.restores[st.existing]
+            return self._send(200, {"id": r["id"], "status": r["status"], "created": False,
+                                    "status_url": f"/api/restores/{r['id']}"})
         rid = f"r-{len(st.restores) + 1:04d}"
         st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]))
         self._send(202, {"id": rid, "status": "accepted", "status_url": f"/api/restores/{rid}"},

@@ -178,7 +178,7 @@ def test_show_renders_error_stages_and_timeline(api: tuple[str, StubState]) -> N
                            error={"code": "UserErrorMissingPermissions", "message": "vault MSI lacks Reader",
                                   "fix": "grant Reader on the target server"}))
     code, out, _ = run(["show", "r-9", *conn(url)])
-    assert code == 0
+    assert code == 1, "show exits non-zero for a failed restore, as watch does"
     assert "status:          failed" in out
     assert "error:           UserErrorMissingPermissions: vault MSI lacks Reader" in out
     assert "fix:             grant Reader on the target server" in out
@@ -196,8 +196,11 @@ def test_list_follows_continuations_and_passes_filters(api: tuple[str, StubState
     code, out, _ = run(["list", "--status", "restoring", "--since", "2026-11-01T00:00:00Z", *conn(url)])
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "STAGE", "ELAPSED", "NEXT", "CHECK", "AZURE", "JOB"]
+    assert lines[0].split() == ["ID", "STATUS", "STAGE", "SOURCE", "TARGET", "REGION", "POINT", "(UTC)", "BY",
+                                "ELAPSED", "NEXT", "CHECK", "AZURE", "JOB", "REASON"]
     assert [line.split()[0] for line in lines[1:]] == ["r-0", "r-1", "r-2", "r-3", "r-4"]
+    assert lines[1].split()[3:7] == ["pgsrv01/src_r-0", "pgsrv-restore/db_r-0", "primary/westeurope",
+                                     state.restores["r-0"]["point_time"][:10]]
     assert "job-3" in lines[4]
     gets = [r for r in state.requests if r["path"] == "/api/restores"]
     assert [r["query"].get("continuation") for r in gets] == [None, "2", "4"]
@@ -442,3 +445,37 @@ def test_show_of_a_server_restore_says_what_was_created_where_and_who_owns_it() 
     assert "https://st.blob.core.windows.net/c/r1*  (deleted)" in text
     assert "roles created:   app_owner" in text and "check:           items: ok" in text
     assert "verified:        yes" in text
+
+
+def test_show_exit_codes_follow_the_outcome(api: tuple[str, StubState]) -> None:
+    url, state = api
+    for rid, status in (("r-ok", "succeeded"), ("r-rej", "rejected"), ("r-run", "restoring")):
+        state.add(make_restore(rid, status, None, age_s=60, stages=[],
+                               error={"code": "RecoveryPointNotFound", "message": "no point", "fix": "list them"}
+                               if status == "rejected" else None))
+    assert run(["show", "r-ok", *conn(url)])[0] == 0
+    assert run(["show", "r-run", *conn(url)])[0] == 0
+    code, out, _ = run(["show", "r-rej", *conn(url)])
+    assert code == 1 and "fix:             list them" in out
+    assert "restores:        pgsrv01/src_r-rej (database) -> pgsrv-restore/db_r-rej" in out
+    assert "started by:      http" in out
+    assert run(["show", "r-rej", "--json", *conn(url)])[0] == 1
+
+
+def test_a_repeated_idempotent_start_says_it_returned_the_existing_restore(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-first", "restoring", "monitor", age_s=60, stages=[]))
+    state.existing = "r-first"
+    code, out, _ = run(["start", "--json", "-", *conn(url)], stdin=json.dumps({"idempotency_key": "k1"}))
+    assert code == 0 and out.startswith("existing restore r-first returned (status restoring)")
+    assert "nothing new was started" in out
+
+
+def test_list_passes_the_new_filters(api: tuple[str, StubState]) -> None:
+    url, state = api
+    run(["list", "--source", "salesdb", "--target", "pgsrv-restore", "--region", "secondary", "--started-by",
+         "alert", "--until", "2026-11-24T10:30:00+01:00", *conn(url)])
+    [get] = [r for r in state.requests if r["path"] == "/api/restores"]
+    assert {k: get["query"].get(k) for k in ("source", "target", "region", "started_by", "until")} == {
+        "source": "salesdb", "target": "pgsrv-restore", "region": "secondary", "started_by": "alert",
+        "until": "2026-11-24T09:30:00Z"}

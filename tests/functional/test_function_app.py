@@ -89,6 +89,8 @@ HTTP_ROUTES = {
     "restores_list": ("restores", ["GET"]),
     "restores_cancel": ("restores/{id}/cancel", ["POST"]),
     "stages_list": ("stages", ["GET"]),
+    "backup_instances_list": ("backup-instances", ["GET"]),
+    "recovery_points_list": ("backup-instances/{instance}/recovery-points", ["GET"]),
 }
 
 

@@ -41,7 +41,7 @@ def test_list_filters_by_status_and_pages_with_a_continuation(local_stack, api):
             break
     assert ids <= set(seen)
     assert len(seen) == len(set(seen)), "no restore appears on two pages"
-    assert seen == sorted(seen), "pages are in creation order"
+    assert seen == sorted(seen, reverse=True), "pages are newest first"
     assert api.get("/restores?status=bogus")[0] == 400
     assert api.get("/restores?limit=0")[0] == 400
 

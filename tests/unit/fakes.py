@@ -205,6 +205,19 @@ class FakeDataProtection:
         self._enter("list_recovery_points")
         return [p for p in self.points.values() if end is None or p.time <= end]
 
+    def list_protecting_instances(self, resource_id: str) -> list[BackupInstanceInfo]:
+        self._enter("list_protecting_instances")
+        return [b for b in self.instances if same_id(b.datasource_id, resource_id)
+                or same_id(b.datasource_set_id, resource_id)]
+
+    def browse_recovery_points(self, bi: BackupInstanceRef, *, start: datetime | None, end: datetime | None,
+                               max_items: int, regions: tuple[str, str] | None = None
+                               ) -> tuple[list[RecoveryPointInfo], bool]:
+        self._enter("browse_recovery_points")
+        pool = [p for p in self.points.values() if regions is None or p.tier == "vault"]
+        inside = [p for p in pool if (start is None or p.time >= start) and (end is None or p.time <= end)]
+        return inside[:max_items], len(inside) > max_items
+
     def get_recovery_point(self, bi: BackupInstanceRef, rp_id: str) -> RecoveryPointInfo:
         self._enter("get_recovery_point")
         if rp_id not in self.points:

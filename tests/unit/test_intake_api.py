@@ -140,7 +140,7 @@ def test_list_filters_by_status_and_pages_with_a_continuation(h: Harness) -> Non
         if not resp.body["continuation"]:
             break
         params = {"limit": "2", "continuation": resp.body["continuation"]}
-    assert seen == sorted(ids)
+    assert seen == sorted(ids, reverse=True)  # newest first
     cancelled = api.list_restores({"status": "cancelled"}, deps=h.deps).body["items"]
     assert [i["id"] for i in cancelled] == [ids[1]]
 
@@ -151,7 +151,7 @@ def test_list_window_spanning_days_finds_older_restores(h: Harness) -> None:
     new = post(h, database_body(idempotency_key="new")).body["id"]
     assert [i["id"] for i in api.list_restores({}, deps=h.deps).body["items"]] == [new]
     since = (h.clock() - timedelta(days=3)).isoformat()
-    assert [i["id"] for i in api.list_restores({"since": since}, deps=h.deps).body["items"]] == [old, new]
+    assert [i["id"] for i in api.list_restores({"since": since}, deps=h.deps).body["items"]] == [new, old]
 
 
 @pytest.mark.parametrize(("params", "field"), [
