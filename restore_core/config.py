@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .arm_ids import parse_server_id, parse_vault_id
+from .errors import RequestError
 from .stages import registry
 
 # --- connection (a Functions "connection" name: a connection string setting, or identity-based
@@ -389,9 +391,6 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _guard_settings(env: Mapping[str, str]) -> GuardSettings:
-    from .arm_ids import parse_server_id, parse_vault_id  # noqa: PLC0415 - arm_ids imports errors only
-    from .errors import RequestError  # noqa: PLC0415
-
     vaults, servers = _list(env, PROTECTED_VAULTS), _list(env, PROTECTED_SERVERS)
     try:
         for v in vaults:

@@ -11,12 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
 
 from localdev import restorectl
 from localdev import scenarios as sc
 
-from .helpers import jobs_restoring_to, queue, start, wait_for
+from .helpers import dsn, jobs_restoring_to, queue, start, wait_for
 
 
 def uniq(prefix: str) -> str:
@@ -88,6 +89,31 @@ def test_a_preview_answers_no_at_once_and_the_plan_otherwise_creating_nothing(lo
     assert {r["id"] for r in rows_since(api, t0)} == before  # no restore row
     assert {q: depth(env, q) for q in STAGE_QUEUES} == depths  # no message
     assert jobs_restoring_to(env, planned_name) == [] and jobs_restoring_to(env, refused_name) == []
+
+
+def test_a_name_clash_is_answered_by_the_preview_with_a_fix_that_drops_nothing(local_stack: Any, api: Any) -> None:
+    name = uniq("pv_clash")
+    with psycopg.connect(dsn(local_stack.env, "pgsrv-restore", "postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    status, body, _ = api.post("/restores/preview", sc.as_database(name))
+    assert status == 200 and body["would_start"] is False, body
+    assert body["error"]["code"] == "UserErrorDatabaseNameAlreadyInUse"
+    assert "new target.database_name" in body["error"]["fix"] and "drop" not in body["error"]["fix"].lower()
+
+
+def test_a_server_target_preview_connects_and_plans_the_names(local_stack: Any, api: Any) -> None:
+    suffix = "_" + uuid.uuid4().hex[:6]
+    status, body, _ = api.post("/restores/preview", sc.into_server(databases=[{"source": "inventory"}],
+                                                                   suffix=suffix))
+    assert status == 200 and body["would_start"] is True, body
+    assert body["server"]["plan"]["names"] == {"inventory": f"inventory{suffix}"}
+    assert body["server"]["plan"]["connect_as"]  # the live connection and privilege checks ran
+    assert body["azure_request"]["body"]["restoreTargetInfo"]["objectType"] == "RestoreFilesTargetInfo"
+    with psycopg.connect(dsn(local_stack.env, "pgflex-target", "postgres")) as conn:
+        made = conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (f"inventory{suffix}",)).fetchone()
+    assert made == (0,)  # nothing created
+    status, body, _ = api.post("/restores/preview", sc.into_server(bi=sc.BI_FLEX, server=sc.SRC_FLEX))
+    assert body["would_start"] is False and body["error"]["code"] == "RestoreBesideSourceNotRequested"
 
 
 def test_restorectl_plan_prints_the_plan_or_the_refusal(local_stack: Any) -> None:
