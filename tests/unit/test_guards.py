@@ -502,3 +502,24 @@ def test_finish_releases_only_what_the_restore_holds() -> None:
     h.store.insert_meta(locks.KIND, "db:x", {"restore_id": "someone-else"})
     pipeline.finish(h.deps, rec.copy(locks=["db:x"], status=Status.CANCELLED))
     assert h.store.get_meta_row(locks.KIND, "db:x") is not None
+
+
+# ------------------------------------------------------------------------------------------------- settings
+def test_guard_settings_parse_lists_and_refuse_bad_ids() -> None:
+    from restore_core.config import SettingsError
+
+    s = settings(RESTORE_PROTECTED_VAULTS=json.dumps([OTHER_VAULT]), RESTORE_PROTECTED_SERVERS=f"{HR_SERVER}, "
+                 f"{TARGET_SERVER_ID}", RESTORE_PREVIEW_PER_MINUTE="3").guards
+    assert s.protected_vaults == (OTHER_VAULT,) and s.protected_servers == (HR_SERVER, TARGET_SERVER_ID)
+    assert s.preview_per_minute == 3 and "blob.core.windows.net" in s.blob_host_suffixes
+    with pytest.raises(SettingsError, match="RESTORE_PROTECTED_VAULTS"):
+        settings(RESTORE_PROTECTED_VAULTS="/subscriptions/x/not-a-vault")
+    with pytest.raises(SettingsError, match="RESTORE_PROTECTED_SERVERS"):
+        settings(RESTORE_PROTECTED_SERVERS=HR_SERVER.replace("rg-data", ".."))
+    with pytest.raises(SettingsError):
+        settings(RESTORE_PREVIEW_PER_MINUTE="0")
+
+
+def test_the_http_caller_is_the_function_key_until_entra_callers_exist() -> None:
+    caller = guards.caller_from_http({"x-functions-key": "secret-key", "X-MS-CLIENT-PRINCIPAL-NAME": "mallory"})
+    assert caller == guards.FUNCTION_KEY and caller.roles is None and "secret" not in caller.id
