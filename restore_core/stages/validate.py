@@ -8,8 +8,11 @@ point is restored with a warning); applies the rules before calling Azure (Flexi
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
 cross-region until rehydrated; the secondary region is the vault's listed ``replicatedRegions`` entry, else its Azure
 paired region, as the az CLI falls back; a vault with cross-subscription restore off restores only into its own
-subscription, and a files target then needs ``container_id``); then calls ``validateRestore`` /
-``validateCrossRegionRestore``.
+subscription, and a files target then needs ``container_id``); the guards that need the backup instance
+(protected servers, :mod:`restore_core.guards`); takes the destination lock (:mod:`restore_core.locks`; a busy
+destination is ``DestinationBusy``, naming the holder); then calls ``validateRestore`` /
+``validateCrossRegionRestore``. The checks up to Azure's call are :func:`check` (no writes), shared with the
+preview (:mod:`restore_core.preview`).
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
