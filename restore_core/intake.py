@@ -151,8 +151,10 @@ def _submit_queued(deps: Deps, inp: QueueInput, *, key: str, fallback_key: str) 
                             idempotency_key=None if inp.req.idempotency_key else key, traceparent=span.traceparent)
         except RequestError as exc:  # a key reused for another request, a stored form too large, ...
             # a deduplicated alert is recorded under its own alert key: the action group's retries find that record
-            own = key if exc.code == "AlertDeduplicated" else fallback_key
-            return record_rejection(deps, source=inp.source, error=exc, key=own, fallback_key=fallback_key)
+            if exc.code == "AlertDeduplicated":  # kept with the request it would have started
+                return record_rejection(deps, source=inp.source, error=exc, key=key, fallback_key=fallback_key,
+                                        extra=stored_form(inp.req))
+            return record_rejection(deps, source=inp.source, error=exc, key=fallback_key)
         span.set("id", rec.id)
         return rec
 

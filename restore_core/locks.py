@@ -3,7 +3,9 @@
 A destination is where a restore writes (:func:`destinations`): the target database (``db:<server id>/databases/
 <name>``), each planned database of a server target (a Flexible Server point whose names are known only once its
 files are staged locks the whole server: ``server:<server id>``), or a container URL and file prefix
-(``files:<url>/<prefix>``).
+(``files:<url>/<prefix>``). Known gap: a whole-server lock and a named database lock on the same server do not
+exclude each other (a named restore cannot list the whole-server restore's future names; those are checked again
+against the server by the inventory stage, which never touches an existing database).
 
 - :func:`take` (validate stage, before Azure's validate call and long before the trigger): a conditional insert per
   destination. A row held by another restore that is still active refuses this one with ``DestinationBusy``, naming

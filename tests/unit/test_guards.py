@@ -351,6 +351,7 @@ def test_an_alert_storm_starts_one_restore_and_deduplicates_the_others() -> None
     assert len(started) == 1 and len(deduped) == 4
     assert all(r.error_code == "AlertDeduplicated" and started[0].id in (r.error_message or "") for r in deduped)
     assert all("drop" not in (r.error_fix or "").lower() for r in deduped)
+    assert all(r.request["target"]["database_name"].startswith("salesdb_alert_") for r in deduped)
     # the action group retries an alert: the same record each time, nothing new
     again = [intake.from_queue(_alert(f"0000000{i}-aaaa-4bbb-8ccc-000000000000"), message_id=f"r{i}",
                                deps=h.deps) for i in range(5)]
