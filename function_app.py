@@ -29,6 +29,13 @@ def restores_create(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.create(req.get_body(), headers=dict(req.headers), base_url=_base_url(req), deps=runtime.deps()))
 
 
+@app.route(route="restores/preview", methods=["POST"])
+def restores_preview(req: func.HttpRequest) -> func.HttpResponse:
+    """Dry run: every check a restore would run, answered synchronously; creates nothing. Contract: restore_core/
+    preview.py."""
+    return _http(api.preview_restore(req.get_body(), headers=dict(req.headers), deps=runtime.deps()))
+
+
 @app.route(route="restores/{id}", methods=["GET"])
 def restores_get(req: func.HttpRequest) -> func.HttpResponse:
     """Status resource of one restore, with its timeline."""

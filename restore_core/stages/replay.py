@@ -207,8 +207,9 @@ def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
         more = f" (and {len(diagnosis.failures) - 1} more errors)" if len(diagnosis.failures) > 1 else ""
         raise _Fail(first.code, f"loading {entry['source']} into {db} failed: {first.message}{more}"
                     + (f"; command: {first.command}" if first.command else ""),
-                    f"{first.fix}. The partly loaded database {db} carries this restore's mark; drop it when done "
-                    "(DROP DATABASE), the staged files are kept")
+                    f"{first.fix}. The partly loaded database {db} carries this restore's mark and is kept for "
+                    "inspection; the staged files are kept too, so a new restore under another name can start "
+                    "at once")
     if code != 0 and not diagnosis.warnings:
         raise _Fail("ReplayToolFailed", f"{Path(_restore_args(ctx, entry, path, db)[0]).name} exited {code}: "
                     f"{stderr.strip()[-500:]}", "see the message; the staged files are kept")
