@@ -123,10 +123,11 @@ def _child(args: argparse.Namespace) -> None:
     replay._prepare_database = timed("prepare", replay._prepare_database)
     replay._run_tool = timed("pg_restore", replay._run_tool)
     replay._archive_counts = timed("archive_counts", replay._archive_counts)
-    target = parse_request({"backup_instance": {"id": "/subscriptions/s/resourceGroups/r/providers/Microsoft."
-                                                      "DataProtection/backupVaults/v/backupInstances/b"},
-                            "target": {"kind": "server", "server_id": "/subscriptions/s/resourceGroups/r/providers/"
-                                       "Microsoft.DBforPostgreSQL/flexibleServers/t"}}).target
+    sub = "00000000-0000-0000-0000-000000000001"
+    target = parse_request({"backup_instance": {"id": f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft."
+                                                      "DataProtection/backupVaults/bv/backupInstances/bench"},
+                            "target": {"kind": "server", "server_id": f"/subscriptions/{sub}/resourceGroups/rg/"
+                                       "providers/Microsoft.DBforPostgreSQL/flexibleServers/bench-target"}}).target
     host, port = args.target.rsplit(":", 1)
     conn = TargetConn(host, int(port), "postgres", "", sslmode="disable", via="secret")
     deps = SimpleNamespace(settings=settings, clock=None)
