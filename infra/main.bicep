@@ -344,6 +344,8 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_POSTGRES_SSLMODE: postgresSslMode
   // PostgreSQL Entra role = the managed identity's name (pgaadauth_create_principal, docs/deploy.md).
   RESTORE_ENTRA_USER: identityName
+  // The role the replay job connects as (validation checks its privileges by name).
+  RESTORE_REPLAY_ENTRA_USER: identityName
   RESTORE_REPLAY_CLIENT_VERSION: replayClientMajor
   RESTORE_REPLAY_JOBS: replayJobs
   RESTORE_REPLAY_WORKDIR: replayWorkdir

@@ -68,6 +68,7 @@ POSTGRES_HOST_SUFFIX = "RESTORE_POSTGRES_HOST_SUFFIX"
 POSTGRES_SSLMODE = "RESTORE_POSTGRES_SSLMODE"
 POSTGRES_SSLROOTCERT = "RESTORE_POSTGRES_SSLROOTCERT"
 ENTRA_USER = "RESTORE_ENTRA_USER"
+REPLAY_ENTRA_USER = "RESTORE_REPLAY_ENTRA_USER"
 ENTRA_STATIC_TOKEN = "ENTRA_STATIC_TOKEN"  # noqa: S105 - a setting name, not a value
 KEYVAULT_ENDPOINT = "KEYVAULT_ENDPOINT"
 KEYVAULT_CA_BUNDLE = "KEYVAULT_CA_BUNDLE"
@@ -137,7 +138,8 @@ ALL_SETTINGS: tuple[str, ...] = (
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
-    ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE, REPLAY_CLIENT_VERSION, REPLAY_JOBS,
+    ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
+    REPLAY_CLIENT_VERSION, REPLAY_JOBS,
     REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
 )
@@ -202,6 +204,9 @@ class ServerRestoreSettings:
     postgres_sslmode: str = "verify-full"
     postgres_sslrootcert: str | None = None
     entra_user: str | None = None
+    #: the PostgreSQL role the replay job connects as with Entra, when it is not this process's (the Function App
+    #: checks that role's privileges by name in validation)
+    replay_entra_user: str | None = None
     entra_static_token: str | None = field(default=None, repr=False)
     keyvault_endpoint: str | None = None
     keyvault_ca_bundle: str | None = None
@@ -460,6 +465,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         postgres_sslmode=sslmode,
         postgres_sslrootcert=_get(env, POSTGRES_SSLROOTCERT),
         entra_user=_get(env, ENTRA_USER),
+        replay_entra_user=_get(env, REPLAY_ENTRA_USER),
         entra_static_token=_get(env, ENTRA_STATIC_TOKEN),
         keyvault_endpoint=_get(env, KEYVAULT_ENDPOINT),
         keyvault_ca_bundle=_get(env, KEYVAULT_CA_BUNDLE),

@@ -31,7 +31,16 @@ from ..backup import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..deps import Deps
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, ServerTarget, Tier
+from ..models import (
+    DatabaseTarget,
+    EntraAuth,
+    FilesTarget,
+    Region,
+    RehydrationPriority,
+    RestoreRequest,
+    ServerTarget,
+    Tier,
+)
 from ..point_range import available_points
 from ..records import RestoreRecord
 from ..regions import paired_region
@@ -344,9 +353,10 @@ def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, re
     sources = known if t.databases or known is None else server_checks.user_databases(known)
     names = server_checks.name_plan(t, sources or [], deps.settings.server.database_suffix)
     access = deps.server_access()
+    replay_role = deps.settings.server.replay_entra_user if isinstance(t.auth, EntraAuth) else None
     try:
         conn = access.target_conn(t)
-        target_facts = pgtarget.facts(conn)
+        target_facts = pgtarget.facts(conn, replay_role)
     except AzureRejection as exc:
         raise _Refused(_reject(exc.code, exc.message, exc.fix or "see the message")) from None
     _refuse(server_checks.target_rules(t, conn, target_facts, names, rec_id))
