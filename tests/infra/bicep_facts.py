@@ -227,7 +227,8 @@ def role_vars_without_comment(text: str) -> list[str]:
 
 
 def _loop_items(config: dict[str, Any], variables: dict[str, Any]) -> tuple[str | None, Any]:
-    """(item name, what it iterates: the array variable's literal list, else the array's name) of a loop, or (None, None)."""
+    """(item name, what it iterates) of a loop, or (None, None); what it iterates is the array variable's literal list,
+    else the array's name."""
     loop = config.get("loop_type")
     if not loop:
         return None, None

@@ -14,8 +14,8 @@ import yaml
 
 from restore_core import config
 from restore_core.regions import PAIRED_REGIONS
-from restore_core.staging import plan_blob
 from restore_core.stages import registry
+from restore_core.staging import plan_blob
 from tests.infra import bicep_facts as facts
 
 MODULES = facts.INFRA / "modules"
@@ -80,7 +80,8 @@ def test_replay_job_settings_carry_the_job_identity_and_the_app_names_it(main: d
     assert app["RESTORE_REPLAY_ENTRA_USER"] == job["RESTORE_REPLAY_ENTRA_USER"] == "replayIdentityName"
     platform = facts.app_settings(main)
     assert platform["AzureWebJobsStorage__clientId"] == "identity.outputs.clientId"
-    assert platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "ClientId=${identity.outputs.clientId};Authorization=AAD"
+    assert platform["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == \
+        "ClientId=${identity.outputs.clientId};Authorization=AAD"
     assert main["outputs"]["RESTORE_REPLAY_ENTRA_USER"]["value"] == "replayIdentityName"
     assert main["outputs"]["RESTORE_ENTRA_USER"]["value"] == "identityName"
 
