@@ -202,6 +202,8 @@ var hostJson = loadJsonContent('../host.json')
 var deploymentContainerName = 'app-package-${resourceToken}'
 var armEndpoint = environment().resourceManager
 var identityName = 'id-restore-${resourceToken}'
+// The replay job's own identity (replay and verify): its PostgreSQL Entra role creates, loads and verifies databases.
+var replayIdentityName = 'id-replay-${resourceToken}'
 
 // Staging (restore into a server): one account per region vaults restore into, the vault's and its pair (CRR).
 // infra/paired-regions.json = restore_core/regions.py PAIRED_REGIONS (tests/infra checks they agree).
@@ -250,6 +252,16 @@ module identity 'modules/identity.bicep' = {
   scope: rg
   params: {
     name: identityName
+    location: location
+    tags: tags
+  }
+}
+
+module replayIdentity 'modules/identity.bicep' = {
+  name: 'replay-identity'
+  scope: rg
+  params: {
+    name: replayIdentityName
     location: location
     tags: tags
   }
@@ -305,7 +317,8 @@ var stagingSetting = union({
 } : {})
 
 // The settings restore_core reads (restore_core.config.ALL_SETTINGS minus LOCAL_ONLY_SETTINGS) plus the identity-based
-// "RestoreStorage" connection: the Function App AND the replay job get exactly these (one place, tests/infra checks).
+// "RestoreStorage" connection: the Function App AND the replay job get these names (one place, tests/infra checks);
+// the job's identity values differ (replayJobSettings below).
 var restoreSettings = union(restoreQueues, restoreTables, {
   // The app's own connection "RestoreStorage" (bindings: connection="RestoreStorage"; code: config.STORAGE_CONNECTION).
   RestoreStorage__credential: 'managedidentity'
@@ -344,8 +357,8 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_POSTGRES_SSLMODE: postgresSslMode
   // PostgreSQL Entra role = the managed identity's name (pgaadauth_create_principal, docs/deploy.md).
   RESTORE_ENTRA_USER: identityName
-  // The role the replay job connects as (validation checks its privileges by name).
-  RESTORE_REPLAY_ENTRA_USER: identityName
+  // The role the replay job connects as = the job identity's name (validation checks its privileges by name).
+  RESTORE_REPLAY_ENTRA_USER: replayIdentityName
   RESTORE_REPLAY_CLIENT_VERSION: replayClientMajor
   RESTORE_REPLAY_JOBS: replayJobs
   RESTORE_REPLAY_WORKDIR: replayWorkdir
@@ -359,6 +372,13 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_BESIDE_SOURCE_ROLE: besideSourceRole
   RESTORE_BLOB_HOST_SUFFIXES: blobHostSuffixes
   RESTORE_PREVIEW_PER_MINUTE: previewPerMinute
+})
+
+// The replay job: the same settings with its own identity (storage, Key Vault, staging blobs, telemetry, PostgreSQL).
+var replayJobSettings = union(restoreSettings, {
+  RestoreStorage__clientId: replayIdentity.outputs.clientId
+  AZURE_CLIENT_ID: replayIdentity.outputs.clientId
+  RESTORE_ENTRA_USER: replayIdentityName
 })
 
 // THE app settings: every setting the code reads (restoreSettings) plus the platform's identity-based connections.
@@ -410,7 +430,8 @@ module registry 'modules/registry.bicep' = {
   }
 }
 
-// The replay stage: event-driven Container Apps job on the restore-replay queue, running as the service identity.
+// The job stages (registry consumer "job": replay, verify): an event-driven Container Apps job on their queues, running
+// as its own identity (replayIdentity).
 module replayJob 'modules/container-apps.bicep' = {
   name: 'container-apps'
   scope: rg
@@ -422,12 +443,16 @@ module replayJob 'modules/container-apps.bicep' = {
     jobTags: union(tags, { 'azd-service-name': 'replay' })
     workspaceId: monitoring.outputs.workspaceId
     infrastructureSubnetId: containerAppsSubnetId
-    identityId: identity.outputs.id
+    identityId: replayIdentity.outputs.id
     registryServer: registry.outputs.loginServer
     image: empty(replayImage) ? placeholderImage : replayImage
     queueAccountName: storage.outputs.name
-    replayQueueName: restoreQueues.RESTORE_QUEUE_REPLAY
-    settings: restoreSettings
+    // one azure-queue scale rule per job stage queue (restore_core/stages/registry.py JOB_STAGES)
+    jobQueueNames: [
+      restoreQueues.RESTORE_QUEUE_REPLAY
+      restoreQueues.RESTORE_QUEUE_VERIFY
+    ]
+    settings: replayJobSettings
     cpu: replayCpu
     memory: replayMemory
     parallelism: replayParallelism
@@ -484,6 +509,7 @@ module roles 'modules/roles.bicep' = {
   scope: rg
   params: {
     appPrincipalId: identity.outputs.principalId
+    replayPrincipalId: replayIdentity.outputs.principalId
     storageAccountName: storage.outputs.name
     appInsightsName: monitoring.outputs.appInsightsName
     backupVaultIds: backupVaultIds
@@ -515,4 +541,7 @@ output WORKBOOK_ID string = dashboards.outputs.workbookId
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output REPLAY_JOB_NAME string = replayJob.outputs.jobName
 output RESTORE_ENTRA_USER string = identityName
+output RESTORE_REPLAY_ENTRA_USER string = replayIdentityName
+output REPLAY_IDENTITY_PRINCIPAL_ID string = replayIdentity.outputs.principalId
+output REPLAY_IDENTITY_CLIENT_ID string = replayIdentity.outputs.clientId
 output RESTORE_STAGING string = string(stagingSetting)

@@ -1,8 +1,9 @@
 // The replay stage's compute: a Container Apps environment (optionally VNet-injected, for private Flexible Servers) and
-// an EVENT-DRIVEN Container Apps job. KEDA's azure-queue scaler watches the restore-replay queue with the service's
-// managed identity (scale rule `identity`, Microsoft.App 2025-01-01 and later) and starts one execution per visible
-// message; each execution runs `python -m restore_core.replay` from the image built from ./Dockerfile, which takes one
-// message, replays it into the target server, deletes it and enqueues verify. docs/deploy.md "Restore into a server".
+// an EVENT-DRIVEN Container Apps job. KEDA's azure-queue scaler watches each job stage queue (restore-replay and
+// restore-verify: one rule each) with the job's own managed identity (scale rule `identity`, Microsoft.App 2025-01-01
+// and later) and starts one execution per visible message; each execution runs `python -m restore_core.replay` from
+// the image built from ./Dockerfile, which takes one message (replay first, else verify), runs that stage against the
+// target server, deletes it and enqueues the next stage. docs/deploy.md "Restore into a server".
 param environmentName string
 param jobName string
 param location string
@@ -13,15 +14,16 @@ param jobTags object
 param workspaceId string
 @description('Subnet for a VNet-injected environment (delegated to Microsoft.App/environments, /27 or larger). Empty: no VNet.')
 param infrastructureSubnetId string
-@description('Resource id of the user-assigned identity the job runs as (the service identity: same PostgreSQL Entra role).')
+@description('Resource id of the job\'s own user-assigned identity (its PostgreSQL Entra role): the job, its scale rules, the registry pull and the environment\'s Key Vault read use it.')
 param identityId string
 @description('Login server of the registry holding the image.')
 param registryServer string
 param image string
-@description('App storage account holding the stage queues (the scale rule reads its queue length with the identity).')
+@description('App storage account holding the stage queues (the scale rules read their queue lengths with the identity).')
 param queueAccountName string
-param replayQueueName string
-@description('Restore settings (name -> value): the container environment, the same as the Function App\'s (main.bicep restoreSettings).')
+@description('Queues of the job stages (replay, verify): one azure-queue scale rule each.')
+param jobQueueNames array
+@description('Restore settings (name -> value): the container environment, the Function App\'s names with the job identity\'s values (main.bicep replayJobSettings).')
 param settings object
 @description('vCPU of a replica, as a string (e.g. \'2.0\'); Consumption profile: 0.25 to 4.')
 param cpu string
@@ -53,7 +55,7 @@ resource environment 'Microsoft.App/managedEnvironments@2025-07-01' = {
   name: environmentName
   location: location
   tags: tags
-  // the environment reads the optional share's account key from Key Vault with the service identity
+  // the environment reads the optional share's account key from Key Vault with the job identity
   identity: {
     type: 'UserAssigned'
     userAssignedIdentities: {
@@ -151,21 +153,20 @@ resource job 'Microsoft.App/jobs@2025-07-01' = {
           minExecutions: 0
           maxExecutions: maxExecutions
           pollingInterval: pollingIntervalSeconds
-          rules: [
-            {
-              name: 'replay-queue'
-              type: 'azure-queue'
-              // KEDA azure-queue scaler, authenticated with the managed identity (no connection string secret)
-              identity: identityId
-              metadata: {
-                accountName: queueAccountName
-                queueName: replayQueueName
-                // one execution per message; count only visible messages (a running replay keeps its message invisible)
-                queueLength: '1'
-                queueLengthStrategy: 'visibleonly'
-              }
+          // one rule per job stage queue; an execution takes a message of either (replay first, restore_core/replay.py)
+          rules: [for queueName in jobQueueNames: {
+            name: queueName
+            type: 'azure-queue'
+            // KEDA azure-queue scaler, authenticated with the job's managed identity (no connection string secret)
+            identity: identityId
+            metadata: {
+              accountName: queueAccountName
+              queueName: queueName
+              // one execution per message; count only visible messages (a running stage keeps its message invisible)
+              queueLength: '1'
+              queueLengthStrategy: 'visibleonly'
             }
-          ]
+          }]
         }
       }
       registries: [

@@ -1,4 +1,5 @@
-// The app's user-assigned managed identity: the only principal the Function App uses (storage, App Insights, ARM).
+// A user-assigned managed identity: main.bicep creates two, the Function App's (id-restore-*: storage, App Insights,
+// ARM) and the replay job's (id-replay-*: storage data, staging blobs, registry, Key Vault, PostgreSQL; no ARM).
 param name string
 param location string
 param tags object

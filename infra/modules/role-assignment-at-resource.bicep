@@ -9,6 +9,8 @@ param targetResourceId string
 @allowed(['ServicePrincipal', 'User', 'Group'])
 param principalType string = 'ServicePrincipal'
 param description string
+@description('Optional ABAC condition (version 2.0) of the assignment; blob containers only. Empty: none.')
+param condition string = ''
 
 var parts = split(targetResourceId, '/')
 var isResourceGroup = length(parts) == 5
@@ -104,5 +106,7 @@ resource containerAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01
     principalType: principalType
     roleDefinitionId: roleDefinitionId
     description: description
+    condition: empty(condition) ? null : condition
+    conditionVersion: empty(condition) ? null : '2.0'
   }
 }]

@@ -5,6 +5,8 @@
 
 @description('Principal (object) id of the app user-assigned identity.')
 param appPrincipalId string
+@description('Principal (object) id of the replay job\'s own user-assigned identity (replay and verify stages).')
+param replayPrincipalId string
 param storageAccountName string
 param appInsightsName string
 @description('ARM ids of the Backup vaults the app restores from.')
@@ -20,27 +22,32 @@ param stagingContainerIds array
 param stagingVaultPrincipalIds array
 @description('Registry holding the replay job image (same resource group).')
 param registryName string
-@description('Key Vaults holding target connection-string secrets (request auth kind "secret"): the service identity reads them.')
+@description('Key Vaults holding target connection-string secrets (request auth kind "secret"): both identities read them.')
 param secretKeyVaultIds array
 
 // --- built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles)
-// Storage Queue Data Contributor: read/add/update/delete queue messages (stage queues, RestoreStorage + host).
+// Storage Queue Data Contributor: read/add/update/delete queue messages (stage queues, RestoreStorage + host; the job
+// receives, hides, deletes and sends stage messages, and its KEDA scale rules read the queue lengths).
 var storageQueueDataContributor = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-// Storage Table Data Contributor: state rows, timeline, idempotency index.
+// Storage Table Data Contributor: state rows, timeline, idempotency index (the app; the job reads/writes restore rows).
 var storageTableDataContributor = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 // Storage Blob Data Owner: AzureWebJobsStorage (host locks, timer state) and the Flex deployment container need it.
 var storageBlobDataOwner = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Monitoring Metrics Publisher: send telemetry to Application Insights with local auth disabled (Entra ID ingestion).
+// Monitoring Metrics Publisher: send telemetry to Application Insights with local auth disabled (Entra ID ingestion;
+// the app and the job).
 var monitoringMetricsPublisher = '3913510d-42f4-4e42-8a64-420c390055eb'
 // Reader: the vault identity reads the target PostgreSQL server (restore as database).
 var reader = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
-// Key Vault Secrets User: the vault identity reads the target connection-string secret (restore as database); the
-// service identity reads the target connection-string secrets of restores into a server (auth kind "secret").
+// Key Vault Secrets User: the vault identity reads the target connection-string secret (restore as database); the app
+// identity (validation) and the job identity (replay, verify; the optional replay share key) read the target
+// connection-string secrets of restores into a server (auth kind "secret").
 var keyVaultSecretsUser = '4633458b-17de-408a-b874-0445c86b69e6'
 // Storage Blob Data Contributor: the vault identity writes dump files into the target container (restore as files) and
-// into the staging containers; the service identity reads and deletes the staged files (narrowest role with delete).
+// into the staging containers; the job identity reads and (verify) deletes the staged files (narrowest role with delete).
 var storageBlobDataContributor = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
-// AcrPull: the replay job (service identity) pulls its image from the registry.
+// Storage Blob Data Reader: the app identity lists and reads the staged files (inventory); it deletes none.
+var storageBlobDataReader = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+// AcrPull: the replay job (its own identity) pulls its image from the registry.
 var acrPull = '7f951dda-4ed3-4680-a7ca-43fe172d538d'
 
 resource storageAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -80,6 +87,35 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
     description: 'restore orchestrator: Entra ID telemetry ingestion'
+  }
+}
+
+// --- The replay job's identity: exactly its data-plane needs. No Backup vault role: the job makes no ARM call.
+// Queues and tables of the app storage (no blob role there: the job has no blob in the app account).
+var replayStorageRoles = [
+  storageQueueDataContributor
+  storageTableDataContributor
+]
+
+resource replayStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for roleGuid in replayStorageRoles: {
+  name: guid(storageAccount.id, replayPrincipalId, roleGuid)
+  scope: storageAccount
+  properties: {
+    principalId: replayPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleGuid)
+    description: 'restore replay job: stage messages and restore rows'
+  }
+}]
+
+resource replayTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, replayPrincipalId, monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: replayPrincipalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisher)
+    description: 'restore replay job: Entra ID telemetry ingestion'
   }
 }
 
@@ -164,8 +200,27 @@ module targetContainerWriter 'role-assignment-at-resource.bicep' = [for (targetI
 }]
 
 // --- Restore into a server (docs/deploy.md "Restore into a server")
-// The service identity (Function App AND replay job: one identity, so one PostgreSQL Entra role) lists, reads and
-// deletes staged blobs. Storage Blob Data Contributor is the narrowest built-in role with blob delete.
+// The Function App (inventory) lists and reads staged blobs; it deletes none: Storage Blob Data Reader.
+// Inventory also writes the replay plan _plans/<id>.json (restore_core/staging.py plan_blob): Storage Blob Data
+// Contributor with an ABAC condition that allows no write, create, delete or move outside _plans/ (the staged dumps
+// stay read-only for the app). Condition format: learn.microsoft.com role-based-access-control/conditions-format and
+// storage/blobs/storage-auth-abac-attributes ("Blob path" is a resource attribute of these four data actions).
+var stagingPlanCondition = '''(
+ (
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write'})
+  AND
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/add/action'})
+  AND
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete'})
+  AND
+  !(ActionMatches{'Microsoft.Storage/storageAccounts/blobServices/containers/blobs/move/action'})
+ )
+ OR
+ (
+  @Resource[Microsoft.Storage/storageAccounts/blobServices/containers/blobs:path] StringLike '_plans/*'
+ )
+)'''
+
 module stagingService 'role-assignment-at-resource.bicep' = [for (containerId, i) in stagingContainerIds: {
   name: 'staging-service-${i}'
   scope: resourceGroup(split(containerId, '/')[2], split(containerId, '/')[4])
@@ -173,9 +228,38 @@ module stagingService 'role-assignment-at-resource.bicep' = [for (containerId, i
     principalIds: [
       appPrincipalId
     ]
+    roleDefinitionGuid: storageBlobDataReader
+    targetResourceId: containerId
+    description: 'restore orchestrator: list and read staged restore files (inventory)'
+  }
+}]
+
+module stagingPlans 'role-assignment-at-resource.bicep' = [for (containerId, i) in stagingContainerIds: {
+  name: 'staging-plans-${i}'
+  scope: resourceGroup(split(containerId, '/')[2], split(containerId, '/')[4])
+  params: {
+    principalIds: [
+      appPrincipalId
+    ]
     roleDefinitionGuid: storageBlobDataContributor
     targetResourceId: containerId
-    description: 'restore orchestrator: read and delete staged restore files'
+    description: 'restore orchestrator: write replay plans (_plans/ only, by condition)'
+    condition: stagingPlanCondition
+  }
+}]
+
+// The replay job downloads staged files (replay, verify's row counts) and deletes them after a success (verify).
+// Storage Blob Data Contributor is the narrowest built-in role with blob delete.
+module stagingReplay 'role-assignment-at-resource.bicep' = [for (containerId, i) in stagingContainerIds: {
+  name: 'staging-replay-${i}'
+  scope: resourceGroup(split(containerId, '/')[2], split(containerId, '/')[4])
+  params: {
+    principalIds: [
+      replayPrincipalId
+    ]
+    roleDefinitionGuid: storageBlobDataContributor
+    targetResourceId: containerId
+    description: 'restore replay job: read and delete staged restore files'
   }
 }]
 
@@ -192,17 +276,18 @@ module stagingVaults 'role-assignment-at-resource.bicep' = [for (containerId, i)
 }]
 
 resource replayImagePull 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(registry.id, appPrincipalId, acrPull)
+  name: guid(registry.id, replayPrincipalId, acrPull)
   scope: registry
   properties: {
-    principalId: appPrincipalId
+    principalId: replayPrincipalId
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', acrPull)
-    description: 'restore orchestrator: the replay job pulls its image'
+    description: 'restore replay job: pull its image'
   }
 }
 
 // Only where secrets are used: the Key Vaults named for target auth kind "secret" (and the optional replay share key).
+// The app reads the secret to validate the target; the job to replay and verify (and its environment, the share key).
 module targetSecretsService 'role-assignment-at-resource.bicep' = [for (keyVaultId, i) in secretKeyVaultIds: {
   name: 'secret-keyvault-${i}'
   scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
@@ -213,5 +298,18 @@ module targetSecretsService 'role-assignment-at-resource.bicep' = [for (keyVault
     roleDefinitionGuid: keyVaultSecretsUser
     targetResourceId: keyVaultId
     description: 'restore orchestrator: read target connection-string secrets'
+  }
+}]
+
+module targetSecretsReplay 'role-assignment-at-resource.bicep' = [for (keyVaultId, i) in secretKeyVaultIds: {
+  name: 'secret-keyvault-replay-${i}'
+  scope: resourceGroup(split(keyVaultId, '/')[2], split(keyVaultId, '/')[4])
+  params: {
+    principalIds: [
+      replayPrincipalId
+    ]
+    roleDefinitionGuid: keyVaultSecretsUser
+    targetResourceId: keyVaultId
+    description: 'restore replay job: read target connection-string secrets (and the replay share key)'
   }
 }]

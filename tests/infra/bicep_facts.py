@@ -224,3 +224,52 @@ def role_vars_without_comment(text: str) -> list[str]:
             if i == 0 or not lines[i - 1].strip().startswith("//"):
                 bad.append(line.strip())
     return bad
+
+
+def _loop_items(config: dict[str, Any], variables: dict[str, Any]) -> tuple[str | None, Any]:
+    """(item name, what it iterates) of a loop, or (None, None); what it iterates is the array variable's literal list,
+    else the array's name."""
+    loop = config.get("loop_type")
+    if not loop:
+        return None, None
+    detail = loop["detail"]
+    array = detail["array_name"]
+    value = variables.get(array, {}).get("value") if array in variables else None
+    return detail["item_name"], value if isinstance(value, list) else array
+
+
+def role_grants(parsed_roles: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every role assignment of a parsed roles.bicep: ``{principal, role, scope, condition, name}``, one per principal
+    and role. ``role`` is the role variable's name (a loop over a list variable of roles gives one grant per role);
+    ``scope`` is the scope resource's symbolic name, or the array a module loop assigns at (e.g.
+    ``stagingContainerIds``), or the module's ``targetResourceId`` expression. Fails loudly on a shape it does not
+    know, so a check built on it never passes by not looking."""
+    variables = parsed_roles.get("variables", {})
+    grants: list[dict[str, Any]] = []
+    for name, res in parsed_roles.get("resources", {}).items():
+        if res["type"] != "Microsoft.Authorization/roleAssignments":
+            continue
+        config = res["config"]
+        body = config.get("config") or config
+        props = body["properties"]
+        role_ref = props["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+        item, items = _loop_items(config, variables)
+        roles = items if role_ref == item else [role_ref]
+        if not isinstance(roles, list):
+            raise AssertionError(f"{name}: roles from {roles!r}, not a list variable")
+        grants += [{"principal": props["principalId"], "role": r, "scope": body["scope"],
+                    "condition": props.get("condition"), "name": name} for r in roles]
+    for name, mod in parsed_roles.get("modules", {}).items():
+        config = mod["config"]
+        body = config.get("config") or config
+        params = body["params"]
+        if "roleDefinitionGuid" not in params:
+            raise AssertionError(f"module {name} assigns no roleDefinitionGuid: an unknown assignment shape")
+        item, items = _loop_items(config, variables)
+        target = params.get("targetResourceId")
+        scope = items if target == item and isinstance(items, str) else target
+        principals = params.get("principalIds", params.get("principalId"))
+        principals = principals if isinstance(principals, list) else [principals]
+        grants += [{"principal": p, "role": params["roleDefinitionGuid"], "scope": scope,
+                    "condition": params.get("condition"), "name": name} for p in principals]
+    return grants
