@@ -170,8 +170,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _list(self, query: dict[str, str]) -> None:
         st = self.state
         items = [{k: v for k, v in r.items() if k != "timeline"} for r in st.restores.values()]
-        if query.get("status"):
-            items = [i for i in items if i["status"] == query["status"]]
+        if query.get("status"):  # a comma list; "active": every status that is not terminal (as the API)
+            wanted = set(query["status"].split(","))
+            items = [i for i in items if i["status"] in wanted or ("active" in wanted and i["status"] not in TERMINAL)]
         items.sort(key=lambda i: i["created_at"], reverse=True)
         start = int(query.get("continuation") or 0)
         limit = min(int(query.get("limit") or st.page_size), st.page_size)
