@@ -383,7 +383,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         _ask_azure(deps.dp, req, plan_of(rec.copy(**facts), req), bi, vault, location, needs_rehydration)
     except AzureRejection as exc:
         ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, identity),
-                     azure_fix=exc.fix, identity=identity_label(identity))
+                     azure_fix=exc.fix, identity=identity_label(identity), vault_subscription=bi.vault.subscription)
         result = _reject(ex.code, ex.message, ex.fix)
         result.changes = facts
         return result
