@@ -9,7 +9,10 @@ source database; secondary region needs a geo-redundant vault with CRR enabled; 
 cross-region until rehydrated; the secondary region is the vault's listed ``replicatedRegions`` entry, else its Azure
 paired region, as the az CLI falls back; a vault with cross-subscription restore off restores only into its own
 subscription, and a files target then needs ``container_id``); then calls ``validateRestore`` /
-``validateCrossRegionRestore``.
+``validateCrossRegionRestore``. A Cross Region Restore also reads the primary's points once (:mod:`.gaps`): when the
+primary holds a newer point that the selector would have taken, the restore carries a ``SecondaryRegionBehind``
+warning saying how much older the secondary's point is; ``data_loss_gap_seconds`` says how much older the restored
+point is than asked for.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
@@ -32,7 +35,7 @@ from ..point_range import available_points
 from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
-from . import Claim, server_checks
+from . import Claim, gaps, server_checks
 from .common import (
     cached_vault,
     identity_label,
@@ -291,6 +294,8 @@ def _choose_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault:
     warnings = point_warnings(point, skipped)
     if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
         warnings.append(HIGH_PRIORITY_WARNING)
+    if req.region == Region.SECONDARY and not req.recovery_point.id:
+        warnings += gaps.secondary_behind(deps, bi, req, point, location)
     return point, warnings, needs_rehydration
 
 
@@ -375,8 +380,9 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     except _Refused as refused:
         refused.result.changes = {**facts, **refused.result.changes}  # what was resolved: shown on the row
         return refused.result
+    gap = gaps.data_loss_gap(req, point, warnings)
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
-                  "warnings": warnings})
+                  "warnings": warnings, "data_loss_gap_seconds": gap})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
     try:
@@ -390,7 +396,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
     tier_note = ("archive tier: rehydration needed" if needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == Tier.ARCHIVE else "vault tier")
-    notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
+    notes = gaps.before_note(req, gap) + "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
                                 f"restore to {location}{region_note}{as_identity}{notes}", changes=facts)
