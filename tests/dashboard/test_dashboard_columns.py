@@ -139,3 +139,22 @@ def test_times_are_utc_in_the_detail_panel(tmp_path: Path) -> None:
     assert detail
     assert "<dt>Created (UTC)</dt><dd>2026-11-24 23:30:05</dd>" in detail.group(0)
     assert "<dt>Deadline (UTC)</dt><dd>2026-11-26 23:30:05</dd>" in detail.group(0)
+
+
+def test_the_detail_shows_the_rehydration_window_the_gap_and_where_the_job_is(tmp_path: Path) -> None:
+    with stub_api() as (url, state):
+        r = make_restore("r-exp", "waiting", "wait", age_s=120, stages=[("wait", 0, None)])
+        r.update(expected={"what": "rehydration, priority Standard", "started": "2026-11-24T08:00:00Z",
+                           "latest": "2026-11-24T23:00:00Z", "note": "up to 14h58m left"},
+                 data_loss_gap_seconds=5 * 3600 + 600, azure_job_visible_in="secondary region northeurope only",
+                 warnings=[{"code": "SecondaryRegionBehind", "message": "5h10m older"}])
+        state.add(r)
+        page = run_chromium(url + "/dashboard/index.html", tmp_path, "--dump-dom").stdout
+    detail = re.search(r'<section id="detail".*?</section>', page, re.S)
+    assert detail
+    text = detail.group(0)
+    assert ("<dt>Expected</dt><dd>rehydration, priority Standard · latest 2026-11-24 23:00:00 UTC · up to 14h58m "
+            "left</dd>") in text
+    assert "<dt>Data-loss gap</dt><dd>5h10m</dd>" in text
+    assert "<dt>Job visible in</dt><dd>secondary region northeurope only</dd>" in text
+    assert "<dt>Warning</dt><dd>SecondaryRegionBehind: 5h10m older</dd>" in text
