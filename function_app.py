@@ -29,6 +29,13 @@ def restores_create(req: func.HttpRequest) -> func.HttpResponse:
     return _http(api.create(req.get_body(), headers=dict(req.headers), base_url=_base_url(req), deps=runtime.deps()))
 
 
+@app.route(route="restores/preview", methods=["POST"])
+def restores_preview(req: func.HttpRequest) -> func.HttpResponse:
+    """Dry run: every check a restore would run, answered synchronously; creates nothing. Contract: restore_core/
+    preview.py."""
+    return _http(api.preview_restore(req.get_body(), headers=dict(req.headers), deps=runtime.deps()))
+
+
 @app.route(route="restores/{id}", methods=["GET"])
 def restores_get(req: func.HttpRequest) -> func.HttpResponse:
     """Status resource of one restore, with its timeline."""
@@ -113,13 +120,8 @@ def restore_inventory(msg: func.QueueMessage) -> None:
     _stage(Stage.INVENTORY, msg)
 
 
-# Stage replay has no trigger here: its queue is consumed by the replay container job (python -m restore_core.replay).
-
-
-@app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_VERIFY%", connection=CONN)
-def restore_verify(msg: func.QueueMessage) -> None:
-    """Stage verify and clean-up (server targets). Contract: restore_core/stages/verify.py."""
-    _stage(Stage.VERIFY, msg)
+# Stages replay and verify have no trigger here: the replay container job consumes their queues
+# (python -m restore_core.replay; locally localdev.jobrunner), as the job's identity, for as long as they take.
 
 
 @app.timer_trigger(arg_name="timer", schedule="%RESTORE_WATCHDOG_SCHEDULE%", run_on_startup=False, use_monitor=True)

@@ -127,6 +127,24 @@ param verifyCountBudgetMb string = ''
 @description('RESTORE_DATABASE_SUFFIX: default suffix of restored database names. Empty: code default (_restored).')
 param databaseSuffix string = ''
 
+@description('RESTORE_PROTECTED_VAULTS: Backup vault ids (JSON array or comma-separated) whose backups\' source servers are never restore targets without beside_source. Empty: none.')
+param protectedVaults string = ''
+
+@description('RESTORE_PROTECTED_SERVERS: more protected server ids (JSON array or comma-separated). Empty: none.')
+param protectedServers string = ''
+
+@description('RESTORE_ALLOWED_TARGETS: fnmatch patterns of target server ids and container ids/URLs the service may restore into. Empty: any target.')
+param allowedTargets string = ''
+
+@description('RESTORE_BESIDE_SOURCE_ROLE: role a caller needs for beside_source (callers carry roles once Entra authentication is configured). Empty: no role check.')
+param besideSourceRole string = ''
+
+@description('RESTORE_BLOB_HOST_SUFFIXES: blob endpoints a files target may use. Empty: code default (the Azure clouds\' blob endpoints).')
+param blobHostSuffixes string = ''
+
+@description('RESTORE_PREVIEW_PER_MINUTE: previews per caller and minute. Empty: code default (10).')
+param previewPerMinute string = ''
+
 @description('Replay job image. Empty: a placeholder until `azd deploy` pushes the image built from ./Dockerfile (azd passes SERVICE_REPLAY_IMAGE_NAME on later provisions).')
 param replayImage string = ''
 
@@ -326,6 +344,8 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_POSTGRES_SSLMODE: postgresSslMode
   // PostgreSQL Entra role = the managed identity's name (pgaadauth_create_principal, docs/deploy.md).
   RESTORE_ENTRA_USER: identityName
+  // The role the replay job connects as (validation checks its privileges by name).
+  RESTORE_REPLAY_ENTRA_USER: identityName
   RESTORE_REPLAY_CLIENT_VERSION: replayClientMajor
   RESTORE_REPLAY_JOBS: replayJobs
   RESTORE_REPLAY_WORKDIR: replayWorkdir
@@ -333,6 +353,12 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
   RESTORE_VERIFY_COUNT_BUDGET_MB: verifyCountBudgetMb
   RESTORE_DATABASE_SUFFIX: databaseSuffix
+  RESTORE_PROTECTED_VAULTS: protectedVaults
+  RESTORE_PROTECTED_SERVERS: protectedServers
+  RESTORE_ALLOWED_TARGETS: allowedTargets
+  RESTORE_BESIDE_SOURCE_ROLE: besideSourceRole
+  RESTORE_BLOB_HOST_SUFFIXES: blobHostSuffixes
+  RESTORE_PREVIEW_PER_MINUTE: previewPerMinute
 })
 
 // THE app settings: every setting the code reads (restoreSettings) plus the platform's identity-based connections.

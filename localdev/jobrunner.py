@@ -1,10 +1,11 @@
 """Local stand-in for the Azure Container Apps event-driven replay job. Never deployed.
 
-In Azure, KEDA's ``azure-queue`` scale rule looks at the replay queue and starts one job execution per waiting message
-(up to the job's parallelism); each execution runs ``python -m restore_core.replay``, which takes one message, does
-the work and deletes it. This runner does the same on the local stack: it polls the queue's visible messages (peek,
-as KEDA's scaler reads the queue length) and starts the same entrypoint as a process per waiting message, with the
-Function App's settings as its environment (as the job's environment variables are in the infra).
+In Azure, KEDA's ``azure-queue`` scale rules look at the job's queues (replay and verify: the registry's ``job``
+stages) and start one job execution per waiting message (up to the job's parallelism); each execution runs
+``python -m restore_core.replay``, which takes one message, does the work and deletes it. This runner does the same
+on the local stack: it polls the queues' visible messages (peek, as KEDA's scaler reads the queue length) and starts
+the same entrypoint as a process per waiting message, with the Function App's settings as its environment (as the
+job's environment variables are in the infra).
 
 ``--state`` (JSON, rewritten on every change) lists the running executions' pids, so tests can kill one mid-replay;
 each execution's output goes to ``--log-dir``/replay-<n>.log.
@@ -33,7 +34,9 @@ class JobRunner:
         self.env = {**os.environ, **{str(k): str(v) for k, v in values.items()}}
         self.env["PYTHONPATH"] = str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
                                               else "")
-        self.queue_name = values.get("RESTORE_QUEUE_REPLAY") or "restore-replay"
+        from restore_core.stages import registry
+
+        self.queue_names = [values.get(spec.queue_setting) or spec.default_queue for spec in registry.JOB_STAGES]
         self.connection = values["RestoreStorage"]
         self.parallelism, self.poll, self.state, self.log_dir = parallelism, poll, state, log_dir
         self.running: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
@@ -41,22 +44,28 @@ class JobRunner:
         self.finished: list[dict[str, Any]] = []
         self._stop = False
 
-    def _queue(self) -> Any:
+    def _queues(self) -> list[Any]:
         from azure.storage.queue import QueueClient
 
-        q = QueueClient.from_connection_string(self.connection, self.queue_name)
-        try:
-            q.create_queue()
-        except Exception:  # noqa: BLE001, S110 - exists already (or the app creates it)
-            pass
-        return q
+        queues = []
+        for name in self.queue_names:
+            q = QueueClient.from_connection_string(self.connection, name)
+            try:
+                q.create_queue()
+            except Exception:  # noqa: BLE001, S110 - exists already (or the app creates it)
+                pass
+            queues.append(q)
+        return queues
 
-    def _visible(self, q: Any) -> int:
-        try:
-            return len(q.peek_messages(max_messages=32))
-        except Exception as exc:  # noqa: BLE001 - Azurite restarting: try again at the next poll
-            print(f"[jobrunner] peek failed: {exc}", flush=True)
-            return 0
+    def _visible(self, queues: list[Any]) -> int:
+        """Visible messages on the job's queues (KEDA's scalers read each queue's length)."""
+        total = 0
+        for q in queues:
+            try:
+                total += len(q.peek_messages(max_messages=32))
+            except Exception as exc:  # noqa: BLE001 - Azurite restarting: try again at the next poll
+                print(f"[jobrunner] peek failed: {exc}", flush=True)
+        return total
 
     def _start(self) -> None:
         self.started += 1
@@ -84,7 +93,7 @@ class JobRunner:
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
-        q = self._queue()
+        q = self._queues()
         self._save()
         while not self._stop:
             self._reap()

@@ -159,6 +159,9 @@ class ApiClient:
             if not continuation or (limit and len(items) >= limit):
                 return items[:limit] if limit else items
 
+    def preview(self, request: Mapping[str, Any]) -> Any:
+        return self.call("POST", "/restores/preview", dict(request))
+
     def cancel(self, restore_id: str) -> Any:
         return self.call("POST", "/restores/" + urllib.parse.quote(restore_id, safe="") + "/cancel")
 
@@ -405,8 +408,8 @@ def build_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     if args.json_file:
         return _request_from_json(args.json_file, stdin)
     if not args.backup_instance and not (args.vault and args.datasource):
-        raise CliError("start needs --json FILE, or --backup-instance ID (or --vault + --datasource) and a target "
-                       "(--server + --database + --secret-uri, --container-url + --prefix, or --into-server)",
+        raise CliError(f"{args.command} needs --json FILE, or --backup-instance ID (or --vault + --datasource) and a "
+                       "target (--server + --database + --secret-uri, --container-url + --prefix, or --into-server)",
                        EXIT_USAGE)
     body: dict[str, Any] = {"backup_instance": ({"id": args.backup_instance} if args.backup_instance
                                                 else {"vault_id": args.vault, "datasource_id": args.datasource})}
@@ -473,7 +476,7 @@ def _server_target(args: argparse.Namespace) -> dict[str, Any]:
     return target
 
 
-_SERVER_ONLY = ("databases", "suffix", "roles", "owner", "beside_source", "auth_secret")
+_SERVER_ONLY = ("databases", "suffix", "roles", "owner", "auth_secret")
 
 
 def _target(args: argparse.Namespace) -> dict[str, Any]:
@@ -485,22 +488,35 @@ def _target(args: argparse.Namespace) -> dict[str, Any]:
     if stray:
         raise CliError(f"{', '.join(stray)} belong to --into-server", EXIT_USAGE)
     if args.server or args.database or args.secret_uri:
-        if not (args.server and args.database and args.secret_uri):
-            raise CliError("a database target needs all of --server, --database and --secret-uri", EXIT_USAGE)
-        if args.container_url or args.prefix:
-            raise CliError("choose one target: database (--server ...) or files (--container-url ...)", EXIT_USAGE)
-        return {"kind": "database", "server_id": args.server, "database_name": args.database,
-                "secret_uri": args.secret_uri}
+        return _database_target(args)
     if args.container_url or args.prefix:
-        if not (args.container_url and args.prefix):
-            raise CliError("a files target needs both --container-url and --prefix", EXIT_USAGE)
-        target = {"kind": "files", "container_url": args.container_url, "file_prefix": args.prefix}
-        if args.container_id:
-            target["container_id"] = args.container_id
-        return target
+        return _files_target(args)
     raise CliError("no target: give --server + --database + --secret-uri (restore as database), "
                    "--container-url + --prefix (restore as files) or --into-server (restore into a server)",
                    EXIT_USAGE)
+
+
+def _database_target(args: argparse.Namespace) -> dict[str, Any]:
+    if not (args.server and args.database and args.secret_uri):
+        raise CliError("a database target needs all of --server, --database and --secret-uri", EXIT_USAGE)
+    if args.container_url or args.prefix:
+        raise CliError("choose one target: database (--server ...) or files (--container-url ...)", EXIT_USAGE)
+    target = {"kind": "database", "server_id": args.server, "database_name": args.database,
+              "secret_uri": args.secret_uri}
+    if getattr(args, "beside_source", False):
+        target["beside_source"] = True
+    return target
+
+
+def _files_target(args: argparse.Namespace) -> dict[str, Any]:
+    if not (args.container_url and args.prefix):
+        raise CliError("a files target needs both --container-url and --prefix", EXIT_USAGE)
+    if getattr(args, "beside_source", False):
+        raise CliError("--beside-source belongs to a database target or --into-server", EXIT_USAGE)
+    target = {"kind": "files", "container_url": args.container_url, "file_prefix": args.prefix}
+    if args.container_id:
+        target["container_id"] = args.container_id
+    return target
 
 
 # ------------------------------------------------------------------------------------------------------ commands
@@ -529,6 +545,38 @@ def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: T
         out.flush()
         return watch(client, [str(result["id"])], out, interval=args.interval, tty=out.isatty(), stages=stages())
     return EXIT_OK
+
+
+def describe_plan(result: Mapping[str, Any]) -> str:
+    """A preview for people: the plan, or the refusal with its fix."""
+    if not result.get("would_start"):
+        err = result.get("error") or {}
+        lines = [f"would NOT start: {err.get('code')}: {err.get('message')}", f"  fix: {err.get('fix')}"]
+        if result.get("guards_passed"):
+            lines.append(f"  passed before that: {', '.join(result['guards_passed'])}")
+        return "\n".join(lines) + "\n"
+    point, gap, rh = result.get("recovery_point") or {}, result.get("data_loss") or {}, result.get("rehydration") or {}
+    req = result.get("azure_request") or {}
+    lines = ["would start:",
+             f"  recovery point {point.get('id')} of {point.get('time')} ({point.get('tier')} tier, "
+             f"{point.get('state')})",
+             f"  data-loss gap  {gap.get('text')} before {gap.get('to_what')} ({gap.get('to')})",
+             "  rehydration    " + (f"needed, {rh.get('priority')}: {rh.get('expected_window')}" if rh.get("needed")
+                                    else f"not needed ({rh.get('why')})"),
+             f"  restore into   {', '.join(result.get('destinations') or [])} in {result.get('restore_location')}",
+             f"  guards passed  {', '.join(result.get('guards_passed') or [])}",
+             f"  Azure request  {req.get('method')} {req.get('path')}"]
+    lines += [f"  WARNING {w.get('code')}: {w.get('message')}" for w in result.get("warnings") or []]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_plan(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+    result = client.preview(build_request(args, stdin)) or {}
+    if args.as_json:
+        _emit_json(result, out)
+    else:
+        out.write(describe_plan(result))
+    return EXIT_OK if result.get("would_start") else EXIT_FAILED
 
 
 def cmd_show(client: ApiClient, args: argparse.Namespace, out: TextIO, stages: Callable[[], Stages]) -> int:
@@ -647,36 +695,13 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("start", help="request a restore")
-    s.add_argument("--json", dest="json_file", metavar="FILE|-", help="restore request JSON (- for stdin)")
-    s.add_argument("--backup-instance", help="backup instance ARM id")
-    s.add_argument("--vault", help="vault ARM id (with --datasource, instead of --backup-instance)")
-    s.add_argument("--datasource", help="protected database/server ARM id")
-    s.add_argument("--recovery-point", help="recovery point id, or 'latest' (default)")
-    s.add_argument("--before", help="latest recovery point before this ISO time, e.g. 2026-11-24T08:00:00Z")
-    s.add_argument("--server", help="database target: target server ARM id")
-    s.add_argument("--database", help="database target: new database name")
-    s.add_argument("--secret-uri", help="database target: Key Vault secret URI of the target connection string")
-    s.add_argument("--container-url", help="files target: https://ACCOUNT.blob.core.windows.net/CONTAINER")
-    s.add_argument("--container-id", help="files target: container ARM id (optional)")
-    s.add_argument("--prefix", help="files target: file name prefix")
-    s.add_argument("--into-server", metavar="FLEXIBLE_SERVER_ID",
-                   help="restore into a server: target Flexible Server ARM id (the service replays the vault's files)")
-    s.add_argument("--databases", metavar="SRC[=NEW],...",
-                   help="into a server: source databases and optional new names (default: all, with the suffix)")
-    s.add_argument("--suffix", help="into a server: suffix of new database names (default _restored)")
-    s.add_argument("--roles", choices=("skip", "clean"), help="into a server: restore the point's roles cleaned")
-    s.add_argument("--owner", help="into a server: role that owns the restored objects")
-    s.add_argument("--beside-source", action="store_true",
-                   help="into a server: allow new databases on the source server itself (never over a source)")
-    s.add_argument("--auth-secret", metavar="SECRET_URI",
-                   help="into a server: connect with this Key Vault secret (default: Microsoft Entra)")
-    s.add_argument("--region", choices=("primary", "secondary"))
-    s.add_argument("--priority", choices=("Standard", "High"), help="rehydration priority for archived points")
-    s.add_argument("--retention-days", type=int, metavar="N",
-                   help="archived points: days the rehydrated point stays usable (10-30, Azure's default 15)")
-    s.add_argument("--idempotency-key")
+    _request_args(s)
     s.add_argument("--wait", action="store_true", help="follow the restore to its end (exit code as watch)")
     s.add_argument("--interval", type=float, default=1.0, help="with --wait: seconds between refreshes (default 1)")
+    pl = sub.add_parser("plan", help="preview a restore (dry run: every check, nothing started)")
+    _request_args(pl)
+    pl.add_argument("--output-json", dest="as_json", action="store_true", default=argparse.SUPPRESS,
+                    help="print the preview's raw JSON")
 
     sh = sub.add_parser("show", help="show one restore with its timeline")
     sh.add_argument("id")
@@ -699,9 +724,42 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("id")
     c.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
     browse_commands = restorectl_browse.add_commands(sub)
-    for command in (s, sh, li, w, c, *browse_commands):
+    for command in (s, pl, sh, li, w, c, *browse_commands):
         _connection_args(command, top=False)
     return p
+
+
+def _request_args(s: argparse.ArgumentParser) -> None:
+    """The flags of a restore request (start and plan take the same)."""
+    s.add_argument("--json", dest="json_file", metavar="FILE|-", help="restore request JSON (- for stdin)")
+    s.add_argument("--backup-instance", help="backup instance ARM id")
+    s.add_argument("--vault", help="vault ARM id (with --datasource, instead of --backup-instance)")
+    s.add_argument("--datasource", help="protected database/server ARM id")
+    s.add_argument("--recovery-point", help="recovery point id, or 'latest' (default)")
+    s.add_argument("--before", help="latest recovery point before this ISO time, e.g. 2026-11-24T08:00:00Z")
+    s.add_argument("--server", help="database target: target server ARM id")
+    s.add_argument("--database", help="database target: new database name")
+    s.add_argument("--secret-uri", help="database target: Key Vault secret URI of the target connection string")
+    s.add_argument("--container-url", help="files target: https://ACCOUNT.blob.core.windows.net/CONTAINER")
+    s.add_argument("--container-id", help="files target: container ARM id (optional)")
+    s.add_argument("--prefix", help="files target: file name prefix")
+    s.add_argument("--into-server", metavar="FLEXIBLE_SERVER_ID",
+                   help="restore into a server: target Flexible Server ARM id (the service replays the vault's files)")
+    s.add_argument("--databases", metavar="SRC[=NEW],...",
+                   help="into a server: source databases and optional new names (default: all, with the suffix)")
+    s.add_argument("--suffix", help="into a server: suffix of new database names (default _restored)")
+    s.add_argument("--roles", choices=("skip", "clean"), help="into a server: restore the point's roles cleaned")
+    s.add_argument("--owner", help="into a server: role that owns the restored objects")
+    s.add_argument("--beside-source", action="store_true",
+                   help="database or into a server: allow new databases on a protected server such as the source "
+                        "server itself (never over a source database)")
+    s.add_argument("--auth-secret", metavar="SECRET_URI",
+                   help="into a server: connect with this Key Vault secret (default: Microsoft Entra)")
+    s.add_argument("--region", choices=("primary", "secondary"))
+    s.add_argument("--priority", choices=("Standard", "High"), help="rehydration priority for archived points")
+    s.add_argument("--retention-days", type=int, metavar="N",
+                   help="archived points: days the rehydrated point stays usable (10-30, Azure's default 15)")
+    s.add_argument("--idempotency-key")
 
 
 def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -722,6 +780,8 @@ def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: Tex
 
     if args.command == "start":
         return cmd_start(client, args, out, stdin, stages)
+    if args.command == "plan":
+        return cmd_plan(client, args, out, stdin)
     if args.command == "cancel":
         return cmd_cancel(client, args, out)
     if args.command in restorectl_browse.COMMANDS:

@@ -113,6 +113,12 @@ def alert_to_request(data: dict[str, Any], plans: dict[str, Any]) -> tuple[dict[
     return body, f"{ALERT_KEY_PREFIX}{alert_id}"
 
 
+def plan_of_alert(data: dict[str, Any], plans: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(alerted resource id the plan is keyed by, the plan) of an alert payload; :class:`RequestError` otherwise."""
+    _, _, targets = _essentials(data)
+    return _plan_for(targets, plans)
+
+
 def fired_at(data: dict[str, Any]) -> datetime | None:
     try:
         return parse_time(data["data"]["essentials"]["firedDateTime"])

@@ -7,6 +7,8 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
 - ``GET /api/restores?status=&since=&until=&source=&target=&region=&started_by=&limit=&continuation=`` →
   ``{"items": [...], "continuation"}``, newest first (:mod:`restore_core.listing`); each item and the status
   resource say what the restore is (:mod:`restore_core.views`).
+- ``POST /api/restores/preview`` → 200 with ``would_start`` and the plan or the refusal (restore_core/preview.py);
+  400/413 for malformed input, 429 with ``Retry-After`` past the caller's preview budget; creates nothing.
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
 - storage that does not answer → 503 with ``Retry-After`` (every handler).
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
-from . import listing, telemetry
+from . import guards, listing, preview, telemetry
 from .deps import Deps
 from .errors import RequestError, RetryableError
 from .intake import submit
@@ -92,13 +94,21 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
             raise RequestError(f"Idempotency-Key: {problem}", field="Idempotency-Key",
                                fix="choose a key with another prefix")
         with telemetry.stage_span("intake", restore_id="pending", traceparent=lower.get("traceparent")) as span:
-            rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent)
+            rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent,
+                                  caller=guards.caller_from_http(headers))
             span.set("id", rec.id)
     except RequestError as exc:
         return _error(exc)
     url = status_url(base_url, rec.id)
     body_out = {"id": rec.id, "status": rec.status.value, "status_url": url, "created": created}
     return ApiResponse(202 if created else 200, body_out, {"Location": url, "Retry-After": "5"})
+
+
+@_storage_unavailable_is_503
+def preview_restore(body: bytes, *, headers: dict[str, str], deps: Deps) -> ApiResponse:
+    """``POST /api/restores/preview``: the dry run (restore_core/preview.py); creates nothing."""
+    status, out, extra = preview.handle(body, caller=guards.caller_from_http(headers), deps=deps)
+    return ApiResponse(status, out, extra)
 
 
 @_storage_unavailable_is_503
@@ -140,8 +150,8 @@ def _not_cancellable(rec: RestoreRecord) -> ApiResponse | None:
                        + (f" (job {rec.azure_job_id})" if rec.azure_job_id else "")
                        + "; Azure Backup offers no API to cancel a restore job",
             "field": None,
-            "fix": "wait for the job to finish (GET this restore), then drop the restored database or files "
-                   "if they are not wanted"}})
+            "fix": "wait for the job to finish (GET this restore); the restored database or files are new and "
+                   "touch nothing else, so they can be kept or removed later by their owners"}})
     return None
 
 

@@ -53,10 +53,35 @@ class BackupInstanceRef:
         return f"{self.vault.id}/backupInstances/{self.name}"
 
 
+#: Characters Azure allows in no resource name (nor resource group), and control characters (issue 14.4).
+_FORBIDDEN = re.compile(r'[<>*%&\\?#"|\x00-\x1f\x7f]')
+
+
+def segment_problem(value: str) -> str | None:
+    """Why an ARM id is refused whatever its shape: a ``.``/``..`` segment (a path trick: ``a/../b`` names ``b`` to
+    a URL parser and ``a/../b`` to a string compare), an empty segment, a name ending in a period (Azure refuses
+    those) or a character Azure allows in no resource name. None when the segments are fine."""
+    for seg in value.strip().strip("/").split("/"):
+        if seg in (".", ".."):
+            return f"it has a {seg!r} segment"
+        if not seg:
+            return "it has an empty segment (//)"
+        if seg.endswith("."):
+            return f"segment {seg[:40]!r} ends with a period, which Azure does not allow"
+        bad = _FORBIDDEN.search(seg)
+        if bad:
+            return f"it contains {bad.group()!r}, a character Azure does not allow in resource names"
+    return None
+
+
 def _match(pattern: re.Pattern[str], value: str, field: str, shape: str) -> re.Match[str]:
     m = pattern.match(value.strip()) if isinstance(value, str) else None
     if not m:
         raise RequestError(f"{field} is not a valid ARM id: {value!r}", field=field, fix=f"use the form {shape}")
+    problem = segment_problem(value)
+    if problem:
+        raise RequestError(f"{field} is not a valid ARM id: {problem}", field=field,
+                           fix=f"use the form {shape} with plain resource names (no '.' or '..' segments)")
     return m
 
 

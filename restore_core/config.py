@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .arm_ids import VAULT_RE
+from .arm_ids import VAULT_RE, parse_server_id, parse_vault_id
+from .errors import RequestError
 from .stages import registry
 
 # --- connection (a Functions "connection" name: a connection string setting, or identity-based
@@ -67,6 +68,7 @@ POSTGRES_HOST_SUFFIX = "RESTORE_POSTGRES_HOST_SUFFIX"
 POSTGRES_SSLMODE = "RESTORE_POSTGRES_SSLMODE"
 POSTGRES_SSLROOTCERT = "RESTORE_POSTGRES_SSLROOTCERT"
 ENTRA_USER = "RESTORE_ENTRA_USER"
+REPLAY_ENTRA_USER = "RESTORE_REPLAY_ENTRA_USER"
 ENTRA_STATIC_TOKEN = "ENTRA_STATIC_TOKEN"  # noqa: S105 - a setting name, not a value
 KEYVAULT_ENDPOINT = "KEYVAULT_ENDPOINT"
 KEYVAULT_CA_BUNDLE = "KEYVAULT_CA_BUNDLE"
@@ -77,6 +79,14 @@ REPLAY_LEASE_SECONDS = "RESTORE_REPLAY_LEASE_SECONDS"
 PG_BINDIR = "RESTORE_PG_BINDIR"
 VERIFY_COUNT_BUDGET_MB = "RESTORE_VERIFY_COUNT_BUDGET_MB"
 DATABASE_SUFFIX = "RESTORE_DATABASE_SUFFIX"
+
+# --- guards and preview (issue 14; restore_core/guards.py, locks.py, preview.py)
+PROTECTED_VAULTS = "RESTORE_PROTECTED_VAULTS"
+PROTECTED_SERVERS = "RESTORE_PROTECTED_SERVERS"
+ALLOWED_TARGETS = "RESTORE_ALLOWED_TARGETS"
+BESIDE_SOURCE_ROLE = "RESTORE_BESIDE_SOURCE_ROLE"
+BLOB_HOST_SUFFIXES = "RESTORE_BLOB_HOST_SUFFIXES"
+PREVIEW_PER_MINUTE = "RESTORE_PREVIEW_PER_MINUTE"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -114,6 +124,8 @@ DEFAULTS: Mapping[str, str] = {
     REPLAY_LEASE_SECONDS: "300",
     VERIFY_COUNT_BUDGET_MB: "1024",
     DATABASE_SUFFIX: "_restored",
+    BLOB_HOST_SUFFIXES: "blob.core.windows.net,blob.core.chinacloudapi.cn,blob.core.usgovcloudapi.net",
+    PREVIEW_PER_MINUTE: "10",
 }
 
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
@@ -126,8 +138,10 @@ ALL_SETTINGS: tuple[str, ...] = (
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
-    ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE, REPLAY_CLIENT_VERSION, REPLAY_JOBS,
+    ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
+    REPLAY_CLIENT_VERSION, REPLAY_JOBS,
     REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX,
+    PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
 )
 
 #: Settings that are local-only by nature (the emulators' CA bundles, static tokens, endpoint overrides and the
@@ -190,6 +204,9 @@ class ServerRestoreSettings:
     postgres_sslmode: str = "verify-full"
     postgres_sslrootcert: str | None = None
     entra_user: str | None = None
+    #: the PostgreSQL role the replay job connects as with Entra, when it is not this process's (the Function App
+    #: checks that role's privileges by name in validation)
+    replay_entra_user: str | None = None
     entra_static_token: str | None = field(default=None, repr=False)
     keyvault_endpoint: str | None = None
     keyvault_ca_bundle: str | None = None
@@ -203,6 +220,24 @@ class ServerRestoreSettings:
 
 
 SSLMODES = ("require", "verify-ca", "verify-full")
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """Guards checked before anything is paid for, and the preview's budget (README "Guards and preview")."""
+
+    #: vaults whose backup instances' source servers are protected (read through the backup service, cached)
+    protected_vaults: tuple[str, ...] = ()
+    #: more protected servers (ARM ids)
+    protected_servers: tuple[str, ...] = ()
+    #: fnmatch patterns of target server ids and container ids/URLs; empty: every target is allowed
+    allowed_targets: tuple[str, ...] = ()
+    #: the role a caller must hold to restore beside a protected server (empty: no role is checked, as function-key
+    #: callers carry no roles; issue 14 item 3 gives callers roles)
+    beside_source_role: str = ""
+    blob_host_suffixes: tuple[str, ...] = ("blob.core.windows.net", "blob.core.chinacloudapi.cn",
+                                           "blob.core.usgovcloudapi.net")
+    preview_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -230,6 +265,7 @@ class Settings:
     storage_timeouts: StorageTimeouts = StorageTimeouts()
     server: ServerRestoreSettings = field(default_factory=lambda: ServerRestoreSettings())
     vaults: tuple[str, ...] = ()  #: RESTORE_VAULTS: the vaults browsed by default
+    guards: GuardSettings = GuardSettings()
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -346,6 +382,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             retries=int(_number(env, STORAGE_RETRIES, minimum=0))),
         server=_server_settings(env),
         vaults=_vaults(env),
+        guards=_guard_settings(env),
     )
 
 
@@ -364,6 +401,39 @@ def _vaults(env: Mapping[str, str]) -> tuple[str, ...]:
                                 "resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault}, "
                                 "separated by commas")
     return ids
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A list setting: a JSON array of strings, or values separated by commas or new lines."""
+    raw = (_get(env, name) or "").strip()
+    if raw.startswith("["):
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"setting {name} is not valid JSON ({exc.msg}); fix the JSON") from None
+        if not all(isinstance(v, str) for v in value):
+            raise SettingsError(f"setting {name} must be a JSON array of strings")
+        return tuple(v.strip() for v in value if v.strip())
+    return tuple(v.strip() for v in re.split(r"[,\n]", raw) if v.strip())
+
+
+def _guard_settings(env: Mapping[str, str]) -> GuardSettings:
+    vaults, servers = _list(env, PROTECTED_VAULTS), _list(env, PROTECTED_SERVERS)
+    try:
+        for v in vaults:
+            parse_vault_id(v, PROTECTED_VAULTS)
+        for srv in servers:
+            parse_server_id(srv, PROTECTED_SERVERS)
+    except RequestError as exc:
+        raise SettingsError(f"{exc.message}; {exc.fix}") from None
+    suffixes = tuple(s.lower().lstrip(".") for s in _list(env, BLOB_HOST_SUFFIXES))
+    if not suffixes:
+        raise SettingsError(f"{BLOB_HOST_SUFFIXES} is empty; leave it unset for the Azure clouds' blob endpoints")
+    return GuardSettings(protected_vaults=vaults, protected_servers=servers,
+                         allowed_targets=_list(env, ALLOWED_TARGETS),
+                         beside_source_role=(_get(env, BESIDE_SOURCE_ROLE) or "").strip(),
+                         blob_host_suffixes=suffixes,
+                         preview_per_minute=int(_number(env, PREVIEW_PER_MINUTE, minimum=1)))
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:
@@ -395,6 +465,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         postgres_sslmode=sslmode,
         postgres_sslrootcert=_get(env, POSTGRES_SSLROOTCERT),
         entra_user=_get(env, ENTRA_USER),
+        replay_entra_user=_get(env, REPLAY_ENTRA_USER),
         entra_static_token=_get(env, ENTRA_STATIC_TOKEN),
         keyvault_endpoint=_get(env, KEYVAULT_ENDPOINT),
         keyvault_ca_bundle=_get(env, KEYVAULT_CA_BUNDLE),

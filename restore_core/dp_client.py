@@ -651,3 +651,18 @@ def validate_cross_region_request(plan: RestorePlan, source_region: str,
 def rehydration_request(recovery_point_id: str, priority: str, retention_days: int) -> m.AzureBackupRehydrationRequest:
     return m.AzureBackupRehydrationRequest(recovery_point_id=recovery_point_id, rehydration_priority=priority,
                                            rehydration_retention_duration=f"P{retention_days}D")
+
+
+def wire_body(model: Any) -> dict[str, Any]:
+    """A request object as the SDK puts it on the wire (its own JSON encoder, read-only fields left out)."""
+    from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder  # noqa: PLC0415 - the SDK's encoder
+
+    body: dict[str, Any] = json.loads(json.dumps(model, cls=SdkJSONEncoder, exclude_readonly=True))
+    return body
+
+
+def trigger_body(plan: RestorePlan, rehydration: Rehydration | None, source_region: str | None) -> dict[str, Any]:
+    """The JSON body the trigger sends: a restore request, or (``source_region`` given) a cross-region one."""
+    if source_region is not None:
+        return wire_body(cross_region_request(plan, source_region))
+    return wire_body(restore_request(plan, rehydration))

@@ -59,7 +59,7 @@ def _container_scope(target: FilesTarget) -> str:
 _PLAIN: dict[str, tuple[str, str]] = {
     "UserErrorDatabaseNameAlreadyInUse": (
         "a database with the target name already exists on the target server; restores never overwrite",
-        "choose a new target.database_name (or drop the existing database yourself if it is really unwanted)"),
+        "choose a new target.database_name; the existing database is never touched"),
     "UserErrorRestoreToLowerVersion": (
         "the backup comes from a newer PostgreSQL major version than the target server runs",
         "restore to a server running the same or a newer PostgreSQL major version, or restore as files"),

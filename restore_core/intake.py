@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from . import telemetry
-from .alerts import alert_to_request, is_alert
+from . import alert_plans, guards, telemetry
+from .alerts import alert_to_request, is_alert, plan_of_alert
 from .deps import Deps
 from .errors import RequestError
+from .guards import Caller
 from .models import (
     MESSAGE_KEY_PREFIX,
     POISON_KEY_PREFIX,
@@ -46,17 +47,25 @@ def request_hash(req: RestoreRequest) -> str:
 
 
 def submit(req: RestoreRequest, *, source: str, deps: Deps, idempotency_key: str | None = None,
-           traceparent: str | None = None) -> tuple[RestoreRecord, bool]:
-    """Record a valid request and start it. Returns (restore, created)."""
+           traceparent: str | None = None, caller: Caller | None = None,
+           restore_id: str | None = None) -> tuple[RestoreRecord, bool]:
+    """Record a valid request and start it. Returns (restore, created). The guards that need no Azure call
+    (:func:`restore_core.guards.check_intake`) refuse first, with a :class:`RequestError`; ``caller`` defaults to
+    the door's (a function-key holder for HTTP, the queue otherwise); ``restore_id``: an id chosen beforehand (an
+    alert plan's reservation)."""
     key = req.idempotency_key or idempotency_key
     if req.idempotency_key and idempotency_key and req.idempotency_key != idempotency_key:
         raise RequestError("the Idempotency-Key header and body idempotency_key differ", field="idempotency_key",
                            fix="send the same key in both places, or only one of them")
+    refused = guards.check_intake(req, caller or (guards.FUNCTION_KEY if source == "http" else guards.QUEUE),
+                                  deps.settings.guards)
+    if refused is not None:
+        raise refused
     now = deps.clock()
     deadline_hours = req.deadline_hours or deps.settings.deadline_hours
     rec = RestoreRecord(
-        id=new_restore_id(now), status=Status.ACCEPTED, stage=Stage.VALIDATE, source=source, created_at=now,
-        updated_at=now, deadline=now + timedelta(hours=deadline_hours),
+        id=restore_id or new_restore_id(now), status=Status.ACCEPTED, stage=Stage.VALIDATE, source=source,
+        created_at=now, updated_at=now, deadline=now + timedelta(hours=deadline_hours),
         request=stored_form(req), attempt=1,
         next_check_at=check_after(deps, now, 0), idempotency_key=key, traceparent=traceparent,
         target_kind=TargetKind(req.target.kind), region=req.region.value,
@@ -107,6 +116,7 @@ class QueueInput:
     req: RestoreRequest | None = None
     error: RequestError | None = None
     key: str | None = None
+    plan: tuple[str, dict[str, Any]] | None = None  # an alert's (alerted resource, restore plan)
 
 
 def read_queue_input(body: bytes | str, deps: Deps) -> QueueInput:
@@ -118,6 +128,8 @@ def read_queue_input(body: bytes | str, deps: Deps) -> QueueInput:
             inp.source = "alert"
             payload, inp.key = alert_to_request(data, dict(deps.settings.restore_plans))
             inp.req = parse_request(payload)
+            inp.plan = plan_of_alert(data, dict(deps.settings.restore_plans))
+            alert_plans.limits_of(inp.plan[1])  # a plan with nonsense limits is refused here, with a record
         else:
             inp.req = parse_request(data)
     except RequestError as exc:
@@ -134,9 +146,14 @@ def _submit_queued(deps: Deps, inp: QueueInput, *, key: str, fallback_key: str) 
     assert inp.req is not None
     with telemetry.stage_span("intake", restore_id="pending", traceparent=None) as span:
         try:
-            rec, _ = submit(inp.req, source=inp.source, deps=deps,
+            restore_id = alert_plans.admit(deps, inp.plan[0], inp.plan[1], key) if inp.plan and inp.key else None
+            rec, _ = submit(inp.req, source=inp.source, deps=deps, restore_id=restore_id,
                             idempotency_key=None if inp.req.idempotency_key else key, traceparent=span.traceparent)
         except RequestError as exc:  # a key reused for another request, a stored form too large, ...
+            # a deduplicated alert is recorded under its own alert key: the action group's retries find that record
+            if exc.code == "AlertDeduplicated":  # kept with the request it would have started
+                return record_rejection(deps, source=inp.source, error=exc, key=key, fallback_key=fallback_key,
+                                        extra=stored_form(inp.req))
             return record_rejection(deps, source=inp.source, error=exc, key=fallback_key)
         span.set("id", rec.id)
         return rec

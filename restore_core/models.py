@@ -126,8 +126,13 @@ class RehydrationPriority(StrEnum):
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_SECRET_URI = re.compile(r"^https://[a-z0-9-]{3,24}\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net|[a-z0-9.-]+)"
-                         r"(:\d+)?/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+#: A Key Vault secret URI of an Azure cloud: Key Vault host (public, China, US Government), no port, no user info
+#: (issue 14.4: a secret URI naming another host could send the vault's identity token elsewhere).
+_SECRET_URI = re.compile(r"^https://[a-z][a-z0-9-]{1,22}[a-z0-9]\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)"
+                         r"/secrets/[A-Za-z0-9-]{1,127}(/[0-9a-f]{32})?/?$")
+#: The blob endpoints of the Azure clouds (public, China, US Government); RESTORE_BLOB_HOST_SUFFIXES may name more
+#: (restore_core.guards checks the host against the configured list; this module checks the shape).
+_CONTAINER_HOST = re.compile(r"^[a-z0-9]{3,24}\.blob\.[a-z0-9.-]+[a-z0-9]$")
 _RESERVED_DB = {"postgres", "template0", "template1", "azure_maintenance", "azure_sys"}
 
 
@@ -195,6 +200,8 @@ class DatabaseTarget(_Strict):
     server_id: str
     database_name: str
     secret_uri: str = Field(description="Key Vault secret URI holding the target server's connection string")
+    beside_source: bool = Field(default=False, description="allow a new database on a protected server (e.g. the "
+                                                          "source server itself); never under the source's own name")
 
     @field_validator("server_id")
     @classmethod
@@ -218,8 +225,8 @@ class DatabaseTarget(_Strict):
     @classmethod
     def _secret(cls, v: str) -> str:
         if not _SECRET_URI.match(v):
-            raise ValueError("secret_uri must be a Key Vault secret URI like https://{vault}.vault.azure.net/secrets/"
-                             "{name}")
+            raise ValueError("secret_uri must be a Key Vault secret URI of an Azure cloud without a port, like "
+                             "https://{vault}.vault.azure.net/secrets/{name} (vault.azure.cn, vault.usgovcloudapi.net)")
         return v
 
     @property
@@ -239,10 +246,20 @@ class FilesTarget(_Strict):
     @classmethod
     def _url(cls, v: str) -> str:
         u = urlsplit(v)
+        shape = ("container_url must be https://{account}.blob.core.windows.net/{container} (no SAS, no path below "
+                 "the container)")
+        if "@" in u.netloc:  # never echo it: user info may hold a key or a password
+            raise ValueError("container_url must not carry user info (name:password@); give "
+                             "https://{account}.blob.core.windows.net/{container}; the vault authenticates itself")
+        if u.netloc.rsplit("]", 1)[-1].count(":") or u.netloc.endswith(":"):
+            raise ValueError("container_url must not name a port; give https://{account}.blob.core.windows.net/"
+                             "{container}")
         if u.scheme != "https" or not u.hostname or u.query or u.fragment or len(u.path.strip("/").split("/")) != 1 \
-                or not u.path.strip("/"):
-            raise ValueError("container_url must be https://{account}.blob.core.windows.net/{container} "
-                             "(no SAS, no path below the container)")
+                or not u.path.strip("/") or "\\" in v:
+            raise ValueError(shape)
+        if not _CONTAINER_HOST.match(u.netloc):
+            raise ValueError("container_url's host must be a storage account's blob endpoint, "
+                             "{account}.blob.core.windows.net (or the blob endpoint of another Azure cloud)")
         return v.rstrip("/")
 
     @field_validator("container_id")
@@ -300,8 +317,8 @@ class SecretAuth(_Strict):
     @classmethod
     def _secret(cls, v: str) -> str:
         if not _SECRET_URI.match(v):
-            raise ValueError("secret_uri must be a Key Vault secret URI like https://{vault}.vault.azure.net/secrets/"
-                             "{name}")
+            raise ValueError("secret_uri must be a Key Vault secret URI of an Azure cloud without a port, like "
+                             "https://{vault}.vault.azure.net/secrets/{name} (vault.azure.cn, vault.usgovcloudapi.net)")
         return v
 
 

@@ -208,20 +208,29 @@ def _connect_error(conn: TargetConn, dbname: str, text: str) -> Exception:
 
 
 FACTS_SQL = """
-SELECT current_user, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
+SELECT r.rolname, r.rolsuper, r.rolcreatedb, r.rolcreaterole,
        current_setting('server_version_num')::int,
        (SELECT coalesce(json_object_agg(d.datname, shobj_description(d.oid, 'pg_database')), '{}')
           FROM pg_database d),
        (SELECT coalesce(json_agg(rolname), '[]') FROM pg_roles),
        (SELECT coalesce(json_agg(b.rolname), '[]') FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid
          WHERE m.member = r.oid)
-  FROM pg_roles r WHERE r.rolname = current_user
+  FROM pg_roles r WHERE r.rolname = coalesce(%s, current_user)
 """
 
 
-def facts(conn: TargetConn) -> TargetFacts:
+def facts(conn: TargetConn, role: str | None = None) -> TargetFacts:
+    """What the target says about ``role`` (default: the connecting role) and itself. With Microsoft Entra, the
+    replay job connects as its own identity (``RESTORE_REPLAY_ENTRA_USER``): validation, connected as the Function
+    App's identity, checks that role's privileges by name."""
     with connect(conn) as c:
-        row = c.execute(FACTS_SQL).fetchone()
+        row = c.execute(FACTS_SQL, (role,)).fetchone()
+    if row is None:
+        raise AzureRejection("TargetReplayRoleMissing",
+                             f"the replay job's role {role} does not exist on {conn.host}",
+                             fix=f"as a Microsoft Entra admin of the server run: SELECT * FROM "  # noqa: S608
+                                 f"pgaadauth_create_principal('{role}', false, false); then ALTER ROLE "
+                                 f"{quote_ident(role or '')} CREATEDB; (docs/deploy.md)")
     user, superuser, createdb, createrole, version, dbs, roles, member_of = row
     return TargetFacts(user, bool(superuser), bool(createdb), bool(createrole), int(version), dict(dbs),
                        set(roles), set(member_of))

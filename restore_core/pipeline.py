@@ -20,7 +20,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import late_outcomes, lease, telemetry
+from . import late_outcomes, lease, locks, telemetry
 from .backup import JobInfo
 from .deps import Deps
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError, require
@@ -298,6 +298,7 @@ def finish(deps: Deps, rec: RestoreRecord) -> None:
     """Terminal bookkeeping after the winning terminal write: the completion event, then the active index row goes
     (a crash in between leaves the index row; the watchdog then publishes), then metrics."""
     publish_completion(deps, rec)
+    locks.release(deps, rec)  # the destination is free for the next restore (a lost release goes stale: harmless)
     if rec.status == Status.FAILED and rec.error_code == "DeadlineExceeded" and rec.azure_job_id:
         late_outcomes.watch(deps, rec)  # its Azure job may still end: record how, on the timeline
     deps.store.remove_active(rec.id)

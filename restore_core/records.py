@@ -135,6 +135,7 @@ class RestoreRecord(BaseModel):
     server_plan: dict[str, Any] = Field(default_factory=dict)  # server targets: the replay plan's summary
     replay_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what the replay created
     verify_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what verify found
+    locks: list[str] = Field(default_factory=list)  # destinations this restore holds (restore_core/locks.py)
     indexed_stage: str | None = None
     indexed_check_by: datetime | None = None
     timeline_seq: int = 0

@@ -28,7 +28,12 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from . import telemetry
@@ -207,6 +212,23 @@ class StateStore(ABC):
     @abstractmethod
     def delete_meta(self, kind: str, key: str) -> None: ...
 
+    # -- conditional meta rows (locks, counters: restore_core/locks.py, guards.py, preview.py)
+    @abstractmethod
+    def get_meta_row(self, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
+        """A meta row's values and its ETag (None: no such row)."""
+
+    @abstractmethod
+    def insert_meta(self, kind: str, key: str, values: dict[str, Any]) -> bool:
+        """Create the row only if it does not exist; False when it does (nothing written)."""
+
+    @abstractmethod
+    def replace_meta(self, kind: str, key: str, values: dict[str, Any], etag: str) -> bool:
+        """Replace the row only if it still has ``etag``; False when it changed or is gone (nothing written)."""
+
+    @abstractmethod
+    def delete_meta_if(self, kind: str, key: str, etag: str) -> bool:
+        """Delete the row only if it still has ``etag``; False when it changed (a missing row counts as deleted)."""
+
     def add_events(self, rec: RestoreRecord, events: Sequence[TimelineEvent]) -> RestoreRecord:
         """Append ``events`` to a restore's timeline without changing anything else on its row (e.g. what happened
         after it ended); ETag-guarded like every write."""
@@ -383,6 +405,49 @@ class TableStateStore(StateStore):
         except ResourceNotFoundError:
             pass
 
+    def get_meta_row(self, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
+        try:
+            ent = self._call(self._restores, lambda: self._restores.get_entity(f"meta-{kind}", key_hash(key)))
+        except ResourceNotFoundError:
+            return None
+        values = {k: v for k, v in dict(ent).items() if k not in ("PartitionKey", "RowKey")}
+        return values, str(ent.metadata["etag"])
+
+    def insert_meta(self, kind: str, key: str, values: dict[str, Any]) -> bool:
+        ent = {"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values}
+        try:
+            self._call(self._restores, lambda: self._restores.create_entity(ent))
+        except ResourceExistsError:
+            return False
+        return True
+
+    def replace_meta(self, kind: str, key: str, values: dict[str, Any], etag: str) -> bool:
+        ent = {"PartitionKey": f"meta-{kind}", "RowKey": key_hash(key), **values}
+        try:
+            self._call(self._restores, lambda: self._restores.update_entity(
+                ent, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified))
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
+
+    def delete_meta_if(self, kind: str, key: str, etag: str) -> bool:
+        try:
+            self._call(self._restores, lambda: self._restores.delete_entity(
+                f"meta-{kind}", key_hash(key), etag=etag, match_condition=MatchConditions.IfNotModified))
+        except ResourceNotFoundError:
+            return True
+        except ResourceModifiedError:
+            return False
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                return False
+            raise
+        return True
+
 
 class MemoryStateStore(StateStore):
     """In-memory twin with the same semantics (ETags, idempotency, active index) for pure-logic unit tests."""
@@ -395,6 +460,7 @@ class MemoryStateStore(StateStore):
         self._idem: dict[str, tuple[str, str]] = {}
         self._active: dict[str, ActiveEntry] = {}
         self._meta: dict[tuple[str, str], dict[str, Any]] = {}
+        self._meta_etags: dict[tuple[str, str], str] = {}
         self._n = 0
         self.writes = 0
 
@@ -480,6 +546,7 @@ class MemoryStateStore(StateStore):
     def put_meta(self, kind: str, key: str, values: dict[str, Any]) -> None:
         with self._lock:
             self._meta[(kind, key)] = dict(values)
+            self._meta_etags[(kind, key)] = self._etag()
 
     def list_meta(self, kind: str, *, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
@@ -488,6 +555,36 @@ class MemoryStateStore(StateStore):
     def delete_meta(self, kind: str, key: str) -> None:
         with self._lock:
             self._meta.pop((kind, key), None)
+
+    def get_meta_row(self, kind: str, key: str) -> tuple[dict[str, Any], str] | None:
+        with self._lock:
+            v = self._meta.get((kind, key))
+            return (dict(v), self._meta_etags.get((kind, key), "")) if v is not None else None
+
+    def insert_meta(self, kind: str, key: str, values: dict[str, Any]) -> bool:
+        with self._lock:
+            if (kind, key) in self._meta:
+                return False
+            self._meta[(kind, key)] = dict(values)
+            self._meta_etags[(kind, key)] = self._etag()
+            return True
+
+    def replace_meta(self, kind: str, key: str, values: dict[str, Any], etag: str) -> bool:
+        with self._lock:
+            if (kind, key) not in self._meta or self._meta_etags.get((kind, key)) != etag:
+                return False
+            self._meta[(kind, key)] = dict(values)
+            self._meta_etags[(kind, key)] = self._etag()
+            return True
+
+    def delete_meta_if(self, kind: str, key: str, etag: str) -> bool:
+        with self._lock:
+            if (kind, key) not in self._meta:
+                return True
+            if self._meta_etags.get((kind, key)) != etag:
+                return False
+            self._meta.pop((kind, key), None)
+            return True
 
 
 def days_between(since: datetime, until: datetime) -> list[datetime]:

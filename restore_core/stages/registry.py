@@ -73,7 +73,7 @@ REGISTRY: tuple[StageSpec, ...] = (
     StageSpec(Stage.REPLAY, "RESTORE_QUEUE_REPLAY", "restore-replay", "restore_core.stages.replay:run",
               False, Status.RESTORING, "Replay into the server", consumer="job"),
     StageSpec(Stage.VERIFY, "RESTORE_QUEUE_VERIFY", "restore-verify", "restore_core.stages.verify:run",
-              False, Status.RESTORING, "Verify and clean up"),
+              False, Status.RESTORING, "Verify and clean up", consumer="job"),
 )
 
 BY_STAGE: dict[Stage, StageSpec] = {s.stage: s for s in REGISTRY}
@@ -81,6 +81,9 @@ BY_STAGE: dict[Stage, StageSpec] = {s.stage: s for s in REGISTRY}
 CANCELLABLE: frozenset[Stage] = frozenset(s.stage for s in REGISTRY if s.cancellable)
 #: Stages whose queue a Function trigger consumes (the others: the replay job).
 FUNCTION_STAGES: tuple[StageSpec, ...] = tuple(s for s in REGISTRY if s.consumer == "function")
+#: Stages the replay container job consumes (replay, and verify: both work on the target server as the job's
+#: identity, and both may run longer than a Function may).
+JOB_STAGES: tuple[StageSpec, ...] = tuple(s for s in REGISTRY if s.consumer == "job")
 #: App settings naming the stage queues, in pipeline order.
 QUEUE_SETTINGS: tuple[str, ...] = tuple(s.queue_setting for s in REGISTRY)
 

@@ -8,11 +8,14 @@ point is restored with a warning); applies the rules before calling Azure (Flexi
 source database; secondary region needs a geo-redundant vault with CRR enabled; an archived point cannot go
 cross-region until rehydrated; the secondary region is the vault's listed ``replicatedRegions`` entry, else its Azure
 paired region, as the az CLI falls back; a vault with cross-subscription restore off restores only into its own
-subscription, and a files target then needs ``container_id``); then calls ``validateRestore`` /
-``validateCrossRegionRestore``. A Cross Region Restore also reads the primary's points once (:mod:`.gaps`): when the
-primary holds a newer point that the selector would have taken, the restore carries a ``SecondaryRegionBehind``
-warning saying how much older the secondary's point is; ``data_loss_gap_seconds`` says how much older the restored
-point is than asked for.
+subscription, and a files target then needs ``container_id``); the guards that need the backup instance
+(protected servers, :mod:`restore_core.guards`); takes the destination lock (:mod:`restore_core.locks`; a busy
+destination is ``DestinationBusy``, naming the holder); then calls ``validateRestore`` /
+``validateCrossRegionRestore``. The checks up to Azure's call are :func:`check` (no writes), shared with the
+preview (:mod:`restore_core.preview`). A Cross Region Restore also reads the primary's points once (:mod:`.gaps`):
+when the primary holds a newer point that the selector would have taken, the restore carries a
+``SecondaryRegionBehind`` warning saying how much older the secondary's point is; ``data_loss_gap_seconds`` says how
+much older the restored point is than asked for.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
@@ -20,17 +23,27 @@ Writes: the resolved facts on the row. Next: trigger (vault tier or already rehy
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import pgtarget
+from .. import guards, locks, pgtarget
 from .. import restore_requests as rr
 from ..arm_ids import BackupInstanceRef, VaultRef, parse_backup_instance_id, parse_vault_id, same_id
 from ..backup import BackupInstanceInfo, RecoveryPointInfo, VaultInfo, latest
 from ..deps import Deps
 from ..errors import AzureRejection
 from ..fixes import explain
-from ..models import DatabaseTarget, FilesTarget, Region, RehydrationPriority, RestoreRequest, ServerTarget, Tier
+from ..models import (
+    DatabaseTarget,
+    EntraAuth,
+    FilesTarget,
+    Region,
+    RehydrationPriority,
+    RestoreRequest,
+    ServerTarget,
+    Tier,
+)
 from ..point_range import available_points
 from ..records import RestoreRecord
 from ..regions import paired_region
@@ -345,9 +358,10 @@ def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, re
     sources = known if t.databases or known is None else server_checks.user_databases(known)
     names = server_checks.name_plan(t, sources or [], deps.settings.server.database_suffix)
     access = deps.server_access()
+    replay_role = deps.settings.server.replay_entra_user if isinstance(t.auth, EntraAuth) else None
     try:
         conn = access.target_conn(t)
-        target_facts = pgtarget.facts(conn)
+        target_facts = pgtarget.facts(conn, replay_role)
     except AzureRejection as exc:
         raise _Refused(_reject(exc.code, exc.message, exc.fix or "see the message")) from None
     _refuse(server_checks.target_rules(t, conn, target_facts, names, rec_id))
@@ -356,13 +370,49 @@ def _server_target(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo, re
                             "names_final": bool(known is not None or t.databases)}}
 
 
-def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
-    req = request_of(rec)
-    facts: dict[str, object] = {}
+@dataclass
+class Checked:
+    """What the synchronous checks found (shared by the stage and the preview): the facts for the row, and either the
+    rejection or the chosen point, its warnings and the plan Azure would be asked to restore."""
+
+    facts: dict[str, Any] = field(default_factory=dict)
+    rejection: StageResult | None = None
+    req: RestoreRequest | None = None
+    bi: BackupInstanceRef | None = None
+    vault: VaultInfo | None = None
+    identity: str | None = None
+    location: str = ""
+    region_note: str = ""
+    point: RecoveryPointInfo | None = None
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    needs_rehydration: bool = False
+    plan: rr.RestorePlan | None = None
+
+
+def _guards(req: RestoreRequest, deps: Deps, info: BackupInstanceInfo) -> None:
+    """Issue 14's guards that need the backup instance: protected servers (its own source server, the configured
+    ones and the source servers of the configured vaults' backups)."""
+    planned: list[str] | None = None
+    if isinstance(req.target, ServerTarget):
+        single = server_checks.single_server_database(info.datasource_type, info.datasource_id)
+        planned = list(server_checks.name_plan(req.target, [single] if single else [],
+                                               deps.settings.server.database_suffix).values())
+    refusal = guards.protected_target(deps, req, info, planned)
+    if refusal is not None:
+        raise _Refused(_reject(refusal.code, refusal.message, refusal.fix))
+
+
+def check(req: RestoreRequest, deps: Deps, rec: RestoreRecord) -> Checked:
+    """Every check before Azure's own validation, without writing the restore row (``rec`` gives the restore id and
+    is only copied): resolve the instance and vault, the rules, the guards, the server target's live checks, the
+    point. Reads may be cached in meta rows (vault facts, protected servers)."""
+    out = Checked(req=req)
+    facts = out.facts
     try:
         bi, info = _resolve_instance(req, deps.dp)
         vault = cached_vault(deps, bi.vault)
         identity = restore_identity(vault, info.user_identity)
+        out.bi, out.vault, out.identity = bi, vault, identity
         facts.update({
             "backup_instance_id": info.id, "vault_id": bi.vault.id, "vault_info": vault.to_dict(),
             "datasource_type": info.datasource_type, "source_datasource_id": info.datasource_id,
@@ -371,33 +421,77 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
             else rr.destination_of(req.target),
             "identity_id": identity})
         _instance_rules(vault, bi, info, identity)
-        location, region_note = _location(req, vault, bi)
-        facts["restore_location"] = location
+        location, out.region_note = _location(req, vault, bi)
+        out.location = facts["restore_location"] = location
         facts.update(_staging(req, deps, rec, location))
         _target_rules(req, vault, bi, info, vault_target(rec.copy(**facts), req))
-        point, warnings, needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
-        facts.update(_server_target(req, deps, info, rec.id, point))
+        _guards(req, deps, info)
+        out.point, out.warnings, out.needs_rehydration = _choose_point(deps, bi, req, vault, location, info)
+        facts.update(_server_target(req, deps, info, rec.id, out.point))
     except _Refused as refused:
         refused.result.changes = {**facts, **refused.result.changes}  # what was resolved: shown on the row
-        return refused.result
-    gap = gaps.data_loss_gap(req, point, warnings)
+        out.rejection = refused.result
+        return out
+    point = out.point
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
-                  "warnings": warnings, "data_loss_gap_seconds": gap})
+                  "warnings": out.warnings, "data_loss_gap_seconds": gaps.data_loss_gap(req, point, out.warnings)})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
+    out.plan = plan_of(rec.copy(**facts), req)
+    return out
+
+
+def lock_keys(req: RestoreRequest, facts: dict[str, Any]) -> list[str]:
+    """The destinations this restore writes (restore_core/locks.py), from the request and the validated facts."""
+    plan = facts.get("server_plan") or {}
+    names = list((plan.get("names") or {}).values())
+    return locks.destinations(req, names, names_final=bool(plan.get("names_final")))
+
+
+def ask_azure(deps: Deps, checked: Checked) -> StageResult | None:
+    """Azure's own validation of the checked plan; the rejection (explained, with the fix) or None."""
+    req, vault, bi, plan = checked.req, checked.vault, checked.bi, checked.plan
+    assert req is not None and vault is not None and bi is not None and plan is not None
     try:
-        _ask_azure(deps.dp, req, plan_of(rec.copy(**facts), req), bi, vault, location, needs_rehydration)
+        _ask_azure(deps.dp, req, plan, bi, vault, checked.location, checked.needs_rehydration)
     except AzureRejection as exc:
-        ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, identity),
-                     azure_fix=exc.fix, identity=identity_label(identity), vault_subscription=bi.vault.subscription)
-        result = _reject(ex.code, ex.message, ex.fix)
-        result.changes = facts
-        return result
-    outcome = Outcome.NEEDS_REHYDRATION if needs_rehydration else Outcome.READY
-    tier_note = ("archive tier: rehydration needed" if needs_rehydration else
+        ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, checked.identity),
+                     azure_fix=exc.fix, identity=identity_label(checked.identity),
+                     vault_subscription=bi.vault.subscription)
+        return _reject(ex.code, ex.message, ex.fix)
+    return None
+
+
+def busy_rejection(destination: str, holder: str) -> StageResult:
+    return _reject("DestinationBusy",
+                   f"restore {holder} is already restoring into {locks.describe_key(destination)}; one restore at a "
+                   "time per destination", f"wait for restore {holder} to end (GET /api/restores/{holder}), or "
+                                           "choose another target name or file prefix")
+
+
+def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    req = request_of(rec)
+    checked = check(req, deps, rec)
+    facts = checked.facts
+    if checked.rejection is not None:
+        return checked.rejection
+    keys = lock_keys(req, facts)
+    held = locks.take(deps, rec.id, keys)
+    if held is not None:
+        return busy_rejection(*held)
+    facts["locks"] = keys
+    rejection = ask_azure(deps, checked)
+    if rejection is not None:
+        rejection.changes = facts  # with the locks: finish releases them
+        return rejection
+    point, warnings, identity = checked.point, checked.warnings, checked.identity
+    assert point is not None
+    outcome = Outcome.NEEDS_REHYDRATION if checked.needs_rehydration else Outcome.READY
+    tier_note = ("archive tier: rehydration needed" if checked.needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == Tier.ARCHIVE else "vault tier")
-    notes = gaps.before_note(req, gap) + "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
+    notes = gaps.before_note(req, facts.get("data_loss_gap_seconds"))
+    notes += "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
-                                f"restore to {location}{region_note}{as_identity}{notes}", changes=facts)
-
+                                f"restore to {checked.location}{checked.region_note}{as_identity}{notes}",
+                       changes=facts)

@@ -42,3 +42,20 @@ def test_cost_bench_meters_one_restore_end_to_end(tmp_path: Path) -> None:
     assert cold["app_storage"] and sum(cold["app_storage"].values()) >= 4  # create + claims + transition writes
     assert cold["host_storage"].get("delete", 0) >= 3  # validate, trigger, monitor messages at least
     assert json.loads((tmp_path / "r" / "cost.json").read_text())["per_restore"]["cold"]["arm"] == cold["arm"]["total"]
+
+
+def test_replay_bench_times_the_products_replay_beside_plain_pg_restore(tmp_path: Path) -> None:
+    from bench import replay
+
+    data = replay.run(mb=4, rounds=1, jobs=2, workdir=tmp_path / "w", results=tmp_path / "r")
+    saved = json.loads((tmp_path / "r" / "replay.json").read_text())
+    for case in ("product-seekable", "reference-seekable", "product-stream", "reference-stream"):
+        assert len(saved["runs"][case]) == 1 and saved["runs"][case][0]["total_s"] > 0
+    for kind in ("seekable", "stream"):
+        steps = saved["steps_median_s"][kind]
+        assert {"download", "prepare", "pg_restore", "archive_counts"} <= set(steps)
+    assert saved["ratio_seekable"] == pytest.approx(saved["median_s"]["product-seekable"] /
+                                                    saved["median_s"]["reference-seekable"])
+    assert saved["replay_rss_mb_max"] > 0 and saved["disk_mb"] > 0
+    assert data["pass_rss"] == (saved["replay_rss_mb_max"] <= replay.GOAL_RSS_MB)
+    assert "| seekable archive (data offsets) |" in (tmp_path / "r" / "replay.md").read_text()

@@ -377,3 +377,23 @@ def test_a_default_name_that_exists_is_rejected_before_the_vault_restore_when_th
     body = wait_for(api, rid)
     assert body["status"] == "rejected" and body["error"]["code"] == "TargetDatabaseExists", body["error"]
     assert body["azure_job_id"] is None and jobs_restoring_to(env, rid) == []
+
+
+@pytest.fixture
+def replay_role_without_createdb(local_stack):
+    """The replay job connects as its own identity (RESTORE_REPLAY_ENTRA_USER): validation, connected as the
+    Function App's identity, checks that role's privileges by name."""
+    role = uniq("replay_job")
+    q(local_stack.env, "postgres", f'CREATE ROLE "{role}" LOGIN')
+    local_stack.restart_host({"RESTORE_REPLAY_ENTRA_USER": role})
+    yield role
+    local_stack.restart_host()
+
+
+def test_validation_checks_the_replay_jobs_own_role_by_name(local_stack, api, replay_role_without_createdb):
+    role = replay_role_without_createdb
+    rid = start(api, sc.into_server(databases=[{"source": "inventory"}]))
+    body = wait_for(api, rid)
+    assert body["status"] == "rejected" and body["error"]["code"] == "TargetMissingCreateDb", body["error"]
+    assert f'ALTER ROLE "{role}" CREATEDB' in body["error"]["fix"]
+    assert jobs_restoring_to(local_stack.env, rid) == []
