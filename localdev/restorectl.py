@@ -322,6 +322,7 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
             f"{k}={v}" for k, v in sorted(target.items()) if k != "kind"),
         f"region:          {region_of(item)}",
         f"azure job:       {item.get('azure_job_id') or '-'}",
+        *_expectation_lines(item),
         f"created:         {item.get('created_at')}   elapsed: {format_duration(elapsed_seconds(item, now))}",
         f"deadline:        {item.get('deadline') or '-'}   next check: {next_check(item, now)}",
     ]
@@ -341,6 +342,21 @@ def describe(item: Mapping[str, Any], now: datetime, stages: Stages = Stages()) 
             lines.append(f"  {event.get('at')}  {event.get('status', ''):<11} {event.get('stage') or '-':<10} "
                          f"{event.get('message') or ''}".rstrip())
     return "\n".join(lines)
+
+
+def _expectation_lines(item: Mapping[str, Any]) -> list[str]:
+    """Where the job is visible, the rehydration window, the data-loss gap (when the API gives them)."""
+    lines = []
+    if item.get("azure_job_visible_in"):
+        lines.append(f"job visible in:  {item['azure_job_visible_in']}")
+    exp = item.get("expected") or {}
+    if exp:
+        lines.append(f"expected:        {exp.get('what')} by {exp.get('latest')} ({exp.get('note')}; "
+                     f"{exp.get('source')})")
+    gap = item.get("data_loss_gap_seconds")
+    if isinstance(gap, (int, float)) and gap > 0:
+        lines.append(f"data-loss gap:   {format_duration(gap)} (the restored point is that much older than asked for)")
+    return lines
 
 
 def _started_by(item: Mapping[str, Any]) -> str:
@@ -401,10 +417,15 @@ def build_request(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     if point:
         body["recovery_point"] = point
     body["target"] = _target(args)
-    optional = {"region": args.region, "rehydration": {"priority": args.priority} if args.priority else None,
-                "idempotency_key": args.idempotency_key}
+    optional = {"region": args.region, "rehydration": _rehydration(args), "idempotency_key": args.idempotency_key}
     body.update({k: v for k, v in optional.items() if v})
     return body
+
+
+def _rehydration(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--priority`` and ``--retention-days`` (how long a rehydrated point stays usable; the API checks 10..30)."""
+    given = {"priority": args.priority, "retention_days": args.retention_days}
+    return {k: v for k, v in given.items() if v is not None} or None
 
 
 def _request_from_json(source: str, stdin: TextIO) -> dict[str, Any]:
@@ -507,7 +528,9 @@ def _emit_json(value: Any, out: TextIO) -> None:
     out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: TextIO) -> int:
+def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: TextIO,
+              stages: Callable[[], Stages] = Stages) -> int:
+    """``--wait``: then follow the restore to its end, with ``watch``'s exit code (0 only when it succeeded)."""
     result = client.start(build_request(args, stdin))
     if args.as_json:
         _emit_json(result, out)
@@ -517,7 +540,10 @@ def cmd_start(client: ApiClient, args: argparse.Namespace, out: TextIO, stdin: T
                   f"  follow it: restorectl watch {result.get('id')}\n")
     else:
         out.write(f"accepted {result.get('id')} (status {result.get('status')})\n"
-                  f"  follow it: restorectl watch {result.get('id')}\n")
+                  + ("" if args.wait else f"  follow it: restorectl watch {result.get('id')}\n"))
+    if args.wait and result.get("id"):
+        out.flush()
+        return watch(client, [str(result["id"])], out, interval=args.interval, tty=out.isatty(), stages=stages())
     return EXIT_OK
 
 
@@ -670,6 +696,8 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("start", help="request a restore")
     _request_args(s)
+    s.add_argument("--wait", action="store_true", help="follow the restore to its end (exit code as watch)")
+    s.add_argument("--interval", type=float, default=1.0, help="with --wait: seconds between refreshes (default 1)")
     pl = sub.add_parser("plan", help="preview a restore (dry run: every check, nothing started)")
     _request_args(pl)
     pl.add_argument("--output-json", dest="as_json", action="store_true", default=argparse.SUPPRESS,
@@ -729,6 +757,8 @@ def _request_args(s: argparse.ArgumentParser) -> None:
                    help="into a server: connect with this Key Vault secret (default: Microsoft Entra)")
     s.add_argument("--region", choices=("primary", "secondary"))
     s.add_argument("--priority", choices=("Standard", "High"), help="rehydration priority for archived points")
+    s.add_argument("--retention-days", type=int, metavar="N",
+                   help="archived points: days the rehydrated point stays usable (10-30, Azure's default 15)")
     s.add_argument("--idempotency-key")
 
 
@@ -745,15 +775,17 @@ def _connection_args(p: argparse.ArgumentParser, *, top: bool) -> None:
 
 
 def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    if args.command in ("start", "plan"):
-        return (cmd_start if args.command == "start" else cmd_plan)(client, args, out, stdin)
+    def stages() -> Stages:  # read once, after the command's own arguments were found valid
+        return fetch_stages(client, err)
+
+    if args.command == "start":
+        return cmd_start(client, args, out, stdin, stages)
+    if args.command == "plan":
+        return cmd_plan(client, args, out, stdin)
     if args.command == "cancel":
         return cmd_cancel(client, args, out)
     if args.command in restorectl_browse.COMMANDS:
         return restorectl_browse.run(client, args, out)
-
-    def stages() -> Stages:  # read once, after the command's own arguments were found valid
-        return fetch_stages(client, err)
 
     if args.command == "show":
         return cmd_show(client, args, out, stages)

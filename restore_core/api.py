@@ -118,7 +118,7 @@ def get(restore_id: str, *, deps: Deps) -> ApiResponse:
     rec = deps.store.get(restore_id)
     if rec is None:
         return _not_found(restore_id)
-    body = view(rec)
+    body = view(rec, deps.clock())
     body["timeline"] = [ev.to_dict() for ev in deps.store.timeline(restore_id)]
     return ApiResponse(200, body)
 

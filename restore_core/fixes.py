@@ -7,6 +7,7 @@ role and the scope filled in. Pure functions; unit-tested.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -20,10 +21,25 @@ class Explanation:
     fix: str
 
 
-def role_command(principal_id: str | None, role: str, scope: str) -> str:
+def subscription_of(resource_id: str | None) -> str | None:
+    """The subscription id an ARM id names, else None (e.g. a ``$(az ...)`` scope)."""
+    m = re.match(r"^/subscriptions/([^/]+)/", resource_id or "", re.IGNORECASE)
+    return m.group(1) if m else None
+
+
+def subscription_flag(resource_id: str | None, vault_subscription: str | None) -> str:
+    """`` --subscription <id>`` when the resource lies in another subscription than the vault's (an az command run
+    where the vault is would otherwise look in the wrong subscription), else nothing."""
+    sub = subscription_of(resource_id)
+    if sub is None or vault_subscription is None or sub.lower() == vault_subscription.lower():
+        return ""
+    return f" --subscription {sub}"
+
+
+def role_command(principal_id: str | None, role: str, scope: str, vault_subscription: str | None = None) -> str:
     who = principal_id or "<vault-principal-id>"
     return (f'az role assignment create --assignee-object-id {who} --assignee-principal-type ServicePrincipal '
-            f'--role "{role}" --scope {scope}')
+            f'--role "{role}" --scope {scope}{subscription_flag(scope, vault_subscription)}')
 
 
 def _kv_scope(secret_uri: str) -> str:
@@ -70,21 +86,25 @@ _PLAIN: dict[str, tuple[str, str]] = {
 
 
 def explain(code: str, message: str, *, request: RestoreRequest | None, principal_id: str | None,
-            azure_fix: str | None = None, identity: str | None = None) -> Explanation:
+            azure_fix: str | None = None, identity: str | None = None,
+            vault_subscription: str | None = None) -> Explanation:
     """Map an Azure (or pre-check) error code to a plain explanation and the exact fix. ``principal_id`` is the
     identity the restore acts as (the vault's system-assigned one, or the user-assigned one the backup instance uses;
-    ``identity`` then names it, e.g. "user-assigned identity id-restore")."""
+    ``identity`` then names it, e.g. "user-assigned identity id-restore"). The same for a validation refusal and for
+    a failure the Azure job reports while it runs (monitor). A command on a resource in another subscription than
+    ``vault_subscription`` carries ``--subscription``."""
     target = request.target if request else None
     who = f"the Backup vault's {identity or 'managed identity'}"
     if code == "UserErrorMSIMissingPermissions" and isinstance(target, DatabaseTarget):
         return Explanation(code, f"{who} lacks the Reader role on the target server",
-                           role_command(principal_id, "Reader", target.server_id))
+                           role_command(principal_id, "Reader", target.server_id, vault_subscription))
     if code == "UserErrorMissingPermissionsOnSecretStore" and isinstance(target, DatabaseTarget):
         return Explanation(code, f"{who} cannot read secrets from the Key Vault",
                            role_command(principal_id, "Key Vault Secrets User", _kv_scope(target.secret_uri)))
     if code == "UserErrorContainerNotAccessible" and isinstance(target, FilesTarget):
         return Explanation(code, f"{who} cannot write to the target container",
-                           role_command(principal_id, "Storage Blob Data Contributor", _container_scope(target)))
+                           role_command(principal_id, "Storage Blob Data Contributor", _container_scope(target),
+                                        vault_subscription))
     if code in _PLAIN:
         plain, fix = _PLAIN[code]
         return Explanation(code, f"{plain} ({message})", fix)

@@ -192,7 +192,7 @@ def page(q: ListQuery, deps: Deps) -> tuple[list[dict[str, Any]], str | None]:
     """One page, newest first, and the token of the next one (None: nothing more matches)."""
     items: list[dict[str, Any]] = []
     for rec in (_from_active_index(q, deps) if q.active_only else _from_days(q, deps)):
-        item = view(rec)
+        item = view(rec, deps.clock())
         if not matches(q, rec, item):
             continue
         if len(items) == q.limit:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from . import arm_ids
 from .errors import RequestError
 from .limits import REQUEST_COST
+from .timeformat import request_time
 
 SCHEMA_VERSION = "2026-11-01"
 MAX_BODY_BYTES = 16 * 1024
@@ -165,6 +166,11 @@ class RecoveryPointSelector(_Strict):
 
     id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
     latest_before: datetime | None = None
+
+    @field_validator("latest_before", mode="before")
+    @classmethod
+    def _documented_form(cls, v: Any) -> Any:
+        return request_time(v, "latest_before")  # no unix numbers, bare dates or zone-less times
 
     @field_validator("latest_before")
     @classmethod

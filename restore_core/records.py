@@ -129,6 +129,8 @@ class RestoreRecord(BaseModel):
     polls: int = 0
     triggered_at: datetime | None = None
     expected_job_seconds: float | None = None
+    #: how much older the restored point is than asked for (latest_before T: T - point; CRR: primary's newest - it)
+    data_loss_gap_seconds: float | None = None
     staging: dict[str, Any] = Field(default_factory=dict)  # server targets: where the vault's files are staged
     server_plan: dict[str, Any] = Field(default_factory=dict)  # server targets: the replay plan's summary
     replay_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what the replay created

@@ -7,7 +7,12 @@ Besides the record's own summary (:meth:`RestoreRecord.summary`), a view names
 - ``point_time``: the recovery point's time (null until validation chose it);
 - ``started_by``: who or what started it (``door``: http / queue / alert, and the alert id, queue message id or
   client idempotency key it was started under);
-- ``reason``: for a rejected or failed restore, the error code, message and fix (the same as ``error``).
+- ``reason``: for a rejected or failed restore, the error code, message and fix (the same as ``error``);
+- ``expected``: while a rehydration runs, its expected completion window for the priority, computed at read time
+  (:mod:`restore_core.expectations`);
+- ``data_loss_gap_seconds``: how much older the restored point is than what was asked for (``latest_before`` T: T
+  minus the point's time; a Cross Region Restore of the latest: the primary's newest point minus the secondary's);
+- ``azure_job_visible_in``: where the Azure job can be seen (a Cross Region Restore job: the secondary region only).
 
 Pure functions, no I/O.
 """
@@ -15,8 +20,10 @@ Pure functions, no I/O.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+from .expectations import job_visible_in, rehydration_expected
 from .models import Status
 from .records import RestoreRecord, iso
 
@@ -70,8 +77,8 @@ def target_name(rec: RestoreRecord) -> str | None:
     return resource_name(rec.target_resource)
 
 
-def view(rec: RestoreRecord) -> dict[str, Any]:
-    """The status resource (without timeline) with the facts above."""
+def view(rec: RestoreRecord, now: datetime | None = None) -> dict[str, Any]:
+    """The status resource (without timeline) with the facts above (``now``: for the rehydration window)."""
     body = rec.summary()
     body.update({
         "source_resource": source_resource(rec),
@@ -79,6 +86,9 @@ def view(rec: RestoreRecord) -> dict[str, Any]:
         "point_time": iso(rec.recovery_point_time),
         "started_by": started_by(rec),
         "reason": body["error"] if rec.status in (Status.REJECTED, Status.FAILED) else None,
+        "expected": rehydration_expected(rec, now or datetime.now(UTC)),
+        "data_loss_gap_seconds": rec.data_loss_gap_seconds,
+        "azure_job_visible_in": job_visible_in(rec),
     })
     return body
 

@@ -8,6 +8,12 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+/* Active restores: every page of GET /restores?status=active (the API reads its active index, whatever day they
+   were created on); MAX_PAGES only bounds a runaway loop. Recent: one page of finished restores, newest first. */
+const ACTIVE_PAGE = 200;
+const MAX_PAGES = 500;
+const RECENT_LIMIT = 50;
+const FINISHED = "succeeded,failed,rejected,cancelled";
 /* Lifecycle statuses around the stages: before the first stage runs, and the ends. */
 const BEFORE = ["accepted"];
 const TERMINAL = new Set(["succeeded", "failed", "rejected", "cancelled"]);
@@ -56,6 +62,16 @@ function fmtDuration(ms) {
   if (h) return `${h}h${pad(m)}m`;
   if (m) return `${m}m${pad(s)}s`;
   return `${s}s`;
+}
+
+/* "2026-11-24 08:15:00" in UTC (the column headers say UTC); "-" when absent or unreadable. */
+function fmtUtc(s) {
+  const t = parseTime(s);
+  return t === null ? "-" : new Date(t).toISOString().slice(0, 19).replace("T", " ");
+}
+
+function fmtGap(seconds) {
+  return typeof seconds === "number" && seconds > 0 ? fmtDuration(seconds * 1000) : null;
 }
 
 function endTime(r, now) {
@@ -131,16 +147,50 @@ function stageBars(r, now, big) {
   return box;
 }
 
-function restoreRow(r, now) {
+function sourceCell(r) {
+  const src = r.source_resource || {};
+  return el("td", { class: "source", title: src.id || r.backup_instance_id || "" }, src.name || "-");
+}
+
+function regionCell(r) {
+  const where = r.restore_location ? `${r.region || "-"} · ${r.restore_location}` : (r.region || "-");
+  return el("td", { class: "region" }, el("span", { class: "region-chip region-" + String(r.region || "none") },
+    where));
+}
+
+function startedBy(r) {
+  const by = r.started_by || { door: r.source };
+  const extra = Object.entries(by).filter(([k]) => k !== "door").map(([k, v]) => `${k}=${v}`).join(" ");
+  return [by.door || "-", extra];
+}
+
+function reasonCell(r) {
+  const why = r.reason || r.error;
+  if (!why) return el("td", { class: "reason none" }, "-");
+  return el("td", { class: "reason" }, el("b", {}, why.code || "Error"), ": ", why.message || "",
+    why.fix ? el("div", { class: "fix" }, "Fix: ", why.fix) : null);
+}
+
+/* One restore row; the Recent table (withReason) shows the reason and fix where the Active one shows the next check
+   and the Azure job. */
+function restoreRow(r, now, withReason) {
   const job = r.azure_job_id ? String(r.azure_job_id).split("/").pop() : "-";
+  const [door, by] = startedBy(r);
+  const tail = withReason ? [reasonCell(r)] : [el("td", { class: "next" }, nextCheck(r, now)),
+    el("td", { class: "job", title: r.azure_job_visible_in || "" }, job)];
   const tr = el("tr", { class: "restore" + (r.id === selectedId ? " selected" : ""), "data-id": r.id,
     "data-status": r.status },
     el("td", { class: "id" }, r.id),
     el("td", { class: "status" }, badge(r.status)),
     el("td", { class: "stage", title: r.stage ? stageLabel(r.stage) : "" }, r.stage || "-"),
+    sourceCell(r),
+    el("td", { class: "target", title: (r.target || {}).kind || "" }, r.target_name || "-"),
+    regionCell(r),
+    el("td", { class: "point" }, fmtUtc(r.point_time || (r.recovery_point || {}).time)),
+    el("td", { class: "by", title: [by, "created " + fmtUtc(r.created_at) + " UTC"].filter(Boolean).join("; ") },
+      door),
     el("td", { class: "elapsed" }, fmtDuration(elapsed(r, now))),
-    el("td", { class: "next" }, nextCheck(r, now)),
-    el("td", { class: "job" }, job),
+    ...tail,
     el("td", { class: "tl" }, stageBars(r, now, false)));
   tr.addEventListener("click", () => { selectedId = r.id; renderList(lastItems); refreshDetail(); });
   return tr;
@@ -151,7 +201,7 @@ function renderList(items) {
   const active = items.filter((r) => !TERMINAL.has(r.status));
   const recent = items.filter((r) => TERMINAL.has(r.status));
   for (const [id, rows] of [["active", active], ["recent", recent]]) {
-    document.querySelector(`#${id} tbody`).replaceChildren(...rows.map((r) => restoreRow(r, now)));
+    document.querySelector(`#${id} tbody`).replaceChildren(...rows.map((r) => restoreRow(r, now, id === "recent")));
     document.getElementById(`${id}-count`).textContent = String(rows.length);
     document.getElementById(`${id}-empty`).hidden = rows.length > 0;
     document.getElementById(id).hidden = rows.length === 0;
@@ -173,16 +223,26 @@ function renderDetail(r) {
   document.getElementById("detail-id").textContent = r.id;
   const rp = r.recovery_point || {};
   const target = r.target || {};
+  const src = r.source_resource || {};
+  const [door, by] = startedBy(r);
   const fields = [
-    ["Status", badge(r.status)], ["Stage", r.stage ? stageLabel(r.stage) : "-"], ["Source", r.source || "-"],
+    ["Status", badge(r.status)], ["Stage", r.stage ? stageLabel(r.stage) : "-"],
+    ["Source", src.name ? `${src.name} (${src.kind || "?"})` : "-"], ["Target", r.target_name || "-"],
+    ["Started by", `${door}${by ? " " + by : ""}`],
     ["Backup instance", r.backup_instance_id || "-"],
-    ["Recovery point", `${rp.id || "-"} ${rp.time || ""} (${rp.tier || "-"})`],
-    ["Target", [target.kind || "-", ...Object.entries(target).filter(([k]) => k !== "kind")
+    ["Recovery point", `${rp.id || "-"} ${fmtUtc(r.point_time || rp.time)} (${rp.tier || "-"})`],
+    ["Target details", [target.kind || "-", ...Object.entries(target).filter(([k]) => k !== "kind")
       .map(([k, v]) => `${k}=${v}`)].join(" ")],
-    ["Region", r.region || "-"], ["Azure job", r.azure_job_id || "-"],
-    ["Created", r.created_at || "-"], ["Elapsed", fmtDuration(elapsed(r, now))],
-    ["Deadline", r.deadline || "-"], ["Next check", nextCheck(r, now)],
+    ["Region", [r.region || "-", r.restore_location].filter(Boolean).join(" · ")],
+    ["Azure job", r.azure_job_id || "-"],
   ];
+  if (r.azure_job_visible_in) fields.push(["Job visible in", r.azure_job_visible_in]);
+  if (r.expected) fields.push(["Expected", expectedText(r.expected)]);
+  const gap = fmtGap(r.data_loss_gap_seconds);
+  if (gap) fields.push(["Data-loss gap", gap]);
+  fields.push(["Created (UTC)", fmtUtc(r.created_at)], ["Elapsed", fmtDuration(elapsed(r, now))],
+    ["Deadline (UTC)", fmtUtc(r.deadline)], ["Next check", nextCheck(r, now)]);
+  for (const w of r.warnings || []) fields.push(["Warning", `${w.code || ""}: ${w.message || ""}`]);
   document.getElementById("detail-fields").replaceChildren(...fields.flatMap(([k, v]) => [el("dt", {}, k),
     el("dd", {}, v)]));
   const err = document.getElementById("detail-error");
@@ -200,6 +260,12 @@ function renderDetail(r) {
       `${e.status || ""}${e.stage ? " · " + e.stage : ""} — ${e.message || ""}`)));
 }
 
+function expectedText(x) {
+  const parts = [x.what || "", x.earliest ? `earliest ${fmtUtc(x.earliest)}` : "",
+    x.latest ? `latest ${fmtUtc(x.latest)} UTC` : "", x.note || ""];
+  return parts.filter(Boolean).join(" · ");
+}
+
 async function getJson(path) {
   const resp = await fetch(API + path, { headers: { Accept: "application/json" }, cache: "no-store" });
   if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
@@ -212,9 +278,25 @@ function setConn(state, text) {
   c.textContent = text;
 }
 
+/* Every item of a paged list: the continuation token of each page is followed until the API says there is no more. */
+async function listAll(query) {
+  const items = [];
+  let token = null;
+  for (let pages = 0; pages < MAX_PAGES; pages++) {
+    const page = await getJson("/restores?" + query + (token ? "&continuation=" + encodeURIComponent(token) : ""));
+    items.push(...((page && page.items) || []));
+    token = page && page.continuation;
+    if (!token) break;
+  }
+  return items;
+}
+
 async function refreshList() {
-  const page = await getJson("/restores?limit=100");
-  lastItems = (page && page.items) || [];
+  const active = await listAll("status=active&limit=" + ACTIVE_PAGE);
+  const recentPage = await getJson(`/restores?status=${encodeURIComponent(FINISHED)}&limit=${RECENT_LIMIT}`);
+  const recent = (recentPage && recentPage.items) || [];
+  const finished = new Set(recent.map((r) => r.id)); /* one that ended between the two reads shows as finished */
+  lastItems = [...active.filter((r) => !finished.has(r.id)), ...recent];
   if (!selectedId || !lastItems.some((r) => r.id === selectedId)) {
     const first = lastItems.find((r) => !TERMINAL.has(r.status)) || lastItems[0];
     selectedId = first ? first.id : null;
@@ -252,7 +334,7 @@ async function tick() {
     await loadStages();
     await refreshList();
     await refreshDetail();
-    setConn("ok", "updated " + new Date().toLocaleTimeString() +
+    setConn("ok", "updated " + new Date().toISOString().slice(11, 19) + " UTC" +
       (stagesError ? ` (no stage list: ${stagesError}; stages shown raw)` : ""));
   } catch (e) {
     setConn("error", "API unreachable: " + e.message + " (is the local stack up? make up)");

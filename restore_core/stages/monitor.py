@@ -9,7 +9,8 @@ pipeline. Durations are learned on this service's own clock (trigger → first s
 already finds the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it
 becomes the observed duration. So the estimate hugs the real duration from above and most restores cost one read.
 On a terminal state records the outcome (``Completed``/``Succeeded``, ``CompletedWithWarnings`` with the warnings,
-``Failed`` with Azure's error details, ``Cancelled``); the pipeline publishes the completion event on
+``Failed`` with Azure's error code explained and fixed as validation errors are (:func:`restore_core.fixes.explain`),
+``Cancelled``); the pipeline publishes the completion event on
 ``restore-events``. Not terminal: ``InProgress``/``Started`` (back off), ``Paused`` (timeline event, ``job_status``
 and a ``JobPaused`` warning with the fix; checked at ``RESTORE_POLL_MAX_SECONDS`` until it resumes, ends or the
 deadline fails the restore), ``Cancelling`` (timeline event; checked until ``Cancelled``), and any status Azure does
@@ -24,11 +25,12 @@ from ..arm_ids import job_name
 from ..backup import JOB_CANCELLED, JOB_RUNNING, JOB_SUCCEEDED, JobInfo
 from ..deps import Deps
 from ..errors import AzureRejection, require
+from ..fixes import Explanation, explain
 from ..models import Region, Stage
 from ..records import RestoreRecord, iso
 from ..transitions import Outcome, StageResult
 from . import Claim
-from .common import backoff, vault_info, vault_ref
+from .common import backoff, identity_label, identity_principal, request_of, vault_info, vault_ref
 
 ANY_INSTANCE = "*"
 
@@ -155,8 +157,27 @@ def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
         return StageResult(Outcome.CANCELLED, f"job {name} was cancelled in Azure", changes=changes,
                            error_code="JobCancelled", error_message="the Azure restore job was cancelled outside "
                            "this service", error_fix="submit the restore again if it is still needed")
+    ex = job_failure(job, rec)
+    return StageResult(Outcome.FAILED, f"job {name} failed: {ex.code}", changes=changes, error_code=ex.code,
+                       error_message=ex.message, error_fix=ex.fix)
+
+
+def job_failure(job: JobInfo, rec: RestoreRecord) -> Explanation:
+    """A failed job's first error through the same explanations and fixes as a validation refusal (``fixes.explain``):
+    e.g. ``UserErrorDBUserAuthFailed`` says the secret's credentials were refused and how to fix the secret, a missing
+    permission gives the exact role assignment; Azure's recommended action is the fix of a code we do not know."""
     err = job.errors[0] if job.errors else {}
     code = str(err.get("code") or "JobFailed")
-    fix = " ".join(err.get("recommended_action") or []) or "see the Azure error; fix the cause and submit again"
-    return StageResult(Outcome.FAILED, f"job {name} failed: {code}", changes=changes, error_code=code,
-                       error_message=str(err.get("message") or f"Azure job ended {job.status}"), error_fix=fix)
+    message = str(err.get("message") or f"Azure job ended {job.status}")
+    recommended = " ".join(err.get("recommended_action") or [])
+    azure_fix = recommended or "see the Azure error; fix the cause and submit again"
+    try:
+        request, vault = request_of(rec), vault_info(rec)
+    except (ValueError, KeyError, TypeError):  # a row without its request or vault facts: Azure's words only
+        return Explanation(code, message, azure_fix)
+    ex = explain(code, message, request=request, principal_id=identity_principal(vault, rec.identity_id),
+                 azure_fix=azure_fix, identity=identity_label(rec.identity_id),
+                 vault_subscription=vault_ref(rec).subscription)
+    if recommended and recommended not in ex.fix:  # keep Azure's own advice beside ours
+        return Explanation(ex.code, ex.message, f"{ex.fix} (Azure recommends: {recommended})")
+    return ex

@@ -200,7 +200,7 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], s
         req = request_of(rec)
         ex = explain(exc.code, exc.message, request=req,
                      principal_id=identity_principal(vault_info(rec), rec.identity_id), azure_fix=exc.fix,
-                     identity=identity_label(rec.identity_id))
+                     identity=identity_label(rec.identity_id), vault_subscription=vault_ref(rec).subscription)
         return StageResult(Outcome.FAILED, f"{what} refused: {ex.code}", error_code=ex.code,
                            error_message=ex.message, error_fix=ex.fix)
     if not job_id:

@@ -12,7 +12,10 @@ subscription, and a files target then needs ``container_id``); the guards that n
 (protected servers, :mod:`restore_core.guards`); takes the destination lock (:mod:`restore_core.locks`; a busy
 destination is ``DestinationBusy``, naming the holder); then calls ``validateRestore`` /
 ``validateCrossRegionRestore``. The checks up to Azure's call are :func:`check` (no writes), shared with the
-preview (:mod:`restore_core.preview`).
+preview (:mod:`restore_core.preview`). A Cross Region Restore also reads the primary's points once (:mod:`.gaps`):
+when the primary holds a newer point that the selector would have taken, the restore carries a
+``SecondaryRegionBehind`` warning saying how much older the secondary's point is; ``data_loss_gap_seconds`` says how
+much older the restored point is than asked for.
 Writes: the resolved facts on the row. Next: trigger (vault tier or already rehydrated), rehydrate (archive), or
 ``rejected`` with Azure's error code, a plain explanation and the fix.
 """
@@ -45,7 +48,7 @@ from ..point_range import available_points
 from ..records import RestoreRecord
 from ..regions import paired_region
 from ..transitions import Outcome, StageResult
-from . import Claim, server_checks
+from . import Claim, gaps, server_checks
 from .common import (
     cached_vault,
     identity_label,
@@ -304,6 +307,8 @@ def _choose_point(deps: Deps, bi: BackupInstanceRef, req: RestoreRequest, vault:
     warnings = point_warnings(point, skipped)
     if needs_rehydration and req.rehydration.priority == RehydrationPriority.HIGH:
         warnings.append(HIGH_PRIORITY_WARNING)
+    if req.region == Region.SECONDARY and not req.recovery_point.id:
+        warnings += gaps.secondary_behind(deps, bi, req, point, location)
     return point, warnings, needs_rehydration
 
 
@@ -429,7 +434,7 @@ def check(req: RestoreRequest, deps: Deps, rec: RestoreRecord) -> Checked:
         return out
     point = out.point
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
-                  "warnings": out.warnings})
+                  "warnings": out.warnings, "data_loss_gap_seconds": gaps.data_loss_gap(req, point, out.warnings)})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry
     out.plan = plan_of(rec.copy(**facts), req)
@@ -451,7 +456,8 @@ def ask_azure(deps: Deps, checked: Checked) -> StageResult | None:
         _ask_azure(deps.dp, req, plan, bi, vault, checked.location, checked.needs_rehydration)
     except AzureRejection as exc:
         ex = explain(exc.code, exc.message, request=req, principal_id=identity_principal(vault, checked.identity),
-                     azure_fix=exc.fix, identity=identity_label(checked.identity))
+                     azure_fix=exc.fix, identity=identity_label(checked.identity),
+                     vault_subscription=bi.vault.subscription)
         return _reject(ex.code, ex.message, ex.fix)
     return None
 
@@ -483,7 +489,8 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     outcome = Outcome.NEEDS_REHYDRATION if checked.needs_rehydration else Outcome.READY
     tier_note = ("archive tier: rehydration needed" if checked.needs_rehydration else
                  "archive tier, already rehydrated" if point.tier == Tier.ARCHIVE else "vault tier")
-    notes = "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
+    notes = gaps.before_note(req, facts.get("data_loss_gap_seconds"))
+    notes += "".join(f"; WARNING {w['code']}: {w['message']}" for w in warnings)
     as_identity = f" as the vault's {identity_label(identity)}" if identity else ""
     return StageResult(outcome, f"validated: recovery point {point.id} of {point.time.isoformat()} ({tier_note}), "
                                 f"restore to {checked.location}{checked.region_note}{as_identity}{notes}",

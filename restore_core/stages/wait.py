@@ -7,8 +7,9 @@ Consumes: a restore in status ``waiting``. Two cases (see the rehydrate stage):
 - a stand-alone rehydration (or one that was already running): one recovery-point read per check, completed when
   any data store entry of the point reports ``COMPLETED`` (Azure does not say which entry does). Nothing is ever
   requested again from here: a point is never paid for twice.
-Checks are delayed self-messages after a growing, capped interval (never sleeps, never throws to retry); the
-watchdog batches long waits per backup instance.
+Each "not yet" says when the rehydration is expected (:mod:`restore_core.expectations`: Azure's documented bound for
+the priority, counted from the request). Checks are delayed self-messages after a growing, capped interval (never
+sleeps, never throws to retry); the watchdog batches long waits per backup instance.
 Next: trigger (stand-alone rehydration done), monitor (job in its restore phase), wait (not yet), or terminal.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 from ..backup import JobInfo, RecoveryPointInfo
 from ..deps import Deps
 from ..errors import require
+from ..expectations import rehydration_note
 from ..records import RestoreRecord
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -40,6 +42,13 @@ def job_phase(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    result = _check(rec, deps)
+    if result.outcome is Outcome.NOT_READY:  # still rehydrating: say when it is expected (Azure's documented bound)
+        result.message += rehydration_note(rec, deps.clock())
+    return result
+
+
+def _check(rec: RestoreRecord, deps: Deps) -> StageResult:
     if rec.azure_job_id:
         job = read_job(rec, deps)
         return job if isinstance(job, StageResult) else job_phase(job, rec, deps)

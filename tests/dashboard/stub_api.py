@@ -72,6 +72,7 @@ def make_restore(rid: str, status: str, stage: str | None, *, age_s: float,
 class StubState:
     def __init__(self) -> None:
         self.existing: str | None = None  #: POST /restores answers with this restore (an idempotent repeat)
+        self.created_then: list[dict[str, Any]] = []  #: states successive GETs of the next created restore return
         self.restores: dict[str, dict[str, Any]] = {}
         self.scripts: dict[str, list[dict[str, Any]]] = {}  # next states returned by successive GETs
         self.requests: list[dict[str, Any]] = []
@@ -163,15 +164,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"id": r["id"], "status": r["status"], "created": False,
                                     "status_url": f"/api/restores/{r['id']}"})
         rid = f"r-{len(st.restores) + 1:04d}"
-        st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]))
+        st.add(make_restore(rid, "accepted", None, age_s=0, stages=[]), *({**r, "id": rid} for r in st.created_then))
         self._send(202, {"id": rid, "status": "accepted", "status_url": f"/api/restores/{rid}"},
                    {"Location": f"/api/restores/{rid}"})
 
     def _list(self, query: dict[str, str]) -> None:
         st = self.state
         items = [{k: v for k, v in r.items() if k != "timeline"} for r in st.restores.values()]
-        if query.get("status"):
-            items = [i for i in items if i["status"] == query["status"]]
+        if query.get("status"):  # a comma list; "active": every status that is not terminal (as the API)
+            wanted = set(query["status"].split(","))
+            items = [i for i in items if i["status"] in wanted or ("active" in wanted and i["status"] not in TERMINAL)]
         items.sort(key=lambda i: i["created_at"], reverse=True)
         start = int(query.get("continuation") or 0)
         limit = min(int(query.get("limit") or st.page_size), st.page_size)

@@ -29,11 +29,13 @@ def chromium() -> str:
     return found
 
 
-def run_chromium(url: str, tmp: Path, *mode: str) -> subprocess.CompletedProcess[str]:
+def run_chromium(url: str, tmp: Path, *mode: str, size: str = "1200,800",
+                 tz: str | None = None) -> subprocess.CompletedProcess[str]:
     cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
            "--disable-component-update", "--no-first-run", "--disable-sync", "--hide-scrollbars",
-           f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000", "--window-size=1200,800", *mode, url]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+           f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=5000", f"--window-size={size}", *mode, url]
+    env = {**os.environ, "TZ": tz} if tz else None  # tz: the browser's local zone (the page must show UTC anyway)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc
 
@@ -160,9 +162,9 @@ GREY = "rgb(152, 162, 179)"  # the colour of a stage the page does not know
 
 
 def _legend(page: str) -> list[tuple[str, str]]:
-    footer = re.search(r"<footer>.*?</footer>", page, re.S)
-    assert footer, "legend not rendered"
-    return re.findall(r'<span data-stage="(\w+)"><i [^>]*></i>([^<]*)</span>', footer.group(0))
+    legend = re.search(r'<div class="legend" id="legend"[^>]*>.*?</div>', page, re.S)
+    assert legend, "legend not rendered"
+    return re.findall(r'<span data-stage="(\w+)"><i [^>]*></i>([^<]*)</span>', legend.group(0))
 
 
 def _bar_colours(row: str) -> dict[str, str]:

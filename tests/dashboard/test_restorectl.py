@@ -479,3 +479,69 @@ def test_list_passes_the_new_filters(api: tuple[str, StubState]) -> None:
     assert {k: get["query"].get(k) for k in ("source", "target", "region", "started_by", "until")} == {
         "source": "salesdb", "target": "pgsrv-restore", "region": "secondary", "started_by": "alert",
         "until": "2026-11-24T09:30:00Z"}
+
+
+# --- issue 13 item 5: --retention-days, --wait, and what show says about expectations
+
+START_FILES = ["start", "--backup-instance", "/subscriptions/s/bi1", "--container-url",
+               "https://a.blob.core.windows.net/c", "--prefix", "p"]
+
+
+def test_start_retention_days_and_priority_build_the_rehydration(api: tuple[str, StubState]) -> None:
+    url, state = api
+    code, _, err = run([*START_FILES, "--retention-days", "21", *conn(url)])
+    assert (code, err) == (0, "")
+    assert state.requests[-1]["body"]["rehydration"] == {"retention_days": 21}
+    run([*START_FILES, "--retention-days", "12", "--priority", "Standard", *conn(url)])
+    assert state.requests[-1]["body"]["rehydration"] == {"priority": "Standard", "retention_days": 12}
+    run([*START_FILES, *conn(url)])
+    assert "rehydration" not in state.requests[-1]["body"]  # nothing given: the API's defaults
+
+
+def test_start_retention_days_out_of_range_shows_the_apis_field_and_fix(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.fail_next = (400, {"error": {"code": "InvalidRequest", "field": "rehydration.retention_days",
+                                       "message": "rehydration.retention_days: Input should be less than or equal "
+                                                  "to 30", "fix": "change rehydration.retention_days"}})
+    code, _, err = run([*START_FILES, "--retention-days", "45", *conn(url)])
+    assert code != 0 and "rehydration.retention_days" in err
+
+
+@pytest.mark.parametrize(("end", "exit_code"), [("succeeded", 0), ("failed", 1)])
+def test_start_wait_follows_the_restore_to_its_end_with_watchs_exit_code(api: tuple[str, StubState], end: str,
+                                                                         exit_code: int) -> None:
+    url, state = api
+    state.created_then = _progress("r-any", ("validating", "validate", None), ("restoring", "monitor", "/j/job-9"),
+                                   (end, "monitor", "/j/job-9"))
+    code, out, err = run([*START_FILES, "--wait", "--interval", "0.01", *conn(url)])
+    assert code == exit_code, (out, err)
+    lines = out.strip().splitlines()
+    assert lines[0] == "accepted r-0001 (status accepted)" and "restorectl watch" not in out
+    assert [line.split()[2] for line in lines[1:-1]] == ["accepted", "validating", "restoring", end]
+    assert lines[-1].startswith("all 1 restore(s) ended")
+    gets = [r for r in state.requests if r["path"] == "/api/restores/r-0001"]
+    assert len(gets) == 4  # followed until terminal, not beyond
+
+
+def test_start_without_wait_returns_at_once(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.created_then = _progress("r-any", ("validating", "validate", None))
+    code, out, _ = run([*START_FILES, *conn(url)])
+    assert code == 0 and "restorectl watch r-0001" in out
+    assert not [r for r in state.requests if r["path"] == "/api/restores/r-0001"]
+
+
+def test_show_says_where_the_job_is_visible_the_rehydration_window_and_the_gap(api: tuple[str, StubState]) -> None:
+    url, state = api
+    r = make_restore("r-crr", "waiting", "wait", age_s=60, stages=[("wait", 0, None)])
+    r.update(azure_job_visible_in="secondary region northeurope only: fetchCrossRegionRestoreJob",
+             data_loss_gap_seconds=3 * 3600 + 120,
+             expected={"what": "rehydration, priority Standard", "latest": "2026-11-24T23:00:00Z",
+                       "note": "up to 14h10m left", "source": "Azure Storage documents up to 15 h"})
+    state.add(r)
+    code, out, _ = run(["show", "r-crr", *conn(url)])
+    assert code == 0
+    assert "job visible in:  secondary region northeurope only: fetchCrossRegionRestoreJob" in out
+    assert ("expected:        rehydration, priority Standard by 2026-11-24T23:00:00Z (up to 14h10m left; Azure "
+            "Storage documents up to 15 h)") in out
+    assert "data-loss gap:   3h02m" in out

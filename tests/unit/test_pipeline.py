@@ -22,6 +22,7 @@ from .fakes import (
     ARCHIVE_POINT,
     BI_ID,
     PRINCIPAL_ID,
+    SUB2,
     T0,
     TARGET_SERVER_ID,
     VAULT_POINT,
@@ -365,7 +366,7 @@ def test_azure_rejection_in_validate_rejects_with_the_exact_fix(h: Harness) -> N
     rec = h.record()
     assert rec.status is Status.REJECTED and rec.error_code == "UserErrorMSIMissingPermissions"
     assert rec.error_fix == (f"az role assignment create --assignee-object-id {PRINCIPAL_ID} --assignee-principal-type "
-                             f'ServicePrincipal --role "Reader" --scope {TARGET_SERVER_ID}')
+                             f'ServicePrincipal --role "Reader" --scope {TARGET_SERVER_ID} --subscription {SUB2}')
     assert h.pending == [] and h.dp.trigger_calls == 0
     assert h.events[0]["status"] == "rejected" and h.events[0]["error"]["fix"] == rec.error_fix
 
@@ -452,7 +453,11 @@ def test_failed_job_records_azure_error_and_publishes_failure(h: Harness) -> Non
          "recommended_action": ["Update the secret"]}])
     rec = h.run()
     assert rec.status is Status.FAILED and rec.error_code == "UserErrorDBUserAuthFailed"
-    assert rec.error_fix == "Update the secret"
+    # explained as validation errors are (fixes.explain), Azure's recommended action kept beside the fix
+    assert rec.error_message == ("the credentials in the Key Vault secret were refused by the target server "
+                                 "(password authentication failed)")
+    assert rec.error_fix == ("update the secret with a valid connection string for a user with CREATEDB and "
+                             "azure_pg_admin (Azure recommends: Update the secret)")
     assert len(h.events) == 1 and h.events[0]["succeeded"] is False
     assert h.events[0]["error"]["code"] == "UserErrorDBUserAuthFailed"
 
