@@ -46,7 +46,10 @@ def test_points_newest_first_and_a_restore_from_a_points_own_request(local_stack
     assert status == 200, body
     times = [p["time"] for p in body["items"]]
     assert len(times) >= 6 and times == sorted(times, reverse=True)
-    assert body["items"][-1]["tier"] == "archive" and "rehydration" in body["items"][-1]["restore_request"]
+    oldest = body["items"][-1]
+    # an archived point's request rehydrates it, unless an earlier test of this session already did
+    rehydrated = (oldest.get("rehydration") or {}).get("status") == "COMPLETED"
+    assert oldest["tier"] == "archive" and ("rehydration" in oldest["restore_request"]) == (not rehydrated)
     incident = datetime.now(UTC) - timedelta(days=2)  # "incident two days ago": the point before it
     status, before, _ = api.get(f"/backup-instances/{SALES}/recovery-points?until={quote(incident.isoformat())}"
                                 "&limit=1")
