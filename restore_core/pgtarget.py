@@ -189,10 +189,10 @@ def _connect_error(conn: TargetConn, dbname: str, text: str) -> Exception:
     if "too many connections" in low or "the database system is starting up" in low:
         return RetryableError(f"target {conn.host} is busy: {first}")
     if "password authentication failed" in low or "authentication failed" in low:
-        fix = (f"make the service identity a PostgreSQL Microsoft Entra role on the server: as an Entra admin run "  # noqa: S608 - advice text
-               f"SELECT * FROM pgaadauth_create_principal('{conn.user}', false, false); then ALTER ROLE "
-               f"\"{conn.user}\" CREATEDB; (docs/deploy.md)" if conn.via == "entra" else
-               "update the Key Vault secret with the right user and password for the target server")
+        fix = (f"make this identity a PostgreSQL Microsoft Entra role on the server: as an Entra admin run "  # noqa: S608 - advice text
+               f"SELECT * FROM pgaadauth_create_principal('{conn.user}', false, false); (the Function App's "
+               "identity needs no privileges; the replay job's needs CREATEDB: docs/deploy.md)" if conn.via == "entra"
+               else "update the Key Vault secret with the right user and password for the target server")
         return AzureRejection("TargetAuthenticationFailed", f"{conn.label} was refused: {first}", fix=fix)
     if "ssl" in low or "certificate" in low:
         return AzureRejection("TargetTlsFailed", f"TLS to {conn.host}:{conn.port} failed: {first}",
