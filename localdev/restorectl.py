@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 import urllib.error
@@ -57,10 +58,11 @@ def read_env_file(path: Path) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        try:
+            words = shlex.split(value.strip())  # shell quoting, as `set -a; . stack.env` reads it
+        except ValueError:
+            words = [value.strip()]
+        values[key.strip()] = words[0] if words else ""
     return values
 
 

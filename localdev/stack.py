@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import ssl
@@ -255,7 +256,8 @@ class Stack:
             }
             if DASHBOARD_DIR.is_dir():
                 self.env["DASHBOARD_URL"] = f"http://127.0.0.1:{port}/dashboard/"
-            _write_private(self.env_path, "".join(f"{k}={v}\n" for k, v in self.env.items()))
+            # shell-quoted: `set -a; . .local/stack.env` works (connection strings hold ';', settings hold JSON)
+            _write_private(self.env_path, "".join(f"{k}={shlex.quote(v)}\n" for k, v in self.env.items()))
             self._save_state()
         except BaseException:
             self._stop_all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shlex
 import ssl
 import subprocess
 import sys
@@ -48,7 +49,13 @@ def stack() -> Iterator[Stack]:
 
 
 def test_up_writes_stack_env_with_every_key_and_each_endpoint_works(stack: Stack) -> None:
-    parsed = dict(line.split("=", 1) for line in stack.env_path.read_text().splitlines())
+    from localdev.restorectl import read_env_file
+
+    parsed = read_env_file(stack.env_path)
+    sourced = subprocess.run(["bash", "-c", f"set -a; . {shlex.quote(str(stack.env_path))}; env -0"],
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    from_shell = dict(item.split("=", 1) for item in sourced if "=" in item)
+    assert {k: from_shell.get(k) for k in stack.env} == stack.env  # `set -a; . .local/stack.env` works
     for key in (*ENV_KEYS, "PGCLUSTER_TINY_SRC_DSN"):
         assert parsed.get(key), key
     assert parsed == stack.env
