@@ -436,6 +436,25 @@ def _field_of(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "body"
 
 
+def _fields_at(path: list[str]) -> set[str]:
+    """The field names valid at ``path`` (integers and union tags left out) of the request."""
+    levels: dict[tuple[str, ...], tuple[type[BaseModel], ...]] = {
+        (): (RestoreRequest,), ("backup_instance",): (BackupInstanceSelector,),
+        ("recovery_point",): (RecoveryPointSelector,), ("rehydration",): (Rehydration,),
+        ("target",): (DatabaseTarget, FilesTarget, ServerTarget), ("target", "databases"): (DatabaseMapping,),
+        ("target", "checks"): (UserCheck,), ("target", "auth"): (EntraAuth, SecretAuth)}
+    return {name for model in levels.get(tuple(path), ()) for name in model.model_fields}
+
+
+def _nearest_field(field: str) -> str:
+    """``" (did you mean `x`?)"`` for a misspelt field, from the names valid where it was given."""
+    import difflib
+
+    parts = [p for p in field.split(".") if not p.isdigit()]
+    close = difflib.get_close_matches(parts[-1], sorted(_fields_at(parts[:-1])), n=1, cutoff=0.6) if parts else []
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
 def request_error_from(exc: ValidationError) -> RequestError:
     errors = exc.errors(include_url=False)
     first = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")[0]
@@ -443,8 +462,9 @@ def request_error_from(exc: ValidationError) -> RequestError:
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     kind = first.get("type", "")
     if kind == "extra_forbidden":
-        return RequestError(f"unknown field {field!r}", field=field,
-                            fix="remove it; see the request schema in the README")
+        hint = _nearest_field(field)
+        return RequestError(f"unknown field {field!r}{hint}", field=field,
+                            fix=f"rename it{hint}" if hint else "remove it; see the request schema in the README")
     if kind == "missing":
         return RequestError(f"missing field {field!r}", field=field, fix="add it; see the request schema in the README")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":

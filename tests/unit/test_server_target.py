@@ -176,3 +176,28 @@ def test_by_default_a_points_system_databases_are_not_restored() -> None:
     assert [(d["source"], d["target"]) for d in chosen] == [("appdb", "appdb_restored"),
                                                              ("inventory", "inventory_restored")]
     assert [(d["source"], d["target"]) for d in named] == [("postgres", "pg_copy")]
+
+
+@pytest.mark.parametrize(("body", "field", "suggestion"), [
+    ({"backup_instance": {"id": BI}, "target": {"kind": "database", "server_id": SRC_SINGLE_DB.split("/databases")[0],
+                                                "databse_name": "x", "secret_uri": "https://kv1.vault.azure.net/secrets/s"}},
+     "target.databse_name", "database_name"),
+    ({"backup_instance": {"id": BI}, "target": {"kind": "server", "server_id": FLEX, "owners": "a"}},
+     "target.owners", "owner"),
+    ({"backup_instance": {"id": BI}, "target": {"kind": "server", "server_id": FLEX,
+                                                "databases": [{"source": "a", "tagret": "b"}]}},
+     "target.databases.0.tagret", "target"),
+    ({"backup_instance": {"id": BI}, "regoin": "secondary", "target": {"kind": "server", "server_id": FLEX}},
+     "regoin", "region"),
+])
+def test_a_misspelt_field_is_refused_with_the_nearest_valid_name(body: dict[str, object], field: str,
+                                                                 suggestion: str) -> None:
+    with pytest.raises(RequestError) as err:
+        parse_request(body)
+    assert err.value.field == field and f"did you mean `{suggestion}`?" in str(err.value)
+
+
+def test_an_unknown_field_with_no_near_name_says_to_remove_it() -> None:
+    with pytest.raises(RequestError) as err:
+        parse_request({"backup_instance": {"id": BI}, "zzz": 1, "target": {"kind": "server", "server_id": FLEX}})
+    assert "did you mean" not in str(err.value) and "remove it" in (err.value.fix or "")
