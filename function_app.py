@@ -73,6 +73,12 @@ def recovery_points_list(req: func.HttpRequest) -> func.HttpResponse:
     return _http(browse.list_points(req.route_params.get("instance", ""), dict(req.params), deps=runtime.deps()))
 
 
+@app.route(route="restores/{id}/redrive", methods=["POST"])
+def restores_redrive(req: func.HttpRequest) -> func.HttpResponse:
+    """Re-send an active restore's current stage message (lost or poisoned); 409 when it ended."""
+    return _http(api.redrive(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
 @app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_REQUESTS%", connection=CONN)
 def restore_requests(msg: func.QueueMessage) -> None:
     """Intake door for other systems and Azure Monitor alerts. Contract: restore_core/intake.py."""

@@ -167,6 +167,9 @@ class ApiClient:
     def cancel(self, restore_id: str) -> Any:
         return self.call("POST", "/restores/" + urllib.parse.quote(restore_id, safe="") + "/cancel")
 
+    def redrive(self, restore_id: str) -> Any:
+        return self.call("POST", "/restores/" + urllib.parse.quote(restore_id, safe="") + "/redrive")
+
 
 @dataclass(frozen=True)
 class Stages:
@@ -628,6 +631,16 @@ def cmd_cancel(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_redrive(client: ApiClient, args: argparse.Namespace, out: TextIO) -> int:
+    item = client.redrive(args.id)
+    if args.as_json:
+        _emit_json(item, out)
+    else:
+        out.write(f"{args.id}: {item.get('stage')} message sent again (attempt {item.get('attempt')}); follow it with "
+                  f"`restorectl watch {args.id}`\n")
+    return EXIT_OK
+
+
 def watch(client: ApiClient, ids: Sequence[str], out: TextIO, *, interval: float = 1.0, tty: bool = False,
           sleep: Callable[[float], None] = time.sleep, max_rounds: int | None = None,
           stages: Stages = Stages()) -> int:
@@ -725,8 +738,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="cancel a restore (only before the Azure restore is triggered)")
     c.add_argument("id")
     c.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
+    rd = sub.add_parser("redrive", help="send an active restore's current stage message again (lost or poisoned)")
+    rd.add_argument("id")
+    rd.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
     browse_commands = restorectl_browse.add_commands(sub)
-    for command in (s, pl, sh, li, w, c, *browse_commands):
+    for command in (s, pl, sh, li, w, c, rd, *browse_commands):
         _connection_args(command, top=False)
     return p
 
@@ -786,6 +802,8 @@ def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: Tex
         return cmd_plan(client, args, out, stdin)
     if args.command == "cancel":
         return cmd_cancel(client, args, out)
+    if args.command == "redrive":
+        return cmd_redrive(client, args, out)
     if args.command in restorectl_browse.COMMANDS:
         return restorectl_browse.run(client, args, out)
 

@@ -177,3 +177,21 @@ def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
         return get(restore_id, deps=deps)
     return ApiResponse(409, {"error": {"code": "Conflict", "message": "the restore kept changing; try again",
                                        "field": None, "fix": "retry the cancel"}})
+
+
+@_storage_unavailable_is_503
+def redrive(restore_id: str, *, deps: Deps, who: str = "operator (function key)") -> ApiResponse:
+    """``POST /api/restores/{id}/redrive``: re-send an active restore's current stage message
+    (:mod:`restore_core.redrive`); 409 when it ended or a replay runner holds it."""
+    from . import redrive as operator
+
+    rec = deps.store.get(restore_id) if _ID.match(restore_id or "") else None
+    if rec is None:
+        return _not_found(restore_id)
+    try:
+        rec = operator.redrive(deps, rec, who=who)
+    except operator.RedriveRefused as refused:
+        return ApiResponse(refused.status, {"error": {"code": refused.code, "message": refused.message,
+                                                      "field": None, "fix": refused.fix}})
+    return ApiResponse(202, operator.describe(rec))
+

@@ -199,6 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
                 r["status"] = "cancelled"
                 self._send(200, r)
             return True
+        if method == "POST" and rest == ["redrive"]:  # as restore_core/redrive.py answers
+            r = st.restores[rid]
+            if r["status"] in TERMINAL:
+                self._send(409, {"error": {"code": "RestoreEnded", "message": f"restore {rid} ended {r['status']}",
+                                           "fix": "submit a new restore"}})
+            else:
+                self._send(202, {"id": rid, "status": r["status"], "stage": r["stage"], "attempt": 3, "redriven": True})
+            return True
         return False
 
     def _static(self, path: str) -> None:

@@ -545,3 +545,14 @@ def test_show_says_where_the_job_is_visible_the_rehydration_window_and_the_gap(a
     assert ("expected:        rehydration, priority Standard by 2026-11-24T23:00:00Z (up to 14h10m left; Azure "
             "Storage documents up to 15 h)") in out
     assert "data-loss gap:   3h02m" in out
+
+
+def test_redrive_resends_an_active_restores_stage_and_refuses_an_ended_one(api: tuple[str, StubState]) -> None:
+    url, state = api
+    state.add(make_restore("r-a", "restoring", "monitor", age_s=10, stages=[]))
+    state.add(make_restore("r-b", "failed", None, age_s=10, stages=[]))
+    code, out, _ = run(["redrive", "r-a", *conn(url)])
+    assert code == 0 and "r-a: monitor message sent again (attempt 3)" in out
+    assert state.requests[-1]["method"] == "POST" and state.requests[-1]["path"].endswith("/restores/r-a/redrive")
+    code, _, err = run(["redrive", "r-b", *conn(url)])
+    assert code == restorectl.EXIT_FAILED and "409 RestoreEnded" in err and "submit a new restore" in err

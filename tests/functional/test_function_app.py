@@ -88,6 +88,7 @@ HTTP_ROUTES = {
     "restores_get": ("restores/{id}", ["GET"]),
     "restores_list": ("restores", ["GET"]),
     "restores_cancel": ("restores/{id}/cancel", ["POST"]),
+    "restores_redrive": ("restores/{id}/redrive", ["POST"]),
     "restores_preview": ("restores/preview", ["POST"]),
     "stages_list": ("stages", ["GET"]),
     "backup_instances_list": ("backup-instances", ["GET"]),
