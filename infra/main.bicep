@@ -363,6 +363,9 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_REPLAY_JOBS: replayJobs
   RESTORE_REPLAY_WORKDIR: replayWorkdir
   RESTORE_REPLAY_LEASE_SECONDS: replayLeaseSeconds
+  // Empty = the code default 2: replays loading into one target server at a time.
+  RESTORE_REPLAY_MAX_PER_SERVER: ''
+
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
   RESTORE_VERIFY_COUNT_BUDGET_MB: verifyCountBudgetMb
   RESTORE_DATABASE_SUFFIX: databaseSuffix

@@ -90,6 +90,11 @@ def take(deps: Deps, restore_id: str, keys: list[str]) -> tuple[str, str] | None
     return None
 
 
+def release_keys(deps: Deps, restore_id: str, keys: list[str]) -> None:
+    """Give back ``keys`` that ``restore_id`` holds (a key taken over meanwhile stays with its new holder)."""
+    _release_keys(deps, restore_id, keys)
+
+
 def _release_keys(deps: Deps, restore_id: str, keys: list[str]) -> None:
     for key in keys:
         row = deps.store.get_meta_row(KIND, key)

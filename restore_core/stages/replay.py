@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import archive, lease, pgerrors, pgroles, pgtarget, telemetry
+from .. import archive, lease, locks, pgerrors, pgroles, pgtarget, telemetry
 from ..deps import Deps
 from ..errors import AzureRejection, RetryableError, require
 from ..models import RolesMode, ServerTarget
@@ -325,7 +325,53 @@ def _work(ctx: _Context) -> dict[str, Any]:
             "finished_at": iso(ctx.deps.clock())}
 
 
+def slot_keys(server_id: str, limit: int) -> list[str]:
+    """The replay slots of a target server (``RESTORE_REPLAY_MAX_PER_SERVER`` of them; lock rows, meta ``lock``)."""
+    return [f"replayslot:{server_id.lower()}:{i}" for i in range(limit)]
+
+
+def take_slot(deps: Deps, rec: RestoreRecord, server_id: str) -> str | None:
+    """One free replay slot of the target server for ``rec`` (the one it holds already, after a re-drive), or None
+    when every slot is held by another active restore. A slot of a restore that ended is stale and taken over."""
+    keys = slot_keys(server_id, deps.settings.server.replay_max_per_server)
+    for key in keys:
+        if locks.take(deps, rec.id, [key]) is None:
+            return key
+    return None
+
+
+def release_slot(deps: Deps, rec: RestoreRecord, key: str) -> None:
+    locks.release_keys(deps, rec.id, [key])
+
+
+def _no_slot(deps: Deps, rec: RestoreRecord, server: str) -> StageResult:
+    limit = deps.settings.server.replay_max_per_server
+    delay = max(deps.settings.poll_min_seconds, 30.0 if deps.settings.poll_min_seconds >= 30 else
+                deps.settings.poll_min_seconds * 2)
+    first = rec.replay_result.get("waiting_for_slot") is None
+    return StageResult(Outcome.NOT_READY, f"waiting for a replay slot on {server} ({limit} replays run there at most, "
+                       "RESTORE_REPLAY_MAX_PER_SERVER)", delay=delay, log_event=first,
+                       changes={"replay_result": {**rec.replay_result, "waiting_for_slot": iso(deps.clock())}})
+
+
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    target = request_of(rec).target
+    assert isinstance(target, ServerTarget)
+    slot = take_slot(deps, rec, target.server_id)
+    if slot is None:
+        return _no_slot(deps, rec, target.server_name)
+    try:
+        result = _run_in_slot(rec, deps, claim)
+    except (lease.LeaseHeld, lease.LeaseLost):
+        raise  # the runner holding this restore's lease holds its slot too: leave both to it
+    except BaseException:
+        release_slot(deps, rec, slot)
+        raise
+    release_slot(deps, rec, slot)
+    return result
+
+
+def _run_in_slot(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     held = lease.acquire(deps, rec, deps.settings.server.replay_lease_seconds)
     rec = claim({"replay_result": {"runner": held.owner, "started_at": iso(deps.clock()),
                                    "attempts": int(rec.replay_result.get("attempts", 0)) + 1}})

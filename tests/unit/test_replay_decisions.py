@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 
 from restore_core import lease
-from restore_core.models import ServerTarget, parse_request
+from restore_core.models import ServerTarget, Status, parse_request
 from restore_core.pgtarget import TargetConn
 from restore_core.stages import replay, verify
 from restore_core.store import ConcurrencyError
 
-from .fakes import BI_ID, Harness, database_body
+from .fakes import BI_ID, Harness, database_body, settings
 
 FLEX = "/subscriptions/s2/resourceGroups/rg-target/providers/Microsoft.DBforPostgreSQL/flexibleServers/pgflex-target"
 
@@ -134,3 +134,24 @@ def test_verify_problems_name_missing_objects_mismatches_and_failed_checks() -> 
     assert problems == ["db1: table public.t is missing", "db1: public.x: 1 vs 2",
                         "check c1: got '49', expected '50'",
                         "check c2: error cannot execute DELETE in a read-only transaction"]
+
+
+def test_at_most_the_configured_number_of_replays_load_into_one_server() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="2"))
+    a, b, c = (h.submit(database_body(idempotency_key=f"k{i}")) for i in range(3))
+    assert replay.take_slot(h.deps, a, FLEX) is not None
+    assert replay.take_slot(h.deps, b, FLEX) is not None
+    assert replay.take_slot(h.deps, c, FLEX) is None  # the third waits
+    assert replay.take_slot(h.deps, a, FLEX) is not None  # a re-driven replay finds its own slot again
+    other = FLEX.replace("pgflex-target", "pgflex-other")
+    assert replay.take_slot(h.deps, c, other) is not None  # another server has its own slots
+    replay.release_slot(h.deps, a, replay.slot_keys(FLEX, 2)[0])
+    assert replay.take_slot(h.deps, c, FLEX) is not None
+
+
+def test_a_slot_of_a_restore_that_ended_is_taken_over() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b = (h.submit(database_body(idempotency_key=f"k{i}")) for i in range(2))
+    assert replay.take_slot(h.deps, a, FLEX) is not None
+    h.store.update(h.store.get(a.id).copy(status=Status.FAILED, stage=None))  # type: ignore[union-attr]
+    assert replay.take_slot(h.deps, b, FLEX) is not None
