@@ -11,7 +11,8 @@ values themselves. If ``GET /api/stages`` fails (e.g. an API older than that rou
 raw stage values are shown instead of labels.
 
 Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``, and to browse before restoring
-``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`). Exit codes: 0 ok; 1 the API refused, a
+``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`), and ``drills ...`` for restore drills
+(:mod:`localdev.restorectl_drills`). Exit codes: 0 ok; 1 the API refused, a
 watched restore did not succeed, or ``show`` shows one that failed, was rejected or cancelled; 2 bad usage or
 input; 3 the API cannot be reached (start it with ``make up``).
 """
@@ -32,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from localdev import restorectl_browse
+from localdev import restorectl_browse, restorectl_drills
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
 DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
@@ -696,7 +697,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("id")
     c.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
     browse_commands = restorectl_browse.add_commands(sub)
-    for command in (s, pl, sh, li, w, c, *browse_commands):
+    drill_commands = restorectl_drills.add_commands(sub)
+    for command in (s, pl, sh, li, w, c, *browse_commands, *drill_commands):
         _connection_args(command, top=False)
     return p
 
@@ -751,6 +753,8 @@ def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: Tex
         return cmd_cancel(client, args, out)
     if args.command in restorectl_browse.COMMANDS:
         return restorectl_browse.run(client, args, out)
+    if args.command in restorectl_drills.COMMANDS:
+        return restorectl_drills.run(client, args, out, stdin)
 
     def stages() -> Stages:  # read once, after the command's own arguments were found valid
         return fetch_stages(client, err)

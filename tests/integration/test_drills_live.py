@@ -4,6 +4,7 @@ and after its validation window its databases are dropped while decoys stay."""
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg
 from azure.storage.blob import BlobServiceClient
 
+from localdev import restorectl
 from localdev import scenarios as sc
 from restore_core.pgtarget import mark_of
 
@@ -92,6 +94,11 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     assert decoy in after and after[foreign] == mark_of("20261124T090000-0123456789"), "the decoys stay"
     cleanup_doc = evidence(env, run["cleanup"]["evidence_blob"])
     assert sorted(cleanup_doc["dropped"]) == sorted(restored)
+    # restorectl shows the run with its verdict, RTO against the target and clean-up
+    out = io.StringIO()
+    cli_env = {"RESTORE_API_URL": env["RESTORE_API_URL"], "RESTORE_API_KEY": env["RESTORE_API_KEY"]}
+    assert restorectl.main(["drills", "runs", drill_id], out=out, env=cli_env) == 0
+    assert "PASS" in out.getvalue() and "clean-up done" in out.getvalue() and run["restore_id"] in out.getvalue()
     # one occurrence, one run: later ticks start nothing more
     time.sleep(6)
     status, runs, _ = api.get(f"/drills/{drill_id}/runs")
