@@ -101,7 +101,7 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
 
 // Restore drills' evidence (docs/drills.md): a time-based retention policy makes every document write-once; the app
 // writes each document once (overwrite refused) and never deletes one. Locking the policy is a deliberate one-way step
-// (az storage container immutability-policy lock), left to the operator (docs/deploy.md).
+// (az storage container immutability-policy lock), left to the operator (docs/drills.md).
 resource drillEvidenceContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
   parent: blobService
   name: drillEvidenceContainerName
