@@ -689,7 +689,8 @@ def parser() -> argparse.ArgumentParser:
     li.add_argument("--source", help="source server/database/backup instance contains this text")
     li.add_argument("--target", help="target server/database/container/prefix contains this text")
     li.add_argument("--region", help="primary, secondary or a region name")
-    li.add_argument("--started-by", choices=("http", "queue", "alert"), help="the door it came in by")
+    li.add_argument("--started-by", choices=("http", "queue", "alert", "drill"),
+                    help="the door it came in by")
     w = sub.add_parser("watch", help="live table until the restores end (Ctrl-C stops)")
     w.add_argument("ids", nargs="*", metavar="ID", help="restores to watch (default: all active ones)")
     w.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")

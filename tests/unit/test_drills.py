@@ -248,6 +248,9 @@ def test_a_due_drill_starts_one_restore_and_a_rerun_tick_starts_nothing_twice() 
     assert rec.request["target"]["suffix"] == f"_drill_{token}"
     assert rec.request["target"]["checks"][0]["database"] == f"salesdb_drill_{token}"
     assert rec.request["recovery_point"] == {"id": "9da55e757af94261afa009b43cd3222a"}
+    listed = api.list_restores({"started_by": "drill"}, deps=h.deps).body["items"]
+    assert [i["id"] for i in listed] == [rec.id]
+    assert listed[0]["started_by"] == {"door": "drill", "drill_run": run["run_key"]}
     # the tick again, and a tick that lost the run's state (a crash after the submit): no second restore
     assert scheduler.tick(h.deps).started == []
     found = store.get_run(h.deps, "nightly", run["run_key"])
