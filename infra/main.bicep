@@ -492,6 +492,18 @@ module dashboards 'modules/dashboards.bicep' = {
   }
 }
 
+module drillAlerts 'modules/drill-alerts.bicep' = {
+  name: 'drill-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupId: dashboards.outputs.actionGroupId
+    resourceToken: resourceToken
+  }
+}
+
 module restoreRoleDefinitions 'modules/restore-operator-roles.bicep' = {
   name: 'restore-operator-roles'
   params: {

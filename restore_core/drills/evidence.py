@@ -180,7 +180,7 @@ def record_finish(deps: Deps, rec: RestoreRecord) -> dict[str, Any] | None:
     log_fn("drill %s run %s %s: RTO %ss (target %ss), RPO %ss", run["drill_id"], key, outcome,
            doc["rto"]["observed_seconds"], doc["rto"]["target_seconds"], doc["rpo_observed_seconds"],
            extra={"restore_id": rec.id, "drill_id": run["drill_id"], "drill_outcome": outcome,
-                  "rto_within_target": doc["rto"]["within_target"]})
+                  "drill_rto": "within" if doc["rto"]["within_target"] else "over"})
     return run
 
 
