@@ -29,7 +29,7 @@ from .. import guards, telemetry
 from ..arm_ids import parse_backup_instance_id, parse_vault_id
 from ..backup import RecoveryPointInfo
 from ..deps import Deps
-from ..errors import RequestError, RestoreError
+from ..errors import AzureRejection, RequestError
 from ..intake import submit
 from ..models import RestoreRequest
 from ..records import iso, parse_time
@@ -133,8 +133,8 @@ def _new_run(deps: Deps, d: DrillDefinition, bi: str, scheduled: datetime, due: 
         "selection": d.recovery_point.model_dump(mode="json", exclude_none=True)}
     try:
         points = deps.dp.list_recovery_points(parse_backup_instance_id(bi))
-    except RestoreError as exc:
-        return {**run, "state": "error", "error": f"{type(exc).__name__}: {exc}"}
+    except AzureRejection as exc:  # Azure refuses (e.g. the instance is gone): a failed run; a transient error raises
+        return {**run, "state": "error", "error": f"{exc.code}: {exc.message}"}
     point = select_point(points, d.recovery_point, now=now, seed=key)
     if point is None:
         return {**run, "state": "error", "error": f"NoRecoveryPoint: no complete recovery point matches "

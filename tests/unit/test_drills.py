@@ -393,6 +393,25 @@ def test_a_run_without_a_recovery_point_is_a_failed_run_with_evidence() -> None:
     assert h.store.active() == [] and store.open_runs(h.deps) == []
 
 
+def test_a_transient_arm_error_retries_the_start_on_the_next_tick_and_a_refusal_fails_the_run() -> None:
+    from restore_core.errors import AzureRejection, RetryableError
+
+    h = harness()
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0)
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    h.dp.fail_before["list_recovery_points"] = [RetryableError("ARM 503")]
+    report = scheduler.tick(h.deps)
+    assert report.started == [] and report.errors and store.list_runs(h.deps, "nightly") == []
+    assert len(scheduler.tick(h.deps).started) == 1 and store.list_runs(h.deps, "nightly")[0]["state"] == "running"
+    h2 = harness()
+    define(h2, schedule="0 0 9 * * *", start_window_minutes=0)
+    h2.clock.now = h.clock.now
+    h2.dp.fail_before["list_recovery_points"] = [AzureRejection("ResourceNotFound", "backup instance is gone")]
+    scheduler.tick(h2.deps)
+    (run,) = store.list_runs(h2.deps, "nightly")
+    assert run["state"] == "done" and run["error"].startswith("ResourceNotFound") and not run["result"]["passed"]
+
+
 # ------------------------------------------------------------------------------------------------ clean-up
 def test_clean_up_selects_only_databases_carrying_this_restores_mark() -> None:
     rid = "20261124T090000-0123456789"
