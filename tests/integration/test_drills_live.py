@@ -104,3 +104,39 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     status, runs, _ = api.get(f"/drills/{drill_id}/runs")
     assert len(runs["items"]) == 1
     assert api.request("DELETE", f"/drills/{drill_id}", None, None)[0] == 204
+
+
+def staged(env: dict[str, str], restore_id: str) -> list[str]:
+    c = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"]).get_container_client(
+        sc.STAGING_WE)
+    return [b.name for b in c.list_blobs(name_starts_with=restore_id)] + \
+        [b.name for b in c.list_blobs(name_starts_with=f"_plans/{restore_id}")]
+
+
+def test_run_now_with_a_check_that_tries_to_write_fails_as_a_check_changes_nothing_and_still_cleans_up(
+        local_stack, api):
+    env = local_stack.env
+    drill_id = f"write-{uuid.uuid4().hex[:6]}"
+    body = {"id": drill_id, "schedule": "0 0 0 1 1 *", "start_window_minutes": 0,
+            "backup_instances": {"ids": [sc.BI_FLEX]}, "target": {"server_id": DRILL_SERVER},
+            "checks": [{"name": "writes", "database": "inventory", "sql": "DELETE FROM items RETURNING 1",
+                        "expect": "1"}],
+            "rto_target_minutes": 10, "validation_window_minutes": 0.4}
+    status, created, _ = api.post("/drills", body)
+    assert status == 201, created
+    status, started, _ = api.post(f"/drills/{drill_id}/run", None)
+    assert status == 202 and len(started["items"]) == 1 and started["items"][0]["manual"] is True, started
+
+    run = wait_run(api, drill_id, lambda r: r["state"] in ("validating", "done"), timeout=200)
+    assert run["result"]["passed"] is False and run["result"]["status"] == "failed", json.dumps(run, indent=1)
+    (check,) = evidence(env, run["evidence_blob"])["checks"]["checks"]
+    assert check["name"] == "writes" and check["ok"] is False and "read-only" in check["error"]
+    inventory = next(n for n in run["result"]["databases"] if n.startswith("inventory"))
+    with psycopg.connect(dsn(env, CLUSTER, inventory), connect_timeout=10) as c:
+        assert c.execute("SELECT count(*) FROM items").fetchone() == (50,)  # the check changed nothing
+    assert staged(env, run["restore_id"]), "a failed restore keeps its staged files until the drill's clean-up"
+
+    run = wait_run(api, drill_id, lambda r: r["state"] == "done", timeout=90)
+    assert sorted(run["cleanup"]["dropped"]) == sorted(run["result"]["databases"])
+    assert not set(run["result"]["databases"]) & set(databases(env))
+    assert staged(env, run["restore_id"]) == [] and run["cleanup"]["staged_deleted"] > 0
