@@ -9,6 +9,8 @@ from __future__ import annotations
 import azure.functions as func
 
 from restore_core import api, browse, intake, pipeline, runtime, watchdog
+from restore_core.drills import api as drills_api
+from restore_core.drills import scheduler as drills_scheduler
 from restore_core.models import Stage
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -134,3 +136,46 @@ def restore_inventory(msg: func.QueueMessage) -> None:
 def restore_watchdog(timer: func.TimerRequest) -> None:
     """Re-drives overdue restores, batches per-vault checks, enforces deadlines. Contract: restore_core/watchdog.py."""
     watchdog.tick(runtime.deps(), past_due=bool(timer.past_due))
+
+
+# --- restore drills (issue 15): definitions, runs, run now, and the drill timer. Contract: restore_core/drills/.
+@app.route(route="drills", methods=["POST"])
+def drills_create(req: func.HttpRequest) -> func.HttpResponse:
+    """Define a drill. Contract: restore_core/drills/api.py."""
+    return _http(drills_api.create(req.get_body(), deps=runtime.deps()))
+
+
+@app.route(route="drills", methods=["GET"])
+def drills_list(req: func.HttpRequest) -> func.HttpResponse:
+    """Every drill definition."""
+    return _http(drills_api.list_all(deps=runtime.deps()))
+
+
+@app.route(route="drills/{id}", methods=["GET", "PUT", "DELETE"])
+def drills_one(req: func.HttpRequest) -> func.HttpResponse:
+    """One drill: read, create or replace, delete."""
+    drill_id, deps = req.route_params.get("id", ""), runtime.deps()
+    if req.method == "PUT":
+        return _http(drills_api.replace(drill_id, req.get_body(), deps=deps))
+    if req.method == "DELETE":
+        return _http(drills_api.delete(drill_id, deps=deps))
+    return _http(drills_api.get(drill_id, deps=deps))
+
+
+@app.route(route="drills/{id}/runs", methods=["GET"])
+def drills_runs(req: func.HttpRequest) -> func.HttpResponse:
+    """A drill's runs, newest first, with their results and clean-up."""
+    return _http(drills_api.runs(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
+@app.route(route="drills/{id}/run", methods=["POST"])
+def drills_run_now(req: func.HttpRequest) -> func.HttpResponse:
+    """Run a drill now (same plan, same evidence)."""
+    return _http(drills_api.run_now(req.route_params.get("id", ""), deps=runtime.deps()))
+
+
+@app.timer_trigger(arg_name="timer", schedule="%RESTORE_DRILL_SCHEDULE%", run_on_startup=False, use_monitor=True)
+def restore_drills(timer: func.TimerRequest) -> None:
+    """Starts due drill runs, writes missing evidence, cleans up after validation windows. Contract:
+    restore_core/drills/scheduler.py."""
+    drills_scheduler.tick(runtime.deps())

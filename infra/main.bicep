@@ -145,6 +145,22 @@ param blobHostSuffixes string = ''
 @description('RESTORE_PREVIEW_PER_MINUTE: previews per caller and minute. Empty: code default (10).')
 param previewPerMinute string = ''
 
+@description('RESTORE_DRILL_TARGETS: Flexible Server id patterns (fnmatch, JSON array or comma-separated) reserved for restore drills: only drills restore into them. Empty: no drills.')
+param drillTargets string = ''
+
+@description('RESTORE_DRILL_SCHEDULE: NCRONTAB (six fields) of the drill timer (a binding expression: must be set).')
+param drillSchedule string = '0 */5 * * * *'
+
+@description('RESTORE_DRILL_EVIDENCE_CONTAINER: write-once container (time-based immutability policy) of the drill evidence documents.')
+param drillEvidenceContainer string = 'drill-evidence'
+
+@description('Days a drill evidence document stays immutable (time-based retention of the evidence container).')
+@minValue(1)
+param drillEvidenceRetentionDays int = 400
+
+@description('RESTORE_DRILL_MAX_STARTS_PER_TICK: drill runs the timer starts per tick at most (ARM budget). Empty: code default (10).')
+param drillMaxStartsPerTick string = ''
+
 @description('Replay job image. Empty: a placeholder until `azd deploy` pushes the image built from ./Dockerfile (azd passes SERVICE_REPLAY_IMAGE_NAME on later provisions).')
 param replayImage string = ''
 
@@ -277,6 +293,8 @@ module storage 'modules/storage.bicep' = {
     queueNames: [for q in items(restoreQueues): q.value]
     tableNames: [for t in items(restoreTables): t.value]
     deploymentContainerName: deploymentContainerName
+    drillEvidenceContainerName: drillEvidenceContainer
+    drillEvidenceRetentionDays: drillEvidenceRetentionDays
   }
 }
 
@@ -375,6 +393,11 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_BESIDE_SOURCE_ROLE: besideSourceRole
   RESTORE_BLOB_HOST_SUFFIXES: blobHostSuffixes
   RESTORE_PREVIEW_PER_MINUTE: previewPerMinute
+  // Restore drills (docs/drills.md): drill-only servers, the drill timer, the write-once evidence container.
+  RESTORE_DRILL_TARGETS: drillTargets
+  RESTORE_DRILL_SCHEDULE: drillSchedule
+  RESTORE_DRILL_EVIDENCE_CONTAINER: drillEvidenceContainer
+  RESTORE_DRILL_MAX_STARTS_PER_TICK: drillMaxStartsPerTick
 })
 
 // The replay job: the same settings with its own identity (storage, Key Vault, staging blobs, telemetry, PostgreSQL).
@@ -496,6 +519,18 @@ module dashboards 'modules/dashboards.bicep' = {
     resourceToken: resourceToken
     rtoTargetMinutes: rtoTargetMinutes
     alertEmail: alertEmail
+  }
+}
+
+module drillAlerts 'modules/drill-alerts.bicep' = {
+  name: 'drill-alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    appInsightsId: monitoring.outputs.appInsightsId
+    actionGroupId: dashboards.outputs.actionGroupId
+    resourceToken: resourceToken
   }
 }
 

@@ -11,7 +11,8 @@ values themselves. If ``GET /api/stages`` fails (e.g. an API older than that rou
 raw stage values are shown instead of labels.
 
 Commands: ``start``, ``show ID``, ``list``, ``watch [ID ...]``, ``cancel ID``, and to browse before restoring
-``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`). Exit codes: 0 ok; 1 the API refused, a
+``instances`` and ``points INSTANCE`` (:mod:`localdev.restorectl_browse`), and ``drills ...`` for restore drills
+(:mod:`localdev.restorectl_drills`). Exit codes: 0 ok; 1 the API refused, a
 watched restore did not succeed, or ``show`` shows one that failed, was rejected or cancelled; 2 bad usage or
 input; 3 the API cannot be reached (start it with ``make up``).
 """
@@ -33,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from localdev import restorectl_browse
+from localdev import restorectl_browse, restorectl_drills
 
 TERMINAL = frozenset({"succeeded", "failed", "rejected", "cancelled"})
 DEFAULT_ENV_FILE = Path(__file__).resolve().parents[1] / ".local" / "stack.env"
@@ -731,7 +732,8 @@ def parser() -> argparse.ArgumentParser:
     li.add_argument("--source", help="source server/database/backup instance contains this text")
     li.add_argument("--target", help="target server/database/container/prefix contains this text")
     li.add_argument("--region", help="primary, secondary or a region name")
-    li.add_argument("--started-by", choices=("http", "queue", "alert"), help="the door it came in by")
+    li.add_argument("--started-by", choices=("http", "queue", "alert", "drill"),
+                    help="the door it came in by")
     w = sub.add_parser("watch", help="live table until the restores end (Ctrl-C stops)")
     w.add_argument("ids", nargs="*", metavar="ID", help="restores to watch (default: all active ones)")
     w.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes (default 1)")
@@ -742,7 +744,8 @@ def parser() -> argparse.ArgumentParser:
     rd.add_argument("id")
     rd.add_argument("--json", dest="as_json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON")
     browse_commands = restorectl_browse.add_commands(sub)
-    for command in (s, pl, sh, li, w, c, rd, *browse_commands):
+    drill_commands = restorectl_drills.add_commands(sub)
+    for command in (s, pl, sh, li, w, c, rd, *browse_commands, *drill_commands):
         _connection_args(command, top=False)
     return p
 
@@ -806,6 +809,8 @@ def _dispatch(client: ApiClient, args: argparse.Namespace, out: TextIO, err: Tex
         return cmd_redrive(client, args, out)
     if args.command in restorectl_browse.COMMANDS:
         return restorectl_browse.run(client, args, out)
+    if args.command in restorectl_drills.COMMANDS:
+        return restorectl_drills.run(client, args, out, stdin)
 
     if args.command == "show":
         return cmd_show(client, args, out, stages)

@@ -89,6 +89,12 @@ BESIDE_SOURCE_ROLE = "RESTORE_BESIDE_SOURCE_ROLE"
 BLOB_HOST_SUFFIXES = "RESTORE_BLOB_HOST_SUFFIXES"
 PREVIEW_PER_MINUTE = "RESTORE_PREVIEW_PER_MINUTE"
 
+# --- restore drills (issue 15; restore_core/drills/, docs/drills.md)
+DRILL_TARGETS = "RESTORE_DRILL_TARGETS"
+DRILL_SCHEDULE = "RESTORE_DRILL_SCHEDULE"
+DRILL_EVIDENCE_CONTAINER = "RESTORE_DRILL_EVIDENCE_CONTAINER"
+DRILL_MAX_STARTS_PER_TICK = "RESTORE_DRILL_MAX_STARTS_PER_TICK"
+
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
 TELEMETRY_EXPORTER = "RESTORE_TELEMETRY_EXPORTER"
@@ -128,6 +134,9 @@ DEFAULTS: Mapping[str, str] = {
     DATABASE_SUFFIX: "_restored",
     BLOB_HOST_SUFFIXES: "blob.core.windows.net,blob.core.chinacloudapi.cn,blob.core.usgovcloudapi.net",
     PREVIEW_PER_MINUTE: "10",
+    DRILL_SCHEDULE: "0 */5 * * * *",
+    DRILL_EVIDENCE_CONTAINER: "drill-evidence",
+    DRILL_MAX_STARTS_PER_TICK: "10",
 }
 
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
@@ -144,6 +153,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER,
     REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
+    DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
 )
 
 #: Settings that are local-only by nature (the emulators' CA bundles, static tokens, endpoint overrides and the
@@ -242,6 +252,16 @@ class GuardSettings:
     blob_host_suffixes: tuple[str, ...] = ("blob.core.windows.net", "blob.core.chinacloudapi.cn",
                                            "blob.core.usgovcloudapi.net")
     preview_per_minute: int = 10
+    #: fnmatch patterns of the servers reserved for restore drills (issue 15): only drills restore into them
+    drill_targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DrillSettings:
+    """Restore drills (docs/drills.md): the write-once evidence container and the scheduler's throttle."""
+
+    evidence_container: str = "drill-evidence"
+    max_starts_per_tick: int = 10
 
 
 @dataclass(frozen=True)
@@ -270,6 +290,7 @@ class Settings:
     server: ServerRestoreSettings = field(default_factory=lambda: ServerRestoreSettings())
     vaults: tuple[str, ...] = ()  #: RESTORE_VAULTS: the vaults browsed by default
     guards: GuardSettings = GuardSettings()
+    drills: DrillSettings = DrillSettings()
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -387,7 +408,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         server=_server_settings(env),
         vaults=_vaults(env),
         guards=_guard_settings(env),
+        drills=_drill_settings(env),
     )
+
+
+def _drill_settings(env: Mapping[str, str]) -> DrillSettings:
+    container = str(_get(env, DRILL_EVIDENCE_CONTAINER))
+    if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]", container):
+        raise SettingsError(f"{DRILL_EVIDENCE_CONTAINER}={container!r} is not a blob container name: 3-63 lower-case "
+                            "letters, digits and single hyphens")
+    return DrillSettings(evidence_container=container,
+                         max_starts_per_tick=int(_number(env, DRILL_MAX_STARTS_PER_TICK, minimum=1)))
 
 
 def _vaults(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -437,7 +468,18 @@ def _guard_settings(env: Mapping[str, str]) -> GuardSettings:
                          allowed_targets=_list(env, ALLOWED_TARGETS),
                          beside_source_role=(_get(env, BESIDE_SOURCE_ROLE) or "").strip(),
                          blob_host_suffixes=suffixes,
-                         preview_per_minute=int(_number(env, PREVIEW_PER_MINUTE, minimum=1)))
+                         preview_per_minute=int(_number(env, PREVIEW_PER_MINUTE, minimum=1)),
+                         drill_targets=_drill_targets(env))
+
+
+def _drill_targets(env: Mapping[str, str]) -> tuple[str, ...]:
+    patterns = _list(env, DRILL_TARGETS)
+    for p in patterns:
+        if not p.lower().startswith("/subscriptions/") or "flexibleservers/" not in p.lower():
+            raise SettingsError(f"{DRILL_TARGETS}: {p!r} is not a Flexible Server id pattern; use /subscriptions/"
+                                "{sub}/resourceGroups/{rg}/providers/Microsoft.DBforPostgreSQL/flexibleServers/{name}"
+                                " (fnmatch * allowed), separated by commas")
+    return patterns
 
 
 def _json_object(env: Mapping[str, str], name: str) -> dict[str, Any]:

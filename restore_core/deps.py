@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .config import Settings
+from .drills.ports import EvidenceSink
 from .ports import BackupService, QueueSender, StateStore
 from .server_access import ServerAccess
 
@@ -77,6 +78,7 @@ class Deps:
     storage_meter: StorageMeter = field(default_factory=StorageMeter)
     memo: Memo = field(default_factory=lambda: Memo())
     server: ServerAccess | None = None  # restore into a server: target credentials and staging containers
+    evidence: EvidenceSink | None = None  # restore drills: the write-once evidence container (restore_core/drills)
 
     def server_access(self) -> ServerAccess:
         if self.server is None:

@@ -9,7 +9,8 @@ dropping anything:
 - :func:`check_intake` — decidable without Azure, so the doors refuse at once (HTTP 400, a ``rejected`` row for
   queue input): a container URL outside the configured blob endpoints; a target outside ``RESTORE_ALLOWED_TARGETS``;
   a database or server target on a server of ``RESTORE_PROTECTED_SERVERS`` without ``beside_source``;
-  ``beside_source`` asked by a caller without ``RESTORE_BESIDE_SOURCE_ROLE`` (when that setting names a role).
+  ``beside_source`` asked by a caller without ``RESTORE_BESIDE_SOURCE_ROLE`` (when that setting names a role); a
+  server of ``RESTORE_DRILL_TARGETS`` for anyone but a drill, and any other target for a drill (issue 15).
 - :func:`protected_target` — in the validate stage (and the preview), with the backup instance resolved: the
   backup's own source server and every source server of a backup instance in ``RESTORE_PROTECTED_VAULTS`` is not a
   target without ``beside_source``; and beside a source, never under a source database's own name.
@@ -60,6 +61,8 @@ class Caller:
 #: it was, so all key holders share this one caller (and one preview budget).
 FUNCTION_KEY = Caller("function-key", "key")
 QUEUE = Caller("queue", "queue")
+#: The drill scheduler (restore_core/drills): the only caller that may restore into a drill target.
+DRILL = Caller("drill", "drill")
 
 
 def caller_from_http(headers: Mapping[str, str]) -> Caller:
@@ -154,9 +157,27 @@ def configured_protection(req: RestoreRequest, servers: tuple[str, ...]) -> Refu
     return _protected_refusal(server, "listed in RESTORE_PROTECTED_SERVERS")
 
 
+def drill_only(req: RestoreRequest, caller: Caller, patterns: tuple[str, ...]) -> Refusal | None:
+    """``RESTORE_DRILL_TARGETS``: servers reserved for restore drills take restores from drills only (their databases
+    are dropped when a drill's validation window ends), and drills restore only into them."""
+    server = _server_of(req)
+    on_drill_target = server is not None and bool(patterns) and \
+        any(fnmatch.fnmatchcase(server.lower(), p.lower()) for p in patterns)
+    if caller.kind == "drill" and not on_drill_target:
+        return Refusal("NotADrillTarget", "a drill restores only into a server of RESTORE_DRILL_TARGETS",
+                       "change the drill's target.server_id to a drill target", "target.server_id")
+    if caller.kind != "drill" and on_drill_target:
+        return Refusal("DrillTargetReserved", "target.server_id is reserved for restore drills "
+                                              "(RESTORE_DRILL_TARGETS): only drills restore into it",
+                       "restore into another server; to prove a backup on the drill server, define a drill "
+                       "(POST /api/drills) or run one now (POST /api/drills/{id}/run)", "target.server_id")
+    return None
+
+
 def check_intake(req: RestoreRequest, caller: Caller, settings: GuardSettings) -> RequestError | None:
     """The guards a door decides at once (no Azure call); the first refusal as a 400, or None."""
     for refusal in (blob_host(req, settings.blob_host_suffixes), allowed(req, settings.allowed_targets),
+                    drill_only(req, caller, settings.drill_targets),
                     beside_source_role(req, caller, settings.beside_source_role),
                     configured_protection(req, settings.protected_servers)):
         if refusal is not None:

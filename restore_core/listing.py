@@ -9,7 +9,7 @@ Query parameters (anything else is a 400 naming the nearest valid one):
 - ``source`` / ``target``: text found (case-insensitively) in the source server/database/backup instance, or in
   the target (server, database name, container, prefix);
 - ``region``: ``primary``, ``secondary`` or a region name (the region restored into);
-- ``started_by``: ``http``, ``queue`` or ``alert``;
+- ``started_by``: ``http``, ``queue``, ``alert`` or ``drill``;
 - ``limit`` (1..200, default 50) and ``continuation`` (from the previous page, unchanged).
 
 Newest first without reading whole days: restores are filed by UTC creation day and their ids sort by time, so a
@@ -41,7 +41,7 @@ SLICE_HOURS = 6
 PARAMS = frozenset({"status", "since", "until", "limit", "continuation", "source", "target", "region",
                     "started_by"})
 ACTIVE = frozenset(s.value for s in Status if s not in TERMINAL)
-DOORS = ("http", "queue", "alert")
+DOORS = ("http", "queue", "alert", "drill")
 _ID = re.compile(r"^\d{8}T\d{6}-[0-9a-f]{10}$")
 _CURSOR_PREFIX = "v2|"
 

@@ -31,15 +31,16 @@ MAX_BODY_BYTES = 16 * 1024
 ALERT_KEY_PREFIX = "alert:"
 MESSAGE_KEY_PREFIX = "msg:"
 POISON_KEY_PREFIX = "poison:"
-RESERVED_KEY_PREFIXES = (ALERT_KEY_PREFIX, MESSAGE_KEY_PREFIX, POISON_KEY_PREFIX)
+DRILL_KEY_PREFIX = "drill:"  # a drill run's restore (restore_core/drills)
+RESERVED_KEY_PREFIXES = (ALERT_KEY_PREFIX, MESSAGE_KEY_PREFIX, POISON_KEY_PREFIX, DRILL_KEY_PREFIX)
 
 
 def reserved_key_problem(key: str) -> str | None:
     """Why a client idempotency key is refused (it starts with a door's own prefix), or None."""
     for prefix in RESERVED_KEY_PREFIXES:
         if key.lower().startswith(prefix):
-            return (f"idempotency keys starting with {prefix!r} are reserved for the service's own doors (alerts and "
-                    "queue messages)")
+            return (f"idempotency keys starting with {prefix!r} are reserved for the service's own doors (alerts, "
+                    "queue messages and drills)")
     return None
 
 

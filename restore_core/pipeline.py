@@ -23,6 +23,7 @@ from typing import Any
 from . import late_outcomes, lease, locks, telemetry
 from .backup import JobInfo
 from .deps import Deps
+from .drills import evidence as drill_evidence
 from .errors import AzureRejection, PermanentError, RestoreError, RetryableError, require
 from .events import publish_completion
 from .limits import clip
@@ -301,6 +302,7 @@ def finish(deps: Deps, rec: RestoreRecord) -> None:
     locks.release(deps, rec)  # the destination is free for the next restore (a lost release goes stale: harmless)
     if rec.status == Status.FAILED and rec.error_code == "DeadlineExceeded" and rec.azure_job_id:
         late_outcomes.watch(deps, rec)  # its Azure job may still end: record how, on the timeline
+    drill_evidence.on_restore_finished(deps, rec)  # a drill's restore: its evidence (never raises)
     deps.store.remove_active(rec.id)
     rto = (rec.job_end or rec.updated_at) - rec.created_at
     job_seconds = (rec.job_end - rec.job_start).total_seconds() if rec.job_end and rec.job_start else None

@@ -21,6 +21,7 @@ from . import telemetry
 from .config import Settings, StorageTimeouts, load_settings
 from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
+from .drills.evidence import BlobEvidenceSink
 from .queues import BASE64, AzureQueueSender
 from .server_access import AzureServerAccess
 from .store import TableStateStore
@@ -91,7 +92,19 @@ def build(settings: Settings) -> Deps:
     except AzureError as exc:  # in Azure the infrastructure creates them; lacking rights to create is fine
         log.warning("could not ensure tables/queues (%s); assuming they exist", type(exc).__name__)
     return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings), storage_meter=meter,
-                server=AzureServerAccess(settings))
+                server=AzureServerAccess(settings), evidence=evidence_sink(settings))
+
+
+def evidence_sink(settings: Settings) -> BlobEvidenceSink:
+    """The drills' write-once evidence container in the app's storage account (restore_core/drills/evidence.py)."""
+    from azure.storage.blob import ContainerClient
+
+    st, name = settings.storage, settings.drills.evidence_container
+    if st.connection_string:
+        return BlobEvidenceSink(ContainerClient.from_connection_string(st.connection_string, name))
+    assert st.blob_service_uri, "identity-based storage needs RestoreStorage__blobServiceUri for drill evidence"
+    return BlobEvidenceSink(ContainerClient(st.blob_service_uri, name,
+                                            credential=_credential(st.client_id or settings.azure_client_id)))
 
 
 def deps() -> Deps:

@@ -27,7 +27,7 @@ from .expectations import job_visible_in, rehydration_expected
 from .models import Status
 from .records import RestoreRecord, iso
 
-_KEY_PREFIXES = (("alert:", "alert_id"), ("msg:", "message_id"), ("poison:", "message_id"))
+_KEY_PREFIXES = (("alert:", "alert_id"), ("msg:", "message_id"), ("poison:", "message_id"), ("drill:", "drill_run"))
 _PG = re.compile(r"/providers/Microsoft\.DBforPostgreSQL/(?P<kind>servers|flexibleServers)/(?P<server>[^/]+)"
                  r"(?:/databases/(?P<db>[^/]+))?$", re.IGNORECASE)
 

@@ -8,6 +8,10 @@ param queueNames array
 param tableNames array
 @description('Blob container Flex Consumption deploys the app package into.')
 param deploymentContainerName string
+@description('Write-once container of the restore drills\' evidence documents (RESTORE_DRILL_EVIDENCE_CONTAINER).')
+param drillEvidenceContainerName string
+@description('Days each evidence document stays immutable (time-based retention policy of that container).')
+param drillEvidenceRetentionDays int
 
 var poisonQueueNames = [for q in queueNames: '${q}-poison']
 
@@ -94,6 +98,26 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-
   parent: tableService
   name: t
 }]
+
+// Restore drills' evidence (docs/drills.md): a time-based retention policy makes every document write-once; the app
+// writes each document once (overwrite refused) and never deletes one. Locking the policy is a deliberate one-way step
+// (az storage container immutability-policy lock), left to the operator (docs/drills.md).
+resource drillEvidenceContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: drillEvidenceContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource drillEvidenceImmutability 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = {
+  parent: drillEvidenceContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: drillEvidenceRetentionDays
+    allowProtectedAppendWrites: false
+  }
+}
 
 output id string = account.id
 output name string = account.name

@@ -32,7 +32,7 @@ def _demo() -> dict:
 
 def test_demo_world_meets_the_brief():
     w = parse_world(_demo(), NOW)
-    assert len(w.clusters) <= 7  # issue 12 added the Flexible target (pgflex-target)
+    assert len(w.clusters) <= 8  # issue 12 added the Flexible target (pgflex-target), issue 15 the drill server
     prod = next(v for v in w.vaults.values() if v.name == "bv-prod")
     assert (prod.location, prod.storage_redundancy, prod.cross_region_restore) == ("westeurope", "GeoRedundant",
                                                                                    "Enabled")

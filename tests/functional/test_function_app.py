@@ -83,6 +83,12 @@ def test_watchdog_timer_reads_its_schedule_from_settings(functions: dict[str, An
     assert trig.get("runOnStartup") in (False, None)
 
 
+def test_drill_timer_reads_its_schedule_from_settings(functions: dict[str, Any]) -> None:
+    trig = trigger_of(functions["restore_drills"])
+    assert trig["type"] == "timerTrigger" and trig["schedule"] == f"%{config.DRILL_SCHEDULE}%"
+    assert trig.get("runOnStartup") in (False, None)
+
+
 HTTP_ROUTES = {
     "restores_create": ("restores", ["POST"]),
     "restores_get": ("restores/{id}", ["GET"]),
@@ -93,6 +99,11 @@ HTTP_ROUTES = {
     "stages_list": ("stages", ["GET"]),
     "backup_instances_list": ("backup-instances", ["GET"]),
     "recovery_points_list": ("backup-instances/{instance}/recovery-points", ["GET"]),
+    "drills_create": ("drills", ["POST"]),
+    "drills_list": ("drills", ["GET"]),
+    "drills_one": ("drills/{id}", ["GET", "PUT", "DELETE"]),
+    "drills_runs": ("drills/{id}/runs", ["GET"]),
+    "drills_run_now": ("drills/{id}/run", ["POST"]),
 }
 
 
