@@ -465,7 +465,8 @@ def request_error_from(exc: ValidationError) -> RequestError:
     if kind == "extra_forbidden":
         hint = _nearest_field(field)
         return RequestError(f"unknown field {field!r}{hint}", field=field,
-                            fix=(f"rename it{hint}, or " if hint else "") + "remove it; see the request schema in the README")
+                            fix=(f"rename it{hint}, or " if hint else "")
+                            + "remove it; see the request schema in the README")
     if kind == "missing":
         return RequestError(f"missing field {field!r}", field=field, fix="add it; see the request schema in the README")
     if kind == "union_tag_invalid" or kind == "union_tag_not_found":
