@@ -11,8 +11,9 @@ files, never through a command line), ``tls/`` (the local CA every local TLS end
 0600, the clusters' server certificate), ``secrets/`` (0700: ``entra.token`` = ENTRA_STATIC_TOKEN and
 ``pg-passwords.json`` = the passwords of the flexible clusters' admin and Entra roles),
 ``auth/`` (the local Entra ID issuer, localdev/localissuer.py: ``issuer.key`` 0600, ``jwks.json``, the host's
-``auth.json``), ``stack.json`` (PIDs, ports, log paths), ``logs/``. Start order: Azurite → clusters → emulator → Functions host →
-local job runner (``localdev/jobrunner.py``, when it exists; restarted with the host);
+``auth.json``), ``stack.json`` (PIDs, ports, log paths), ``logs/``.
+Start order: Azurite → clusters → emulator → Functions host → local job runner (``localdev/jobrunner.py``, when it
+exists; restarted with the host);
 each must be ready before the next starts. A second ``up`` while a stack in DIR is alive is REFUSED (run
 ``make down`` first); a stack whose processes are all gone is treated as stale and replaced.
 A component that fails to start is reported with the last 30 lines of its log, and everything already started
