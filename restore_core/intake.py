@@ -103,6 +103,12 @@ def audit_fields(who: dict[str, Any], action: str) -> dict[str, Any]:
 
 def record_rejection(deps: Deps, *, source: str, error: RequestError, key: str, fallback_key: str | None = None,
                      extra: dict[str, Any] | None = None, who: dict[str, Any] | None = None) -> RestoreRecord:
+    """See :func:`_rejection` (which also says whether this call created the record)."""
+    return _rejection(deps, source=source, error=error, key=key, fallback_key=fallback_key, extra=extra, who=who)[0]
+
+
+def _rejection(deps: Deps, *, source: str, error: RequestError, key: str, fallback_key: str | None = None,
+               extra: dict[str, Any] | None = None, who: dict[str, Any] | None = None) -> tuple[RestoreRecord, bool]:
     """A queue input we cannot accept still leaves a ``rejected`` row saying why. ``key`` makes a redelivery find the
     same record; when another request already holds ``key`` (e.g. a key reused for a different body), the record is
     kept under ``fallback_key`` (the message's own key) instead."""
@@ -119,13 +125,13 @@ def record_rejection(deps: Deps, *, source: str, error: RequestError, key: str, 
     except RequestError:
         if fallback_key is None or fallback_key == key:
             raise
-        return record_rejection(deps, source=source, error=error, key=fallback_key, extra=extra, who=who)
+        return _rejection(deps, source=source, error=error, key=fallback_key, extra=extra, who=who)
     if created:
         telemetry.record_restore_finished(outcome="rejected", target_kind="unknown", region="primary",
                                           error_code=error.code, rto_seconds=None, job_seconds=None, source=source)
         log.warning("%s input rejected (%s): %s", source, error.code, error.message,
                     extra={"restore_id": found.id, **audit_fields(found.caller, "rejected")})
-    return found
+    return found, created
 
 
 @dataclass
@@ -170,32 +176,36 @@ def read_queue_input(body: bytes | str, deps: Deps) -> QueueInput:
     return inp
 
 
-def _submit_queued(deps: Deps, inp: QueueInput, *, key: str, fallback_key: str) -> RestoreRecord:
+def _submit_queued(deps: Deps, inp: QueueInput, *, key: str, fallback_key: str) -> tuple[RestoreRecord, bool]:
     assert inp.req is not None
     with telemetry.stage_span("intake", restore_id="pending", traceparent=None) as span:
         try:
             restore_id = alert_plans.admit(deps, inp.plan[0], inp.plan[1], key) if inp.plan and inp.key else None
-            rec, _ = submit(inp.req, source=inp.source, deps=deps, restore_id=restore_id,
-                            idempotency_key=None if inp.req.idempotency_key else key, traceparent=span.traceparent,
-                            caller=guards.PLAN if inp.plan else None, who=inp.who)
+            rec, created = submit(inp.req, source=inp.source, deps=deps, restore_id=restore_id,
+                                  idempotency_key=None if inp.req.idempotency_key else key,
+                                  traceparent=span.traceparent, caller=guards.PLAN if inp.plan else None, who=inp.who)
         except RequestError as exc:  # a key reused for another request, a stored form too large, ...
             # a deduplicated alert is recorded under its own alert key: the action group's retries find that record
             if exc.code == "AlertDeduplicated":  # kept with the request it would have started
-                return record_rejection(deps, source=inp.source, error=exc, key=key, fallback_key=fallback_key,
-                                        extra=stored_form(inp.req), who=inp.who)
-            return record_rejection(deps, source=inp.source, error=exc, key=fallback_key, who=inp.who)
+                return _rejection(deps, source=inp.source, error=exc, key=key, fallback_key=fallback_key,
+                                  extra=stored_form(inp.req), who=inp.who)
+            return _rejection(deps, source=inp.source, error=exc, key=fallback_key, who=inp.who)
         span.set("id", rec.id)
-        return rec
+        return rec, created
 
 
 def from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRecord:
     """Handle one ``restore-requests`` message: a request body or an alert payload. Never raises for bad input:
     every decoding or request error leaves a ``rejected`` record (only storage/queue outages raise, to be retried)."""
+    return _from_queue(body, message_id=message_id, deps=deps)[0]
+
+
+def _from_queue(body: bytes | str, *, message_id: str, deps: Deps) -> tuple[RestoreRecord, bool]:
     msg_key = f"{MESSAGE_KEY_PREFIX}{message_id}"
     inp = read_queue_input(body, deps)
     if inp.error is not None:
-        return record_rejection(deps, source=inp.source, error=inp.error, key=inp.key or msg_key,
-                                fallback_key=msg_key, who=inp.who)
+        return _rejection(deps, source=inp.source, error=inp.error, key=inp.key or msg_key, fallback_key=msg_key,
+                          who=inp.who)
     return _submit_queued(deps, inp, key=inp.key or msg_key, fallback_key=msg_key)
 
 
@@ -210,10 +220,8 @@ def from_alert_http(body: bytes, *, deps: Deps) -> tuple[RestoreRecord, bool]:
                            f"{str(data.get('schemaId'))[:80]!r})", field="schemaId", code="NotACommonAlert",
                            fix="turn on \"Enable the common alert schema\" for this receiver in the action group, "
                                "or send restore requests to POST /api/restores")
-    t0 = deps.clock()
     # an alert without an id is keyed by its body, so that the sender's retries find the same record
-    rec = from_queue(body, message_id=f"alert-http-{hashlib.sha256(body).hexdigest()[:40]}", deps=deps)
-    return rec, rec.created_at >= t0  # an earlier delivery's record was created before this call began
+    return _from_queue(body, message_id=f"alert-http-{hashlib.sha256(body).hexdigest()[:40]}", deps=deps)
 
 
 def from_poison(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRecord:
@@ -235,7 +243,7 @@ def from_poison(body: bytes | str, *, message_id: str, deps: Deps) -> RestoreRec
     assert inp.req is not None
     own_key = inp.req.idempotency_key or inp.key
     if own_key:
-        return _submit_queued(deps, inp, key=own_key, fallback_key=poison_key)
+        return _submit_queued(deps, inp, key=own_key, fallback_key=poison_key)[0]
     request = stored_form(inp.req)
     error = RequestError(
         "this queue message failed every delivery and reached the poison queue; it has no idempotency key, so it "
