@@ -90,3 +90,15 @@ def test_the_workbook_has_an_audit_view_over_the_logged_actors() -> None:
     audit = next(i for i in wb["items"] if i.get("name") == "audit")
     for field in ("audit_action", "actor_kind", "actor_id", "actor_name", "actor_rule", "actor_plan", "restore_id"):
         assert f"customDimensions.{field}" in audit["content"]["query"], field
+
+
+def test_the_app_roles_file_defines_exactly_the_roles_the_app_checks() -> None:
+    from restore_core import principal
+
+    roles = json.loads((facts.INFRA / "entra-app-roles.json").read_text())
+    assert sorted(r["value"] for r in roles) == sorted(principal.ROLES)
+    assert len({r["id"] for r in roles}) == len(roles) and all(facts.GUID.fullmatch(r["id"]) for r in roles)
+    assert all(set(r["allowedMemberTypes"]) == {"User", "Application"} and r["isEnabled"] for r in roles)
+    params = json.loads((facts.INFRA / "main.parameters.json").read_text())["parameters"]
+    assert params["entraClientId"]["value"] == "${ENTRA_CLIENT_ID=}"
+    assert params["alertDoorWebhookUrl"]["value"] == "${ALERT_DOOR_WEBHOOK_URL=}"
