@@ -124,3 +124,20 @@ def test_an_alert_without_an_id_is_keyed_by_its_body(h: Harness) -> None:
     first, again = door(h, broken), door(h, broken)
     assert first.body["status"] == "rejected" and first.body["error"]["code"] == "InvalidAlert"
     assert again.body["id"] == first.body["id"]
+
+
+def test_an_alert_restore_refused_in_validation_is_counted_with_its_door(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A guard that needs Azure refuses in the validate stage: the restore ends rejected there, still before anything
+    is paid for, and the failure alert must see that it came from an alert."""
+    from restore_core import pipeline
+
+    hh = Harness(settings=settings(RESTORE_PLANS=json.dumps(PLANS)))
+    rid = door(hh, ALERT).body["id"]
+    counted: list[dict[str, Any]] = []
+    monkeypatch.setattr(pipeline.telemetry, "record_restore_finished", lambda **kw: counted.append(kw))
+    rec = hh.deps.store.get(rid)
+    assert rec is not None
+    done = hh.deps.store.update(rec.copy(status=Status.REJECTED, stage=None, error_code="TargetServerProtected"))
+    pipeline.finish(hh.deps, done)
+    assert [(c["outcome"], c["source"], c["error_code"]) for c in counted] == \
+        [("rejected", "alert", "TargetServerProtected")]
