@@ -188,6 +188,12 @@ def _not_cancellable(rec: RestoreRecord) -> ApiResponse | None:
     return None
 
 
+def _cancelled_by(caller: Caller) -> str:
+    """The timeline line of a cancel: the principal by name; a function-key holder stays "operator" (the host does
+    not say which key), its record in the entry's data."""
+    return "cancelled by operator" + (f" {caller.label()}" if caller.kind == "principal" else "")
+
+
 @_storage_unavailable_is_503
 def cancel(restore_id: str, *, deps: Deps, caller: Caller = guards.FUNCTION_KEY) -> ApiResponse:
     """Cancel before the trigger; the row, its timeline and the log record who cancelled."""
@@ -205,8 +211,7 @@ def cancel(restore_id: str, *, deps: Deps, caller: Caller = guards.FUNCTION_KEY)
                         error_message=f"cancelled by {intake.describe(who)} before the restore was triggered",
                         error_fix="submit a new request if the restore is needed after all")
         try:
-            done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None,
-                                                          f"cancelled by operator {intake.describe(who)}",
+            done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, _cancelled_by(caller),
                                                           {"cancelled_by": who})])
         except ConcurrencyError as lost:
             rec = lost.current
