@@ -11,7 +11,8 @@
 
 String values in ``target`` may use ``{fired:<strftime>}``, ``{alert_short}`` (first 8 characters of the alert's
 guid) and ``{resource_name}``. The alert id is the idempotency key: a re-fired or redelivered alert starts nothing new.
-Only ``monitorCondition == "Fired"`` starts a restore.
+Only ``monitorCondition == "Fired"`` starts a restore, and never an alert about this service itself
+(:func:`feedback_loop`: ``RESTORE_OWN_RESOURCE_IDS``, ``RESTORE_OWN_ALERT_RULE_PREFIXES``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Intake: the two doors (HTTP and the ``restore-requests`` queue), idempotent.
+"""Intake: the doors (HTTP, the ``restore-requests`` queue, and the HTTP alert door), idempotent.
 
-Consumes: a restore request body (or an Azure Monitor alert payload on the queue).
+Consumes: a restore request body (or an Azure Monitor alert payload on the queue or at ``POST /api/alerts``, which
+:func:`from_alert_http` handles exactly as the queue does; alerts about this service itself are refused,
+:func:`restore_core.alerts.feedback_loop`). Every row, its first timeline entry and its log line record who started
+it (the caller, or an alert's id, rule and plan).
 Writes: the restore row (status ``accepted``) with the idempotency index, then the first stage message
 (``restore-validate``). The same idempotency key (client key, alert id, or the queue message id when none is
 given) always answers with the same restore; a key reused for a different request is refused.
