@@ -49,7 +49,8 @@ def test_the_auth_mode_setting_follows_the_app_registration(main_parsed: dict[st
     assert settings[config.AUTH_MODE] == "authMode"
     text = facts.MAIN_BICEP.read_text()
     assert "var authMode = empty(entraClientId) ? 'key' : 'entra'" in text
-    assert config.PLATFORM_AUTH_ENABLED not in facts.app_setting_names(main_parsed), \
+    assert config.PLATFORM_AUTH_ENABLED in config.PLATFORM_SET_SETTINGS
+    assert not set(config.PLATFORM_SET_SETTINGS) & facts.app_setting_names(main_parsed), \
         "WEBSITE_AUTH_ENABLED is the platform's: App Service sets it when authentication is on"
 
 
