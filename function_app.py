@@ -2,18 +2,31 @@
 
 Bindings read their queue names and schedule from app settings (binding expressions); the names are defined once in
 restore_core/config.py and set in infra/ (Bicep) and local.settings.sample.json.
+
+Who may call (README "Who asked"): the user routes' auth level follows ``RESTORE_AUTH_MODE``, read when the host
+indexes the functions (a settings change restarts the app, which indexes again): ``key`` (default) — the host checks a
+function key; ``entra`` — anonymous at the Functions level, because App Service built-in authentication validates the
+caller in front of the app and the app requires its principal and app roles (restore_core/principal.py). The alert
+door ``POST /api/alerts`` is always keyed (an action group's webhook carries the key in its URL) and is excluded from
+the platform's authentication (infra: authsettingsV2 ``excludedPaths``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import azure.functions as func
 
-from restore_core import api, browse, intake, pipeline, runtime, watchdog
+from restore_core import api, browse, config, intake, pipeline, runtime, watchdog
+from restore_core.deps import Deps
 from restore_core.drills import api as drills_api
 from restore_core.drills import scheduler as drills_scheduler
+from restore_core.guards import Caller
 from restore_core.models import Stage
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+#: The user routes' auth level, from configuration only (RESTORE_AUTH_MODE): see the module docstring.
+USER_AUTH = func.AuthLevel.ANONYMOUS if config.auth_mode() == "entra" else func.AuthLevel.FUNCTION
+app = func.FunctionApp(http_auth_level=USER_AUTH)
 CONN = "RestoreStorage"
 
 
@@ -25,54 +38,72 @@ def _base_url(req: func.HttpRequest) -> str:
     return str(req.url).split("?", 1)[0].split("/restores", 1)[0]
 
 
+def _as(action: str, req: func.HttpRequest, handler: Callable[[Caller, Deps], api.ApiResponse]) -> func.HttpResponse:
+    """Run ``handler`` when the caller may do ``action`` (restore_core/principal.py); the refusal otherwise."""
+    deps = runtime.deps()
+    return _http(api.authorized(action, dict(req.headers), deps, lambda caller: handler(caller, deps)))
+
+
 @app.route(route="restores", methods=["POST"])
 def restores_create(req: func.HttpRequest) -> func.HttpResponse:
     """Start a restore (idempotent). Contract: restore_core/api.py create."""
-    return _http(api.create(req.get_body(), headers=dict(req.headers), base_url=_base_url(req), deps=runtime.deps()))
+    return _as("start", req, lambda caller, deps: api.create(req.get_body(), headers=dict(req.headers),
+                                                             base_url=_base_url(req), deps=deps, caller=caller))
 
 
 @app.route(route="restores/preview", methods=["POST"])
 def restores_preview(req: func.HttpRequest) -> func.HttpResponse:
     """Dry run: every check a restore would run, answered synchronously; creates nothing. Contract: restore_core/
     preview.py."""
-    return _http(api.preview_restore(req.get_body(), headers=dict(req.headers), deps=runtime.deps()))
+    return _as("preview", req, lambda caller, deps: api.preview_restore(req.get_body(), headers=dict(req.headers),
+                                                                        deps=deps, caller=caller))
 
 
 @app.route(route="restores/{id}", methods=["GET"])
 def restores_get(req: func.HttpRequest) -> func.HttpResponse:
     """Status resource of one restore, with its timeline."""
-    return _http(api.get(req.route_params.get("id", ""), deps=runtime.deps()))
+    return _as("read", req, lambda _, deps: api.get(req.route_params.get("id", ""), deps=deps))
 
 
 @app.route(route="restores", methods=["GET"])
 def restores_list(req: func.HttpRequest) -> func.HttpResponse:
     """Restores by status and creation time, paged."""
-    return _http(api.list_restores(dict(req.params), deps=runtime.deps()))
+    return _as("read", req, lambda _, deps: api.list_restores(dict(req.params), deps=deps))
 
 
 @app.route(route="stages", methods=["GET"])
 def stages_list(req: func.HttpRequest) -> func.HttpResponse:
     """The pipeline's stages (label, status, cancellable), from the stage registry."""
-    return _http(api.stages())
+    return _as("read", req, lambda _, __: api.stages())
 
 
 @app.route(route="restores/{id}/cancel", methods=["POST"])
 def restores_cancel(req: func.HttpRequest) -> func.HttpResponse:
     """Cancel before the trigger; 409 afterwards (Azure cannot cancel a restore job)."""
-    return _http(api.cancel(req.route_params.get("id", ""), deps=runtime.deps()))
+    return _as("cancel", req, lambda caller, deps: api.cancel(req.route_params.get("id", ""), deps=deps,
+                                                              caller=caller))
 
 
 @app.route(route="backup-instances", methods=["GET"])
 def backup_instances_list(req: func.HttpRequest) -> func.HttpResponse:
     """Backup instances of the configured vaults, of ?vault=, or protecting ?datasource=. Contract: browse.py."""
     base = str(req.url).split("?", 1)[0].split("/backup-instances", 1)[0]
-    return _http(browse.list_instances(dict(req.params), base_url=base, deps=runtime.deps()))
+    return _as("browse", req, lambda _, deps: browse.list_instances(dict(req.params), base_url=base, deps=deps))
 
 
 @app.route(route="backup-instances/{instance}/recovery-points", methods=["GET"])
 def recovery_points_list(req: func.HttpRequest) -> func.HttpResponse:
     """Recovery points of a backup instance, newest first, each with its restore request. Contract: browse.py."""
-    return _http(browse.list_points(req.route_params.get("instance", ""), dict(req.params), deps=runtime.deps()))
+    return _as("browse", req, lambda _, deps: browse.list_points(req.route_params.get("instance", ""),
+                                                                 dict(req.params), deps=deps))
+
+
+@app.route(route="alerts", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def alerts_receive(req: func.HttpRequest) -> func.HttpResponse:
+    """Alert door for Azure Monitor action groups (common alert schema; always keyed, whatever RESTORE_AUTH_MODE).
+    Contract: restore_core/api.py alert, restore_core/intake.py from_alert_http."""
+    base = str(req.url).split("?", 1)[0].rsplit("/alerts", 1)[0]
+    return _http(api.alert(req.get_body(), base_url=base, deps=runtime.deps()))
 
 
 @app.route(route="restores/{id}/redrive", methods=["POST"])

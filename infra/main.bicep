@@ -160,6 +160,21 @@ param drillEvidenceRetentionDays int = 400
 
 @description('RESTORE_DRILL_MAX_STARTS_PER_TICK: drill runs the timer starts per tick at most (ARM budget). Empty: code default (10).')
 param drillMaxStartsPerTick string = ''
+@description('Microsoft Entra ID callers (README "Who asked"): the client id of the app registration that defines the app roles reader/operator/admin (Bicep cannot create app registrations without the Microsoft Graph extension: create it first, docs/deploy.md "Entra callers"). Empty: function keys (RESTORE_AUTH_MODE=key), no built-in authentication.')
+param entraClientId string = ''
+
+@description('Tenant of the app registration. Default: the deployment\'s tenant.')
+param entraTenantId string = tenant().tenantId
+
+@description('Client ids of the applications allowed to call with tokens for the app registration (e.g. the Azure CLI, docs/deploy.md). Empty: any client of the tenant (roles still decide).')
+param entraAllowedClientApplications array = []
+
+@description('The alert door\'s webhook URL WITH its function key (https://<app>/api/alerts?code=<key>): the action group ag-restore-door gets a webhook receiver to it. Secure: never logged in the deployment history. Empty on the first deployment (the key exists only after it): docs/deploy.md "Alerts in".')
+@secure()
+param alertDoorWebhookUrl string = ''
+
+@description('RESTORE_OWN_ALERT_RULE_PREFIXES: alerts whose rule name starts with one of these never start a restore (no feedback loops). Empty: code default (alert-restore-, the prefix of this template\'s own rules).')
+param ownAlertRulePrefixes string = ''
 
 @description('Replay job image. Empty: a placeholder until `azd deploy` pushes the image built from ./Dockerfile (azd passes SERVICE_REPLAY_IMAGE_NAME on later provisions).')
 param replayImage string = ''
@@ -220,6 +235,11 @@ var armEndpoint = environment().resourceManager
 var identityName = 'id-restore-${resourceToken}'
 // The replay job's own identity (replay and verify): its PostgreSQL Entra role creates, loads and verifies databases.
 var replayIdentityName = 'id-replay-${resourceToken}'
+var functionAppName = 'func-restore-${resourceToken}'
+// RESTORE_AUTH_MODE follows the app registration: Entra callers when one is given, function keys otherwise.
+var authMode = empty(entraClientId) ? 'key' : 'entra'
+// The alert door stays keyed and outside the platform's authentication (function_app.py alerts_receive).
+var alertDoorPath = '/api/alerts'
 
 // Staging (restore into a server): one account per region vaults restore into, the vault's and its pair (CRR).
 // infra/paired-regions.json = restore_core/regions.py PAIRED_REGIONS (tests/infra checks they agree).
@@ -383,7 +403,6 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_REPLAY_LEASE_SECONDS: replayLeaseSeconds
   // Empty = the code default 2: replays loading into one target server at a time.
   RESTORE_REPLAY_MAX_PER_SERVER: ''
-
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
   RESTORE_VERIFY_COUNT_BUDGET_MB: verifyCountBudgetMb
   RESTORE_DATABASE_SUFFIX: databaseSuffix
@@ -398,6 +417,16 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_DRILL_SCHEDULE: drillSchedule
   RESTORE_DRILL_EVIDENCE_CONTAINER: drillEvidenceContainer
   RESTORE_DRILL_MAX_STARTS_PER_TICK: drillMaxStartsPerTick
+  // Who asked: function keys or Entra callers behind App Service authentication (function-app.bicep authsettingsV2).
+  RESTORE_AUTH_MODE: authMode
+  // No feedback loops: alerts about the service's own resources (and its own rules) never start a restore.
+  RESTORE_OWN_RESOURCE_IDS: string([
+    '${rg.id}/providers/Microsoft.Web/sites/${functionAppName}'
+    storage.outputs.id
+    monitoring.outputs.appInsightsId
+    monitoring.outputs.workspaceId
+  ])
+  RESTORE_OWN_ALERT_RULE_PREFIXES: ownAlertRulePrefixes
 })
 
 // The replay job: the same settings with its own identity (storage, Key Vault, staging blobs, telemetry, PostgreSQL).
@@ -430,7 +459,7 @@ module app 'modules/function-app.bicep' = {
   name: 'function-app'
   scope: rg
   params: {
-    name: 'func-restore-${resourceToken}'
+    name: functionAppName
     planName: 'plan-restore-${resourceToken}'
     location: location
     tags: union(tags, { 'azd-service-name': 'api' })
@@ -442,6 +471,12 @@ module app 'modules/function-app.bicep' = {
     deploymentContainerUrl: '${storage.outputs.blobEndpoint}${deploymentContainerName}'
     appSettings: appSettings
     virtualNetworkSubnetId: functionSubnetId
+    entraClientId: entraClientId
+    entraTenantId: entraTenantId
+    entraAllowedClientApplications: entraAllowedClientApplications
+    authExcludedPaths: [
+      alertDoorPath
+    ]
   }
 }
 
@@ -519,6 +554,7 @@ module dashboards 'modules/dashboards.bicep' = {
     resourceToken: resourceToken
     rtoTargetMinutes: rtoTargetMinutes
     alertEmail: alertEmail
+    alertDoorWebhookUrl: alertDoorWebhookUrl
   }
 }
 
@@ -576,6 +612,9 @@ output APP_IDENTITY_CLIENT_ID string = identity.outputs.clientId
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATION_INSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output WORKBOOK_ID string = dashboards.outputs.workbookId
+output RESTORE_AUTH_MODE string = authMode
+output ALERT_DOOR_URL string = '${app.outputs.uri}${alertDoorPath}'
+output ALERT_DOOR_ACTION_GROUP_ID string = dashboards.outputs.doorActionGroupId
 output AZURE_CONTAINER_REGISTRY_ENDPOINT string = registry.outputs.loginServer
 output REPLAY_JOB_NAME string = replayJob.outputs.jobName
 output RESTORE_ENTRA_USER string = identityName

@@ -4,7 +4,8 @@ Consumes: the status API (``POST/GET /api/restores``, ``GET /api/restores/{id}``
 and ``GET /api/stages`` for the stages' labels and pipeline order, read once per command that shows restores) at
 ``--url`` / env ``RESTORE_API_URL`` / ``.local/stack.env``, authenticated with the function key (env
 ``RESTORE_API_KEY``, ``--key-file``, or ``.local/stack.env``; never a command-line argument, which every local user
-can read) sent as ``x-functions-key``.
+can read) sent as ``x-functions-key``; with Microsoft Entra callers (``RESTORE_AUTH_MODE=entra``) an access token from
+env ``RESTORE_API_TOKEN`` sent as ``Authorization: Bearer`` (locally: ``python -m localdev.localissuer token``).
 Produces: human-readable output on stdout (``--json`` for raw JSON), errors on stderr. The stage column and the
 ``stage:`` line show each stage's label as the API serves it; the per-stage times and the timeline show the stage
 values themselves. If ``GET /api/stages`` fails (e.g. an API older than that route), a warning goes to stderr and the
@@ -107,6 +108,7 @@ class ApiClient:
     base: str  #: ends with /api
     key: str | None
     timeout: float = 10.0
+    token: str | None = None  #: an Entra access token (RESTORE_API_TOKEN), sent as a bearer token
 
     def call(self, method: str, path: str, body: Any = None, query: Mapping[str, str | None] | None = None) -> Any:
         url = self.base + path
@@ -119,6 +121,8 @@ class ApiClient:
             headers["Content-Type"] = "application/json"
         if self.key:
             headers["x-functions-key"] = self.key
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 (http(s) only)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
@@ -231,7 +235,7 @@ def _describe_http_error(exc: urllib.error.HTTPError) -> str:
         return text
     if exc.code in (401, 403):
         return (f"{exc.code}: the API refused the function key; set RESTORE_API_KEY or pass --key-file FILE "
-                "(the local stack writes it to .local/stack.env)")
+                "(the local stack writes it to .local/stack.env), or with Entra callers set RESTORE_API_TOKEN")
     if exc.code == 404:
         return f"404: not found ({exc.url})"
     return f"{exc.code} {exc.reason}"
@@ -829,8 +833,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
         if args.key is not None:
             raise CliError("--key puts the function key on the command line, where every local user can read it "
                            "(ps, shell history); set RESTORE_API_KEY or pass --key-file FILE instead", EXIT_USAGE)
-        base, key = resolve_endpoint(args.url, args.key_file, os.environ if env is None else env, args.env_file)
-        return _dispatch(ApiClient(base, key), args, out, err, stdin)
+        env = os.environ if env is None else env
+        base, key = resolve_endpoint(args.url, args.key_file, env, args.env_file)
+        return _dispatch(ApiClient(base, key, token=env.get("RESTORE_API_TOKEN") or None), args, out, err, stdin)
     except CliError as exc:
         err.write(f"restorectl: {exc}\n")
         return exc.code

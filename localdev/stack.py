@@ -10,8 +10,10 @@ Produces in DIR: ``clusters.json``, ``local.settings.json`` (0600), ``stack.env`
 files, never through a command line), ``tls/`` (the local CA every local TLS endpoint uses: ``ca.pem``, its key
 0600, the clusters' server certificate), ``secrets/`` (0700: ``entra.token`` = ENTRA_STATIC_TOKEN and
 ``pg-passwords.json`` = the passwords of the flexible clusters' admin and Entra roles),
-``stack.json`` (PIDs, ports, log paths), ``logs/``. Start order: Azurite → clusters → emulator → Functions host →
-local job runner (``localdev/jobrunner.py``, when it exists; restarted with the host);
+``auth/`` (the local Entra ID issuer, localdev/localissuer.py: ``issuer.key`` 0600, ``jwks.json``, the host's
+``auth.json``), ``stack.json`` (PIDs, ports, log paths), ``logs/``.
+Start order: Azurite → clusters → emulator → Functions host → local job runner (``localdev/jobrunner.py``, when it
+exists; restarted with the host);
 each must be ready before the next starts. A second ``up`` while a stack in DIR is alive is REFUSED (run
 ``make down`` first); a stack whose processes are all gone is treated as stale and replaced.
 A component that fails to start is reported with the last 30 lines of its log, and everything already started
@@ -45,6 +47,7 @@ from typing import Any
 import trustme
 import yaml
 
+from localdev import localissuer
 from localdev.azurite import Azurite, AzuriteError
 from localdev.pgcluster import FlexibleSetup, PgCluster, PgClusterError, find_bindir
 
@@ -54,7 +57,7 @@ DEFAULT_WORLD = REPO / "localdev" / "worlds" / "demo.yaml"
 DASHBOARD_DIR = REPO / "localdev" / "dashboard"
 SAMPLE_SETTINGS = REPO / "local.settings.sample.json"
 OWNED_MARKER = ".stack-owned"
-OWNED_SUBDIRS = ("azurite", "pg", "dpemu", "tls", "secrets")
+OWNED_SUBDIRS = ("azurite", "pg", "dpemu", "tls", "secrets", "auth")
 JOBRUNNER = REPO / "localdev" / "jobrunner.py"
 STAGING_CONTAINER = "restore-staging"  # the container name of the restore service's staging accounts in a world
 ADMIN_USER = "pgadmin"  # the admin of every flexible cluster (LOGIN CREATEDB CREATEROLE, not superuser)
@@ -308,6 +311,7 @@ class Stack:
         self._entra_token = secrets.token_urlsafe(32)
         self._admin_password = secrets.token_urlsafe(18)
         _write_private(sec / "entra.token", self._entra_token)
+        localissuer.create(self.dir, require_authentication=False)  # the local Entra ID: key, JWKS, auth file
 
     def _flexible_setup(self) -> FlexibleSetup:
         tls = self.dir / "tls"
@@ -451,9 +455,13 @@ class Stack:
         port = previous or self.http_port  # a restart keeps the port a `0` start got
         keys_path = self.dir / "funchost.keys.json"  # never on a command line: every local user can read those
         _write_private(keys_path, json.dumps({"functionKeys": [self._function_key], "masterKey": self._master_key}))
+        # the platform's built-in authentication, played by the host (localdev/funchost/easyauth.py): tokens of the
+        # local issuer (localdev/localissuer.py); authentication required when the app expects Entra callers
+        auth_file = localissuer.write_auth_file(
+            self.dir, require_authentication=values.get("RESTORE_AUTH_MODE", "key").strip().lower() == "entra")
         cmd = [sys.executable, "-m", "localdev.funchost", "--app-dir", str(self.app_dir), "--settings",
                str(settings_path), "--port", str(port), "--keys-file", str(keys_path), "--ready-file",
-               str(ready_file)]
+               str(ready_file), "--auth-file", str(auth_file)]
         if DASHBOARD_DIR.is_dir():
             cmd += ["--static", f"/dashboard={DASHBOARD_DIR}"]
         self._spawn("funchost", cmd, os.environ, "localdev.funchost")

@@ -11,7 +11,8 @@
 
 String values in ``target`` may use ``{fired:<strftime>}``, ``{alert_short}`` (first 8 characters of the alert's
 guid) and ``{resource_name}``. The alert id is the idempotency key: a re-fired or redelivered alert starts nothing new.
-Only ``monitorCondition == "Fired"`` starts a restore.
+Only ``monitorCondition == "Fired"`` starts a restore, and never an alert about this service itself
+(:func:`feedback_loop`: ``RESTORE_OWN_RESOURCE_IDS``, ``RESTORE_OWN_ALERT_RULE_PREFIXES``).
 """
 
 from __future__ import annotations
@@ -124,3 +125,51 @@ def fired_at(data: dict[str, Any]) -> datetime | None:
         return parse_time(data["data"]["essentials"]["firedDateTime"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def alert_key(data: dict[str, Any]) -> str | None:
+    """The idempotency key of an alert payload (``alert:<alertId>``), or None when it has no alert id."""
+    ess = (data.get("data") or {}).get("essentials") if isinstance(data.get("data"), dict) else None
+    alert_id = ess.get("alertId") if isinstance(ess, dict) else None
+    return f"{ALERT_KEY_PREFIX}{alert_id}" if isinstance(alert_id, str) and alert_id else None
+
+
+def who(data: dict[str, Any], plans: dict[str, Any]) -> dict[str, Any]:
+    """What a restore started by this alert records as its starter: the alert id, its rule and the plan (the
+    alerted resource the plan is keyed by), as far as the payload says."""
+    ess = (data.get("data") or {}).get("essentials") if isinstance(data.get("data"), dict) else None
+    ess = ess if isinstance(ess, dict) else {}
+    out: dict[str, Any] = {"kind": "alert", "id": str(ess.get("alertId") or "")}
+    if isinstance(ess.get("alertRule"), str):
+        out["rule"] = ess["alertRule"]
+    try:
+        out["plan"] = plan_of_alert(data, plans)[0]
+    except (RequestError, AttributeError, TypeError):
+        pass
+    return out
+
+
+def feedback_loop(data: dict[str, Any], own_resource_ids: tuple[str, ...],
+                  own_rule_prefixes: tuple[str, ...]) -> RequestError | None:
+    """No feedback loops: an alert about this service itself never starts a restore. Refused when one of its
+    targets is (or lies under) one of ``RESTORE_OWN_RESOURCE_IDS`` (the function app, its storage, Application
+    Insights, its workspace: set by the infra), or its rule's name starts with one of
+    ``RESTORE_OWN_ALERT_RULE_PREFIXES`` (the infra's own rules are named ``alert-restore-...``)."""
+    ess = (data.get("data") or {}).get("essentials") if isinstance(data.get("data"), dict) else None
+    if not isinstance(ess, dict):
+        return None
+    rule = str(ess.get("alertRule") or "")
+    targets = [t for t in (ess.get("alertTargetIDs") or []) if isinstance(t, str)]
+    own = [o.rstrip("/").lower() for o in own_resource_ids if o.strip()]
+    hit = next((t for t in targets for o in own if t.rstrip("/").lower() == o
+                or t.lower().startswith(o + "/")), None)
+    why = f"its target {hit} is a resource of this service" if hit else None
+    if why is None and rule and any(rule.lower().startswith(p) for p in own_rule_prefixes if p):
+        why = f"its rule {rule} is one of this service's own alert rules"
+    if why is None:
+        return None
+    return RequestError(f"alert {str(ess.get('alertId') or '').rsplit('/', 1)[-1]} is about this restore service "
+                        f"({why}); such alerts never start a restore", field="data.essentials",
+                        code="AlertAboutThisService",
+                        fix="nothing to do here: look at the restore the alert names (GET /api/restores); route only "
+                            "alerts about protected databases to this door (docs/deploy.md \"Alerts in\")")

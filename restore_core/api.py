@@ -11,6 +11,12 @@ Each returns an :class:`ApiResponse` (status, JSON body, headers); ``function_ap
   400/413 for malformed input, 429 with ``Retry-After`` past the caller's preview budget; creates nothing.
 - ``POST /api/restores/{id}/cancel`` → 200 when cancelled before the trigger; 409 afterwards (Azure cannot
   cancel a restore job) or when already terminal.
+- ``POST /api/alerts`` (function key; excluded from the platform's authentication) → an Azure Monitor common alert
+  schema payload through the restore plans (restore_core/intake.py ``from_alert_http``): 202 with the restore it
+  started, 200 when the alert was handled before (the same restore or record), 200 with ``rejected`` and the reason
+  when it starts nothing (no plan, deduplicated, about this service); 400 for a body that is no alert.
+- who may call (:func:`authorized`, restore_core/principal.py): with ``RESTORE_AUTH_MODE=entra`` 401 without the
+  platform's principal, 403 without the action's app role, 503 when the platform's authentication is off.
 - storage that does not answer → 503 with ``Retry-After`` (every handler).
 """
 
@@ -23,9 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec
 
-from . import guards, listing, preview, telemetry
+from . import guards, intake, listing, preview, principal, telemetry
 from .deps import Deps
 from .errors import RequestError, RetryableError
+from .guards import Caller
 from .intake import submit
 from .models import Status, parse_request, reserved_key_problem
 from .pipeline import finish
@@ -77,12 +84,37 @@ def _not_found(restore_id: str) -> ApiResponse:
                                        "field": "id", "fix": "check the id returned by POST /api/restores"}})
 
 
+def authorized(action: str, headers: dict[str, str], deps: Deps,
+               handler: Callable[[Caller], ApiResponse]) -> ApiResponse:
+    """Run ``handler`` for the caller when it may do ``action`` (restore_core/principal.py), else the refusal."""
+    try:
+        caller = principal.authorize(headers, action, deps.settings.auth)
+    except principal.Denied as denied:
+        log.info("http %s refused: %s", action, denied.code)
+        extra = {"WWW-Authenticate": "Bearer"} if denied.status == 401 else {}
+        return ApiResponse(denied.status, denied.body(), extra)
+    return handler(caller)
+
+
+@_storage_unavailable_is_503
+def alert(body: bytes, *, base_url: str, deps: Deps) -> ApiResponse:
+    """``POST /api/alerts``: an action group's webhook (contract in the module docstring)."""
+    try:
+        rec, created = intake.from_alert_http(body, deps=deps)
+    except RequestError as exc:
+        return _error(exc)
+    out = {**view(rec), "status_url": status_url(base_url, rec.id), "created": created}
+    started = created and rec.status != Status.REJECTED
+    return ApiResponse(202 if started else 200, out, {"Location": status_url(base_url, rec.id)})
+
+
 def status_url(base_url: str, restore_id: str) -> str:
     return f"{base_url.rstrip('/')}/restores/{restore_id}"
 
 
 @_storage_unavailable_is_503
-def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -> ApiResponse:
+def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps,
+           caller: Caller | None = None) -> ApiResponse:
     lower = {k.lower(): v for k, v in headers.items()}
     try:
         req = parse_request(body)
@@ -95,7 +127,7 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
                                fix="choose a key with another prefix")
         with telemetry.stage_span("intake", restore_id="pending", traceparent=lower.get("traceparent")) as span:
             rec, created = submit(req, source="http", deps=deps, idempotency_key=key, traceparent=span.traceparent,
-                                  caller=guards.caller_from_http(headers))
+                                  caller=caller or guards.caller_from_http(headers, deps.settings.auth))
             span.set("id", rec.id)
     except RequestError as exc:
         return _error(exc)
@@ -105,9 +137,10 @@ def create(body: bytes, *, headers: dict[str, str], base_url: str, deps: Deps) -
 
 
 @_storage_unavailable_is_503
-def preview_restore(body: bytes, *, headers: dict[str, str], deps: Deps) -> ApiResponse:
+def preview_restore(body: bytes, *, headers: dict[str, str], deps: Deps, caller: Caller | None = None) -> ApiResponse:
     """``POST /api/restores/preview``: the dry run (restore_core/preview.py); creates nothing."""
-    status, out, extra = preview.handle(body, caller=guards.caller_from_http(headers), deps=deps)
+    status, out, extra = preview.handle(body, caller=caller or guards.caller_from_http(headers, deps.settings.auth),
+                                        deps=deps)
     return ApiResponse(status, out, extra)
 
 
@@ -155,8 +188,15 @@ def _not_cancellable(rec: RestoreRecord) -> ApiResponse | None:
     return None
 
 
+def _cancelled_by(caller: Caller) -> str:
+    """The timeline line of a cancel: the principal by name; a function-key holder stays "operator" (the host does
+    not say which key), its record in the entry's data."""
+    return "cancelled by operator" + (f" {caller.label()}" if caller.kind == "principal" else "")
+
+
 @_storage_unavailable_is_503
-def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
+def cancel(restore_id: str, *, deps: Deps, caller: Caller = guards.FUNCTION_KEY) -> ApiResponse:
+    """Cancel before the trigger; the row, its timeline and the log record who cancelled."""
     rec = deps.store.get(restore_id) if _ID.match(restore_id or "") else None
     for _ in range(5):  # each lost race hands back the row as it is now: decide again, no re-read
         if rec is None:
@@ -165,14 +205,19 @@ def cancel(restore_id: str, *, deps: Deps) -> ApiResponse:
         if refused is not None:
             return refused
         now = deps.clock()
+        who = caller.record()
         done = rec.copy(status=Status.CANCELLED, stage=None, updated_at=now, next_check_at=None,
-                        error_code="CancelledByOperator", error_message="cancelled before the restore was triggered",
+                        error_code="CancelledByOperator",
+                        error_message=f"cancelled by {intake.describe(who)} before the restore was triggered",
                         error_fix="submit a new request if the restore is needed after all")
         try:
-            done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, "cancelled by operator")])
+            done = deps.store.update(done, [TimelineEvent(now, Status.CANCELLED.value, None, _cancelled_by(caller),
+                                                          {"cancelled_by": who})])
         except ConcurrencyError as lost:
             rec = lost.current
             continue
+        log.info("restore %s cancelled by %s", done.id, intake.describe(who),
+                 extra={"restore_id": done.id, **intake.audit_fields(who, "cancel")})
         finish(deps, done)  # the same terminal bookkeeping as the pipeline: event, index row, metrics
         return get(restore_id, deps=deps)
     return ApiResponse(409, {"error": {"code": "Conflict", "message": "the restore kept changing; try again",

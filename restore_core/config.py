@@ -94,6 +94,14 @@ DRILL_TARGETS = "RESTORE_DRILL_TARGETS"
 DRILL_SCHEDULE = "RESTORE_DRILL_SCHEDULE"
 DRILL_EVIDENCE_CONTAINER = "RESTORE_DRILL_EVIDENCE_CONTAINER"
 DRILL_MAX_STARTS_PER_TICK = "RESTORE_DRILL_MAX_STARTS_PER_TICK"
+# --- who asked (issue 14 item 3; restore_core/principal.py) and the alert door (issue 13 item 2; alerts.py)
+AUTH_MODE = "RESTORE_AUTH_MODE"
+#: Set by App Service when its built-in authentication is on (read-only platform setting; the local host sets it when
+#: it plays that part). The app refuses user requests in ``entra`` mode without it: a principal header is only
+#: trustworthy when the platform strips clients' own ``X-MS-*`` headers.
+PLATFORM_AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
+OWN_RESOURCE_IDS = "RESTORE_OWN_RESOURCE_IDS"
+OWN_ALERT_RULE_PREFIXES = "RESTORE_OWN_ALERT_RULE_PREFIXES"
 
 # --- telemetry
 APPINSIGHTS_CONNECTION_STRING = "APPLICATIONINSIGHTS_CONNECTION_STRING"
@@ -137,6 +145,9 @@ DEFAULTS: Mapping[str, str] = {
     DRILL_SCHEDULE: "0 */5 * * * *",
     DRILL_EVIDENCE_CONTAINER: "drill-evidence",
     DRILL_MAX_STARTS_PER_TICK: "10",
+    AUTH_MODE: "key",
+    OWN_RESOURCE_IDS: "",
+    OWN_ALERT_RULE_PREFIXES: "alert-restore-",
 }
 
 #: Every setting name the code reads (the infra parity test checks these against the Bicep).
@@ -154,7 +165,11 @@ ALL_SETTINGS: tuple[str, ...] = (
     REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
     DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
+    AUTH_MODE, OWN_RESOURCE_IDS, OWN_ALERT_RULE_PREFIXES,
 )
+
+#: Settings the platform sets itself (never in the Bicep's app settings): read by the code all the same.
+PLATFORM_SET_SETTINGS: tuple[str, ...] = (PLATFORM_AUTH_ENABLED,)
 
 #: Settings that are local-only by nature (the emulators' CA bundles, static tokens, endpoint overrides and the
 #: Azurite connection string of the staging containers): absent in Azure.
@@ -246,8 +261,9 @@ class GuardSettings:
     protected_servers: tuple[str, ...] = ()
     #: fnmatch patterns of target server ids and container ids/URLs; empty: every target is allowed
     allowed_targets: tuple[str, ...] = ()
-    #: the role a caller must hold to restore beside a protected server (empty: no role is checked, as function-key
-    #: callers carry no roles; issue 14 item 3 gives callers roles)
+    #: the role a caller must hold to restore beside a protected server (empty: no role is checked). Unset, it
+    #: follows the auth mode: ``admin`` with Entra callers, none with function keys (whose callers carry no roles);
+    #: ``none`` turns the check off explicitly.
     beside_source_role: str = ""
     blob_host_suffixes: tuple[str, ...] = ("blob.core.windows.net", "blob.core.chinacloudapi.cn",
                                            "blob.core.usgovcloudapi.net")
@@ -262,6 +278,29 @@ class DrillSettings:
 
     evidence_container: str = "drill-evidence"
     max_starts_per_tick: int = 10
+
+
+AUTH_MODES = ("key", "entra")
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may call the HTTP API (README "Who asked"). ``key``: the Functions host checks a function key and every
+    key holder may do everything (no roles). ``entra``: the user routes are anonymous at the Functions level and the
+    app requires the platform's principal (App Service built-in authentication), whose app roles decide."""
+
+    mode: str = "key"
+    #: the platform's built-in authentication is on (``WEBSITE_AUTH_ENABLED``): principal headers can be trusted
+    platform_auth: bool = False
+
+
+@dataclass(frozen=True)
+class AlertDoorSettings:
+    """No feedback loops: alerts about this service's own resources, or raised by its own alert rules, start
+    nothing."""
+
+    own_resource_ids: tuple[str, ...] = ()
+    own_rule_prefixes: tuple[str, ...] = ("alert-restore-",)
 
 
 @dataclass(frozen=True)
@@ -291,6 +330,8 @@ class Settings:
     vaults: tuple[str, ...] = ()  #: RESTORE_VAULTS: the vaults browsed by default
     guards: GuardSettings = GuardSettings()
     drills: DrillSettings = DrillSettings()
+    auth: AuthSettings = AuthSettings()
+    alert_door: AlertDoorSettings = AlertDoorSettings()
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -409,6 +450,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         vaults=_vaults(env),
         guards=_guard_settings(env),
         drills=_drill_settings(env),
+        auth=auth_settings(env),
+        alert_door=AlertDoorSettings(own_resource_ids=_list(env, OWN_RESOURCE_IDS),
+                                     own_rule_prefixes=tuple(p.lower() for p in _list(env, OWN_ALERT_RULE_PREFIXES))),
     )
 
 
@@ -452,6 +496,30 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in re.split(r"[,\n]", raw) if v.strip())
 
 
+def auth_mode(env: Mapping[str, str] | None = None) -> str:
+    """``RESTORE_AUTH_MODE`` (``key`` or ``entra``), checked. function_app.py reads it when the host indexes the
+    functions, to choose the user routes' auth level."""
+    env = os.environ if env is None else env
+    mode = str(_get(env, AUTH_MODE)).strip().lower()
+    if mode not in AUTH_MODES:
+        raise SettingsError(f"{AUTH_MODE}={mode!r}; choose one of {', '.join(AUTH_MODES)}")
+    return mode
+
+
+def auth_settings(env: Mapping[str, str]) -> AuthSettings:
+    return AuthSettings(mode=auth_mode(env),
+                        platform_auth=(env.get(PLATFORM_AUTH_ENABLED) or "").strip().lower() in _WORKER_TRUE)
+
+
+def _beside_source_role(env: Mapping[str, str]) -> str:
+    """Unset: ``admin`` when callers are Entra principals (they carry roles), none with function keys; ``none``:
+    no check."""
+    raw = (_get(env, BESIDE_SOURCE_ROLE) or "").strip()
+    if not raw:
+        return "admin" if auth_mode(env) == "entra" else ""
+    return "" if raw.lower() == "none" else raw
+
+
 def _guard_settings(env: Mapping[str, str]) -> GuardSettings:
     vaults, servers = _list(env, PROTECTED_VAULTS), _list(env, PROTECTED_SERVERS)
     try:
@@ -466,7 +534,7 @@ def _guard_settings(env: Mapping[str, str]) -> GuardSettings:
         raise SettingsError(f"{BLOB_HOST_SUFFIXES} is empty; leave it unset for the Azure clouds' blob endpoints")
     return GuardSettings(protected_vaults=vaults, protected_servers=servers,
                          allowed_targets=_list(env, ALLOWED_TARGETS),
-                         beside_source_role=(_get(env, BESIDE_SOURCE_ROLE) or "").strip(),
+                         beside_source_role=_beside_source_role(env),
                          blob_host_suffixes=suffixes,
                          preview_per_minute=int(_number(env, PREVIEW_PER_MINUTE, minimum=1)),
                          drill_targets=_drill_targets(env))

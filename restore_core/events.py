@@ -57,6 +57,7 @@ def completion_event(rec: RestoreRecord) -> dict[str, Any]:
         "status": rec.status.value,
         "succeeded": rec.status.value == "succeeded",
         "source": rec.source,
+        "started_by": clip_leaves(rec.caller, TEXT_COST) if rec.caller else None,
         "backup_instance_id": rec.backup_instance_id,
         "recovery_point": {"id": rec.recovery_point_id, "time": iso(rec.recovery_point_time), "tier": rec.tier},
         "target": {"kind": rec.target_kind, "resource": rec.target_resource},

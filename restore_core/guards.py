@@ -15,11 +15,11 @@ dropping anything:
   backup's own source server and every source server of a backup instance in ``RESTORE_PROTECTED_VAULTS`` is not a
   target without ``beside_source``; and beside a source, never under a source database's own name.
 
-The caller: :class:`Caller` is who asked. Today the HTTP door knows only that a function key was valid
-(:data:`FUNCTION_KEY`), the queue door that a message or an alert came in; neither carries roles. Issue 14 item 3
-(Microsoft Entra callers) builds the caller from the platform's ``X-MS-CLIENT-PRINCIPAL`` headers in
-:func:`caller_from_http` and gives it roles; ``RESTORE_BESIDE_SOURCE_ROLE`` then decides who may restore beside a
-protected server.
+The caller: :class:`Caller` is who asked. With function keys (``RESTORE_AUTH_MODE=key``) the HTTP door knows only
+that a key was valid (:data:`FUNCTION_KEY`), the queue door that a message came in; neither carries roles. With
+Microsoft Entra callers (``entra``) restore_core/principal.py builds the caller from the platform's
+``X-MS-CLIENT-PRINCIPAL`` headers with its app roles; ``RESTORE_BESIDE_SOURCE_ROLE`` (default ``admin`` then)
+decides who may restore beside a protected server.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from .arm_ids import parse_vault_id, same_id
 from .backup import BackupInstanceInfo
-from .config import GuardSettings
+from .config import AuthSettings, GuardSettings
 from .deps import Deps
 from .errors import RequestError
 from .models import DatabaseTarget, FilesTarget, RestoreRequest, ServerTarget
@@ -44,17 +44,42 @@ from .stages.server_checks import single_server_database, source_server_of
 PROTECTED_CACHE_TTL = timedelta(minutes=30)
 
 
+#: App roles, cumulative: an admin holds operator and reader, an operator reader (restore_core/principal.py).
+ROLE_ORDER = ("reader", "operator", "admin")
+
+
 @dataclass(frozen=True)
 class Caller:
     """Who asked. ``id`` keys per-caller limits (the preview's budget); ``roles`` is None when the door carries no
-    roles (function keys, the queue), and then no role is checked unless a setting requires one."""
+    roles (function keys, the queue), and then no role is checked unless a setting requires one. ``name``/``idp``:
+    a principal's display name and identity provider (``aad``)."""
 
     id: str
-    kind: str  # "key" | "queue" | "alert" | "principal" (issue 14 item 3)
+    kind: str  # "key" | "queue" | "alert" | "plan" | "principal"
     roles: frozenset[str] | None = None
+    name: str | None = None
+    idp: str | None = None
 
     def holds(self, role: str) -> bool:
-        return self.roles is not None and role.lower() in {r.lower() for r in self.roles}
+        if self.roles is None:
+            return False
+        held = {r.lower() for r in self.roles}
+        want = role.lower()
+        if want in ROLE_ORDER:
+            return any(r in ROLE_ORDER and ROLE_ORDER.index(r) >= ROLE_ORDER.index(want) for r in held)
+        return want in held
+
+    def record(self) -> dict[str, Any]:
+        """What a restore row, its timeline and its event keep of the caller (never a key or token)."""
+        out: dict[str, Any] = {"kind": self.kind, "id": self.id}
+        if self.name:
+            out["name"] = self.name
+        if self.idp:
+            out["idp"] = self.idp
+        return out
+
+    def label(self) -> str:
+        return f"{self.name} ({self.id})" if self.name else self.id
 
 
 #: An HTTP caller with a valid function key. The Functions host checks the key and does not tell the app which key
@@ -63,13 +88,24 @@ FUNCTION_KEY = Caller("function-key", "key")
 QUEUE = Caller("queue", "queue")
 #: The drill scheduler (restore_core/drills): the only caller that may restore into a drill target.
 DRILL = Caller("drill", "drill")
+#: A request built from a restore plan (an alert, either door): the plan is an app setting, written by whoever may
+#: change the app's settings (an admin by definition), so it may restore beside a source when it says so.
+PLAN = Caller("restore-plan", "plan", frozenset({"admin"}))
 
 
-def caller_from_http(headers: Mapping[str, str]) -> Caller:
-    """The caller of an HTTP request. The seam for issue 14 item 3: read ``X-MS-CLIENT-PRINCIPAL`` here (its roles
-    included) once the platform's authentication is configured; until then every caller is a function-key holder."""
-    del headers  # nothing in today's headers identifies the caller (the key itself is a secret: never used as an id)
-    return FUNCTION_KEY
+def caller_from_http(headers: Mapping[str, str], auth: AuthSettings | None = None) -> Caller:
+    """The caller of an HTTP request, without checking what it may do: with ``RESTORE_AUTH_MODE=entra`` behind the
+    platform's authentication, the principal it passed on (restore_core/principal.py); otherwise the function-key
+    holder, whatever the headers say (without the platform in front, a client could write ``X-MS-*`` headers
+    itself). The HTTP handlers use :func:`restore_core.principal.authorize`, which also checks roles."""
+    if auth is None or auth.mode != "entra" or not auth.platform_auth:
+        return FUNCTION_KEY
+    from .principal import caller_of  # principal imports this module
+
+    try:
+        return caller_of(headers) or FUNCTION_KEY
+    except ValueError:
+        return FUNCTION_KEY
 
 
 @dataclass(frozen=True)

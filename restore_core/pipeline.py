@@ -309,4 +309,4 @@ def finish(deps: Deps, rec: RestoreRecord) -> None:
     telemetry.record_restore_finished(outcome=rec.status.value, target_kind=rec.target_kind or "unknown",
                                       region=rec.region, error_code=rec.error_code,
                                       rto_seconds=rto.total_seconds() if rec.status == Status.SUCCEEDED else None,
-                                      job_seconds=job_seconds)
+                                      job_seconds=job_seconds, source=rec.source)

@@ -136,6 +136,8 @@ class RestoreRecord(BaseModel):
     replay_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what the replay created
     verify_result: dict[str, Any] = Field(default_factory=dict)  # server targets: what verify found
     locks: list[str] = Field(default_factory=list)  # destinations this restore holds (restore_core/locks.py)
+    #: who started it (guards.Caller.record(): kind, id, name; an alert's id, rule and plan) — never a key or token
+    caller: dict[str, Any] = Field(default_factory=dict)
     indexed_stage: str | None = None
     indexed_check_by: datetime | None = None
     timeline_seq: int = 0

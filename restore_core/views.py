@@ -6,7 +6,8 @@ Besides the record's own summary (:meth:`RestoreRecord.summary`), a view names
 - ``target_name``: a short name of where it goes (``server/database``, ``container/prefix``);
 - ``point_time``: the recovery point's time (null until validation chose it);
 - ``started_by``: who or what started it (``door``: http / queue / alert, and the alert id, queue message id or
-  client idempotency key it was started under);
+  client idempotency key it was started under; ``principal`` {id, name} of a Microsoft Entra caller, an alert's
+  ``alert_rule`` and ``plan``; nothing more for a function-key holder: the host does not say which key);
 - ``reason``: for a rejected or failed restore, the error code, message and fix (the same as ``error``);
 - ``expected``: while a rehydration runs, its expected completion window for the priority, computed at read time
   (:mod:`restore_core.expectations`);
@@ -33,12 +34,26 @@ _PG = re.compile(r"/providers/Microsoft\.DBforPostgreSQL/(?P<kind>servers|flexib
 
 
 def started_by(rec: RestoreRecord) -> dict[str, Any]:
-    """The door a restore came in by, and the key it was started under."""
+    """The door a restore came in by, the key it was started under, and who (the caller the row recorded)."""
     key = rec.idempotency_key or ""
+    out: dict[str, Any] = {"door": rec.source}
     for prefix, name in _KEY_PREFIXES:
         if key.lower().startswith(prefix):
-            return {"door": rec.source, name: key[len(prefix):]}
-    return {"door": rec.source, **({"idempotency_key": key} if key else {})}
+            out[name] = key[len(prefix):]
+            break
+    else:
+        if key:
+            out["idempotency_key"] = key
+    return {**out, **_who(rec.caller)}
+
+
+def _who(caller: dict[str, Any]) -> dict[str, Any]:
+    kind = caller.get("kind")
+    if kind == "principal":
+        return {"principal": {k: caller[k] for k in ("id", "name") if caller.get(k)}}
+    if kind == "alert":
+        return {k: caller[src] for k, src in (("alert_rule", "rule"), ("plan", "plan")) if caller.get(src)}
+    return {}
 
 
 def resource_name(resource_id: str | None) -> str | None:

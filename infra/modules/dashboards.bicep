@@ -9,6 +9,9 @@ param resourceToken string
 param rtoTargetMinutes int
 @description('Optional e-mail receiver of the action group.')
 param alertEmail string
+@description('The alert door URL with its function key (main.bicep alertDoorWebhookUrl). Empty: the door action group has no receiver yet.')
+@secure()
+param alertDoorWebhookUrl string = ''
 
 var workbookJson = loadTextContent('../workbook/restore-workbook.json')
 
@@ -43,13 +46,35 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
   }
 }
 
+// The door: alerts about protected databases routed here (alert rules' actions, or an alert processing rule for alerts
+// Azure raises itself) reach POST /api/alerts with the common alert schema. The webhook URL carries the function key,
+// which Bicep could read only with the key-listing function (forbidden here): it comes in as a secure parameter on a second
+// provisioning, docs/deploy.md "Alerts in". The product's own rules below never use this group (no feedback loops).
+resource doorActionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: 'ag-restore-door-${resourceToken}'
+  location: 'Global'
+  tags: tags
+  properties: {
+    groupShortName: 'pgrestdoor'
+    enabled: true
+    webhookReceivers: empty(alertDoorWebhookUrl) ? [] : [
+      {
+        name: 'restore-alert-door'
+        serviceUri: alertDoorWebhookUrl
+        useCommonAlertSchema: true
+        useAadAuth: false
+      }
+    ]
+  }
+}
+
 var alertRules = [
   {
     key: 'failed'
     displayName: 'Restore failed'
-    description: 'A restore ended with outcome failed (restore.finished). The error_code dimension names the Azure error.'
+    description: 'A restore ended with outcome failed, or an alert reached the door and started nothing (rejected before anything started: no plan, invalid plan, guards), per restore.finished. Deduplicated alerts, resolved alerts and alerts about this service itself do not count (no feedback loops). The error_code dimension names the error.'
     severity: 1
-    query: 'customMetrics | where name == "restore.finished" | where tostring(customDimensions.outcome) == "failed" | extend error_code = tostring(customDimensions.error_code) | summarize failed = sum(valueSum) by error_code'
+    query: 'customMetrics | where name == "restore.finished" | extend error_code = tostring(customDimensions.error_code) | where tostring(customDimensions.outcome) == "failed" or (tostring(customDimensions.outcome) == "rejected" and tostring(customDimensions.source) == "alert" and error_code !in ("AlertDeduplicated", "AlertNotFired", "AlertAboutThisService")) | summarize failed = sum(valueSum) by error_code'
     timeAggregation: 'Total'
     measure: 'failed'
     dimension: 'error_code'
@@ -131,3 +156,4 @@ resource alerts 'Microsoft.Insights/scheduledQueryRules@2023-03-15-preview' = [f
 
 output workbookId string = workbook.id
 output actionGroupId string = actionGroup.id
+output doorActionGroupId string = doorActionGroup.id

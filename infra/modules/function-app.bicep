@@ -17,6 +17,13 @@ param deploymentContainerUrl string
 param appSettings object
 @description('VNet integration subnet (private target servers). Flex Consumption: delegated to Microsoft.App/environments; Dedicated: to Microsoft.Web/serverFarms. Empty: no VNet.')
 param virtualNetworkSubnetId string = ''
+@description('Client id of the app registration of Entra callers. Empty: no built-in authentication (function keys).')
+param entraClientId string = ''
+param entraTenantId string = tenant().tenantId
+@description('Client applications allowed to call (empty: any in the tenant; app roles still decide).')
+param entraAllowedClientApplications array = []
+@description('Paths outside built-in authentication (the keyed alert door).')
+param authExcludedPaths array = []
 
 var isFlex = hostingPlan == 'FlexConsumption'
 var vnetIntegrated = !empty(virtualNetworkSubnetId)
@@ -122,7 +129,7 @@ resource scmCredentials 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@
 
 resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   // checkov reads every sites/config resource as the web config; this one is only the app settings dictionary.
-  //checkov:skip=CKV_AZURE_13: App Service Authentication (Easy Auth) is the operator's choice; the HTTP API uses function keys and the other triggers are not HTTP.
+  //checkov:skip=CKV_AZURE_13: App Service Authentication is the authsettingsV2 resource below (on when entraClientId is given); this resource is only the app settings dictionary.
   //checkov:skip=CKV_AZURE_63: HTTP logging is a web config property, not an app setting; the app logs to Application Insights.
   //checkov:skip=CKV_AZURE_65: detailed error pages are a web config property, not an app setting; not relevant to a Functions API.
   //checkov:skip=CKV_AZURE_66: failed request tracing is a web config property, not an app setting; requests are traced in Application Insights.
@@ -131,6 +138,58 @@ resource settings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: appSettings
+}
+
+// Microsoft Entra callers (README "Who asked"): App Service built-in authentication validates the bearer token of the
+// app registration in front of the app, answers 401 without one, strips clients' X-MS-* headers and passes the
+// caller on as X-MS-CLIENT-PRINCIPAL*; the app reads the app roles from it. The keyed alert door is excluded: an action
+// group's webhook carries a function key, not an Entra token. Tokens only (no login redirects, no token store).
+resource auth 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(entraClientId)) {
+  // checkov reads every sites/config resource as the web config; this one is only the authentication settings.
+  //checkov:skip=CKV_AZURE_13: this resource IS App Service Authentication (platform.enabled true, requireAuthentication true).
+  //checkov:skip=CKV_AZURE_63: HTTP logging is a web config property, not an authentication setting; the app logs to Application Insights.
+  //checkov:skip=CKV_AZURE_65: detailed error pages are a web config property, not an authentication setting.
+  //checkov:skip=CKV_AZURE_66: failed request tracing is a web config property, not an authentication setting.
+  //checkov:skip=CKV_AZURE_80: .NET Framework version does not apply to a Python app.
+  //checkov:skip=CKV_AZURE_88: Azure Files content share does not apply: Flex deploys from a blob container and Dedicated runs from the zip package.
+  parent: site
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: authExcludedPaths
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: entraClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${entraTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${entraClientId}'
+            entraClientId
+          ]
+          defaultAuthorizationPolicy: {
+            allowedApplications: entraAllowedClientApplications
+          }
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+  }
 }
 
 output id string = site.id

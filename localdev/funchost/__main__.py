@@ -1,11 +1,12 @@
 """CLI: ``python -m localdev.funchost --app-dir DIR --settings FILE --port PORT [--keys-file FILE]
-[--static /dashboard=DIR] [--ready-file FILE] [--pool-size N]``
+[--static /dashboard=DIR] [--ready-file FILE] [--pool-size N] [--auth-file FILE]``
 
 Loads ``Values`` from the settings file into the environment (they override inherited variables), imports
 ``function_app`` from DIR, serves until SIGTERM/SIGINT, then drains running invocations (bounded) and exits 0.
 ``--port 0`` picks a free port; ``--ready-file`` gets ``{"port", "pid", "base_url"}`` once serving.
 ``--keys-file`` is JSON ``{"functionKeys": ["..."], "masterKey": "..."}`` (keep it 0600): keys never go on the
 command line, where every local user can read them (``ps``, /proc).
+``--auth-file`` (localdev/funchost/easyauth.py): play App Service built-in authentication in front of the functions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import threading
 from pathlib import Path
 
 from localdev.funchost.config import HostError, load_settings_file
+from localdev.funchost.easyauth import AuthConfig
 from localdev.funchost.host import FunctionsHost
 
 
@@ -46,6 +48,14 @@ def load_keys_file(path: Path) -> tuple[list[str], str | None]:
     return keys, master
 
 
+def load_auth_file(path: Path) -> AuthConfig:
+    try:
+        return AuthConfig.load(path)
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise HostError(f"auth file {path} is unusable ({type(exc).__name__}: {exc}); it must hold {{issuer, "
+                        "audience, jwks_file, require_authentication, excluded_paths}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m localdev.funchost", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -60,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-file", type=Path, help="write {port, pid, base_url} here when serving")
     p.add_argument("--pool-size", type=int, default=16, help="invocation thread pool size")
     p.add_argument("--drain-timeout", type=float, default=30.0, help="seconds to wait for running invocations")
+    p.add_argument("--auth-file", type=Path, help="JSON {issuer, audience, jwks_file, require_authentication, "
+                                                  "excluded_paths}: play the platform's built-in authentication")
     args = p.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
@@ -76,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         if not function_keys and not master_key:
             logging.getLogger("funchost").warning("no keys (--keys-file): function-level routes answer 401")
         settings = load_settings_file(args.settings) if args.settings else {}
+        auth = load_auth_file(args.auth_file) if args.auth_file else None
         host = FunctionsHost(args.app_dir, settings, port=args.port, function_keys=function_keys,
                              master_key=master_key, static=dict(args.static), pool_size=args.pool_size,
-                             drain_timeout=args.drain_timeout)
+                             drain_timeout=args.drain_timeout, auth=auth)
         host.start()
     except HostError as exc:
         print(f"funchost: {exc}", file=sys.stderr)

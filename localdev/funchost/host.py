@@ -6,6 +6,8 @@ Produces: queue listeners, timer runners and an HTTP front end on 127.0.0.1; one
 Setting ``FUNCHOST_LEASE_SECONDS`` (default 600, the real queue listener's fixed 10 minutes): how long a running
 message stays invisible (renewed at half of it while it runs; after a SIGKILL it reappears once this expires); fault
 tests shorten it, together with the app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS``.
+``auth`` (an :class:`~localdev.funchost.easyauth.AuthConfig`): the host plays App Service built-in authentication in
+front of the HTTP functions and sets ``WEBSITE_AUTH_ENABLED=True`` for the app, as the platform does.
 Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or environment) re-sends one copy of every successfully
 processed queue message (each original at most once) to simulate at-least-once delivery.
 Timers keep their ``useMonitor`` status in the ``AzureWebJobsStorage`` blobs and run on one host instance at a time
@@ -30,6 +32,7 @@ from typing import Any
 from azure.storage.blob import ContainerClient
 
 from localdev.funchost.config import HostConfig, HostError, Settings, host_config, load_host_json
+from localdev.funchost.easyauth import AuthConfig
 from localdev.funchost.hostlogs import HostLogExport
 from localdev.funchost.httpfront import HttpFrontEnd, build_routes
 from localdev.funchost.invoke import Invoker, QueueClients
@@ -40,6 +43,7 @@ from localdev.funchost.timerstate import CONTAINER, ListenerLock, ScheduleMonito
 log = logging.getLogger("funchost")
 
 DUPLICATE_KNOB = "FUNCHOST_DUPLICATE_DELIVERY"
+PLATFORM_AUTH_SETTING = "WEBSITE_AUTH_ENABLED"  # App Service sets it when built-in authentication is on
 LEASE_SETTING = "FUNCHOST_LEASE_SECONDS"  # how long a running message stays invisible (default 600, renewed at half)
 _module_ids = itertools.count(1)
 
@@ -78,9 +82,12 @@ class FunctionsHost:
                  host: str = "127.0.0.1", function_keys: Iterable[str] = (), master_key: str | None = None,
                  static: Mapping[str, Path | str] | None = None, pool_size: int = 16,
                  duplicate_delivery: bool | None = None, lease_seconds: float | None = None,
-                 drain_timeout: float = 30.0, host_json: Mapping[str, Any] | None = None) -> None:
+                 drain_timeout: float = 30.0, host_json: Mapping[str, Any] | None = None,
+                 auth: AuthConfig | None = None) -> None:
         self.app_dir = Path(app_dir).resolve()
-        self.settings = Settings(settings)
+        self.auth = auth
+        # the platform tells the app its authentication is on, as App Service does (a read-only app setting)
+        self.settings = Settings({**(settings or {}), PLATFORM_AUTH_SETTING: "True" if auth else "False"})
         self._port = port
         self._bind = host
         self.function_keys = list(function_keys)
@@ -172,7 +179,8 @@ class FunctionsHost:
             else:
                 http_invokers.append(inv)
         self.http = HttpFrontEnd(build_routes(http_invokers), cfg.route_prefix, function_keys=self.function_keys,
-                                 master_key=self.master_key, static=self.static, host=self._bind, port=self._port)
+                                 master_key=self.master_key, static=self.static, host=self._bind, port=self._port,
+                                 auth=self.auth)
         self.http.start()
         for listener in self.listeners:
             listener.start()

@@ -12,12 +12,17 @@ invokes the function routed at ``/<routePrefix>/<path>`` WITHOUT the key check. 
 convenience for the dashboard page; GET only, so it cannot start restores; and it answers only requests whose
 ``Host`` is a loopback name (``127.0.0.1``, ``localhost``, ``[::1]``), so a web page that rebinds its own DNS name
 to 127.0.0.1 cannot read restores through it (DNS rebinding): anything else gets 403.
+Built-in authentication (``auth``, localdev/funchost/easyauth.py): when configured, the front plays App Service
+authentication in front of every function (the dashboard proxy included): clients' ``X-MS-*`` headers are dropped,
+bearer tokens validated and turned into the platform's ``X-MS-CLIENT-PRINCIPAL*`` headers, 401 as the platform
+answers. The key check follows, as on App Service (authentication runs before the Functions host).
 Never logs request bodies or query strings (they may carry keys and secrets).
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import mimetypes
 import re
@@ -32,6 +37,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from localdev.funchost.easyauth import AuthConfig
+from localdev.funchost.easyauth import front as platform_front
 from localdev.funchost.invoke import Invoker
 
 log = logging.getLogger("funchost")
@@ -99,8 +106,9 @@ def build_routes(invokers: Iterable[Invoker]) -> list[Route]:
 
 class HttpFrontEnd:
     def __init__(self, routes: list[Route], route_prefix: str, *, function_keys: Iterable[str], master_key: str | None,
-                 static: Mapping[str, Path], host: str, port: int) -> None:
+                 static: Mapping[str, Path], host: str, port: int, auth: AuthConfig | None = None) -> None:
         self.routes = routes
+        self.auth = auth
         self.prefix = "/" + route_prefix.strip("/") if route_prefix.strip("/") else ""
         self.function_keys = [k for k in function_keys if k]
         self.master_key = master_key or None
@@ -206,13 +214,22 @@ class _Handler(BaseHTTPRequestHandler):
         if not allowed:  # the real host: no route for this method, 404 (not 405)
             return self._send(404, b"not found")
         route, m = allowed[0]
+        headers: dict[str, str] = dict(self.headers.items())
+        if front.auth is not None:
+            passed, why = platform_front(headers, f"{front.prefix}/{rel}", front.auth)
+            if passed is None:
+                log.info("http function=%s method=%s status=401 (platform authentication: %s)", route.invoker.name,
+                         self.command, why)
+                return self._send(401, json.dumps({"error": {"code": "Unauthorized", "message": why}}).encode(),
+                                  {"Content-Type": "application/json", "WWW-Authenticate": "Bearer"})
+            headers = passed
         params = query_params(query)
         if check_key and not front.key_allows(route.auth_level,
                                               self.headers.get("x-functions-key") or params.get("code")):
             log.info("http function=%s method=%s status=401 (missing or wrong key)", route.invoker.name, self.command)
             return self._send(401, b"")
         host = self.headers.get("Host") or f"127.0.0.1:{front.port}"
-        req = func.HttpRequest(self.command, f"http://{host}{self.path}", headers=dict(self.headers.items()),
+        req = func.HttpRequest(self.command, f"http://{host}{self.path}", headers=headers,
                                params=params, route_params={k: v for k, v in m.groupdict().items() if v is not None},
                                body=body)
         t0 = time.perf_counter()

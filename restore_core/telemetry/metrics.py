@@ -76,10 +76,11 @@ def record_restore_started(*, target_kind: str, region: str, source: str) -> Non
 
 
 def record_restore_finished(*, outcome: str, target_kind: str, region: str, error_code: str | None,
-                            rto_seconds: float | None, job_seconds: float | None) -> None:
+                            rto_seconds: float | None, job_seconds: float | None, source: str = "") -> None:
+    """``source``: the door (http, queue, alert) when known; the failure alert counts rejected alerts by it."""
     inst = _inst()
     inst.finished.add(1, {"outcome": outcome, "target_kind": target_kind, "region": region,
-                          "error_code": error_code or ""})
+                          "error_code": error_code or "", **({"source": source} if source else {})})
     if rto_seconds is not None:
         inst.rto.record(max(0.0, rto_seconds), {"target_kind": target_kind, "region": region, "outcome": outcome})
     if job_seconds is not None:

@@ -28,6 +28,10 @@ PERCENT = re.compile(r"^%([A-Za-z0-9_]+)%$")
 
 @pytest.fixture(scope="module")
 def functions() -> dict[str, Any]:
+    return load_functions()
+
+
+def load_functions() -> dict[str, Any]:
     # by path: in-process host tests put fixture apps (also named function_app.py) on sys.path
     spec = importlib.util.spec_from_file_location("repo_function_app", ROOT / "function_app.py")
     assert spec is not None and spec.loader is not None
@@ -104,7 +108,10 @@ HTTP_ROUTES = {
     "drills_one": ("drills/{id}", ["GET", "PUT", "DELETE"]),
     "drills_runs": ("drills/{id}/runs", ["GET"]),
     "drills_run_now": ("drills/{id}/run", ["POST"]),
+    "alerts_receive": ("alerts", ["POST"]),
 }
+#: Routes that stay keyed whatever RESTORE_AUTH_MODE says (the platform's authentication excludes them).
+KEYED_DOORS = {"alerts_receive"}
 
 
 def test_http_routes_methods_and_auth_levels_are_as_documented(functions: dict[str, Any]) -> None:
@@ -115,6 +122,19 @@ def test_http_routes_methods_and_auth_levels_are_as_documented(functions: dict[s
         assert trig["route"] == route, name
         assert [m.upper() for m in trig["methods"]] == methods, name
         assert trig["authLevel"].lower() == "function", f"{name} must require a function key"
+
+
+def test_with_entra_callers_the_user_routes_are_anonymous_and_the_alert_door_stays_keyed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(config.AUTH_MODE, "entra")
+    http = {name: trigger_of(fn) for name, fn in load_functions().items() if trigger_of(fn)["type"] == "httpTrigger"}
+    assert set(http) == set(HTTP_ROUTES)
+    for name, trig in http.items():
+        want = "function" if name in KEYED_DOORS else "anonymous"
+        assert trig["authLevel"].lower() == want, name
+    monkeypatch.setenv(config.AUTH_MODE, "sometimes")
+    with pytest.raises(config.SettingsError, match="RESTORE_AUTH_MODE"):
+        load_functions()
 
 
 def test_host_max_dequeue_count_equals_the_setting_default_and_the_sample() -> None:

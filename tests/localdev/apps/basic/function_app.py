@@ -104,3 +104,12 @@ def enqueue(req: func.HttpRequest, out: func.Out[str]) -> func.HttpResponse:
 @app.route(route="boom", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def boom(req: func.HttpRequest) -> func.HttpResponse:
     raise RuntimeError("boom")
+
+
+@app.function_name("whoami")
+@app.route(route="whoami", methods=["GET"])
+def whoami(req: func.HttpRequest) -> func.HttpResponse:
+    """What the platform passed on: the X-MS-* headers the function sees, and WEBSITE_AUTH_ENABLED."""
+    seen = {k.lower(): v for k, v in req.headers.items() if k.lower().startswith("x-ms-")}
+    return func.HttpResponse(json.dumps({"headers": seen, "auth_enabled": os.environ.get("WEBSITE_AUTH_ENABLED")}),
+                             mimetype="application/json")
