@@ -109,7 +109,8 @@ def alerts_receive(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="restores/{id}/redrive", methods=["POST"])
 def restores_redrive(req: func.HttpRequest) -> func.HttpResponse:
     """Re-send an active restore's current stage message (lost or poisoned); 409 when it ended."""
-    return _http(api.redrive(req.route_params.get("id", ""), deps=runtime.deps()))
+    return _as("redrive", req, lambda caller, deps: api.redrive(req.route_params.get("id", ""), deps=deps,
+                                                                who=caller.label()))
 
 
 @app.queue_trigger(arg_name="msg", queue_name="%RESTORE_QUEUE_REQUESTS%", connection=CONN)
@@ -173,36 +174,36 @@ def restore_watchdog(timer: func.TimerRequest) -> None:
 @app.route(route="drills", methods=["POST"])
 def drills_create(req: func.HttpRequest) -> func.HttpResponse:
     """Define a drill. Contract: restore_core/drills/api.py."""
-    return _http(drills_api.create(req.get_body(), deps=runtime.deps()))
+    return _as("drills", req, lambda _, deps: drills_api.create(req.get_body(), deps=deps))
 
 
 @app.route(route="drills", methods=["GET"])
 def drills_list(req: func.HttpRequest) -> func.HttpResponse:
     """Every drill definition."""
-    return _http(drills_api.list_all(deps=runtime.deps()))
+    return _as("read", req, lambda _, deps: drills_api.list_all(deps=deps))
 
 
 @app.route(route="drills/{id}", methods=["GET", "PUT", "DELETE"])
 def drills_one(req: func.HttpRequest) -> func.HttpResponse:
     """One drill: read, create or replace, delete."""
-    drill_id, deps = req.route_params.get("id", ""), runtime.deps()
+    drill_id = req.route_params.get("id", "")
     if req.method == "PUT":
-        return _http(drills_api.replace(drill_id, req.get_body(), deps=deps))
+        return _as("drills", req, lambda _, deps: drills_api.replace(drill_id, req.get_body(), deps=deps))
     if req.method == "DELETE":
-        return _http(drills_api.delete(drill_id, deps=deps))
-    return _http(drills_api.get(drill_id, deps=deps))
+        return _as("drills", req, lambda _, deps: drills_api.delete(drill_id, deps=deps))
+    return _as("read", req, lambda _, deps: drills_api.get(drill_id, deps=deps))
 
 
 @app.route(route="drills/{id}/runs", methods=["GET"])
 def drills_runs(req: func.HttpRequest) -> func.HttpResponse:
     """A drill's runs, newest first, with their results and clean-up."""
-    return _http(drills_api.runs(req.route_params.get("id", ""), deps=runtime.deps()))
+    return _as("read", req, lambda _, deps: drills_api.runs(req.route_params.get("id", ""), deps=deps))
 
 
 @app.route(route="drills/{id}/run", methods=["POST"])
 def drills_run_now(req: func.HttpRequest) -> func.HttpResponse:
     """Run a drill now (same plan, same evidence)."""
-    return _http(drills_api.run_now(req.route_params.get("id", ""), deps=runtime.deps()))
+    return _as("drills", req, lambda _, deps: drills_api.run_now(req.route_params.get("id", ""), deps=deps))
 
 
 @app.timer_trigger(arg_name="timer", schedule="%RESTORE_DRILL_SCHEDULE%", run_on_startup=False, use_monitor=True)

@@ -225,7 +225,7 @@ def cancel(restore_id: str, *, deps: Deps, caller: Caller = guards.FUNCTION_KEY)
 
 
 @_storage_unavailable_is_503
-def redrive(restore_id: str, *, deps: Deps, who: str = "operator (function key)") -> ApiResponse:
+def redrive(restore_id: str, *, deps: Deps, who: str = "function-key") -> ApiResponse:
     """``POST /api/restores/{id}/redrive``: re-send an active restore's current stage message
     (:mod:`restore_core.redrive`); 409 when it ended or a replay runner holds it."""
     from . import redrive as operator
