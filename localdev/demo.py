@@ -6,6 +6,7 @@ Scenarios (demo world, real PostgreSQL, real pg_dump/pg_restore through the Data
   3. from an archived point, with rehydration               6. rejected for a missing permission, showing the fix
   7. restore into a server: a Flexible Server point replayed into the Flexible target (Entra, roles cleaned, owner)
   8. restore into a server: a retired Single Server's point into the same target (Key Vault secret, owner)
+  9. a restore drill fired by the drill timer: evidence written, its databases dropped after the validation window
 Before restoring, the demo writes "post-backup" rows into the source (the change you want to undo); each check
 proves the restored data equals the source at the chosen backup's time. Exits non-zero if any check fails.
 """
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,11 +125,78 @@ def run_scenarios(env: dict[str, str], suffix: str, alert_guid: str, t0: float) 
         "server-flex": Run("7 flexible → into server", "succeeded"),
         "server-legacy": Run("8 single server → into server", "succeeded"),
     }
+    drill_id = define_drill(api, suffix)
     start_requests(api, runs, suffix)
     send_alert(env, runs["alert"], alert_guid)
     say(f"\n{BOLD}Live timeline{RESET}")
     follow(api, runs, t0, deadline=time.monotonic() + 150)
-    return verify(env, runs, suffix, f"salesdb_alert_{alert_guid.replace('-', '')[:8]}")
+    drill_ok = follow_drill(env, api, drill_id)
+    return verify(env, runs, suffix, f"salesdb_alert_{alert_guid.replace('-', '')[:8]}") and drill_ok
+
+
+DRILL_SERVER = sc.TARGET_FLEX.replace("pgflex-target", "pgflex-drills")  # the demo world's drill-only server
+
+
+def define_drill(api: Api, suffix: str) -> str:
+    """9: a restore drill of pgflex01 into the drill-only server, on a daily schedule that fires a few seconds from
+    now (the local drill timer ticks every 5 s), with a check, an RTO target and a 15-second validation window."""
+    fire = datetime.now(UTC) + timedelta(seconds=8)
+    drill_id = f"demo-{suffix}"
+    body = {"id": drill_id, "schedule": f"{fire.second} {fire.minute} {fire.hour} * * *", "start_window_minutes": 0,
+            "backup_instances": {"ids": [sc.BI_FLEX]}, "recovery_point": {"select": "latest"},
+            "target": {"server_id": DRILL_SERVER, "database_suffix": "_drill{run}"},
+            "checks": [{"name": "items", "database": "inventory", "sql": "SELECT count(*) FROM items",
+                        "expect": "50"}],
+            "rto_target_minutes": 10, "validation_window_minutes": 0.25}
+    status, created, _ = api.post("/drills", body)
+    if status != 201:
+        raise RuntimeError(f"POST /drills answered {status}: {created}")
+    say(f"  {'9 restore drill':<28} POST /api/drills → 201 {drill_id}, fires at {fire:%H:%M:%S}Z (daily)")
+    return drill_id
+
+
+def _drill_run(api: Api, drill_id: str, done: Any, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, body, _ = api.get(f"/drills/{drill_id}/runs")
+        items = (body or {}).get("items") or []
+        if items and done(items[0]):
+            return dict(items[0])
+        time.sleep(0.5)
+    return {}
+
+
+def follow_drill(env: dict[str, str], api: Api, drill_id: str) -> bool:
+    """The drill's run: fired by the timer, its evidence document, then its databases dropped after the window."""
+    run = _drill_run(api, drill_id, lambda r: r.get("state") in ("validating", "done"), 150)
+    result = run.get("result") or {}
+    blobs = BlobServiceClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"])
+    doc: dict[str, Any] = {}
+    if run.get("evidence_blob"):
+        doc = json.loads(blobs.get_container_client("drill-evidence").download_blob(run["evidence_blob"]).readall())
+    cleaned = _drill_run(api, drill_id, lambda r: r.get("state") == "done", 90)
+    restored = set(doc.get("databases") or [])
+    with psycopg.connect(dsn_for(env, "pgflex-drills", "postgres"), connect_timeout=10) as conn:
+        left = restored & {r[0] for r in conn.execute("SELECT datname FROM pg_database").fetchall()}
+    rto = doc.get("rto") or {}
+    checks = [
+        ("fired by the drill timer (not run by hand)", run.get("manual") is False, str(run.get("scheduled_at"))),
+        ("restore succeeded and the check passed", result.get("passed") is True, json.dumps(result)[:300]),
+        ("evidence document written (write-once container)", bool(doc), str(run.get("evidence_blob"))),
+        ("databases dropped after the validation window", bool(restored) and not left
+         and (cleaned.get("cleanup") or {}).get("status") == "done", f"left {sorted(left)}"),
+    ]
+    say(f"\n{BOLD}9 restore drill{RESET}  {drill_id}  restore {run.get('restore_id', '-')}")
+    if doc:
+        say(f"      evidence {run.get('evidence_blob')}: point {(doc.get('recovery_point') or {}).get('id')} "
+            f"RPO {doc.get('rpo_observed_seconds', 0) / 3600:.0f} h, RTO {rto.get('observed_seconds', 0):.1f} s "
+            f"(target {rto.get('target_seconds', 0) / 60:.0f} min), databases {sorted(restored)}")
+    ok = True
+    for name, passed, detail in checks:
+        ok &= passed
+        mark = f"{GREEN}✔{RESET}" if passed else f"{RED}✘{RESET}"
+        say(f"      {mark} {name}" + ("" if passed else f"  ({detail})"))
+    return ok
 
 
 def write_post_backup_rows(env: dict[str, str]) -> None:

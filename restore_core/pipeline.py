@@ -17,6 +17,7 @@ inside its span, applies the transition with an ETag-guarded write, then sends t
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -310,3 +311,26 @@ def finish(deps: Deps, rec: RestoreRecord) -> None:
                                       region=rec.region, error_code=rec.error_code,
                                       rto_seconds=rto.total_seconds() if rec.status == Status.SUCCEEDED else None,
                                       job_seconds=job_seconds, source=rec.source)
+    log.info("restore finished: %s %s", rec.id, rec.status.value, extra=finished_fields(rec, rto.total_seconds()))
+
+
+def _stage_seconds(rec: RestoreRecord) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for stage, times in rec.stage_times.items():
+        start, end = parse_time((times or {}).get("started")), parse_time((times or {}).get("finished"))
+        if start is not None and end is not None:
+            out[stage] = round((end - start).total_seconds(), 3)
+    return out
+
+
+def finished_fields(rec: RestoreRecord, rto_seconds: float) -> dict[str, Any]:
+    """The ``restore finished`` log record's fields (Application Insights ``traces.customDimensions``): one row per
+    restore for the workbook's restores table and the failure alert, which names the restore and its target. No
+    secret: ids, names, codes and durations only."""
+    databases = ",".join(sorted((rec.server_plan.get("names") or {}).values())) if rec.server_plan else ""
+    return {"event": "restore.finished", "restore_id": rec.id, "outcome": rec.status.value, "source": rec.source,
+            "source_resource": rec.source_datasource_id or rec.backup_instance_id or "",
+            "target": rec.target_resource or "", "target_databases": databases,
+            "target_kind": rec.target_kind or "", "region": rec.region, "error_code": rec.error_code or "",
+            "stage_seconds": json.dumps(_stage_seconds(rec), separators=(",", ":")),
+            "rto_seconds": round(rto_seconds, 3)}

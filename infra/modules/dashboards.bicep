@@ -72,12 +72,12 @@ var alertRules = [
   {
     key: 'failed'
     displayName: 'Restore failed'
-    description: 'A restore ended with outcome failed, or an alert reached the door and started nothing (rejected before anything started: no plan, invalid plan, guards), per restore.finished. Deduplicated alerts, resolved alerts and alerts about this service itself do not count (no feedback loops). The error_code dimension names the error.'
+    description: 'A restore ended with outcome failed, or an alert reached the door and started nothing (rejected before anything started: no plan, invalid plan, guards), per the "restore finished" log record (event restore.finished). Deduplicated alerts, resolved alerts and alerts about this service itself do not count (no feedback loops). The restore dimension names the restore, its target (server/database or container) and the error code.'
     severity: 1
-    query: 'customMetrics | where name == "restore.finished" | extend error_code = tostring(customDimensions.error_code) | where tostring(customDimensions.outcome) == "failed" or (tostring(customDimensions.outcome) == "rejected" and tostring(customDimensions.source) == "alert" and error_code !in ("AlertDeduplicated", "AlertNotFired", "AlertAboutThisService")) | summarize failed = sum(valueSum) by error_code'
+    query: 'traces | where tostring(customDimensions.event) == "restore.finished" | extend error_code = tostring(customDimensions.error_code), restore_id = tostring(customDimensions.restore_id), target = tostring(customDimensions.target), databases = tostring(customDimensions.target_databases) | where tostring(customDimensions.outcome) == "failed" or (tostring(customDimensions.outcome) == "rejected" and tostring(customDimensions.source) == "alert" and error_code !in ("AlertDeduplicated", "AlertNotFired", "AlertAboutThisService")) | extend restore = strcat(restore_id, " → ", target, iff(isempty(databases), "", strcat(" (", databases, ")")), ": ", error_code) | summarize failed = count() by restore'
     timeAggregation: 'Total'
     measure: 'failed'
-    dimension: 'error_code'
+    dimension: 'restore'
     threshold: 0
     window: 'PT5M'
   }

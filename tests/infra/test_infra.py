@@ -305,8 +305,8 @@ def test_alert_rules_cover_failure_rto_and_poison() -> None:
     assert "Microsoft.Insights/scheduledQueryRules" in text
     assert len(parsed["variables"]["alertRules"]["value"]) == 3
     assert '(customDimensions.outcome) == "failed"' in text
-    for needle in ('name == "restore.finished"', 'name == "restore.rto"', 'name == "restore.poison.depth"',
-                   "threshold: rtoTargetMinutes"):
+    for needle in ('tostring(customDimensions.event) == "restore.finished"', 'name == "restore.rto"',
+                   'name == "restore.poison.depth"', "threshold: rtoTargetMinutes"):
         assert needle in text, f"dashboards.bicep lacks {needle}"
 
 
@@ -321,3 +321,28 @@ def test_every_registry_stage_has_its_queue_and_poison_twin_in_infra_and_the_sam
         assert queues.get(spec.queue_setting) == spec.default_queue, f"{spec.stage}: no queue in infra/main.bicep"
         assert sample.get(spec.queue_setting) == spec.default_queue, f"{spec.stage}: not in the sample settings"
     assert "'${q}-poison'" in storage_text, "every queue of restoreQueues gets its -poison twin"
+
+
+def test_the_failure_alert_names_the_restore_its_target_and_the_error() -> None:
+    """Issue 13.6: the alert's dimension is one value per failed restore: its id, target (and databases) and code."""
+    failed = next(r for r in facts.parse(facts.INFRA / "modules" / "dashboards.bicep")["variables"]["alertRules"]
+                  ["value"] if r["key"] == "failed")
+    assert failed["dimension"] == "restore" and "summarize failed = count() by restore" in failed["query"]
+    for field in ("restore_id", "target", "target_databases", "error_code"):
+        assert f"customDimensions.{field}" in failed["query"], field
+
+
+def test_the_workbook_has_a_table_of_restores_with_source_target_status_stage_times_and_error() -> None:
+    from restore_core.pipeline import finished_fields
+    from restore_core.stages import registry
+
+    wb = json.loads((facts.INFRA / "workbook" / "restore-workbook.json").read_text())
+    table = next(i for i in wb["items"] if i.get("name") == "restores")["content"]
+    assert table["visualization"] == "table" and "order by timestamp desc" in table["query"]
+    logged = {"event", "restore_id", "outcome", "source", "source_resource", "target", "target_databases", "region",
+              "error_code", "stage_seconds", "rto_seconds"}
+    for field in logged:
+        assert f"customDimensions.{field}" in table["query"], field
+    for spec in registry.REGISTRY:  # a column per stage (rehydrate and wait together)
+        assert f"stages.{spec.stage.value}" in table["query"], spec.stage.value
+    assert finished_fields.__doc__ and "customDimensions" in finished_fields.__doc__
