@@ -5,7 +5,8 @@ stages) and start one job execution per waiting message (up to the job's paralle
 ``python -m restore_core.replay``, which takes one message, does the work and deletes it. This runner does the same
 on the local stack: it polls the queues' visible messages (peek, as KEDA's scaler reads the queue length) and starts
 the same entrypoint as a process per waiting message, with the Function App's settings as its environment (as the
-job's environment variables are in the infra).
+job's environment variables are in the infra). Each execution is a process forked from this runner after it imported
+``restore_core`` once (an image has the package installed; only the per-message process is what matters here).
 
 ``--state`` (JSON, rewritten on every change) lists the running executions' pids, so tests can kill one mid-replay;
 each execution's output goes to ``--log-dir``/replay-<n>.log.
@@ -16,12 +17,13 @@ Usage: ``python -m localdev.jobrunner --settings .local/local.settings.json [--p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ class JobRunner:
         self.queue_names = [values.get(spec.queue_setting) or spec.default_queue for spec in registry.JOB_STAGES]
         self.connection = values["RestoreStorage"]
         self.parallelism, self.poll, self.state, self.log_dir = parallelism, poll, state, log_dir
-        self.running: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
+        self.running: dict[int, tuple[int, float]] = {}
         self.started = 0
         self.finished: list[dict[str, Any]] = []
         self._stop = False
@@ -68,17 +70,26 @@ class JobRunner:
         return total
 
     def _start(self) -> None:
+        """One execution: a process of its own running ``restore_core.replay.main()``, forked from this runner, which
+        imported the package once (as a container image carries it installed): the same entrypoint and message
+        contract as ``python -m restore_core.replay``, without paying the imports again for every message."""
         self.started += 1
-        log = open(self.log_dir / f"replay-{self.started}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", "restore_core.replay"], cwd=REPO, env=self.env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self.running[proc.pid] = (proc, time.time())
-        print(f"[jobrunner] execution {self.started} started (pid {proc.pid})", flush=True)
+        log_path = self.log_dir / f"replay-{self.started}.log"
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the execution
+            os._exit(_execution(log_path, self.env))
+        self.running[pid] = (pid, time.time())
+        print(f"[jobrunner] execution {self.started} started (pid {pid})", flush=True)
 
     def _reap(self) -> None:
-        for pid, (proc, t0) in list(self.running.items()):
-            code = proc.poll()
+        for pid, (_, t0) in list(self.running.items()):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 0
+            code = os.waitstatus_to_exitcode(status) if done else None
             if code is not None:
                 del self.running[pid]
                 self.finished.append({"pid": pid, "exit": code, "seconds": round(time.time() - t0, 2)})
@@ -107,10 +118,40 @@ class JobRunner:
                     self._start()
             self._save()
             time.sleep(self.poll)
-        for proc, _ in self.running.values():
-            proc.terminate()
+        for pid in self.running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
         self._reap()
         self._save()
+
+
+def _execution(log_path: Path, env: dict[str, str]) -> int:
+    """The child side of a fork: output to its log, the job's environment, then the entrypoint's main()."""
+    code = 1
+    try:
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(env)
+        from restore_core import replay
+
+        code = replay.main([])
+    except BaseException:  # noqa: BLE001 - the execution's failure goes to its log and its exit code
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return code
+
+
+def _preload() -> None:
+    """What an execution imports, imported once here (forked executions share it)."""
+    import restore_core.replay  # noqa: F401
+    import restore_core.stages.replay  # noqa: F401
+    import restore_core.stages.verify  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     base = a.settings.parent
     log_dir = a.log_dir or base / "logs" / "replay"
     log_dir.mkdir(parents=True, exist_ok=True)
+    _preload()
     JobRunner(a.settings, parallelism=a.parallelism, poll=a.poll, state=a.state or base / "jobrunner.json",
               log_dir=log_dir).run()
     return 0

@@ -67,7 +67,7 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
             "target": {"server_id": DRILL_SERVER, "database_suffix": "_d{run}"},
             "checks": [{"name": "items", "database": "inventory", "sql": "SELECT count(*) FROM items",
                         "expect": "50"}],
-            "rto_target_minutes": 10, "validation_window_minutes": 0.5}
+            "rto_target_minutes": 10, "validation_window_minutes": 0.15}
     status, created, _ = api.post("/drills", body)
     assert status == 201, created
     # an ordinary restore into the drill server is refused
@@ -121,7 +121,7 @@ def test_run_now_with_a_check_that_tries_to_write_fails_as_a_check_changes_nothi
             "backup_instances": {"ids": [sc.BI_FLEX]}, "target": {"server_id": DRILL_SERVER},
             "checks": [{"name": "writes", "database": "inventory", "sql": "DELETE FROM items RETURNING 1",
                         "expect": "1"}],
-            "rto_target_minutes": 10, "validation_window_minutes": 0.4}
+            "rto_target_minutes": 10, "validation_window_minutes": 0.1}
     status, created, _ = api.post("/drills", body)
     assert status == 201, created
     status, started, _ = api.post(f"/drills/{drill_id}/run", None)
