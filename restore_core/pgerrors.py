@@ -82,6 +82,7 @@ class Target:
 
     resource_group: str = "<resource group>"
     server_name: str = "<server>"
+    subscription: str | None = None  # given: the fix names it (the server may be in another subscription)
 
 
 def classify_output(stderr: str, *, absent_roles: Iterable[str] = (), target: Target | None = None) -> ReplayDiagnosis:
@@ -167,7 +168,8 @@ def _extension_rule(message: str, command: str, absent: frozenset[str], tgt: Tar
     return Issue("extension-not-allowed", "", "", (
         f"add {ext} to the server parameter azure.extensions (az postgres flexible-server parameter set "
         f"--resource-group {tgt.resource_group} --server-name {tgt.server_name} --name azure.extensions "
-        f"--value <current value>,{ext}) and retry"))
+        f"--value <current value>,{ext}"
+        + (f" --subscription {tgt.subscription}" if tgt.subscription else "") + ") and retry"))
 
 
 def _simple_rule(message: str, command: str, absent: frozenset[str], tgt: Target) -> Issue | None:

@@ -252,8 +252,9 @@ _PSQL_ERROR = re.compile(r"^psql:[^\n]*?:\d+: ERROR:\s+(?P<msg>[^\n]*)$", re.M)
 def _diagnose(ctx: _Context, entry: dict[str, Any], stderr: str) -> pgerrors.ReplayDiagnosis:
     """pg_restore's output through the documented rules; psql's (plain dumps): ownership and grants to roles the
     target lacks are warnings (a plain dump cannot be restored --no-owner), anything else fails."""
-    m = re.search(r"(?i)/resourceGroups/([^/]+)/", ctx.target.server_id)
-    target = pgerrors.Target(m.group(1) if m else "<resource group>", ctx.target.server_name)
+    m = re.search(r"(?i)^/subscriptions/([^/]+)/resourceGroups/([^/]+)/", ctx.target.server_id)
+    target = pgerrors.Target(m.group(2) if m else "<resource group>", ctx.target.server_name,
+                             m.group(1) if m else None)
     if entry["format"] != "plain":
         return pgerrors.classify_output(stderr, target=target)
     diag = pgerrors.ReplayDiagnosis()

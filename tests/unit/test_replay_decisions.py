@@ -155,3 +155,14 @@ def test_a_slot_of_a_restore_that_ended_is_taken_over() -> None:
     assert replay.take_slot(h.deps, a, FLEX) is not None
     h.store.update(h.store.get(a.id).copy(status=Status.FAILED, stage=None))  # type: ignore[union-attr]
     assert replay.take_slot(h.deps, b, FLEX) is not None
+
+
+def test_an_extension_that_is_not_allow_listed_gets_the_az_fix_for_the_servers_own_subscription(
+        tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    stderr = ('pg_restore: error: could not execute query: ERROR:  extension "pg_cron" is not allow-listed for users '
+              'in Azure Database for PostgreSQL\nCommand was: CREATE EXTENSION IF NOT EXISTS pg_cron;\n')
+    (failure,) = replay._diagnose(ctx, {"format": "custom"}, stderr).failures
+    assert failure.code == "extension-not-allowed"
+    assert "--resource-group rg-target --server-name pgflex-target" in failure.fix
+    assert "--subscription s2" in failure.fix
