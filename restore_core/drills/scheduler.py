@@ -31,8 +31,9 @@ from ..backup import RecoveryPointInfo
 from ..deps import Deps
 from ..errors import AzureRejection, RequestError
 from ..intake import submit
-from ..models import RestoreRequest
+from ..models import Region, RestoreRequest
 from ..records import iso, parse_time
+from ..regions import paired_region
 from . import cleanup, evidence, store
 from .model import DrillDefinition, PointSelect, PointSelection
 
@@ -121,6 +122,24 @@ def plan_for(deps: Deps, d: DrillDefinition, scheduled: datetime) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------------------------ starting
+def points_of(deps: Deps, bi: str, region: Region) -> list[RecoveryPointInfo]:
+    """The recovery points a run chooses from: the primary list, or for ``region: secondary`` (Cross Region Restore)
+    the secondary region's own list (``fetchSecondaryRecoveryPoints``), as validation will look the point up there.
+    A vault without Cross Region Restore or a secondary region refuses (a failed run with the reason)."""
+    ref = parse_backup_instance_id(bi)
+    if region != Region.SECONDARY:
+        return deps.dp.list_recovery_points(ref)
+    vault = deps.dp.get_vault(ref.vault)
+    secondary = vault.secondary_region or paired_region(vault.location)
+    if not vault.crr_enabled or secondary is None:
+        raise AzureRejection("CrossRegionRestoreNotEnabled",
+                             f"vault {ref.vault.vault} has no secondary region to restore from (Cross Region Restore "
+                             f"{'enabled' if vault.crr_enabled else 'disabled'}, redundancy {vault.redundancy})",
+                             fix="set the drill's region to primary, or enable Cross Region Restore on a "
+                                 "geo-redundant vault")
+    return deps.dp.fetch_secondary_recovery_points(ref, secondary=secondary, primary=vault.location)
+
+
 def _new_run(deps: Deps, d: DrillDefinition, bi: str, scheduled: datetime, due: datetime, key: str,
              *, manual: bool) -> dict[str, Any]:
     now = deps.clock()
@@ -132,7 +151,7 @@ def _new_run(deps: Deps, d: DrillDefinition, bi: str, scheduled: datetime, due: 
         "validation_window_seconds": d.validation_window_minutes * 60,
         "selection": d.recovery_point.model_dump(mode="json", exclude_none=True)}
     try:
-        points = deps.dp.list_recovery_points(parse_backup_instance_id(bi))
+        points = points_of(deps, bi, d.region)
     except AzureRejection as exc:  # Azure refuses (e.g. the instance is gone): a failed run; a transient error raises
         return {**run, "state": "error", "error": f"{exc.code}: {exc.message}"}
     point = select_point(points, d.recovery_point, now=now, seed=key)

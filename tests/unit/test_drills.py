@@ -464,3 +464,56 @@ def test_restore_record_of_a_drill_keeps_its_stage_times() -> None:
     # guard for finish_restore above: the fields it sets are real record fields
     assert {"stage_times", "verify_result", "replay_result"} <= set(RestoreRecord.model_fields)
     assert Stage.VERIFY.value == "verify" and SUB
+
+
+# ------------------------------------------------------------------------- region: secondary (Cross Region Restore)
+def secondary_points() -> list[RecoveryPointInfo]:
+    """The secondary region's own list: other ids, and behind the primary (replication lag), plus a Partial point."""
+    return [RecoveryPointInfo(f"s{i}", T0 - timedelta(days=i, hours=6), Tier.VAULT) for i in range(10)] + \
+        [RecoveryPointInfo("s-partial", T0 - timedelta(hours=1), Tier.VAULT, state="Partial")]
+
+
+@pytest.mark.parametrize(("selection", "expected"), [
+    ({"select": "latest"}, {"s0"}), ({"select": "oldest"}, {"s9"}),
+    ({"select": "random", "within_days": 3}, {"s0", "s1", "s2"})])
+def test_a_secondary_region_drill_chooses_its_point_from_the_secondary_list(
+        monkeypatch: pytest.MonkeyPatch, selection: dict[str, Any], expected: set[str]) -> None:
+    h = harness()
+    asked: list[tuple[str, str]] = []
+
+    def fetch(bi: Any, *, secondary: str, primary: str) -> list[RecoveryPointInfo]:
+        asked.append((secondary, primary))
+        return secondary_points()
+
+    monkeypatch.setattr(h.dp, "fetch_secondary_recovery_points", fetch)
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0, region="secondary", recovery_point=selection)
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert asked == [("northeurope", "westeurope")], "the vault's replicated region, for its primary location"
+    assert run["request"]["region"] == "secondary"
+    assert run["request"]["recovery_point"]["id"] in expected
+    assert run["state"] == "running", run
+
+
+def test_a_secondary_region_drill_of_a_vault_without_cross_region_restore_is_a_failed_run_with_the_reason() -> None:
+    from dataclasses import replace
+
+    h = harness()
+    h.dp.vault = replace(h.dp.vault, crr_enabled=False)
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0, region="secondary")
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert run["state"] == "done" and run["error"].startswith("CrossRegionRestoreNotEnabled"), run
+    assert run["result"]["passed"] is False and h.store.active() == []
+
+
+def test_a_primary_region_drill_never_reads_the_secondary_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness()
+    monkeypatch.setattr(h.dp, "fetch_secondary_recovery_points", lambda *a, **k: pytest.fail("secondary read"))
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0)
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert run["request"]["recovery_point"] == {"id": "9da55e757af94261afa009b43cd3222a"}
