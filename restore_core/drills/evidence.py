@@ -133,7 +133,8 @@ def build(run: dict[str, Any], rec: RestoreRecord, *, now: datetime) -> dict[str
                 "within_target": total is not None and total <= target, "stages": stage_seconds(rec)},
         "outcome": {"status": rec.status.value, "passed": passed, "error_code": rec.error_code,
                     "error_message": rec.error_message},
-        "checks": {"verified": verify.get("passed"), "checks": verify.get("checks") or [],
+        "checks": {"verified": verify.get("passed"), "role": verify.get("checks_role"),
+                   "checks": verify.get("checks") or [],
                    "databases": [{k: d.get(k) for k in ("database", "tables", "rows", "objects_checked", "missing",
                                                          "count_mismatches") if k in d}
                                  for d in verify.get("databases") or []]},
