@@ -44,6 +44,6 @@ def test_the_drill_alert_watches_failed_runs_rto_over_target_and_failed_cleanups
 def test_the_alerts_dimensions_are_the_ones_the_code_logs() -> None:
     """The alert reads drill_outcome, drill_rto and drill_cleanup: the names restore_core/drills logs them under."""
     code = "".join((facts.INFRA.parent / "restore_core" / "drills" / f).read_text()
-                   for f in ("evidence.py", "scheduler.py"))
+                   for f in ("evidence.py", "scheduler.py", "completion.py"))
     for name in ('"drill_outcome"', '"drill_rto"', '"drill_cleanup"', '"drill_id"'):
         assert name in code
