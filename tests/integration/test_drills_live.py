@@ -18,7 +18,7 @@ from localdev import restorectl
 from localdev import scenarios as sc
 from restore_core.pgtarget import mark_of
 
-from .helpers import dsn
+from .helpers import completion_events, dsn
 
 CLUSTER = "pgflex-drills"  # the drill-only server of the demo world (localdev/worlds/demo.yaml)
 DRILL_SERVER = sc.TARGET_FLEX.replace("pgflex-target", "pgflex-drills")
@@ -44,6 +44,16 @@ def wait_run(api: Any, drill_id: str, done: Any, timeout: float) -> dict[str, An
             return dict(items[0])
         time.sleep(0.5)
     raise AssertionError(f"drill {drill_id}: runs {json.dumps(items, indent=1)} after {timeout}s")
+
+
+def wait_for_events(env: dict[str, str], run_key: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The drill run's completion events (received with a 5 s visibility: polled every 6 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = completion_events(env, run_key, event_type="drill.run.finished", key="run_key")
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(6)
 
 
 def evidence(env: dict[str, str], name: str) -> dict[str, Any]:
@@ -86,6 +96,11 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     assert doc["checks"]["checks"][0]["name"] == "items" and doc["checks"]["checks"][0]["ok"] is True
     restored = set(doc["databases"])
     assert restored and all(n.startswith(("appdb_d", "inventory_d")) for n in restored)
+    # one completion event for the run on the events queue, with the result the evidence holds
+    (event,) = wait_for_events(env, run["run_key"])
+    assert event["event_id"] == run["completion_event"]["id"] and event["restore_id"] == run["restore_id"]
+    assert event["passed"] is True and event["rto_within_target"] is True and event["checks_passed"] == 1
+    assert event["rto_seconds"] == doc["rto"]["observed_seconds"] and event["evidence_blob"] == run["evidence_blob"]
 
     run = wait_run(api, drill_id, lambda r: r["state"] == "done", timeout=90)
     assert run["cleanup"]["status"] == "done" and sorted(run["cleanup"]["dropped"]) == sorted(restored)
@@ -103,6 +118,7 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     time.sleep(6)
     status, runs, _ = api.get(f"/drills/{drill_id}/runs")
     assert len(runs["items"]) == 1
+    assert len(completion_events(env, run["run_key"], event_type="drill.run.finished", key="run_key")) == 1
     assert api.request("DELETE", f"/drills/{drill_id}", None, None)[0] == 204
 
 
