@@ -101,6 +101,11 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     assert event["event_id"] == run["completion_event"]["id"] and event["restore_id"] == run["restore_id"]
     assert event["passed"] is True and event["rto_within_target"] is True and event["checks_passed"] == 1
     assert event["rto_seconds"] == doc["rto"]["observed_seconds"] and event["evidence_blob"] == run["evidence_blob"]
+    # the dashboard's read: the last run of the drill's instance, through the real host's routing
+    status, latest, _ = api.get("/drills/runs/latest?trend=5")
+    mine = [i for i in latest["items"] if i["drill_id"] == drill_id]
+    assert status == 200 and len(mine) == 1 and mine[0]["last"]["run_key"] == run["run_key"], latest
+    assert mine[0]["last"]["passed"] is True and [t["run_key"] for t in mine[0]["trend"]] == [run["run_key"]]
 
     run = wait_run(api, drill_id, lambda r: r["state"] == "done", timeout=90)
     assert run["cleanup"]["status"] == "done" and sorted(run["cleanup"]["dropped"]) == sorted(restored)
