@@ -15,7 +15,8 @@ Each tick, for each enabled drill:
 
 Then it follows the open runs: a run whose restore ended without evidence gets it (the finish hook was lost); a run
 whose validation window has passed is cleaned up (:mod:`.cleanup`); a clean-up that fails is retried on the next
-tick and logged as an error (the alert).
+tick and logged as an error (the alert). A run still restoring past its RTO target is logged as such, once (the
+alert); a run whose completion event was claimed but never sent gets it (:mod:`.completion`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from ..intake import submit
 from ..models import Region, RestoreRequest
 from ..records import iso, parse_time
 from ..regions import paired_region
-from . import cleanup, evidence, store
+from . import cleanup, completion, evidence, store
 from .model import DrillDefinition, PointSelect, PointSelection
 
 log = telemetry.get_logger("drills")
@@ -211,14 +212,11 @@ def _fail_before_restore(deps: Deps, run: dict[str, Any], reason: str, *, etag: 
         deps.evidence.put_once(name, doc)
     run = {**run, "state": "done", "evidence_blob": name, "error": reason,
            "result": {"passed": False, "status": "not-started", "error_code": reason.split(":", 1)[0]},
-           "cleanup": {"status": "done", "note": "nothing was restored"}}
-    if etag is None:
-        store.insert_run(deps, run)
-        deps.store.delete_meta(store.OPEN, run["run_key"])
-    else:
-        store.update_run(deps, run, etag)
-    log.error("drill %s run %s failed before its restore: %s", run["drill_id"], run["run_key"], reason,
-              extra={"drill_id": run["drill_id"], "drill_outcome": "failed"})
+           "cleanup": {"status": "done", "note": "nothing was restored"},
+           "completion_event": completion.claim(run, now)}
+    written = store.insert_run(deps, run) if etag is None else store.update_run(deps, run, etag) is not None
+    if written:  # the open-index row goes once the event is out (store.update_run)
+        completion.announce(deps, run)  # the "drill finished" record (failed: the alert) and the event
     return run
 
 
@@ -274,6 +272,8 @@ def _follow(deps: Deps, drill_id: str, key: str, now: datetime, report: DrillTic
         deps.store.delete_meta(store.OPEN, key)
         return
     run, etag = found
+    if completion.catch_up(deps, run, etag):  # an event its writer did not send: sent first, the rest next tick
+        return
     if run["state"] == "starting":
         _submit(deps, run)
     elif run["state"] == "running":
@@ -281,6 +281,8 @@ def _follow(deps: Deps, drill_id: str, key: str, now: datetime, report: DrillTic
         if rec is not None and rec.terminal:
             evidence.record_finish(deps, rec)
             report.evidence.append(key)
+        else:
+            completion.note_overrun(deps, run, etag, now)  # still restoring past its RTO target: the alert
     elif run["state"] == "validating":
         after = parse_time(run.get("cleanup_after"))
         if after is None or now >= after:

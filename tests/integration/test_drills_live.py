@@ -23,7 +23,7 @@ from localdev import scenarios as sc
 from restore_core.drills import store
 from restore_core.pgtarget import mark_of
 
-from .helpers import admin, dsn
+from .helpers import admin, completion_events, dsn
 
 CLUSTER = "pgflex-drills"  # the drill-only server of the demo world (localdev/worlds/demo.yaml)
 DRILL_SERVER = sc.TARGET_FLEX.replace("pgflex-target", "pgflex-drills")
@@ -49,6 +49,16 @@ def wait_run(api: Any, drill_id: str, done: Any, timeout: float) -> dict[str, An
             return dict(items[0])
         time.sleep(0.5)
     raise AssertionError(f"drill {drill_id}: runs {json.dumps(items, indent=1)} after {timeout}s")
+
+
+def wait_for_events(env: dict[str, str], run_key: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """The drill run's completion events (received with a 5 s visibility: polled every 6 s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = completion_events(env, run_key, event_type="drill.run.finished", key="run_key")
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(6)
 
 
 def evidence(env: dict[str, str], name: str) -> dict[str, Any]:
@@ -91,6 +101,16 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     assert doc["checks"]["checks"][0]["name"] == "items" and doc["checks"]["checks"][0]["ok"] is True
     restored = set(doc["databases"])
     assert restored and all(n.startswith(("appdb_d", "inventory_d")) for n in restored)
+    # one completion event for the run on the events queue, with the result the evidence holds
+    (event,) = wait_for_events(env, run["run_key"])
+    assert event["event_id"] == run["completion_event"]["id"] and event["restore_id"] == run["restore_id"]
+    assert event["passed"] is True and event["rto_within_target"] is True and event["checks_passed"] == 1
+    assert event["rto_seconds"] == doc["rto"]["observed_seconds"] and event["evidence_blob"] == run["evidence_blob"]
+    # the dashboard's read: the last run of the drill's instance, through the real host's routing
+    status, latest, _ = api.get("/drills/runs/latest?trend=5")
+    mine = [i for i in latest["items"] if i["drill_id"] == drill_id]
+    assert status == 200 and len(mine) == 1 and mine[0]["last"]["run_key"] == run["run_key"], latest
+    assert mine[0]["last"]["passed"] is True and [t["run_key"] for t in mine[0]["trend"]] == [run["run_key"]]
 
     run = wait_run(api, drill_id, lambda r: r["state"] == "done", timeout=90)
     assert run["cleanup"]["status"] == "done" and sorted(run["cleanup"]["dropped"]) == sorted(restored)
@@ -108,6 +128,7 @@ def test_a_drill_defined_through_the_api_runs_on_a_tick_leaves_evidence_and_is_c
     time.sleep(6)
     status, runs, _ = api.get(f"/drills/{drill_id}/runs")
     assert len(runs["items"]) == 1
+    assert len(completion_events(env, run["run_key"], event_type="drill.run.finished", key="run_key")) == 1
     assert api.request("DELETE", f"/drills/{drill_id}", None, None)[0] == 204
 
 
