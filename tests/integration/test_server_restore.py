@@ -18,7 +18,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from localdev import scenarios as sc
-from restore_core.pgtarget import mark_of
+from restore_core.pgtarget import mark_of, pending_name, pending_prefix
 
 from .helpers import admin, completion_events, dsn, jobs_restoring_to, start, wait_for
 
@@ -241,6 +241,10 @@ def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_d
     q(env, "postgres", f"COMMENT ON DATABASE \"appdb{suffix}\" IS '{mark_of(rid)}'")
     q(env, "postgres", f'ALTER DATABASE "appdb{suffix}" OWNER TO "{env["RESTORE_ENTRA_USER"]}"')  # as it made it
     q(env, f"appdb{suffix}", "CREATE TABLE leftover(v int)")
+    # and one killed between CREATE DATABASE and its COMMENT left an unmarked database under its pending name
+    pending = pending_name(rid, f"appdb{suffix}")
+    q(env, "postgres", f'CREATE DATABASE "{pending}"')
+    q(env, "postgres", f'ALTER DATABASE "{pending}" OWNER TO "{env["RESTORE_ENTRA_USER"]}"')  # as it made it
     killed = _kill_the_replay_mid_work(local_stack, api, rid)
     assert killed is not None, "the replay execution was never seen running"
     body = wait_for(api, rid, timeout=150)
@@ -252,6 +256,7 @@ def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_d
     dbs = databases(env)
     assert decoy in dbs and dbs[decoy] is None
     assert sorted(d for d in dbs if d.endswith(suffix)) == sorted([f"appdb{suffix}", decoy])  # nothing extra
+    assert pending not in dbs and not any(d.startswith(pending_prefix(rid)) for d in dbs)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from restore_core.drills.evidence import MemoryEvidenceSink
 from restore_core.drills.model import PointSelection, parse_drill
 from restore_core.errors import RequestError
 from restore_core.models import Stage, Status, Tier
-from restore_core.pgtarget import mark_of
+from restore_core.pgtarget import mark_of, pending_name, pending_prefix
 from restore_core.records import RestoreRecord, iso
 from restore_core.restore_requests import SINGLE_SERVER_DB
 
@@ -419,6 +419,17 @@ def test_clean_up_selects_only_databases_carrying_this_restores_mark() -> None:
            "people": "created by someone else", "prefix_of_mark": mark_of(rid)[:-1], "postgres": None,
            "longer_mark": mark_of(rid) + "0"}
     assert cleanup.databases_to_drop(dbs, rid) == ["salesdb_drill_ab"]
+
+
+def test_clean_up_also_drops_this_restores_unmarked_pending_database_and_nobody_elses() -> None:
+    """A replay killed between CREATE DATABASE and its COMMENT leaves a database under the restore's pending name."""
+    rid = "20261124T090000-0123456789"
+    other = "20261124T090000-ffffffffff"
+    mine = pending_name(rid, "salesdb_drill_ab")
+    dbs = {mine: None, pending_name(other, "salesdb_drill_ab"): None,
+           pending_name(rid, "hrdb_drill_ab"): "created by someone else", "restore_pending_": None}
+    assert cleanup.databases_to_drop(dbs, rid) == [mine]
+    assert mine.startswith(pending_prefix(rid)) and len(mine) <= 63
 
 
 def test_clean_up_waits_for_the_window_retries_a_failure_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
