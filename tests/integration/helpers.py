@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -85,3 +86,12 @@ def completion_events(env: dict[str, str], restore_id: str, *, event_type: str =
         if seen > 2000:
             break
     return found
+
+
+def replay_pids(stack: Any) -> list[int]:
+    """The replay executions the local job runner is running now (its state file)."""
+    try:
+        state = json.loads((Path(stack.dir) / "jobrunner.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list(state.get("running") or [])

@@ -12,7 +12,6 @@ import signal
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -23,7 +22,7 @@ from localdev import scenarios as sc
 from restore_core.drills import store
 from restore_core.pgtarget import mark_of
 
-from .helpers import admin, completion_events, dsn
+from .helpers import admin, completion_events, dsn, replay_pids
 
 CLUSTER = "pgflex-drills"  # the drill-only server of the demo world (localdev/worlds/demo.yaml)
 DRILL_SERVER = sc.TARGET_FLEX.replace("pgflex-target", "pgflex-drills")
@@ -209,14 +208,6 @@ def _time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _replay_pids(stack: Any) -> list[int]:
-    try:
-        state = json.loads((Path(stack.dir) / "jobrunner.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return list(state.get("running") or [])
-
-
 def test_a_host_killed_during_a_drill_leaves_no_orphan_database_after_the_next_timer_pass(local_stack, api):
     """The Functions host and the replay execution die (SIGKILL) while a drill's restore is in replay and its
     database exists. After the restart the run ends with one evidence document, and once the validation window (0)
@@ -238,7 +229,7 @@ def test_a_host_killed_during_a_drill_leaves_no_orphan_database_after_the_next_t
     while time.monotonic() < deadline and mark_of(rid) not in databases(env).values():
         time.sleep(0.05)
     assert mark_of(rid) in databases(env).values(), "the replay never created its database"
-    pids = _replay_pids(local_stack)
+    pids = replay_pids(local_stack)
     local_stack.kill_host()
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
