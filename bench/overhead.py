@@ -61,7 +61,8 @@ LRO_RETRY_AFTER_SIM = (10.0, 30.0)  # emulator base Retry-After: validate (10 s)
 APP_FILES = ("restore_core", "function_app.py", "host.json")
 STAGES = ("restores_create", "restore_validate", "restore_trigger")
 TARGET_P50_S, TARGET_P95_S = 0.3, 1.0
-_LINE = re.compile(r"invocation function=(\S+) [^\n]*?outcome=(\S+) (?:status=\S+ )?duration_ms=(\S+) fn_ms=(\S+) cpu_ms=(\S+)")
+_LINE = re.compile(r"invocation function=(\S+) [^\n]*?outcome=(\S+) (?:status=\S+ )?"
+                   r"duration_ms=(\S+) fn_ms=(\S+) cpu_ms=(\S+)")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -363,6 +364,7 @@ def run(*, n: int = 200, rate: float = 5.0, scale: float = 3600.0, latency: floa
     ``max_polling``: a host.json ``maxPollingInterval`` to try instead of each app's own (what-if runs)."""
     if rounds < 1 or n < rounds:
         raise BenchError(f"n={n}, rounds={rounds}: give rounds >= 1 and n >= rounds")
+    (REPO / ".local").mkdir(exist_ok=True)
     workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-overhead-", dir=REPO / ".local"))
     apps = [snapshot(None, workdir / "app-head", max_polling)]
     if compare:
