@@ -143,7 +143,8 @@ def _trigger_time(table: Any, rid: str) -> datetime | None:
     rows = table.query_entities("PartitionKey eq @pk and RowKey gt @lo and RowKey lt @hi",
                                 parameters={"pk": "d" + rid[:8], "lo": rid + "~", "hi": rid + "~~"})
     for ev in sorted(rows, key=lambda r: r["RowKey"]):
-        if str(ev.get("message", "")).startswith("restore triggered"):
+        # "adopted job": the trigger's answer was lost (e.g. a storage timeout) and a redelivery adopted the job
+        if str(ev.get("message", "")).startswith(("restore triggered", "adopted job")):
             return _t(ev["at"])
     return None
 
