@@ -169,6 +169,11 @@ class Settings:
     #: Whether a Flexible Server point's metadata names its databases (``dbName`` as a list). Azure's public example
     #: shows ``dbName`` for a Single Server database only; for a whole server it is not documented.
     flexible_point_db_names: bool = True
+    #: Whether restores do real data-plane work (``pg_restore``/blob copies behind a job, and the target checks that
+    #: read PostgreSQL or blobs: "database already exists", "blob already exists"). ``False`` (benchmarks of the app's
+    #: own overhead, ``PUT /admin/config {"data_plane": false}``): jobs run their duration and succeed without
+    #: touching PostgreSQL or blobs, and those two checks pass. Start-up seeding (real backups) is unchanged.
+    data_plane: bool = True
 
 
 DESTINATION_FORMATS = ("arm", "name", "none")
