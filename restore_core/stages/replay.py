@@ -122,7 +122,8 @@ def _run_tool(ctx: _Context, args: list[str], env: dict[str, str],
             feed(proc)
     finally:
         code = proc.wait()
-        text = output.text()
+        # a killed tool's own children may hold its stderr open a little longer: do not wait for them forever
+        text = output.text(timeout=5.0 if ctx.lost.is_set() else None)
     ctx.check_lease()
     return _ToolRun(code, text, output.dropped_failures)
 
@@ -161,8 +162,8 @@ class _CappedOutput:
             if self._failure is not None and self._failure(gone):
                 self.dropped_failures += 1
 
-    def text(self) -> str:
-        self._thread.join()
+    def text(self, timeout: float | None = None) -> str:
+        self._thread.join(timeout)
         gap = [f"[{self.dropped_lines} lines of output not kept]\n"] if self.dropped_lines else []
         return "".join([*self._head, *gap, *self._tail])
 
