@@ -40,7 +40,7 @@ from bench.common import RESULTS, md_table, percentile, verdict, write_result
 from localdev.pgcluster import PgCluster
 
 GOAL_SEEKABLE, GOAL_STREAM, GOAL_RSS_MB = 1.2, 1.1, 256
-KINDS = ("seekable", "stream", "piped")  # piped: the stream archive fed to pg_restore's stdin (budget < archive)
+KINDS = ("piped", "seekable", "stream")  # piped: the stream archive fed to pg_restore's stdin (budget < archive)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -206,7 +206,10 @@ def _round(target: PgCluster, archives: dict[str, Path], jobs: int, i: int, work
         else:
             res = _reference(target, archive_path, db, jobs if kind == "seekable" else 1, piped=kind == "piped")
         runs[f"{who}-{kind}"].append(res)
-        print(f"[replay] round {i + 1} {who:<9} {kind:<8} {res['total_s']:.1f}s", flush=True)
+        steps = json.dumps({k: round(v, 1) for k, v in res.get("steps", {}).items()})
+        extra = (f" rss {res['rss_mb']:.0f} MB, pg_restore rss {res['child_rss_mb']:.0f} MB, disk "
+                 f"{res['disk_mb']:.0f} MB, load {res['load']}, steps {steps}" if who == "product" else "")
+        print(f"[replay] round {i + 1} {who:<9} {kind:<8} {res['total_s']:.1f}s{extra}", flush=True)
         _drop(target, db)
 
 
