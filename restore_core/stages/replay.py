@@ -401,9 +401,6 @@ class _Stream:
         self.tool_closed = False
         self._queue: queue.Queue[bytes | None] = queue.Queue(self.QUEUE_CHUNKS)
         self._counter: _Background | None = None
-        if entry["format"] == "custom":
-            budget = int(ctx.deps.settings.server.verify_count_budget_mb * _MIB)
-            self._counter = _Background(lambda: self._count(budget))
 
     def _count(self, budget: int) -> archive.RowCounts:
         def chunks() -> Iterator[bytes]:
@@ -422,6 +419,9 @@ class _Stream:
         stdin = proc.stdin
         assert stdin is not None
         _widen_pipe(stdin)
+        if self.entry["format"] == "custom":  # started here: a tool that never starts leaves no thread waiting
+            budget = int(self.ctx.deps.settings.server.verify_count_budget_mb * _MIB)
+            self._counter = _Background(lambda: self._count(budget))
         try:
             for chunk in self.ctx.area.chunks(self.entry["file"]):
                 if self.ctx.lost.is_set():
@@ -461,8 +461,10 @@ class _Stream:
                                  "database carries this restore's mark and is recreated)")
 
     def counts(self) -> dict[str, Any]:
-        if self._counter is None:
+        if self.entry["format"] == "plain":
             return _plain_counts(self.entry)
+        if self._counter is None:
+            return {"complete": False, "bytes_read": 0, "rows": {}, "skipped": {"*": "the archive was not read"}}
         try:
             counts: archive.RowCounts = self._counter.result()
         except archive.ArchiveError as exc:

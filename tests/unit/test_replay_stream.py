@@ -140,7 +140,7 @@ def test_a_blob_read_that_breaks_midway_kills_psql_and_is_retried_not_reported_a
     with pytest.raises(RetryableError, match=r"streaming shop.sql into shop_r broke after 12288 of \d+ bytes "
                                              r"\(OSError: connection reset by the storage account\)"):
         replay._replay_database(ctx, _entry(path, "plain"))
-    assert out.stat().st_size <= 12288
+    assert not out.exists() or out.stat().st_size <= 12288  # killed: maybe before it even opened its output
     assert all(p.poll() is not None and p.returncode != 0 for p in ctx.procs)  # killed, not ended cleanly
 
 
