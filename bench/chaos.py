@@ -409,7 +409,7 @@ class Campaign:
                 (self.runner_kills if host is self.runner else self.kills).append(
                     {"host": host.name, "old_pid": old, "new_pid": new,
                      "down_seconds": round(time.monotonic() - killed_at, 2), "at": round(t0 - self.t_start, 1)})
-                if len(self.kills) % 5 == 0:
+                if host is not self.runner and len(self.kills) % 5 == 0:
                     say(f"  {len(self.kills)} kills so far")
             except Exception as exc:  # noqa: BLE001 - a failed restart is a campaign failure, reported
                 self.errors.append(f"restart of {host.name} failed: {exc}")

@@ -324,3 +324,9 @@ def iso_seconds(a: str | None, b: str | None) -> float | None:
     ta = datetime.fromisoformat(a.replace("Z", "+00:00"))
     tb = datetime.fromisoformat(b.replace("Z", "+00:00"))
     return (tb - ta) / timedelta(seconds=1)
+
+
+def read_lines(paths: Iterable[Path]) -> Iterable[str]:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            yield from path.read_text(errors="replace").splitlines()
