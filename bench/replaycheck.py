@@ -268,7 +268,7 @@ class ReplayKiller:
     restore picked with ``probability`` when its first ``pg_restore`` is seen. The execution and everything it
     started (``pg_restore`` and its ``-j`` workers) die together, as a replica's container does."""
 
-    def __init__(self, runner: JobRunnerProcess, rng: Any, *, budget: int, probability: float = 0.6,
+    def __init__(self, runner: JobRunnerProcess, rng: Any, *, budget: int, probability: float = 1.0,
                  interval: float = 0.02) -> None:
         self.runner, self.rng, self.budget, self.probability, self.interval = runner, rng, budget, probability, \
             interval
