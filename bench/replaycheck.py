@@ -221,7 +221,7 @@ class JobRunnerProcess:
         return self.proc.pid if self.proc is not None else None
 
     def start(self, timeout: float = 60) -> int:
-        self.state.unlink(missing_ok=True)
+        self.state.unlink(missing_ok=True)  # (its ``.seen`` file stays: a restart copies no message twice)
         cmd = [sys.executable, "-m", RUNNER_MARKER, "--settings", str(self.settings), "--parallelism",
                str(self.parallelism), "--poll", str(self.poll), "--state", str(self.state), "--log-dir",
                str(self.log_dir)] + (["--duplicate-delivery"] if self.duplicate_delivery else [])

@@ -52,7 +52,9 @@ class JobRunner:
         self.started = 0
         self.finished: list[dict[str, Any]] = []
         self.duplicate_delivery = duplicate_delivery
-        self.seen: set[str] = set()  # message ids already copied (or copies)
+        # message ids already copied (or copies), kept beside the state file: a restarted runner copies nothing twice
+        self.seen_file = state.with_suffix(".seen")
+        self.seen: set[str] = set(self.seen_file.read_text().split()) if self.seen_file.exists() else set()
         self.duplicates_sent = 0
         self._stop = False
 
@@ -87,9 +89,10 @@ class JobRunner:
         for m in peeked:
             if m.id in self.seen:
                 continue
-            self.seen.add(m.id)
             copy = queue.send_message(m.content)
-            self.seen.add(copy.id)
+            self.seen.update((m.id, copy.id))
+            with open(self.seen_file, "a") as f:
+                f.write(f"{m.id}\n{copy.id}\n")
             self.duplicates_sent += 1
             print(f"[jobrunner] duplicate of message {m.id} on {queue.queue_name} sent", flush=True)
 

@@ -156,13 +156,20 @@ def test_the_job_runner_delivers_every_message_a_second_time_once(tmp_path: Path
             self.sent.append(content)
             return SimpleNamespace(id=f"copy{len(self.sent)}")
 
-    runner = JobRunner.__new__(JobRunner)
-    runner.duplicate_delivery, runner.seen, runner.duplicates_sent = True, set(), 0
-    q = Queue()
+    def runner() -> JobRunner:
+        r = JobRunner.__new__(JobRunner)
+        r.duplicate_delivery, r.duplicates_sent, r.seen_file = True, 0, tmp_path / "jobrunner.seen"
+        r.seen = set(r.seen_file.read_text().split()) if r.seen_file.exists() else set()
+        return r
+
+    first_runner, q = runner(), Queue()
     first = [SimpleNamespace(id="m1", content="b64-1"), SimpleNamespace(id="m2", content="b64-2")]
-    runner._duplicate(q, first)  # noqa: SLF001
-    runner._duplicate(q, [*first, SimpleNamespace(id="copy1", content="b64-1")])  # noqa: SLF001 - seen, copies
-    assert q.sent == ["b64-1", "b64-2"] and runner.duplicates_sent == 2
+    first_runner._duplicate(q, first)  # noqa: SLF001
+    first_runner._duplicate(q, [*first, SimpleNamespace(id="copy1", content="b64-1")])  # noqa: SLF001 - seen, copies
+    assert q.sent == ["b64-1", "b64-2"] and first_runner.duplicates_sent == 2
+    restarted = runner()  # after a SIGKILL: it knows what was copied (the chaos campaign kills it often)
+    restarted._duplicate(q, [*first, SimpleNamespace(id="copy2", content="b64-2")])  # noqa: SLF001
+    assert q.sent == ["b64-1", "b64-2"]
 
 
 @pytest.mark.integration
