@@ -195,7 +195,17 @@ def _deadline_result(rec: RestoreRecord, job_status: str | None = None) -> Stage
     return StageResult(Outcome.FAILED, f"deadline {iso(rec.deadline)} passed{where}", error_code="DeadlineExceeded",
                        error_message=f"the restore did not finish by its deadline {iso(rec.deadline)}{where}",
                        error_fix="check the vault's jobs in Azure; submit again with a longer deadline_hours if "
-                                 "the restore legitimately needs more time")
+                                 "the restore legitimately needs more time" + _databases_left(rec))
+
+
+def _databases_left(rec: RestoreRecord) -> str:
+    """A restore into a server that ran out of time while replaying or verifying may have created databases on the
+    target: say which (they carry its mark), so that none is left behind without its owner saying so."""
+    if rec.stage not in (Stage.REPLAY, Stage.VERIFY):
+        return ""
+    names = sorted(str(n) for n in (rec.server_plan.get("names") or {}).values())
+    return (f". Databases this restore may have created on the target (they carry its mark; drop them or keep "
+            f"them): {', '.join(names)}") if names else ""
 
 
 def _give_up_if_last(deps: Deps, rec: RestoreRecord, stage: Stage, dequeue_count: int, exc: BaseException) -> None:

@@ -30,6 +30,7 @@ Next: verify; or ``failed`` (staged files kept; a partly loaded database keeps i
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import queue
 import re
@@ -515,12 +516,23 @@ def _counts_dict(counts: archive.RowCounts) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the stage
 
-def _context(rec: RestoreRecord, deps: Deps, workdir: Path, lost: threading.Event) -> _Context:
+#: the replay's sessions on the target carry ``pg-restore-replay <restore id> <runner>`` (the lease owner) as their
+#: application_name: pg_stat_activity and the server's logs say who loads into a database, and two runners of one
+#: restore can be told apart (bench/chaos.py checks from the server's connection log that they never overlap)
+REPLAY_APPLICATION = "pg-restore-replay"
+
+
+def application_name(restore_id: str, runner: str) -> str:
+    return f"{REPLAY_APPLICATION} {restore_id} {runner}"[:63]
+
+
+def _context(rec: RestoreRecord, deps: Deps, workdir: Path, held: lease.Lease) -> _Context:
     t = request_of(rec).target
     assert isinstance(t, ServerTarget)
     staging = require(rec.staging or None, "validate chose the staging container")
     access = deps.server_access()
-    return _Context(rec, deps, t, access.target_conn(t), access.staging(staging["region"]), workdir, lost)
+    conn = dataclasses.replace(access.target_conn(t), application_name=application_name(rec.id, held.owner))
+    return _Context(rec, deps, t, conn, access.staging(staging["region"]), workdir, held.lost)
 
 
 def _sql_errors(ctx: _Context) -> Any:
@@ -614,7 +626,7 @@ def _run_in_slot(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         Path(base).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"replay-{rec.id}-", dir=base or None) as tmp:
         try:
-            ctx = _context(rec, deps, Path(tmp), held.lost)
+            ctx = _context(rec, deps, Path(tmp), held)
             with lease.Heartbeat(deps, held, rec, on_lost=ctx.kill):
                 result = _work(ctx)
         except _Fail as f:
