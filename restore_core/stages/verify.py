@@ -32,6 +32,7 @@ from .common import request_of
 log = telemetry.get_logger("verify")
 CHECK_TIMEOUT_MS = 60_000
 ROW_COUNTS_ON_ROW = 100  # per-table counts kept in the status for up to this many tables (else totals only)
+_SINGULAR = {"indexes": "index"}
 SHOWN = 20  # missing objects and count mismatches named in the status per database (the totals count them all)
 
 _EXISTS = {
@@ -68,7 +69,7 @@ class _Tally:
     def gone(self, kind: str, schema: str, name: str) -> None:
         self.missing_total += 1
         if len(self.missing) < SHOWN:
-            self.missing.append(f"{kind[:-1]} {schema}.{name}")
+            self.missing.append(f"{_SINGULAR.get(kind, kind[:-1])} {schema}.{name}")
 
     def counted(self, name: str, n: int) -> None:
         self.tables += 1
