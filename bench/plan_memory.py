@@ -6,9 +6,11 @@ directory that stands in for the staging container; then, each in its own child 
 (``ru_maxrss``) is its own:
 
 - **baseline**: the child with the product's modules imported, nothing else;
-- **inventory**: the plan written (``restore_core.plans.write_plan``; before it: ``put_json`` of the whole plan);
-- **replay**: ``restore_core.stages.replay._work`` with the database load replaced by archive row counts of every
-  table (what the archive counter gives; the same in both layouts): reads the plan, writes the counts for verify;
+- **inventory**: the plan written (``restore_core.plans.write_plan``; before it: ``put_json`` of the whole plan) and
+  the synthetic archive (inventory runs in the Function, not in the replay job: shown for completeness);
+- **replay**: ``restore_core.stages.replay._work`` with ``pg_restore`` left out: reads the plan, counts the rows of a
+  synthetic custom archive of the same schema (``replay._archive_counts``, as while pg_restore runs: its TOC holds
+  every object's definition) and writes the counts for verify;
 - **verify**: ``restore_core.stages.verify._verify_database`` for every database of the plan against a fake target
   where every object exists (no PostgreSQL): reads the objects and the counts, compares.
 
@@ -108,6 +110,43 @@ def database_entry(tables: int, target: str = "shop_r") -> dict[str, Any]:
     }
 
 
+def write_archive(path: Path, tables: int) -> None:
+    """A pg_dump custom archive (format 1.16, uncompressed, written as to a pipe) of the same schema: per table its
+    CREATE TABLE, 2 indexes, a primary and a foreign key (with their definitions) and ``i`` rows of data."""
+    def i(v: int) -> bytes:
+        return bytes([1 if v < 0 else 0]) + abs(v).to_bytes(4, "little")
+
+    def s(v: str | None) -> bytes:
+        if v is None:
+            return i(-1)
+        raw = v.encode()
+        return i(len(raw)) + raw
+
+    def entry(dump_id: int, desc: str, tag: str, defn: str, copy: str = "", data: bool = False) -> bytes:
+        return b"".join([i(dump_id), i(1 if data else 0), s("0"), s("0"), s(tag), s(desc), i(2 if data else 1),
+                         s(defn), s(""), s(copy), s("public"), s(None), s(None), i(0), s("app"), s("false"),
+                         s(None), bytes([1 if data else 3]), (0).to_bytes(8, "little")])
+
+    with open(path, "wb") as f:
+        f.write(b"PGDMP" + bytes([1, 16, 0, 4, 8, 1, 0]) + b"".join(i(v) for v in (0, 0, 0, 1, 0, 125, 0)))
+        f.write(s("shop") + s("17.2") + s("17.2") + i(tables * 6))
+        for n in range(tables):
+            t, base = f"table_{n:07d}", n * 6 + 1
+            cols = "(id integer NOT NULL, ref integer, note text)"
+            f.write(entry(base, "TABLE", t, f"CREATE TABLE public.{t} {cols};\n"))
+            for k, col in (("a", "ref"), ("b", "note")):
+                f.write(entry(base + (1 if k == "a" else 2), "INDEX", f"{t}_{k}_idx",
+                              f"CREATE INDEX {t}_{k}_idx ON public.{t} USING btree ({col});\n"))
+            f.write(entry(base + 3, "CONSTRAINT", f"{t} {t}_pkey",
+                          f"ALTER TABLE ONLY public.{t}\n    ADD CONSTRAINT {t}_pkey PRIMARY KEY (id);\n"))
+            f.write(entry(base + 4, "FK CONSTRAINT", f"{t} {t}_fkey", f"ALTER TABLE ONLY public.{t}\n    ADD "
+                          f"CONSTRAINT {t}_fkey FOREIGN KEY (ref) REFERENCES public.{t}(id);\n"))
+            f.write(entry(base + 5, "TABLE DATA", t, "", f"COPY public.{t} (id, ref, note) FROM stdin;\n", True))
+        for n in range(tables):
+            rows = b"".join(b"%d\t\\N\tx\n" % r for r in range(n % 50))
+            f.write(bytes([1]) + i(n * 6 + 6) + (i(len(rows)) + rows if rows else b"") + i(0))
+
+
 def _has_plans() -> bool:
     try:
         import restore_core.plans  # noqa: F401
@@ -132,13 +171,14 @@ def _replay(area: DirArea, tables: int) -> None:
     from restore_core.models import RolesMode
     from restore_core.stages import replay
 
-    def load(ctx: Any, entry: dict[str, Any]) -> dict[str, Any]:  # the archive counter's result, every table
-        entry["archive_counts"] = {"complete": True, "bytes_read": 1,
-                                   "rows": {f"public.table_{i:07d}": i for i in range(tables)}, "skipped": {}}
+    def load(ctx: Any, entry: dict[str, Any]) -> dict[str, Any]:  # no pg_restore: the archive's own row counts
+        entry["archive_counts"] = replay._archive_counts(ctx, entry, area.root / "archive.dump")
         return {"source": entry["source"], "database": entry["target"], "done": "created"}
 
     replay._replay_database = load  # type: ignore[assignment]
-    ctx = replay._Context(SimpleNamespace(id=RID), SimpleNamespace(clock=lambda: datetime.now(UTC)),  # type: ignore[arg-type]
+    deps = SimpleNamespace(clock=lambda: datetime.now(UTC),
+                           settings=SimpleNamespace(server=SimpleNamespace(verify_count_budget_mb=4096)))
+    ctx = replay._Context(SimpleNamespace(id=RID), deps,  # type: ignore[arg-type]
                           SimpleNamespace(roles=RolesMode.SKIP, owner=None), SimpleNamespace(user="u", host="h"),
                           area, Path(tempfile.gettempdir()), __import__("threading").Event())
     replay._work(ctx)
@@ -147,7 +187,7 @@ def _replay(area: DirArea, tables: int) -> None:
 class _Cursor:
     def execute(self, sql: str, args: Any = None) -> Any:
         if sql.startswith("SELECT count(*)"):
-            n = int(sql.rsplit("_", 1)[1].strip('"'))
+            n = int(sql.rsplit("_", 1)[1].strip('"')) % 50  # the rows the archive holds
             return SimpleNamespace(fetchone=lambda: (n,))
         return SimpleNamespace(fetchone=lambda: (1,))
 
@@ -186,6 +226,7 @@ def _child(phase: str, root: Path, tables: int) -> None:
     out: dict[str, Any] = {}
     if phase == "inventory":
         _write(area, tables)
+        write_archive(root / "archive.dump", tables)
     elif phase == "replay":
         _replay(area, tables)
     elif phase == "verify":
@@ -209,8 +250,10 @@ def measure(tables: int) -> dict[str, Any]:
         out: dict[str, Any] = {"tables": tables, "layout": "split" if _has_plans() else "single blob"}
         for phase in ("baseline", "inventory", "replay", "verify"):
             out[phase] = _run(phase, root, tables)
-        out["plan_mb"] = round(sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 1e6, 1)
-        out["blobs"] = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+        plan = [p for p in root.rglob("*") if p.is_file() and p.name != "archive.dump"]
+        out["plan_mb"] = round(sum(p.stat().st_size for p in plan) / 1e6, 1)
+        out["archive_mb"] = round((root / "archive.dump").stat().st_size / 1e6, 1)
+        out["blobs"] = sorted(p.relative_to(root).as_posix() for p in plan)
         return out
 
 
