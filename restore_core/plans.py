@@ -170,12 +170,10 @@ class Plan:
         """Verify: database ``n``'s archive row counts, walked in name order."""
         try:
             return ArchiveRows.of_lines(read_lines(self.area, counts_blob(self.restore_id, n)))
-        except PlanMissing:
-            if self.layout == 1:  # replayed before the update: the counts were written into the plan itself
-                old = self.databases[n].get("archive_counts") or {}
-                rows = old.get("rows") or {}
-                return ArchiveRows(iter(sorted(rows.items())), bool(old.get("complete")))
-            return ArchiveRows(iter(()), False)
+        except PlanMissing:  # replayed by the code before this layout: the counts were written into the plan itself
+            old = self.databases[n].get("archive_counts") or {}
+            rows = old.get("rows") or {}
+            return ArchiveRows(iter(sorted(rows.items())), bool(old.get("complete")))
 
 
 class ArchiveRows:

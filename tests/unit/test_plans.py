@@ -337,3 +337,18 @@ def test_the_drill_clean_up_deletes_every_plan_blob_of_the_restore_and_nothing_e
     assert cleanup.delete_staged(deps, RID, "westeurope") == 5  # type: ignore[arg-type]
     assert not any(n.startswith((RID, f"_plans/{RID}")) for n in area.blobs)
     assert plans.objects_blob(OTHER, 0) in area.blobs
+
+
+def test_a_new_plan_replayed_by_an_old_replay_image_is_verified_with_the_counts_it_wrote_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deploy skew: the Function (inventory) updated first, the replay job's image still the old code, which wrote
+    the counts back into the index's database entries."""
+    area = MemoryArea()
+    plans.write_plan(area, RID, [entry(20)], None, [])
+    index = json.loads(area.blobs[plan_blob(RID)])
+    index["databases"][0]["archive_counts"] = counts_of(20, off_by_one="public.t000003")
+    area.put_json(plan_blob(RID), index)
+    _fake_target(monkeypatch, _Cursor(set()))
+    (shop,) = _verify_all(area)
+    assert shop["count_mismatches"] == ["public.t000003: 3 rows in the target, 4 in the archive"]
+    assert shop["compared_with_archive"] == 20 and shop["objects_checked"] == 101
