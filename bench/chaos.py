@@ -2,7 +2,8 @@
 delivery, crashes of several host processes, and ARM faults.
 
 ``python -m bench.chaos [--restores 200] [--kills 20] [--hosts 3] [--seed N] [--time-scale 300] [--fault-rate 0.15]
-[--answer-fault-rate 0.06] [--job-fail-rate 0.03] [--deadline-minutes 20] [--dir DIR] [--out bench/results]``
+[--answer-fault-rate 0.06] [--job-fail-rate 0.03] [--deadline-minutes 20] [--server-share 0.25] [--replay-kills 3]
+[--job-parallelism 3] [--replay-max-per-server 2] [--throughput] [--dir DIR] [--out bench/results]``
 
 What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Data Protection emulator) in
 ``.local/chaos-<time>/``, with ``--hosts`` (default 3) local Functions host processes running the unchanged
@@ -47,7 +48,15 @@ What it does, on a fresh local stack (real Azurite, PostgreSQL clusters, the Dat
 4. Crashes: for as long as restores are active, one host at a time is SIGKILLed at a random moment (1.5–6 s apart),
    the hosts in a random order that kills each once per round, and restarted after 0–1.5 s; the run needs at least
    ``--kills`` kills.
-5. Then faults are cleared and the run waits until every restore is terminal or its deadline (+ 2 watchdog ticks)
+5. Restores into a server (``--server-share``, default 25%: exactly that share of the fleet, restored into the
+   Flexible-like ``pgflex-target`` with the point's databases under a per-restore suffix): vault files → staging →
+   inventory → replay + verify by the local job runner (``localdev/jobrunner.py``, ``--job-parallelism`` executions
+   at once, ``--duplicate-delivery``: every job message is delivered a second time), with
+   ``RESTORE_REPLAY_MAX_PER_SERVER`` = ``--replay-max-per-server`` and ``RESTORE_REPLAY_LEASE_SECONDS`` 15 (a killed
+   replay's message is back after 27.5 s). The job runner takes part in the kill rounds (SIGKILL of the runner only:
+   its executions go on, as replicas outlive the scaler), and ``--replay-kills`` replay executions are SIGKILLed
+   with their ``pg_restore`` while it runs (one per restore; :class:`bench.replaycheck.ReplayKiller`).
+6. Then faults are cleared and the run waits until every restore is terminal or its deadline (+ 2 watchdog ticks)
    has passed, and until the app's active index is empty (owed completion events are out), at most the re-drive
    slack plus two timer lease periods.
 
@@ -63,8 +72,20 @@ Verdict (``bench/results/chaos.json`` and ``chaos.md``). Correctness rows, else 
 - ``succeeded_with_wrong_data`` = 0: a succeeded restore whose target does not hold its recovery point's data (the
   ``orders`` batches of that point in the new database; the dump set's blobs for files);
 - completion events per restore outcome after deduplication on ``event_id`` = 1, with the outcome's id and status.
+- with server restores: 0 replays of one restore at the same time (two runners' sessions on the target overlap, from
+  the target server's session log: :mod:`bench.replaycheck` says why that cannot miss one); every server restore
+  terminal with the right outcome; the restored databases' rows per table equal the source cluster's (``pgflex01``);
+  no database on the target that no terminal restore owns (orphans).
 Campaign rows, else exit status 2 (the campaign could not do what was asked): at least ``--kills`` kills, every
-host killed at least once. Also reported: duplicate deliveries of completion events (before deduplication),
+host killed at least once; with server restores, at least ``--replay-kills`` replays killed mid-``pg_restore`` and
+the job runner killed at least once.
+
+``--throughput``: the same stack and hosts without faults, kills or server restores: ``--restores`` restores as
+database submitted at once under the emulator's ARM token bucket (:data:`THROUGHPUT_BUDGET`); reported: restores per
+minute from the first acceptance to the last terminal write, and the least time the bucket allows for the calls ARM
+accepted. Run it with ``--hosts 1`` and ``--hosts 3``: the ARM budget, not the host count, should bind.
+
+Also reported: duplicate deliveries of completion events (before deduplication),
 outcome counts and failure reasons, restores whose row has a job but ARM has none (or the other way round), kills
 per host, the watchdog's runs and longest pause, faults fired per mode and operation, ARM calls by status, duration.
 """
@@ -104,6 +125,7 @@ from azure.mgmt.dataprotection.models import CrossRegionRestoreJobsRequest
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
+from bench import replaycheck as rc
 from bench.common import code_version, machine
 from localdev import scenarios as sc
 from localdev.apiclient import Api
@@ -130,6 +152,10 @@ TRIGGER_OPS = ("BackupInstances_TriggerRestore", "BackupInstances_TriggerCrossRe
 INJECTED_FAILURE = "UserErrorChaosInjectedJobFailure"
 ARM_SUCCEEDED = {"completed", "succeeded", "completedwithwarnings"}
 KIND_MIX = (("database", 0.5), ("files", 0.2), ("cross_region", 0.2), ("archive", 0.1))
+#: restores into a server (``--server-share`` of the fleet): the Flexible-Server-like target of the demo world, its
+#: source cluster (row counts are compared with it) and the databases of the Flexible point
+SERVER_CLUSTER, SOURCE_CLUSTER, SERVER_DATABASES = "pgflex-target", "pgflex01", ("appdb", "inventory")
+REPLAY_LEASE_SECONDS = 15  # RESTORE_REPLAY_LEASE_SECONDS: a killed replay's message is back after 1.5 × + 5 s
 ALL_BATCHES = {"b0", "b1", "b2", "b3", "b4", "b5"}  # demo world: rows seeded before each recovery point
 ARCHIVED_BATCHES = {"b0"}  # the archived point (-P120D) holds only the first batch
 AZURE_POLL_MIN, AZURE_POLL_MAX, AZURE_TRIGGER_GRACE = 30.0, 300.0, 660.0
@@ -139,6 +165,8 @@ SINGLETON = {"listenerLockPeriod": f"00:00:{TIMER_LEASE_SECONDS}",
              "listenerLockRecoveryPollingInterval": f"00:00:{TIMER_LEASE_SECONDS}"}
 WATCHDOG_FUNCTION = "restore_watchdog"
 HOST_MARKER = "localdev.funchost"
+#: ``--throughput``: the emulator's ARM token bucket (as bench/fleet.py), small enough to bind a 2-core machine
+THROUGHPUT_BUDGET = {"enabled": True, "read_burst": 20, "read_rate": 2.0, "write_burst": 5, "write_rate": 1.0}
 
 
 def say(text: str) -> None:
@@ -159,6 +187,12 @@ class Planned:
     final: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def databases(self) -> list[str]:
+        """The databases a server restore creates (the Flexible point's, with the request's suffix)."""
+        suffix = str(self.body.get("target", {}).get("suffix", ""))
+        return [f"{d}{suffix}" for d in SERVER_DATABASES] if self.kind == "server" else []
+
+    @property
     def status(self) -> str:
         return str(self.final.get("status") or ("never-accepted" if self.restore_id is None else "unknown"))
 
@@ -168,14 +202,20 @@ class Planned:
         return str(err["code"]) if isinstance(err, dict) and err.get("code") else None
 
 
-def plan_fleet(n: int, rng: random.Random, tag: str) -> list[Planned]:
-    kinds = [k for k, _ in KIND_MIX]
-    weights = [w for _, w in KIND_MIX]
+def plan_fleet(n: int, rng: random.Random, tag: str, server_share: float = 0.0,
+               mix: tuple[tuple[str, float], ...] = KIND_MIX) -> list[Planned]:
+    """``server_share`` of the fleet restores into a server (exactly round(n × share)), the rest by ``mix``."""
+    kinds = [k for k, _ in mix]
+    weights = [w for _, w in mix]
+    servers = set(rng.sample(range(n), round(n * server_share)))
     fleet = []
     for i in range(n):
-        kind = rng.choices(kinds, weights)[0]
+        kind = "server" if i in servers else rng.choices(kinds, weights)[0]
         name = f"cx{tag}_{i:03d}"
-        if kind == "database":
+        if kind == "server":
+            body = sc.into_server(suffix=f"_{name}")
+            dest = ""  # the staging container/<restore id>: known once accepted (Campaign.server_destinations)
+        elif kind == "database":
             body = sc.as_database(name)
             dest = f"{sc.TARGET_SERVER}/databases/{name}"
         elif kind == "files":
@@ -282,7 +322,8 @@ class Campaign:
         self.args = args
         self.rng = random.Random(args.seed)
         self.tag = f"{args.seed % 1000:03d}{uuid.uuid4().hex[:4]}"
-        self.fleet = plan_fleet(args.restores, self.rng, self.tag)
+        mix = (("database", 1.0),) if args.throughput else KIND_MIX
+        self.fleet = plan_fleet(args.restores, self.rng, self.tag, args.server_share, mix)
         scale = float(args.time_scale)
         self.settings = {
             "FUNCHOST_DUPLICATE_DELIVERY": "1",
@@ -293,11 +334,16 @@ class Campaign:
             "RESTORE_TRIGGER_GRACE_SECONDS": f"{AZURE_TRIGGER_GRACE / scale:g}",
             "RESTORE_WATCHDOG_SCHEDULE": "* * * * * *",
             "RESTORE_DEADLINE_HOURS": f"{args.deadline_minutes / 60:g}",
+            "RESTORE_REPLAY_LEASE_SECONDS": str(REPLAY_LEASE_SECONDS),
+            "RESTORE_REPLAY_MAX_PER_SERVER": str(args.replay_max_per_server),
         }
         self.dir = Path(args.dir) if args.dir else REPO / ".local" / f"chaos-{datetime.now():%Y%m%d-%H%M%S}"
         self.stack = Stack(self.dir, DEFAULT_WORLD, http_port=0, settings_overrides=self.settings,
                            time_scale=scale)
         self.hosts: list[HostProcess] = []
+        self.runner: rc.JobRunnerProcess | None = None
+        self.replay_killer: rc.ReplayKiller | None = None
+        self.runner_kills: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.kills: list[dict[str, Any]] = []
         self.errors: list[str] = []
@@ -341,16 +387,32 @@ class Campaign:
             self.hosts.append(HostProcess(name, self.dir, app, settings, keys, log))
         with ThreadPoolExecutor(len(self.hosts)) as pool:  # together: a host start is mostly imports and waiting
             list(pool.map(HostProcess.start, self.hosts))
+        if any(p.kind == "server" for p in self.fleet):
+            self.start_jobrunner(settings)
+
+    def start_jobrunner(self, settings: Path) -> None:
+        """The replay job's local stand-in on the same settings, delivering every job message twice; its session
+        log on the target server is switched on first (:mod:`bench.replaycheck`)."""
+        rc.enable_session_log(self.cluster_dsn(SERVER_CLUSTER, "postgres"))
+        self.runner = rc.JobRunnerProcess(settings, self.dir / "chaos.jobrunner.json", self.stack.logs /
+                                          "jobrunner-chaos.log", self.stack.logs / "replay-chaos",
+                                          parallelism=self.args.job_parallelism, duplicate_delivery=True)
+        self.runner.log_dir.mkdir(parents=True, exist_ok=True)
+        self.runner.start()
+
+    def cluster_dsn(self, cluster: str, db: str) -> str:
+        return rc.dsn_for(self.stack.env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"], db)
 
     def stop_hosts(self) -> None:
-        for host in self.hosts:
+        for host in [*self.hosts, *([self.runner] if self.runner else [])]:
             with contextlib.suppress(Exception):
                 host.stop()
 
-    def kill_order(self) -> Iterable[HostProcess]:
-        """Rounds of the hosts in a random order: every host is killed once per round, at random moments."""
+    def kill_order(self) -> Iterable[HostProcess | rc.JobRunnerProcess]:
+        """Rounds of the hosts (and the job runner, with server restores) in a random order: each is killed once per
+        round, at random moments."""
         while True:
-            round_ = list(self.hosts)
+            round_: list[HostProcess | rc.JobRunnerProcess] = [*self.hosts, *([self.runner] if self.runner else [])]
             self.rng.shuffle(round_)
             yield from round_
 
@@ -365,10 +427,10 @@ class Campaign:
                 killed_at = time.monotonic()
                 time.sleep(self.rng.uniform(0.0, 1.5))  # sometimes the host stays down a little
                 new = host.start()
-                self.kills.append({"host": host.name, "old_pid": old, "new_pid": new,
-                                   "down_seconds": round(time.monotonic() - killed_at, 2),
-                                   "at": round(t0 - self.t_start, 1)})
-                if len(self.kills) % 5 == 0:
+                (self.runner_kills if host is self.runner else self.kills).append(
+                    {"host": host.name, "old_pid": old, "new_pid": new,
+                     "down_seconds": round(time.monotonic() - killed_at, 2), "at": round(t0 - self.t_start, 1)})
+                if host is not self.runner and len(self.kills) % 5 == 0:
                     say(f"  {len(self.kills)} kills so far")
             except Exception as exc:  # noqa: BLE001 - a failed restart is a campaign failure, reported
                 self.errors.append(f"restart of {host.name} failed: {exc}")
@@ -398,6 +460,10 @@ class Campaign:
             return
 
     def submit_all(self) -> None:
+        if self.args.throughput:  # all at once: the ARM budget, not the submission pace, must bind
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(self.submit_one, self.fleet))
+            return
         for p in self.fleet:
             if self.stop.is_set():
                 return
@@ -418,6 +484,8 @@ class Campaign:
     def configure_emulator(self, adm: EmulatorAdmin) -> list[dict[str, Any]]:
         adm.set_config(page_size=50)
         adm.clear_faults()
+        if self.args.throughput:
+            adm.set_throttling(**THROUGHPUT_BUDGET)
         plan = fault_plan(self.args.fault_rate, self.args.answer_fault_rate, self.args.job_fail_rate)
         for f in plan:
             adm.add_fault(**f)
@@ -429,7 +497,11 @@ class Campaign:
         submitter = threading.Thread(target=self.submit_all, name="submit", daemon=True)
         killer = threading.Thread(target=self.killer, name="kill", daemon=True)
         submitter.start()
-        killer.start()
+        if not self.args.throughput:
+            killer.start()
+        if self.runner is not None and self.args.replay_kills:
+            self.replay_killer = rc.ReplayKiller(self.runner, self.rng, budget=self.args.replay_kills)
+            threading.Thread(target=self.replay_killer.run, name="replay-kill", daemon=True).start()
         last_print = 0.0
         give_up = self.args.deadline_minutes * 60 + 30 + len(self.fleet)  # every accepted restore is past its deadline
         while True:
@@ -443,7 +515,10 @@ class Campaign:
             if (not submitter.is_alive() and not self.active()) or now - self.t_start > give_up:
                 break
         self.stop.set()
-        killer.join(timeout=120)
+        if self.replay_killer is not None:
+            self.replay_killer.stop.set()
+        if killer.is_alive():
+            killer.join(timeout=120)
         submitter.join(timeout=5)
 
     def run(self) -> dict[str, Any]:
@@ -544,11 +619,25 @@ class Campaign:
             prefix = target["file_prefix"] + "_"
             got = sorted(b.name.removeprefix(prefix) for b in container.list_blobs(name_starts_with=prefix))
             return {"roles.sql", "schema.sql", "appdb.sql", "inventory.sql"} <= set(got), got
+        if target["kind"] == "server":
+            return self.server_data_check(p)
         cluster = sc.CLUSTER_OF_SERVER[target["server_id"]]
         base = self.stack.env["PGCLUSTER_" + cluster.upper().replace("-", "_") + "_DSN"]
         with psycopg.connect(base.rsplit("/", 1)[0] + "/" + target["database_name"], connect_timeout=10) as conn:
             got = sorted(r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall())
         return set(got) == (ARCHIVED_BATCHES if p.kind == "archive" else ALL_BATCHES), got
+
+    def server_data_check(self, p: Planned) -> tuple[bool, Any]:
+        """Rows per table of each restored database equal the source's (the Flexible point is the source's state:
+        the world seeds nothing after its latest point)."""
+        found = {}
+        for source, db in zip(SERVER_DATABASES, p.databases, strict=True):
+            got = rc.table_counts(self.cluster_dsn(SERVER_CLUSTER, db))
+            want = rc.table_counts(self.cluster_dsn(SOURCE_CLUSTER, source))
+            found[db] = {"target": got, "source": want}
+            if got != want or not want:
+                return False, found
+        return True, found
 
     def data_checks(self) -> list[dict[str, Any]]:
         """Every succeeded restore brought back the data of its recovery point (rows per batch / dump blobs)."""
@@ -574,8 +663,14 @@ class Campaign:
     # ------------------------------------------------------------------ verdict
     def verdict(self, adm: EmulatorAdmin, plan: list[dict[str, Any]], faults: list[dict[str, Any]],
                 metering: dict[str, Any], duration: float) -> dict[str, Any]:
+        server_ids = {str(p.restore_id) for p in self.fleet if p.kind == "server" and p.restore_id}
         mine = [j for j in self.arm_jobs() if f"cx{self.tag}_" in j["destination"]
-                or f"cx{self.tag}-" in j["destination"]]
+                or f"cx{self.tag}-" in j["destination"]
+                or j["destination"].rstrip("/").rsplit("/", 1)[-1] in server_ids]
+        for p in self.fleet:  # a server restore's vault job restores into the staging container, prefix = its id
+            if p.kind == "server" and p.restore_id:
+                p.destination = next((j["destination"] for j in mine if j["destination"].rstrip("/")
+                                      .endswith("/" + p.restore_id)), f"(staging)/{p.restore_id}")
         restore_jobs = [j for j in mine if (j["operation"] or "Restore") == "Restore"]
         by_dest = jobs_by_destination(restore_jobs)
         outcome = outcome_checks(self.fleet, by_dest, datetime.now(UTC))
@@ -609,9 +704,54 @@ class Campaign:
             "events": events,
             "wrong_data": wrong_data,
             "campaign_errors": self.errors,
+            "replays": self.replay_report({w["id"] for w in outcome["wrong_reasons"]}, wrong_data),
+            "throughput": self.throughput(metering) if self.args.throughput else None,
         }
         result["checks"] = checks(result, self.args.kills)
         return result
+
+    def replay_report(self, wrong_ids: set[str], wrong_data: list[dict[str, Any]]) -> dict[str, Any]:
+        """Server restores: outcomes, overlapping replays (the target's session log), orphan databases, kills."""
+        servers = [p for p in self.fleet if p.kind == "server"]
+        if not servers or self.runner is None:
+            return {"server_restores": 0}
+        log = self.dir / "pg" / SERVER_CLUSTER / "server.log"
+        sessions = rc.sessions_from_log(read_lines([log]))
+        with contextlib.suppress(Exception):
+            sessions += rc.open_sessions(self.cluster_dsn(SERVER_CLUSTER, "postgres"))
+        ids = {str(p.restore_id) for p in servers if p.restore_id}
+        sessions = [x for x in sessions if x.restore_id in ids]
+        killed = self.replay_killer.killed_at() if self.replay_killer else {}
+        with psycopg.connect(self.cluster_dsn(SERVER_CLUSTER, "postgres"), connect_timeout=10) as c:
+            dbs = dict(c.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database").fetchall())
+        wanted = {db for p in servers for db in p.databases}
+        bodies = {str(p.restore_id): p.final for p in self.fleet if p.restore_id}
+        runners = rc.runners_per_restore(sessions)
+        return {"server_restores": len(servers), "terminal": sum(1 for p in servers if p.status in TERMINAL),
+                "outcomes": dict(Counter(p.status for p in servers)),
+                "right_outcome": sum(1 for p in servers if p.status in TERMINAL and str(p.restore_id) not in wrong_ids),
+                "wrong_data": [w for w in wrong_data if w["kind"] == "server"],
+                "replay_kills_requested": self.args.replay_kills,
+                "sessions_logged": len(sessions), "runners_per_restore": runners,
+                "restores_with_more_than_one_runner": sum(1 for n in runners.values() if n > 1),
+                "replay_attempts": {str(p.restore_id): (p.final.get("server") or {}).get("replay", {}).get("attempts")
+                                    for p in servers if p.restore_id},
+                "overlaps": rc.overlaps(sessions, killed), "raw_overlaps": rc.overlaps(sessions, {}),
+                "orphans": rc.orphan_databases(dbs, bodies, lambda name: name in wanted or f"_cx{self.tag}_" in name),
+                "replay_kills": self.replay_killer.kills if self.replay_killer else [],
+                "jobrunner_kills": self.runner_kills,
+                "job_duplicates_sent": self.runner.duplicates_sent(),
+                "job_parallelism": self.args.job_parallelism,
+                "replay_max_per_server": self.args.replay_max_per_server}
+
+    def throughput(self, metering: dict[str, Any]) -> dict[str, Any]:
+        """Restores per minute from the first acceptance to the last terminal write, against the least time the ARM
+        token bucket allows for the calls ARM accepted (a 429 costs no token)."""
+        done = [p for p in self.fleet if p.status in TERMINAL]
+        starts = [parse_iso(p.final.get("created_at")) for p in done]
+        ends = [parse_iso(p.final.get("updated_at")) for p in done]
+        wall = (max(e for e in ends if e) - min(t for t in starts if t)).total_seconds() if done else 0.0
+        return throughput_numbers(len(done), wall, metering, THROUGHPUT_BUDGET)
 
     def parameters(self, plan: list[dict[str, Any]]) -> dict[str, Any]:
         a = self.args
@@ -620,7 +760,9 @@ class Campaign:
                 "job_fail_rate": a.job_fail_rate, "transport_fault_mix": dict(TRANSPORT_FAULTS),
                 "answer_fault_mix": {m: {"share": s, "operations": list(ops)} for m, ops, s in ANSWER_FAULTS},
                 "fault_plan": plan, "deadline_minutes": a.deadline_minutes, "host_settings": self.settings,
-                "host_json_singleton": SINGLETON, "emulator_page_size": 50}
+                "host_json_singleton": SINGLETON, "emulator_page_size": 50, "server_share": a.server_share,
+                "replay_kills": a.replay_kills, "job_parallelism": a.job_parallelism,
+                "replay_max_per_server": a.replay_max_per_server, "throughput": a.throughput}
 
     def host_report(self) -> dict[str, Any]:
         per_host = Counter(k["host"] for k in self.kills)
@@ -765,6 +907,24 @@ def poison_checks(poison: dict[str, list[str]], status_of: Any) -> dict[str, Any
     return {"poison": {q: len(b) for q, b in poison.items()}, "poison_rows": rows, "poison_unrecorded": unrecorded}
 
 
+def throughput_numbers(done: int, wall: float, metering: dict[str, Any], budget: dict[str, Any]) -> dict[str, Any]:
+    """Throughput and the ARM budget's bound: accepted reads/writes (429s spent no token) past the bursts, over the
+    refill rates."""
+    by_kind = metering.get("by_kind") or {}
+    by_status = {str(k): int(v) for k, v in (metering.get("by_status") or {}).items()}
+    reads, writes = int(by_kind.get("read", 0)), int(by_kind.get("write", 0))
+    n429 = by_status.get("429", 0)
+    writes_ok = min(writes, by_status.get("202", 0))  # accepted writes answer 202 (LROs)
+    reads_ok = max(0, reads - max(0, n429 - (writes - writes_ok)))
+    bound = max(0.0, (reads_ok - budget["read_burst"]) / budget["read_rate"],
+                (writes_ok - budget["write_burst"]) / budget["write_rate"])
+    return {"restores_terminal": done, "wall_seconds": round(wall, 1),
+            "restores_per_minute": round(done / wall * 60, 2) if wall else None,
+            "arm_accepted": {"reads": reads_ok, "writes": writes_ok}, "arm_429": n429,
+            "arm_budget_min_seconds": round(bound, 1), "wall_over_budget": round(wall / bound, 2) if bound else None,
+            "budget": budget}
+
+
 def faults_fired(faults: list[dict[str, Any]]) -> dict[str, Any]:
     by_mode: Counter[str] = Counter()
     by_op: dict[str, Counter[str]] = defaultdict(Counter)
@@ -791,6 +951,14 @@ def checks(r: dict[str, Any], kills_requested: int) -> list[dict[str, Any]]:
     def zero(check: str, items: list[Any]) -> dict[str, Any]:
         return row(check, len(items), 0, not items)
 
+    runner_kills = 1 if kills_requested > hosts["processes"] else 0  # the runner joins the rounds after the hosts
+    return [*base_rows(r, kills_requested, row, zero, one_each, killed, to_kill),
+            *replay_rows(r, row, zero, runner_kills)]
+
+
+def base_rows(r: dict[str, Any], kills_requested: int, row: Any, zero: Any, one_each: bool, killed: list[str],
+              to_kill: int) -> list[dict[str, Any]]:
+    ev, hosts = r["events"], r["hosts"]
     return [
         zero("Restores lost (accepted, never recorded or never terminal)", r["lost"]),
         zero(f"Restores triggered more than once (Azure restore jobs per restore: at most "
@@ -807,6 +975,28 @@ def checks(r: dict[str, Any], kills_requested: int) -> list[dict[str, Any]]:
             hosts["kills"] >= kills_requested, "campaign"),
         row("Functions host processes on the same storage, killed", f"{len(killed)} of {hosts['processes']}",
             f"≥ {to_kill} of {hosts['processes']}", len(killed) >= to_kill, "campaign"),
+    ]
+
+
+def replay_rows(r: dict[str, Any], row: Any, zero: Any, runner_kills: int) -> list[dict[str, Any]]:
+    """Restores into a server: never two runners at once, terminal with the right outcome, the source's rows, no
+    orphan database; and the campaign killed replays mid-pg_restore and the job runner as asked."""
+    rp = r.get("replays") or {}
+    n = int(rp.get("server_restores") or 0)
+    if not n:
+        return []
+    asked = int(rp.get("replay_kills_requested") or 0)
+    return [
+        zero("Replays of one restore at the same time (two runners' sessions on the target overlap; server log)",
+             rp["overlaps"]),
+        row("Server restores terminal with the right outcome", f"{rp['right_outcome']} of {n}", f"{n} of {n}",
+            rp["right_outcome"] == n),
+        zero("Server restores whose databases' row counts differ from the source", rp["wrong_data"]),
+        zero("Databases on the target no terminal restore owns (orphans)", rp["orphans"]),
+        row("Replay executions SIGKILLed mid-pg_restore", len(rp["replay_kills"]), f"≥ {asked}",
+            len(rp["replay_kills"]) >= asked, "campaign"),
+        row("Job runner SIGKILLed (its executions go on)", len(rp["jobrunner_kills"]), f"≥ {runner_kills}",
+            len(rp["jobrunner_kills"]) >= runner_kills, "campaign"),
     ]
 
 
@@ -929,12 +1119,37 @@ def markdown(r: dict[str, Any]) -> str:
               "Host logs: " + ", ".join(f"{k} {v}" for k, v in r["host_log"].items()) + ".",
               "Poison queues: " + (", ".join(f"{q}-poison {n}" for q, n in r["poison"].items() if n) or "all empty")
               + "."]
+    lines += replay_markdown(r)
     for row in r["poison_rows"][:20]:
         lines.append(f"- `{row['queue']}` restore {row['restore_id']}: {row['status']} "
                      f"{row['error_code'] or ''} {row['error_message'][:120]}".rstrip())
     for w in r["wrong_reasons"][:20]:
         lines.append(f"- wrong reason: restore {w['id']} ({w['kind']}): {w['why']}")
     return "\n".join(lines) + "\n"
+
+
+def replay_markdown(r: dict[str, Any]) -> list[str]:
+    out = []
+    rp = r.get("replays") or {}
+    if rp.get("server_restores"):
+        kills = rp["replay_kills"]
+        out.append(
+            f"Server restores: {rp['server_restores']} ({rp['outcomes']}); job runner parallelism "
+            f"{rp['job_parallelism']}, RESTORE_REPLAY_MAX_PER_SERVER {rp['replay_max_per_server']}, every job message "
+            f"delivered twice ({rp['job_duplicates_sent']} copies sent); {len(kills)} replay executions SIGKILLed "
+            f"mid-pg_restore, job runner SIGKILLed {len(rp['jobrunner_kills'])} times. Target sessions logged: "
+            f"{rp['sessions_logged']}; restores replayed by more than one runner (one after the other): "
+            f"{rp['restores_with_more_than_one_runner']}; overlaps {len(rp['overlaps'])} (raw, a killed runner's "
+            f"backends counted until the server ended them: {len(rp['raw_overlaps'])}"
+            + (f", longest {max(o['overlap_seconds'] for o in rp['raw_overlaps'])} s" if rp["raw_overlaps"] else "")
+            + f"); orphan databases {len(rp['orphans'])}.")
+    t = r.get("throughput")
+    if t:
+        out.append(f"Throughput: {t['restores_terminal']} restores in {t['wall_seconds']} s = "
+                   f"{t['restores_per_minute']} restores/min with {r['parameters']['hosts']} host(s); ARM budget "
+                   f"minimum {t['arm_budget_min_seconds']} s (accepted {t['arm_accepted']}, 429s {t['arm_429']}); "
+                   f"wall / budget {t['wall_over_budget']}.")
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -950,15 +1165,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="share of each read and status poll answered malformed, HTML, 401 (403, 404 on job reads)")
     ap.add_argument("--job-fail-rate", type=float, default=0.03, help="share of triggered jobs that fail in ARM")
     ap.add_argument("--deadline-minutes", type=float, default=20.0)
+    ap.add_argument("--server-share", type=float, default=0.25,
+                    help="share of the fleet restored into a server (staging, replay, verify by the job runner)")
+    ap.add_argument("--replay-kills", type=int, default=3, help="replay executions to SIGKILL mid-pg_restore")
+    ap.add_argument("--job-parallelism", type=int, default=3, help="the job runner's executions at once")
+    ap.add_argument("--replay-max-per-server", type=int, default=2, help="RESTORE_REPLAY_MAX_PER_SERVER")
+    ap.add_argument("--throughput", action="store_true",
+                    help="throughput run: restores as database submitted at once under the ARM token bucket "
+                         f"{THROUGHPUT_BUDGET}; no faults, kills or server restores (compare --hosts 1 and 3)")
     ap.add_argument("--dir", help="stack directory (default .local/chaos-<time>)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.throughput:
+        args.fault_rate = args.answer_fault_rate = args.job_fail_rate = args.server_share = 0.0
+        args.kills = args.replay_kills = 0
     rates = (args.fault_rate, args.answer_fault_rate, args.job_fail_rate)
     if args.restores < 1 or args.kills < 0 or not 1 <= args.hosts <= 8 or not all(0 <= r < 1 for r in rates) \
-            or args.time_scale <= 0 or args.deadline_minutes <= 0:
+            or args.time_scale <= 0 or args.deadline_minutes <= 0 or not 0 <= args.server_share <= 1 \
+            or args.replay_kills < 0 or args.job_parallelism < 1 or args.replay_max_per_server < 1:
         ap.error("--restores >= 1, --kills >= 0, --hosts in 1..8, --fault-rate, --answer-fault-rate and "
-                 "--job-fail-rate in [0, 1), --time-scale > 0, --deadline-minutes > 0")
+                 "--job-fail-rate in [0, 1), --time-scale > 0, --deadline-minutes > 0, --server-share in [0, 1], "
+                 "--replay-kills >= 0, --job-parallelism >= 1, --replay-max-per-server >= 1")
     return args
 
 

@@ -8,10 +8,16 @@ the same entrypoint as a process per waiting message, with the Function App's se
 job's environment variables are in the infra). Each execution is a process forked from this runner after it imported
 ``restore_core`` once (an image has the package installed; only the per-message process is what matters here).
 
+``--parallelism`` is the most executions running at once: the job environment's replay capacity (in Azure,
+``replayMaxExecutions`` executions of ``replayParallelism`` replicas each, infra/main.bicep). ``--duplicate-delivery``
+sends a copy of every message it sees once (at-least-once delivery, as ``FUNCHOST_DUPLICATE_DELIVERY`` does for the
+Functions host): two executions then work on the same restore, and the replay's fenced lease must keep them apart.
+
 ``--state`` (JSON, rewritten on every change) lists the running executions' pids, so tests can kill one mid-replay;
 each execution's output goes to ``--log-dir``/replay-<n>.log.
 
-Usage: ``python -m localdev.jobrunner --settings .local/local.settings.json [--parallelism 2] [--poll 0.5]``
+Usage: ``python -m localdev.jobrunner --settings .local/local.settings.json [--parallelism 2] [--poll 0.5]
+[--duplicate-delivery]``
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 class JobRunner:
-    def __init__(self, settings_path: Path, *, parallelism: int, poll: float, state: Path, log_dir: Path) -> None:
+    def __init__(self, settings_path: Path, *, parallelism: int, poll: float, state: Path, log_dir: Path,
+                 duplicate_delivery: bool = False) -> None:
         values = json.loads(settings_path.read_text())["Values"]
         self.env = {**os.environ, **{str(k): str(v) for k, v in values.items()}}
         self.env["PYTHONPATH"] = str(REPO) + (os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH")
@@ -44,6 +51,11 @@ class JobRunner:
         self.running: dict[int, tuple[int, float]] = {}
         self.started = 0
         self.finished: list[dict[str, Any]] = []
+        self.duplicate_delivery = duplicate_delivery
+        # message ids already copied (or copies), kept beside the state file: a restarted runner copies nothing twice
+        self.seen_file = state.with_suffix(".seen")
+        self.seen: set[str] = set(self.seen_file.read_text().split()) if self.seen_file.exists() else set()
+        self.duplicates_sent = 0
         self._stop = False
 
     def _queues(self) -> list[Any]:
@@ -64,10 +76,25 @@ class JobRunner:
         total = 0
         for q in queues:
             try:
-                total += len(q.peek_messages(max_messages=32))
+                peeked = q.peek_messages(max_messages=32)
+                total += len(peeked)
+                if self.duplicate_delivery:
+                    self._duplicate(q, peeked)
             except Exception as exc:  # noqa: BLE001 - Azurite restarting: try again at the next poll
                 print(f"[jobrunner] peek failed: {exc}", flush=True)
         return total
+
+    def _duplicate(self, queue: Any, peeked: list[Any]) -> None:
+        """Send one copy of each message not seen before (the copy carries the same content, as a redelivery)."""
+        for m in peeked:
+            if m.id in self.seen:
+                continue
+            copy = queue.send_message(m.content)
+            self.seen.update((m.id, copy.id))
+            with open(self.seen_file, "a") as f:
+                f.write(f"{m.id}\n{copy.id}\n")
+            self.duplicates_sent += 1
+            print(f"[jobrunner] duplicate of message {m.id} on {queue.queue_name} sent", flush=True)
 
     def _start(self) -> None:
         """One execution: a process of its own running ``restore_core.replay.main()``, forked from this runner, which
@@ -99,7 +126,7 @@ class JobRunner:
     def _save(self) -> None:
         tmp = self.state.with_suffix(".tmp")
         tmp.write_text(json.dumps({"pid": os.getpid(), "running": sorted(self.running), "started": self.started,
-                                   "finished": self.finished}))
+                                   "finished": self.finished, "duplicates_sent": self.duplicates_sent}))
         tmp.replace(self.state)
 
     def run(self) -> None:
@@ -159,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--settings", type=Path, required=True, help="local.settings.json of the Functions host")
     p.add_argument("--parallelism", type=int, default=2)
     p.add_argument("--poll", type=float, default=0.5)
+    p.add_argument("--duplicate-delivery", action="store_true", help="send a copy of every message once")
     p.add_argument("--state", type=Path, default=None, help="JSON file listing running executions")
     p.add_argument("--log-dir", type=Path, default=None)
     a = p.parse_args(argv)
@@ -167,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     _preload()
     JobRunner(a.settings, parallelism=a.parallelism, poll=a.poll, state=a.state or base / "jobrunner.json",
-              log_dir=log_dir).run()
+              log_dir=log_dir, duplicate_delivery=a.duplicate_delivery).run()
     return 0
 
 

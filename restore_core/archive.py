@@ -32,9 +32,10 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import sys
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -443,12 +444,25 @@ def read_header(data: bytes) -> ArchiveHeader:
     return _read_header(_Reader(io.BytesIO(data)))
 
 
-def _parse(stream: _Stream) -> ArchiveToc:
+def _parse(stream: _Stream, keep: Callable[[TocEntry], TocEntry | None] | None = None) -> ArchiveToc:
+    """Header and TOC; ``keep`` (the row counter's) turns each entry into what is kept of it, or None to drop it
+    (a TOC of 100 000 tables with their indexes and constraints holds hundreds of MB of definitions)."""
     r = _Reader(stream)
     header = _read_header(r)
     count = r.i()
-    entries = tuple(_read_entry(r, header.version) for _ in range(count))
+    if keep is None:
+        entries = tuple(_read_entry(r, header.version) for _ in range(count))
+    else:
+        entries = tuple(k for _ in range(count) if (k := keep(_read_entry(r, header.version))) is not None)
     return ArchiveToc(header, entries, r.pos)
+
+
+def _data_only(e: TocEntry) -> TocEntry | None:
+    """What the row counter needs of an entry: a table's data, without definition, owner or COPY text."""
+    if e.desc != "TABLE DATA" or not e.has_data:
+        return None
+    return TocEntry(e.dump_id, "TABLE DATA", sys.intern(e.namespace), e.tag, "", "", "COPY" if e.copy_stmt else "",
+                    e.data_state, e.offset)
 
 
 def _read_version(r: _Reader) -> tuple[int, int, int]:
@@ -571,7 +585,7 @@ def count_rows_stream(chunks: Iterable[bytes], tables: list[tuple[str, str]] | N
 
 
 def _count(stream: _Stream, tables: list[tuple[str, str]] | None, budget_bytes: int) -> RowCounts:
-    toc = _parse(stream)
+    toc = _parse(stream, keep=_data_only)  # memory: the tables' data entries only, not every object's definition
     wanted = _wanted_entries(toc, tables)
     result, why = RowCounts(), ""
     _skip_unreadable(toc, wanted, result)

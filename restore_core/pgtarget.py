@@ -58,11 +58,14 @@ class TargetConn:
     sslmode: str = "verify-full"
     sslrootcert: str | None = None
     via: str = "entra"
+    #: what the server shows in pg_stat_activity and its logs for our sessions (the replay names its restore and
+    #: runner there: who is loading into a database can be seen, and two runners of one restore told apart)
+    application_name: str = "pg-restore-orchestrator"
 
     def kwargs(self, dbname: str = "postgres") -> dict[str, Any]:
         kw: dict[str, Any] = {"host": self.host, "port": self.port, "user": self.user, "password": self.password,
                               "dbname": dbname, "sslmode": self.sslmode, "connect_timeout": 10,
-                              "application_name": "pg-restore-orchestrator"}
+                              "application_name": self.application_name}
         if self.sslrootcert:
             kw["sslrootcert"] = self.sslrootcert
         return kw
@@ -70,7 +73,7 @@ class TargetConn:
     def env(self, dbname: str) -> dict[str, str]:
         """libpq environment for pg_restore/psql (the password never goes on a command line)."""
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGUSER": self.user, "PGPASSWORD": self.password,
-               "PGDATABASE": dbname, "PGSSLMODE": self.sslmode, "PGAPPNAME": "pg-restore-orchestrator",
+               "PGDATABASE": dbname, "PGSSLMODE": self.sslmode, "PGAPPNAME": self.application_name,
                "PGCONNECT_TIMEOUT": "10"}
         if self.sslrootcert:
             env["PGSSLROOTCERT"] = self.sslrootcert

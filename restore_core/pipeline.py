@@ -7,7 +7,8 @@ inside its span, applies the transition with an ETag-guarded write, then sends t
 - ``AzureRejection`` → rejected (validate) or failed (later stages), with code, explanation and fix;
 - ``RetryableError`` (throttling, 5xx, unreadable answers, token hiccups) → the same stage is re-sent with
   ``Retry-After`` or a growing delay — no exception, no poison, no queue delivery spent (those are for crashes);
-  after ``MAX_THROTTLED_REQUEUES`` re-sends it is re-raised like any other error;
+  after ``MAX_THROTTLED_REQUEUES`` re-sends it is re-raised like any other error, except throttling (429), which
+  is re-sent with a growing, jittered delay until the deadline;
 - unexpected exceptions → re-raised so the queue redelivers; on the last allowed delivery the restore is first
   marked failed with the reason, so nothing reaches the poison queue unrecorded;
 - ``PermanentError`` (malformed message) → logged and dropped with a record in the log (nothing to update);
@@ -18,6 +19,7 @@ inside its span, applies the transition with an ETag-guarded write, then sends t
 from __future__ import annotations
 
 import json
+import random
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,14 +88,21 @@ def _attributes(rec: RestoreRecord) -> dict[str, telemetry.AttrValue]:
 def _throttled(exc: RetryableError, rec: RestoreRecord, deps: Deps) -> StageResult | None:
     """A transient failure (throttling, a 5xx, an unreadable answer, a token hiccup): the same stage again after
     ARM's ``Retry-After``, else after a growing, capped delay — no exception, so the queue's deliveries are kept for
-    crashes. After ``MAX_THROTTLED_REQUEUES`` such re-sends the error goes to the queue (and, on the last delivery, the
-    give-up path); the deadline bounds it all."""
-    if rec.transient_failures >= MAX_THROTTLED_REQUEUES:
+    crashes. After ``MAX_THROTTLED_REQUEUES`` such re-sends an error that is not throttling goes to the queue (and, on
+    the last delivery, the give-up path). Throttling (429) never fails a restore: it is re-sent until the deadline,
+    after ``Retry-After`` or a growing delay with jitter, whichever is longer — several hosts sharing one ARM budget
+    must not retry in step (the chaos campaign's three hosts failed 19 of 30 restores when only ``Retry-After``
+    spaced them and the re-sends were capped)."""
+    n = rec.transient_failures
+    if exc.throttled:
+        delay = max(exc.retry_after or 0.0, backoff(deps, n) * random.uniform(1.0, 1.25))  # noqa: S311 - jitter
+    elif n >= MAX_THROTTLED_REQUEUES:
         return None
-    delay = max(exc.retry_after if exc.retry_after is not None else backoff(deps, rec.transient_failures),
-                deps.settings.poll_min_seconds)
+    else:
+        delay = exc.retry_after if exc.retry_after is not None else backoff(deps, n)
+    delay = max(delay, deps.settings.poll_min_seconds)
     return StageResult(Outcome.NOT_READY, f"throttled or unavailable ({exc}); retrying in {delay:.0f}s",
-                       changes={"transient_failures": rec.transient_failures + 1}, delay=delay, log_event=False)
+                       changes={"transient_failures": n + 1}, delay=delay, log_event=False)
 
 
 class _Run:
@@ -195,7 +204,17 @@ def _deadline_result(rec: RestoreRecord, job_status: str | None = None) -> Stage
     return StageResult(Outcome.FAILED, f"deadline {iso(rec.deadline)} passed{where}", error_code="DeadlineExceeded",
                        error_message=f"the restore did not finish by its deadline {iso(rec.deadline)}{where}",
                        error_fix="check the vault's jobs in Azure; submit again with a longer deadline_hours if "
-                                 "the restore legitimately needs more time")
+                                 "the restore legitimately needs more time" + _databases_left(rec))
+
+
+def _databases_left(rec: RestoreRecord) -> str:
+    """A restore into a server that ran out of time while replaying or verifying may have created databases on the
+    target: say which (they carry its mark), so that none is left behind without its owner saying so."""
+    if rec.stage not in (Stage.REPLAY, Stage.VERIFY):
+        return ""
+    names = sorted(str(n) for n in (rec.server_plan.get("names") or {}).values())
+    return (f". Databases this restore may have created on the target (they carry its mark; drop them or keep "
+            f"them): {', '.join(names)}") if names else ""
 
 
 def _give_up_if_last(deps: Deps, rec: RestoreRecord, stage: Stage, dequeue_count: int, exc: BaseException) -> None:

@@ -9,22 +9,26 @@ Produces: :class:`StagingSite` per region (what the vault is asked to write to) 
 
 Layout inside a staging container, per restore ``<id>``: the vault's files, named by Azure from the file prefix,
 which is the restore id (``<id>.dump``, ``<id>_<db>.sql``, ``<id>_roles.sql``, …); ``_plans/<id>.json`` the replay
-plan written by inventory. Nothing but blobs named ``<id>.*``, ``<id>_*`` and ``_plans/<id>.json`` is ever read or
-deleted for a restore (restore ids have a fixed length, so no other restore's names start with ``<id>.`` or
-``<id>_``).
+plan's index written by inventory, ``_plans/<id>.<n>.*.jsonl`` its per-database lists (:mod:`restore_core.plans`).
+Nothing but blobs named ``<id>.*``, ``<id>_*`` and ``_plans/<id>.*`` is ever read or deleted for a restore
+(restore ids have a fixed length, so no other restore's names start with ``<id>.`` or ``<id>_``).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+_SPOOL_BYTES = 4 << 20
+
 
 def plan_blob(restore_id: str) -> str:
+    """The replay plan's index (its other blobs: :mod:`restore_core.plans`, all named ``_plans/<id>.*``)."""
     return f"_plans/{restore_id}.json"
 
 
@@ -95,6 +99,10 @@ class StagingArea(Protocol):
 
     def put_json(self, name: str, value: dict[str, Any]) -> None: ...
 
+    def put_lines(self, name: str, lines: Iterable[bytes]) -> None:
+        """Write a blob from lines produced one at a time (never all held at once)."""
+        ...
+
     def get_json(self, name: str) -> dict[str, Any] | None: ...
 
     def delete(self, names: list[str]) -> int: ...
@@ -125,6 +133,14 @@ class BlobStagingArea:
 
     def put_json(self, name: str, value: dict[str, Any]) -> None:
         self._c.upload_blob(name, json.dumps(value, sort_keys=True).encode(), overwrite=True)
+
+    def put_lines(self, name: str, lines: Iterable[bytes]) -> None:
+        # spooled: small lists stay in memory, large ones go to a temporary file, then upload in blocks
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES) as fh:
+            for line in lines:
+                fh.write(line)
+            fh.seek(0)
+            self._c.upload_blob(name, fh, overwrite=True, max_concurrency=1)
 
     def get_json(self, name: str) -> dict[str, Any] | None:
         from azure.core.exceptions import ResourceNotFoundError

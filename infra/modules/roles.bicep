@@ -201,7 +201,8 @@ module targetContainerWriter 'role-assignment-at-resource.bicep' = [for (targetI
 
 // --- Restore into a server (docs/deploy.md "Restore into a server")
 // The Function App (inventory) lists and reads staged blobs; it deletes none: Storage Blob Data Reader.
-// Inventory also writes the replay plan _plans/<id>.json (restore_core/staging.py plan_blob): Storage Blob Data
+// Inventory also writes the replay plan _plans/<id>.json and _plans/<id>.<n>.objects.jsonl (restore_core/plans.py;
+// the replay job writes _plans/<id>.<n>.counts.jsonl under its own role on the containers, above): Storage Blob Data
 // Contributor with an ABAC condition that allows no write, create, delete or move outside _plans/ (the staged dumps
 // stay read-only for the app). Condition format: learn.microsoft.com role-based-access-control/conditions-format and
 // storage/blobs/storage-auth-abac-attributes ("Blob path" is a resource attribute of these four data actions).

@@ -20,7 +20,8 @@ from .. import telemetry
 from ..deps import Deps
 from ..models import ServerTarget
 from ..pgtarget import TargetConn, connect, facts, mark_of, pending_prefix, quote_ident
-from ..staging import owned_by, plan_blob
+from ..plans import plan_blob_names
+from ..staging import owned_by
 
 log = telemetry.get_logger("drills")
 _COMMENT_SQL = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
@@ -64,7 +65,7 @@ def delete_staged(deps: Deps, restore_id: str, region: str | None) -> int:
         return 0
     area = deps.server_access().staging(region)
     names = [b.name for b in area.files(restore_id) if owned_by(b.name, restore_id)]
-    return area.delete([*names, plan_blob(restore_id)])
+    return area.delete([*names, *plan_blob_names(area, restore_id)])
 
 
 def clean(deps: Deps, run: dict[str, Any]) -> dict[str, Any]:

@@ -7,8 +7,9 @@ database; detects each database file's real format (``PGDMP`` = custom archive, 
 archive's table of contents from a prefix of the blob (no PostgreSQL binaries here) and refuses an archive newer than
 the replay client (``RESTORE_REPLAY_CLIENT_VERSION``) can read; maps source databases to target names and checks the
 named ones exist in the point and the new names are free on the target.
-Writes: the replay plan (``_plans/<id>.json`` in the staging container: per database its file, format, versions,
-data offsets, object counts and lists) and its summary on the row (``server_plan``).
+Writes: the replay plan in the staging container (:mod:`restore_core.plans`: the index ``_plans/<id>.json``, per
+database its file, format, versions, data offsets and object counts; the object lists one blob per database,
+``_plans/<id>.<n>.objects.jsonl``) and its summary on the row (``server_plan``).
 Next: replay (Container Apps job), or ``failed`` with the reason and fix (staged files are kept for diagnosis).
 """
 
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import archive, pgtarget
+from .. import archive, pgtarget, plans
 from ..deps import Deps
 from ..errors import AzureRejection, require
 from ..models import ServerTarget
 from ..records import RestoreRecord
-from ..staging import StagedBlob, StagingArea, owned_by, plan_blob
+from ..staging import StagedBlob, StagingArea, owned_by
 from ..transitions import Outcome, StageResult
 from . import Claim, server_checks
 from .common import request_of
@@ -171,8 +172,7 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     except _Stop as stop:
         stop.result.changes = {"staging": {**staging, "kept": True}}
         return stop.result
-    plan = {"restore_id": rec.id, "databases": chosen, "roles_file": roles, "ignored": ignored}
-    area.put_json(plan_blob(rec.id), plan)
+    plans.write_plan(area, rec.id, chosen, roles, ignored)
     summary = _summary(chosen, roles, ignored, rec.server_plan)
     listing = ", ".join(f"{d['source']} → {d['target']} ({d['format']}, {sum(d.get('counts', {}).values())} "
                         "objects)" for d in chosen)

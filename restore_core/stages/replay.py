@@ -22,14 +22,18 @@ Does, holding a fenced lease on the restore (:mod:`restore_core.lease`; claimed,
    anything else fails with PostgreSQL's message; a tool killed by a signal fails;
 4. the archive's own row counts, within ``RESTORE_VERIFY_COUNT_BUDGET_MB`` (for verify): read from the downloaded
    file while pg_restore runs, or teed from the stream as it passes (:func:`restore_core.archive.count_rows_stream`).
-Memory stays bounded whatever the archive size (no step holds the archive or pg_restore's whole output).
-Writes: ``replay_result`` (databases created, owner, roles created, warnings, archive row counts).
+Memory stays bounded whatever the archive size (no step holds the archive or pg_restore's whole output) and
+whatever the plan's size (:mod:`restore_core.plans`: the replay reads the plan's small index, never the object
+lists, and writes each database's archive row counts to their own blob instead of rewriting the plan).
+Writes: ``replay_result`` (databases created, owner, roles created, warnings, archive row counts); the counts blob
+``_plans/<id>.<n>.counts.jsonl`` per database.
 Next: verify; or ``failed`` (staged files kept; a partly loaded database keeps its mark and is named in the fix).
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import os
 import queue
 import re
@@ -42,13 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .. import archive, lease, locks, pgerrors, pgroles, pgtarget, telemetry
+from .. import archive, lease, locks, pgerrors, pgroles, pgtarget, plans, telemetry
 from ..deps import Deps
 from ..errors import AzureRejection, RetryableError, require
 from ..models import RolesMode, ServerTarget
 from ..pgtarget import TargetConn, mark_of, pending_name, quote_ident, quote_literal
 from ..records import RestoreRecord, iso
-from ..staging import StagingArea, plan_blob
+from ..staging import StagingArea
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import request_of
@@ -306,7 +310,7 @@ def _replay_database(ctx: _Context, entry: dict[str, Any]) -> dict[str, Any]:
     _check_run(ctx, entry, db, args, run)
     if path is not None:
         path.unlink(missing_ok=True)
-    entry["archive_counts"] = counts  # kept in the plan blob for verify (per table: too large for the row)
+    entry["archive_counts"] = counts  # written to the plan's counts blob for verify (per table: too large for the row)
     return {"source": entry["source"], "database": db, "owner": _owner(ctx), "done": done, "load": mode,
             "warnings": run.warnings, "tables_counted": len(counts["rows"]),
             "archive_counts_complete": counts["complete"]}
@@ -503,8 +507,13 @@ def _archive_counts(ctx: _Context, entry: dict[str, Any], path: Path) -> dict[st
 
 
 def _plain_counts(entry: dict[str, Any]) -> dict[str, Any]:
-    return {"complete": bool(entry.get("complete_summary")),
-            "rows": {f"{r['schema']}.{r['name']}": r["rows"] for r in entry.get("copy_rows", [])}}
+    """A plain dump's counts from its COPY blocks: ``copy_rows`` is the plan's list (``{"schema", "name", "rows"}``)
+    or pairs ``("schema.name", rows)`` read from the plan's objects blob (:meth:`restore_core.plans.Plan.copy_rows`)."""
+    rows: dict[str, int] = {}
+    for r in entry.get("copy_rows", []):
+        name, n = (f"{r['schema']}.{r['name']}", r["rows"]) if isinstance(r, dict) else r
+        rows[name] = int(n)
+    return {"complete": bool(entry.get("complete_summary")), "rows": rows}
 
 
 def _counts_dict(counts: archive.RowCounts) -> dict[str, Any]:
@@ -515,12 +524,23 @@ def _counts_dict(counts: archive.RowCounts) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the stage
 
-def _context(rec: RestoreRecord, deps: Deps, workdir: Path, lost: threading.Event) -> _Context:
+#: the replay's sessions on the target carry ``pg-restore-replay <restore id> <runner>`` (the lease owner) as their
+#: application_name: pg_stat_activity and the server's logs say who loads into a database, and two runners of one
+#: restore can be told apart (bench/chaos.py checks from the server's connection log that they never overlap)
+REPLAY_APPLICATION = "pg-restore-replay"
+
+
+def application_name(restore_id: str, runner: str) -> str:
+    return f"{REPLAY_APPLICATION} {restore_id} {runner}"[:63]
+
+
+def _context(rec: RestoreRecord, deps: Deps, workdir: Path, held: lease.Lease) -> _Context:
     t = request_of(rec).target
     assert isinstance(t, ServerTarget)
     staging = require(rec.staging or None, "validate chose the staging container")
     access = deps.server_access()
-    return _Context(rec, deps, t, access.target_conn(t), access.staging(staging["region"]), workdir, lost)
+    conn = dataclasses.replace(access.target_conn(t), application_name=application_name(rec.id, held.owner))
+    return _Context(rec, deps, t, conn, access.staging(staging["region"]), workdir, held.lost)
 
 
 def _sql_errors(ctx: _Context) -> Any:
@@ -547,16 +567,30 @@ def _sql_errors(ctx: _Context) -> Any:
 
 
 def _work(ctx: _Context) -> dict[str, Any]:
-    plan = ctx.area.get_json(plan_blob(ctx.rec.id))
+    plan = plans.read_plan(ctx.area, ctx.rec.id)
     if plan is None:
         raise _Fail("ReplayPlanMissing", "the replay plan written by inventory is gone from the staging container",
                     "submit the restore again")
     with _sql_errors(ctx):
-        roles = _replay_roles(ctx, plan)
-        databases = [_replay_database(ctx, entry) for entry in plan["databases"]]
-    ctx.area.put_json(plan_blob(ctx.rec.id), plan)
+        roles = _replay_roles(ctx, {"roles_file": plan.roles_file})
+        databases = [_replay_planned(ctx, plan, n) for n in range(len(plan.databases))]
     return {"roles": roles, "databases": databases, "owner": _owner(ctx), "connected_as": ctx.conn.user,
             "finished_at": iso(ctx.deps.clock())}
+
+
+def _replay_planned(ctx: _Context, plan: plans.Plan, n: int) -> dict[str, Any]:
+    """Database ``n`` of the plan: only its index entry is held (a plain dump's COPY counts are read as the counting
+    goes); its archive row counts go to their own blob (:meth:`restore_core.plans.Plan.put_counts`) for verify."""
+    entry = dict(plan.databases[n])
+    if entry["format"] == "plain":
+        entry["copy_rows"] = plan.copy_rows(n)
+    try:
+        result = _replay_database(ctx, entry)
+    except plans.PlanMissing as gone:
+        raise _Fail("ReplayPlanMissing", f"a part of the replay plan is gone from the staging container ({gone})",
+                    "submit the restore again") from None
+    plan.put_counts(n, entry.pop("archive_counts"))
+    return result
 
 
 def slot_keys(server_id: str, limit: int) -> list[str]:
@@ -614,7 +648,7 @@ def _run_in_slot(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
         Path(base).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"replay-{rec.id}-", dir=base or None) as tmp:
         try:
-            ctx = _context(rec, deps, Path(tmp), held.lost)
+            ctx = _context(rec, deps, Path(tmp), held)
             with lease.Heartbeat(deps, held, rec, on_lost=ctx.kill):
                 result = _work(ctx)
         except _Fail as f:

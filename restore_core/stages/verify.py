@@ -6,28 +6,34 @@ plan exists in the target; counts the rows of every restored table and compares 
 where the replay could read them within its budget (in a read-only transaction); runs the request's checks (SQL with
 an expected first value) as the read-only role ``RESTORE_CHECK_ROLE`` (restore_core/checkrole.py), in a read-only
 transaction with a statement timeout. Then, when all passed, deletes the restore's staged files and its
-plan (kept on failure, their location in the status).
+plan (kept on failure, their location in the status). The plan is read one database and one line at a time
+(:mod:`restore_core.plans`), so memory stays bounded whatever the number of objects.
 Writes: ``verify_result`` (per database: objects missing, row counts, count mismatches, check results).
 Next: ``succeeded`` (the completion event says what was created where and who owns it), or ``failed``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
-from .. import checkrole, pgtarget, telemetry
+from .. import checkrole, pgtarget, plans, telemetry
 from ..deps import Deps
 from ..errors import require
 from ..models import ServerTarget, UserCheck
 from ..pgtarget import TargetConn, quote_ident
 from ..records import RestoreRecord
-from ..staging import owned_by, plan_blob
+from ..staging import owned_by
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import request_of
 
 log = telemetry.get_logger("verify")
 CHECK_TIMEOUT_MS = 60_000
+ROW_COUNTS_ON_ROW = 100  # per-table counts kept in the status for up to this many tables (else totals only)
+_SINGULAR = {"indexes": "index"}
+SHOWN = 20  # missing objects and count mismatches named in the status per database (the totals count them all)
 
 _EXISTS = {
     "tables": "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND "
@@ -45,29 +51,52 @@ _EXISTS = {
 }
 
 
-def _missing_objects(c: Any, entry: dict[str, Any]) -> list[str]:
-    missing = []
-    for kind, sql in _EXISTS.items():
-        for obj in entry.get(kind, []):
-            if c.execute(sql, (obj["schema"], obj["name"])).fetchone() is None:
-                missing.append(f"{kind[:-1]} {obj['schema']}.{obj['name']}")
-    return missing
+@dataclass
+class _Tally:
+    """What verify keeps of one database while it walks the plan's lists: totals, and the first few of each list
+    (memory stays bounded whatever the number of objects)."""
+
+    archive: plans.ArchiveRows
+    objects_checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    missing_total: int = 0
+    tables: int = 0
+    rows: int = 0
+    row_counts: dict[str, int] = field(default_factory=dict)
+    mismatches: list[str] = field(default_factory=list)
+    mismatches_total: int = 0
+
+    def gone(self, kind: str, schema: str, name: str) -> None:
+        self.missing_total += 1
+        if len(self.missing) < SHOWN:
+            self.missing.append(f"{_SINGULAR.get(kind, kind[:-1])} {schema}.{name}")
+
+    def counted(self, name: str, n: int) -> None:
+        self.tables += 1
+        self.rows += n
+        if len(self.row_counts) <= ROW_COUNTS_ON_ROW:
+            self.row_counts[name] = n
+        expected = self.archive.get(name)
+        if expected is not None and expected != n:
+            self.mismatches_total += 1
+            if len(self.mismatches) < SHOWN:
+                self.mismatches.append(f"{name}: {n} rows in the target, {expected} in the archive")
 
 
-def _row_counts(c: Any, entry: dict[str, Any]) -> dict[str, int]:
-    counts = {}
-    for t in entry.get("tables", []):
-        if c.execute(_EXISTS["tables"], (t["schema"], t["name"])).fetchone() is not None:
-            table = f"{quote_ident(t['schema'])}.{quote_ident(t['name'])}"  # quoted identifiers from the catalog
+def _walk(c: Any, objects: Iterator[list[Any]], tally: _Tally) -> None:
+    """Every object of the plan must exist; every table that exists is counted and compared with the archive (the
+    plan's tables and the archive's counts both come sorted by ``schema.name``)."""
+    for kind, schema, name, *_ in objects:
+        sql = _EXISTS.get(kind)
+        if sql is None:
+            continue
+        tally.objects_checked += 1
+        if c.execute(sql, (schema, name)).fetchone() is None:
+            tally.gone(kind, schema, name)
+        elif kind == "tables":
+            table = f"{quote_ident(schema)}.{quote_ident(name)}"  # quoted identifiers from the catalog
             row = c.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
-            counts[f"{t['schema']}.{t['name']}"] = int(row[0])
-    return counts
-
-
-def _mismatches(counts: dict[str, int], archive: dict[str, Any]) -> list[str]:
-    rows = archive.get("rows") or {}
-    return [f"{name}: {counts.get(name)} rows in the target, {n} in the archive" for name, n in rows.items()
-            if name in counts and counts[name] != n]
+            tally.counted(f"{schema}.{name}", int(row[0]))
 
 
 def _first_value(c: Any, sql: str) -> str | None:
@@ -145,34 +174,29 @@ def _run_checks(conn: TargetConn, checks: list[UserCheck], restored: set[str],
                 log.warning("verify: revoking the checks' role's reading on %s failed: %s", db, exc)
 
 
-ROW_COUNTS_ON_ROW = 100  # per-table counts kept in the status for up to this many tables (else totals only)
-
-
-def _verify_database(conn: TargetConn, entry: dict[str, Any]) -> dict[str, Any]:
+def _verify_database(conn: TargetConn, plan: plans.Plan, n: int) -> dict[str, Any]:
     """Objects and row counts, as the connecting role in a read-only transaction (rolled back)."""
     import psycopg
 
-    with pgtarget.connect(conn, entry["target"], autocommit=False) as c:
+    target = plan.databases[n]["target"]
+    tally = _Tally(plan.archive_rows(n))
+    with pgtarget.connect(conn, target, autocommit=False) as c:
         c.execute("SET TRANSACTION READ ONLY")
         try:
-            missing = _missing_objects(c, entry)
-            counts = _row_counts(c, entry)
+            _walk(c, plan.objects(n), tally)
         except psycopg.errors.ReadOnlySqlTransaction as exc:  # e.g. a row-security policy whose function writes
             c.rollback()
             first = str(exc).strip().splitlines()[0][:300]
-            return {"database": entry["target"], "tables": 0, "rows": 0, "objects_checked": 0, "missing": [],
+            return {"database": target, "tables": 0, "rows": 0, "objects_checked": 0, "missing": [],
                     "missing_total": 0, "count_mismatches": [f"reading it tried to write (nothing was written): "
                                                              f"{first}"], "mismatches_total": 1}
         c.rollback()
-    archive = entry.get("archive_counts") or {}
-    mismatches = _mismatches(counts, archive)
-    out = {"database": entry["target"], "tables": len(counts), "rows": sum(counts.values()),
-           "objects_checked": sum(len(entry.get(k, [])) for k in _EXISTS), "missing": missing[:20],
-           "missing_total": len(missing), "count_mismatches": mismatches[:20], "mismatches_total": len(mismatches),
-           "compared_with_archive": len(archive.get("rows") or {}),
-           "archive_counts_complete": bool(archive.get("complete"))}
-    if len(counts) <= ROW_COUNTS_ON_ROW:
-        out["row_counts"] = counts
+    out = {"database": target, "tables": tally.tables, "rows": tally.rows, "objects_checked": tally.objects_checked,
+           "missing": tally.missing, "missing_total": tally.missing_total, "count_mismatches": tally.mismatches,
+           "mismatches_total": tally.mismatches_total, "compared_with_archive": tally.archive.finish(),
+           "archive_counts_complete": tally.archive.complete}
+    if tally.tables <= ROW_COUNTS_ON_ROW:
+        out["row_counts"] = tally.row_counts
     return out
 
 
@@ -191,21 +215,24 @@ def _problems(results: list[dict[str, Any]], checks: list[dict[str, Any]]) -> li
 def _clean_up(rec: RestoreRecord, deps: Deps) -> int:
     area = deps.server_access().staging(rec.staging["region"])
     names = [b.name for b in area.files(rec.id) if owned_by(b.name, rec.id)]
-    return area.delete([*names, plan_blob(rec.id)])
+    return area.delete([*names, *plans.plan_blob_names(area, rec.id)])
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     t = request_of(rec).target
     assert isinstance(t, ServerTarget)
     staging = require(rec.staging or None, "validate chose the staging container")
-    plan = deps.server_access().staging(staging["region"]).get_json(plan_blob(rec.id))
-    if plan is None:
-        return StageResult(Outcome.FAILED, "ReplayPlanMissing: the replay plan is gone", error_code="ReplayPlanMissing",
-                           error_message="the replay plan is gone from the staging container",
-                           error_fix="the databases were replayed; check them by hand")
+    plan = plans.read_plan(deps.server_access().staging(staging["region"]), rec.id)
     conn = deps.server_access().target_conn(t)
-    results = [_verify_database(conn, e) for e in plan["databases"]]
-    restored = {e["target"] for e in plan["databases"]}
+    try:
+        if plan is None:
+            raise plans.PlanMissing(f"_plans/{rec.id}.json")
+        results = [_verify_database(conn, plan, n) for n in range(len(plan.databases))]
+    except plans.PlanMissing as gone:
+        return StageResult(Outcome.FAILED, "ReplayPlanMissing: the replay plan is gone", error_code="ReplayPlanMissing",
+                           error_message=f"the replay plan is gone from the staging container ({gone})",
+                           error_fix="the databases were replayed; check them by hand")
+    restored = {e["target"] for e in plan.databases}
     checks = _run_checks(conn, t.checks, restored, deps.settings.server.check_role)
     problems = _problems(results, checks)
     summary: dict[str, Any] = {"databases": results, "checks": checks, "passed": not problems}

@@ -68,3 +68,17 @@ def test_replay_bench_times_the_products_replay_beside_plain_pg_restore(tmp_path
     assert saved["replay_rss_mb_max"] > 0 and saved["disk_mb"] > 0
     assert data["pass_rss"] == (saved["replay_rss_mb_max"] <= replay.GOAL_RSS_MB)
     assert "| seekable archive (data offsets) |" in (tmp_path / "r" / "replay.md").read_text()
+
+
+def test_plan_memory_bench_measures_each_stage_of_the_split_plan_in_its_own_child() -> None:
+    from bench import plan_memory
+
+    data = plan_memory.measure(300)
+    assert data["layout"] == "split" and data["tables"] == 300
+    rid = plan_memory.RID
+    assert data["blobs"] == [f"_plans/{rid}.0.counts.jsonl", f"_plans/{rid}.0.objects.jsonl", f"_plans/{rid}.json"]
+    v = data["verify"]  # the replay counted the synthetic archive; verify compared every table with those counts
+    assert (v["tables"], v["objects_checked"], v["compared_with_archive"]) == (300, 1500, 300)
+    assert v["missing_total"] == 0 and v["mismatches_total"] == 0
+    for phase in ("baseline", "inventory", "replay", "verify"):
+        assert data[phase]["peak_rss_mb"] > 0

@@ -163,6 +163,7 @@ def test_watchdog_pauses_are_measured_across_the_host_logs(tmp_path: Path) -> No
 @pytest.mark.integration
 def test_a_tiny_campaign_with_three_hosts_passes_and_records_its_verdict(tmp_path: Path) -> None:
     rc = chaos.main(["--restores", "3", "--kills", "1", "--answer-fault-rate", "0.2", "--deadline-minutes", "5",
+                     "--server-share", "0",  # restores into a server: tests/bench/test_replays.py
                      "--dir", str(tmp_path / "w"), "--out", str(tmp_path / "r")])
     saved = json.loads((tmp_path / "r" / "chaos.json").read_text())
     assert rc == 0, (tmp_path / "r" / "chaos.md").read_text()

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from restore_core import config
+from restore_core.plans import counts_blob, objects_blob
 from restore_core.regions import PAIRED_REGIONS
 from restore_core.stages import registry
 from restore_core.staging import plan_blob
@@ -237,6 +238,8 @@ def test_app_staging_write_is_limited_to_replay_plans(grants: list[dict[str, Any
     condition = " ".join(_var(roles, "stagingPlanCondition").split())
     prefix = plan_blob("x").rsplit("/", 1)[0] + "/"
     assert prefix == "_plans/", "the code's plan blob moved: update stagingPlanCondition"
+    for name in (objects_blob("x", 0), counts_blob("x", 3)):  # every blob of the plan (restore_core/plans.py)
+        assert name.startswith(prefix), f"{name} is outside the condition's path: update stagingPlanCondition"
     for action in ("blobs/write", "blobs/add/action", "blobs/delete", "blobs/move/action"):
         assert f"!(ActionMatches{{'Microsoft.Storage/storageAccounts/blobServices/containers/{action}'}})" \
             in condition, f"{action} is not limited by the condition"

@@ -258,6 +258,31 @@ def test_count_rows_all_and_selected(tmp_path: Path) -> None:
     assert r.rows == {} and r.complete
 
 
+def test_count_rows_keeps_no_object_definitions_in_memory(tmp_path: Path) -> None:
+    """The replay counts rows of archives whose TOC holds 100 000 tables with their indexes and constraints: the
+    counter keeps only the tables' data entries, not every object's definition (issue 17 item 1: ≤ 256 MB)."""
+    import tracemalloc
+
+    d = pgdumplib.new("shop", appear_as="16.0")
+    for i in range(100):
+        t = d.add_entry("TABLE", namespace="public", tag=f"t{i}", defn=f"CREATE TABLE public.t{i} (id int);")
+        for k in range(3):  # 3 objects of 30 KB of definition per table: 9 MB of definitions in all
+            d.add_entry("INDEX", namespace="public", tag=f"t{i}_{k}", defn=f"CREATE INDEX t{i}_{k} ON public.t{i} "
+                        "USING btree (id) WHERE " + " OR ".join(["id = 1"] * 4000) + ";")
+        with d.table_data_writer(t, ["id"]) as w:
+            w.append(i)
+    path = tmp_path / "wide.dump"
+    d.save(path)
+    tracemalloc.start()
+    try:
+        r = a.count_rows(path, None, 10**6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(r.rows) == 100 and r.complete
+    assert peak < 2_000_000, f"the row counter held {peak} bytes"
+
+
 def test_count_rows_budget_exhausted_is_partial_and_says_why(tmp_path: Path) -> None:
     path = make_archive(tmp_path / "a.dump", rows=5000)
     r = a.count_rows(path, None, 100)

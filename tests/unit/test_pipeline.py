@@ -292,6 +292,33 @@ def test_throttling_resends_the_same_stage_with_retry_after_and_no_exception(h: 
     assert h.record().stage is Stage.TRIGGER
 
 
+def test_arm_throttling_past_the_resend_cap_is_still_resent_with_a_growing_delay_never_failed(h: Harness) -> None:
+    """Three hosts sharing one ARM budget throttled validate past the cap and 19 of 30 restores failed
+    StageRetriesExhausted (chaos throughput run): a 429 must wait, never fail the restore before its deadline."""
+    h.submit()
+    msg = h.next_message()
+    h.store.update(h.record().copy(transient_failures=pipeline.MAX_THROTTLED_REQUEUES + 3))
+    h.dp.fail_before["get_backup_instance"] = [RetryableError("throttled by ARM", retry_after=1, throttled=True)] * 2
+    first = only(h.deliver(msg, dequeue_count=h.settings.max_dequeue_count))  # no exception, even on the last one
+    assert h.stage_of[first.queue] is Stage.VALIDATE and not h.record().terminal
+    assert first.delay_seconds >= h.settings.poll_max_seconds  # grown to the cap: no retrying in step with others
+    assert h.record().transient_failures == pipeline.MAX_THROTTLED_REQUEUES + 4
+    h.deliver(only(h.deliver(first, dequeue_count=1)), dequeue_count=1)
+    assert h.record().status is Status.RESTORING
+
+
+def test_throttled_resends_wait_at_least_retry_after_and_spread_with_jitter(h: Harness) -> None:
+    h.submit()
+    rec = h.record().copy(transient_failures=2)
+    delays = set()
+    for _ in range(20):
+        result = pipeline._throttled(RetryableError("throttled", retry_after=0.5, throttled=True), rec, h.deps)
+        assert result is not None and result.delay is not None
+        assert result.delay >= max(0.5, h.settings.poll_min_seconds * 4)
+        delays.add(round(result.delay, 6))
+    assert len(delays) > 1  # jitter: hosts sharing a budget do not come back at the same instant
+
+
 def test_throttled_monitor_check_is_resent_to_monitor(h: Harness) -> None:
     h.submit()
     h.run(until=Stage.MONITOR)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from restore_core import lease
+from restore_core import lease, plans
 from restore_core.models import ServerTarget, Status, parse_request
 from restore_core.pgtarget import TargetConn
 from restore_core.stages import replay, verify
@@ -157,7 +157,10 @@ def test_psql_errors_of_a_plain_dump_split_into_ownership_warnings_and_failures(
 def test_verify_reports_tables_whose_rows_differ_from_the_archive() -> None:
     counts = {"public.items": 50, "public.events": 59}
     archive = {"rows": {"public.items": 50, "public.events": 60, "public.gone": 3}}
-    assert verify._mismatches(counts, archive) == ["public.events: 59 rows in the target, 60 in the archive"]
+    tally = verify._Tally(plans.ArchiveRows(iter(sorted(archive["rows"].items())), True))
+    for name in sorted(counts):
+        tally.counted(name, counts[name])
+    assert tally.mismatches == ["public.events: 59 rows in the target, 60 in the archive"]
 
 
 def test_verify_problems_name_missing_objects_mismatches_and_failed_checks() -> None:
