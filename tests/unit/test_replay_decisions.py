@@ -204,3 +204,26 @@ def test_an_extension_that_is_not_allow_listed_gets_the_az_fix_for_the_servers_o
     assert failure.code == "extension-not-allowed"
     assert "--resource-group rg-target --server-name pgflex-target" in failure.fix
     assert "--subscription s2" in failure.fix
+
+
+def test_a_job_execution_takes_a_verify_message_before_a_replay_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from restore_core import replay as replay_job
+    from restore_core import runtime
+    from restore_core.models import Stage
+
+    s = settings()
+    waiting = {s.queue("RESTORE_QUEUE_REPLAY"): "replay-msg", s.queue("RESTORE_QUEUE_VERIFY"): "verify-msg"}
+
+    class Queue:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def receive_messages(self, **_: Any) -> list[Any]:
+            return [SimpleNamespace(content=waiting[self.name])]
+
+    monkeypatch.setattr(runtime, "queue_client", lambda _s, name: Queue(name))
+    taken = replay_job._take(s, 30)
+    assert taken is not None
+    assert (taken[0], taken[3].content) == (Stage.VERIFY, "verify-msg")
