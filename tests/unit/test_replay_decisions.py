@@ -227,3 +227,67 @@ def test_a_job_execution_takes_a_verify_message_before_a_replay_message(monkeypa
     taken = replay_job._take(s, 30)
     assert taken is not None
     assert (taken[0], taken[3].content) == (Stage.VERIFY, "verify-msg")
+
+
+def _in_replay(h: Harness, rec: Any) -> Any:
+    from restore_core.models import Stage
+
+    return h.store.update(h.store.get(rec.id).copy(stage=Stage.REPLAY))  # type: ignore[union-attr]
+
+
+def _replay_messages(h: Harness) -> list[tuple[str, int, float]]:
+    import json
+
+    q = h.settings.queue("RESTORE_QUEUE_REPLAY")
+    return [(json.loads(m.text)["restore_id"], json.loads(m.text)["attempt"], m.delay_seconds)
+            for m in h.queues.take() if m.queue == q]
+
+
+def test_a_released_replay_slot_wakes_the_longest_waiting_restore_at_once() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(3))
+    h.queues.take()
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, b, FLEX) is None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, c, FLEX) is None
+    assert _replay_messages(h) == []
+    replay.release_slot(h.deps, a, slot, FLEX)
+    # b waited longest: its message comes now, with the attempt its wait's transition gives it; c keeps waiting
+    assert _replay_messages(h) == [(b.id, b.attempt + 1, 0)]
+    assert replay.take_slot(h.deps, b, FLEX) is not None
+    assert replay.take_slot(h.deps, c, FLEX) is None  # the hand-over never opens a slot beyond the limit
+    assert replay.hand_over(h.deps, FLEX) == c.id  # c is still registered
+    assert replay.hand_over(h.deps, FLEX) is None  # and handed over once
+
+
+def test_a_hand_over_skips_waiters_that_moved_on_and_other_servers_waiters() -> None:
+    from restore_core.models import Stage
+
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c, d = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(4))
+    h.queues.take()
+    assert replay.take_slot(h.deps, a, FLEX) is not None
+    for i, w in enumerate((b, c)):
+        h.clock.advance(1)
+        assert replay._wait_for_slot(h.deps, w, FLEX) is None, i
+    other = FLEX.replace("pgflex-target", "pgflex-other")
+    assert replay.take_slot(h.deps, a, other) is not None
+    assert replay._wait_for_slot(h.deps, d, other) is None
+    b_now = h.store.get(b.id)
+    assert b_now is not None
+    h.store.update(b_now.copy(stage=Stage.VERIFY, attempt=b.attempt + 2))  # b got a slot another way and moved on
+    assert replay.hand_over(h.deps, FLEX) == c.id
+    assert [m[0] for m in _replay_messages(h)] == [c.id]
+
+
+def test_a_slot_released_while_a_restore_registers_is_not_missed() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(2))
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None and replay.take_slot(h.deps, b, FLEX) is None  # b's first look: no slot
+    replay.release_slot(h.deps, a, slot, FLEX)  # released before b registered: nobody to hand it to
+    assert replay._wait_for_slot(h.deps, b, FLEX) == slot  # b's second look, after registering, finds it
+    assert replay.hand_over(h.deps, FLEX) is None  # and b is no longer registered
