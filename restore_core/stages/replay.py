@@ -635,6 +635,10 @@ def release_slot(deps: Deps, rec: RestoreRecord, key: str, server_id: str | None
         hand_over(deps, server_id)
 
 
+#: How much later a hand-over message goes to a waiter whose wait is still being written.
+HAND_OVER_GRACE_SECONDS = 2.0
+
+
 def hand_over(deps: Deps, server_id: str) -> str | None:
     """Send the replay message of the longest-waiting restore of the server now, instead of at the end of its
     back-off; returns its id, or None when nobody waits. The message only wakes it up: the waiter still takes a slot
@@ -652,8 +656,12 @@ def hand_over(deps: Deps, server_id: str) -> str | None:
         rec = deps.store.get(waiter)
         if rec is None or rec.terminal or rec.stage != Stage.REPLAY or rec.attempt > attempt:
             continue
+        # a waiter whose wait is not written yet (it registered, then looked again) gets its message a little later:
+        # delivered before the wait's transition, it would carry an attempt from the future and be dropped as stale
+        delay = HAND_OVER_GRACE_SECONDS if rec.attempt < attempt else 0.0
         env = Envelope(rec.id, Stage.REPLAY, attempt, rec.traceparent, deps.clock())
-        deps.queues.send(deps.settings.queue(registry.spec(Stage.REPLAY).queue_setting), env.encode())
+        deps.queues.send(deps.settings.queue(registry.spec(Stage.REPLAY).queue_setting), env.encode(),
+                         delay_seconds=delay)
         log.info("replay slot on %s handed to %s", server_id.rsplit("/", 1)[-1], rec.id, extra={"restore_id": rec.id})
         return rec.id
     return None

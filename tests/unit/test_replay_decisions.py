@@ -254,8 +254,10 @@ def test_a_released_replay_slot_wakes_the_longest_waiting_restore_at_once() -> N
     h.clock.advance(1)
     assert replay._wait_for_slot(h.deps, c, FLEX) is None
     assert _replay_messages(h) == []
+    for w in (b, c):  # their waits' transitions are written (the pipeline adds one to the attempt)
+        h.store.update(h.store.get(w.id).copy(attempt=w.attempt + 1))  # type: ignore[union-attr]
     replay.release_slot(h.deps, a, slot, FLEX)
-    # b waited longest: its message comes now, with the attempt its wait's transition gives it; c keeps waiting
+    # b waited longest: its message comes now, with the attempt its wait's transition gave it; c keeps waiting
     assert _replay_messages(h) == [(b.id, b.attempt + 1, 0)]
     assert replay.take_slot(h.deps, b, FLEX) is not None
     assert replay.take_slot(h.deps, c, FLEX) is None  # the hand-over never opens a slot beyond the limit
@@ -291,3 +293,13 @@ def test_a_slot_released_while_a_restore_registers_is_not_missed() -> None:
     replay.release_slot(h.deps, a, slot, FLEX)  # released before b registered: nobody to hand it to
     assert replay._wait_for_slot(h.deps, b, FLEX) == slot  # b's second look, after registering, finds it
     assert replay.hand_over(h.deps, FLEX) is None  # and b is no longer registered
+
+
+def test_a_waiter_whose_wait_is_not_written_yet_gets_its_hand_over_a_little_later() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(2))
+    h.queues.take()
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None and replay._wait_for_slot(h.deps, b, FLEX) is None
+    replay.release_slot(h.deps, a, slot, FLEX)  # b's row still has its old attempt: a message now would be stale
+    assert _replay_messages(h) == [(b.id, b.attempt + 1, replay.HAND_OVER_GRACE_SECONDS)]
