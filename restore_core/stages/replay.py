@@ -631,8 +631,13 @@ def _wait_for_slot(deps: Deps, rec: RestoreRecord, server_id: str) -> str | None
 def release_slot(deps: Deps, rec: RestoreRecord, key: str, server_id: str | None = None) -> None:
     """Give the slot back, then hand it to the longest-waiting restore of that server (:func:`hand_over`)."""
     locks.release_keys(deps, rec.id, [key])
-    if server_id is not None:
+    if server_id is None:
+        return
+    try:
         hand_over(deps, server_id)
+    except Exception:  # noqa: BLE001 - the replay's own outcome stands; the waiter's back-off re-checks
+        log.warning("could not hand the replay slot of %s over; waiters re-check after their back-off", rec.id,
+                    exc_info=True, extra={"restore_id": rec.id})
 
 
 #: How much later a hand-over message goes to a waiter whose wait is still being written.
@@ -682,7 +687,11 @@ def _no_slot(deps: Deps, rec: RestoreRecord, server: str) -> StageResult:
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     target = request_of(rec).target
     assert isinstance(target, ServerTarget)
-    slot = take_slot(deps, rec, target.server_id) or _wait_for_slot(deps, rec, target.server_id)
+    slot = take_slot(deps, rec, target.server_id)
+    if slot is not None and rec.replay_result.get("waiting_for_slot"):
+        # an earlier wait's registration goes: a hand-over must wake a restore that still waits, not this one
+        deps.store.delete_meta(_waiters_kind(target.server_id), rec.id)
+    slot = slot or _wait_for_slot(deps, rec, target.server_id)
     if slot is None:
         return _no_slot(deps, rec, target.server_name)
     try:

@@ -303,3 +303,50 @@ def test_a_waiter_whose_wait_is_not_written_yet_gets_its_hand_over_a_little_late
     assert slot is not None and replay._wait_for_slot(h.deps, b, FLEX) is None
     replay.release_slot(h.deps, a, slot, FLEX)  # b's row still has its old attempt: a message now would be stale
     assert _replay_messages(h) == [(b.id, b.attempt + 1, replay.HAND_OVER_GRACE_SECONDS)]
+
+
+def _replayed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from types import SimpleNamespace
+
+    from restore_core.transitions import Outcome, StageResult
+
+    done = StageResult(Outcome.REPLAYED, "replayed")
+    monkeypatch.setattr(replay, "_run_in_slot", lambda rec, deps, claim: done)
+    target = parse_request({"backup_instance": {"id": BI_ID}, "target": {"kind": "server", "server_id": FLEX}}).target
+    monkeypatch.setattr(replay, "request_of", lambda rec: SimpleNamespace(target=target))
+    return done
+
+
+def test_a_restore_that_got_a_slot_after_waiting_is_no_longer_handed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restore_core import locks
+
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(3))
+    server = FLEX
+    slot = replay.take_slot(h.deps, a, server)
+    assert slot is not None and replay._wait_for_slot(h.deps, b, server) is None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, c, server) is None
+    for w in (b, c):  # their waits are written
+        h.store.update(h.store.get(w.id).copy(attempt=w.attempt + 1,  # type: ignore[union-attr]
+                                              replay_result={"waiting_for_slot": "2026-12-02T00:00:00+00:00"}))
+    locks.release_keys(h.deps, a.id, [slot])  # freed without a hand-over (a crash after the release)
+    h.queues.take()
+    done = _replayed(monkeypatch)
+    b_now = h.store.get(b.id)
+    assert b_now is not None
+    assert replay.run(b_now, h.deps, lambda changes: b_now) is done  # b's back-off found the slot
+    assert [m[0] for m in _replay_messages(h)] == [c.id]  # b's release woke c, not b itself
+
+
+def test_a_failed_hand_over_does_not_fail_the_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a = _in_replay(h, h.submit(database_body(idempotency_key="k0")))
+    done = _replayed(monkeypatch)
+
+    def broken(deps: Any, server_id: str) -> None:
+        raise RuntimeError("table unavailable")
+
+    monkeypatch.setattr(replay, "hand_over", broken)
+    assert replay.run(a, h.deps, lambda changes: a) is done
+    assert replay.take_slot(h.deps, a, FLEX) is not None
