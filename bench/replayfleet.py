@@ -81,6 +81,31 @@ def phases(body: dict[str, Any]) -> dict[str, float] | None:
     return {"before": before, "replay": during, "after": after}
 
 
+#: What a job execution did, from its log (localdev/jobrunner.py sends each execution's INFO logs to its file);
+#: the first marker found names it.
+EXECUTION_KINDS = (("no message", "no replay or verify message waiting"), ("stale or duplicate", "stale or duplicate"),
+                   ("slot wait", "waiting for a replay slot"), ("replay", " replay → verify"),
+                   ("verify", " verify → "), ("fenced by a lease or a race", "nothing to do"))
+
+
+def executions(logs: list[Path], ids: list[str]) -> dict[str, Any]:
+    """The job executions of the fleet by what each did, and per restore (mean, max): from the execution logs."""
+    kinds: dict[str, int] = {}
+    per_restore = dict.fromkeys(ids, 0)
+    for path in logs:
+        text = path.read_text(errors="replace")
+        kind = next((k for k, marker in EXECUTION_KINDS if marker in text), "other (failed or killed)")
+        kinds[kind] = kinds.get(kind, 0) + 1
+        found = [(text.find(r), r) for r in ids if r in text]
+        if found:  # the restore named first (a replay's log also names the restore it hands its slot to)
+            rid = min(found)[1]
+            per_restore[rid] += 1
+    counts = list(per_restore.values())
+    return {"executions": len(logs), "executions_by_kind": kinds,
+            "executions_per_restore_mean": round(sum(counts) / len(counts), 2) if counts else None,
+            "executions_per_restore_max": max(counts) if counts else None}
+
+
 class ReplayFleet:
     def __init__(self, n: int, *, max_per_server: int, parallelism: int, scale: float, workdir: Path) -> None:
         self.n, self.max_per_server, self.parallelism, self.scale = n, max_per_server, parallelism, scale
@@ -131,13 +156,17 @@ class ReplayFleet:
             raise RuntimeError(f"the calibration restore did not succeed: {calib_body.get('error')}")
         self.bs.admin.set_throttling(**THROTTLE)
         self.bs.admin.reset_metering()
+        assert self.runner is not None
+        before = set(self.runner.log_dir.glob("replay-*.log"))  # the calibration's executions
         t0 = time.time()
         with ThreadPoolExecutor(8) as pool:
             ids = [rid for rid, _ in pool.map(lambda i: submit(self.bs.api, self.body(i)), range(self.n))]
         submit_s = time.time() - t0
         bodies = self.wait(ids, 1800)
         metering = self.bs.admin.metering()
-        return self.report(calib, calib_body, ids, bodies, metering, submit_s)
+        time.sleep(2)  # the last executions end (a late duplicate is counted if it started by now)
+        data = self.report(calib, calib_body, ids, bodies, metering, submit_s)
+        return {**data, **executions(sorted(set(self.runner.log_dir.glob("replay-*.log")) - before), ids)}
 
     def report(self, calib: dict[str, float], calib_body: dict[str, Any], ids: list[str],
                bodies: dict[str, dict[str, Any]], metering: dict[str, Any], submit_s: float) -> dict[str, Any]:
@@ -193,6 +222,9 @@ def table(d: dict[str, Any]) -> str:
          f"{c['before']} + {d['n']} × {c['replay']} / {d['concurrency']} + {c['after']}", "-"],
         ["ARM bound (s)", d["arm_bound_seconds"], f"accepted {d['arm_accepted']}", "-"],
         ["mean replay time in the fleet (s)", d["replay_seconds_mean"], f"alone: {c['replay']}", "-"],
+        ["job executions (by what they did)", f"{d.get('executions')} ({d.get('executions_by_kind')})", "-", "-"],
+        ["job executions per restore (mean / max)",
+         f"{d.get('executions_per_restore_mean')} / {d.get('executions_per_restore_max')}", "-", "-"],
     ]
     return md_table(["metric", "value", "target", "verdict"], rows) + (
         f"\n\n{d['n']} restores into one Flexible-like server (demo world's Flexible point: appdb + inventory), "

@@ -14,7 +14,7 @@ sends a copy of every message it sees once (at-least-once delivery, as ``FUNCHOS
 Functions host): two executions then work on the same restore, and the replay's fenced lease must keep them apart.
 
 ``--state`` (JSON, rewritten on every change) lists the running executions' pids, so tests can kill one mid-replay;
-each execution's output goes to ``--log-dir``/replay-<n>.log.
+each execution's output (with its ``restore_core`` INFO logs) goes to ``--log-dir``/replay-<n>.log.
 
 Usage: ``python -m localdev.jobrunner --settings .local/local.settings.json [--parallelism 2] [--poll 0.5]
 [--duplicate-delivery]``
@@ -163,6 +163,7 @@ def _execution(log_path: Path, env: dict[str, str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(env)
+        _log_to_stderr()
         from restore_core import replay
 
         code = replay.main([])
@@ -172,6 +173,18 @@ def _execution(log_path: Path, env: dict[str, str]) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
     return code
+
+
+def _log_to_stderr() -> None:
+    """The execution's ``restore_core`` INFO logs (redacted by the loggers' own filters) go to its log file, as a
+    container's stdout goes to the job's log stream: what each execution did can be counted (bench/replayfleet.py)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger("restore_core")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
 
 
 def _preload() -> None:

@@ -3,7 +3,8 @@
 An Azure Container Apps event-driven job (KEDA ``azure-queue`` scale rules on the replay and verify queues: the
 stages whose registry ``consumer`` is ``job``) starts one execution per waiting message; locally
 ``localdev.jobrunner`` starts this module as a process per message. One execution:
-1. receives ONE message from the replay queue (else the verify queue), hidden for one and a half
+1. receives ONE message from the verify queue (else the replay queue: a finished load is closer to done, and a
+   verify must not wait behind replays and replay-slot re-checks), hidden for one and a half
    ``RESTORE_REPLAY_LEASE_SECONDS`` and kept hidden by a renewal thread while the work runs (a replica that dies lets
    the message reappear when that time is up);
 2. a message delivered more often than ``RESTORE_MAX_DEQUEUE_COUNT`` goes to the ``-poison`` queue (the pipeline has
@@ -39,9 +40,13 @@ class _Renewer(lease.Periodic):
         self.pop_receipt = updated.pop_receipt
 
 
+#: The order an execution looks at the job's queues: the later stage first (verify, then replay).
+TAKE_ORDER: tuple[registry.StageSpec, ...] = tuple(reversed(registry.JOB_STAGES))
+
+
 def _take(settings: Any, seconds: int) -> tuple[Stage, str, Any, Any] | None:
-    """One waiting message of the job's stages (replay first, then verify): (stage, queue, client, message)."""
-    for spec in registry.JOB_STAGES:
+    """One waiting message of the job's stages (verify first, then replay): (stage, queue, client, message)."""
+    for spec in TAKE_ORDER:
         queue = settings.queue(spec.queue_setting)
         client = runtime.queue_client(settings, queue)
         msg = next(iter(client.receive_messages(max_messages=1, visibility_timeout=seconds)), None)

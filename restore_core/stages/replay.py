@@ -49,12 +49,14 @@ from typing import IO, Any
 from .. import archive, lease, locks, pgerrors, pgroles, pgtarget, plans, telemetry
 from ..deps import Deps
 from ..errors import AzureRejection, RetryableError, require
-from ..models import RolesMode, ServerTarget
+from ..messages import Envelope
+from ..models import RolesMode, ServerTarget, Stage
 from ..pgtarget import TargetConn, mark_of, pending_name, quote_ident, quote_literal
 from ..records import RestoreRecord, iso
 from ..staging import StagingArea
+from ..store import key_hash
 from ..transitions import Outcome, StageResult
-from . import Claim
+from . import Claim, registry
 from .common import request_of
 
 log = telemetry.get_logger("replay")
@@ -608,14 +610,74 @@ def take_slot(deps: Deps, rec: RestoreRecord, server_id: str) -> str | None:
     return None
 
 
-def release_slot(deps: Deps, rec: RestoreRecord, key: str) -> None:
+def _waiters_kind(server_id: str) -> str:
+    """The meta kind (partition) of the restores waiting for a replay slot of ``server_id``."""
+    return "replaywait-" + key_hash(server_id.lower())[:32]
+
+
+def _wait_for_slot(deps: Deps, rec: RestoreRecord, server_id: str) -> str | None:
+    """Register ``rec`` as waiting for a slot of the server, then look once more: a slot released between the first
+    look and the registration is not missed (its releaser either saw the registration or freed the slot before this
+    second look). Returns the slot when the second look found one (the registration is removed). The registration
+    names the attempt the restore's replay message will carry after this wait (the pipeline adds one)."""
+    deps.store.put_meta(_waiters_kind(server_id), rec.id,
+                        {"restore_id": rec.id, "since": iso(deps.clock()), "attempt": rec.attempt + 1})
+    slot = take_slot(deps, rec, server_id)
+    if slot is not None:
+        deps.store.delete_meta(_waiters_kind(server_id), rec.id)
+    return slot
+
+
+def release_slot(deps: Deps, rec: RestoreRecord, key: str, server_id: str | None = None) -> None:
+    """Give the slot back, then hand it to the longest-waiting restore of that server (:func:`hand_over`)."""
     locks.release_keys(deps, rec.id, [key])
+    if server_id is None:
+        return
+    try:
+        hand_over(deps, server_id)
+    except Exception:  # noqa: BLE001 - the replay's own outcome stands; the waiter's back-off re-checks
+        log.warning("could not hand the replay slot of %s over; waiters re-check after their back-off", rec.id,
+                    exc_info=True, extra={"restore_id": rec.id})
+
+
+#: How much later a hand-over message goes to a waiter whose wait is still being written.
+HAND_OVER_GRACE_SECONDS = 2.0
+
+
+def hand_over(deps: Deps, server_id: str) -> str | None:
+    """Send the replay message of the longest-waiting restore of the server now, instead of at the end of its
+    back-off; returns its id, or None when nobody waits. The message only wakes it up: the waiter still takes a slot
+    as a lock row (a restore arriving meanwhile may get it first; the waiter then registers again), so the limit
+    holds whatever is sent. A lost hand-over (a crash between the release and the send) costs the waiter its
+    back-off; a doubled one is a duplicate message, which the pipeline drops as stale or the replay's lease fences.
+    Registrations of restores that moved on are removed."""
+    kind = _waiters_kind(server_id)
+    for values in sorted(deps.store.list_meta(kind), key=lambda r: str(r.get("since", ""))):
+        waiter = str(values.get("restore_id") or "")
+        row = deps.store.get_meta_row(kind, waiter) if waiter else None
+        if row is None or not deps.store.delete_meta_if(kind, waiter, row[1]):
+            continue  # handed over by another releaser, or registered again meanwhile
+        attempt = int(row[0].get("attempt") or 0)
+        rec = deps.store.get(waiter)
+        if rec is None or rec.terminal or rec.stage != Stage.REPLAY or rec.attempt > attempt:
+            continue
+        # a waiter whose wait is not written yet (it registered, then looked again) gets its message a little later:
+        # delivered before the wait's transition, it would carry an attempt from the future and be dropped as stale
+        delay = HAND_OVER_GRACE_SECONDS if rec.attempt < attempt else 0.0
+        env = Envelope(rec.id, Stage.REPLAY, attempt, rec.traceparent, deps.clock())
+        deps.queues.send(deps.settings.queue(registry.spec(Stage.REPLAY).queue_setting), env.encode(),
+                         delay_seconds=delay)
+        log.info("replay slot on %s handed to %s", server_id.rsplit("/", 1)[-1], rec.id, extra={"restore_id": rec.id})
+        return rec.id
+    return None
 
 
 def _no_slot(deps: Deps, rec: RestoreRecord, server: str) -> StageResult:
+    """Not yet: the restore is registered as a waiter, so a released slot wakes it up (:func:`hand_over`); the
+    back-off is only the safety net for a lost hand-over, so it is at least a replay lease long."""
     limit = deps.settings.server.replay_max_per_server
     delay = max(deps.settings.poll_min_seconds, 30.0 if deps.settings.poll_min_seconds >= 30 else
-                deps.settings.poll_min_seconds * 2)
+                deps.settings.poll_min_seconds * 2, deps.settings.server.replay_lease_seconds)
     first = rec.replay_result.get("waiting_for_slot") is None
     return StageResult(Outcome.NOT_READY, f"waiting for a replay slot on {server} ({limit} replays run there at most, "
                        "RESTORE_REPLAY_MAX_PER_SERVER)", delay=delay, log_event=first,
@@ -626,6 +688,10 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     target = request_of(rec).target
     assert isinstance(target, ServerTarget)
     slot = take_slot(deps, rec, target.server_id)
+    if slot is not None and rec.replay_result.get("waiting_for_slot"):
+        # an earlier wait's registration goes: a hand-over must wake a restore that still waits, not this one
+        deps.store.delete_meta(_waiters_kind(target.server_id), rec.id)
+    slot = slot or _wait_for_slot(deps, rec, target.server_id)
     if slot is None:
         return _no_slot(deps, rec, target.server_name)
     try:
@@ -633,9 +699,9 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     except (lease.LeaseHeld, lease.LeaseLost):
         raise  # the runner holding this restore's lease holds its slot too: leave both to it
     except BaseException:
-        release_slot(deps, rec, slot)
+        release_slot(deps, rec, slot, target.server_id)
         raise
-    release_slot(deps, rec, slot)
+    release_slot(deps, rec, slot, target.server_id)
     return result
 
 

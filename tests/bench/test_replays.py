@@ -196,3 +196,23 @@ def test_the_session_log_records_every_replay_session_ended_by_its_client_or_by_
     mine = next(s for s in sessions if s.runner == "feedc0de")
     assert mine.restore_id == RID_A and mine.database == "postgres" and mine.end - mine.start >= 0.2
     assert abs(mine.end - time.time()) < 120  # UTC stamps read as UTC
+
+
+def test_the_replay_fleet_counts_job_executions_by_what_they_did_and_per_restore(tmp_path: Path) -> None:
+    a, b = "r-aaaa", "r-bbbb"
+    texts = [f"INFO restore_core.pipeline {a} replay → replay (not_ready): waiting for a replay slot on x",
+             f"INFO restore_core.pipeline {a} replay → verify (replayed): replayed into x\n"
+             f"INFO restore_core.replay replay slot on x handed to {b}",
+             f"INFO restore_core.pipeline {b} replay → verify (replayed): replayed into x",
+             f"INFO restore_core.pipeline {a} verify → succeeded (verified): ok",
+             "INFO restore_core.replay.job no replay or verify message waiting; nothing to do",
+             f"INFO restore_core.pipeline stale or duplicate replay message for {b} (row: x)", ""]
+    logs = []
+    for i, text in enumerate(texts):
+        logs.append(tmp_path / f"replay-{i}.log")
+        logs[-1].write_text(text)
+    d = replayfleet.executions(logs, [a, b])
+    assert d["executions"] == 7
+    assert d["executions_by_kind"] == {"slot wait": 1, "replay": 2, "verify": 1, "no message": 1,
+                                       "stale or duplicate": 1, "other (failed or killed)": 1}
+    assert (d["executions_per_restore_mean"], d["executions_per_restore_max"]) == (2.5, 3)

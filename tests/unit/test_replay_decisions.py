@@ -204,3 +204,149 @@ def test_an_extension_that_is_not_allow_listed_gets_the_az_fix_for_the_servers_o
     assert failure.code == "extension-not-allowed"
     assert "--resource-group rg-target --server-name pgflex-target" in failure.fix
     assert "--subscription s2" in failure.fix
+
+
+def test_a_job_execution_takes_a_verify_message_before_a_replay_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from restore_core import replay as replay_job
+    from restore_core import runtime
+    from restore_core.models import Stage
+
+    s = settings()
+    waiting = {s.queue("RESTORE_QUEUE_REPLAY"): "replay-msg", s.queue("RESTORE_QUEUE_VERIFY"): "verify-msg"}
+
+    class Queue:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def receive_messages(self, **_: Any) -> list[Any]:
+            return [SimpleNamespace(content=waiting[self.name])]
+
+    monkeypatch.setattr(runtime, "queue_client", lambda _s, name: Queue(name))
+    taken = replay_job._take(s, 30)
+    assert taken is not None
+    assert (taken[0], taken[3].content) == (Stage.VERIFY, "verify-msg")
+
+
+def _in_replay(h: Harness, rec: Any) -> Any:
+    from restore_core.models import Stage
+
+    return h.store.update(h.store.get(rec.id).copy(stage=Stage.REPLAY))  # type: ignore[union-attr]
+
+
+def _replay_messages(h: Harness) -> list[tuple[str, int, float]]:
+    import json
+
+    q = h.settings.queue("RESTORE_QUEUE_REPLAY")
+    return [(json.loads(m.text)["restore_id"], json.loads(m.text)["attempt"], m.delay_seconds)
+            for m in h.queues.take() if m.queue == q]
+
+
+def test_a_released_replay_slot_wakes_the_longest_waiting_restore_at_once() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(3))
+    h.queues.take()
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, b, FLEX) is None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, c, FLEX) is None
+    assert _replay_messages(h) == []
+    for w in (b, c):  # their waits' transitions are written (the pipeline adds one to the attempt)
+        h.store.update(h.store.get(w.id).copy(attempt=w.attempt + 1))  # type: ignore[union-attr]
+    replay.release_slot(h.deps, a, slot, FLEX)
+    # b waited longest: its message comes now, with the attempt its wait's transition gave it; c keeps waiting
+    assert _replay_messages(h) == [(b.id, b.attempt + 1, 0)]
+    assert replay.take_slot(h.deps, b, FLEX) is not None
+    assert replay.take_slot(h.deps, c, FLEX) is None  # the hand-over never opens a slot beyond the limit
+    assert replay.hand_over(h.deps, FLEX) == c.id  # c is still registered
+    assert replay.hand_over(h.deps, FLEX) is None  # and handed over once
+
+
+def test_a_hand_over_skips_waiters_that_moved_on_and_other_servers_waiters() -> None:
+    from restore_core.models import Stage
+
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c, d = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(4))
+    h.queues.take()
+    assert replay.take_slot(h.deps, a, FLEX) is not None
+    for i, w in enumerate((b, c)):
+        h.clock.advance(1)
+        assert replay._wait_for_slot(h.deps, w, FLEX) is None, i
+    other = FLEX.replace("pgflex-target", "pgflex-other")
+    assert replay.take_slot(h.deps, a, other) is not None
+    assert replay._wait_for_slot(h.deps, d, other) is None
+    b_now = h.store.get(b.id)
+    assert b_now is not None
+    h.store.update(b_now.copy(stage=Stage.VERIFY, attempt=b.attempt + 2))  # b got a slot another way and moved on
+    assert replay.hand_over(h.deps, FLEX) == c.id
+    assert [m[0] for m in _replay_messages(h)] == [c.id]
+
+
+def test_a_slot_released_while_a_restore_registers_is_not_missed() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(2))
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None and replay.take_slot(h.deps, b, FLEX) is None  # b's first look: no slot
+    replay.release_slot(h.deps, a, slot, FLEX)  # released before b registered: nobody to hand it to
+    assert replay._wait_for_slot(h.deps, b, FLEX) == slot  # b's second look, after registering, finds it
+    assert replay.hand_over(h.deps, FLEX) is None  # and b is no longer registered
+
+
+def test_a_waiter_whose_wait_is_not_written_yet_gets_its_hand_over_a_little_later() -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(2))
+    h.queues.take()
+    slot = replay.take_slot(h.deps, a, FLEX)
+    assert slot is not None and replay._wait_for_slot(h.deps, b, FLEX) is None
+    replay.release_slot(h.deps, a, slot, FLEX)  # b's row still has its old attempt: a message now would be stale
+    assert _replay_messages(h) == [(b.id, b.attempt + 1, replay.HAND_OVER_GRACE_SECONDS)]
+
+
+def _replayed(monkeypatch: pytest.MonkeyPatch) -> Any:
+    from types import SimpleNamespace
+
+    from restore_core.transitions import Outcome, StageResult
+
+    done = StageResult(Outcome.REPLAYED, "replayed")
+    monkeypatch.setattr(replay, "_run_in_slot", lambda rec, deps, claim: done)
+    target = parse_request({"backup_instance": {"id": BI_ID}, "target": {"kind": "server", "server_id": FLEX}}).target
+    monkeypatch.setattr(replay, "request_of", lambda rec: SimpleNamespace(target=target))
+    return done
+
+
+def test_a_restore_that_got_a_slot_after_waiting_is_no_longer_handed_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from restore_core import locks
+
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a, b, c = (_in_replay(h, h.submit(database_body(idempotency_key=f"k{i}"))) for i in range(3))
+    server = FLEX
+    slot = replay.take_slot(h.deps, a, server)
+    assert slot is not None and replay._wait_for_slot(h.deps, b, server) is None
+    h.clock.advance(1)
+    assert replay._wait_for_slot(h.deps, c, server) is None
+    for w in (b, c):  # their waits are written
+        h.store.update(h.store.get(w.id).copy(attempt=w.attempt + 1,  # type: ignore[union-attr]
+                                              replay_result={"waiting_for_slot": "2026-12-02T00:00:00+00:00"}))
+    locks.release_keys(h.deps, a.id, [slot])  # freed without a hand-over (a crash after the release)
+    h.queues.take()
+    done = _replayed(monkeypatch)
+    b_now = h.store.get(b.id)
+    assert b_now is not None
+    assert replay.run(b_now, h.deps, lambda changes: b_now) is done  # b's back-off found the slot
+    assert [m[0] for m in _replay_messages(h)] == [c.id]  # b's release woke c, not b itself
+
+
+def test_a_failed_hand_over_does_not_fail_the_replay(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness(settings=settings(RESTORE_REPLAY_MAX_PER_SERVER="1"))
+    a = _in_replay(h, h.submit(database_body(idempotency_key="k0")))
+    done = _replayed(monkeypatch)
+
+    def broken(deps: Any, server_id: str) -> None:
+        raise RuntimeError("table unavailable")
+
+    monkeypatch.setattr(replay, "hand_over", broken)
+    assert replay.run(a, h.deps, lambda changes: a) is done
+    assert replay.take_slot(h.deps, a, FLEX) is not None
