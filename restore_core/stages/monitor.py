@@ -27,6 +27,7 @@ from ..deps import Deps
 from ..errors import AzureRejection, require
 from ..fixes import Explanation, explain
 from ..models import Region, Stage
+from ..progress import earliest_end, reading
 from ..records import RestoreRecord, iso
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -114,7 +115,7 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
                                                    f"Paused at {iso(deps.clock())}", "fix": fix}]
         return StageResult(Outcome.NOT_READY, f"Azure job {name} is Paused; {fix}", changes=changes, delay=delay,
                            log_event=changed)
-    delay = backoff(deps, rec.polls)
+    delay, note = (backoff(deps, rec.polls), "") if status not in JOB_RUNNING else plan(job, rec, deps, changes)
     if status == "cancelling":
         message = f"Azure job {name} is being cancelled in Azure (Cancelling); next check in {delay:.1f}s"
     elif status not in JOB_RUNNING:
@@ -123,9 +124,27 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
     elif (rec.job_status or "").lower() == "paused":
         message = f"Azure job {name} resumed ({job.status}); next check in {delay:.1f}s"
     else:
-        message = f"job {name} {job.status}; next check in {delay:.1f}s"
+        message = f"job {name} {job.status}{note}; next check in {delay:.1f}s"
     return StageResult(Outcome.NOT_READY, message, changes=changes, delay=delay,
                        log_event=rec.polls == 0 or changed)
+
+
+def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) -> tuple[float, str]:
+    """The next check of a running job: at the earliest end its progress allows (:mod:`restore_core.progress`); once
+    that moment has come, at the shortest interval, growing while the job overruns it. No progress shown: the usual
+    back-off. Records the reading (``job_progress``) for the next estimate's pace."""
+    now, s = deps.clock(), deps.settings
+    seen = reading(job, rec.source_bytes)
+    started = job.start_time or rec.triggered_at
+    end = earliest_end(seen, started, now, rec.job_progress) if seen is not None and started is not None else None
+    if seen is None or end is None:
+        return backoff(deps, rec.polls), ""
+    left = (end - now).total_seconds()
+    overdue = int(rec.job_progress.get("overdue", 0)) + 1 if left <= s.poll_min_seconds else 0
+    delay = left if overdue == 0 else backoff(deps, overdue - 1)
+    delay = max(s.poll_min_seconds, min(delay, (rec.deadline - now).total_seconds()))
+    changes["job_progress"] = {"at": iso(now), "fraction": round(seen.fraction, 6), "overdue": overdue}
+    return delay, f" ({seen.fraction:.1%} done by {seen.source}; earliest end {iso(end)})"
 
 
 def _done(rec: RestoreRecord, message: str, changes: dict[str, Any]) -> StageResult:

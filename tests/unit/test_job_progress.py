@@ -1,0 +1,138 @@
+"""The job-end estimator (restore_core/progress.py) and the monitor's plan from it: a check planned at the earliest
+end the job's progress allows; back-off when the job shows nothing; growing re-checks while a job overruns."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from restore_core.dp_client import JobInfo
+from restore_core.models import Stage, Status
+from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
+
+from .fakes import Harness
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _job(progress: str | None = None, moved: float | None = None) -> JobInfo:
+    return JobInfo(id="j", name="j", status="InProgress", operation="Restore", operation_category="Restore",
+                   backup_instance_id=None, destination=None, start_time=T0, end_time=None,
+                   task_progress=progress, transferred_bytes=moved)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("37%", (0.37, 0.01)), ("37", (0.37, 0.01)), (" 37.5 % ", (0.375, 0.001)), ("0.37", (0.37, 0.01)),
+    ("0%", (0.0, 0.01)), ("100%", (1.0, 0.01)), (None, None), ("", None), ("n/a", None), ("-5%", None),
+    ("37% done", None),
+])
+def test_task_progress_formats(text: str | None, expected: tuple[float, float] | None) -> None:
+    got = parse_task_progress(text)
+    assert got == (pytest.approx(expected) if expected else None)
+
+
+def test_bytes_refine_a_whole_percent_only_when_both_agree() -> None:
+    assert reading(_job("25%", 2_550), 10_000) == Reading(0.255, 0.0, "dataTransferred")
+    assert reading(_job("25%", 4_000), 10_000) == Reading(0.25, 0.01, "taskProgress")  # disagree: Azure's percent
+    assert reading(_job(None, 4_000), 10_000) == Reading(0.4, 0.0, "dataTransferred")
+    assert reading(_job(None, 4_000), None) is None  # no size: bytes alone say nothing
+    assert reading(_job(None, 12_000), 10_000) is None  # more than the point's size: not a share of it
+    assert reading(_job("100%"), None) is None and reading(_job(), 10_000) is None
+
+
+def test_linear_progress_gives_the_true_end() -> None:
+    end = earliest_end(Reading(0.25, 0.0, "x"), T0, T0 + timedelta(minutes=15), None)
+    assert end == T0 + timedelta(hours=1)
+
+
+def test_a_whole_percent_gives_the_earliest_end_it_allows() -> None:
+    # 10% shown after 6 min: up to 11% done, so the job cannot end before 6/0.11 min
+    end = earliest_end(Reading(0.10, 0.01, "x"), T0, T0 + timedelta(minutes=6), None)
+    assert end == T0 + timedelta(minutes=6 / 0.11)
+    # 0% after 30 s on an 8-hour job: it cannot end within 50 min: one read there, not a back-off series
+    end = earliest_end(Reading(0.0, 0.01, "x"), T0, T0 + timedelta(seconds=30), None)
+    assert end == T0 + timedelta(seconds=3000)
+
+
+def test_the_faster_recent_pace_wins() -> None:
+    # stalled at 50% from 12 to 36 min, then 50% -> 62.5% in 6 min: at that pace the rest takes 18 min, sooner
+    # than the average since the start (42 min for 62.5% -> 67 min)
+    prev = {"at": (T0 + timedelta(minutes=36)).isoformat(), "fraction": 0.5}
+    end = earliest_end(Reading(0.625, 0.0, "x"), T0, T0 + timedelta(minutes=42), prev)
+    assert end == T0 + timedelta(minutes=60)
+
+
+def test_nothing_usable_gives_no_estimate() -> None:
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0, None) is None  # no time elapsed
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0 - timedelta(seconds=5), None) is None  # start in the future
+    prev = {"at": "garbage", "fraction": 0.4}
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0 + timedelta(minutes=30), prev) == T0 + timedelta(hours=1)
+
+
+# -- the monitor's plan ------------------------------------------------------------------------------------------
+
+def _running(h: Harness) -> str:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    return h.dp.only_job().name
+
+
+def _show(h: Harness, name: str, progress: str | None, moved: float | None = None) -> None:
+    h.dp.jobs[name] = replace(h.dp.jobs[name], task_progress=progress, transferred_bytes=moved)
+
+
+def _monitor(h: Harness) -> float:
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.MONITOR], sent
+    return float(sent[0].delay_seconds)
+
+
+def test_the_next_check_lands_at_the_estimated_end_not_at_the_back_off() -> None:
+    h = Harness()
+    name = _running(h)
+    start = h.dp.jobs[name].start_time
+    assert start is not None
+    h.clock.advance(600 - (h.clock() - start).total_seconds())  # 10 min into a 1-hour job (linear)
+    _show(h, name, "16%")  # up to 17% done: the end is no sooner than 10/0.17 min after the start
+    delay = _monitor(h)
+    rec = h.record()
+    seen = (datetime.fromisoformat(rec.job_progress["at"].replace("Z", "+00:00")) - start).total_seconds()
+    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen, rel=1e-6)
+    assert delay > h.settings.poll_max_seconds  # a planned wait, not capped to the back-off's maximum
+    assert rec.job_progress["fraction"] == pytest.approx(0.16) and rec.job_progress["overdue"] == 0
+    assert any("16.0% done by taskProgress" in e.message for e in h.store.timeline(rec.id))
+
+
+def test_an_overrunning_job_is_checked_at_growing_short_intervals_then_its_end_is_recorded() -> None:
+    h = Harness()
+    name = _running(h)
+    start = h.dp.jobs[name].start_time
+    assert start is not None
+    h.clock.advance(3600 - (h.clock() - start).total_seconds())
+    _show(h, name, "99%")  # at 99% after an hour: the end is due now
+    delays = [_monitor(h), _monitor(h), _monitor(h)]
+    s = h.settings
+    assert delays == [s.poll_min_seconds, min(s.poll_max_seconds, 2 * s.poll_min_seconds),
+                      min(s.poll_max_seconds, 4 * s.poll_min_seconds)]
+    h.dp.finish_job(name, "Completed")
+    assert h.run().status is Status.SUCCEEDED
+
+
+def test_without_progress_the_monitor_backs_off_as_before() -> None:
+    h = Harness()
+    name = _running(h)
+    _show(h, name, None)
+    assert _monitor(h) == h.settings.poll_min_seconds * 2 ** h.record().polls / 2  # first back-off step
+    assert h.record().job_progress == {}
+
+
+def test_the_plan_never_passes_the_deadline() -> None:
+    h = Harness()
+    name = _running(h)
+    h.clock.advance((h.record().deadline - h.clock()).total_seconds() - 600)
+    _show(h, name, "0%")  # 0% shown 10 min before the deadline: the job cannot end before it
+    delay = _monitor(h)
+    rec = h.record()
+    assert delay == pytest.approx((rec.deadline - h.clock()).total_seconds(), abs=1)
