@@ -1,0 +1,108 @@
+"""notice: how late we notice that the Azure restore job ended, and the ARM calls per restore (issue 17 item 2).
+
+For each job duration (5 min, 1 h, 8 h of Azure time, each on its own stack with the emulator's clock scaled so the
+run takes about a minute) and the emulator's ``job_progress`` choice: N restores submitted together with nothing
+learned (cold: the service's and the backup instance's first restores, no learned job or LRO duration, no vault facts
+in memory), then N more (warm: the cold ones taught the service this instance's job duration). Per restore:
+**notice delay** = our terminal write (row ``updated_at``, mapped onto the emulator's simulated clock) minus Azure's
+job ``endTime`` (row ``job_end``), in Azure seconds; **ARM calls** = the emulator's metering for the pipeline's
+caller over the phase / N. Pipeline intervals are the Azure defaults / scale (``bench/common.py``); the watchdog is
+scheduled out (a fault-free primary restore never needs it). Goals: notice p95 ≤ 120 s, ≤ 8 ARM calls per restore.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    REPO,
+    BenchError,
+    BenchStack,
+    caller_delta,
+    md_table,
+    percentile,
+    submit,
+    verdict,
+    wait_terminal,
+    write_result,
+)
+from localdev.dpemu.timeutil import parse_time
+from localdev.scenarios import as_database
+
+CALLER = "default"
+WATCHDOG_OFF = "0 0 0 1 1 *"
+NOTICE_GOAL_SECONDS = 120.0
+ARM_GOAL = 8
+#: (label, job duration, time scale): each job lasts about a minute of real time or less.
+DURATIONS = (("5 min", "PT5M", 10.0), ("1 h", "PT1H", 60.0), ("8 h", "PT8H", 480.0))
+
+
+def _when(text: Any) -> datetime:
+    return parse_time(str(text))
+
+
+def _phase(bs: BenchStack, tag: str, n: int, timeout: float) -> dict[str, Any]:
+    assert bs.api is not None and bs.admin is not None
+    before = bs.admin.metering()
+    ids = [submit(bs.api, as_database(f"bench_{tag}_{i}"))[0] for i in range(n)]
+    rows = wait_terminal(bs.restores_table(), ids, timeout=timeout, interval=0.2)
+    clock = bs.admin.clock()  # map the service's (real) clock onto the emulator's simulated one
+    real_now, sim_now, scale = datetime.now(UTC), _when(clock["now"]), float(clock["time_scale"])
+    after = bs.admin.metering()
+    statuses = [rows.get(i, {}).get("status") for i in ids]
+    if any(s != "succeeded" for s in statuses):
+        raise BenchError(f"restores did not all succeed: {statuses}; see the stack logs in {bs.workdir}/logs")
+    delays = []
+    for i in ids:
+        noticed = sim_now - (real_now - _when(rows[i]["updated_at"])) * scale
+        delays.append((noticed - _when(rows[i]["job_end"])).total_seconds())
+    arm = caller_delta(before, after, CALLER)
+    return {"n": n, "ids": ids, "notice_seconds": delays, "polls": [int(rows[i].get("polls", 0)) for i in ids],
+            "arm": arm, "arm_per_restore": arm["total"] / n,
+            "jobs_get_per_restore": arm["by_operation"].get("Jobs_Get", 0) / n}
+
+
+def run_one(label: str, duration: str, scale: float, *, n: int = 5, progress: str = "linear",
+            workdir: Path | None = None, timeout: float | None = None) -> dict[str, Any]:
+    (REPO / ".local").mkdir(exist_ok=True)
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-notice-", dir=REPO / ".local"))
+    tag = uuid.uuid4().hex[:6]
+    config = {"page_size": 50, "restore_job_duration": duration, "arm_latency_seconds": 0, "job_progress": progress}
+    with BenchStack(workdir, scale=scale, emulator_config=config,
+                    settings={"RESTORE_WATCHDOG_SCHEDULE": WATCHDOG_OFF}) as bs:
+        assert bs.admin is not None
+        seconds = float(bs.admin.config()["restore_job_duration"][2:-1])
+        limit = timeout or max(60.0, 4 * seconds / scale)
+        print(f"   {label} job ({duration} at x{scale:g}, progress {progress}): {n} cold", flush=True)
+        cold = _phase(bs, f"c{tag}", n, limit)
+        print(f"   cold: notice p95 {percentile(cold['notice_seconds'], 95):.0f}s, "
+              f"{cold['arm_per_restore']:.1f} ARM; {n} warm", flush=True)
+        warm = _phase(bs, f"w{tag}", n, limit)
+    return {"label": label, "duration": duration, "scale": scale, "progress": progress, "cold": cold, "warm": warm}
+
+
+def run(*, n: int = 5, progress_modes: tuple[str, ...] = ("linear",), durations: tuple[tuple[str, str, float], ...]
+        = DURATIONS, extra: tuple[tuple[str, str, str, float], ...] = (), results: Path | None = None,
+        name: str = "notice") -> dict[str, Any]:
+    """``extra``: more (label, progress, duration, scale) cases, e.g. the 1-hour job with uneven or absent progress."""
+    cases = [(label, mode, d, s) for mode in progress_modes for label, d, s in durations] + list(extra)
+    runs = [run_one(label, d, s, n=n, progress=mode) for label, mode, d, s in cases]
+    rows = []
+    for r in runs:
+        for phase in ("cold", "warm"):
+            p = r[phase]
+            p95 = percentile(p["notice_seconds"], 95)
+            rows.append([f"{r['label']} ({r['progress']})", f"{phase} (n={p['n']})", round(p95, 1),
+                         round(max(p["notice_seconds"]), 1), round(p["arm_per_restore"], 1),
+                         round(p["jobs_get_per_restore"], 1), verdict(p95 <= NOTICE_GOAL_SECONDS),
+                         verdict(p["arm_per_restore"] <= ARM_GOAL)])
+    table = md_table(["job", "phase", "notice p95 (Azure s)", "notice max", "ARM calls / restore",
+                      "Jobs_Get / restore", "≤ 120 s", "≤ 8 ARM"], rows)
+    table += "\n\nARM calls by operation (cold, first case): " + str(runs[0]["cold"]["arm"]["by_operation"])
+    data = {"runs": runs, "targets": {"notice_p95_seconds": NOTICE_GOAL_SECONDS, "arm_per_restore": ARM_GOAL}}
+    write_result(name, data, table, **({"results": results} if results else {}))
+    return data
