@@ -3,8 +3,11 @@
 Consumes: a restore with an Azure job id (status ``restoring``).
 Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). The first check
 lands when restore jobs of this backup instance usually end (the trigger stage delays the first monitor message by
-the learned duration); while the job still runs, later checks back off geometrically from
-``RESTORE_POLL_MIN_SECONDS`` up to ``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
+the learned duration; with nothing learned, after ``RESTORE_POLL_MIN_SECONDS``); while the job still runs, the
+next check lands at the earliest end the job's own progress allows (``taskProgress``, bytes moved against the
+point's size: :mod:`restore_core.progress`), then at growing short intervals while the job overruns it; a job that
+shows no progress is checked with a geometric back-off from ``RESTORE_POLL_MIN_SECONDS`` up to
+``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
 pipeline. Durations are learned on this service's own clock (trigger → first seen finished): when the first check
 already finds the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it
 becomes the observed duration. So the estimate hugs the real duration from above and most restores cost one read.
