@@ -60,6 +60,7 @@ class AdminApi:
             "page_size": self._set_page_size,
             "job_page_size": self._set_page_size,
             "arm_latency_seconds": self._set_arm_latency,
+            "data_plane": self._set_data_plane,
         }
 
     def handle(self, method: str, path: str, raw: bytes) -> Reply:
@@ -198,7 +199,8 @@ class AdminApi:
                 "job_progress": s.job_progress,
                 "flexible_point_db_names": s.flexible_point_db_names,
                 "rehydration_reported_on": list(s.rehydration_reported_on),
-                "strict_identity_details": s.strict_identity_details}
+                "strict_identity_details": s.strict_identity_details,
+                "data_plane": s.data_plane}
 
     def set_config(self, body: dict[str, Any]) -> None:
         """Apply the keys, all or none: an unknown or invalid key raises ValueError naming it, and the keys applied
@@ -226,6 +228,11 @@ class AdminApi:
 
     def _set_integer_retry_after(self, key: str, value: Any) -> None:
         self.controls.integer_retry_after = _flag(key, value)
+
+    def _set_data_plane(self, key: str, value: Any) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"{key}: got {value!r}; use true or false")
+        self.engine.settings.data_plane = value
 
     def _set_strict_identity_details(self, key: str, value: Any) -> None:
         self.engine.settings.strict_identity_details = _flag(key, value)

@@ -192,6 +192,8 @@ class Engine(State):
             job.destination = f"{c.url}/{p.file_prefix}"
             work = workers.files_worker(self.data, self.clock, job, c, rules.target_files(bi, rp, p.file_prefix),
                                         rp, self.settings.files_layout)
+        if not self.settings.data_plane:  # benchmarks of the app alone: the job runs its duration, no pg work
+            work = workers.no_work(self.clock, job)
         with self.lock:
             self.jobs[job.id] = job
         workers.start(job, work)

@@ -207,7 +207,7 @@ def _check_db_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: Par
                         f"(backup version {rp.postgres_version}, target '{srv.name}' version "
                         f"{srv.postgres_version}).",
                         "Restore to the same or a higher PostgreSQL version from which the backup was taken.")
-    if state.data.database_exists(srv.cluster, p.target_db):
+    if state.settings.data_plane and state.data.database_exists(srv.cluster, p.target_db):
         raise RuleError("UserErrorDatabaseNameAlreadyInUse",
                         f"Database '{p.target_db}' already exists on server '{srv.name}'.",
                         "Retry with a new database name.")
@@ -290,7 +290,7 @@ def _check_files_target(state: State, bi: BackupInstance, rp: RecoveryPoint, p: 
                         f"Assign 'Storage Blob Data Contributor' on '{c.account_id}' or the container to the "
                         f"vault's {principal.label}.")
     for name in target_files(bi, rp, p.file_prefix).values():
-        if state.data.blob_exists(c.azurite_container, name):
+        if state.settings.data_plane and state.data.blob_exists(c.azurite_container, name):
             raise RuleError("UserErrorFileAlreadyExists", f"Blob '{name}' already exists in container "
                             f"'{c.name}'.", "Use a new filePrefix.")
     return c

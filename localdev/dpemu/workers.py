@@ -51,6 +51,11 @@ def _worker(clock: SimClock, job: Job, what: str, crash_code: str, work: Callabl
     return run
 
 
+def no_work(clock: SimClock, job: Job) -> Work:
+    """The emulator's ``data_plane`` is off: the job's work is done at once (it still runs its duration)."""
+    return lambda: finish(job, clock, None)
+
+
 def db_worker(data: DataPlane, clock: SimClock, job: Job, srv: Server, conn: ConnInfo, dbname: str,
               rp: RecoveryPoint) -> Work:
     """``pg_restore`` the point's dump into a new database ``dbname`` on the target server's cluster."""

@@ -173,6 +173,11 @@ class Settings:
     #: ``absent`` (``taskProgress`` null, ``dataTransferedInBytes`` null until the job ends), ``linear`` (both grow
     #: evenly with time), ``uneven`` (fast to 50% in the first fifth of the duration, stalled until 60%, then slower).
     job_progress: str = "absent"
+    #: Whether restores do real data-plane work (``pg_restore``/blob copies behind a job, and the target checks that
+    #: read PostgreSQL or blobs: "database already exists", "blob already exists"). ``False`` (benchmarks of the app's
+    #: own overhead, ``PUT /admin/config {"data_plane": false}``): jobs run their duration and succeed without
+    #: touching PostgreSQL or blobs, and those two checks pass. Start-up seeding (real backups) is unchanged.
+    data_plane: bool = True
 
 
 JOB_PROGRESS = ("absent", "linear", "uneven")

@@ -7,6 +7,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from azure.mgmt.dataprotection.models import ValidateRestoreRequestObject
 from azure.storage.blob import BlobServiceClient
 
 from .conftest import BI_FLEX, BI_SALES, RG, VAULT
@@ -113,3 +115,32 @@ def test_restore_job_is_in_progress_with_subtasks_then_completed(emu, client, ad
         assert done.properties.end_time - done.properties.start_time >= timedelta(hours=2)
     finally:
         admin.set_config(restore_job_duration="PT15M")
+
+
+def test_data_plane_off_jobs_succeed_without_touching_postgres(emu, admin, client):
+    """``data_plane: false`` (the overhead benchmark): the job runs its duration and succeeds, no database appears on
+    the target, and the "database already exists" check (a PostgreSQL read) is skipped."""
+    rp = rps(client)[0]
+    name = new_name("noplane")
+    existing = sales_db_target("postgres")
+    into_postgres = ValidateRestoreRequestObject(restore_request_object=rp_request(rp.name, existing))
+    admin.set_config(data_plane=False)
+    try:
+        assert admin.config()["data_plane"] is False
+        res = client.backup_instances.begin_trigger_restore(RG, VAULT, BI_SALES,
+                                                            rp_request(rp.name, sales_db_target(name))).result()
+        assert wait_job(client, res.job_id).properties.status == "Completed"
+        assert _count(emu.dsn("pgsrv-restore", "postgres"),
+                      "SELECT count(*) FROM pg_database WHERE datname = %s", (name,)) == 0
+        # "postgres" exists on the target: with the data plane on this is UserErrorDatabaseNameAlreadyInUse
+        client.backup_instances.begin_validate_for_restore(RG, VAULT, BI_SALES, into_postgres).result()
+    finally:
+        admin.set_config(data_plane=True)
+    with pytest.raises(Exception, match="UserErrorDatabaseNameAlreadyInUse"):
+        client.backup_instances.begin_validate_for_restore(RG, VAULT, BI_SALES, into_postgres).result()
+
+
+def test_data_plane_accepts_only_booleans(admin):
+    with pytest.raises(Exception, match="data_plane"):
+        admin.set_config(data_plane="no")
+    assert admin.config()["data_plane"] is True
