@@ -1,5 +1,5 @@
 """The job-end estimator (restore_core/progress.py) and the monitor's plan from it: a check planned at the earliest
-end the job's progress allows; back-off when the job shows nothing; growing re-checks while a job overruns."""
+end the job's progress allows; back-off when the job shows nothing; capped re-checks while a job overruns."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ import pytest
 from restore_core.dp_client import JobInfo
 from restore_core.models import Stage, Status
 from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
+from restore_core.stages.monitor import expected_seconds
 
-from .fakes import Harness
+from .fakes import Harness, settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -89,35 +90,69 @@ def _monitor(h: Harness) -> float:
     return float(sent[0].delay_seconds)
 
 
-def test_the_next_check_lands_at_the_estimated_end_not_at_the_back_off() -> None:
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off() -> None:
     h = Harness()
     name = _running(h)
-    start = h.dp.jobs[name].start_time
-    assert start is not None
-    h.clock.advance(600 - (h.clock() - start).total_seconds())  # 10 min into a 1-hour job (linear)
-    _show(h, name, "16%")  # up to 17% done: the end is no sooner than 10/0.17 min after the start
+    triggered = h.record().triggered_at
+    assert triggered is not None
+    h.clock.advance(600 - (h.clock() - triggered).total_seconds())  # 10 min after the trigger (linear 1-hour job)
+    _show(h, name, "16%")  # up to 17% done: the end is no sooner than 10/0.17 min after the trigger
     delay = _monitor(h)
     rec = h.record()
-    seen = (datetime.fromisoformat(rec.job_progress["at"].replace("Z", "+00:00")) - start).total_seconds()
-    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen, rel=1e-6)
+    seen = (_at(rec.job_progress["at"]) - triggered).total_seconds()
+    margin = h.settings.poll_min_seconds / 10
+    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen + margin, rel=1e-6)
     assert delay > h.settings.poll_max_seconds  # a planned wait, not capped to the back-off's maximum
     assert rec.job_progress["fraction"] == pytest.approx(0.16) and rec.job_progress["overdue"] == 0
+    assert _at(rec.job_progress["end"]) == triggered + timedelta(seconds=seen / 0.17)
     assert any("16.0% done by taskProgress" in e.message for e in h.store.timeline(rec.id))
 
 
-def test_an_overrunning_job_is_checked_at_growing_short_intervals_then_its_end_is_recorded() -> None:
+def test_azure_clock_skew_does_not_blind_the_estimate() -> None:
+    """Azure's startTime is on Azure's clock: a job that (by our clock) starts an hour from now still gets a plan
+    from its progress (the old estimate from Azure's startTime gave none and fell back to the back-off)."""
     h = Harness()
     name = _running(h)
-    start = h.dp.jobs[name].start_time
-    assert start is not None
-    h.clock.advance(3600 - (h.clock() - start).total_seconds())
+    h.dp.jobs[name] = replace(h.dp.jobs[name], start_time=h.clock() + timedelta(hours=1))
+    h.clock.advance(600)
+    _show(h, name, "16%")
+    delay = _monitor(h)
+    assert h.record().job_progress and delay > h.settings.poll_max_seconds
+
+
+def test_an_overrunning_job_is_checked_just_after_its_end_then_at_capped_intervals() -> None:
+    h = Harness(settings=settings(RESTORE_POLL_OVERDUE_SECONDS="2.5"))
+    name = _running(h)
+    triggered = h.record().triggered_at
+    assert triggered is not None
+    h.clock.advance(3600 - (h.clock() - triggered).total_seconds())
     _show(h, name, "99%")  # at 99% after an hour: the end is due now
-    delays = [_monitor(h), _monitor(h), _monitor(h)]
+    delays = [_monitor(h) for _ in range(5)]
     s = h.settings
-    assert delays == [s.poll_min_seconds, min(s.poll_max_seconds, 2 * s.poll_min_seconds),
-                      min(s.poll_max_seconds, 4 * s.poll_min_seconds)]
+    assert s.poll_max_seconds > 4 * s.poll_min_seconds > 2.5  # without the cap the back-off would grow past 2.5 s
+    assert delays[0] == pytest.approx(s.poll_min_seconds / 10, abs=1e-6)  # just after the end it allows
+    assert delays[1:] == [s.poll_min_seconds, 2 * s.poll_min_seconds, 2.5, 2.5]
     h.dp.finish_job(name, "Completed")
     assert h.run().status is Status.SUCCEEDED
+
+
+def test_the_learned_duration_is_the_end_our_checks_saw_not_when_we_noticed_it() -> None:
+    """The job ended by its estimated end; we saw it 40 s later. The next first check must not add those 40 s."""
+    h = Harness()
+    name = _running(h)
+    triggered = h.record().triggered_at
+    assert triggered is not None
+    h.clock.advance(600 - (h.clock() - triggered).total_seconds())
+    _show(h, name, "50%")  # up to 51% after 10 min: the end is due 600/0.51 s after the trigger
+    _monitor(h)
+    h.clock.advance(600 / 0.51 - 600 + 40)
+    h.dp.finish_job(name, "Completed")
+    assert h.run().status is Status.SUCCEEDED
+    assert expected_seconds(h.deps, h.record().backup_instance_id) == pytest.approx(600 / 0.51, abs=2)
 
 
 def test_without_progress_the_monitor_backs_off_as_before() -> None:
