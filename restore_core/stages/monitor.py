@@ -155,12 +155,14 @@ def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) 
     """The next check of a running job: just after the earliest end its progress allows (:mod:`restore_core.progress`);
     once that end is near, one check just after it, then every ``RESTORE_POLL_MIN_SECONDS`` growing to at most
     ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it. No progress shown: the usual back-off. Times are
-    on this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate): the job
-    started before the trigger returned (``triggered_at``), so an estimate from there errs early, never late. Records
-    the reading (``job_progress``) for the next estimate's pace and for learning the duration."""
+    on this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate). The job
+    starts during the trigger's POST, after we recorded the intent (``trigger_intent_at``): timed from there an
+    estimate errs late by at most the POST's own latency, where timing from the trigger's return (``triggered_at``,
+    after its long-running operation) would err early by that operation's whole duration. Records the reading
+    (``job_progress``) for the next estimate's pace and for learning the duration."""
     now, s = deps.clock(), deps.settings
     seen = reading(job, rec.source_bytes)
-    started = rec.triggered_at
+    started = rec.trigger_intent_at or rec.triggered_at
     end = earliest_end(seen, started, now, rec.job_progress) if seen is not None and started is not None else None
     if seen is None or end is None:
         return backoff(deps, rec.polls), ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,7 @@ def _at(text: str) -> datetime:
 def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off() -> None:
     h = Harness()
     name = _running(h)
-    triggered = h.record().triggered_at
+    triggered = h.record().trigger_intent_at
     assert triggered is not None
     h.clock.advance(600 - (h.clock() - triggered).total_seconds())  # 10 min after the trigger (linear 1-hour job)
     _show(h, name, "16%")  # up to 17% done: the end is no sooner than 10/0.17 min after the trigger
@@ -110,6 +111,28 @@ def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off()
     assert rec.job_progress["fraction"] == pytest.approx(0.16) and rec.job_progress["overdue"] == 0
     assert _at(rec.job_progress["end"]) == triggered + timedelta(seconds=seen / 0.17)
     assert any("16.0% done by taskProgress" in e.message for e in h.store.timeline(rec.id))
+
+
+def test_the_estimate_counts_from_the_trigger_intent_not_from_the_triggers_return() -> None:
+    """The job starts during the trigger's POST; the trigger returns after its long-running operation (30 s here).
+    Timed from the return, a 5-minute job at 20% after 60 s would look due at 2.5 min; from the intent it is 5 min."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        job_id = trigger(plan, rehydration)
+        h.clock.advance(30)
+        return job_id
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    name = _running(h)
+    intent = h.record().trigger_intent_at
+    assert intent is not None
+    h.clock.advance(60 - (h.clock() - intent).total_seconds())
+    _show(h, name, "20.0%")  # up to 20.1%
+    delay = _monitor(h)
+    seen = (_at(h.record().job_progress["at"]) - intent).total_seconds()
+    assert 60 <= seen < 65 and delay == pytest.approx(seen / 0.201 - seen + h.settings.poll_min_seconds / 10)
 
 
 def test_azure_clock_skew_does_not_blind_the_estimate() -> None:
@@ -127,7 +150,7 @@ def test_azure_clock_skew_does_not_blind_the_estimate() -> None:
 def test_an_overrunning_job_is_checked_just_after_its_end_then_at_capped_intervals() -> None:
     h = Harness(settings=settings(RESTORE_POLL_OVERDUE_SECONDS="2.5"))
     name = _running(h)
-    triggered = h.record().triggered_at
+    triggered = h.record().trigger_intent_at
     assert triggered is not None
     h.clock.advance(3600 - (h.clock() - triggered).total_seconds())
     _show(h, name, "99%")  # at 99% after an hour: the end is due now
@@ -144,7 +167,7 @@ def test_the_learned_duration_is_the_end_our_checks_saw_not_when_we_noticed_it()
     """The job ended by its estimated end; we saw it 40 s later. The next first check must not add those 40 s."""
     h = Harness()
     name = _running(h)
-    triggered = h.record().triggered_at
+    triggered = h.record().trigger_intent_at
     assert triggered is not None
     h.clock.advance(600 - (h.clock() - triggered).total_seconds())
     _show(h, name, "50%")  # up to 51% after 10 min: the end is due 600/0.51 s after the trigger
