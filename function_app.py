@@ -200,6 +200,12 @@ def drills_runs(req: func.HttpRequest) -> func.HttpResponse:
     return _as("read", req, lambda _, deps: drills_api.runs(req.route_params.get("id", ""), deps=deps))
 
 
+@app.route(route="drills/runs/latest", methods=["GET"])
+def drills_latest_runs(req: func.HttpRequest) -> func.HttpResponse:
+    """The last run per drill and backup instance, with its RTO trend (the dashboard's drills panel)."""
+    return _as("read", req, lambda _, deps: drills_api.latest_runs(dict(req.params), deps=deps))
+
+
 @app.route(route="drills/{id}/run", methods=["POST"])
 def drills_run_now(req: func.HttpRequest) -> func.HttpResponse:
     """Run a drill now (same plan, same evidence)."""

@@ -127,6 +127,9 @@ param verifyCountBudgetMb string = ''
 @description('RESTORE_DATABASE_SUFFIX: default suffix of restored database names. Empty: code default (_restored).')
 param databaseSuffix string = ''
 
+@description('RESTORE_CHECK_ROLE: the read-only role user checks run as (created by the replay job when missing). Empty: code default (restore_checks).')
+param checkRole string = ''
+
 @description('RESTORE_PROTECTED_VAULTS: Backup vault ids (JSON array or comma-separated) whose backups\' source servers are never restore targets without beside_source. Empty: none.')
 param protectedVaults string = ''
 
@@ -406,6 +409,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
   RESTORE_VERIFY_COUNT_BUDGET_MB: verifyCountBudgetMb
   RESTORE_DATABASE_SUFFIX: databaseSuffix
+  RESTORE_CHECK_ROLE: checkRole
   RESTORE_PROTECTED_VAULTS: protectedVaults
   RESTORE_PROTECTED_SERVERS: protectedServers
   RESTORE_ALLOWED_TARGETS: allowedTargets

@@ -6,8 +6,8 @@
   file's ``id``);
 - ``restorectl drills delete ID``: ``DELETE /api/drills/{id}`` (its runs and their clean-up stay);
 - ``restorectl drills run ID``: ``POST /api/drills/{id}/run`` (run now);
-- ``restorectl drills runs ID``: ``GET /api/drills/{id}/runs``: each run's state, pass/fail, RTO against the target,
-  RPO, checks and clean-up.
+- ``restorectl drills runs ID``: ``GET /api/drills/{id}/runs``: each run's state, PASS/FAIL, RTO against the target
+  (``OVER`` when it took longer), RPO, checks and clean-up.
 
 ``--json`` prints the API's answer.
 """
@@ -46,10 +46,12 @@ def _run_line(r: dict[str, Any]) -> str:
     res = r.get("result") or {}
     verdict = "-" if not res else ("PASS" if res.get("passed") else "FAIL")
     rto = f"{_minutes(res.get('rto_seconds'))}/{_minutes(res.get('rto_target_seconds'))}" if res else "-"
+    if res.get("rto_within_target") is False:
+        rto += " OVER"
     checks = ", ".join(f"{c.get('name')}={'ok' if c.get('ok') else 'FAILED'}" for c in res.get("checks") or []) or "-"
     cleanup = (r.get("cleanup") or {}).get("status", "-")
     late = f" late {r['late_by_seconds']:.0f}s" if r.get("late_by_seconds") else ""
-    return (f"{r.get('scheduled_at')}  {r.get('state'):<10} {verdict:<4} RTO {rto:<13} RPO "
+    return (f"{r.get('scheduled_at')}  {r.get('state'):<10} {verdict:<4} RTO {rto:<18} RPO "
             f"{_minutes(res.get('rpo_seconds')):<8} checks {checks}  clean-up {cleanup}  "
             f"restore {r.get('restore_id') or '-'}{late}" + (f"  error {r['error']}" if r.get("error") else ""))
 

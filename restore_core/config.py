@@ -82,6 +82,7 @@ REPLAY_MAX_PER_SERVER = "RESTORE_REPLAY_MAX_PER_SERVER"
 PG_BINDIR = "RESTORE_PG_BINDIR"
 VERIFY_COUNT_BUDGET_MB = "RESTORE_VERIFY_COUNT_BUDGET_MB"
 DATABASE_SUFFIX = "RESTORE_DATABASE_SUFFIX"
+CHECK_ROLE = "RESTORE_CHECK_ROLE"
 
 # --- guards and preview (issue 14; restore_core/guards.py, locks.py, preview.py)
 PROTECTED_VAULTS = "RESTORE_PROTECTED_VAULTS"
@@ -143,6 +144,7 @@ DEFAULTS: Mapping[str, str] = {
     REPLAY_MAX_PER_SERVER: "2",
     VERIFY_COUNT_BUDGET_MB: "1024",
     DATABASE_SUFFIX: "_restored",
+    CHECK_ROLE: "restore_checks",
     BLOB_HOST_SUFFIXES: "blob.core.windows.net,blob.core.chinacloudapi.cn,blob.core.usgovcloudapi.net",
     PREVIEW_PER_MINUTE: "10",
     DRILL_SCHEDULE: "0 */5 * * * *",
@@ -166,7 +168,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
     ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
     REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER,
-    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX,
+    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX, CHECK_ROLE,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
     DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
     AUTH_MODE, OWN_RESOURCE_IDS, OWN_ALERT_RULE_PREFIXES,
@@ -250,6 +252,8 @@ class ServerRestoreSettings:
     pg_bindir: str | None = None
     verify_count_budget_mb: float = 1024.0
     database_suffix: str = "_restored"
+    #: the role user checks run as (``SET LOCAL ROLE``): it can only read (restore_core/checkrole.py)
+    check_role: str = "restore_checks"
 
 
 SSLMODES = ("require", "verify-ca", "verify-full")
@@ -579,6 +583,11 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
     suffix = str(_get(env, DATABASE_SUFFIX))
     if not re.fullmatch(r"[A-Za-z0-9_$-]{1,30}", suffix):
         raise SettingsError(f"{DATABASE_SUFFIX}={suffix!r}: 1-30 letters, digits, _ $ -")
+    check_role = str(_get(env, CHECK_ROLE))
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", check_role) or check_role.startswith(("pg_", "azure")) \
+            or check_role in ("azuresu", "replication", "public", "postgres"):
+        raise SettingsError(f"{CHECK_ROLE}={check_role!r}: a new, ordinary role name (lower-case letters, digits, _; "
+                            "not pg_*, azure*, azuresu, replication, public, postgres)")
     return ServerRestoreSettings(
         staging=_json_object(env, STAGING),
         staging_connection_string=_get(env, STAGING_CONNECTION_STRING),
@@ -599,4 +608,5 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         pg_bindir=_get(env, PG_BINDIR),
         verify_count_budget_mb=_number(env, VERIFY_COUNT_BUDGET_MB, minimum=0),
         database_suffix=suffix,
+        check_role=check_role,
     )

@@ -194,6 +194,13 @@ class RecoveryPointSelector(_Strict):
         return "id" if self.id else "latest_before" if self.latest_before else "latest"
 
 
+def server_id_of_kind(v: str, kind: str, message: str) -> str:
+    """``v`` as a PostgreSQL server id (``target.server_id``) of resource type ``kind``, else ``message``."""
+    if arm_ids.parse_server_id(v, "target.server_id")["kind"].lower() != kind.lower():
+        raise ValueError(message)
+    return v
+
+
 class DatabaseTarget(_Strict):
     """Restore as a new database on a target server (never the source, never an existing name)."""
 
@@ -207,11 +214,8 @@ class DatabaseTarget(_Strict):
     @field_validator("server_id")
     @classmethod
     def _server(cls, v: str) -> str:
-        m = arm_ids.parse_server_id(v, "target.server_id")
-        if m["kind"].lower() != "servers":
-            raise ValueError("restore as database needs a Single Server target (…/Microsoft.DBforPostgreSQL/servers/"
-                             "{name}); Flexible Server backups restore as files only")
-        return v
+        return server_id_of_kind(v, "servers", "restore as database needs a Single Server target (…/Microsoft."
+                                 "DBforPostgreSQL/servers/{name}); Flexible Server backups restore as files only")
 
     @field_validator("database_name")
     @classmethod
@@ -354,11 +358,9 @@ class ServerTarget(_Strict):
     @field_validator("server_id")
     @classmethod
     def _server(cls, v: str) -> str:
-        m = arm_ids.parse_server_id(v, "target.server_id")
-        if m["kind"].lower() != "flexibleservers":
-            raise ValueError("restore into a server needs a Flexible Server target (…/Microsoft.DBforPostgreSQL/"
-                             "flexibleServers/{name}); Single Server was retired on 2025-03-28")
-        return v
+        return server_id_of_kind(v, "flexibleServers", "restore into a server needs a Flexible Server target (…/"
+                                 "Microsoft.DBforPostgreSQL/flexibleServers/{name}); Single Server was retired on "
+                                 "2025-03-28")
 
     @field_validator("suffix")
     @classmethod

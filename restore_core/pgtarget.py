@@ -13,6 +13,7 @@ comments, existing roles) for validation, and ``connect`` for the replay and ver
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,21 @@ MARK_PREFIX = "created by pg-restore-orchestrator restore "
 
 def mark_of(restore_id: str) -> str:
     return MARK_PREFIX + restore_id
+
+
+#: Databases are created under a pending name, marked, then renamed: ``CREATE DATABASE`` cannot run in a transaction,
+#: so a replay killed between creating and marking would otherwise leave an unmarked database nobody may drop.
+PENDING_PREFIX = "restore_pending_"
+
+
+def pending_prefix(restore_id: str) -> str:
+    """The name prefix of every database ``restore_id`` creates before it is marked and renamed."""
+    return PENDING_PREFIX + hashlib.sha256(restore_id.encode()).hexdigest()[:16] + "_"
+
+
+def pending_name(restore_id: str, name: str) -> str:
+    """The name ``restore_id`` creates database ``name`` under (deterministic: a re-driven replay finds it)."""
+    return pending_prefix(restore_id) + hashlib.sha256(name.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -329,11 +329,107 @@ function renderLegend() {
       stageLabel(s.stage))));
 }
 
+/* Drills panel: every page of GET /drills/runs/latest (the last run per drill and backup instance, with the RTO of
+   its last TREND_RUNS runs), read on each refresh. A failure shows in the panel only: the restores stay on. */
+const DRILL_PAGE = 200;
+const TREND_RUNS = 12;
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  return node;
+}
+
+function fmtMinutes(seconds) {
+  return typeof seconds === "number" ? (seconds / 60).toFixed(1) + "m" : "-";
+}
+
+function verdict(last) {
+  if (last.passed === true) return el("span", { class: "badge pass" }, "PASS");
+  if (last.passed === false) return el("span", { class: "badge fail" }, "FAIL");
+  return el("span", { class: "badge" }, last.state || "?");
+}
+
+/* One bar per run (oldest first), its height the run's RTO; the dashed line is the RTO target. A bar is red when the
+   run failed or took longer than the target. */
+function trendChart(item) {
+  const W = 120, H = 28;
+  const runs = (item.trend || []).filter((r) => typeof r.rto_seconds === "number");
+  const target = item.rto_target_seconds;
+  const top = Math.max(1, typeof target === "number" ? target : 0, ...runs.map((r) => r.rto_seconds));
+  const box = svg("svg", { class: "trend", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img",
+    "aria-label": `RTO of the last ${runs.length} runs` });
+  const slot = W / Math.max(runs.length, 1);
+  runs.forEach((r, i) => {
+    const h = Math.max(1, (r.rto_seconds / top) * (H - 2));
+    const cls = r.passed === false ? "failed" : (r.rto_within_target === false ? "over" : "within");
+    box.append(svg("rect", { class: cls, x: (i * slot + 1).toFixed(1), y: (H - h).toFixed(1),
+      width: Math.max(1, slot - 2).toFixed(1), height: h.toFixed(1), "data-rto": r.rto_seconds },
+    svg("title", {}, `${fmtUtc(r.scheduled_at)} UTC: RTO ${fmtMinutes(r.rto_seconds)}`)));
+  });
+  if (typeof target === "number") {
+    const y = (H - (target / top) * (H - 2)).toFixed(1);
+    box.append(svg("line", { class: "target", x1: 0, x2: W, y1: y, y2: y },
+      svg("title", {}, `target ${fmtMinutes(target)}`)));
+  }
+  return box;
+}
+
+function drillRow(item) {
+  const last = item.last || {};
+  const known = last.passed === true || last.passed === false;
+  const target = typeof last.rto_target_seconds === "number" ? last.rto_target_seconds : item.rto_target_seconds;
+  return el("tr", { class: "drill", "data-drill": item.drill_id, "data-instance": item.backup_instance_name || "",
+    "data-passed": known ? String(last.passed) : "" },
+  el("td", { class: "drill-id" }, item.drill_id),
+  el("td", { class: "instance", title: item.backup_instance_id || "" }, item.backup_instance_name || "-"),
+  el("td", { class: "when", title: last.run_key || "" }, fmtUtc(last.scheduled_at) + (last.manual ? " (run now)" : "")),
+  el("td", { class: "verdict", title: [last.error_code, last.error].filter(Boolean).join(": ") }, verdict(last)),
+  el("td", { class: "rto" + (last.rto_within_target === false ? " over" : "") },
+    `${fmtMinutes(last.rto_seconds)} / ${fmtMinutes(target)}`),
+  el("td", { class: "rpo" }, typeof last.rpo_seconds === "number" ? fmtDuration(last.rpo_seconds * 1000) : "-"),
+  el("td", { class: "checks" }, known ? `${last.checks_passed || 0} ok, ${last.checks_failed || 0} failed` : "-"),
+  el("td", { class: "cleanup" }, last.cleanup_status || "-"),
+  el("td", { class: "id" }, last.restore_id || "-"),
+  el("td", { class: "trend" }, trendChart(item)));
+}
+
+async function refreshDrills() {
+  const items = [];
+  let token = null;
+  for (let pages = 0; pages < MAX_PAGES; pages++) {
+    const page = await getJson(`/drills/runs/latest?limit=${DRILL_PAGE}&trend=${TREND_RUNS}` +
+      (token ? "&continuation=" + encodeURIComponent(token) : ""));
+    items.push(...((page && page.items) || []));
+    token = page && page.continuation;
+    if (!token) break;
+  }
+  document.querySelector("#drills tbody").replaceChildren(...items.map(drillRow));
+  document.getElementById("drills-count").textContent = String(items.length);
+  document.getElementById("drills").hidden = items.length === 0;
+  const empty = document.getElementById("drills-empty");
+  empty.hidden = items.length > 0;
+  empty.textContent = "No drill runs yet (define a drill: restorectl drills define FILE).";
+}
+
+async function refreshDrillsPanel() {
+  try {
+    await refreshDrills();
+  } catch (e) {
+    const empty = document.getElementById("drills-empty");
+    empty.hidden = false;
+    empty.textContent = "Drills unavailable: " + e.message;
+  }
+}
+
 async function tick() {
   try {
     await loadStages();
     await refreshList();
     await refreshDetail();
+    await refreshDrillsPanel();
     setConn("ok", "updated " + new Date().toISOString().slice(11, 19) + " UTC" +
       (stagesError ? ` (no stage list: ${stagesError}; stages shown raw)` : ""));
   } catch (e) {

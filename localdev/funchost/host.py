@@ -10,6 +10,9 @@ tests shorten it, together with the app's ``RESTORE_MESSAGE_IN_FLIGHT_SECONDS``.
 front of the HTTP functions and sets ``WEBSITE_AUTH_ENABLED=True`` for the app, as the platform does.
 Fault knob: ``FUNCHOST_DUPLICATE_DELIVERY=1`` (setting or environment) re-sends one copy of every successfully
 processed queue message (each original at most once) to simulate at-least-once delivery.
+Bench hooks: every invocation's log line carries ``fn_ms`` (the user function's wall time) and ``cpu_ms`` (CPU time
+of the thread that ran it: the app's own work, not other invocations'); setting ``FUNCHOST_PROFILE_DIR`` runs every
+invocation under ``cProfile`` and writes ``<dir>/<function>.pstats`` when the host stops.
 Timers keep their ``useMonitor`` status in the ``AzureWebJobsStorage`` blobs and run on one host instance at a time
 (blob lease), both under the host id (setting ``AzureFunctionsWebHost__hostid``, else the app folder's name).
 """
@@ -35,7 +38,7 @@ from localdev.funchost.config import HostConfig, HostError, Settings, host_confi
 from localdev.funchost.easyauth import AuthConfig
 from localdev.funchost.hostlogs import HostLogExport
 from localdev.funchost.httpfront import HttpFrontEnd, build_routes
-from localdev.funchost.invoke import Invoker, QueueClients
+from localdev.funchost.invoke import Invoker, Profiles, QueueClients
 from localdev.funchost.queues import IN_FLIGHT_SECONDS, QueueListener
 from localdev.funchost.timers import TimerRunner, monitor_by_default
 from localdev.funchost.timerstate import CONTAINER, ListenerLock, ScheduleMonitor, ensure_container, host_id
@@ -45,6 +48,7 @@ log = logging.getLogger("funchost")
 DUPLICATE_KNOB = "FUNCHOST_DUPLICATE_DELIVERY"
 PLATFORM_AUTH_SETTING = "WEBSITE_AUTH_ENABLED"  # App Service sets it when built-in authentication is on
 LEASE_SETTING = "FUNCHOST_LEASE_SECONDS"  # how long a running message stays invisible (default 600, renewed at half)
+PROFILE_SETTING = "FUNCHOST_PROFILE_DIR"  # bench hook: profile every invocation, <dir>/<function>.pstats at stop
 _module_ids = itertools.count(1)
 
 
@@ -117,6 +121,7 @@ class FunctionsHost:
         self._saved_env: dict[str, str | None] = {}
         self.host_log_export: HostLogExport | None = None
         self._container: ContainerClient | None = None  #: azure-webjobs-hosts in AzureWebJobsStorage (timers)
+        self.profiles: Profiles | None = None  #: setting FUNCHOST_PROFILE_DIR: per-function cProfile stats
 
     # ---- properties
     @property
@@ -160,8 +165,10 @@ class FunctionsHost:
         functions = app.get_functions()  # ONCE: a second call raises in azure-functions 1.x
         queues = QueueClients()
         encoding = cfg.queues.message_encoding
+        profile_dir = self.settings.get(PROFILE_SETTING)
+        self.profiles = Profiles(profile_dir) if profile_dir else None
         self.invokers = {fn.get_function_name(): Invoker(fn, self.settings, queues, encoding, str(self.app_dir),
-                                                         timeout=cfg.function_timeout)
+                                                         timeout=cfg.function_timeout, profiles=self.profiles)
                          for fn in functions}
         self._pool = ThreadPoolExecutor(max_workers=self.pool_size, thread_name_prefix="invoke")
         http_invokers = []
@@ -229,6 +236,8 @@ class FunctionsHost:
             self._pool.shutdown(wait=idle, cancel_futures=True)
         if self.host_log_export is not None:
             logging.getLogger().removeHandler(self.host_log_export)
+        if self.profiles is not None:
+            log.info("funchost: profiles written: %s", ", ".join(self.profiles.save()) or "none")
         for k, v in self._saved_env.items():  # in-process use: leave the environment as we found it
             if v is None:
                 os.environ.pop(k, None)

@@ -233,16 +233,18 @@ class _Handler(BaseHTTPRequestHandler):
                                params=params, route_params={k: v for k, v in m.groupdict().items() if v is not None},
                                body=body)
         t0 = time.perf_counter()
+        stats: dict[str, float] = {}
         try:
-            result = route.invoker(req)
+            result = route.invoker(req, stats)
         except Exception as exc:  # noqa: BLE001 - the function failed: 500, like the real host
             log.info("invocation function=%s trigger=http method=%s outcome=failed status=500 duration_ms=%.0f "
                      "error=%s: %s", route.invoker.name, self.command, (time.perf_counter() - t0) * 1000,
                      type(exc).__name__, str(exc)[:300])
             return self._send(500, b"")
         status, out_body, headers = _response(result)
-        log.info("invocation function=%s trigger=http method=%s outcome=ok status=%d duration_ms=%.0f",
-                 route.invoker.name, self.command, status, (time.perf_counter() - t0) * 1000)
+        log.info("invocation function=%s trigger=http method=%s outcome=ok status=%d duration_ms=%.0f fn_ms=%.1f "
+                 "cpu_ms=%.1f", route.invoker.name, self.command, status, (time.perf_counter() - t0) * 1000,
+                 stats.get("wall_s", 0.0) * 1000, stats.get("cpu_s", 0.0) * 1000)
         return self._send(status, out_body, headers)
 
 

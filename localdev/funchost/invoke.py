@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import cProfile
 import inspect
 import json
+import pstats
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -119,6 +122,35 @@ def _timespan(seconds: float) -> str:
     return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+class Profiles:
+    """Bench hook (host setting ``FUNCHOST_PROFILE_DIR``): every invocation runs under its own ``cProfile`` profiler
+    (which sees only the invoking thread), merged per function; :meth:`save` writes ``<dir>/<function>.pstats``."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self._stats: dict[str, pstats.Stats] = {}
+        self._lock = threading.Lock()
+
+    def add(self, function: str, prof: cProfile.Profile) -> None:
+        with self._lock:
+            if function in self._stats:
+                self._stats[function].add(prof)
+            else:
+                self._stats[function] = pstats.Stats(prof)
+
+    def save(self) -> list[str]:
+        import os
+
+        os.makedirs(self.directory, exist_ok=True)
+        with self._lock:
+            paths = []
+            for function, stats in self._stats.items():
+                path = os.path.join(self.directory, f"{function}.pstats")
+                stats.dump_stats(path)
+                paths.append(path)
+            return paths
+
+
 class QueueClients:
     """Cached queue clients per (connection string, queue); creates queues on first use."""
 
@@ -144,8 +176,9 @@ class Invoker:
     """Binds arguments for one function and calls it."""
 
     def __init__(self, fn: Any, settings: Settings, queues: QueueClients, encoding: str, app_dir: str, *,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, profiles: Profiles | None = None) -> None:
         self.fn = fn
+        self.profiles = profiles  #: bench hook: profile every invocation (None: off)
         self.timeout = timeout  #: host.json functionTimeout in seconds (None: no limit)
         self.name: str = fn.get_function_name()
         self.user: Callable[..., Any] = fn.get_user_function()
@@ -174,19 +207,21 @@ class Invoker:
                 raise HostError(f"function {self.name}: binding {b.name!r} of type {b.type!r} is not supported by the "
                                 "local host (supported outputs: queue, http); use the SDK in code or extend funchost")
 
-    def __call__(self, trigger_value: Any) -> Any:
+    def __call__(self, trigger_value: Any, stats: dict[str, float] | None = None) -> Any:
         """Run the function; past ``timeout`` raise :class:`FunctionTimeoutError`. The real host then restarts the
         worker process; a thread cannot be killed, so here the late invocation runs on, detached, and its output
-        bindings are discarded (it failed)."""
+        bindings are discarded (it failed). ``stats`` receives the user function's ``cpu_s`` (CPU time of the thread
+        that ran it) and ``wall_s``."""
         gate = _Gate()
+        stats = stats if stats is not None else {}
         if self.timeout is None:
-            return self._run(trigger_value, gate)
+            return self._run(trigger_value, gate, stats)
         box: dict[str, Any] = {}
         done = threading.Event()
 
         def target() -> None:
             try:
-                box["result"] = self._run(trigger_value, gate)
+                box["result"] = self._run(trigger_value, gate, stats)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
                 box["error"] = exc
             finally:
@@ -201,7 +236,25 @@ class Invoker:
             raise box["error"]
         return box["result"]
 
-    def _run(self, trigger_value: Any, gate: _Gate) -> Any:
+    def _call_user(self, kwargs: dict[str, Any], stats: dict[str, float]) -> Any:
+        """The user function, timed: thread CPU time and wall time (and profiled when the bench hook is on)."""
+        prof = cProfile.Profile() if self.profiles is not None else None
+        cpu0, wall0 = time.thread_time(), time.perf_counter()
+        try:
+            if prof is not None:
+                prof.enable()
+            result = self.user(**kwargs)
+            if inspect.isawaitable(result):
+                result = asyncio.run(_await(result))
+            return result
+        finally:
+            if prof is not None:
+                prof.disable()
+            stats["cpu_s"], stats["wall_s"] = time.thread_time() - cpu0, time.perf_counter() - wall0
+            if prof is not None and self.profiles is not None:
+                self.profiles.add(self.name, prof)
+
+    def _run(self, trigger_value: Any, gate: _Gate, stats: dict[str, float]) -> Any:
         kwargs: dict[str, Any] = {self.trigger.name: trigger_value}
         outs: dict[str, Out] = {}
         for name, _conn, _queue in self.outputs:
@@ -210,9 +263,7 @@ class Invoker:
         if "context" in self.params and "context" not in kwargs:
             kwargs["context"] = Context(self.name, self.app_dir)
         with invocation(self.name):
-            result = self.user(**kwargs)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
+            result = self._call_user(kwargs, stats)
         if not gate.begin_flush():  # timed out: the invocation failed, its outputs never leave
             return result
         for name, conn, queue in self.outputs:

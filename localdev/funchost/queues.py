@@ -161,6 +161,7 @@ class QueueListener:
     def _process(self, m: Any) -> None:
         t0 = time.perf_counter()
         outcome, detail = "ok", ""
+        stats: dict[str, float] = {}
         try:
             if m.dequeue_count > self.cfg.max_dequeue_count:
                 outcome = "poisoned"
@@ -176,7 +177,7 @@ class QueueListener:
                         id=m.id, body=body, dequeue_count=m.dequeue_count, insertion_time=m.inserted_on,
                         expiration_time=m.expires_on, time_next_visible=m.next_visible_on, pop_receipt=m.pop_receipt)
                     try:
-                        self.invoker(msg)
+                        self.invoker(msg, stats)
                     except Exception as exc:  # noqa: BLE001 - any user exception is a failed invocation
                         outcome, detail = "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
                 if outcome == "failed" and m.dequeue_count >= self.cfg.max_dequeue_count:
@@ -186,8 +187,9 @@ class QueueListener:
             with self._cond:
                 self.in_flight -= 1
                 self._cond.notify_all()
-        log.info("invocation function=%s trigger=queue queue=%s id=%s dequeue_count=%s outcome=%s duration_ms=%.0f%s",
-                 self.invoker.name, self.queue, m.id, m.dequeue_count, outcome, (time.perf_counter() - t0) * 1000,
+        log.info("invocation function=%s trigger=queue queue=%s id=%s dequeue_count=%s outcome=%s duration_ms=%.0f "
+                 "fn_ms=%.1f cpu_ms=%.1f%s", self.invoker.name, self.queue, m.id, m.dequeue_count, outcome,
+                 (time.perf_counter() - t0) * 1000, stats.get("wall_s", 0.0) * 1000, stats.get("cpu_s", 0.0) * 1000,
                  f" error={detail}" if detail else "")
 
     def _settle(self, m: Any, outcome: str) -> None:

@@ -5,7 +5,9 @@
   occurrence; ``DELETE /api/drills/{id}`` → 204 (its runs, their evidence and their clean-up stay);
 - ``GET /api/drills/{id}/runs`` → ``{"items": [...]}``, newest first: state, restore id, result (pass/fail, RTO and
   RPO observed, checks), clean-up status and the evidence blob;
-- ``POST /api/drills/{id}/run`` → 202 with the runs started now (same plan, same evidence).
+- ``POST /api/drills/{id}/run`` → 202 with the runs started now (same plan, same evidence);
+- ``GET /api/drills/runs/latest?limit=&continuation=&trend=`` → ``{"items": [...], "continuation"}``: the last run
+  per drill and backup instance with its RTO trend (:mod:`.latest`; 400 naming a bad parameter).
 
 A definition is refused (400, ``{"error": {code, message, field, fix}}``) for any field that is invalid, a target
 that is no drill target (``RESTORE_DRILL_TARGETS``) or is a protected server, and a vault or backup instance that
@@ -23,7 +25,7 @@ from ..deps import Deps
 from ..errors import AzureRejection, RequestError, RetryableError
 from ..records import iso
 from ..stages.server_checks import source_server_of
-from . import scheduler, store
+from . import latest, scheduler, store
 from .model import DRILL_ID, DrillDefinition, check_against_settings, parse_drill
 
 
@@ -146,3 +148,16 @@ def run_now(drill_id: str, *, deps: Deps) -> ApiResponse:
         return _not_found(drill_id)
     started = scheduler.run_now(deps, sd.definition)
     return ApiResponse(202, {"items": [{k: v for k, v in r.items() if k != "request"} for r in started]})
+
+
+@_storage_unavailable_is_503
+def latest_runs(params: dict[str, str], *, deps: Deps) -> ApiResponse:
+    try:
+        limit, offset, trend = latest.parse_params(params)
+    except RequestError as exc:
+        return _error(exc)
+    drills = [(sd.definition.id, {"server_id": sd.definition.target.server_id,
+                                  "rto_target_seconds": sd.definition.rto_target_minutes * 60})
+              for sd in store.list_drills(deps)]
+    items = latest.latest(drills, {d: store.list_runs(deps, d) for d, _ in drills}, trend)
+    return ApiResponse(200, latest.page(items, limit, offset))

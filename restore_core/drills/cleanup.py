@@ -1,7 +1,9 @@
 """Clean-up of a drill run after its validation window: drop the databases that carry the run's restore mark, delete
 the restore's staged files. Nothing else is ever touched.
 
-Safety: the only databases dropped are those whose comment is exactly this run's restore mark
+Safety: the only databases dropped are those whose comment is exactly this run's restore mark (or that bear the
+restore's pending name with no comment: created by a replay killed before it could mark it,
+:func:`restore_core.pgtarget.pending_name`)
 (:func:`restore_core.pgtarget.mark_of`, written by the replay with ``COMMENT ON DATABASE`` when it created them), on
 the run's target server (a drill target). The mark is read again on the same connection right before each
 ``DROP DATABASE``; a database without it — a decoy with the same name, one another restore created, anything a
@@ -17,23 +19,30 @@ from typing import Any
 from .. import telemetry
 from ..deps import Deps
 from ..models import ServerTarget
-from ..pgtarget import TargetConn, connect, facts, mark_of, quote_ident
+from ..pgtarget import TargetConn, connect, facts, mark_of, pending_prefix, quote_ident
 from ..staging import owned_by, plan_blob
 
 log = telemetry.get_logger("drills")
 _COMMENT_SQL = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
 
 
-def databases_to_drop(databases: Mapping[str, str | None], restore_id: str) -> list[str]:
-    """The databases of ``databases`` (name → comment) that carry ``restore_id``'s mark, and only those."""
+def _ours(name: str, comment: str | None, restore_id: str) -> bool:
+    """Carries the restore's mark; or bears the restore's pending name (created, not yet marked: a replay killed
+    between ``CREATE DATABASE`` and its ``COMMENT``) with no comment or the mark."""
     mark = mark_of(restore_id)
-    return sorted(name for name, comment in databases.items() if comment == mark)
+    return comment == mark or (name.startswith(pending_prefix(restore_id)) and comment is None)
+
+
+def databases_to_drop(databases: Mapping[str, str | None], restore_id: str) -> list[str]:
+    """The databases of ``databases`` (name → comment) that carry ``restore_id``'s mark or its pending name, and only
+    those."""
+    return sorted(name for name, comment in databases.items() if _ours(name, comment, restore_id))
 
 
 def _drop_if_marked(conn: TargetConn, name: str, restore_id: str, force: bool) -> bool:
     with connect(conn) as c:
         row = c.execute(_COMMENT_SQL, (name,)).fetchone()
-        if row is None or row[0] != mark_of(restore_id):
+        if row is None or not _ours(name, row[0], restore_id):
             return False
         c.execute(f"DROP DATABASE IF EXISTS {quote_ident(name)}" + (" WITH (FORCE)" if force else ""))
     return True

@@ -9,7 +9,8 @@ done (what was dropped). A write that finds the document already there (a retry)
 
 :func:`on_restore_finished` is called by :func:`restore_core.pipeline.finish` for every restore whose source is
 ``drill``; the scheduler calls :func:`record_finish` again for a run whose restore ended without it (a crash between
-the terminal write and the hook), so no run stays without evidence.
+the terminal write and the hook), so no run stays without evidence. The write that records the result also claims
+the run's completion event and its ``drill finished`` log record (:mod:`.completion`): a retry publishes nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from .. import telemetry
 from ..deps import Deps
 from ..models import Status
 from ..records import RestoreRecord, iso, parse_time
-from . import store
+from . import completion, store
 from .ports import EvidenceSink
 
 log = telemetry.get_logger("drills")
@@ -133,7 +134,8 @@ def build(run: dict[str, Any], rec: RestoreRecord, *, now: datetime) -> dict[str
                 "within_target": total is not None and total <= target, "stages": stage_seconds(rec)},
         "outcome": {"status": rec.status.value, "passed": passed, "error_code": rec.error_code,
                     "error_message": rec.error_message},
-        "checks": {"verified": verify.get("passed"), "checks": verify.get("checks") or [],
+        "checks": {"verified": verify.get("passed"), "role": verify.get("checks_role"),
+                   "checks": verify.get("checks") or [],
                    "databases": [{k: d.get(k) for k in ("database", "tables", "rows", "objects_checked", "missing",
                                                          "count_mismatches") if k in d}
                                  for d in verify.get("databases") or []]},
@@ -171,16 +173,11 @@ def record_finish(deps: Deps, rec: RestoreRecord) -> dict[str, Any] | None:
         doc = sink.get(name) or doc  # a retry: the first document stands
     run.update(state="validating", restore_id=rec.id, finished_at=iso(rec.updated_at), evidence_blob=name,
                cleanup_after=doc["cleanup"]["after"], result=_result(doc),
-               cleanup={"status": "scheduled", "attempts": 0})
-    if store.update_run(deps, run, etag) is None:  # another writer was first: its run stands
+               cleanup={"status": "scheduled", "attempts": 0}, completion_event=completion.claim(run, now))
+    if store.update_run(deps, run, etag) is None:  # another writer was first: its run (and its event) stand
         again = store.get_run(deps, run["drill_id"], key)
         return again[0] if again else run
-    outcome = "passed" if doc["outcome"]["passed"] else "failed"
-    log_fn = log.info if doc["outcome"]["passed"] and doc["rto"]["within_target"] else log.error
-    log_fn("drill %s run %s %s: RTO %ss (target %ss), RPO %ss", run["drill_id"], key, outcome,
-           doc["rto"]["observed_seconds"], doc["rto"]["target_seconds"], doc["rpo_observed_seconds"],
-           extra={"restore_id": rec.id, "drill_id": run["drill_id"], "drill_outcome": outcome,
-                  "drill_rto": "within" if doc["rto"]["within_target"] else "over"})
+    completion.announce(deps, run)  # the winner: the "drill finished" record and the completion event
     return run
 
 

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .. import arm_ids
 from ..config import GuardSettings
 from ..errors import RequestError
-from ..models import EntraAuth, Region, RolesMode, SecretAuth, UserCheck, decode_body
+from ..models import EntraAuth, Region, RolesMode, SecretAuth, UserCheck, decode_body, server_id_of_kind
 from . import ncrontab
 
 DRILL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -102,11 +102,8 @@ class DrillTarget(_Strict):
     @field_validator("server_id")
     @classmethod
     def _server(cls, v: str) -> str:
-        m = arm_ids.parse_server_id(v, "target.server_id")
-        if m["kind"].lower() != "flexibleservers":
-            raise ValueError("a drill restores into a Flexible Server (…/Microsoft.DBforPostgreSQL/flexibleServers/"
-                             "{name})")
-        return v
+        return server_id_of_kind(v, "flexibleServers", "a drill restores into a Flexible Server (…/Microsoft."
+                                 "DBforPostgreSQL/flexibleServers/{name})")
 
     @field_validator("database_suffix")
     @classmethod

@@ -15,7 +15,8 @@ Each tick, for each enabled drill:
 
 Then it follows the open runs: a run whose restore ended without evidence gets it (the finish hook was lost); a run
 whose validation window has passed is cleaned up (:mod:`.cleanup`); a clean-up that fails is retried on the next
-tick and logged as an error (the alert).
+tick and logged as an error (the alert). A run still restoring past its RTO target is logged as such, once (the
+alert); a run whose completion event was claimed but never sent gets it (:mod:`.completion`).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from ..backup import RecoveryPointInfo
 from ..deps import Deps
 from ..errors import AzureRejection, RequestError
 from ..intake import submit
-from ..models import RestoreRequest
+from ..models import Region, RestoreRequest
 from ..records import iso, parse_time
-from . import cleanup, evidence, store
+from ..regions import paired_region
+from . import cleanup, completion, evidence, store
 from .model import DrillDefinition, PointSelect, PointSelection
 
 log = telemetry.get_logger("drills")
@@ -121,6 +123,24 @@ def plan_for(deps: Deps, d: DrillDefinition, scheduled: datetime) -> dict[str, A
 
 
 # ------------------------------------------------------------------------------------------------ starting
+def points_of(deps: Deps, bi: str, region: Region) -> list[RecoveryPointInfo]:
+    """The recovery points a run chooses from: the primary list, or for ``region: secondary`` (Cross Region Restore)
+    the secondary region's own list (``fetchSecondaryRecoveryPoints``), as validation will look the point up there.
+    A vault without Cross Region Restore or a secondary region refuses (a failed run with the reason)."""
+    ref = parse_backup_instance_id(bi)
+    if region != Region.SECONDARY:
+        return deps.dp.list_recovery_points(ref)
+    vault = deps.dp.get_vault(ref.vault)
+    secondary = vault.secondary_region or paired_region(vault.location)
+    if not vault.crr_enabled or secondary is None:
+        raise AzureRejection("CrossRegionRestoreNotEnabled",
+                             f"vault {ref.vault.vault} has no secondary region to restore from (Cross Region Restore "
+                             f"{'enabled' if vault.crr_enabled else 'disabled'}, redundancy {vault.redundancy})",
+                             fix="set the drill's region to primary, or enable Cross Region Restore on a "
+                                 "geo-redundant vault")
+    return deps.dp.fetch_secondary_recovery_points(ref, secondary=secondary, primary=vault.location)
+
+
 def _new_run(deps: Deps, d: DrillDefinition, bi: str, scheduled: datetime, due: datetime, key: str,
              *, manual: bool) -> dict[str, Any]:
     now = deps.clock()
@@ -132,7 +152,7 @@ def _new_run(deps: Deps, d: DrillDefinition, bi: str, scheduled: datetime, due: 
         "validation_window_seconds": d.validation_window_minutes * 60,
         "selection": d.recovery_point.model_dump(mode="json", exclude_none=True)}
     try:
-        points = deps.dp.list_recovery_points(parse_backup_instance_id(bi))
+        points = points_of(deps, bi, d.region)
     except AzureRejection as exc:  # Azure refuses (e.g. the instance is gone): a failed run; a transient error raises
         return {**run, "state": "error", "error": f"{exc.code}: {exc.message}"}
     point = select_point(points, d.recovery_point, now=now, seed=key)
@@ -192,14 +212,11 @@ def _fail_before_restore(deps: Deps, run: dict[str, Any], reason: str, *, etag: 
         deps.evidence.put_once(name, doc)
     run = {**run, "state": "done", "evidence_blob": name, "error": reason,
            "result": {"passed": False, "status": "not-started", "error_code": reason.split(":", 1)[0]},
-           "cleanup": {"status": "done", "note": "nothing was restored"}}
-    if etag is None:
-        store.insert_run(deps, run)
-        deps.store.delete_meta(store.OPEN, run["run_key"])
-    else:
-        store.update_run(deps, run, etag)
-    log.error("drill %s run %s failed before its restore: %s", run["drill_id"], run["run_key"], reason,
-              extra={"drill_id": run["drill_id"], "drill_outcome": "failed"})
+           "cleanup": {"status": "done", "note": "nothing was restored"},
+           "completion_event": completion.claim(run, now)}
+    written = store.insert_run(deps, run) if etag is None else store.update_run(deps, run, etag) is not None
+    if written:  # the open-index row goes once the event is out (store.update_run)
+        completion.announce(deps, run)  # the "drill finished" record (failed: the alert) and the event
     return run
 
 
@@ -255,6 +272,8 @@ def _follow(deps: Deps, drill_id: str, key: str, now: datetime, report: DrillTic
         deps.store.delete_meta(store.OPEN, key)
         return
     run, etag = found
+    if completion.catch_up(deps, run, etag):  # an event its writer did not send: sent first, the rest next tick
+        return
     if run["state"] == "starting":
         _submit(deps, run)
     elif run["state"] == "running":
@@ -262,6 +281,8 @@ def _follow(deps: Deps, drill_id: str, key: str, now: datetime, report: DrillTic
         if rec is not None and rec.terminal:
             evidence.record_finish(deps, rec)
             report.evidence.append(key)
+        else:
+            completion.note_overrun(deps, run, etag, now)  # still restoring past its RTO target: the alert
     elif run["state"] == "validating":
         after = parse_time(run.get("cleanup_after"))
         if after is None or now >= after:

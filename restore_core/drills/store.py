@@ -5,8 +5,8 @@
   so a re-run tick sees the same plan and lists nothing from Azure again);
 - ``meta-drillrun-<drill id>``: one row per run (drill, scheduled time, backup instance), a JSON document updated
   with ETag guards;
-- ``meta-drillrun-open``: an index of the runs not done yet (started, validating, clean-up pending): the scheduler
-  reads only this to follow runs, whatever the history.
+- ``meta-drillrun-open``: an index of the runs not done yet (started, validating, clean-up pending, completion event
+  not yet published): the scheduler reads only this to follow runs, whatever the history.
 
 A run's key is ``<drill id>:<scheduled time>:<8 hex of the backup instance>``; its restore's idempotency key is
 ``drill:`` + that key, so a re-run tick never starts a run twice.
@@ -141,10 +141,15 @@ def update_run(deps: Deps, run: dict[str, Any], etag: str) -> str | None:
     """ETag-guarded replace; the new ETag, or None when another writer was first (nothing written)."""
     if not deps.store.replace_meta(runs_kind(run["drill_id"]), run["run_key"], _row(run), etag):
         return None
-    if run.get("state") == "done":
+    if run.get("state") == "done" and not event_pending(run):  # followed until its completion event is out
         deps.store.delete_meta(OPEN, run["run_key"])
     row = deps.store.get_meta_row(runs_kind(run["drill_id"]), run["run_key"])
     return row[1] if row else None
+
+
+def event_pending(run: dict[str, Any]) -> bool:
+    marker = run.get("completion_event")  # restore_core/drills/completion.py
+    return isinstance(marker, dict) and not marker.get("published_at")
 
 
 def list_runs(deps: Deps, drill_id: str) -> list[dict[str, Any]]:

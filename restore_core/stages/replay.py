@@ -34,7 +34,7 @@ from .. import archive, lease, locks, pgerrors, pgroles, pgtarget, telemetry
 from ..deps import Deps
 from ..errors import AzureRejection, RetryableError, require
 from ..models import RolesMode, ServerTarget
-from ..pgtarget import TargetConn, mark_of, quote_ident, quote_literal
+from ..pgtarget import TargetConn, mark_of, pending_name, quote_ident, quote_literal
 from ..records import RestoreRecord, iso
 from ..staging import StagingArea, plan_blob
 from ..transitions import Outcome, StageResult
@@ -125,14 +125,17 @@ def _replay_roles(ctx: _Context, plan: dict[str, Any]) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- databases
 
+_COMMENT_SQL = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s"
+
+
 def _prepare_database(ctx: _Context, name: str) -> str:
     """Create ``name`` with this restore's mark; an earlier attempt's marked database is dropped first; anyone
-    else's database is never touched. Returns what was done."""
+    else's database is never touched. The database is created under the restore's pending name, marked, then
+    renamed, so no kill leaves an unmarked database behind. Returns what was done."""
     mark = mark_of(ctx.rec.id)
     done = "created"
     with pgtarget.connect(ctx.conn) as c:
-        row = c.execute("SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                        (name,)).fetchone()
+        row = c.execute(_COMMENT_SQL, (name,)).fetchone()
         if row is not None:
             if row[0] != mark:
                 raise _Fail("TargetDatabaseExists", f"database {name} appeared on the target after validation and "
@@ -141,9 +144,17 @@ def _prepare_database(ctx: _Context, name: str) -> str:
             ctx.check_lease()
             c.execute(f"DROP DATABASE {quote_ident(name)} WITH (FORCE)")
             done = "recreated (an interrupted earlier attempt of this restore had created it)"
+        pending = pending_name(ctx.rec.id, name)
+        row = c.execute(_COMMENT_SQL, (pending,)).fetchone()
+        if row is not None and row[0] not in (None, mark):
+            raise _Fail("TargetDatabaseExists", f"database {pending} (the name this restore creates {name} under) "
+                        "exists with another comment; it was not touched", "submit again as a new restore")
         ctx.check_lease()
-        c.execute(f"CREATE DATABASE {quote_ident(name)}")
-        c.execute(f"COMMENT ON DATABASE {quote_ident(name)} IS {quote_literal(mark)}")
+        if row is not None:  # an earlier attempt was killed between CREATE and RENAME: its name says it is ours
+            c.execute(f"DROP DATABASE {quote_ident(pending)} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {quote_ident(pending)}")
+        c.execute(f"COMMENT ON DATABASE {quote_ident(pending)} IS {quote_literal(mark)}")
+        c.execute(f"ALTER DATABASE {quote_ident(pending)} RENAME TO {quote_ident(name)}")
     return done
 
 

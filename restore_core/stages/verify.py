@@ -3,8 +3,9 @@
 Consumes: a restore whose databases were replayed (message on ``restore-verify``).
 Does: per restored database, checks that every table, index, constraint, sequence, view and function of the replay
 plan exists in the target; counts the rows of every restored table and compares them with the archive's own counts
-where the replay could read them within its budget; runs the request's checks (SQL with an expected first value) in
-a read-only transaction with a statement timeout. Then, when all passed, deletes the restore's staged files and its
+where the replay could read them within its budget (in a read-only transaction); runs the request's checks (SQL with
+an expected first value) as the read-only role ``RESTORE_CHECK_ROLE`` (restore_core/checkrole.py), in a read-only
+transaction with a statement timeout. Then, when all passed, deletes the restore's staged files and its
 plan (kept on failure, their location in the status).
 Writes: ``verify_result`` (per database: objects missing, row counts, count mismatches, check results).
 Next: ``succeeded`` (the completion event says what was created where and who owns it), or ``failed``.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import pgtarget, telemetry
+from .. import checkrole, pgtarget, telemetry
 from ..deps import Deps
 from ..errors import require
 from ..models import ServerTarget, UserCheck
@@ -90,7 +91,10 @@ class _CheckError(Exception):
     pass
 
 
-def _run_check(conn: TargetConn, check: UserCheck, restored: set[str]) -> dict[str, Any]:
+def _run_check(conn: TargetConn, check: UserCheck, restored: set[str], reader: str) -> dict[str, Any]:
+    """One check, as the reader (``SET LOCAL ROLE``) in a read-only transaction with a statement timeout, rolled
+    back. A check that left the reader's role (``set_config('role', 'none', true)``, ``RESET ROLE`` in a function)
+    fails and its value is discarded."""
     import psycopg
 
     if check.database not in restored:
@@ -100,20 +104,66 @@ def _run_check(conn: TargetConn, check: UserCheck, restored: set[str]) -> dict[s
         with pgtarget.connect(conn, check.database, autocommit=False) as c:
             c.execute("SET TRANSACTION READ ONLY")
             c.execute(f"SET LOCAL statement_timeout = {CHECK_TIMEOUT_MS}")
+            c.execute(f"SET LOCAL ROLE {quote_ident(reader)}")
             got = _first_value(c, check.sql)
+            ran_as = str(c.execute("SELECT current_user").fetchone()[0])
             c.rollback()
     except (psycopg.Error, _CheckError) as exc:
-        return {"name": check.name, "ok": False, "error": str(exc).strip().splitlines()[0][:300]}
-    return {"name": check.name, "ok": got == check.expect, "got": got, "expect": check.expect}
+        return {"name": check.name, "ok": False, "error": str(exc).strip().splitlines()[0][:300], "role": reader}
+    if ran_as != reader:
+        return {"name": check.name, "ok": False, "role": reader,
+                "error": f"the check left the role {reader} (it ended as {ran_as}); checks must not change role, "
+                         "its value is discarded"}
+    return {"name": check.name, "ok": got == check.expect, "got": got, "expect": check.expect, "role": ran_as}
+
+
+def _run_checks(conn: TargetConn, checks: list[UserCheck], restored: set[str],
+                reader_name: str) -> list[dict[str, Any]]:
+    """The request's checks as the read-only reader (restore_core/checkrole.py): the reader is ensured, granted
+    reading on the checked databases for the checks' time, and the grants revoked after. When the reader cannot be
+    used, every check fails with the reason and the fix."""
+    if not checks:
+        return []
+    import psycopg
+
+    dbs = sorted({ck.database for ck in checks} & restored)
+    try:
+        reader = checkrole.ensure(conn, reader_name)
+        for db in dbs:
+            checkrole.grant_reading(conn, db, reader.name)
+    except (checkrole.CheckRoleError, psycopg.errors.InsufficientPrivilege) as exc:
+        reason = str(exc).strip().splitlines()[0][:600]
+        return [{"name": ck.name, "ok": False, "error": f"the checks' role cannot be used: {reason}",
+                 "role": reader_name} for ck in checks]
+    try:
+        return [_run_check(conn, ck, restored, reader.name) for ck in checks]
+    finally:
+        for db in dbs:
+            try:
+                checkrole.grant_reading(conn, db, reader.name, grant=False)
+            except Exception as exc:  # noqa: BLE001 - the checks' verdict stands; the grants only allow reading
+                log.warning("verify: revoking the checks' role's reading on %s failed: %s", db, exc)
 
 
 ROW_COUNTS_ON_ROW = 100  # per-table counts kept in the status for up to this many tables (else totals only)
 
 
 def _verify_database(conn: TargetConn, entry: dict[str, Any]) -> dict[str, Any]:
-    with pgtarget.connect(conn, entry["target"]) as c:
-        missing = _missing_objects(c, entry)
-        counts = _row_counts(c, entry)
+    """Objects and row counts, as the connecting role in a read-only transaction (rolled back)."""
+    import psycopg
+
+    with pgtarget.connect(conn, entry["target"], autocommit=False) as c:
+        c.execute("SET TRANSACTION READ ONLY")
+        try:
+            missing = _missing_objects(c, entry)
+            counts = _row_counts(c, entry)
+        except psycopg.errors.ReadOnlySqlTransaction as exc:  # e.g. a row-security policy whose function writes
+            c.rollback()
+            first = str(exc).strip().splitlines()[0][:300]
+            return {"database": entry["target"], "tables": 0, "rows": 0, "objects_checked": 0, "missing": [],
+                    "missing_total": 0, "count_mismatches": [f"reading it tried to write (nothing was written): "
+                                                             f"{first}"], "mismatches_total": 1}
+        c.rollback()
     archive = entry.get("archive_counts") or {}
     mismatches = _mismatches(counts, archive)
     out = {"database": entry["target"], "tables": len(counts), "rows": sum(counts.values()),
@@ -156,9 +206,11 @@ def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     conn = deps.server_access().target_conn(t)
     results = [_verify_database(conn, e) for e in plan["databases"]]
     restored = {e["target"] for e in plan["databases"]}
-    checks = [_run_check(conn, ck, restored) for ck in t.checks]
+    checks = _run_checks(conn, t.checks, restored, deps.settings.server.check_role)
     problems = _problems(results, checks)
-    summary = {"databases": results, "checks": checks, "passed": not problems}
+    summary: dict[str, Any] = {"databases": results, "checks": checks, "passed": not problems}
+    if checks:
+        summary["checks_role"] = deps.settings.server.check_role
     if problems:
         return StageResult(Outcome.FAILED, f"verification failed: {'; '.join(problems[:5])}",
                            error_code="VerificationFailed", error_message="; ".join(problems[:20]),

@@ -1,6 +1,7 @@
 """A tiny local stand-in for the restore status API (contract: issue 5 / design.md §3; ``GET /api/stages``: issue
-11), for the CLI's and the dashboard's own logic tests. It also serves ``localdev/dashboard`` under ``/dashboard/``
-and answers ``/dashboard/api/<path>`` like ``/api/<path>`` without a key, as the local Functions host does."""
+11; ``GET /api/drills/runs/latest``: issue 15, answered by restore_core's own view of run rows), for the CLI's and
+the dashboard's own logic tests. It also serves ``localdev/dashboard`` under ``/dashboard/`` and answers
+``/dashboard/api/<path>`` like ``/api/<path>`` without a key, as the local Functions host does."""
 
 from __future__ import annotations
 
@@ -81,6 +82,12 @@ class StubState:
         self.fail_next: tuple[int, dict[str, Any]] | None = None
         self.stages: list[dict[str, Any]] | None = [dict(s) for s in STAGES]  # GET /api/stages; None: 404
         self.page_lag_s = 0.0  # set by the page test: seconds from seeding until Chromium drew the page
+        #: GET /api/drills/runs/latest: the drills (id, {server_id, rto_target_seconds}) and their run rows, newest
+        #: first, answered by the API's own code (restore_core/drills/latest.py; None: 404); drill_page_size bounds
+        #: a page
+        self.drills: list[tuple[str, dict[str, Any]]] = []
+        self.drill_runs: dict[str, list[dict[str, Any]]] | None = {}
+        self.drill_page_size = 200
 
     def add(self, restore: dict[str, Any], *then: dict[str, Any]) -> None:
         self.restores[restore["id"]] = restore
@@ -151,6 +158,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._create()
         elif method == "GET" and segs == ["restores"]:
             self._list(query)
+        elif method == "GET" and segs == ["drills", "runs", "latest"] and st.drill_runs is not None:
+            self._drills_latest(query)
+        elif method == "GET" and len(segs) == 3 and segs[0] == "drills" and segs[2] == "runs" and st.drill_runs:
+            self._send(200, {"items": [{k: v for k, v in r.items() if k != "request"}
+                                       for r in st.drill_runs.get(segs[1]) or []]})
         elif len(segs) >= 2 and segs[0] == "restores" and segs[1] in st.restores:
             return self._one(method, segs[1], segs[2:])
         else:
@@ -180,6 +192,14 @@ class _Handler(BaseHTTPRequestHandler):
         page = items[start:start + limit]
         cont = str(start + limit) if start + limit < len(items) else None
         self._send(200, {"items": page, "continuation": cont})
+
+    def _drills_latest(self, query: dict[str, str]) -> None:
+        from restore_core.drills import latest
+
+        st = self.state
+        limit, offset, trend = latest.parse_params(query)
+        items = latest.latest(st.drills, st.drill_runs or {}, trend)
+        self._send(200, latest.page(items, min(limit, st.drill_page_size), offset))
 
     def _one(self, method: str, rid: str, rest: list[str]) -> bool:
         """GET /restores/{id} (the next scripted state follows) and POST /restores/{id}/cancel."""
@@ -238,3 +258,31 @@ def stub_api() -> Iterator[tuple[str, StubState]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def make_drill_run(drill_id: str, instance: str, day: int, *, rto_s: float | None, target_s: float = 1200,
+                   passed: bool | None = True, state: str = "validating", error: str | None = None) -> dict[str, Any]:
+    """A drill run row as restore_core/drills writes it (``meta-drillrun-<drill>``); ``day``: days before now;
+    ``passed`` None: still running (no result yet)."""
+    scheduled = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=day)
+    key = f"{drill_id}:{scheduled.strftime('%Y%m%dT%H%M%SZ')}:{instance[-8:]}"
+    run: dict[str, Any] = {
+        "run_key": key, "drill_id": drill_id, "state": state if passed is not None else "running", "manual": False,
+        "scheduled_at": iso(scheduled).replace(".000000", ""), "due_at": iso(scheduled), "started_at": iso(scheduled),
+        "late_by_seconds": 0, "backup_instance_id": f"/subscriptions/s/resourceGroups/rg/providers/"
+                                                    f"Microsoft.DataProtection/backupVaults/v/backupInstances/{instance}",
+        "target_server": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/"
+                         "pgflex-drills", "rto_target_seconds": target_s, "validation_window_seconds": 3600,
+        "restore_id": f"2026{day:04d}T020000-{instance[-4:]}{day:06d}"}
+    if passed is None:
+        return run
+    run.update(result={"passed": passed, "status": "succeeded" if passed else "failed",
+                       "error_code": None if passed else "VerificationFailed", "rto_seconds": rto_s,
+                       "rto_target_seconds": target_s,
+                       "rto_within_target": rto_s is not None and rto_s <= target_s, "rpo_seconds": 6 * 3600.0,
+                       "checks": [{"name": "items", "ok": passed, "got": "50" if passed else "0"}]},
+               cleanup={"status": "scheduled", "attempts": 0}, evidence_blob=f"{drill_id}/{key}/evidence.json",
+               finished_at=iso(scheduled + timedelta(seconds=rto_s or 0)))
+    if error:
+        run["error"] = error
+    return run

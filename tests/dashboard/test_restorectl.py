@@ -556,3 +556,19 @@ def test_redrive_resends_an_active_restores_stage_and_refuses_an_ended_one(api: 
     assert state.requests[-1]["method"] == "POST" and state.requests[-1]["path"].endswith("/restores/r-a/redrive")
     code, _, err = run(["redrive", "r-b", *conn(url)])
     assert code == restorectl.EXIT_FAILED and "409 RestoreEnded" in err and "submit a new restore" in err
+
+
+def test_drills_runs_shows_pass_fail_and_rto_against_the_target_flagging_an_overrun(
+        api: tuple[str, StubState]) -> None:
+    from .stub_api import make_drill_run
+
+    url, state = api
+    state.drill_runs = {"nightly": [make_drill_run("nightly", "pgsrv01-salesdb", 0, rto_s=1800.0, passed=False),
+                                    make_drill_run("nightly", "pgsrv01-salesdb", 1, rto_s=600.0),
+                                    make_drill_run("nightly", "pgsrv01-salesdb", 2, rto_s=None, passed=None)]}
+    code, out, err = run(["drills", "runs", "nightly", *conn(url)])
+    assert (code, err) == (0, "")
+    failed, passed, running = out.splitlines()
+    assert " FAIL " in failed and "RTO 30.0m/20.0m OVER " in failed and "checks items=FAILED" in failed
+    assert " PASS " in passed and "RTO 10.0m/20.0m " in passed and "OVER" not in passed
+    assert " running " in running and "RTO - " in running and "PASS" not in running and "FAIL" not in running

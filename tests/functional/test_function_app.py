@@ -108,6 +108,7 @@ HTTP_ROUTES = {
     "drills_one": ("drills/{id}", ["GET", "PUT", "DELETE"]),
     "drills_runs": ("drills/{id}/runs", ["GET"]),
     "drills_run_now": ("drills/{id}/run", ["POST"]),
+    "drills_latest_runs": ("drills/runs/latest", ["GET"]),
     "alerts_receive": ("alerts", ["POST"]),
 }
 #: Routes that stay keyed whatever RESTORE_AUTH_MODE says (the platform's authentication excludes them).
@@ -315,3 +316,18 @@ def test_every_deployed_requirement_is_used_by_the_app() -> None:
     assert set(names) == set(REQUIREMENT_USES), set(names) ^ set(REQUIREMENT_USES)
     unused = [n for n in names if REQUIREMENT_USES[n] not in code]
     assert not unused, f"deployed but unused: {unused}"
+
+
+def test_latest_drill_runs_are_read_by_a_reader_in_entra_mode_and_refused_without_a_principal(
+        functions: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.fakes import settings
+    from tests.unit.test_who_asked import principal_headers
+
+    h = Harness(settings=settings(RESTORE_AUTH_MODE="entra", WEBSITE_AUTH_ENABLED="true"))
+    monkeypatch.setattr(runtime, "_deps", h.deps)
+    read = functions["drills_latest_runs"].get_user_function()
+    ok = read(http("GET", "drills/runs/latest", params={"limit": "5"}, headers=principal_headers("reader")))
+    assert ok.status_code == 200 and json.loads(ok.get_body()) == {"items": [], "continuation": None}
+    assert read(http("GET", "drills/runs/latest", headers={"x-functions-key": "k"})).status_code == 401
+    bad = read(http("GET", "drills/runs/latest", params={"limit": "0"}, headers=principal_headers("reader")))
+    assert bad.status_code == 400 and json.loads(bad.get_body())["error"]["field"] == "limit"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -69,16 +70,28 @@ def order_batches(env: dict[str, str], cluster: str, db: str) -> set[str]:
         return {r[0] for r in conn.execute("SELECT DISTINCT batch FROM orders").fetchall()}
 
 
-def completion_events(env: dict[str, str], restore_id: str) -> list[dict[str, Any]]:
-    """Completion events for one restore on restore-events (received with a short visibility, not deleted)."""
+def completion_events(env: dict[str, str], restore_id: str, *, event_type: str = "restore.completed",
+                      key: str = "restore_id") -> list[dict[str, Any]]:
+    """Events of one type on restore-events whose ``key`` is ``restore_id`` (default: a restore's completion events;
+    a drill run's: ``event_type="drill.run.finished", key="run_key"``), received with a short visibility, not
+    deleted."""
     q = QueueClient.from_connection_string(env["AZURE_STORAGE_CONNECTION_STRING"], "restore-events",
                                            message_decode_policy=TextBase64DecodePolicy())
     found, seen = [], 0
     for m in q.receive_messages(messages_per_page=32, visibility_timeout=5):
         seen += 1
         event = json.loads(m.content)
-        if event.get("restore_id") == restore_id:
+        if event.get(key) == restore_id and event.get("type", "restore.completed") == event_type:
             found.append(event)
         if seen > 2000:
             break
     return found
+
+
+def replay_pids(stack: Any) -> list[int]:
+    """The replay executions the local job runner is running now (its state file)."""
+    try:
+        state = json.loads((Path(stack.dir) / "jobrunner.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return list(state.get("running") or [])

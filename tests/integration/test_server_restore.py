@@ -10,7 +10,6 @@ import os
 import signal
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,9 +17,9 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 
 from localdev import scenarios as sc
-from restore_core.pgtarget import mark_of
+from restore_core.pgtarget import mark_of, pending_name, pending_prefix
 
-from .helpers import admin, completion_events, dsn, jobs_restoring_to, start, wait_for
+from .helpers import admin, completion_events, dsn, jobs_restoring_to, replay_pids, start, wait_for
 
 TARGET_CLUSTER = "pgflex-target"
 
@@ -196,14 +195,6 @@ def test_a_missing_key_vault_secret_is_rejected_with_the_fix(local_stack, api):
     assert body["status"] == "rejected" and body["error"]["code"] == "TargetSecretNotFound", body["error"]
 
 
-def _replay_pids(stack: Any) -> list[int]:
-    try:
-        state = json.loads((Path(stack.dir) / "jobrunner.json").read_text())
-    except (OSError, ValueError):
-        return []
-    return list(state.get("running") or [])
-
-
 def _kill_the_replay_mid_work(stack: Any, api: Any, rid: str) -> int | None:
     """Hold the replay mid-work (a lock on pg_database stalls its connections to the target, as a busy server
     would), wait until it has claimed the restore, then SIGKILL its process (as a replica dies) and let go."""
@@ -220,7 +211,7 @@ def _kill_the_replay_mid_work(stack: Any, api: Any, rid: str) -> int | None:
         lock.execute("LOCK TABLE pg_catalog.pg_database IN ACCESS EXCLUSIVE MODE")
         while time.monotonic() < deadline:
             body = api.get(f"/restores/{rid}")[1]
-            pids = _replay_pids(stack)
+            pids = replay_pids(stack)
             if pids and (body.get("server") or {}).get("replay", {}).get("runner"):
                 time.sleep(0.5)  # it is now waiting for its connection to the target
                 os.kill(pids[0], signal.SIGKILL)
@@ -241,6 +232,10 @@ def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_d
     q(env, "postgres", f"COMMENT ON DATABASE \"appdb{suffix}\" IS '{mark_of(rid)}'")
     q(env, "postgres", f'ALTER DATABASE "appdb{suffix}" OWNER TO "{env["RESTORE_ENTRA_USER"]}"')  # as it made it
     q(env, f"appdb{suffix}", "CREATE TABLE leftover(v int)")
+    # and one killed between CREATE DATABASE and its COMMENT left an unmarked database under its pending name
+    pending = pending_name(rid, f"appdb{suffix}")
+    q(env, "postgres", f'CREATE DATABASE "{pending}"')
+    q(env, "postgres", f'ALTER DATABASE "{pending}" OWNER TO "{env["RESTORE_ENTRA_USER"]}"')  # as it made it
     killed = _kill_the_replay_mid_work(local_stack, api, rid)
     assert killed is not None, "the replay execution was never seen running"
     body = wait_for(api, rid, timeout=150)
@@ -252,6 +247,7 @@ def test_a_replay_killed_mid_restore_is_redriven_and_drops_only_its_own_marked_d
     dbs = databases(env)
     assert decoy in dbs and dbs[decoy] is None
     assert sorted(d for d in dbs if d.endswith(suffix)) == sorted([f"appdb{suffix}", decoy])  # nothing extra
+    assert pending not in dbs and not any(d.startswith(pending_prefix(rid)) for d in dbs)
 
 
 @pytest.fixture

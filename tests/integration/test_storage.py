@@ -28,7 +28,7 @@ from restore_core.errors import RequestError
 from restore_core.limits import QUEUE_MESSAGE_BYTES
 from restore_core.models import Stage, Status
 from restore_core.records import RestoreRecord, TimelineEvent
-from restore_core.store import StoreRejected, TableStateStore
+from restore_core.store import ConcurrencyError, StoreRejected, TableStateStore
 
 from .helpers import completion_events, start, wait_for
 
@@ -113,6 +113,19 @@ def test_a_write_the_table_refuses_raises_store_rejected_with_the_tables_reason(
         app.store.update(row.copy(vault_info={"location": "\u00e9" * 40_000}))
     assert info.value.code == "PropertyValueTooLarge" and "64KB" in info.value.message
     assert app.store.get(row.id) == row  # nothing changed
+
+
+def test_an_update_without_events_is_one_etag_guarded_replace_not_a_batch(app: Deps) -> None:
+    """The stages' claims (no timeline event) cost one PUT, not a multipart batch; a stale ETag still loses."""
+    row = created(app, active_record())
+    before = dict(app.storage_meter.counts)
+    new = app.store.update(row.copy(polls=1))
+    delta = {k: v - before.get(k, 0) for k, v in app.storage_meter.counts.items() if v != before.get(k, 0)}
+    assert "table POST" not in delta and delta.get("table PUT", 0) >= 1  # $batch is a POST
+    assert new.etag and new.etag != row.etag and app.store.get(row.id) == new
+    with pytest.raises(ConcurrencyError) as info:
+        app.store.update(row.copy(polls=2))  # the old ETag
+    assert info.value.current == new and app.store.get(row.id) == new
 
 
 def idempotency_rows(deps: Deps) -> list[dict[str, Any]]:

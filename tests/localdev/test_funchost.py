@@ -452,3 +452,22 @@ def test_function_timeout_fails_the_invocation_and_counts_as_a_failed_delivery(q
         wait_for(lambda: len(events(h, "slow")) == 2, what="the two abandoned invocations to return")
         assert [e["dequeue_count"] for e in events(h, "slow")] == [1, 2]
         assert queues.drain(s["OUT_QUEUE"]) == []  # a timed-out invocation's outputs are discarded
+
+
+def test_invocation_log_carries_cpu_and_wall_time_and_the_profile_hook_writes_pstats(
+        queues: Queues, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Bench hooks: ``cpu_ms`` is the invoking thread's CPU time (a sleeping function spends wall time, not CPU);
+    ``FUNCHOST_PROFILE_DIR`` profiles every invocation and writes ``<function>.pstats`` at stop."""
+    import pstats
+
+    s = settings(queues, FUNCHOST_PROFILE_DIR=str(tmp_path / "prof"))
+    caplog.set_level(logging.INFO, logger="funchost")
+    with FunctionsHost(APPS / "basic", s, host_json=host_json()):
+        queues.send(s["WORK_QUEUE"], {"tag": "cpu", "action": "sleep", "secs": 0.4})
+        wait_for(lambda: [r for r in caplog.records if "function=worker" in r.getMessage()], what="invocation log")
+    (line,) = [r.getMessage() for r in caplog.records if "invocation function=worker" in r.getMessage()]
+    fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    assert float(fields["fn_ms"]) >= 400 and float(fields["duration_ms"]) >= float(fields["fn_ms"]) - 1
+    assert 0 < float(fields["cpu_ms"]) < 200
+    stats = pstats.Stats(str(tmp_path / "prof" / "worker.pstats"))
+    assert any(func == "<built-in method time.sleep>" for _, _, func in stats.stats)  # type: ignore[attr-defined]

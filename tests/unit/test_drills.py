@@ -18,7 +18,7 @@ from restore_core.drills.evidence import MemoryEvidenceSink
 from restore_core.drills.model import PointSelection, parse_drill
 from restore_core.errors import RequestError
 from restore_core.models import Stage, Status, Tier
-from restore_core.pgtarget import mark_of
+from restore_core.pgtarget import mark_of, pending_name, pending_prefix
 from restore_core.records import RestoreRecord, iso
 from restore_core.restore_requests import SINGLE_SERVER_DB
 
@@ -421,6 +421,17 @@ def test_clean_up_selects_only_databases_carrying_this_restores_mark() -> None:
     assert cleanup.databases_to_drop(dbs, rid) == ["salesdb_drill_ab"]
 
 
+def test_clean_up_also_drops_this_restores_unmarked_pending_database_and_nobody_elses() -> None:
+    """A replay killed between CREATE DATABASE and its COMMENT leaves a database under the restore's pending name."""
+    rid = "20261124T090000-0123456789"
+    other = "20261124T090000-ffffffffff"
+    mine = pending_name(rid, "salesdb_drill_ab")
+    dbs = {mine: None, pending_name(other, "salesdb_drill_ab"): None,
+           pending_name(rid, "hrdb_drill_ab"): "created by someone else", "restore_pending_": None}
+    assert cleanup.databases_to_drop(dbs, rid) == [mine]
+    assert mine.startswith(pending_prefix(rid)) and len(mine) <= 63
+
+
 def test_clean_up_waits_for_the_window_retries_a_failure_and_records_it(monkeypatch: pytest.MonkeyPatch) -> None:
     h = harness()
     run = started_run(h, validation_window_minutes=30)
@@ -464,3 +475,56 @@ def test_restore_record_of_a_drill_keeps_its_stage_times() -> None:
     # guard for finish_restore above: the fields it sets are real record fields
     assert {"stage_times", "verify_result", "replay_result"} <= set(RestoreRecord.model_fields)
     assert Stage.VERIFY.value == "verify" and SUB
+
+
+# ------------------------------------------------------------------------- region: secondary (Cross Region Restore)
+def secondary_points() -> list[RecoveryPointInfo]:
+    """The secondary region's own list: other ids, and behind the primary (replication lag), plus a Partial point."""
+    return [RecoveryPointInfo(f"s{i}", T0 - timedelta(days=i, hours=6), Tier.VAULT) for i in range(10)] + \
+        [RecoveryPointInfo("s-partial", T0 - timedelta(hours=1), Tier.VAULT, state="Partial")]
+
+
+@pytest.mark.parametrize(("selection", "expected"), [
+    ({"select": "latest"}, {"s0"}), ({"select": "oldest"}, {"s9"}),
+    ({"select": "random", "within_days": 3}, {"s0", "s1", "s2"})])
+def test_a_secondary_region_drill_chooses_its_point_from_the_secondary_list(
+        monkeypatch: pytest.MonkeyPatch, selection: dict[str, Any], expected: set[str]) -> None:
+    h = harness()
+    asked: list[tuple[str, str]] = []
+
+    def fetch(bi: Any, *, secondary: str, primary: str) -> list[RecoveryPointInfo]:
+        asked.append((secondary, primary))
+        return secondary_points()
+
+    monkeypatch.setattr(h.dp, "fetch_secondary_recovery_points", fetch)
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0, region="secondary", recovery_point=selection)
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert asked == [("northeurope", "westeurope")], "the vault's replicated region, for its primary location"
+    assert run["request"]["region"] == "secondary"
+    assert run["request"]["recovery_point"]["id"] in expected
+    assert run["state"] == "running", run
+
+
+def test_a_secondary_region_drill_of_a_vault_without_cross_region_restore_is_a_failed_run_with_the_reason() -> None:
+    from dataclasses import replace
+
+    h = harness()
+    h.dp.vault = replace(h.dp.vault, crr_enabled=False)
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0, region="secondary")
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert run["state"] == "done" and run["error"].startswith("CrossRegionRestoreNotEnabled"), run
+    assert run["result"]["passed"] is False and h.store.active() == []
+
+
+def test_a_primary_region_drill_never_reads_the_secondary_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = harness()
+    monkeypatch.setattr(h.dp, "fetch_secondary_recovery_points", lambda *a, **k: pytest.fail("secondary read"))
+    define(h, schedule="0 0 9 * * *", start_window_minutes=0)
+    h.clock.now = datetime(2026, 11, 24, 9, 0, 0, tzinfo=UTC)
+    scheduler.tick(h.deps)
+    (run,) = store.list_runs(h.deps, "nightly")
+    assert run["request"]["recovery_point"] == {"id": "9da55e757af94261afa009b43cd3222a"}
