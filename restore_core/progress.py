@@ -59,15 +59,23 @@ def reading(job: JobInfo, source_bytes: int | None) -> Reading | None:
     return None
 
 
-def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[str, Any] | None) -> datetime | None:
-    """The earliest end at the pace seen since ``started`` and since the ``previous`` reading ({at, fraction})."""
-    elapsed = (now - started).total_seconds()
+def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[str, Any] | None, *,
+                 latest_start: datetime | None = None) -> datetime | None:
+    """The earliest end at the pace seen since the job started and since the ``previous`` reading ({at, fraction}).
+
+    The job started between ``started`` and ``latest_start`` (default: ``started``); from one reading, an error d in
+    the start moves the estimate by d·(1/fraction − 1), hundreds of times d early in a long job. So a first reading
+    counts from ``latest_start``: never late, at worst a check early. Once a pace is seen between two readings (which
+    needs no start), the average since ``started`` only guards against a job that stalls."""
     upper = min(1.0, r.fraction + r.quantum)  # the most that can be done
+    before = _previous(previous)
+    paced = before is not None and before[0] < now and before[1] < upper
+    origin = started if paced or latest_start is None else latest_start
+    elapsed = (now - origin).total_seconds()
     if elapsed <= 0 or upper <= 0:
         return None
-    ends = [started + timedelta(seconds=elapsed / upper)]
-    before = _previous(previous)
-    if before is not None and before[0] < now and before[1] < upper:
+    ends = [origin + timedelta(seconds=elapsed / upper)]
+    if paced and before is not None:
         rate = (upper - before[1]) / (now - before[0]).total_seconds()  # fastest pace consistent with both
         ends.append(now + timedelta(seconds=max(0.0, 1.0 - upper) / rate))
     return min(ends)

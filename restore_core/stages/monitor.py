@@ -156,14 +156,17 @@ def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) 
     once that end is near, one check just after it, then every ``RESTORE_POLL_MIN_SECONDS`` growing to at most
     ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it. No progress shown: the usual back-off. Times are
     on this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate). The job
-    starts during the trigger's POST, after we recorded the intent (``trigger_intent_at``): timed from there an
-    estimate errs late by at most the POST's own latency, where timing from the trigger's return (``triggered_at``,
-    after its long-running operation) would err early by that operation's whole duration. Records the reading
-    (``job_progress``) for the next estimate's pace and for learning the duration."""
+    starts during the trigger's POST: after we recorded the intent (``trigger_intent_at``), before the trigger
+    returned (``triggered_at``, after its long-running operation). From one reading a start error d moves the
+    estimate by d·(1/share − 1): timed from the intent, a first reading of an 8-hour job a minute in comes 8
+    minutes late per second of POST latency; so a first reading is timed from the trigger's return (at worst a check
+    too early), later ones from the pace between readings (:func:`restore_core.progress.earliest_end`). Records the
+    reading (``job_progress``) for the next estimate's pace and for learning the duration."""
     now, s = deps.clock(), deps.settings
     seen = reading(job, rec.source_bytes)
     started = rec.trigger_intent_at or rec.triggered_at
-    end = earliest_end(seen, started, now, rec.job_progress) if seen is not None and started is not None else None
+    end = earliest_end(seen, started, now, rec.job_progress, latest_start=rec.triggered_at) \
+        if seen is not None and started is not None else None
     if seen is None or end is None:
         return backoff(deps, rec.polls), ""
     left = (end - now).total_seconds()

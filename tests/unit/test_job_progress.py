@@ -14,7 +14,7 @@ from restore_core.models import Stage, Status
 from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
 from restore_core.stages.monitor import expected_seconds
 
-from .fakes import Harness, settings
+from .fakes import VAULT_POINT, Harness, settings
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -66,6 +66,18 @@ def test_the_faster_recent_pace_wins() -> None:
     assert end == T0 + timedelta(minutes=60)
 
 
+def test_a_first_reading_counts_from_the_latest_start_a_paced_one_from_the_earliest() -> None:
+    # started between T0 and T0 + 30 s; 1% done (bytes) at T0 + 90 s. From the latest start: 60 s / 1% -> T0 + 6030 s,
+    # never after the true end (T0 + 6030 s if it started at T0 + 30 s, T0 + 9000 s if at T0)
+    late = T0 + timedelta(seconds=30)
+    end = earliest_end(Reading(0.01, 0.0, "x"), T0, T0 + timedelta(seconds=90), None, latest_start=late)
+    assert end == T0 + timedelta(seconds=30 + 60 / 0.01)
+    # a second reading: 51% at T0 + 3030 s, 1% at T0 + 90 s: the pace gives T0 + 3030 + 0.49 * 5880 s (no start)
+    prev = {"at": (T0 + timedelta(seconds=90)).isoformat(), "fraction": 0.01}
+    end = earliest_end(Reading(0.51, 0.0, "x"), T0, T0 + timedelta(seconds=3030), prev, latest_start=late)
+    assert end == T0 + timedelta(seconds=3030 + 0.49 * 5880)
+
+
 def test_nothing_usable_gives_no_estimate() -> None:
     assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0, None) is None  # no time elapsed
     assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0 - timedelta(seconds=5), None) is None  # start in the future
@@ -113,26 +125,60 @@ def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off()
     assert any("16.0% done by taskProgress" in e.message for e in h.store.timeline(rec.id))
 
 
-def test_the_estimate_counts_from_the_trigger_intent_not_from_the_triggers_return() -> None:
-    """The job starts during the trigger's POST; the trigger returns after its long-running operation (30 s here).
-    Timed from the return, a 5-minute job at 20% after 60 s would look due at 2.5 min; from the intent it is 5 min."""
+def test_a_first_reading_counts_from_the_triggers_return_so_a_slow_post_never_makes_it_late() -> None:
+    """The job starts somewhere in the trigger's POST (30 s here, the job starting at its end). Timed from the intent,
+    a 5-minute job at 20% a minute in would look due at 90/0.201 s after the intent (~2 min after its true end);
+    from the trigger's return, the latest the job can have started, the check lands by its end."""
     h = Harness()
     trigger = h.dp.trigger_restore
 
     def slow(plan: Any, rehydration: Any = None) -> str:
-        job_id = trigger(plan, rehydration)
+        h.clock.advance(30)  # the POST takes 30 s; the job starts as it is answered
+        return trigger(plan, rehydration)
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    name = _running(h)
+    rec = h.record()
+    assert rec.trigger_intent_at is not None and rec.triggered_at is not None
+    job_start = rec.triggered_at
+    h.clock.advance(60 - (h.clock() - job_start).total_seconds())
+    _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job (the check itself reads a second later)
+    delay = _monitor(h)
+    seen = _at(h.record().job_progress["at"])
+    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
+    assert 60 <= ran < 65
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
+    assert delay == pytest.approx(ran / 0.201 - ran + margin)
+
+
+def test_a_second_reading_plans_at_the_pace_between_readings_not_from_the_start() -> None:
+    """A first reading a little into a long job only bounds its end from below (a check far too early when the start
+    is uncertain); the second reading's pace gives the end without the start: one more check, just after it."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        job_id = trigger(plan, rehydration)  # the job starts at once; the trigger's operation takes 30 s more
         h.clock.advance(30)
         return job_id
 
     h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
     name = _running(h)
     intent = h.record().trigger_intent_at
-    assert intent is not None
-    h.clock.advance(60 - (h.clock() - intent).total_seconds())
-    _show(h, name, "20.0%")  # up to 20.1%
-    delay = _monitor(h)
-    seen = (_at(h.record().job_progress["at"]) - intent).total_seconds()
-    assert 60 <= seen < 65 and delay == pytest.approx(seen / 0.201 - seen + h.settings.poll_min_seconds / 10)
+    assert intent is not None and h.record().source_bytes == 10_000
+    hour = 3600.0
+    h.clock.advance(120 - (h.clock() - intent).total_seconds())
+    _show(h, name, None, 120 / hour * 10_000)  # bytes moved by a linear 1-hour job of a 10,000-byte point
+    first = _monitor(h)
+    at = _at(h.record().job_progress["at"])
+    assert at + timedelta(seconds=first) < intent + timedelta(seconds=hour)  # early: the start is uncertain by 30 s
+    done = (at + timedelta(seconds=first) - intent).total_seconds() / hour  # what the job shows at the next check
+    _show(h, name, None, done * 10_000)
+    second = _monitor(h)  # the harness delivers the planned check: the clock moves by ``first``
+    at = _at(h.record().job_progress["at"])
+    assert at + timedelta(seconds=second) == pytest.approx(
+        intent + timedelta(seconds=hour + h.settings.poll_min_seconds / 10), abs=timedelta(seconds=1))
 
 
 def test_azure_clock_skew_does_not_blind_the_estimate() -> None:
