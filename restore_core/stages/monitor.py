@@ -165,7 +165,7 @@ def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) 
     now, s = deps.clock(), deps.settings
     seen = reading(job, rec.source_bytes)
     started = rec.trigger_intent_at or rec.triggered_at
-    end = earliest_end(seen, started, now, rec.job_progress, latest_start=rec.triggered_at) \
+    end = earliest_end(seen, started, now, rec.job_progress, latest_start=_latest_start(rec)) \
         if seen is not None and started is not None else None
     if seen is None or end is None:
         return backoff(deps, rec.polls), ""
@@ -177,6 +177,17 @@ def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) 
     changes["job_progress"] = {"at": iso(now), "fraction": round(seen.fraction, 6), "overdue": overdue,
                                "end": iso(end)}
     return delay, f" ({seen.fraction:.1%} done by {seen.source}; earliest end {iso(end)})"
+
+
+def _latest_start(rec: RestoreRecord) -> datetime | None:
+    """The latest the job can have started: the trigger's return; for an adopted job (its answer was lost, and
+    ``triggered_at`` is the intent) when the monitoring began, after the job was found."""
+    if rec.triggered_at is not None and rec.triggered_at != rec.trigger_intent_at:
+        return rec.triggered_at
+    try:
+        return parse_time((rec.stage_times.get(Stage.MONITOR.value) or {}).get("started")) or rec.triggered_at
+    except ValueError:
+        return rec.triggered_at
 
 
 def overdue_interval(deps: Deps, n: int) -> float:

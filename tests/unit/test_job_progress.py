@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from restore_core.dp_client import JobInfo
+from restore_core.errors import RetryableError
 from restore_core.models import Stage, Status
 from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
 from restore_core.stages.monitor import expected_seconds
@@ -149,6 +150,34 @@ def test_a_first_reading_counts_from_the_triggers_return_so_a_slow_post_never_ma
     assert 60 <= ran < 65
     assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
     assert delay == pytest.approx(ran / 0.201 - ran + margin)
+
+
+def test_an_adopted_jobs_first_reading_counts_from_its_adoption_not_from_the_intent() -> None:
+    """The trigger's answer was lost (its POST took 30 s, the job starting at its end) and the job was adopted: its
+    ``triggered_at`` is the intent, so the latest it can have started is when it was found."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        h.clock.advance(30)
+        return trigger(plan, rehydration)
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    h.submit()
+    h.step()
+    h.dp.fail_after["trigger_restore"] = [RetryableError("answer lost")]
+    h.step()
+    job_start = h.clock()
+    h.run(until=Stage.MONITOR)
+    rec = h.record()
+    assert rec.azure_job_id and rec.triggered_at == rec.trigger_intent_at and h.dp.trigger_calls == 1
+    name = h.dp.only_job().name
+    h.clock.advance(60 - (h.clock() - job_start).total_seconds())
+    _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job
+    delay = _monitor(h)
+    seen = _at(h.record().job_progress["at"])
+    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
 
 
 def test_a_second_reading_plans_at_the_pace_between_readings_not_from_the_start() -> None:
