@@ -9,11 +9,15 @@ offsets). Each archive is then restored, several rounds, alternating the order:
   output diagnosis, the archive's own row counts for verify) in a child process, so its peak memory is its own;
   the staging area is a local directory (the download is a local copy: Azure Blob download speed is not measured);
 - **reference**: ``pg_restore -j N --no-owner`` of the seekable archive from local disk (N = ``RESTORE_REPLAY_JOBS``),
-  and a plain single-threaded ``pg_restore`` of the stream, into a fresh database.
+  and a plain single-threaded ``pg_restore`` of the stream, into a fresh database;
+- **product, piped** (``RESTORE_REPLAY_DISK_BUDGET_MB=0``, the budget smaller than the archive): the stream archive
+  streamed from the staging area into ``pg_restore``'s stdin in 4 MiB chunks (the SDK's chunk size), row counts teed
+  from the same bytes, no temporary disk; against **reference, piped**: ``cat archive | pg_restore`` (single-threaded).
 
-Reported: time per step (download, prepare, pg_restore, archive row counts), the ratio product / reference (goals:
-≤ 1.2× seekable, ≤ 1.1× stream), the product process's peak RSS and pg_restore's (goal: replay ≤ 256 MB), and the
-temporary disk the replay used (the archive's size: it downloads the archive whole).
+Reported: time per step (download, prepare, pg_restore — the stream included when piped —, archive row counts), the
+ratio product / reference (goals: ≤ 1.2× seekable, ≤ 1.1× stream), the product process's peak RSS and pg_restore's
+(goal: replay ≤ 256 MB), the temporary disk the replay used (the archive's size when downloaded, 0 when piped), and
+whether the row counts of the piped replay equal those read from the downloaded file.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from bench.common import RESULTS, md_table, percentile, verdict, write_result
 from localdev.pgcluster import PgCluster
 
 GOAL_SEEKABLE, GOAL_STREAM, GOAL_RSS_MB = 1.2, 1.1, 256
+KINDS = ("piped", "seekable", "stream")  # piped: the stream archive fed to pg_restore's stdin (budget < archive)
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -97,6 +102,11 @@ class _DirArea:
         shutil.copyfile(self.root / name, path)
         return path.stat().st_size
 
+    def chunks(self, name: str) -> Any:
+        with open(self.root / name, "rb") as f:
+            while chunk := f.read(4 << 20):
+                yield chunk
+
 
 def _child(args: argparse.Namespace) -> None:
     """One product replay of ``args.archive`` into ``args.db`` on the target; prints a JSON line of step times."""
@@ -106,7 +116,8 @@ def _child(args: argparse.Namespace) -> None:
     from restore_core.stages import replay
 
     settings = config.load_settings({"RestoreStorage": "UseDevelopmentStorage=true",
-                                     "RESTORE_PG_BINDIR": args.bindir, "RESTORE_REPLAY_JOBS": str(args.jobs)})
+                                     "RESTORE_PG_BINDIR": args.bindir, "RESTORE_REPLAY_JOBS": str(args.jobs),
+                                     "RESTORE_REPLAY_DISK_BUDGET_MB": str(args.budget_mb)})
     steps: dict[str, float] = {}
 
     def timed(name: str, fn: Any) -> Any:
@@ -142,31 +153,41 @@ def _child(args: argparse.Namespace) -> None:
         total = time.monotonic() - t0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({"total_s": total, "steps": steps, "rss_mb": own, "child_rss_mb": kids,
-                      "disk_mb": entry["size"] / 1024 / 1024, "warnings": result["warnings"],
-                      "counted_tables": result["tables_counted"], "counts_complete": result["archive_counts_complete"]
+    print(json.dumps({"total_s": total, "steps": steps, "rss_mb": own, "child_rss_mb": kids, "load": result["load"],
+                      "disk_mb": entry["size"] / 1024 / 1024 if result["load"] == "download" else 0.0,
+                      "warnings": result["warnings"], "counted_tables": result["tables_counted"],
+                      "counts_complete": result["archive_counts_complete"], "rows": entry["archive_counts"]["rows"]
                       }), flush=True)
 
 
-def _product(target: PgCluster, archive_path: Path, db: str, jobs: int, workdir: Path) -> dict[str, Any]:
+def _product(target: PgCluster, archive_path: Path, db: str, jobs: int, workdir: Path,
+             budget_mb: int = 1 << 20) -> dict[str, Any]:
     out = subprocess.run([sys.executable, "-m", "bench.replay", "--child", "--archive", str(archive_path), "--db", db,
                           "--target", f"{target.host}:{target.port}", "--bindir", str(target.bindir), "--jobs",
-                          str(jobs), "--workdir", str(workdir)], capture_output=True, text=True, check=False,
-                         env={**os.environ, "PGPASSWORD": ""})
+                          str(jobs), "--workdir", str(workdir), "--budget-mb", str(budget_mb)],
+                         capture_output=True, text=True, check=False, env={**os.environ, "PGPASSWORD": ""})
     if out.returncode != 0:
         raise RuntimeError(f"product replay failed: {out.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
 
 
-def _reference(target: PgCluster, archive_path: Path, db: str, jobs: int) -> dict[str, Any]:
+def _reference(target: PgCluster, archive_path: Path, db: str, jobs: int, piped: bool = False) -> dict[str, Any]:
     _psql(target, "postgres", f'CREATE DATABASE "{db}"')
     args = [str(target.bindir / "pg_restore"), "--no-owner", "-d", target.dsn(db)]
     if jobs > 1:
         args.append(f"--jobs={jobs}")
     t0 = time.monotonic()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    subprocess.run([*args, str(archive_path)], check=True, capture_output=True)
+    if piped:  # through a real pipe (a regular file on stdin is seekable: pg_restore would not read it as a stream)
+        cat = subprocess.Popen(["cat", str(archive_path)], stdout=subprocess.PIPE)
+        subprocess.run(args, check=True, capture_output=True, stdin=cat.stdout)
+        assert cat.stdout is not None
+        cat.stdout.close()
+        if cat.wait() != 0:
+            raise RuntimeError(f"cat {archive_path} failed")
+    else:
+        subprocess.run([*args, str(archive_path)], check=True, capture_output=True)
     return {"total_s": time.monotonic() - t0,
             "child_rss_mb": max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024}
 
@@ -178,17 +199,21 @@ def _drop(target: PgCluster, db: str) -> None:
 # ------------------------------------------------------------------------------------------------ scenario
 def _round(target: PgCluster, archives: dict[str, Path], jobs: int, i: int, work: Path,
            runs: dict[str, list[dict[str, Any]]]) -> None:
-    order = [("product", "seekable"), ("reference", "seekable"), ("product", "stream"), ("reference", "stream")]
+    order = [(who, kind) for kind in KINDS for who in ("product", "reference")]
     if i % 2:
         order.reverse()
     for who, kind in order:
         db = f"r{i}_{who}_{kind}"
+        archive_path = archives["seekable" if kind == "seekable" else "stream"]
         if who == "product":
-            res = _product(target, archives[kind], db, jobs, work)
+            res = _product(target, archive_path, db, jobs, work, budget_mb=0 if kind == "piped" else 1 << 20)
         else:
-            res = _reference(target, archives[kind], db, jobs if kind == "seekable" else 1)
+            res = _reference(target, archive_path, db, jobs if kind == "seekable" else 1, piped=kind == "piped")
         runs[f"{who}-{kind}"].append(res)
-        print(f"[replay] round {i + 1} {who:<9} {kind:<8} {res['total_s']:.1f}s", flush=True)
+        steps = json.dumps({k: round(v, 1) for k, v in res.get("steps", {}).items()})
+        extra = (f" rss {res['rss_mb']:.0f} MB, pg_restore rss {res['child_rss_mb']:.0f} MB, disk "
+                 f"{res['disk_mb']:.0f} MB, load {res['load']}, steps {steps}" if who == "product" else "")
+        print(f"[replay] round {i + 1} {who:<9} {kind:<8} {res['total_s']:.1f}s{extra}", flush=True)
         _drop(target, db)
 
 
@@ -197,18 +222,24 @@ def _summary(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     out: dict[str, Any] = {"median_s": med}
     out["ratio_seekable"] = med["product-seekable"] / med["reference-seekable"]
     out["ratio_stream"] = med["product-stream"] / med["reference-stream"]
+    out["ratio_piped"] = med["product-piped"] / med["reference-piped"]
     steps: dict[str, dict[str, float]] = {}
-    for kind in ("seekable", "stream"):
+    for kind in KINDS:
         product = runs[f"product-{kind}"]
         names = sorted({n for r in product for n in r["steps"]})
         steps[kind] = {n: percentile([r["steps"].get(n, 0.0) for r in product], 50) for n in names}
     out["steps_median_s"] = steps
-    product_all = runs["product-seekable"] + runs["product-stream"]
+    product_all = [r for kind in KINDS for r in runs[f"product-{kind}"]]
     out["replay_rss_mb_max"] = max(r["rss_mb"] for r in product_all)
+    out["replay_rss_mb_by_kind"] = {kind: max(r["rss_mb"] for r in runs[f"product-{kind}"]) for kind in KINDS}
     out["pg_restore_rss_mb_max"] = max(r["child_rss_mb"] for r in product_all)
     out["disk_mb"] = max(r["disk_mb"] for r in product_all)
+    out["disk_mb_by_kind"] = {kind: max(r["disk_mb"] for r in runs[f"product-{kind}"]) for kind in KINDS}
+    out["piped_counts_equal_file_counts"] = all(r["rows"] == runs["product-stream"][0]["rows"]
+                                                for r in runs["product-piped"])
     out["pass_seekable"] = out["ratio_seekable"] <= GOAL_SEEKABLE
     out["pass_stream"] = out["ratio_stream"] <= GOAL_STREAM
+    out["pass_piped"] = out["ratio_piped"] <= GOAL_STREAM
     out["pass_rss"] = out["replay_rss_mb_max"] <= GOAL_RSS_MB
     return out
 
@@ -221,6 +252,9 @@ def _table(mb: int, jobs: int, s: dict[str, Any]) -> str:
          f"≤ {GOAL_SEEKABLE}×", verdict(s["pass_seekable"])],
         ["stream (no data offsets)", f"{m['product-stream']:.1f} s", f"{m['reference-stream']:.1f} s (pg_restore)",
          f"{s['ratio_stream']:.2f}×", f"≤ {GOAL_STREAM}×", verdict(s["pass_stream"])],
+        ["stream piped into pg_restore (disk budget 0)", f"{m['product-piped']:.1f} s",
+         f"{m['reference-piped']:.1f} s (cat | pg_restore)", f"{s['ratio_piped']:.2f}×", f"≤ {GOAL_STREAM}×",
+         verdict(s["pass_piped"])],
         ["replay process peak RSS", f"{s['replay_rss_mb_max']:.0f} MB", "", "", f"≤ {GOAL_RSS_MB} MB",
          verdict(s["pass_rss"])],
     ]
@@ -229,8 +263,9 @@ def _table(mb: int, jobs: int, s: dict[str, Any]) -> str:
     return (f"Replay of a {mb} MB database, median of the rounds\n\n"
             + md_table(["case", "product", "reference", "ratio", "goal", "verdict"], rows)
             + "\n\nProduct steps (median)\n\n" + "\n".join("- " + ": ".join([r[0], ", ".join(r[1:])]) for r in steps)
-            + f"\n\npg_restore peak RSS {s['pg_restore_rss_mb_max']:.0f} MB; temporary disk {s['disk_mb']:.0f} MB "
-              "(the archive, downloaded whole)\n")
+            + f"\n\nreplay peak RSS by case (MB): {s['replay_rss_mb_by_kind']}; pg_restore peak RSS "
+              f"{s['pg_restore_rss_mb_max']:.0f} MB; temporary disk by case (MB): {s['disk_mb_by_kind']}; piped row "
+              f"counts equal the downloaded file's: {s['piped_counts_equal_file_counts']}\n")
 
 
 def run(*, mb: int = 1024, rounds: int = 3, jobs: int = 2, workdir: Path | None = None,
@@ -243,9 +278,8 @@ def run(*, mb: int = 1024, rounds: int = 3, jobs: int = 2, workdir: Path | None 
         target.start()
         archives = _prepare(src, base, mb)
         src.stop()
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in
-                                                 ("product-seekable", "reference-seekable", "product-stream",
-                                                  "reference-stream")}
+        runs: dict[str, list[dict[str, Any]]] = {f"{who}-{kind}": [] for kind in KINDS
+                                                 for who in ("product", "reference")}
         for i in range(rounds):
             _round(target, archives, jobs, i, base, runs)
         summary = _summary(runs)
@@ -270,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bindir")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--workdir")
+    p.add_argument("--budget-mb", type=int, default=1 << 20, help=argparse.SUPPRESS)
     p.add_argument("--mb", type=int, default=1024)
     p.add_argument("--rounds", type=int, default=3)
     a = p.parse_args(argv)

@@ -121,6 +121,9 @@ param replayJobs string = ''
 @description('RESTORE_REPLAY_LEASE_SECONDS: fenced lease of a running replay. Empty: code default.')
 param replayLeaseSeconds string = ''
 
+@description('RESTORE_REPLAY_DISK_BUDGET_MB: temporary disk (MB) a replay may use to download an archive; a larger archive is streamed into pg_restore (single-threaded). Empty: code default (6144: the 8 GiB ephemeral storage of a replica over 1 vCPU, minus headroom).')
+param replayDiskBudgetMb string = ''
+
 @description('RESTORE_VERIFY_COUNT_BUDGET_MB: archive bytes the replay may read again to count rows. Empty: code default.')
 param verifyCountBudgetMb string = ''
 
@@ -404,6 +407,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_REPLAY_JOBS: replayJobs
   RESTORE_REPLAY_WORKDIR: replayWorkdir
   RESTORE_REPLAY_LEASE_SECONDS: replayLeaseSeconds
+  RESTORE_REPLAY_DISK_BUDGET_MB: replayDiskBudgetMb
   // Empty = the code default 2: replays loading into one target server at a time.
   RESTORE_REPLAY_MAX_PER_SERVER: ''
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'

@@ -19,7 +19,10 @@ Contracts (SDK-free, no I/O beyond the local file a caller names):
   archive version (a client reads every version up to the one its pg_dump writes).
 * :func:`count_rows` counts COPY rows of table data inside a custom archive (works with and without data offsets),
   reading at most ``budget_bytes`` of table data; gzip-compressed or uncompressed data only (lz4/zstd need libraries
-  we do not ship: the result says so instead of guessing).
+  we do not ship: the result says so instead of guessing). :func:`count_rows_stream` does the same from the archive's
+  bytes as they pass by (chunks of any size, read once, forward only: the replay tees what it streams into
+  pg_restore). Memory is bounded whatever the archive: data chunks are read and inflated in pieces of at most
+  1 MiB / 4 MiB, never whole.
 * :func:`plain_sql_objects` summarises a plain-SQL database dump from pg_dump's ``-- Name: …; Type: …; Schema: …``
   comment headers, so plain dumps get the same plan as archives.
 """
@@ -31,10 +34,11 @@ import io
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO
+from typing import Protocol
 
 MAGIC = b"PGDMP"
 MIN_VERSION = (1, 12, 0)
@@ -190,10 +194,75 @@ _CLUSTER_DUMP_COMPLETE = "-- PostgreSQL database cluster dump complete"
 # ---------------------------------------------------------------- binary reader
 
 
+class _Stream(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
+
+
+class ChunkStream:
+    """A forward-only byte stream over ``chunks`` (an archive's bytes as they pass by, in pieces of any size).
+
+    ``read`` returns fewer bytes only at the end; ``seek`` only skips forward (``io.SEEK_CUR``) without copying.
+    It holds one chunk and the bytes of one read at most.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._buf = b""
+        self._off = 0
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _next(self) -> bytes:
+        for chunk in self._chunks:
+            if chunk:
+                return bytes(chunk)
+        return b""
+
+    def read(self, n: int, /) -> bytes:
+        avail = len(self._buf) - self._off
+        if n <= avail:
+            data = self._buf[self._off:self._off + n]
+            self._off += n
+            self._pos += n
+            return data
+        parts, have = [self._buf[self._off:]], avail
+        self._buf, self._off = b"", 0
+        while have < n and (chunk := self._next()):
+            take = min(len(chunk), n - have)
+            parts.append(chunk[:take] if take < len(chunk) else chunk)
+            have += take
+            if take < len(chunk):
+                self._buf, self._off = chunk, take
+        self._pos += have
+        return b"".join(parts)
+
+    def seek(self, offset: int, whence: int = io.SEEK_CUR, /) -> int:
+        if whence != io.SEEK_CUR or offset < 0:
+            raise io.UnsupportedOperation("a streamed archive is read forward only")
+        while offset > 0:
+            avail = len(self._buf) - self._off
+            if offset <= avail:
+                self._off += offset
+                self._pos += offset
+                break
+            self._pos += avail
+            offset -= avail
+            self._buf, self._off = self._next(), 0
+            if not self._buf:
+                break
+        return self._pos
+
+
 class _Reader:
     """pg_dump's ReadInt/ReadStr/ReadOffset over a binary stream; short reads raise ArchiveTooShort."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: _Stream) -> None:
         self.stream = stream
         self.int_size = 4
         self.off_size = 8
@@ -374,7 +443,7 @@ def read_header(data: bytes) -> ArchiveHeader:
     return _read_header(_Reader(io.BytesIO(data)))
 
 
-def _parse(stream: BinaryIO) -> ArchiveToc:
+def _parse(stream: _Stream) -> ArchiveToc:
     r = _Reader(stream)
     header = _read_header(r)
     count = r.i()
@@ -487,14 +556,27 @@ def count_rows(path: str | Path, tables: list[tuple[str, str]] | None, budget_by
     Reads at most ``budget_bytes`` of (compressed) table data; past the budget the tables not yet counted land in
     ``skipped`` with ``complete=False``. Data blocks are found by walking the file (works without data offsets).
     """
-    toc = read_toc(path)
+    with open(path, "rb") as f:
+        return _count(f, tables, budget_bytes)
+
+
+def count_rows_stream(chunks: Iterable[bytes], tables: list[tuple[str, str]] | None,
+                      budget_bytes: int) -> RowCounts:
+    """:func:`count_rows` over an archive's bytes read once, in order (e.g. teed from what pg_restore is fed).
+
+    Stops reading as soon as every wanted table is counted or the budget is spent (the caller drains the rest). A
+    header or TOC that is not readable raises like :func:`read_toc`; data that ends early is reported in ``skipped``.
+    """
+    return _count(ChunkStream(chunks), tables, budget_bytes)
+
+
+def _count(stream: _Stream, tables: list[tuple[str, str]] | None, budget_bytes: int) -> RowCounts:
+    toc = _parse(stream)
     wanted = _wanted_entries(toc, tables)
     result, why = RowCounts(), ""
     _skip_unreadable(toc, wanted, result)
     if wanted:
-        with open(path, "rb") as f:
-            f.seek(toc.toc_end)
-            why = _walk_blocks(_Reader(f), toc, wanted, budget_bytes, result)
+        why = _walk_blocks(_Reader(stream), toc, wanted, budget_bytes, result)
     for entry in wanted.values():
         result.skipped[(entry.namespace, entry.tag)] = why
         result.complete = False
@@ -546,20 +628,34 @@ def _walk_blocks(r: _Reader, toc: ArchiveToc, wanted: dict[int, TocEntry], budge
     return ""
 
 
+_PIECE = 1 << 20  # bytes of one data chunk read at a time
+_INFLATE_MAX = 4 << 20  # bytes of inflated COPY text held at a time
+
+
 def _count_block(r: _Reader, gz: bool, budget: int, result: RowCounts) -> int:
     """Rows = newlines of the COPY text, minus pg_dump's ``\\.`` terminator lines when the data carries them."""
     inflate = zlib.decompressobj() if gz else None
     lines, tail = 0, b""
-    for chunk in _ChunkIter(r):
-        result.bytes_read += len(chunk)
+    for piece in _ChunkIter(r):
+        result.bytes_read += len(piece)
         if result.bytes_read > budget:
             raise _BudgetExceeded
-        text = inflate.decompress(chunk) if inflate else chunk
-        lines, tail = lines + text.count(b"\n"), (tail + text)[-16:]
+        for text in _inflated(inflate, piece):
+            lines, tail = lines + text.count(b"\n"), (tail + text[-16:])[-16:]
     if inflate:
         rest = inflate.flush()
-        lines, tail = lines + rest.count(b"\n"), (tail + rest)[-16:]
+        lines, tail = lines + rest.count(b"\n"), (tail + rest[-16:])[-16:]
     return lines - _terminator_lines(tail)
+
+
+def _inflated(inflate: zlib._Decompress | None, data: bytes) -> Iterator[bytes]:
+    """``data`` inflated in pieces of at most 4 MiB (a small compressed chunk may inflate to gigabytes)."""
+    if inflate is None:
+        yield data
+        return
+    while data:
+        yield inflate.decompress(data, _INFLATE_MAX)
+        data = inflate.unconsumed_tail
 
 
 def _terminator_lines(tail: bytes) -> int:
@@ -571,19 +667,23 @@ def _terminator_lines(tail: bytes) -> int:
 
 
 class _ChunkIter:
-    """Data chunks of one block: ReadInt length + bytes, ended by a zero length."""
+    """Data of one block in pieces of at most 1 MiB: chunks of ReadInt length + bytes, ended by a zero length."""
 
     def __init__(self, r: _Reader) -> None:
         self.r = r
+        self.left = 0
 
     def __iter__(self) -> _ChunkIter:
         return self
 
     def __next__(self) -> bytes:
-        size = self.r.i()
-        if size <= 0:
-            raise StopIteration
-        return self.r.take(size)
+        if self.left <= 0:
+            self.left = self.r.i()
+            if self.left <= 0:
+                raise StopIteration
+        piece = self.r.take(min(self.left, _PIECE))
+        self.left -= len(piece)
+        return piece
 
 
 def _skip_chunks(r: _Reader) -> None:

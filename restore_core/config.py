@@ -79,6 +79,7 @@ REPLAY_JOBS = "RESTORE_REPLAY_JOBS"
 REPLAY_WORKDIR = "RESTORE_REPLAY_WORKDIR"
 REPLAY_LEASE_SECONDS = "RESTORE_REPLAY_LEASE_SECONDS"
 REPLAY_MAX_PER_SERVER = "RESTORE_REPLAY_MAX_PER_SERVER"
+REPLAY_DISK_BUDGET_MB = "RESTORE_REPLAY_DISK_BUDGET_MB"
 PG_BINDIR = "RESTORE_PG_BINDIR"
 VERIFY_COUNT_BUDGET_MB = "RESTORE_VERIFY_COUNT_BUDGET_MB"
 DATABASE_SUFFIX = "RESTORE_DATABASE_SUFFIX"
@@ -142,6 +143,7 @@ DEFAULTS: Mapping[str, str] = {
     REPLAY_JOBS: "2",
     REPLAY_LEASE_SECONDS: "300",
     REPLAY_MAX_PER_SERVER: "2",
+    REPLAY_DISK_BUDGET_MB: "6144",
     VERIFY_COUNT_BUDGET_MB: "1024",
     DATABASE_SUFFIX: "_restored",
     CHECK_ROLE: "restore_checks",
@@ -167,7 +169,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
     ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
-    REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER,
+    REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER, REPLAY_DISK_BUDGET_MB,
     REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX, CHECK_ROLE,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
     DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
@@ -249,6 +251,8 @@ class ServerRestoreSettings:
     replay_lease_seconds: float = 300.0
     #: at most this many replays load into one target server at a time (the others wait for a slot)
     replay_max_per_server: int = 2
+    #: temporary disk (MB) the replay may use for an archive; a larger one is streamed into pg_restore/psql
+    replay_disk_budget_mb: float = 6144.0
     pg_bindir: str | None = None
     verify_count_budget_mb: float = 1024.0
     database_suffix: str = "_restored"
@@ -605,6 +609,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         replay_workdir=_get(env, REPLAY_WORKDIR),
         replay_lease_seconds=_number(env, REPLAY_LEASE_SECONDS, minimum=5),
         replay_max_per_server=int(_number(env, REPLAY_MAX_PER_SERVER, minimum=1)),
+        replay_disk_budget_mb=_number(env, REPLAY_DISK_BUDGET_MB, minimum=0),
         pg_bindir=_get(env, PG_BINDIR),
         verify_count_budget_mb=_number(env, VERIFY_COUNT_BUDGET_MB, minimum=0),
         database_suffix=suffix,

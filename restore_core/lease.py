@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Self
 
 from . import telemetry
 from .deps import Deps
@@ -85,15 +86,16 @@ def release(deps: Deps, lease: Lease) -> None:
         deps.store.delete_meta(KIND, lease.restore_id)
 
 
-class Heartbeat:
-    """Renews ``lease`` in a background thread while the work runs."""
+class Periodic:
+    """Calls ``beat`` every ``interval`` seconds in a daemon thread while the ``with`` block runs; a ``beat`` that
+    returns False ends the beats. Exceptions of ``beat`` are logged as ``what`` and retried at the next beat."""
 
-    def __init__(self, deps: Deps, lease: Lease, rec: RestoreRecord, on_lost: Callable[[], None]) -> None:
-        self.deps, self.lease, self.rec, self.on_lost = deps, lease, rec, on_lost
+    def __init__(self, name: str, interval: float, beat: Callable[[], bool | None], what: str) -> None:
+        self.interval, self.beat, self.what = interval, beat, what
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"lease-{rec.id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> Heartbeat:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -102,14 +104,25 @@ class Heartbeat:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        interval = max(1.0, self.lease.seconds / 3)
-        while not self._stop.wait(interval):
+        while not self._stop.wait(self.interval):
             try:
-                ok = renew(self.deps, self.lease, self.rec)
-            except Exception as exc:  # noqa: BLE001 - a missed renewal is retried at the next beat
-                log.warning("could not renew the replay lease of %s: %s", self.rec.id, exc)
-                continue
-            if not ok:
-                log.error("replay lease of %s was taken over by another runner; stopping", self.rec.id)
-                self.on_lost()
-                return
+                if self.beat() is False:
+                    return
+            except Exception as exc:  # noqa: BLE001 - a missed beat is retried at the next one
+                log.warning("could not %s: %s", self.what, exc)
+
+
+class Heartbeat(Periodic):
+    """Renews ``lease`` in a background thread while the work runs; calls ``on_lost`` once when it was taken over."""
+
+    def __init__(self, deps: Deps, lease: Lease, rec: RestoreRecord, on_lost: Callable[[], None]) -> None:
+        self.deps, self.lease, self.rec, self.on_lost = deps, lease, rec, on_lost
+        super().__init__(f"lease-{rec.id}", max(1.0, lease.seconds / 3), self._renew,
+                         f"renew the replay lease of {rec.id}")
+
+    def _renew(self) -> bool:
+        if renew(self.deps, self.lease, self.rec):
+            return True
+        log.error("replay lease of %s was taken over by another runner; stopping", self.rec.id)
+        self.on_lost()
+        return False

@@ -17,40 +17,26 @@ Exit codes: 0 done (or no message waiting), 1 the stage raised (the message will
 from __future__ import annotations
 
 import sys
-import threading
 from typing import Any
 
-from . import pipeline, runtime, telemetry
+from . import lease, pipeline, runtime, telemetry
 from .models import Stage
 from .stages import registry
 
 log = telemetry.get_logger("replay.job")
 
 
-class _Renewer:
+class _Renewer(lease.Periodic):
     """Keeps the received message hidden while the replay runs (every third of the visibility time)."""
 
     def __init__(self, client: Any, msg: Any, seconds: int) -> None:
         self.client, self.msg, self.seconds = client, msg, seconds
         self.pop_receipt = msg.pop_receipt
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="replay-visibility", daemon=True)
+        super().__init__("replay-visibility", max(1.0, seconds / 3), self._hide, f"keep replay message {msg.id} hidden")
 
-    def __enter__(self) -> _Renewer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(max(1.0, self.seconds / 3)):
-            try:
-                updated = self.client.update_message(self.msg.id, self.pop_receipt, visibility_timeout=self.seconds)
-                self.pop_receipt = updated.pop_receipt
-            except Exception as exc:  # noqa: BLE001 - retried at the next beat; the lease fences the work anyway
-                log.warning("could not keep replay message %s hidden: %s", self.msg.id, exc)
+    def _hide(self) -> None:
+        updated = self.client.update_message(self.msg.id, self.pop_receipt, visibility_timeout=self.seconds)
+        self.pop_receipt = updated.pop_receipt
 
 
 def _take(settings: Any, seconds: int) -> tuple[Stage, str, Any, Any] | None:

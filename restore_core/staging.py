@@ -89,6 +89,10 @@ class StagingArea(Protocol):
 
     def download_to(self, name: str, path: Path) -> int: ...
 
+    def chunks(self, name: str) -> Iterator[bytes]:
+        """The blob's bytes in order, a bounded chunk at a time (the replay streams them into pg_restore)."""
+        ...
+
     def put_json(self, name: str, value: dict[str, Any]) -> None: ...
 
     def get_json(self, name: str) -> dict[str, Any] | None: ...
@@ -113,6 +117,11 @@ class BlobStagingArea:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:
             return int(self._c.download_blob(name, max_concurrency=4).readinto(fh))
+
+    def chunks(self, name: str) -> Iterator[bytes]:
+        # one request at a time: the first of up to 32 MiB, then 4 MiB each (the SDK's default get sizes); the
+        # SDK retries a broken chunk itself, an error past its retries is raised to the caller
+        yield from self._c.download_blob(name, max_concurrency=1).chunks()
 
     def put_json(self, name: str, value: dict[str, Any]) -> None:
         self._c.upload_blob(name, json.dumps(value, sort_keys=True).encode(), overwrite=True)

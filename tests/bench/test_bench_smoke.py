@@ -49,11 +49,20 @@ def test_replay_bench_times_the_products_replay_beside_plain_pg_restore(tmp_path
 
     data = replay.run(mb=4, rounds=1, jobs=2, workdir=tmp_path / "w", results=tmp_path / "r")
     saved = json.loads((tmp_path / "r" / "replay.json").read_text())
-    for case in ("product-seekable", "reference-seekable", "product-stream", "reference-stream"):
+    for case in ("product-seekable", "reference-seekable", "product-stream", "reference-stream", "product-piped",
+                 "reference-piped"):
         assert len(saved["runs"][case]) == 1 and saved["runs"][case][0]["total_s"] > 0
     for kind in ("seekable", "stream"):
         steps = saved["steps_median_s"][kind]
         assert {"download", "prepare", "pg_restore", "archive_counts"} <= set(steps)
+    # the disk budget (0) is smaller than the archive: streamed into pg_restore, no temporary disk, same counts
+    (piped,) = saved["runs"]["product-piped"]
+    assert piped["load"] == "stream" and piped["disk_mb"] == 0 and "download" not in piped["steps"]
+    assert saved["runs"]["product-seekable"][0]["load"] == "download"
+    assert piped["counts_complete"] and piped["rows"] == saved["runs"]["product-stream"][0]["rows"]
+    assert sum(piped["rows"].values()) > 0 and saved["piped_counts_equal_file_counts"] is True
+    assert saved["ratio_piped"] == pytest.approx(saved["median_s"]["product-piped"] /
+                                                 saved["median_s"]["reference-piped"])
     assert saved["ratio_seekable"] == pytest.approx(saved["median_s"]["product-seekable"] /
                                                     saved["median_s"]["reference-seekable"])
     assert saved["replay_rss_mb_max"] > 0 and saved["disk_mb"] > 0

@@ -50,3 +50,15 @@ def test_complexity_rule_is_on_with_no_escapes() -> None:
                if not {".venv", "node_modules", ".local"} & set(p.relative_to(ROOT).parts)
                for n, line in enumerate(p.read_text().splitlines(), start=1) if NOQA_C901 in line]
     assert not escapes, escapes
+
+
+def test_every_setting_the_app_reads_is_in_the_readmes_configuration_table() -> None:
+    """A setting added to restore_core/config.py without a README row is invisible to whoever deploys the app. Queue
+    names may use the table's shorthand (`RESTORE_QUEUE_REQUESTS`, `_VALIDATE`, …)."""
+    from restore_core import config
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Configuration"):readme.index("## Deploying to Azure")]
+    missing = [s for s in config.ALL_SETTINGS
+               if f"`{s}`" not in table and f"`{s.removeprefix('RESTORE_QUEUE')}`" not in table]
+    assert missing == []

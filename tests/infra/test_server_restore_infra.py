@@ -112,7 +112,8 @@ def test_server_restore_settings_have_the_deployed_values(main: dict[str, Any]) 
     assert settings["RESTORE_REPLAY_WORKDIR"] == "replayWorkdir" and _var(main, "replayWorkdir") == "/mnt/replay"
     assert _module_params(main, "replayJob")["workdir"] == "replayWorkdir"
     for name in ("RESTORE_POSTGRES_HOST_SUFFIX", "RESTORE_POSTGRES_SSLMODE", "RESTORE_REPLAY_JOBS",
-                 "RESTORE_REPLAY_LEASE_SECONDS", "RESTORE_VERIFY_COUNT_BUDGET_MB", "RESTORE_DATABASE_SUFFIX"):
+                 "RESTORE_REPLAY_LEASE_SECONDS", "RESTORE_VERIFY_COUNT_BUDGET_MB", "RESTORE_DATABASE_SUFFIX",
+                 "RESTORE_REPLAY_DISK_BUDGET_MB"):
         param = settings[name]
         assert main["parameters"][param]["default"] == "", f"{name}: empty default = the code default"
 

@@ -172,6 +172,18 @@ def test_count_rows_of_real_archives(dumps: dict[str, Path], kind: str) -> None:
     assert not part.complete and set(part.skipped) | set(part.rows) == set(EXPECTED_ROWS)
 
 
+@pytest.mark.parametrize("kind", ["custom", "stream"])
+@pytest.mark.parametrize("size", [1, 13, 65536])
+def test_counts_teed_from_a_real_archive_stream_equal_the_files(dumps: dict[str, Path], kind: str, size: int) -> None:
+    """gzip data split anywhere (inside chunk lengths, inside compressed data) counts the same as from the file."""
+    data = dumps[kind].read_bytes()
+    by_file = archive.count_rows(dumps[kind], None, 10**7)
+    by_stream = archive.count_rows_stream((data[i:i + size] for i in range(0, len(data), size)), None, 10**7)
+    assert archive.read_toc(dumps[kind]).header.compression == "gzip"
+    assert by_stream.rows == by_file.rows == EXPECTED_ROWS and by_stream.complete
+    assert by_stream.bytes_read == by_file.bytes_read
+
+
 def test_plain_dump_summary(dumps: dict[str, Path]) -> None:
     s = archive.plain_sql_objects(dumps["plain"].read_text())
     assert s.copy_rows == EXPECTED_ROWS

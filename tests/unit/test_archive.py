@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import io
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pgdumplib
@@ -288,3 +291,63 @@ def test_plain_sql_objects() -> None:
     assert s.copy_rows == {("inv", "items"): 3, ("public", 'Weird "T"'): 0}
     assert s.summary()["copy_rows"] == [{"schema": "inv", "name": "items", "rows": 3},
                                         {"schema": "public", "name": 'Weird "T"', "rows": 0}]
+
+
+# ---------------------------------------------------------------- row counts from a stream
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096, 10**9])
+def test_counts_from_a_stream_equal_counts_from_the_file_whatever_the_chunk_size(tmp_path: Path, size: int) -> None:
+    path = make_archive(tmp_path / "a.dump", rows=3000)
+    by_file = a.count_rows(path, None, 10**6)
+    by_stream = a.count_rows_stream(_pieces(path.read_bytes(), size), None, 10**6)
+    assert by_stream.rows == by_file.rows == {("public", "items"): 3000}
+    assert by_stream.complete and by_stream.bytes_read == by_file.bytes_read
+
+
+def test_counts_from_a_stream_stop_reading_when_done_and_keep_the_budget(tmp_path: Path) -> None:
+    data = make_archive(tmp_path / "a.dump", rows=5000).read_bytes()
+    pulled: list[int] = []
+
+    def chunks() -> Iterator[bytes]:
+        for piece in _pieces(data, 100):
+            pulled.append(len(piece))
+            yield piece
+
+    r = a.count_rows_stream(chunks(), None, 100)
+    assert r.rows == {} and not r.complete and "budget" in r.skipped[("public", "items")]
+    assert sum(pulled) < len(data)  # stopped at the budget, did not read on to the end
+
+
+def test_counts_from_a_stream_that_ends_early_are_partial(tmp_path: Path) -> None:
+    data = make_archive(tmp_path / "a.dump", rows=5000).read_bytes()
+    r = a.count_rows_stream(_pieces(data[: a.read_toc_prefix(data).toc_end + 200], 64), None, 10**6)
+    assert not r.complete and ("public", "items") in r.skipped
+    with pytest.raises(a.ArchiveTooShort):
+        a.count_rows_stream(_pieces(data[:100], 10), None, 10**6)
+
+
+def test_chunk_stream_reads_and_skips_forward_only() -> None:
+    s = a.ChunkStream([b"abc", b"", b"defg", b"h"])
+    assert s.read(2) == b"ab" and s.tell() == 2
+    assert s.seek(3) == 5 and s.read(10) == b"fgh" and s.tell() == 8
+    assert s.read(1) == b""
+    with pytest.raises(io.UnsupportedOperation):
+        s.seek(0, io.SEEK_SET)
+
+
+def test_a_small_compressed_chunk_is_inflated_in_bounded_pieces() -> None:
+    bomb = zlib.compress(b"\n" * (64 << 20), 9)  # 64 MiB of newlines in ~64 KiB
+    pieces = list(a._inflated(zlib.decompressobj(), bomb))
+    assert max(len(p) for p in pieces) <= 4 << 20 and len(pieces) >= 16
+    assert sum(p.count(b"\n") for p in pieces) == 64 << 20
+
+
+def test_a_large_data_chunk_is_read_in_pieces(tmp_path: Path) -> None:
+    r = a._Reader(io.BytesIO(b"\x00" + (3 << 20).to_bytes(4, "little") + b"x" * (3 << 20) + b"\x00" * 5))
+    pieces = list(a._ChunkIter(r))
+    assert [len(p) for p in pieces] == [1 << 20] * 3

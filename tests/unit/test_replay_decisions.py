@@ -37,6 +37,41 @@ def test_a_live_lease_of_the_same_attempt_is_held_and_an_expired_one_is_taken_ov
     assert lease.renew(h.deps, second, rec) is True and not second.lost.is_set()
 
 
+def test_periodic_beats_survive_an_exception_and_stop_when_a_beat_says_so() -> None:
+    calls: list[int] = []
+    done = threading.Event()
+
+    def beat() -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("storage blinked")  # logged, retried at the next beat
+        if len(calls) == 3:
+            done.set()
+            return False
+        return True
+
+    with lease.Periodic("t", 0.01, beat, "beat"):
+        assert done.wait(5)
+        threading.Event().wait(0.1)  # no beat after the one that said stop
+    assert len(calls) == 3
+
+
+def test_a_heartbeat_calls_on_lost_once_when_its_lease_was_taken_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Harness()
+    rec = _restore(h)
+    first = lease.acquire(h.deps, rec, 30)
+    h.clock.advance(31)
+    lease.acquire(h.deps, rec, 30)  # another runner took it over
+    lost = threading.Event()
+    lost_calls: list[int] = []
+    beat = lease.Heartbeat(h.deps, first, rec, on_lost=lambda: (lost_calls.append(1), lost.set()))
+    beat.interval = 0.01
+    with beat:
+        assert lost.wait(5)
+        threading.Event().wait(0.1)
+    assert lost_calls == [1] and first.lost.is_set()
+
+
 def test_a_renewal_moves_the_watchdogs_next_check_past_the_lease() -> None:
     h = Harness()
     rec = _restore(h)
