@@ -36,6 +36,7 @@ TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 
 # Azure defaults of the pipeline's timing settings (restore_core/config.py DEFAULTS), in real seconds.
 AZURE_POLL_MIN, AZURE_POLL_MAX, AZURE_TRIGGER_GRACE, AZURE_WATCHDOG_SECONDS = 30.0, 300.0, 660.0, 60.0
+AZURE_POLL_OVERDUE = 60.0
 
 
 class BenchError(RuntimeError):
@@ -49,6 +50,7 @@ def scaled_pipeline_settings(scale: float) -> dict[str, str]:
     every = max(1, round(AZURE_WATCHDOG_SECONDS / scale))
     return {"RESTORE_POLL_MIN_SECONDS": f"{max(AZURE_POLL_MIN / scale, 0.05):g}",
             "RESTORE_POLL_MAX_SECONDS": f"{max(AZURE_POLL_MAX / scale, 0.05):g}",
+            "RESTORE_POLL_OVERDUE_SECONDS": f"{max(AZURE_POLL_OVERDUE / scale, 0.05):g}",
             "RESTORE_TRIGGER_GRACE_SECONDS": f"{AZURE_TRIGGER_GRACE / scale:g}",
             "RESTORE_WATCHDOG_SCHEDULE": f"*/{every} * * * * *",
             "RESTORE_DEADLINE_HOURS": "48",

@@ -3,7 +3,8 @@
 Scenarios: cost, overhead (5/s), overhead-poll (5/s, what-if: host.json maxPollingInterval 2 s, the value
 before it became 0.25 s), overhead-1ps,
 overhead-1ps-poll (the same at 1/s), fleet, history, replay (the product's replay path against plain pg_restore of a
-~1 GB database, issue 17), replay-fleet (50 small restores into a server at once, issue 17).
+~1 GB database, issue 17), replay-fleet (50 small restores into a server at once, issue 17), notice (how late a
+job's end is noticed and ARM calls per restore, jobs of 5 min / 1 h / 8 h, cold and warm, issue 17).
 Full runs write ``bench/results/<name>.json`` + ``.md``
 (committed); ``--quick`` runs smaller sizes into ``bench/results/quick/`` (not the published numbers).
 ``--compare COMMIT``: the overhead scenarios also run COMMIT's app on the same stack, rounds alternating.
@@ -19,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from bench import cost, fleet, history, overhead, replay, replayfleet
+from bench import cost, fleet, history, notice, overhead, replay, replayfleet
 from bench.common import RESULTS
 
 FULL: dict[str, Callable[..., Any]] = {
@@ -35,6 +36,8 @@ FULL: dict[str, Callable[..., Any]] = {
     "history": lambda r: history.run(finished=100_000, ticks=20, results=r),
     "replay": lambda r: replay.run(mb=1024, rounds=3, jobs=2, results=r),
     "replay-fleet": lambda r: replayfleet.run(n=50, max_per_server=2, parallelism=3, results=r),
+    "notice": lambda r: notice.run(n=5, extra=(("1 h", "uneven", "PT1H", 60.0), ("1 h", "absent", "PT1H", 60.0)),
+                                   results=r),
 }
 QUICK: dict[str, Callable[..., Any]] = {
     "cost": lambda r: cost.run(warm=2, baseline=1, scale=120.0, results=r),
@@ -50,6 +53,7 @@ QUICK: dict[str, Callable[..., Any]] = {
     "history": lambda r: history.run(finished=10_000, ticks=10, results=r),
     "replay": lambda r: replay.run(mb=100, rounds=1, jobs=2, results=r),
     "replay-fleet": lambda r: replayfleet.run(n=10, max_per_server=2, parallelism=3, results=r),
+    "notice": lambda r: notice.run(n=2, durations=(("5 min", "PT5M", 10.0),), results=r),
 }
 
 

@@ -99,6 +99,7 @@ class RecoveryPointInfo:
     postgres_version: str | None = None
     state: str | None = None  # recoveryPointState: "Completed" | "Partial" (None: not reported)
     databases: tuple[str, ...] | None = None  # the point's metadata ``dbName`` (None: not reported)
+    size_bytes: int | None = None  # the point's metadata ``bytesTransferred`` / ``dataSourceSize`` (None: not given)
 
     @property
     def rehydrated(self) -> bool:
@@ -133,6 +134,8 @@ class JobInfo:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     recovery_point_id: str | None = None  # extendedInfo.sourceRecoverPoint.recoveryPointID
     subtasks: tuple[tuple[str, str], ...] = ()  # (taskName, taskStatus) of extendedInfo.subTasks
+    task_progress: str | None = None  # taskProgress of the last sub-task that reports one (format not documented)
+    transferred_bytes: float | None = None  # extendedInfo.dataTransferredInBytes (dataTransferedInBytes on the wire)
 
     def subtask_done(self, word: str) -> bool:
         """Whether a sub-task whose name contains ``word`` (case-insensitive) reports Completed."""

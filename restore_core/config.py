@@ -54,6 +54,8 @@ VAULTS = "RESTORE_VAULTS"
 DEADLINE_HOURS = "RESTORE_DEADLINE_HOURS"
 POLL_MIN_SECONDS = "RESTORE_POLL_MIN_SECONDS"
 POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
+#: Longest re-check interval while a restore job runs past the end its progress promised (notice delay bound).
+POLL_OVERDUE_SECONDS = "RESTORE_POLL_OVERDUE_SECONDS"
 MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
 TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
@@ -121,6 +123,7 @@ DEFAULTS: Mapping[str, str] = {
     DEADLINE_HOURS: "48",
     POLL_MIN_SECONDS: "30",
     POLL_MAX_SECONDS: "300",
+    POLL_OVERDUE_SECONDS: "60",
     MAX_DEQUEUE_COUNT: "5",
     ARM_MAX_RETRIES: "6",
     TRIGGER_GRACE_SECONDS: "660",
@@ -160,7 +163,8 @@ ALL_SETTINGS: tuple[str, ...] = (
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
-    RESTORE_PLANS, VAULTS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
+    RESTORE_PLANS, VAULTS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, POLL_OVERDUE_SECONDS,
+    MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
@@ -340,6 +344,8 @@ class Settings:
     drills: DrillSettings = DrillSettings()
     auth: AuthSettings = AuthSettings()
     alert_door: AlertDoorSettings = AlertDoorSettings()
+    #: RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end
+    poll_overdue_seconds: float = 60.0
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -414,6 +420,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     poll_max = _number(env, POLL_MAX_SECONDS, minimum=0.05)
     if poll_max < poll_min:
         raise SettingsError(f"{POLL_MAX_SECONDS} ({poll_max}) must be >= {POLL_MIN_SECONDS} ({poll_min})")
+    poll_overdue = _number(env, POLL_OVERDUE_SECONDS, minimum=0.05)
     exporter = str(_get(env, TELEMETRY_EXPORTER)).lower()
     if exporter not in TELEMETRY_EXPORTERS:
         raise SettingsError(f"{TELEMETRY_EXPORTER}={exporter!r}; choose one of {', '.join(TELEMETRY_EXPORTERS)}")
@@ -442,6 +449,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         deadline_hours=_number(env, DEADLINE_HOURS, minimum=0.001),
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
+        poll_overdue_seconds=poll_overdue,
         max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
         trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),

@@ -135,9 +135,10 @@ class LearningPolling(ARMPolling):
     polls that would only answer "Inprogress". The final state is read as the spec declares (``final-state-via:
     location``), except when the status document already names the job (the fast path)."""
 
-    def __init__(self, first_wait: float) -> None:
+    def __init__(self, first_wait: float, *, result_needed: bool = True) -> None:
         super().__init__(5, lro_options={"final-state-via": "location"})
         self._first_wait = first_wait
+        self._result_needed = result_needed
         self._waited = False
         self.status_polls = 0
         self.final_gets = 0
@@ -158,8 +159,8 @@ class LearningPolling(ARMPolling):
             self.status_polls += 1
         if _failed(self.status()):  # type: ignore[no-untyped-call]
             raise OperationFailed("Operation failed or canceled")
-        if self.status_polls and _status_job_id(self._pipeline_response):
-            return  # the status document names the job: it is the result (no final GET)
+        if self.status_polls and (not self._result_needed or _status_job_id(self._pipeline_response)):
+            return  # Succeeded is the whole answer (a validation), or the status document names the job: no final GET
         final_get_url = self._operation.get_final_get_url(self._pipeline_response)
         if final_get_url:
             self._pipeline_response = self.request_status(final_get_url)
@@ -277,7 +278,23 @@ def _rp_info(rp: Any) -> RecoveryPointInfo:
     rp_time = require(parse_time(rp.properties.recovery_point_time), "Azure gives every recovery point its time")
     return RecoveryPointInfo(rp.name or rp.properties.recovery_point_id, rp_time, tier, status,
                              parse_time(expiry), version,
-                             _plain(getattr(rp.properties, "recovery_point_state", None)), _databases_of(rp))
+                             _plain(getattr(rp.properties, "recovery_point_state", None)), _databases_of(rp),
+                             _size_of(rp))
+
+
+def _size_of(rp: Any) -> int | None:
+    """The point's size from its PostgreSQL metadata: ``bytesTransferred`` (what the backup moved), else
+    ``dataSourceSize``; None when neither is given (the metadata may be null)."""
+    for ds in getattr(rp.properties, "recovery_point_data_stores_details", None) or []:
+        try:
+            meta = json.loads(ds.meta_data) if ds.meta_data else None
+        except (TypeError, ValueError):
+            continue
+        for key in ("bytesTransferred", "dataSourceSize"):
+            value = meta.get(key) if isinstance(meta, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+                return int(value)
+    return None
 
 
 def _job_info(job: Any) -> JobInfo:
@@ -294,6 +311,8 @@ def _job_info(job: Any) -> JobInfo:
     source = getattr(ext, "source_recover_point", None) if ext is not None else None
     subtasks = tuple((str(t.task_name or ""), str(t.task_status or "")) for t in
                      (getattr(ext, "sub_tasks", None) or [])) if ext is not None else ()
+    running = [t for t in (getattr(ext, "sub_tasks", None) or []) if getattr(t, "task_progress", None)] \
+        if ext is not None else []
     return JobInfo(id=job.id or "", name=job.name or job_name(job.id or ""), status=str(_plain(p.status)),
                    operation=_plain(p.operation), operation_category=_plain(p.operation_category),
                    backup_instance_id=p.backup_instance_id,
@@ -301,7 +320,25 @@ def _job_info(job: Any) -> JobInfo:
                    start_time=parse_time(p.start_time), end_time=parse_time(p.end_time),
                    errors=errors, warnings=warnings,
                    recovery_point_id=getattr(source, "recovery_point_id", None) if source is not None else None,
-                   subtasks=subtasks)
+                   subtasks=subtasks, task_progress=str(running[-1].task_progress) if running else None,
+                   transferred_bytes=_transferred(ext))
+
+
+def _transferred(ext: Any) -> float | None:
+    """``extendedInfo`` bytes moved so far: the spec's ``dataTransferredInBytes`` or the real service's spelling
+    ``dataTransferedInBytes`` (the SDK maps only the former; its models keep the raw body's other keys)."""
+    if ext is None:
+        return None
+    value = getattr(ext, "data_transferred_in_bytes", None)
+    if value is None:
+        try:
+            value = ext.get("dataTransferedInBytes")
+        except AttributeError:  # an SDK model that does not keep its raw keys
+            value = None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _user_identities(identity: Any) -> dict[str, str]:
@@ -379,11 +416,12 @@ class DataProtection:
             self.meter.record(what, None)
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
-    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any]) -> Any:
-        """Run a long-running operation to its end; learn how long this kind takes (per process)."""
+    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *, result_needed: bool = True) -> Any:
+        """Run a long-running operation to its end; learn how long this kind takes (per process). Without
+        ``result_needed`` (a validation: its verdict is the status) the final result document is not read."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
-        polling = LearningPolling(expected or 0.0)
+        polling = LearningPolling(expected or 0.0, result_needed=result_needed)
         began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
         try:
@@ -525,7 +563,8 @@ class DataProtection:
         bi = parse_backup_instance_id(plan.backup_instance_id)
         request = validate_request(plan, rehydration)
         self._lro("validate", "validate restore", lambda p: self.client(bi.vault.subscription).backup_instances
-                  .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p))
+                  .begin_validate_for_restore(bi.vault.resource_group, bi.vault.vault, bi.name, request, polling=p),
+                  result_needed=False)
 
     def validate_cross_region_restore(self, plan: RestorePlan, source_region: str,
                                       rehydration: Rehydration | None = None) -> None:
@@ -533,7 +572,8 @@ class DataProtection:
         request = validate_cross_region_request(plan, source_region, rehydration)
         self._lro("validate-crr", "validate cross-region restore", lambda p: self.client(vault.subscription)
                   .backup_instances.begin_validate_cross_region_restore(vault.resource_group, plan.restore_location,
-                                                                        request, polling=p))
+                                                                        request, polling=p),
+                  result_needed=False)
 
     def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
         """Start the restore (with ``rehydration``: the one-request archive form); returns the job id."""

@@ -129,6 +129,8 @@ class RestoreRecord(BaseModel):
     polls: int = 0
     triggered_at: datetime | None = None
     expected_job_seconds: float | None = None
+    source_bytes: int | None = None  # the recovery point's size (its metadata), for the job's progress
+    job_progress: dict[str, Any] = Field(default_factory=dict)  # last progress seen: at, fraction, overdue checks
     #: how much older the restored point is than asked for (latest_before T: T - point; CRR: primary's newest - it)
     data_loss_gap_seconds: float | None = None
     staging: dict[str, Any] = Field(default_factory=dict)  # server targets: where the vault's files are staged

@@ -18,7 +18,7 @@ from .engine import Engine
 from .model import BadRequest
 from .replies import Reply
 from .timeutil import iso, parse_duration
-from .world import check_emulation_choices, check_files_layout
+from .world import check_emulation_choices, check_files_layout, check_job_progress
 
 #: ``PUT /admin/config`` duration keys -> the :class:`~.world.Settings` attribute they set.
 DURATIONS = {"lro_duration": "lro_duration", "restore_job_duration": "restore_job_duration",
@@ -52,6 +52,7 @@ class AdminApi:
             "integer_retry_after": self._set_integer_retry_after,
             "job_destination_format": self._set_job_destination_format,
             "files_layout": self._set_files_layout,
+            "job_progress": self._set_job_progress,
             "flexible_point_db_names": self._set_flexible_point_db_names,
             "rehydration_reported_on": self._set_rehydration_reported_on,
             "strict_identity_details": self._set_strict_identity_details,
@@ -195,6 +196,7 @@ class AdminApi:
                 "integer_retry_after": self.controls.integer_retry_after,
                 "job_destination_format": s.job_destination_format,
                 "files_layout": s.files_layout,
+                "job_progress": s.job_progress,
                 "flexible_point_db_names": s.flexible_point_db_names,
                 "rehydration_reported_on": list(s.rehydration_reported_on),
                 "strict_identity_details": s.strict_identity_details,
@@ -220,6 +222,9 @@ class AdminApi:
         if d.total_seconds() < 0:
             raise ValueError(f"{key}: give a non-negative ISO-8601 duration like PT1H")
         setattr(self.engine.settings, DURATIONS[key], d)
+
+    def _set_job_progress(self, key: str, value: Any) -> None:
+        self.engine.settings.job_progress = check_job_progress(value)
 
     def _set_integer_retry_after(self, key: str, value: Any) -> None:
         self.controls.integer_retry_after = _flag(key, value)

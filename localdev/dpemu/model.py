@@ -125,6 +125,17 @@ class Job:
     def _mode(self) -> str | None:
         return self.behaviour.mode if self.behaviour else None
 
+    def progress(self, now: datetime, mode: str) -> float | None:
+        """The share of the work a running job shows done (0..0.99; it never shows 100% before it ends), by the
+        emulator's ``job_progress`` choice: ``linear`` (even with time), ``uneven`` (half done in the first fifth of
+        the duration, stalled at 50% until 60% of it, then the rest), ``absent`` (None: nothing shown)."""
+        if mode == "absent":
+            return None
+        t = max(0.0, (now - self.start).total_seconds()) / max(self.duration.total_seconds(), 1e-9)
+        if mode == "uneven":
+            t = 2.5 * t if t < 0.2 else 0.5 if t < 0.6 else 0.5 + (t - 0.6) * 1.25
+        return min(max(t, 0.0), 0.99)
+
     def status(self, now: datetime) -> tuple[str, datetime | None]:
         half = self.start + self.duration / 2
         due = self.start + self.duration

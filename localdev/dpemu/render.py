@@ -93,7 +93,7 @@ def rp_json(settings: Settings, b: BackupInstance, rp: RecoveryPoint, now: datet
                        "postgresVersion": str(rp.postgres_version),
                        "dbName": _db_name(settings, b, rp),
                        "serverName": rp.server_name, "backupType": "Full", "backupDumpFormat": "CUSTOM",
-                       "bytesTransferred": sum(rp.files.values())})
+                       "bytesTransferred": sum(rp.files.values()), "dataSourceSize": sum(rp.files.values())})
     stores: list[dict[str, Any]] = []
     if rp.tier == "archive":
         status, expiry = rp.rehydration_status(now)
@@ -141,14 +141,19 @@ def job_json(world: World, job: Job, now: datetime) -> dict[str, Any]:
         errors = [info]
     sub_status = {"Completed": "Completed", "CompletedWithWarnings": "Completed", "Failed": "Failed",
                   "Cancelled": "Cancelled"}.get(status, "InProgress")
+    total = sum(job.rp.files.values()) if job.rp else None
+    share = job.progress(now, world.settings.job_progress) if status == "InProgress" else None
     subtasks = []
     for i, name in enumerate(job.subtasks, start=1):
         st = sub_status
         if status == "InProgress" and name == "Rehydrate" and job.rp and job.rp.rehydration and \
                 now >= job.rp.rehydration["ready_at"] and "job_subtask" in world.settings.rehydration_reported_on:
             st = "Completed"
-        subtasks.append({"taskId": i, "taskName": name, "taskStatus": st, "taskProgress": None,
+        shown = f"{int(share * 100)}%" if share is not None and st == "InProgress" else None
+        subtasks.append({"taskId": i, "taskName": name, "taskStatus": st, "taskProgress": shown,
                          "additionalDetails": None})
+    transferred = total if total is not None and sub_status == "Completed" else \
+        int(share * total) if share is not None and total is not None else None
     etag_time = (end or now).strftime("%Y-%m-%dT%H%%3A%M%%3A%S.%fZ")
     return {
         "id": job.arm_id, "name": job.id, "type": JOB_TYPE,
@@ -170,8 +175,7 @@ def job_json(world: World, job: Job, now: datetime) -> dict[str, Any]:
             "duration": format_duration((end or now) - job.start),
             "supportedActions": [""], "etag": f"W/\"datetime'{etag_time}'\"", "errorDetails": errors,
             "extendedInfo": {
-                "additionalDetails": None, "backupInstanceState": None, "dataTransferedInBytes":
-                    sum(job.rp.files.values()) if job.rp and sub_status == "Completed" else None,
+                "additionalDetails": None, "backupInstanceState": None, "dataTransferedInBytes": transferred,
                 "recoveryDestination": _destination(world.settings, job),
                 "sourceRecoverPoint": {"recoveryPointID": job.rp.id, "recoveryPointTime": iso(job.rp.time)}
                 if job.rp else None,

@@ -169,11 +169,25 @@ class Settings:
     #: Whether a Flexible Server point's metadata names its databases (``dbName`` as a list). Azure's public example
     #: shows ``dbName`` for a Single Server database only; for a whole server it is not documented.
     flexible_point_db_names: bool = True
+    #: How a running restore job shows its progress (Azure documents the fields, not their behaviour for PostgreSQL):
+    #: ``absent`` (``taskProgress`` null, ``dataTransferedInBytes`` null until the job ends), ``linear`` (both grow
+    #: evenly with time), ``uneven`` (fast to 50% in the first fifth of the duration, stalled until 60%, then slower).
+    job_progress: str = "absent"
     #: Whether restores do real data-plane work (``pg_restore``/blob copies behind a job, and the target checks that
     #: read PostgreSQL or blobs: "database already exists", "blob already exists"). ``False`` (benchmarks of the app's
     #: own overhead, ``PUT /admin/config {"data_plane": false}``): jobs run their duration and succeed without
     #: touching PostgreSQL or blobs, and those two checks pass. Start-up seeding (real backups) is unchanged.
     data_plane: bool = True
+
+
+JOB_PROGRESS = ("absent", "linear", "uneven")
+
+
+def check_job_progress(value: Any) -> str:
+    """Validate the ``job_progress`` choice (world file and admin config); raises ValueError."""
+    if value not in JOB_PROGRESS:
+        raise ValueError(f"job_progress: got {value!r}; use one of {list(JOB_PROGRESS)}")
+    return str(value)
 
 
 DESTINATION_FORMATS = ("arm", "name", "none")
@@ -351,6 +365,7 @@ def _settings(s: dict[str, Any]) -> Settings:
     settings.flexible_point_db_names = bool(s.get("flexible_point_db_names", True))
     try:
         settings.files_layout = check_files_layout(s.get("files_layout", "custom"))
+        settings.job_progress = check_job_progress(s.get("job_progress", "absent"))
     except ValueError as exc:
         raise WorldError(f"settings.{exc}") from None
     try:

@@ -3,11 +3,16 @@
 Consumes: a restore with an Azure job id (status ``restoring``).
 Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). The first check
 lands when restore jobs of this backup instance usually end (the trigger stage delays the first monitor message by
-the learned duration); while the job still runs, later checks back off geometrically from
-``RESTORE_POLL_MIN_SECONDS`` up to ``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
-pipeline. Durations are learned on this service's own clock (trigger → first seen finished): when the first check
-already finds the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it
-becomes the observed duration. So the estimate hugs the real duration from above and most restores cost one read.
+the learned duration; with nothing learned, after ``RESTORE_POLL_MIN_SECONDS``); while the job still runs, the
+next check lands just after the earliest end the job's own progress allows (``taskProgress``, bytes moved against
+the point's size: :mod:`restore_core.progress`; on this service's clock, never Azure's), then every
+``RESTORE_POLL_MIN_SECONDS`` growing to at most ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it; a job
+that shows no progress is checked with a geometric back-off from ``RESTORE_POLL_MIN_SECONDS`` up to
+``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
+pipeline. Durations are learned on this service's own clock (trigger → end): when the first check already finds
+the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it becomes the
+end as our checks bound it (after the last check that saw it running and not before the end its progress allowed
+then), not when we noticed it. So the estimate hugs the real duration and most warm restores cost one read.
 On a terminal state records the outcome (``Completed``/``Succeeded``, ``CompletedWithWarnings`` with the warnings,
 ``Failed`` with Azure's error code explained and fixed as validation errors are (:func:`restore_core.fixes.explain`),
 ``Cancelled``); the pipeline publishes the completion event on
@@ -19,6 +24,7 @@ not document (timeline event; checked like InProgress).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from ..arm_ids import job_name
@@ -27,7 +33,8 @@ from ..deps import Deps
 from ..errors import AzureRejection, require
 from ..fixes import Explanation, explain
 from ..models import Region, Stage
-from ..records import RestoreRecord, iso
+from ..progress import earliest_end, reading
+from ..records import RestoreRecord, iso, parse_time
 from ..transitions import Outcome, StageResult
 from . import Claim
 from .common import backoff, identity_label, identity_principal, request_of, vault_info, vault_ref
@@ -59,17 +66,33 @@ SHRINK_ON_HIT = 0.95
 
 
 def learn(deps: Deps, rec: RestoreRecord) -> None:
-    """After a successful job: remember how long it took from the trigger until we saw it finished. A one-request
+    """After a successful job: remember how long it took from the trigger until it ended as our checks tell
+    (:func:`_end_seen`). A one-request
     archive restore (started by the rehydrate stage) is not learned from: its hours of rehydration would make every
     later restore of the instance wait that long for its first check."""
     if rec.triggered_at is None or Stage.TRIGGER.value not in rec.stage_times:
         return
-    observed = (deps.clock() - rec.triggered_at).total_seconds()
+    now = deps.clock()
+    observed = (_end_seen(rec, now) - rec.triggered_at).total_seconds()
     hit_first_time = rec.polls == 0 and rec.expected_job_seconds is not None
     value = rec.expected_job_seconds * SHRINK_ON_HIT if hit_first_time and rec.expected_job_seconds else observed
     for key in ((rec.backup_instance_id or "").lower(), ANY_INSTANCE):
         deps.store.put_meta("jobstats", key, {"ewma_seconds": value})
         deps.memo.put("jobstats", key, value)
+
+
+def _end_seen(rec: RestoreRecord, now: datetime) -> datetime:
+    """When the job ended, on our clock, as closely as our checks tell: after the last check that saw it running (and
+    not before the earliest end its progress allowed then), by ``now`` (when we saw it ended). Learning ``now``
+    would add our own notice delay to every later restore's first check."""
+    p = rec.job_progress or {}
+    try:
+        running_at, estimated = parse_time(str(p.get("at") or "")), parse_time(str(p.get("end") or ""))
+    except ValueError:  # a row written by hand or by an older version: what we saw is all we know
+        return now
+    if running_at is None or running_at >= now:
+        return now
+    return min(now, max(running_at, estimated or running_at))
 
 
 def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
@@ -114,7 +137,7 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
                                                    f"Paused at {iso(deps.clock())}", "fix": fix}]
         return StageResult(Outcome.NOT_READY, f"Azure job {name} is Paused; {fix}", changes=changes, delay=delay,
                            log_event=changed)
-    delay = backoff(deps, rec.polls)
+    delay, note = (backoff(deps, rec.polls), "") if status not in JOB_RUNNING else plan(job, rec, deps, changes)
     if status == "cancelling":
         message = f"Azure job {name} is being cancelled in Azure (Cancelling); next check in {delay:.1f}s"
     elif status not in JOB_RUNNING:
@@ -123,9 +146,53 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
     elif (rec.job_status or "").lower() == "paused":
         message = f"Azure job {name} resumed ({job.status}); next check in {delay:.1f}s"
     else:
-        message = f"job {name} {job.status}; next check in {delay:.1f}s"
+        message = f"job {name} {job.status}{note}; next check in {delay:.1f}s"
     return StageResult(Outcome.NOT_READY, message, changes=changes, delay=delay,
                        log_event=rec.polls == 0 or changed)
+
+
+def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) -> tuple[float, str]:
+    """The next check of a running job: just after the earliest end its progress allows (:mod:`restore_core.progress`);
+    once that end is near, one check just after it, then every ``RESTORE_POLL_MIN_SECONDS`` growing to at most
+    ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it. No progress shown: the usual back-off. Times are
+    on this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate). The job
+    starts during the trigger's POST: after we recorded the intent (``trigger_intent_at``), before the trigger
+    returned (``triggered_at``, after its long-running operation). From one reading a start error d moves the
+    estimate by d·(1/share − 1): timed from the intent, a first reading of an 8-hour job a minute in comes 8
+    minutes late per second of POST latency; so a first reading is timed from the trigger's return (at worst a check
+    too early), later ones from the pace between readings (:func:`restore_core.progress.earliest_end`). Records the
+    reading (``job_progress``) for the next estimate's pace and for learning the duration."""
+    now, s = deps.clock(), deps.settings
+    seen = reading(job, rec.source_bytes)
+    started = rec.trigger_intent_at or rec.triggered_at
+    end = earliest_end(seen, started, now, rec.job_progress, latest_start=_latest_start(rec)) \
+        if seen is not None and started is not None else None
+    if seen is None or end is None:
+        return backoff(deps, rec.polls), ""
+    left = (end - now).total_seconds()
+    margin = s.poll_min_seconds / 10  # land just after the estimated end, not just before it
+    overdue = 0 if left >= s.poll_min_seconds else int(rec.job_progress.get("overdue", 0)) + 1
+    delay = left + margin if overdue <= 1 else overdue_interval(deps, overdue - 2)
+    delay = max(margin, min(delay, (rec.deadline - now).total_seconds()))
+    changes["job_progress"] = {"at": iso(now), "fraction": round(seen.fraction, 6), "overdue": overdue,
+                               "end": iso(end)}
+    return delay, f" ({seen.fraction:.1%} done by {seen.source}; earliest end {iso(end)})"
+
+
+def _latest_start(rec: RestoreRecord) -> datetime | None:
+    """The latest the job can have started: the trigger's return; for an adopted job (its answer was lost, and
+    ``triggered_at`` is the intent) when the monitoring began, after the job was found."""
+    if rec.triggered_at is not None and rec.triggered_at != rec.trigger_intent_at:
+        return rec.triggered_at
+    try:
+        return parse_time((rec.stage_times.get(Stage.MONITOR.value) or {}).get("started")) or rec.triggered_at
+    except ValueError:
+        return rec.triggered_at
+
+
+def overdue_interval(deps: Deps, n: int) -> float:
+    """The n-th re-check (from 0) of a job past its estimated end: the back-off, capped at the overdue interval."""
+    return min(backoff(deps, n), deps.settings.poll_overdue_seconds)
 
 
 def _done(rec: RestoreRecord, message: str, changes: dict[str, Any]) -> StageResult:

@@ -434,6 +434,7 @@ def check(req: RestoreRequest, deps: Deps, rec: RestoreRecord) -> Checked:
         return out
     point = out.point
     facts.update({"recovery_point_id": point.id, "recovery_point_time": point.time, "tier": point.tier,
+                  "source_bytes": point.size_bytes,
                   "warnings": out.warnings, "data_loss_gap_seconds": gaps.data_loss_gap(req, point, out.warnings)})
     if point.rehydration_expiry:
         facts["rehydration_expiry"] = point.rehydration_expiry

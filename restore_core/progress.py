@@ -1,0 +1,89 @@
+"""When will an Azure restore job end? An estimate from what the job itself shows, to plan the next check.
+
+Azure documents the fields (``extendedInfo.subTasks[].taskProgress``, a string; ``extendedInfo.dataTransferredInBytes``,
+spelled ``dataTransferedInBytes`` by the real service) but not how they move for a PostgreSQL restore, nor
+``taskProgress``'s format. So the reading is defensive: ``"37%"``, ``"37"`` and ``"37.5 %"`` are percentages,
+``"0.37"`` a fraction; bytes count only against the recovery point's size from its metadata and only while below it.
+A whole-percent reading may hide up to one percent more (``quantum``).
+
+The estimate is the EARLIEST the job can end at the pace seen — from the start (elapsed / share done) and, with an
+earlier reading, from the pace between the two — so a check planned at it comes at or before the end: the cost of a
+wrong estimate is another read, never a late notice, as long as the job does not speed up. Nothing usable (no
+progress shown, 100% shown, a share that went backwards, a start in the future): None, and the caller backs off.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from .backup import JobInfo
+from .records import parse_time
+
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+WHOLE_PERCENT = 0.01
+
+
+@dataclass(frozen=True)
+class Reading:
+    fraction: float  # share of the work shown done, 0 <= fraction < 1
+    quantum: float  # the true share may be up to fraction + quantum (rounding of what is shown)
+    source: str  # "taskProgress" | "dataTransferred"
+
+
+def parse_task_progress(text: str | None) -> tuple[float, float] | None:
+    """``(share, quantum)`` of a ``taskProgress`` string, or None when it is not a number we can read."""
+    m = _NUMBER.match(text or "")
+    if not m:
+        return None
+    value, percent = float(m.group(1)), bool(m.group(2))
+    if not percent and "." in m.group(1) and value <= 1:  # "0.37": a fraction
+        return value, WHOLE_PERCENT
+    quantum = WHOLE_PERCENT if "." not in m.group(1) else WHOLE_PERCENT / 10
+    return value / 100, quantum
+
+
+def reading(job: JobInfo, source_bytes: int | None) -> Reading | None:
+    """What the job shows of its progress: ``taskProgress``, refined by the bytes moved when both agree."""
+    task = parse_task_progress(job.task_progress)
+    moved = job.transferred_bytes
+    by_bytes = moved / source_bytes if moved is not None and source_bytes and 0 <= moved < source_bytes else None
+    if task is not None and 0 <= task[0] < 1:
+        if by_bytes is not None and task[0] <= by_bytes <= task[0] + task[1]:
+            return Reading(by_bytes, 0.0, "dataTransferred")
+        return Reading(task[0], task[1], "taskProgress")
+    if task is None and by_bytes is not None:
+        return Reading(by_bytes, 0.0, "dataTransferred")
+    return None
+
+
+def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[str, Any] | None, *,
+                 latest_start: datetime | None = None) -> datetime | None:
+    """The earliest end at the pace seen since the job started and since the ``previous`` reading ({at, fraction}).
+
+    The job started between ``started`` and ``latest_start`` (default: ``started``); from one reading, an error d in
+    the start moves the estimate by d·(1/fraction − 1), hundreds of times d early in a long job. So a first reading
+    counts from ``latest_start``: never late, at worst a check early. Once a pace is seen between two readings (which
+    needs no start), the average since ``started`` only guards against a job that stalls."""
+    upper = min(1.0, r.fraction + r.quantum)  # the most that can be done
+    before = _previous(previous)
+    paced = before is not None and before[0] < now and before[1] < upper
+    origin = started if paced or latest_start is None else latest_start
+    elapsed = (now - origin).total_seconds()
+    if elapsed <= 0 or upper <= 0:
+        return None
+    ends = [origin + timedelta(seconds=elapsed / upper)]
+    if paced and before is not None:
+        rate = (upper - before[1]) / (now - before[0]).total_seconds()  # fastest pace consistent with both
+        ends.append(now + timedelta(seconds=max(0.0, 1.0 - upper) / rate))
+    return min(ends)
+
+
+def _previous(previous: dict[str, Any] | None) -> tuple[datetime, float] | None:
+    try:
+        at = parse_time(str(previous["at"])) if previous else None
+        return (at, float(previous["fraction"])) if previous and at is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None

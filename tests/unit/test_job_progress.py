@@ -1,0 +1,271 @@
+"""The job-end estimator (restore_core/progress.py) and the monitor's plan from it: a check planned at the earliest
+end the job's progress allows; back-off when the job shows nothing; capped re-checks while a job overruns."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from restore_core.dp_client import JobInfo
+from restore_core.errors import RetryableError
+from restore_core.models import Stage, Status
+from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
+from restore_core.stages.monitor import expected_seconds
+
+from .fakes import VAULT_POINT, Harness, settings
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _job(progress: str | None = None, moved: float | None = None) -> JobInfo:
+    return JobInfo(id="j", name="j", status="InProgress", operation="Restore", operation_category="Restore",
+                   backup_instance_id=None, destination=None, start_time=T0, end_time=None,
+                   task_progress=progress, transferred_bytes=moved)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("37%", (0.37, 0.01)), ("37", (0.37, 0.01)), (" 37.5 % ", (0.375, 0.001)), ("0.37", (0.37, 0.01)),
+    ("0%", (0.0, 0.01)), ("100%", (1.0, 0.01)), (None, None), ("", None), ("n/a", None), ("-5%", None),
+    ("37% done", None),
+])
+def test_task_progress_formats(text: str | None, expected: tuple[float, float] | None) -> None:
+    got = parse_task_progress(text)
+    assert got == (pytest.approx(expected) if expected else None)
+
+
+def test_bytes_refine_a_whole_percent_only_when_both_agree() -> None:
+    assert reading(_job("25%", 2_550), 10_000) == Reading(0.255, 0.0, "dataTransferred")
+    assert reading(_job("25%", 4_000), 10_000) == Reading(0.25, 0.01, "taskProgress")  # disagree: Azure's percent
+    assert reading(_job(None, 4_000), 10_000) == Reading(0.4, 0.0, "dataTransferred")
+    assert reading(_job(None, 4_000), None) is None  # no size: bytes alone say nothing
+    assert reading(_job(None, 12_000), 10_000) is None  # more than the point's size: not a share of it
+    assert reading(_job("100%"), None) is None and reading(_job(), 10_000) is None
+
+
+def test_linear_progress_gives_the_true_end() -> None:
+    end = earliest_end(Reading(0.25, 0.0, "x"), T0, T0 + timedelta(minutes=15), None)
+    assert end == T0 + timedelta(hours=1)
+
+
+def test_a_whole_percent_gives_the_earliest_end_it_allows() -> None:
+    # 10% shown after 6 min: up to 11% done, so the job cannot end before 6/0.11 min
+    end = earliest_end(Reading(0.10, 0.01, "x"), T0, T0 + timedelta(minutes=6), None)
+    assert end == T0 + timedelta(minutes=6 / 0.11)
+    # 0% after 30 s on an 8-hour job: it cannot end within 50 min: one read there, not a back-off series
+    end = earliest_end(Reading(0.0, 0.01, "x"), T0, T0 + timedelta(seconds=30), None)
+    assert end == T0 + timedelta(seconds=3000)
+
+
+def test_the_faster_recent_pace_wins() -> None:
+    # stalled at 50% from 12 to 36 min, then 50% -> 62.5% in 6 min: at that pace the rest takes 18 min, sooner
+    # than the average since the start (42 min for 62.5% -> 67 min)
+    prev = {"at": (T0 + timedelta(minutes=36)).isoformat(), "fraction": 0.5}
+    end = earliest_end(Reading(0.625, 0.0, "x"), T0, T0 + timedelta(minutes=42), prev)
+    assert end == T0 + timedelta(minutes=60)
+
+
+def test_a_first_reading_counts_from_the_latest_start_a_paced_one_from_the_earliest() -> None:
+    # started between T0 and T0 + 30 s; 1% done (bytes) at T0 + 90 s. From the latest start: 60 s / 1% -> T0 + 6030 s,
+    # never after the true end (T0 + 6030 s if it started at T0 + 30 s, T0 + 9000 s if at T0)
+    late = T0 + timedelta(seconds=30)
+    end = earliest_end(Reading(0.01, 0.0, "x"), T0, T0 + timedelta(seconds=90), None, latest_start=late)
+    assert end == T0 + timedelta(seconds=30 + 60 / 0.01)
+    # a second reading: 51% at T0 + 3030 s, 1% at T0 + 90 s: the pace gives T0 + 3030 + 0.49 * 5880 s (no start)
+    prev = {"at": (T0 + timedelta(seconds=90)).isoformat(), "fraction": 0.01}
+    end = earliest_end(Reading(0.51, 0.0, "x"), T0, T0 + timedelta(seconds=3030), prev, latest_start=late)
+    assert end == T0 + timedelta(seconds=3030 + 0.49 * 5880)
+
+
+def test_nothing_usable_gives_no_estimate() -> None:
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0, None) is None  # no time elapsed
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0 - timedelta(seconds=5), None) is None  # start in the future
+    prev = {"at": "garbage", "fraction": 0.4}
+    assert earliest_end(Reading(0.5, 0.0, "x"), T0, T0 + timedelta(minutes=30), prev) == T0 + timedelta(hours=1)
+
+
+# -- the monitor's plan ------------------------------------------------------------------------------------------
+
+def _running(h: Harness) -> str:
+    h.submit()
+    h.run(until=Stage.MONITOR)
+    return h.dp.only_job().name
+
+
+def _show(h: Harness, name: str, progress: str | None, moved: float | None = None) -> None:
+    h.dp.jobs[name] = replace(h.dp.jobs[name], task_progress=progress, transferred_bytes=moved)
+
+
+def _monitor(h: Harness) -> float:
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.MONITOR], sent
+    return float(sent[0].delay_seconds)
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off() -> None:
+    h = Harness()
+    name = _running(h)
+    triggered = h.record().trigger_intent_at
+    assert triggered is not None
+    h.clock.advance(600 - (h.clock() - triggered).total_seconds())  # 10 min after the trigger (linear 1-hour job)
+    _show(h, name, "16%")  # up to 17% done: the end is no sooner than 10/0.17 min after the trigger
+    delay = _monitor(h)
+    rec = h.record()
+    seen = (_at(rec.job_progress["at"]) - triggered).total_seconds()
+    margin = h.settings.poll_min_seconds / 10
+    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen + margin, rel=1e-6)
+    assert delay > h.settings.poll_max_seconds  # a planned wait, not capped to the back-off's maximum
+    assert rec.job_progress["fraction"] == pytest.approx(0.16) and rec.job_progress["overdue"] == 0
+    assert _at(rec.job_progress["end"]) == triggered + timedelta(seconds=seen / 0.17)
+    assert any("16.0% done by taskProgress" in e.message for e in h.store.timeline(rec.id))
+
+
+def test_a_first_reading_counts_from_the_triggers_return_so_a_slow_post_never_makes_it_late() -> None:
+    """The job starts somewhere in the trigger's POST (30 s here, the job starting at its end). Timed from the intent,
+    a 5-minute job at 20% a minute in would look due at 90/0.201 s after the intent (~2 min after its true end);
+    from the trigger's return, the latest the job can have started, the check lands by its end."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        h.clock.advance(30)  # the POST takes 30 s; the job starts as it is answered
+        return trigger(plan, rehydration)
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    name = _running(h)
+    rec = h.record()
+    assert rec.trigger_intent_at is not None and rec.triggered_at is not None
+    job_start = rec.triggered_at
+    h.clock.advance(60 - (h.clock() - job_start).total_seconds())
+    _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job (the check itself reads a second later)
+    delay = _monitor(h)
+    seen = _at(h.record().job_progress["at"])
+    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
+    assert 60 <= ran < 65
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
+    assert delay == pytest.approx(ran / 0.201 - ran + margin)
+
+
+def test_an_adopted_jobs_first_reading_counts_from_its_adoption_not_from_the_intent() -> None:
+    """The trigger's answer was lost (its POST took 30 s, the job starting at its end) and the job was adopted: its
+    ``triggered_at`` is the intent, so the latest it can have started is when it was found."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        h.clock.advance(30)
+        return trigger(plan, rehydration)
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    h.submit()
+    h.step()
+    h.dp.fail_after["trigger_restore"] = [RetryableError("answer lost")]
+    h.step()
+    job_start = h.clock()
+    h.run(until=Stage.MONITOR)
+    rec = h.record()
+    assert rec.azure_job_id and rec.triggered_at == rec.trigger_intent_at and h.dp.trigger_calls == 1
+    name = h.dp.only_job().name
+    h.clock.advance(60 - (h.clock() - job_start).total_seconds())
+    _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job
+    delay = _monitor(h)
+    seen = _at(h.record().job_progress["at"])
+    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
+
+
+def test_a_second_reading_plans_at_the_pace_between_readings_not_from_the_start() -> None:
+    """A first reading a little into a long job only bounds its end from below (a check far too early when the start
+    is uncertain); the second reading's pace gives the end without the start: one more check, just after it."""
+    h = Harness()
+    trigger = h.dp.trigger_restore
+
+    def slow(plan: Any, rehydration: Any = None) -> str:
+        job_id = trigger(plan, rehydration)  # the job starts at once; the trigger's operation takes 30 s more
+        h.clock.advance(30)
+        return job_id
+
+    h.dp.trigger_restore = slow  # type: ignore[method-assign]
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    intent = h.record().trigger_intent_at
+    assert intent is not None and h.record().source_bytes == 10_000
+    hour = 3600.0
+    h.clock.advance(120 - (h.clock() - intent).total_seconds())
+    _show(h, name, None, 120 / hour * 10_000)  # bytes moved by a linear 1-hour job of a 10,000-byte point
+    first = _monitor(h)
+    at = _at(h.record().job_progress["at"])
+    assert at + timedelta(seconds=first) < intent + timedelta(seconds=hour)  # early: the start is uncertain by 30 s
+    done = (at + timedelta(seconds=first) - intent).total_seconds() / hour  # what the job shows at the next check
+    _show(h, name, None, done * 10_000)
+    second = _monitor(h)  # the harness delivers the planned check: the clock moves by ``first``
+    at = _at(h.record().job_progress["at"])
+    assert at + timedelta(seconds=second) == pytest.approx(
+        intent + timedelta(seconds=hour + h.settings.poll_min_seconds / 10), abs=timedelta(seconds=1))
+
+
+def test_azure_clock_skew_does_not_blind_the_estimate() -> None:
+    """Azure's startTime is on Azure's clock: a job that (by our clock) starts an hour from now still gets a plan
+    from its progress (the old estimate from Azure's startTime gave none and fell back to the back-off)."""
+    h = Harness()
+    name = _running(h)
+    h.dp.jobs[name] = replace(h.dp.jobs[name], start_time=h.clock() + timedelta(hours=1))
+    h.clock.advance(600)
+    _show(h, name, "16%")
+    delay = _monitor(h)
+    assert h.record().job_progress and delay > h.settings.poll_max_seconds
+
+
+def test_an_overrunning_job_is_checked_just_after_its_end_then_at_capped_intervals() -> None:
+    h = Harness(settings=settings(RESTORE_POLL_OVERDUE_SECONDS="2.5"))
+    name = _running(h)
+    triggered = h.record().trigger_intent_at
+    assert triggered is not None
+    h.clock.advance(3600 - (h.clock() - triggered).total_seconds())
+    _show(h, name, "99%")  # at 99% after an hour: the end is due now
+    delays = [_monitor(h) for _ in range(5)]
+    s = h.settings
+    assert s.poll_max_seconds > 4 * s.poll_min_seconds > 2.5  # without the cap the back-off would grow past 2.5 s
+    assert delays[0] == pytest.approx(s.poll_min_seconds / 10, abs=1e-6)  # just after the end it allows
+    assert delays[1:] == [s.poll_min_seconds, 2 * s.poll_min_seconds, 2.5, 2.5]
+    h.dp.finish_job(name, "Completed")
+    assert h.run().status is Status.SUCCEEDED
+
+
+def test_the_learned_duration_is_the_end_our_checks_saw_not_when_we_noticed_it() -> None:
+    """The job ended by its estimated end; we saw it 40 s later. The next first check must not add those 40 s."""
+    h = Harness()
+    name = _running(h)
+    triggered = h.record().trigger_intent_at
+    assert triggered is not None
+    h.clock.advance(600 - (h.clock() - triggered).total_seconds())
+    _show(h, name, "50%")  # up to 51% after 10 min: the end is due 600/0.51 s after the trigger
+    _monitor(h)
+    h.clock.advance(600 / 0.51 - 600 + 40)
+    h.dp.finish_job(name, "Completed")
+    assert h.run().status is Status.SUCCEEDED
+    assert expected_seconds(h.deps, h.record().backup_instance_id) == pytest.approx(600 / 0.51, abs=2)
+
+
+def test_without_progress_the_monitor_backs_off_as_before() -> None:
+    h = Harness()
+    name = _running(h)
+    _show(h, name, None)
+    assert _monitor(h) == h.settings.poll_min_seconds * 2 ** h.record().polls / 2  # first back-off step
+    assert h.record().job_progress == {}
+
+
+def test_the_plan_never_passes_the_deadline() -> None:
+    h = Harness()
+    name = _running(h)
+    h.clock.advance((h.record().deadline - h.clock()).total_seconds() - 600)
+    _show(h, name, "0%")  # 0% shown 10 min before the deadline: the job cannot end before it
+    delay = _monitor(h)
+    rec = h.record()
+    assert delay == pytest.approx((rec.deadline - h.clock()).total_seconds(), abs=1)
