@@ -64,6 +64,9 @@ param pollMinSeconds string = ''
 @description('RESTORE_POLL_MAX_SECONDS: longest re-check interval of Azure jobs. Empty: code default.')
 param pollMaxSeconds string = ''
 
+@description('RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end. Empty: code default.')
+param pollOverdueSeconds string = ''
+
 @description('RESTORE_ARM_MAX_RETRIES: retries for throttled or transient ARM calls. Empty: code default.')
 param armMaxRetries string = ''
 
@@ -383,6 +386,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_DEADLINE_HOURS: deadlineHours
   RESTORE_POLL_MIN_SECONDS: pollMinSeconds
   RESTORE_POLL_MAX_SECONDS: pollMaxSeconds
+  RESTORE_POLL_OVERDUE_SECONDS: pollOverdueSeconds
   // Must equal host.json extensions.queues.maxDequeueCount (the settings validation checks it): read from host.json.
   RESTORE_MAX_DEQUEUE_COUNT: string(hostJson.extensions.queues.maxDequeueCount)
   RESTORE_ARM_MAX_RETRIES: armMaxRetries
