@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from localdev import scenarios as sc
+from restore_core import plans
 from restore_core.config import load_settings
 from restore_core.models import ServerTarget, UserCheck
 from restore_core.pgtarget import TargetConn
@@ -124,6 +125,13 @@ def test_a_reader_that_could_do_more_than_read_is_refused_and_every_check_fails_
     assert r["ok"] is False and "not read-only (CREATEDB, LOGIN)" in r["error"] and "RESTORE_CHECK_ROLE" in r["error"]
 
 
+class _NoBlobs:
+    """A staging area without blobs: the plan is all in its (single-blob layout) index."""
+
+    def files(self, prefix: str) -> list[Any]:
+        return []
+
+
 def test_the_built_in_verification_runs_read_only(local_stack, restored):
     """Counting rows must not write, even when the restored database would (a row-security policy whose function
     writes on every read): the count fails as a verification problem and nothing is written."""
@@ -135,6 +143,9 @@ def test_the_built_in_verification_runs_read_only(local_stack, restored):
                 "$$ BEGIN INSERT INTO reads DEFAULT VALUES; RETURN true; END $$; "
                 "ALTER TABLE items ENABLE ROW LEVEL SECURITY; ALTER TABLE items FORCE ROW LEVEL SECURITY; "
                 "CREATE POLICY everyone ON items USING (noted())")
-    out = verify._verify_database(conn, {"target": db, "tables": [{"schema": "public", "name": "items"}]})
+    entry = {"target": db, "tables": [{"schema": "public", "name": "items"}],
+             "archive_counts": {"rows": {"public.items": 50}, "complete": True}}
+    plan = plans.Plan(area=_NoBlobs(), restore_id="r", index={"databases": [entry]})  # the single-blob layout
+    out = verify._verify_database(conn, plan, 0)
     assert out["count_mismatches"] and "read-only" in out["count_mismatches"][0], out
     assert su(env, db, "SELECT count(*) FROM reads") == [(0,)]
