@@ -334,11 +334,16 @@ class TableStateStore(StateStore):
         try:
             return self._transact(ops)
         except TableTransactionError as exc:
-            if exc.status_code in (412, 404, 409):
-                raise ConcurrencyError(row["RowKey"], self.get(row["RowKey"])) from exc
-            if exc.status_code in (400, 413):
-                raise _refused(exc) from exc
-            raise RetryableError(f"table write failed: {exc.status_code}") from exc
+            raise self._write_failed(exc, row) from exc
+
+    def _write_failed(self, exc: HttpResponseError, row: dict[str, Any]) -> Exception:
+        """A guarded write's failure: lost the race (412/404/409, with the current row), refused as such (400/413),
+        else transient."""
+        if exc.status_code in (412, 404, 409):
+            return ConcurrencyError(row["RowKey"], self.get(row["RowKey"]))
+        if exc.status_code in (400, 413):
+            return _refused(exc)
+        return RetryableError(f"table write failed: {exc.status_code}")
 
     def _replace_one(self, row: dict[str, Any], etag: str | None) -> str:
         """The same guarantee as a one-operation transaction: replaced only while the row still has ``etag``."""
@@ -346,11 +351,7 @@ class TableStateStore(StateStore):
             meta = self._call(self._restores, lambda: self._restores.update_entity(
                 row, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified))
         except HttpResponseError as exc:
-            if exc.status_code in (412, 404, 409):
-                raise ConcurrencyError(row["RowKey"], self.get(row["RowKey"])) from exc
-            if exc.status_code in (400, 413):
-                raise _refused(exc) from exc
-            raise RetryableError(f"table write failed: {exc.status_code}") from exc
+            raise self._write_failed(exc, row) from exc
         return str(meta["etag"])
 
     def get(self, restore_id: str) -> RestoreRecord | None:
