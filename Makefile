@@ -12,10 +12,13 @@ setup:
 demo: setup
 	$(PY) -m localdev.demo
 
-## test: ruff, mypy (strict on restore_core/), then the whole pytest suite
+## test: ruff, mypy (strict on restore_core/), then the whole pytest suite, on PYTEST_WORKERS processes (pytest-xdist,
+## one local stack per worker, a test file stays on one worker). The suite mostly waits on real restores and timers,
+## so 3 workers fit 2 cores; PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= 3
 test: WANT_CHROMIUM := 1
 test: setup lint typecheck
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

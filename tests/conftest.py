@@ -31,6 +31,29 @@ telemetry.configure(load_settings({"RestoreStorage": "UseDevelopmentStorage=true
 STACK_FIXTURES = {"local_stack", "api", "azurite"}  # real processes -> integration
 
 
+_OWN_BASETEMP = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A short, private base temp dir for this run (``/tmp/rt-XXXX``), unless ``--basetemp`` was given.
+
+    Two reasons. Stacks started under ``tmp_path`` put PostgreSQL's Unix socket in the cluster's directory, and
+    pytest-xdist's per-worker dirs (``/tmp/pytest-of-root/pytest-N/popen-gwN/<test>/...``) make that path longer
+    than the 107 bytes a socket path may have. And every pytest start resets ``/tmp/pytest-of-<user>`` to 0700,
+    which locks the ``postgres`` OS user out of clusters another pytest run (or an engineer's second run) has
+    started there. With xdist the controller sets this once and each worker gets ``<it>/popen-gwN``.
+    """
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        config.option.basetemp = tempfile.mkdtemp(prefix="rt-")
+        config.stash[_OWN_BASETEMP] = config.option.basetemp
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    own = session.config.stash.get(_OWN_BASETEMP, None)
+    if own is not None and exitstatus == 0:  # kept when something failed: its logs are evidence
+        shutil.rmtree(own, ignore_errors=True)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if STACK_FIXTURES & set(getattr(item, "fixturenames", ())):
