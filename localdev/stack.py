@@ -477,6 +477,7 @@ class Stack:
         reads the same settings file as the host and starts ``python -m restore_core.replay`` per message."""
         if not JOBRUNNER.exists():
             return
+        self.stop_jobrunner()  # one runner per stack: a host started after kill_host() replaces the one still running
         self._spawn("jobrunner", [sys.executable, "-m", "localdev.jobrunner", "--settings", str(settings_path)],
                     os.environ, "localdev.jobrunner")
         time.sleep(0.2)

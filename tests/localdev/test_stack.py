@@ -90,10 +90,14 @@ def test_second_up_is_refused_and_the_running_stack_is_untouched(stack: Stack) -
 
 def test_kill_start_and_restart_host_keep_the_port(stack: Stack) -> None:
     old = stack.host_pid
+    runner = stack.components["jobrunner"]["pid"]
     stack.kill_host()
     assert not pid_alive(old)
+    assert pid_alive(runner, "localdev.jobrunner")  # a host crash leaves the job environment alone
     new = stack.start_host({"EXTRA_SETTING": "1"})
     assert new != old and pid_alive(new, "localdev.funchost")
+    assert not pid_alive(runner) and pid_alive(stack.components["jobrunner"]["pid"], "localdev.jobrunner"), \
+        "the runner started with the new host replaces the old one (it was left running behind the stack before)"
     assert json.loads((stack.dir / "local.settings.json").read_text())["Values"]["EXTRA_SETTING"] == "1"
     newer = stack.restart_host()
     assert newer != new and not pid_alive(new) and pid_alive(newer)
