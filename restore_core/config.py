@@ -56,6 +56,7 @@ POLL_MIN_SECONDS = "RESTORE_POLL_MIN_SECONDS"
 POLL_MAX_SECONDS = "RESTORE_POLL_MAX_SECONDS"
 #: Longest re-check interval while a restore job runs past the end its progress promised (notice delay bound).
 POLL_OVERDUE_SECONDS = "RESTORE_POLL_OVERDUE_SECONDS"
+CONTINUE_INLINE = "RESTORE_CONTINUE_INLINE"
 MAX_DEQUEUE_COUNT = "RESTORE_MAX_DEQUEUE_COUNT"
 ARM_MAX_RETRIES = "RESTORE_ARM_MAX_RETRIES"
 TRIGGER_GRACE_SECONDS = "RESTORE_TRIGGER_GRACE_SECONDS"
@@ -124,6 +125,7 @@ DEFAULTS: Mapping[str, str] = {
     POLL_MIN_SECONDS: "30",
     POLL_MAX_SECONDS: "300",
     POLL_OVERDUE_SECONDS: "60",
+    CONTINUE_INLINE: "true",
     MAX_DEQUEUE_COUNT: "5",
     ARM_MAX_RETRIES: "6",
     TRIGGER_GRACE_SECONDS: "660",
@@ -163,7 +165,7 @@ ALL_SETTINGS: tuple[str, ...] = (
     TABLE_RESTORES, TABLE_IDEMPOTENCY, WATCHDOG_SCHEDULE,
     STORAGE_CONNECT_TIMEOUT, STORAGE_READ_TIMEOUT, STORAGE_RETRIES,
     DATAPROTECTION_ENDPOINT, DATAPROTECTION_CA_BUNDLE, DATAPROTECTION_TOKEN, AZURE_CLIENT_ID,
-    RESTORE_PLANS, VAULTS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, POLL_OVERDUE_SECONDS,
+    RESTORE_PLANS, VAULTS, DEADLINE_HOURS, POLL_MIN_SECONDS, POLL_MAX_SECONDS, POLL_OVERDUE_SECONDS, CONTINUE_INLINE,
     MAX_DEQUEUE_COUNT, ARM_MAX_RETRIES,
     TRIGGER_GRACE_SECONDS, REHYDRATION_FLOW, MESSAGE_IN_FLIGHT_SECONDS,
     APPINSIGHTS_CONNECTION_STRING, TELEMETRY_EXPORTER, OTLP_ENDPOINT,
@@ -346,6 +348,9 @@ class Settings:
     alert_door: AlertDoorSettings = AlertDoorSettings()
     #: RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end
     poll_overdue_seconds: float = 60.0
+    #: RESTORE_CONTINUE_INLINE: a stage the registry marks ``inline`` (the trigger) runs in the invocation that
+    #: moved the restore there, when due at once; its queue message is then the delayed safety net
+    continue_inline: bool = True
 
     @property
     def pickup_slack_seconds(self) -> float:
@@ -360,6 +365,14 @@ class Settings:
         10 minutes, renewed while the function runs; after a host crash it reappears only then), so a re-drive
         sooner would race a message that is merely in flight; plus the pick-up slack."""
         return self.message_in_flight_seconds + self.pickup_slack_seconds
+
+    @property
+    def inline_safety_net_seconds(self) -> float:
+        """Delay of the message of a stage that runs inline after the previous one (registry ``inline``): longer
+        than that invocation can run (``RESTORE_TRIGGER_GRACE_SECONDS`` is set longer than the function timeout),
+        so it is delivered after the inline run has ended one way or the other: stale when it succeeded, the
+        stage's normal delivery when the invocation died."""
+        return max(self.trigger_grace_seconds, self.poll_min_seconds)
 
     def queue(self, setting_name: str) -> str:
         """Queue name for a QUEUE_* setting name."""
@@ -421,6 +434,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if poll_max < poll_min:
         raise SettingsError(f"{POLL_MAX_SECONDS} ({poll_max}) must be >= {POLL_MIN_SECONDS} ({poll_min})")
     poll_overdue = _number(env, POLL_OVERDUE_SECONDS, minimum=0.05)
+    inline = str(_get(env, CONTINUE_INLINE)).strip().lower()
+    if inline not in ("true", "false"):
+        raise SettingsError(f"{CONTINUE_INLINE}={inline!r}; choose true (the trigger runs in the validate "
+                            "invocation when no rehydration is needed) or false (one stage per invocation)")
     exporter = str(_get(env, TELEMETRY_EXPORTER)).lower()
     if exporter not in TELEMETRY_EXPORTERS:
         raise SettingsError(f"{TELEMETRY_EXPORTER}={exporter!r}; choose one of {', '.join(TELEMETRY_EXPORTERS)}")
@@ -450,6 +467,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         poll_min_seconds=poll_min,
         poll_max_seconds=poll_max,
         poll_overdue_seconds=poll_overdue,
+        continue_inline=inline == "true",
         max_dequeue_count=int(_number(env, MAX_DEQUEUE_COUNT, minimum=1)),
         arm_max_retries=int(_number(env, ARM_MAX_RETRIES, minimum=0)),
         trigger_grace_seconds=_number(env, TRIGGER_GRACE_SECONDS, minimum=0),
