@@ -140,8 +140,21 @@ class LearningPolling(ARMPolling):
         self._first_wait = first_wait
         self._result_needed = result_needed
         self._waited = False
+        self._held = True  # until run_here(): azure-core's LROPoller then starts no polling thread of its own
         self.status_polls = 0
         self.final_gets = 0
+
+    def finished(self) -> bool:
+        # While held, LROPoller.__init__ sees a finished operation and starts no thread (azure-core 1.41: "if
+        # self._polling_method.finished(): self._done.set() else: start a thread"); run_here() then polls.
+        return self._held or bool(super().finished())
+
+    def run_here(self) -> None:
+        """Poll to the end in the calling thread (the invocation's own): the same waits, status reads and final GET
+        as azure-core's poller thread would make, without a thread start, a join and a GIL hand-over per wait."""
+        self._held = False
+        if not self.finished():  # an operation that ended in its first answer needs no polling (as in azure-core)
+            self.run()
 
     def _extract_delay(self) -> float:
         delay = float(super()._extract_delay())
@@ -424,8 +437,13 @@ class DataProtection:
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
         began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
+
+        def follow() -> Any:
+            polling.run_here()  # in this thread: no poller thread (LearningPolling.finished)
+            return poller.result()  # no thread to join: the polling method's resource (final state)
+
         try:
-            result = self._call(f"{what} (status)", poller.result)
+            result = self._call(f"{what} (status)", follow)
         except RetryableError as exc:  # the POST was accepted: whatever happens while polling, it may be running
             raise RetryableError(str(exc), retry_after=exc.retry_after, throttled=False) from exc
         except AzureRejection as exc:
