@@ -61,7 +61,7 @@ from .backup import (  # noqa: F401 - re-exported: the adapter's answers are the
     VaultInfo,
     latest,
 )
-from .config import Settings
+from .config import Settings, sdk_http_options
 from .errors import AzureRejection, RestoreError, RetryableError, require
 from .models import DatabaseTarget, Rehydration, Tier
 from .records import parse_time
@@ -401,6 +401,7 @@ class DataProtection:
                     "retry_policy": GuardedRetryPolicy(retry_total=self._settings.arm_max_retries,
                                                        retry_backoff_max=60),
                     "polling_interval": 5,
+                    **sdk_http_options(),  # no per-request proxy/netrc look-ups when none is configured
                 }
                 if self._settings.dataprotection_ca_bundle:
                     kwargs["connection_verify"] = self._settings.dataprotection_ca_bundle
