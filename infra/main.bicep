@@ -67,7 +67,7 @@ param pollMaxSeconds string = ''
 @description('RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end. Empty: code default.')
 param pollOverdueSeconds string = ''
 
-@description('RESTORE_CONTINUE_INLINE: true runs the trigger in the validate invocation when no rehydration is needed (its queue message is the delayed safety net); false: one stage per invocation. Empty: code default (true).')
+@description('RESTORE_CONTINUE_INLINE: true runs the trigger in the validate invocation when no rehydration is needed (its queue message, delayed 660 s, is the safety net); false: one stage per invocation. Empty: code default (true).')
 param continueInline string = ''
 
 @description('RESTORE_ARM_MAX_RETRIES: retries for throttled or transient ARM calls. Empty: code default.')
