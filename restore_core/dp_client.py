@@ -141,6 +141,7 @@ class LearningPolling(ARMPolling):
         self._result_needed = result_needed
         self._waited = False
         self._held = True  # until run_here(): azure-core's LROPoller then starts no polling thread of its own
+        self.first_delay = 0.0  # what the first wait was (ARM's Retry-After, or the learned time if longer)
         self.status_polls = 0
         self.final_gets = 0
 
@@ -160,7 +161,8 @@ class LearningPolling(ARMPolling):
         delay = float(super()._extract_delay())
         if not self._waited:
             self._waited = True
-            return max(delay, self._first_wait)
+            self.first_delay = max(delay, self._first_wait)
+            return self.first_delay
         return delay
 
     def _poll(self) -> None:
@@ -436,8 +438,8 @@ class DataProtection:
         with self._lock:
             expected = self._lro_seconds.get(kind)
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
-        began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
+        accepted = time.monotonic()  # the operation runs from its 202; the POST's own round trip is not its duration
 
         def follow() -> Any:
             polling.run_here()  # in this thread: no poller thread (LearningPolling.finished)
@@ -453,11 +455,17 @@ class DataProtection:
             # a 4xx while following an accepted operation (a status URL that 404s or 403s): outcome unknown
             raise RetryableError(f"{what}: following the accepted operation failed ({exc.code}: {exc.message})",
                                  throttled=False) from exc
-        took = time.monotonic() - began
+        took = time.monotonic() - accepted
         with self._lock:
-            # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;
-            # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
-            self._lro_seconds[kind] = 0.9 * expected if expected and polling.status_polls <= 1 else took
+            # one status poll was enough: it ended within the first wait. After a learned wait, expect 10% less next
+            # time; with nothing learned, the wait that sufficed (ARM's Retry-After) — not the round trips, which on
+            # a cold process (TLS, token) are many times the operation and took ~30 restores to decay from.
+            # More polls: it took about what we saw since its 202. (Averaging what we saw would feed our own wait
+            # back into it.)
+            if polling.status_polls <= 1:
+                self._lro_seconds[kind] = 0.9 * expected if expected else polling.first_delay
+            else:
+                self._lro_seconds[kind] = took
         return result
 
     # -- reads

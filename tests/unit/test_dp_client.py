@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
@@ -342,3 +343,43 @@ def test_an_lro_that_azure_reports_failed_is_its_verdict_in_the_calling_thread()
     with pytest.raises(AzureRejection) as info:
         dp.trigger_restore(_restore_request())
     assert info.value.from_operation and [m for m, _ in transport.sent] == ["POST", "GET"]
+
+
+def _lro_answers(polls: int, retry_after: str = "2") -> list[Answer]:
+    status_url = LOC + "/operationStatus/op4?api-version=2026-06-01"
+    accepted = (202, {"Azure-AsyncOperation": status_url, "Location": status_url, "Retry-After": retry_after}, {})
+    running = (200, {"Retry-After": retry_after}, {"status": "InProgress"})
+    done = (200, {}, {"status": "Succeeded",
+                      "properties": {"jobId": "job-1", "objectType": "OperationJobExtendedInfo"}})
+    return [accepted, *[running] * (polls - 1), done]
+
+
+def test_a_first_operation_done_by_its_first_poll_teaches_the_wait_not_the_round_trips() -> None:
+    """A cold process's first POST (TLS, token) is slow: that is not how long the operation takes."""
+    transport = CannedTransport(_lro_answers(1))
+    send = transport.send
+
+    def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            time.sleep(0.05)
+        return send(request, **kwargs)
+
+    transport.send = slow_post  # type: ignore[method-assign]
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    dp.trigger_restore(_restore_request())
+    assert transport.slept == [2] and dp._lro_seconds["restore"] == 2  # the Retry-After that sufficed
+
+
+def test_an_operation_that_needed_more_polls_is_learned_from_its_202_not_from_the_post() -> None:
+    transport = CannedTransport(_lro_answers(3, retry_after="0"))  # no Retry-After: azure-core's 5 s default
+    send = transport.send
+
+    def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            time.sleep(0.2)
+        return send(request, **kwargs)
+
+    transport.send = slow_post  # type: ignore[method-assign]
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    dp.trigger_restore(_restore_request())
+    assert len(transport.slept) == 3 and 0 <= dp._lro_seconds["restore"] < 0.2
