@@ -67,6 +67,9 @@ param pollMaxSeconds string = ''
 @description('RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end. Empty: code default.')
 param pollOverdueSeconds string = ''
 
+@description('RESTORE_CONTINUE_INLINE: true runs the trigger in the validate invocation when no rehydration is needed (its queue message, delayed 660 s, is the safety net); false: one stage per invocation. Empty: code default (true).')
+param continueInline string = ''
+
 @description('RESTORE_ARM_MAX_RETRIES: retries for throttled or transient ARM calls. Empty: code default.')
 param armMaxRetries string = ''
 
@@ -387,6 +390,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_POLL_MIN_SECONDS: pollMinSeconds
   RESTORE_POLL_MAX_SECONDS: pollMaxSeconds
   RESTORE_POLL_OVERDUE_SECONDS: pollOverdueSeconds
+  RESTORE_CONTINUE_INLINE: continueInline
   // Must equal host.json extensions.queues.maxDequeueCount (the settings validation checks it): read from host.json.
   RESTORE_MAX_DEQUEUE_COUNT: string(hostJson.extensions.queues.maxDequeueCount)
   RESTORE_ARM_MAX_RETRIES: armMaxRetries

@@ -61,7 +61,7 @@ from .backup import (  # noqa: F401 - re-exported: the adapter's answers are the
     VaultInfo,
     latest,
 )
-from .config import Settings
+from .config import Settings, sdk_http_options
 from .errors import AzureRejection, RestoreError, RetryableError, require
 from .models import DatabaseTarget, Rehydration, Tier
 from .records import parse_time
@@ -140,14 +140,29 @@ class LearningPolling(ARMPolling):
         self._first_wait = first_wait
         self._result_needed = result_needed
         self._waited = False
+        self._held = True  # until run_here(): azure-core's LROPoller then starts no polling thread of its own
+        self.first_delay = 0.0  # what the first wait was (ARM's Retry-After, or the learned time if longer)
         self.status_polls = 0
         self.final_gets = 0
+
+    def finished(self) -> bool:
+        # While held, LROPoller.__init__ sees a finished operation and starts no thread (azure-core 1.41: "if
+        # self._polling_method.finished(): self._done.set() else: start a thread"); run_here() then polls.
+        return self._held or bool(super().finished())
+
+    def run_here(self) -> None:
+        """Poll to the end in the calling thread (the invocation's own): the same waits, status reads and final GET
+        as azure-core's poller thread would make, without a thread start, a join and a GIL hand-over per wait."""
+        self._held = False
+        if not self.finished():  # an operation that ended in its first answer needs no polling (as in azure-core)
+            self.run()
 
     def _extract_delay(self) -> float:
         delay = float(super()._extract_delay())
         if not self._waited:
             self._waited = True
-            return max(delay, self._first_wait)
+            self.first_delay = max(delay, self._first_wait)
+            return self.first_delay
         return delay
 
     def _poll(self) -> None:
@@ -388,6 +403,7 @@ class DataProtection:
                     "retry_policy": GuardedRetryPolicy(retry_total=self._settings.arm_max_retries,
                                                        retry_backoff_max=60),
                     "polling_interval": 5,
+                    **sdk_http_options(),  # no per-request proxy/netrc look-ups when none is configured
                 }
                 if self._settings.dataprotection_ca_bundle:
                     kwargs["connection_verify"] = self._settings.dataprotection_ca_bundle
@@ -422,10 +438,15 @@ class DataProtection:
         with self._lock:
             expected = self._lro_seconds.get(kind)
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
-        began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
+        accepted = time.monotonic()  # the operation runs from its 202; the POST's own round trip is not its duration
+
+        def follow() -> Any:
+            polling.run_here()  # in this thread: no poller thread (LearningPolling.finished)
+            return poller.result()  # no thread to join: the polling method's resource (final state)
+
         try:
-            result = self._call(f"{what} (status)", poller.result)
+            result = self._call(f"{what} (status)", follow)
         except RetryableError as exc:  # the POST was accepted: whatever happens while polling, it may be running
             raise RetryableError(str(exc), retry_after=exc.retry_after, throttled=False) from exc
         except AzureRejection as exc:
@@ -434,11 +455,17 @@ class DataProtection:
             # a 4xx while following an accepted operation (a status URL that 404s or 403s): outcome unknown
             raise RetryableError(f"{what}: following the accepted operation failed ({exc.code}: {exc.message})",
                                  throttled=False) from exc
-        took = time.monotonic() - began
+        took = time.monotonic() - accepted
         with self._lock:
-            # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;
-            # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
-            self._lro_seconds[kind] = 0.9 * expected if expected and polling.status_polls <= 1 else took
+            # one status poll was enough: it ended within the first wait. After a learned wait, expect 10% less next
+            # time; with nothing learned, the wait that sufficed (ARM's Retry-After) — not the round trips, which on
+            # a cold process (TLS, token) are many times the operation and took ~30 restores to decay from.
+            # More polls: it took about what we saw since its 202. (Averaging what we saw would feed our own wait
+            # back into it.)
+            if polling.status_polls <= 1:
+                self._lro_seconds[kind] = 0.9 * expected if expected else polling.first_delay
+            else:
+                self._lro_seconds[kind] = took
         return result
 
     # -- reads

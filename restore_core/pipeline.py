@@ -165,20 +165,56 @@ def handle(stage: Stage, body: bytes | str, *, message_id: str, dequeue_count: i
     now = deps.clock()
     telemetry.record_queue_lag(stage=stage.value, seconds=max(0.0, (now - (inserted_at or env.sent_at))
                                                                .total_seconds()))
-    with telemetry.stage_span(stage.value, restore_id=rec.id, traceparent=env.traceparent, attempt=env.attempt,
+    following, traceparent = _run_stage(stage, rec, deps, dequeue_count, now, env.traceparent)
+    while following is not None:
+        following, traceparent = _continue_inline(following, deps, traceparent)
+
+
+def _continue_inline(rec: RestoreRecord, deps: Deps, traceparent: str | None) \
+        -> tuple[RestoreRecord | None, str | None]:
+    """Run the stage ``rec`` was just moved to in this invocation (registry ``inline``: one queue hop less). Its
+    message is already on the queue, delayed by ``inline_safety_net_seconds``; whatever happens here, that message
+    finishes the job: stale (dropped after one row read) when this run moved the restore on, the stage's normal
+    delivery when it did not (an error, a crash, a host stop). So nothing here is re-raised: the invocation that
+    brought us here has done its own stage, and its message must not be delivered again for this one. Claims,
+    ETag-guarded writes and the trigger's intent/adoption make a run that overlaps the delayed message safe, as for
+    any duplicate delivery. ``dequeue_count`` 0: this is no queue delivery, so it never gives the restore up."""
+    stage = require(rec.stage, "an inline continuation has a stage")
+    try:
+        return _run_stage(stage, rec, deps, 0, deps.clock(), traceparent)
+    except Exception as exc:  # noqa: BLE001 - the delayed message is the retry (docstring)
+        log.warning("%s of %s, run inline, failed (%s: %s); its delayed message runs it again in %.0fs",
+                    stage.value, rec.id, type(exc).__name__, exc, deps.settings.inline_safety_net_seconds,
+                    extra={"restore_id": rec.id})
+        return None, None
+
+
+def _inline(deps: Deps, stage: Stage, next_stage: Stage | None, delay: float) -> bool:
+    """Whether ``next_stage`` runs in this invocation (``RESTORE_CONTINUE_INLINE`` and the registry's rule)."""
+    return deps.settings.continue_inline and registry.continues_inline(stage, next_stage, delay)
+
+
+def _run_stage(stage: Stage, rec: RestoreRecord, deps: Deps, dequeue_count: int, now: datetime,
+               traceparent: str | None) -> tuple[RestoreRecord | None, str | None]:
+    """Run ``stage`` on ``rec`` inside its span and apply the outcome. Returns the new row when the next stage
+    continues in this invocation (:func:`_inline`), else None; and this span's traceparent."""
+    with telemetry.stage_span(stage.value, restore_id=rec.id, traceparent=traceparent, attempt=rec.attempt,
                               attributes=_attributes(rec)) as span:
         run = _Run(stage, rec, deps, dequeue_count)
         result = run.result(now, span)
         if result is None:
-            return
+            return None, span.traceparent
         span.set_outcome(result.outcome.value)
         try:
             new = apply(deps, run.current, stage, result, traceparent=span.traceparent)
         except StoreRejected as exc:
             _give_up_unstorable(deps, run.current, stage, exc, result)
-            return
+            return None, span.traceparent
         if new is not None and new.azure_job_id:
             span.set("azure_job_id", new.azure_job_id)
+        if new is not None and _inline(deps, stage, new.stage, result.delay):
+            return new, span.traceparent
+        return None, span.traceparent
 
 
 def deadline_result(rec: RestoreRecord, deps: Deps) -> StageResult:
@@ -279,8 +315,11 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
         if next_stage is not None:
             times.setdefault(next_stage.value, {"started": iso(now), "finished": None})
             changes.setdefault("polls", 0)
+    # a next stage that runs inline in this invocation: its message is the delayed safety net (registry ``inline``)
+    delay = deps.settings.inline_safety_net_seconds if _inline(deps, stage, next_stage, result.delay) \
+        else result.delay
     new = rec.copy(**changes, status=status, stage=next_stage, attempt=rec.attempt + 1, updated_at=now,
-                   stage_times=times, next_check_at=check_after(deps, now, result.delay) if next_stage else None)
+                   stage_times=times, next_check_at=check_after(deps, now, delay) if next_stage else None)
     if result.error_code:
         new.error_code, new.error_message, new.error_fix = result.error_code, result.error_message, result.error_fix
     events = []
@@ -295,7 +334,7 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
     if stage == Stage.WAIT and next_stage != Stage.WAIT and result.outcome in REHYDRATION_DONE:
         _record_rehydration_wait(new, now)
     if next_stage is not None:
-        send_stage(deps, new, delay=result.delay, traceparent=traceparent)
+        send_stage(deps, new, delay=delay, traceparent=traceparent)
     if status.terminal:
         finish(deps, new)
     log.info("%s %s → %s (%s): %s", rec.id, stage.value, next_stage.value if next_stage else status.value,

@@ -18,7 +18,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import LinearRetry, QueueClient
 
 from . import telemetry
-from .config import Settings, StorageTimeouts, load_settings
+from .config import Settings, StorageTimeouts, http_proxy_env, load_settings, sdk_http_options
 from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
 from .drills.evidence import BlobEvidenceSink
@@ -42,13 +42,13 @@ def table_options(t: StorageTimeouts) -> dict[str, Any]:
     up to 10 retries with backoff up to 120 s)."""
     return {"connection_timeout": t.connect_seconds, "read_timeout": t.read_seconds, "retry_total": t.retries,
             "retry_connect": t.retries, "retry_read": t.retries, "retry_status": t.retries,
-            "retry_backoff_factor": 0.5, "retry_backoff_max": 2}
+            "retry_backoff_factor": 0.5, "retry_backoff_max": 2, **sdk_http_options()}
 
 
 def queue_options(t: StorageTimeouts) -> dict[str, Any]:
     """The same for the queue clients (the SDK defaults are 20 s / 60 s and 3 retries 15 s and more apart)."""
     return {"connection_timeout": t.connect_seconds, "read_timeout": t.read_seconds,
-            "retry_policy": LinearRetry(backoff=1, retry_total=t.retries, random_jitter_range=1)}
+            "retry_policy": LinearRetry(backoff=1, retry_total=t.retries, random_jitter_range=1), **sdk_http_options()}
 
 
 def queue_client(settings: Settings, name: str) -> QueueClient:
@@ -64,6 +64,10 @@ def queue_client(settings: Settings, name: str) -> QueueClient:
 
 def build(settings: Settings) -> Deps:
     st = settings.storage
+    proxy_env = http_proxy_env()
+    if proxy_env:
+        log.info("proxy variables set (%s): the Azure SDK clients read the environment on every request",
+                 ", ".join(proxy_env))
     meter = StorageMeter()
     table_hook: dict[str, Any] = {"raw_response_hook": meter.hook("table"), **table_options(settings.storage_timeouts)}
     queue_hook: dict[str, Any] = {"raw_response_hook": meter.hook("queue"), **queue_options(settings.storage_timeouts)}

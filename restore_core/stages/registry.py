@@ -45,6 +45,12 @@ class StageSpec:
     """``function``: a queue trigger in ``function_app.py``; ``job``: the replay container job
     (``python -m restore_core.replay``; an Azure Container Apps job scaled on the queue; locally
     ``localdev.jobrunner``)."""
+    inline: bool = False
+    """A transition into this stage that is due at once (no delay) continues in the same invocation instead of
+    waiting for its queue message (one queue hop less). Its message is still sent, delayed by
+    :attr:`~restore_core.config.Settings.inline_safety_net_seconds`: the safety net when the invocation dies before
+    the stage is done, and otherwise a stale message the pipeline drops after one row read. Only for ``function``
+    stages whose predecessors are ``function`` stages (a Function runs it); see :func:`continues_inline`."""
 
     @property
     def run(self) -> StageRun:
@@ -65,7 +71,7 @@ REGISTRY: tuple[StageSpec, ...] = (
     StageSpec(Stage.WAIT, "RESTORE_QUEUE_WAIT", "restore-wait", "restore_core.stages.wait:run",
               True, Status.WAITING, "Wait for rehydration"),
     StageSpec(Stage.TRIGGER, "RESTORE_QUEUE_TRIGGER", "restore-trigger", "restore_core.stages.trigger:run",
-              False, Status.RESTORING, "Trigger restore"),
+              False, Status.RESTORING, "Trigger restore", inline=True),
     StageSpec(Stage.MONITOR, "RESTORE_QUEUE_MONITOR", "restore-monitor", "restore_core.stages.monitor:run",
               False, Status.RESTORING, "Follow Azure job"),
     StageSpec(Stage.INVENTORY, "RESTORE_QUEUE_INVENTORY", "restore-inventory", "restore_core.stages.inventory:run",
@@ -90,3 +96,12 @@ QUEUE_SETTINGS: tuple[str, ...] = tuple(s.queue_setting for s in REGISTRY)
 
 def spec(stage: Stage) -> StageSpec:
     return BY_STAGE[stage]
+
+
+def continues_inline(stage: Stage, next_stage: Stage | None, delay: float) -> bool:
+    """Whether the move from ``stage`` to ``next_stage`` (due after ``delay`` s) runs ``next_stage`` in the same
+    invocation: a different stage marked ``inline``, due now, both run by a Function."""
+    if next_stage is None or next_stage == stage or delay > 0:
+        return False
+    nxt = BY_STAGE[next_stage]
+    return nxt.inline and nxt.consumer == "function" and BY_STAGE[stage].consumer == "function"

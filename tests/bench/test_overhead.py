@@ -34,13 +34,17 @@ def test_overhead_compares_two_apps_with_cpu_per_invocation_and_a_profile(tmp_pa
     assert saved["apps"][1]["commit"][:7] in saved["apps"][1]["label"]
     for app in saved["apps"]:
         assert app["restores"] == 2 and len(app["overheads_s"]) == 2
-        for fn in ("restores_create", "restore_validate", "restore_trigger"):
+        for fn in ("restores_create", "restore_validate"):
             inv = app["invocations_ms"][fn]
             assert inv["n"] >= 2 and 0 < inv["cpu"]["p50"] <= inv["fn"]["p50"] + 1 and inv["wall"]["p50"] > 0
+        # the trigger runs inline in the validate invocation (RESTORE_CONTINUE_INLINE): no trigger invocation, and
+        # the per-restore sum of the invocations' CPU covers it
+        assert "restore_trigger" not in app["invocations_ms"]
+        validate, create = app["invocations_ms"]["restore_validate"], app["invocations_ms"]["restores_create"]
+        assert app["invocation_cpu_ms_per_restore"] >= validate["cpu"]["p50"] / 2 + create["cpu"]["p50"] / 2 > 0
         assert app["process_cpu_ms_per_restore"]["funchost"] > 0
         assert app["arm_calls_before_trigger_per_restore"] > 0
-        for fn in ("restore_validate", "restore_trigger"):
-            entries = app["profile_top_cumulative"][fn]
-            assert any("restore_core/pipeline.py" in e["function"] for e in entries)
+        entries = app["profile_top_cumulative"]["restore_validate"]
+        assert any("restore_core/pipeline.py" in e["function"] for e in entries)
     assert data["overhead_p50_s"] == saved["apps"][0]["overhead_p50_s"]
     assert "validate CPU ms" in (tmp_path / "r" / "overhead.md").read_text()

@@ -250,8 +250,9 @@ def test_queue_adapters_drive_the_pipeline(functions: dict[str, Any], harness: H
     validate_fn(func.QueueMessage(id="msg-2", body=msg.text.encode()))
     harness.collect()
     rid = json.loads(msg.text)["restore_id"]
-    rec = harness.store.get(rid)
-    assert rec is not None and rec.status is Status.RESTORING and rec.stage is Stage.TRIGGER
+    rec = harness.store.get(rid)  # validated, and triggered in the same invocation (RESTORE_CONTINUE_INLINE)
+    assert rec is not None and rec.status is Status.RESTORING and rec.stage is Stage.MONITOR and rec.azure_job_id
+    assert harness.stages_of(harness.pending) == [Stage.TRIGGER, Stage.MONITOR]  # the safety net, the first check
 
 
 def test_in_flight_visibility_setting_matches_the_queue_listener_and_the_local_host() -> None:

@@ -63,6 +63,13 @@ def settings(**overrides: str) -> Settings:
     return load_settings({**SETTINGS_ENV, **overrides})
 
 
+def stage_by_stage(**overrides: str) -> Settings:
+    """Settings with ``RESTORE_CONTINUE_INLINE=false``: every stage, the trigger included, runs from its own queue
+    message — the path of the trigger's safety-net message and of every redelivery, which the tests of the trigger's
+    exactly-once rules drive step by step."""
+    return settings(RESTORE_CONTINUE_INLINE="false", **overrides)
+
+
 def database_body(**extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "backup_instance": {"id": BI_ID},

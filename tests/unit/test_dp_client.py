@@ -3,6 +3,9 @@ network), and the job id of both LRO result shapes."""
 
 from __future__ import annotations
 
+import json
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from types import SimpleNamespace
@@ -24,7 +27,7 @@ from restore_core.dp_client import (
     latest,
     operation_of,
 )
-from restore_core.errors import RetryableError
+from restore_core.errors import AzureRejection, RetryableError
 from restore_core.models import parse_request
 
 from .fakes import BI_ID, SUB, T0, VAULT_ID, VAULT_POINT, database_body, settings
@@ -75,18 +78,23 @@ def test_operation_of_unknown_calls_are_grouped_by_method() -> None:
 
 
 class CannedResponse(HttpResponse):
-    def __init__(self, request: HttpRequest, status: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, request: HttpRequest, status: int, headers: dict[str, str] | None = None,
+                 body: dict[str, Any] | None = None) -> None:
         super().__init__(request, None)
         self.status_code = status
         self.headers = CaseInsensitiveDict(headers or {})
         self.reason = "canned"
         self.content_type = "application/json"
+        self._body = json.dumps(body or {}).encode()
 
     def body(self) -> bytes:
-        return b"{}"
+        return self._body
 
     def read(self) -> bytes:  # the SDK reads error bodies the azure.core.rest way
         return self.body()
+
+    def json(self) -> Any:  # and a long-running operation's final document
+        return json.loads(self._body)
 
     @property
     def content(self) -> bytes:
@@ -99,7 +107,7 @@ class CannedResponse(HttpResponse):
         yield self.body()
 
 
-Answer = int | tuple[int, dict[str, str]] | Exception
+Answer = int | tuple[int, dict[str, str]] | tuple[int, dict[str, str], dict[str, Any]] | Exception
 
 
 class CannedTransport(HttpTransport):  # type: ignore[type-arg]
@@ -115,8 +123,8 @@ class CannedTransport(HttpTransport):  # type: ignore[type-arg]
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
-        status, headers = answer if isinstance(answer, tuple) else (answer, {})
-        return CannedResponse(request, status, headers)
+        status, headers, body = (answer + ({},))[:3] if isinstance(answer, tuple) else (answer, {}, {})
+        return CannedResponse(request, status, headers, body)
 
     def sleep(self, duration: float) -> None:
         self.slept.append(duration)
@@ -288,6 +296,7 @@ def test_lro_first_wait_is_learned_and_shrinks_while_one_status_poll_suffices() 
         def begin(polling: Any) -> Any:
             waits.append(polling._first_wait)
             polling.status_polls = polls
+            polling.run_here = lambda: None  # nothing to follow: begin is a stand-in
             return SimpleNamespace(result=lambda: None)
         return begin
 
@@ -298,3 +307,79 @@ def test_lro_first_wait_is_learned_and_shrinks_while_one_status_poll_suffices() 
     assert waits[1] == seen and dp._lro_seconds["restore"] == pytest.approx(0.9 * seen)
     dp._lro("restore", "trigger restore", start(2))  # waited too little: take what was observed
     assert waits[2] == pytest.approx(0.9 * seen) and dp._lro_seconds["restore"] < 0.9 * seen + 1.0
+
+
+def test_an_lro_is_followed_in_the_calling_thread_honouring_retry_after() -> None:
+    """No poller thread (azure-core's LROPoller starts one per operation; the invocation only waited on it): the
+    status polls run in the caller's thread, after ARM's Retry-After, and a status that names the job ends it."""
+    status_url = LOC + "/operationStatus/op2?api-version=2026-06-01"
+    accepted = (202, {"Azure-AsyncOperation": status_url, "Location": status_url, "Retry-After": "2"}, {})
+    running = (200, {"Retry-After": "3"}, {"status": "InProgress"})
+    done = (200, {}, {"status": "Succeeded",
+                      "properties": {"jobId": "job-1", "objectType": "OperationJobExtendedInfo"}})
+    transport = CannedTransport([accepted, running, done])
+    senders: list[threading.Thread] = []
+    send = transport.send
+
+    def recording_send(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        senders.append(threading.current_thread())
+        return send(request, **kwargs)
+
+    transport.send = recording_send  # type: ignore[method-assign]
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    assert dp.trigger_restore(_restore_request()) == "job-1"
+    assert [m for m, _ in transport.sent] == ["POST", "GET", "GET"]  # no final GET: the status names the job
+    assert set(senders) == {threading.current_thread()}
+    assert transport.slept == [2, 3]  # nothing learned yet: ARM's Retry-After before each status read
+    assert dp._lro_seconds["restore"] >= 0  # and the duration was learned for the next one
+
+
+def test_an_lro_that_azure_reports_failed_is_its_verdict_in_the_calling_thread() -> None:
+    status_url = LOC + "/operationStatus/op3?api-version=2026-06-01"
+    accepted = (202, {"Azure-AsyncOperation": status_url, "Location": status_url, "Retry-After": "1"}, {})
+    failed = (200, {}, {"status": "Failed", "error": {"code": "UserErrorSomething", "message": "no"}})
+    transport = CannedTransport([accepted, failed])
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    with pytest.raises(AzureRejection) as info:
+        dp.trigger_restore(_restore_request())
+    assert info.value.from_operation and [m for m, _ in transport.sent] == ["POST", "GET"]
+
+
+def _lro_answers(polls: int, retry_after: str = "2") -> list[Answer]:
+    status_url = LOC + "/operationStatus/op4?api-version=2026-06-01"
+    accepted = (202, {"Azure-AsyncOperation": status_url, "Location": status_url, "Retry-After": retry_after}, {})
+    running = (200, {"Retry-After": retry_after}, {"status": "InProgress"})
+    done = (200, {}, {"status": "Succeeded",
+                      "properties": {"jobId": "job-1", "objectType": "OperationJobExtendedInfo"}})
+    return [accepted, *[running] * (polls - 1), done]
+
+
+def test_a_first_operation_done_by_its_first_poll_teaches_the_wait_not_the_round_trips() -> None:
+    """A cold process's first POST (TLS, token) is slow: that is not how long the operation takes."""
+    transport = CannedTransport(_lro_answers(1))
+    send = transport.send
+
+    def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            time.sleep(0.05)
+        return send(request, **kwargs)
+
+    transport.send = slow_post  # type: ignore[method-assign]
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    dp.trigger_restore(_restore_request())
+    assert transport.slept == [2] and dp._lro_seconds["restore"] == 2  # the Retry-After that sufficed
+
+
+def test_an_operation_that_needed_more_polls_is_learned_from_its_202_not_from_the_post() -> None:
+    transport = CannedTransport(_lro_answers(3, retry_after="0"))  # no Retry-After: azure-core's 5 s default
+    send = transport.send
+
+    def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        if request.method == "POST":
+            time.sleep(0.2)
+        return send(request, **kwargs)
+
+    transport.send = slow_post  # type: ignore[method-assign]
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
+    dp.trigger_restore(_restore_request())
+    assert len(transport.slept) == 3 and 0 <= dp._lro_seconds["restore"] < 0.2

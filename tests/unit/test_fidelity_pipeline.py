@@ -16,12 +16,19 @@ from restore_core.dp_client import JobInfo
 from restore_core.errors import AzureRejection, RetryableError
 from restore_core.models import Stage, Status
 
-from .fakes import ARCHIVE_POINT, VAULT_ID, Harness, database_body
+from .fakes import ARCHIVE_POINT, VAULT_ID, Harness, database_body, stage_by_stage
 
 
 @pytest.fixture
 def h() -> Harness:
     return Harness()
+
+
+@pytest.fixture
+def hs() -> Harness:
+    """Stage by stage (``RESTORE_CONTINUE_INLINE=false``): a lost trigger answer, then the trigger's own deliveries
+    (the path of the inline trigger's safety-net message) adopt or stop."""
+    return Harness(settings=stage_by_stage())
 
 
 def wire(obj: Any) -> dict[str, Any]:
@@ -112,8 +119,8 @@ def test_a_rehydration_already_running_is_waited_for_not_paid_again(h: Harness) 
     h.step()
     assert h.dp.trigger_calls == 0 and h.dp.calls["trigger_rehydrate"] == 0
     h.dp.complete_rehydration(ARCHIVE_POINT, h.clock() + timedelta(days=10))
-    h.step()
-    assert h.record().stage is Stage.TRIGGER
+    h.step()  # the wait sees it rehydrated and runs the trigger inline
+    assert h.record().stage is Stage.MONITOR and h.dp.trigger_calls == 1 and h.dp.calls["trigger_rehydrate"] == 0
 
 
 def test_high_priority_is_sent_with_a_warning_that_azure_may_refuse_it(h: Harness) -> None:
@@ -141,8 +148,9 @@ def other_job(h: Harness, **changes: Any) -> JobInfo:
 
 
 @pytest.mark.parametrize("fmt", ["salesdb_restored", None, "pgsrv-restore/salesdb_restored"])
-def test_a_job_whose_destination_has_another_format_is_adopted_on_instance_point_and_time(h: Harness,
+def test_a_job_whose_destination_has_another_format_is_adopted_on_instance_point_and_time(hs: Harness,
                                                                                           fmt: str | None) -> None:
+    h = hs
     lose_trigger_answer(h)
     name = h.dp.only_job().name
     h.dp.jobs[name] = replace(h.dp.jobs[name], destination=fmt)
@@ -150,7 +158,8 @@ def test_a_job_whose_destination_has_another_format_is_adopted_on_instance_point
     assert h.record().azure_job_id == h.dp.jobs[name].id and h.dp.trigger_calls == 1
 
 
-def test_a_job_of_another_recovery_point_is_never_adopted(h: Harness) -> None:
+def test_a_job_of_another_recovery_point_is_never_adopted(hs: Harness) -> None:
+    h = hs
     lose_trigger_answer(h)
     name = h.dp.only_job().name
     h.dp.jobs[name] = replace(h.dp.jobs[name], recovery_point_id="another-point", destination=None)
@@ -158,7 +167,8 @@ def test_a_job_of_another_recovery_point_is_never_adopted(h: Harness) -> None:
     assert rec.azure_job_id is None and rec.error_code == "TriggerOutcomeUnknown" and h.dp.trigger_calls == 1
 
 
-def test_two_jobs_that_could_each_be_ours_stop_for_an_operator_naming_both(h: Harness) -> None:
+def test_two_jobs_that_could_each_be_ours_stop_for_an_operator_naming_both(hs: Harness) -> None:
+    h = hs
     lose_trigger_answer(h)
     name = h.dp.only_job().name
     h.dp.jobs[name] = replace(h.dp.jobs[name], destination=None)
@@ -170,7 +180,8 @@ def test_two_jobs_that_could_each_be_ours_stop_for_an_operator_naming_both(h: Ha
     assert h.dp.trigger_calls == 1
 
 
-def test_a_comparable_destination_picks_ours_among_jobs_of_the_same_point(h: Harness) -> None:
+def test_a_comparable_destination_picks_ours_among_jobs_of_the_same_point(hs: Harness) -> None:
+    h = hs
     lose_trigger_answer(h)
     mine = h.dp.only_job()
     other_job(h, destination=mine.destination.replace("salesdb_restored", "salesdb_restored_1"))  # type: ignore
@@ -178,7 +189,8 @@ def test_a_comparable_destination_picks_ours_among_jobs_of_the_same_point(h: Har
     assert h.record().azure_job_id == mine.id
 
 
-def test_a_failing_job_listing_while_adopting_is_looked_at_again_not_decided(h: Harness) -> None:
+def test_a_failing_job_listing_while_adopting_is_looked_at_again_not_decided(hs: Harness) -> None:
+    h = hs
     lose_trigger_answer(h)
     h.dp.fail_before["list_jobs"] = [AzureRejection("AuthorizationFailed", "token settling", status=403)]
     h.step()

@@ -13,10 +13,12 @@ import pytest
 from azure.mgmt.dataprotection._utils.model_base import SdkJSONEncoder
 
 from restore_core import api, pipeline
+from restore_core.config import SettingsError
 from restore_core.errors import AzureRejection, RetryableError
 from restore_core.messages import Envelope
 from restore_core.models import Stage, Status
 from restore_core.queues import SentMessage
+from restore_core.stages import registry
 
 from .fakes import (
     ARCHIVE_POINT,
@@ -30,6 +32,7 @@ from .fakes import (
     database_body,
     files_body,
     settings,
+    stage_by_stage,
 )
 
 
@@ -47,6 +50,12 @@ def no_sleeping(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def h() -> Harness:
     return Harness()
+
+
+@pytest.fixture
+def hs() -> Harness:
+    """Stage by stage: the trigger runs from its own message (the safety-net / redelivery path)."""
+    return Harness(settings=stage_by_stage())
 
 
 @pytest.fixture
@@ -68,7 +77,8 @@ def envelope(msg: SentMessage) -> Envelope:
     return Envelope.decode(msg.text)
 
 
-def test_validate_trigger_monitor_happy_path(h: Harness) -> None:
+def test_validate_trigger_monitor_happy_path_stage_by_stage(hs: Harness) -> None:
+    h = hs
     rec = h.submit()
     assert rec.status is Status.ACCEPTED and h.stages_of(h.pending) == [Stage.VALIDATE]
 
@@ -102,6 +112,95 @@ def test_validate_trigger_monitor_happy_path(h: Harness) -> None:
     assert "secret" not in json.dumps(event).lower()
     statuses = [e.status for e in h.store.timeline(rec.id)]
     assert statuses[0] == "accepted" and statuses[-1] == "succeeded"
+
+
+def test_validate_runs_the_trigger_inline_and_its_message_is_a_delayed_safety_net(h: Harness) -> None:
+    rec = h.submit()
+    _, sent = h.step()  # one invocation: validate, then the trigger (no queue hop between them)
+    rec = h.record()
+    job = h.dp.only_job()
+    assert (rec.status, rec.stage, rec.attempt, rec.azure_job_id) == (Status.RESTORING, Stage.MONITOR, 3, job.id)
+    assert len(h.dp.validations) == 1 and h.dp.trigger_calls == 1
+    assert h.stages_of(sent) == [Stage.TRIGGER, Stage.MONITOR]
+    safety = sent[0]
+    assert safety.delay_seconds == h.settings.inline_safety_net_seconds
+    assert Envelope.decode(safety.text, Stage.TRIGGER).attempt == 2  # the attempt the trigger ran as
+    assert {"validate", "trigger"} <= {k for k, v in rec.stage_times.items() if v.get("finished")}
+    messages = [e.message for e in h.store.timeline(rec.id)]
+    assert any(m.startswith("validated") for m in messages) and any(m.startswith("restore triggered")
+                                                                     for m in messages)
+
+    calls = dict(h.dp.calls)
+    assert h.next_message() is safety
+    assert h.deliver(safety) == []  # stale: dropped after one row read, nothing asked of Azure
+    assert h.dp.calls == calls and h.record() == rec
+
+    h.dp.finish_job(job.name, "Completed")
+    assert h.run().status is Status.SUCCEEDED and h.dp.trigger_calls == 1
+
+
+def test_a_crash_in_the_inline_trigger_is_not_raised_and_its_safety_net_adopts_the_job(h: Harness) -> None:
+    h.submit()
+    h.dp.fail_after["trigger_restore"] = [RuntimeError("worker died after the trigger")]
+    _, sent = h.step()  # validate's own message is done: the crash is the safety net's to finish, not a redelivery
+    rec = h.record()
+    assert (rec.stage, rec.azure_job_id) == (Stage.TRIGGER, None) and rec.trigger_intent_at is not None
+    assert h.stages_of(sent) == [Stage.TRIGGER] and sent[0].delay_seconds == h.settings.inline_safety_net_seconds
+    h.step()  # the safety net, a grace period later: adopts the job the inline run started
+    rec = h.record()
+    assert rec.azure_job_id == h.dp.only_job().id and rec.stage is Stage.MONITOR
+    assert any("adopted" in e.message for e in h.store.timeline(rec.id))
+    h.dp.finish_job(h.dp.only_job().name, "Completed")
+    assert h.run().status is Status.SUCCEEDED and h.dp.trigger_calls == 1
+
+
+def test_a_lost_inline_trigger_answer_is_looked_for_again_and_the_safety_net_is_stale(h: Harness) -> None:
+    h.submit()
+    h.dp.fail_after["trigger_restore"] = [RetryableError("connection reset while reading the answer")]
+    _, sent = h.step()
+    rec = h.record()
+    assert (rec.stage, rec.attempt, rec.azure_job_id) == (Stage.TRIGGER, 3, None)
+    assert h.stages_of(sent) == [Stage.TRIGGER, Stage.TRIGGER]
+    safety, again = sent
+    assert Envelope.decode(safety.text, Stage.TRIGGER).attempt == 2 and again.delay_seconds < safety.delay_seconds
+    h.pending.remove(again)
+    assert h.deliver(safety) == [] and h.record() == rec  # stale: the inline run moved the restore on
+    h.clock.advance(again.delay_seconds)
+    h.deliver(again)
+    assert h.record().azure_job_id == h.dp.only_job().id and h.dp.trigger_calls == 1
+
+
+def test_an_archived_point_is_not_triggered_inline_from_validate(h: Harness) -> None:
+    h.dp.add_archive_point()
+    h.submit()
+    _, sent = h.step()
+    assert h.stages_of(sent) == [Stage.REHYDRATE] and sent[0].delay_seconds == 0 and h.dp.trigger_calls == 0
+
+
+def test_only_a_due_move_into_an_inline_function_stage_continues_inline() -> None:
+    assert registry.continues_inline(Stage.VALIDATE, Stage.TRIGGER, 0)
+    assert registry.continues_inline(Stage.WAIT, Stage.TRIGGER, 0)
+    assert not registry.continues_inline(Stage.VALIDATE, Stage.TRIGGER, 5)  # not due yet: a delayed message
+    assert not registry.continues_inline(Stage.TRIGGER, Stage.TRIGGER, 0)  # a re-check of the same stage
+    assert not registry.continues_inline(Stage.TRIGGER, Stage.MONITOR, 0)
+    assert not registry.continues_inline(Stage.VALIDATE, Stage.REHYDRATE, 0)
+    assert not registry.continues_inline(Stage.MONITOR, None, 0)
+    assert [s.stage for s in registry.REGISTRY if s.inline] == [Stage.TRIGGER]
+    assert all(s.consumer == "function" for s in registry.REGISTRY if s.inline)
+
+
+def test_the_safety_net_comes_after_the_trigger_grace_and_after_a_redelivery_would() -> None:
+    assert settings(RESTORE_TRIGGER_GRACE_SECONDS="660", RESTORE_MESSAGE_IN_FLIGHT_SECONDS="600") \
+        .inline_safety_net_seconds == 660
+    # a benchmark's scaled grace (660 s / 3600) is shorter than an invocation runs: the in-flight time bounds it
+    assert settings(RESTORE_TRIGGER_GRACE_SECONDS="0.18", RESTORE_MESSAGE_IN_FLIGHT_SECONDS="600") \
+        .inline_safety_net_seconds == 600
+
+
+def test_continue_inline_setting_is_true_or_false_and_says_so() -> None:
+    assert settings().continue_inline is True and stage_by_stage().continue_inline is False
+    with pytest.raises(SettingsError, match="RESTORE_CONTINUE_INLINE='yes please'; choose true"):
+        settings(RESTORE_CONTINUE_INLINE="yes please")
 
 
 def test_files_restore_triggers_with_files_target(h: Harness) -> None:
@@ -141,9 +240,9 @@ def test_archive_point_goes_rehydrate_wait_then_trigger_with_growing_delays(h2: 
     assert h.dp.calls["trigger_rehydrate"] == 1 and h.dp.trigger_calls == 0
 
     h.dp.complete_rehydration(ARCHIVE_POINT, T0 + timedelta(days=20))
-    _, sent = h.step()
-    assert h.stages_of(sent) == [Stage.TRIGGER] and h.record().status is Status.RESTORING
-    h.step()
+    _, sent = h.step()  # the wait invocation runs the trigger inline; the trigger's message is the safety net
+    assert h.stages_of(sent) == [Stage.TRIGGER, Stage.MONITOR] and h.record().status is Status.RESTORING
+    assert sent[0].delay_seconds == h.settings.inline_safety_net_seconds and h.dp.trigger_calls == 1
     assert wire(h.dp.triggers[0])["sourceDataStoreType"] == "ArchiveStore"
     assert wire(h.dp.triggers[0])["recoveryPointId"] == ARCHIVE_POINT
 
@@ -152,8 +251,8 @@ def test_already_rehydrated_point_skips_rehydration(h: Harness) -> None:
     h.dp.add_archive_point(rehydration_status="COMPLETED", expiry=T0 + timedelta(days=10))
     h.submit()
     _, sent = h.step()
-    assert h.stages_of(sent) == [Stage.TRIGGER]
-    assert h.dp.calls["trigger_rehydrate"] == 0
+    assert h.stages_of(sent) == [Stage.TRIGGER, Stage.MONITOR]  # triggered inline, the safety net, the first check
+    assert h.dp.calls["trigger_rehydrate"] == 0 and h.dp.trigger_calls == 1
 
 
 def _deliver_everything_twice(h: Harness) -> None:
@@ -215,7 +314,8 @@ def test_malformed_or_unknown_messages_are_dropped(h: Harness) -> None:
     assert h.record() == before and sum(h.dp.calls.values()) == 0
 
 
-def test_crash_between_trigger_and_state_write_adopts_the_job_on_redelivery(h: Harness) -> None:
+def test_crash_between_trigger_and_state_write_adopts_the_job_on_redelivery(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.step()
     msg = h.next_message()
@@ -235,7 +335,8 @@ def test_crash_between_trigger_and_state_write_adopts_the_job_on_redelivery(h: H
     assert any("adopted" in e.message for e in h.store.timeline(rec.id))
 
 
-def test_lost_trigger_answer_looks_for_the_job_then_adopts_it(h: Harness) -> None:
+def test_lost_trigger_answer_looks_for_the_job_then_adopts_it(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.step()
     h.dp.fail_after["trigger_restore"] = [RetryableError("connection reset while reading the answer")]
@@ -250,7 +351,8 @@ def test_lost_trigger_answer_looks_for_the_job_then_adopts_it(h: Harness) -> Non
     assert h.stages_of(sent) == [Stage.MONITOR]
 
 
-def test_trigger_whose_outcome_stays_unknown_is_never_sent_again_and_asks_an_operator(h: Harness) -> None:
+def test_trigger_whose_outcome_stays_unknown_is_never_sent_again_and_asks_an_operator(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.step()
     h.dp.fail_before["trigger_restore"] = [RetryableError("connection reset; did ARM get it?")]
@@ -280,7 +382,8 @@ def test_duplicate_arriving_while_trigger_is_in_flight_does_not_trigger_again(h:
     assert rec.azure_job_id == h.dp.only_job().id and rec.stage is Stage.MONITOR
 
 
-def test_throttling_resends_the_same_stage_with_retry_after_and_no_exception(h: Harness) -> None:
+def test_throttling_resends_the_same_stage_with_retry_after_and_no_exception(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.dp.fail_before["get_backup_instance"] = [RetryableError("throttled by ARM", retry_after=37)]
     _, sent = h.step()
@@ -414,7 +517,8 @@ def test_restore_onto_the_source_database_is_rejected_before_asking_azure(h: Har
     assert h.record().error_code == "RestoreToSourceNotAllowed" and h.dp.validations == []
 
 
-def test_azure_rejection_after_validate_fails_the_restore(h: Harness) -> None:
+def test_azure_rejection_after_validate_fails_the_restore(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.step()
     h.dp.fail_before["trigger_restore"] = [AzureRejection("UserErrorDatabaseNameAlreadyInUse", "exists")]
@@ -455,7 +559,8 @@ def test_cancel_after_trigger_is_409_and_changes_nothing(h: Harness) -> None:
     assert h.record() == before
 
 
-def test_cancel_after_the_trigger_claim_but_before_the_job_id_is_409(h: Harness) -> None:
+def test_cancel_after_the_trigger_claim_but_before_the_job_id_is_409(hs: Harness) -> None:
+    h = hs
     rec = h.submit()
     h.step()
     h.dp.fail_after["trigger_restore"] = [RuntimeError("crash")]
@@ -527,7 +632,8 @@ def test_secondary_region_needs_cross_region_restore_enabled(h: Harness) -> None
     assert "--cross-region-restore-state Enabled" in (rec.error_fix or "")
 
 
-def test_throttled_trigger_is_resent_after_retry_after(h: Harness) -> None:
+def test_throttled_trigger_is_resent_after_retry_after(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.step()
     h.dp.fail_before["trigger_restore"] = [RetryableError("throttled by ARM", retry_after=120)]

@@ -17,7 +17,7 @@ from restore_core.queues import SentMessage
 from restore_core.records import RestoreRecord, TimelineEvent
 from restore_core.store import MemoryStateStore
 
-from .fakes import ARCHIVE_POINT, T0, Harness, database_body, settings
+from .fakes import ARCHIVE_POINT, T0, Harness, database_body, settings, stage_by_stage
 
 STORE_METHODS = ("create", "get", "update", "timeline", "list_day", "active", "put_active", "remove_active",
                  "get_meta", "put_meta")
@@ -39,6 +39,13 @@ class CountingStore(MemoryStateStore):
 @pytest.fixture
 def h() -> Harness:
     return Harness(store=CountingStore())
+
+
+@pytest.fixture
+def hs() -> Harness:
+    """Stage by stage (``RESTORE_CONTINUE_INLINE=false``): the trigger has its own message for the watchdog to copy
+    (the inline trigger's safety net is that message, delayed)."""
+    return Harness(store=CountingStore(), settings=stage_by_stage())
 
 
 def lose_messages(h: Harness) -> None:
@@ -261,7 +268,8 @@ def test_no_redrive_while_the_original_message_may_still_be_in_flight(h: Harness
     assert h.record(rec.id).stage is not Stage.VALIDATE
 
 
-def test_no_redrive_while_a_delayed_check_message_may_still_be_in_flight(h: Harness) -> None:
+def test_no_redrive_while_a_delayed_check_message_may_still_be_in_flight(hs: Harness) -> None:
+    h = hs
     h.submit()
     h.run(until=Stage.MONITOR)
     check = h.next_message()
@@ -287,7 +295,8 @@ def _redrive_trigger(h: Harness) -> tuple[SentMessage, SentMessage]:
 
 
 @pytest.mark.parametrize("first", ["original", "copy"])
-def test_redrive_copy_and_original_one_after_the_other_trigger_once(h: Harness, first: str) -> None:
+def test_redrive_copy_and_original_one_after_the_other_trigger_once(hs: Harness, first: str) -> None:
+    h = hs
     original, copy = _redrive_trigger(h)
     one, other = (original, copy) if first == "original" else (copy, original)
     h.deliver(one)
@@ -299,7 +308,8 @@ def test_redrive_copy_and_original_one_after_the_other_trigger_once(h: Harness, 
     assert h.dp.trigger_calls == 1 and h.record().status is Status.SUCCEEDED and len(h.events) == 1
 
 
-def test_redrive_copy_arriving_while_the_original_is_mid_trigger_triggers_once(h: Harness) -> None:
+def test_redrive_copy_arriving_while_the_original_is_mid_trigger_triggers_once(hs: Harness) -> None:
+    h = hs
     original, copy = _redrive_trigger(h)
     during: list[list[SentMessage]] = []
     h.dp.on_call["trigger_restore"] = lambda: during.append(h.deliver(copy))
