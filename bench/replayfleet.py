@@ -15,15 +15,23 @@ bench/replaycheck.py) against the limit, and the wall time against the bound:
 
 with ``before``, ``replay`` and ``after`` the calibration restore's times (submit → replay start, replay start → end,
 replay end → terminal: verify runs in a job execution too, but holds no server slot).
+
+Reported beside it, from the execution logs (each message an execution takes starts with
+``restore_core.replay.MESSAGE_MARKER``): the executions, the messages they took by what was done with each and the
+execution seconds each kind took, and the execution time of all messages against what the job environment had
+(parallelism × wall): how busy the executions were. ``messages_per_execution`` sets
+``RESTORE_REPLAY_MESSAGES_PER_EXECUTION`` (1: one message per execution, as before executions drained the queues).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +39,7 @@ from bench import replaycheck as rc
 from bench.common import REPO, BenchStack, md_table, submit, verdict, write_result
 from bench.fleet import THROTTLE
 from localdev import scenarios as sc
+from restore_core.config import DEFAULTS
 
 TERMINAL = {"succeeded", "failed", "rejected", "cancelled"}
 CLUSTER = "pgflex-target"
@@ -81,37 +90,81 @@ def phases(body: dict[str, Any]) -> dict[str, float] | None:
     return {"before": before, "replay": during, "after": after}
 
 
-#: What a job execution did, from its log (localdev/jobrunner.py sends each execution's INFO logs to its file);
-#: the first marker found names it.
+#: What a job execution did with a message, from its log (localdev/jobrunner.py sends each execution's INFO logs to
+#: its file); the first marker found in the message's part of the log names it.
 EXECUTION_KINDS = (("no message", "no replay or verify message waiting"), ("stale or duplicate", "stale or duplicate"),
                    ("slot wait", "waiting for a replay slot"), ("replay", " replay → verify"),
                    ("verify", " verify → "), ("fenced by a lease or a race", "nothing to do"))
 
 
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.M)
+
+
+def _stamp(text: str, last: bool = False) -> float | None:
+    """The first (or last) log timestamp of ``text`` (the job runner's format: ``%(asctime)s``), as epoch seconds."""
+    found = _STAMP.findall(text)
+    if not found:
+        return None
+    return datetime.strptime(found[-1 if last else 0], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _message_parts(text: str) -> list[tuple[str, float | None]]:
+    """An execution's log cut into one part per message it took (each starts with ``replay.MESSAGE_MARKER``), with
+    the seconds each took (to the next message's start; the last one to the execution's last line). A log without
+    the marker (an execution that found nothing, died before taking a message, or ran one message per process
+    before executions drained the queues) is one part, without a time."""
+    from restore_core.replay import MESSAGE_MARKER
+
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if MESSAGE_MARKER in line]
+    if not starts:
+        return [(text, None)]
+    parts = ["".join(lines[a:b]) for a, b in zip(starts, [*starts[1:], len(lines)], strict=True)]
+    out: list[tuple[str, float | None]] = []
+    for i, part in enumerate(parts):
+        t0 = _stamp(part)
+        t1 = _stamp(parts[i + 1]) if i + 1 < len(parts) else _stamp(part, last=True)
+        out.append((part, round(t1 - t0, 3) if t0 is not None and t1 is not None else None))
+    return out
+
+
 def executions(logs: list[Path], ids: list[str]) -> dict[str, Any]:
-    """The job executions of the fleet by what each did, and per restore (mean, max): from the execution logs."""
+    """The job executions of the fleet, the messages they took by what was done with each (count and mean seconds
+    of execution time), and the messages per restore (mean, max): from the execution logs."""
     kinds: dict[str, int] = {}
+    seconds: dict[str, list[float]] = {}
     per_restore = dict.fromkeys(ids, 0)
+    messages = 0
     for path in logs:
-        text = path.read_text(errors="replace")
-        kind = next((k for k, marker in EXECUTION_KINDS if marker in text), "other (failed or killed)")
-        kinds[kind] = kinds.get(kind, 0) + 1
-        found = [(text.find(r), r) for r in ids if r in text]
-        if found:  # the restore named first (a replay's log also names the restore it hands its slot to)
-            rid = min(found)[1]
-            per_restore[rid] += 1
+        for part, took in _message_parts(path.read_text(errors="replace")):
+            kind = next((k for k, marker in EXECUTION_KINDS if marker in part), "other (failed or killed)")
+            kinds[kind] = kinds.get(kind, 0) + 1
+            if took is not None:
+                seconds.setdefault(kind, []).append(took)
+            messages += kind not in ("no message", "other (failed or killed)")
+            found = [(part.find(r), r) for r in ids if r in part]
+            if found:  # the restore named first (a replay's log also names the restore it hands its slot to)
+                rid = min(found)[1]
+                per_restore[rid] += 1
     counts = list(per_restore.values())
-    return {"executions": len(logs), "executions_by_kind": kinds,
-            "executions_per_restore_mean": round(sum(counts) / len(counts), 2) if counts else None,
-            "executions_per_restore_max": max(counts) if counts else None}
+    return {"executions": len(logs), "messages": messages, "messages_by_kind": kinds,
+            "message_seconds_mean_by_kind": {k: round(sum(v) / len(v), 3) for k, v in seconds.items()},
+            "message_seconds_total": round(sum(sum(v) for v in seconds.values()), 1),
+            "messages_per_execution": round(messages / len(logs), 2) if logs else None,
+            "messages_per_restore_mean": round(sum(counts) / len(counts), 2) if counts else None,
+            "messages_per_restore_max": max(counts) if counts else None}
 
 
 class ReplayFleet:
-    def __init__(self, n: int, *, max_per_server: int, parallelism: int, scale: float, workdir: Path) -> None:
+    def __init__(self, n: int, *, max_per_server: int, parallelism: int, scale: float, workdir: Path,
+                 messages_per_execution: int | None = None) -> None:
         self.n, self.max_per_server, self.parallelism, self.scale = n, max_per_server, parallelism, scale
         self.tag = uuid.uuid4().hex[:5]
+        extra = {"RESTORE_REPLAY_MESSAGES_PER_EXECUTION": str(messages_per_execution)} if messages_per_execution \
+            else {}
+        self.messages_cap = messages_per_execution or int(DEFAULTS["RESTORE_REPLAY_MESSAGES_PER_EXECUTION"])
         self.bs = BenchStack(workdir, scale=scale, inprocess=False, settings={
-            "RESTORE_REPLAY_MAX_PER_SERVER": str(max_per_server), "RESTORE_REPLAY_LEASE_SECONDS": "60"})
+            "RESTORE_REPLAY_MAX_PER_SERVER": str(max_per_server), "RESTORE_REPLAY_LEASE_SECONDS": "60", **extra})
         self.runner: rc.JobRunnerProcess | None = None
 
     def start_runner(self) -> None:
@@ -166,7 +219,12 @@ class ReplayFleet:
         metering = self.bs.admin.metering()
         time.sleep(2)  # the last executions end (a late duplicate is counted if it started by now)
         data = self.report(calib, calib_body, ids, bodies, metering, submit_s)
-        return {**data, **executions(sorted(set(self.runner.log_dir.glob("replay-*.log")) - before), ids)}
+        data.update(executions(sorted(set(self.runner.log_dir.glob("replay-*.log")) - before), ids))
+        # the job's execution time the messages took, against what the job environment had (parallelism × wall)
+        data["messages_cap"] = self.messages_cap
+        data["job_busy_share"] = round(data["message_seconds_total"] / (self.parallelism * data["wall_seconds"]), 2) \
+            if data["wall_seconds"] else None
+        return data
 
     def report(self, calib: dict[str, float], calib_body: dict[str, Any], ids: list[str],
                bodies: dict[str, dict[str, Any]], metering: dict[str, Any], submit_s: float) -> dict[str, Any]:
@@ -222,23 +280,32 @@ def table(d: dict[str, Any]) -> str:
          f"{c['before']} + {d['n']} × {c['replay']} / {d['concurrency']} + {c['after']}", "-"],
         ["ARM bound (s)", d["arm_bound_seconds"], f"accepted {d['arm_accepted']}", "-"],
         ["mean replay time in the fleet (s)", d["replay_seconds_mean"], f"alone: {c['replay']}", "-"],
-        ["job executions (by what they did)", f"{d.get('executions')} ({d.get('executions_by_kind')})", "-", "-"],
-        ["job executions per restore (mean / max)",
-         f"{d.get('executions_per_restore_mean')} / {d.get('executions_per_restore_max')}", "-", "-"],
+        ["job executions (messages each, mean)", f"{d.get('executions')} ({d.get('messages_per_execution')})",
+         f"≤ {d.get('messages_cap')} (RESTORE_REPLAY_MESSAGES_PER_EXECUTION)", "-"],
+        ["messages taken (by what was done)", f"{d.get('messages')} ({d.get('messages_by_kind')})", "-", "-"],
+        ["messages per restore (mean / max)",
+         f"{d.get('messages_per_restore_mean')} / {d.get('messages_per_restore_max')}", "-", "-"],
+        ["execution seconds per message, mean by kind (execution logs)", d.get("message_seconds_mean_by_kind"), "-",
+         "-"],
+        ["execution time of all messages / (parallelism × wall)",
+         f"{d.get('message_seconds_total')} s / ({d['job_parallelism']} × {d['wall_seconds']} s) = "
+         f"{d.get('job_busy_share')}", "-", "-"],
     ]
     return md_table(["metric", "value", "target", "verdict"], rows) + (
         f"\n\n{d['n']} restores into one Flexible-like server (demo world's Flexible point: appdb + inventory), "
         f"submitted at once in {d['submit_seconds']} s; job runner parallelism {d['job_parallelism']}, "
-        f"RESTORE_REPLAY_MAX_PER_SERVER {d['replay_max_per_server']}; emulator clock x{d['scale']:g}; ARM token "
+        f"RESTORE_REPLAY_MAX_PER_SERVER {d['replay_max_per_server']}; RESTORE_REPLAY_MESSAGES_PER_EXECUTION "
+        f"{d.get('messages_cap')}; emulator clock x{d['scale']:g}; ARM token "
         f"bucket {d['throttling']}.")
 
 
 def run(n: int = 50, *, max_per_server: int = 2, parallelism: int = 3, scale: float = 300.0,
-        results: Path | None = None, name: str = "replay-fleet") -> dict[str, Any]:
+        results: Path | None = None, name: str = "replay-fleet",
+        messages_per_execution: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="rf-", dir=REPO / ".local" if (REPO / ".local").is_dir() else None) \
             as tmp:
         fleet = ReplayFleet(n, max_per_server=max_per_server, parallelism=parallelism, scale=scale,
-                            workdir=Path(tmp) / "stack")
+                            workdir=Path(tmp) / "stack", messages_per_execution=messages_per_execution)
         with fleet.bs:
             try:
                 data = fleet.run()
