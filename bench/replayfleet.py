@@ -79,6 +79,31 @@ def most_at_once(sessions: list[rc.Session]) -> int:
     return best
 
 
+def timeline(bodies: list[dict[str, Any]], slots: int) -> dict[str, Any]:
+    """When the restores were ready for their replay (submit → the replay message sent: the Function stages before
+    it, validate to inventory), and how busy the server's replay slots were between the first replay start and the
+    last replay end (the replays' own time / (slots × that span))."""
+    epoch = "1970-01-01T00:00:00+00:00"
+    ready, starts, ends, replay_s = [], [], [], 0.0
+    for b in bodies:
+        r = (b.get("server") or {}).get("replay") or {}
+        at = ((b.get("stage_times") or {}).get("replay") or {}).get("started")
+        took = rc.iso_seconds(b.get("created_at"), at)
+        if took is not None:
+            ready.append(took)
+        s, e = rc.iso_seconds(epoch, r.get("started_at")), rc.iso_seconds(epoch, r.get("finished_at"))
+        if s is not None and e is not None:
+            starts.append(s)
+            ends.append(e)
+            replay_s += e - s
+    ready.sort()
+    span = max(ends) - min(starts) if starts else 0.0
+    return {"ready_for_replay_seconds_median": round(ready[len(ready) // 2], 1) if ready else None,
+            "ready_for_replay_seconds_max": round(ready[-1], 1) if ready else None,
+            "replay_span_seconds": round(span, 1),
+            "replay_slot_busy_share": round(replay_s / (slots * span), 2) if span else None}
+
+
 def phases(body: dict[str, Any]) -> dict[str, float] | None:
     """before / replay / after seconds of one terminal server restore, from its status."""
     replay = (body.get("server") or {}).get("replay") or {}
@@ -250,7 +275,8 @@ class ReplayFleet:
                 "replays_at_once_max": most_at_once(sessions), "overlaps": rc.overlaps(sessions),
                 "replay_seconds_mean": round(sum(p["replay"] for p in each) / len(each), 2) if each else None,
                 "before_replay_seconds_max": round(max(waits), 1) if waits else None,
-                "errors": {r: bodies[r].get("error") for r in ids if status[r] != "succeeded"}}
+                "errors": {r: bodies[r].get("error") for r in ids if status[r] != "succeeded"},
+                **timeline([bodies[r] for r in ids], concurrency)}
         data["pass"] = data["terminal"] == self.n and not throttled and data["outcomes"].get("succeeded") == self.n \
             and data["wall_over_bound"] <= 1.3 and data["replays_at_once_max"] <= self.max_per_server
         return data
@@ -280,6 +306,11 @@ def table(d: dict[str, Any]) -> str:
          f"{c['before']} + {d['n']} × {c['replay']} / {d['concurrency']} + {c['after']}", "-"],
         ["ARM bound (s)", d["arm_bound_seconds"], f"accepted {d['arm_accepted']}", "-"],
         ["mean replay time in the fleet (s)", d["replay_seconds_mean"], f"alone: {c['replay']}", "-"],
+        ["ready for the replay (submit → inventory done), median / max (s)",
+         f"{d.get('ready_for_replay_seconds_median')} / {d.get('ready_for_replay_seconds_max')}",
+         f"alone: {c['before']} to the replay's start", "-"],
+        ["replay slots busy (replay time / (slots × first start → last end))",
+         f"{d.get('replay_slot_busy_share')} of {d.get('replay_span_seconds')} s", "-", "-"],
         ["job executions (messages each, mean)", f"{d.get('executions')} ({d.get('messages_per_execution')})",
          f"≤ {d.get('messages_cap')} (RESTORE_REPLAY_MESSAGES_PER_EXECUTION)", "-"],
         ["messages taken (by what was done)", f"{d.get('messages')} ({d.get('messages_by_kind')})", "-", "-"],
