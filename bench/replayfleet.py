@@ -125,6 +125,10 @@ EXECUTION_KINDS = (("no message", "no replay or verify message waiting"), ("stal
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.M)
 
 
+#: An execution's own set-up (settings, telemetry, storage clients), logged by restore_core.replay.main.
+_READY = re.compile(r"settings and clients ready in ([0-9.]+) s")
+
+
 def _stamp(text: str, last: bool = False) -> float | None:
     """The first (or last) log timestamp of ``text`` (the job runner's format: ``%(asctime)s``), as epoch seconds."""
     found = _STAMP.findall(text)
@@ -160,8 +164,11 @@ def executions(logs: list[Path], ids: list[str]) -> dict[str, Any]:
     seconds: dict[str, list[float]] = {}
     per_restore = dict.fromkeys(ids, 0)
     messages = 0
+    ready: list[float] = []
     for path in logs:
-        for part, took in _message_parts(path.read_text(errors="replace")):
+        text = path.read_text(errors="replace")
+        ready += [float(x) for x in _READY.findall(text)]
+        for part, took in _message_parts(text):
             kind = next((k for k, marker in EXECUTION_KINDS if marker in part), "other (failed or killed)")
             kinds[kind] = kinds.get(kind, 0) + 1
             if took is not None:
@@ -175,6 +182,7 @@ def executions(logs: list[Path], ids: list[str]) -> dict[str, Any]:
     return {"executions": len(logs), "messages": messages, "messages_by_kind": kinds,
             "message_seconds_mean_by_kind": {k: round(sum(v) / len(v), 3) for k, v in seconds.items()},
             "message_seconds_total": round(sum(sum(v) for v in seconds.values()), 1),
+            "execution_setup_seconds_mean": round(sum(ready) / len(ready), 3) if ready else None,
             "messages_per_execution": round(messages / len(logs), 2) if logs else None,
             "messages_per_restore_mean": round(sum(counts) / len(counts), 2) if counts else None,
             "messages_per_restore_max": max(counts) if counts else None}
@@ -318,6 +326,8 @@ def table(d: dict[str, Any]) -> str:
          f"{d.get('messages_per_restore_mean')} / {d.get('messages_per_restore_max')}", "-", "-"],
         ["execution seconds per message, mean by kind (execution logs)", d.get("message_seconds_mean_by_kind"), "-",
          "-"],
+        ["execution set-up before its first message (settings, clients), mean (s)",
+         d.get("execution_setup_seconds_mean"), "-", "-"],
         ["execution time of all messages / (parallelism × wall)",
          f"{d.get('message_seconds_total')} s / ({d['job_parallelism']} × {d['wall_seconds']} s) = "
          f"{d.get('job_busy_share')}", "-", "-"],

@@ -224,6 +224,8 @@ def test_the_replay_fleet_counts_each_message_of_a_draining_execution_and_its_ti
     a, b = "r-aaaa", "r-bbbb"
     log = tmp_path / "replay-1.log"
     log.write_text(
+        "2026-12-02 15:59:59,000 INFO restore_core.replay.job execution started: settings and clients ready in "
+        "0.75 s\n"
         f"2026-12-02 16:00:00,000 INFO restore_core.replay.job {MESSAGE_MARKER} 1: replay message m1 (delivery 1)\n"
         f"2026-12-02 16:00:01,500 INFO restore_core.pipeline {a} replay → verify (replayed): replayed into x\n"
         f"2026-12-02 16:00:01,600 INFO restore_core.replay replay slot on x handed to {b}\n"
@@ -240,5 +242,5 @@ def test_the_replay_fleet_counts_each_message_of_a_draining_execution_and_its_ti
     assert (d["executions"], d["messages"], d["messages_per_execution"]) == (2, 3, 1.5)
     assert d["messages_by_kind"] == {"replay": 2, "verify": 1, "no message": 1}
     assert d["message_seconds_mean_by_kind"] == {"replay": 1.875, "verify": 0.5}
-    assert d["message_seconds_total"] == 4.2
+    assert d["message_seconds_total"] == 4.2 and d["execution_setup_seconds_mean"] == 0.75
     assert (d["messages_per_restore_mean"], d["messages_per_restore_max"]) == (1.5, 2)
