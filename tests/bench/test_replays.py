@@ -136,6 +136,10 @@ def test_the_replay_fleet_bound_is_the_replay_capacity_or_the_arm_budget_whichev
     assert replayfleet.bounds(50, calib, 2, 30.0) == {"replay_bound_seconds": 55.0, "arm_bound_seconds": 30.0,
                                                       "bound_seconds": 55.0}
     assert replayfleet.bounds(50, calib, 2, 80.0)["bound_seconds"] == 80.0
+    samples = [{"before": 5.0, "replay": 2.4, "after": 1.0}, {"before": 6.0, "replay": 0.6, "after": 0.3},
+               {"before": 4.0, "replay": 0.7, "after": 0.2}]
+    assert replayfleet.median_phases(samples) == {"before": 5.0, "replay": 0.7, "after": 0.3}  # one noisy sample
+    assert replayfleet.median_phases(samples[:2]) == {"before": 5.5, "replay": 1.5, "after": 0.65}
     s = [rc.Session(RID_A, "a", "d", 0, 10, 1), rc.Session(RID_A, "a", "d", 12, 15, 2),
          rc.Session(RID_B, "b", "d", 5, 6, 3), rc.Session("r3", "c", "d", 14, 20, 4)]
     assert replayfleet.most_at_once(s) == 2
