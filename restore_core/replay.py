@@ -15,8 +15,9 @@ storage clients once, then drains the job's queues, one message at a time:
 4. deletes the message when the pipeline returned; an error leaves the message to reappear (and is counted);
 5. takes the next message, until the queues are empty, ``RESTORE_REPLAY_MESSAGES_PER_EXECUTION`` messages were
    handled, or the time budget would be exceeded: another message is taken only while at least half of
-   ``RESTORE_REPLAY_EXECUTION_SECONDS`` (the job's replica timeout) and twice the longest message so far are left
-   (:func:`time_for_another`), so a message taken late still has the time a replay is expected to need.
+   ``RESTORE_REPLAY_EXECUTION_SECONDS`` (the job's replica timeout, counted from :func:`main`'s start) and twice the
+   longest message so far are left (:func:`time_for_another`), so a message taken late still has at least half the
+   time the first one had.
 Only one message is held at a time: an execution killed at any point loses at most the one it holds, which
 reappears after its visibility timeout (its fenced lease expires first), as before.
 Exit codes: 0 every message handled (or none waiting), 1 a stage raised for at least one message (each such message
@@ -118,14 +119,16 @@ def _handle(deps: Deps, taken: tuple[Stage, str, Any, Any], seconds: int, client
     return True
 
 
-def drain(deps: Deps, clients: Clients | None = None, clock: Callable[[], float] = time.monotonic) -> int:
-    """The execution's loop (see the module docstring); returns the exit code."""
+def drain(deps: Deps, clients: Clients | None = None, clock: Callable[[], float] = time.monotonic,
+          started: float | None = None) -> int:
+    """The execution's loop (see the module docstring); returns the exit code. ``started``: when the execution began
+    on ``clock`` (its set-up counts against the time budget too); by default, now."""
     settings = deps.settings
     clients = clients or Clients(settings)
     seconds = visibility_seconds(settings)
     cap = settings.server.replay_messages_per_execution
     budget = settings.server.replay_execution_seconds
-    started = clock()
+    started = clock() if started is None else started
     handled = failed = 0
     longest = 0.0
     why = "the queues are empty"
@@ -163,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     deps = runtime.deps()  # settings, storage clients, telemetry: once for every message of this execution
     log.info("execution started: settings and clients ready in %.2f s", time.monotonic() - t0)
-    return drain(deps)
+    return drain(deps, started=t0)
 
 
 if __name__ == "__main__":

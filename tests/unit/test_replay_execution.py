@@ -146,6 +146,24 @@ def test_an_execution_takes_no_message_it_may_not_have_the_time_for(monkeypatch:
     assert [m.content for m in w.replay.visible] == ["r2", "r3", "r4"] and not w.replay.hidden
 
 
+def test_the_time_budget_counts_from_the_executions_start_not_from_its_first_message(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(RESTORE_REPLAY_EXECUTION_SECONDS="600")
+    for i in range(3):
+        w.replay.add(f"r{i}")
+
+    def handle(stage: Stage, body: str, **kw: Any) -> None:
+        w.handled.append((stage, body))
+        w.now += 10
+
+    monkeypatch.setattr(pipeline, "handle", handle)
+    w.now = 290.0  # the set-up took 290 s of the 600 s budget
+    job.drain(w.deps, job.Clients(w.deps.settings, w.factory), clock=w.clock, started=0.0)  # type: ignore[arg-type]
+    # r0 from 290 to 300 (300 s left: half, taken), r1 to 310 (290 s left: less than half, stop); counted from the
+    # first message instead, all three would have been taken
+    assert [b for _, b in w.handled] == ["r0", "r1"]
+
+
 def test_the_time_rule_keeps_half_the_budget_and_twice_the_longest_message() -> None:
     assert job.time_for_another(0, 0, 600)
     assert job.time_for_another(300, 10, 600)
@@ -227,5 +245,5 @@ def test_main_builds_the_dependencies_once_for_the_whole_execution(monkeypatch: 
     calls: list[Any] = []
     deps = SimpleNamespace(settings=settings())
     monkeypatch.setattr(runtime, "deps", lambda: calls.append(1) or deps)
-    monkeypatch.setattr(job, "drain", lambda d, *a, **k: 0 if d is deps else 1)
+    monkeypatch.setattr(job, "drain", lambda d, *a, **k: 0 if d is deps and k.get("started") is not None else 1)
     assert job.main([]) == 0 and calls == [1]
