@@ -201,13 +201,16 @@ param replayCpu string = '2.0'
 @description('Memory of a replay replica.')
 param replayMemory string = '4Gi'
 
-@description('Replicas started per replay execution (each takes one message).')
+@description('Replicas started per replay execution (each drains the job queues, one message at a time).')
 @minValue(1)
 param replayParallelism int = 1
 
-@description('Longest replay in seconds (a replica still running then is stopped; the lease expires and the restore is re-driven). Default 6 h.')
+@description('Longest replay in seconds (a replica still running then is stopped; the lease expires and the restore is re-driven). Default 6 h. Also the execution\'s time budget (RESTORE_REPLAY_EXECUTION_SECONDS): an execution takes another message only while half of it is left.')
 @minValue(600)
 param replayTimeoutSeconds int = 21600
+
+@description('RESTORE_REPLAY_MESSAGES_PER_EXECUTION: messages one replay execution handles before it exits (it exits earlier when the queues are empty or half its time budget is spent). Empty: code default (20). 1: one message per execution.')
+param replayMessagesPerExecution string = ''
 
 @description('Platform retries of a failed replica. 0: the queue message and the fenced lease re-drive a failed replay instead.')
 @minValue(0)
@@ -416,6 +419,10 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   RESTORE_REPLAY_WORKDIR: replayWorkdir
   RESTORE_REPLAY_LEASE_SECONDS: replayLeaseSeconds
   RESTORE_REPLAY_DISK_BUDGET_MB: replayDiskBudgetMb
+  // An execution drains several messages (process start and storage clients paid once), within the job's replica
+  // timeout: the time budget is that timeout, so the two cannot disagree.
+  RESTORE_REPLAY_MESSAGES_PER_EXECUTION: replayMessagesPerExecution
+  RESTORE_REPLAY_EXECUTION_SECONDS: string(replayTimeoutSeconds)
   // Empty = the code default 2: replays loading into one target server at a time.
   RESTORE_REPLAY_MAX_PER_SERVER: ''
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'

@@ -2,9 +2,11 @@
 
 In Azure, KEDA's ``azure-queue`` scale rules look at the job's queues (replay and verify: the registry's ``job``
 stages) and start one job execution per waiting message (up to the job's parallelism); each execution runs
-``python -m restore_core.replay``, which takes one message, does the work and deletes it. This runner does the same
-on the local stack: it polls the queues' visible messages (peek, as KEDA's scaler reads the queue length) and starts
-the same entrypoint as a process per waiting message, with the Function App's settings as its environment (as the
+``python -m restore_core.replay``, which takes a message, does the work, deletes it and takes the next, until the
+queues are empty or its cap (``RESTORE_REPLAY_MESSAGES_PER_EXECUTION``) or time budget is reached. This runner does
+the same on the local stack: it polls the queues' visible messages (peek, as KEDA's scaler reads the queue length)
+and starts the same entrypoint as a process per waiting message while fewer than ``--parallelism`` run, with the
+Function App's settings as its environment (as the
 job's environment variables are in the infra). Each execution is a process forked from this runner after it imported
 ``restore_core`` once (an image has the package installed; only the per-message process is what matters here).
 

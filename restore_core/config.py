@@ -81,6 +81,8 @@ REPLAY_WORKDIR = "RESTORE_REPLAY_WORKDIR"
 REPLAY_LEASE_SECONDS = "RESTORE_REPLAY_LEASE_SECONDS"
 REPLAY_MAX_PER_SERVER = "RESTORE_REPLAY_MAX_PER_SERVER"
 REPLAY_DISK_BUDGET_MB = "RESTORE_REPLAY_DISK_BUDGET_MB"
+REPLAY_MESSAGES_PER_EXECUTION = "RESTORE_REPLAY_MESSAGES_PER_EXECUTION"
+REPLAY_EXECUTION_SECONDS = "RESTORE_REPLAY_EXECUTION_SECONDS"
 PG_BINDIR = "RESTORE_PG_BINDIR"
 VERIFY_COUNT_BUDGET_MB = "RESTORE_VERIFY_COUNT_BUDGET_MB"
 DATABASE_SUFFIX = "RESTORE_DATABASE_SUFFIX"
@@ -146,6 +148,8 @@ DEFAULTS: Mapping[str, str] = {
     REPLAY_LEASE_SECONDS: "300",
     REPLAY_MAX_PER_SERVER: "2",
     REPLAY_DISK_BUDGET_MB: "6144",
+    REPLAY_MESSAGES_PER_EXECUTION: "20",
+    REPLAY_EXECUTION_SECONDS: "21600",
     VERIFY_COUNT_BUDGET_MB: "1024",
     DATABASE_SUFFIX: "_restored",
     CHECK_ROLE: "restore_checks",
@@ -172,7 +176,8 @@ ALL_SETTINGS: tuple[str, ...] = (
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
     ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
     REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER, REPLAY_DISK_BUDGET_MB,
-    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, PG_BINDIR, VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX, CHECK_ROLE,
+    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, REPLAY_MESSAGES_PER_EXECUTION, REPLAY_EXECUTION_SECONDS, PG_BINDIR,
+    VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX, CHECK_ROLE,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
     DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
     AUTH_MODE, OWN_RESOURCE_IDS, OWN_ALERT_RULE_PREFIXES,
@@ -255,6 +260,11 @@ class ServerRestoreSettings:
     replay_max_per_server: int = 2
     #: temporary disk (MB) the replay may use for an archive; a larger one is streamed into pg_restore/psql
     replay_disk_budget_mb: float = 6144.0
+    #: messages one replay-job execution handles before it exits (it exits earlier when the queues are empty or its
+    #: time budget is half spent): the process start and the storage clients are paid once for them all
+    replay_messages_per_execution: int = 20
+    #: the job execution's time budget: the job's replica timeout (infra ``replayTimeoutSeconds``)
+    replay_execution_seconds: float = 21600.0
     pg_bindir: str | None = None
     verify_count_budget_mb: float = 1024.0
     database_suffix: str = "_restored"
@@ -659,6 +669,8 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         replay_lease_seconds=_number(env, REPLAY_LEASE_SECONDS, minimum=5),
         replay_max_per_server=int(_number(env, REPLAY_MAX_PER_SERVER, minimum=1)),
         replay_disk_budget_mb=_number(env, REPLAY_DISK_BUDGET_MB, minimum=0),
+        replay_messages_per_execution=int(_number(env, REPLAY_MESSAGES_PER_EXECUTION, minimum=1)),
+        replay_execution_seconds=_number(env, REPLAY_EXECUTION_SECONDS, minimum=60),
         pg_bindir=_get(env, PG_BINDIR),
         verify_count_budget_mb=_number(env, VERIFY_COUNT_BUDGET_MB, minimum=0),
         database_suffix=suffix,

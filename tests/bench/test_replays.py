@@ -136,6 +136,10 @@ def test_the_replay_fleet_bound_is_the_replay_capacity_or_the_arm_budget_whichev
     assert replayfleet.bounds(50, calib, 2, 30.0) == {"replay_bound_seconds": 55.0, "arm_bound_seconds": 30.0,
                                                       "bound_seconds": 55.0}
     assert replayfleet.bounds(50, calib, 2, 80.0)["bound_seconds"] == 80.0
+    samples = [{"before": 5.0, "replay": 2.4, "after": 1.0}, {"before": 6.0, "replay": 0.6, "after": 0.3},
+               {"before": 4.0, "replay": 0.7, "after": 0.2}]
+    assert replayfleet.median_phases(samples) == {"before": 5.0, "replay": 0.7, "after": 0.3}  # one noisy sample
+    assert replayfleet.median_phases(samples[:2]) == {"before": 5.5, "replay": 1.5, "after": 0.65}
     s = [rc.Session(RID_A, "a", "d", 0, 10, 1), rc.Session(RID_A, "a", "d", 12, 15, 2),
          rc.Session(RID_B, "b", "d", 5, 6, 3), rc.Session("r3", "c", "d", 14, 20, 4)]
     assert replayfleet.most_at_once(s) == 2
@@ -211,8 +215,36 @@ def test_the_replay_fleet_counts_job_executions_by_what_they_did_and_per_restore
     for i, text in enumerate(texts):
         logs.append(tmp_path / f"replay-{i}.log")
         logs[-1].write_text(text)
-    d = replayfleet.executions(logs, [a, b])
-    assert d["executions"] == 7
-    assert d["executions_by_kind"] == {"slot wait": 1, "replay": 2, "verify": 1, "no message": 1,
-                                       "stale or duplicate": 1, "other (failed or killed)": 1}
-    assert (d["executions_per_restore_mean"], d["executions_per_restore_max"]) == (2.5, 3)
+    d = replayfleet.executions(logs, [a, b])  # one message per execution (logs written before executions drained)
+    assert (d["executions"], d["messages"]) == (7, 5)
+    assert d["messages_by_kind"] == {"slot wait": 1, "replay": 2, "verify": 1, "no message": 1,
+                                     "stale or duplicate": 1, "other (failed or killed)": 1}
+    assert (d["messages_per_restore_mean"], d["messages_per_restore_max"]) == (2.5, 3)
+
+
+def test_the_replay_fleet_counts_each_message_of_a_draining_execution_and_its_time(tmp_path: Path) -> None:
+    from restore_core.replay import MESSAGE_MARKER
+
+    a, b = "r-aaaa", "r-bbbb"
+    log = tmp_path / "replay-1.log"
+    log.write_text(
+        "2026-12-02 15:59:59,000 INFO restore_core.replay.job execution started: settings and clients ready in "
+        "0.75 s\n"
+        f"2026-12-02 16:00:00,000 INFO restore_core.replay.job {MESSAGE_MARKER} 1: replay message m1 (delivery 1)\n"
+        f"2026-12-02 16:00:01,500 INFO restore_core.pipeline {a} replay → verify (replayed): replayed into x\n"
+        f"2026-12-02 16:00:01,600 INFO restore_core.replay replay slot on x handed to {b}\n"
+        f"2026-12-02 16:00:02,000 INFO restore_core.replay.job {MESSAGE_MARKER} 2: verify message m2 (delivery 1)\n"
+        f"2026-12-02 16:00:02,400 INFO restore_core.pipeline {a} verify → succeeded (verified): ok\n"
+        f"2026-12-02 16:00:02,500 INFO restore_core.replay.job {MESSAGE_MARKER} 3: replay message m3 (delivery 1)\n"
+        f"2026-12-02 16:00:04,000 INFO restore_core.pipeline {b} replay → verify (replayed): replayed into x\n"
+        "2026-12-02 16:00:04,250 INFO restore_core.replay.job execution done after 3 messages (0 failed) in 4.3 s: "
+        "the queues are empty\n")
+    empty = tmp_path / "replay-2.log"
+    empty.write_text("2026-12-02 16:00:05,000 INFO restore_core.replay.job no replay or verify message waiting; "
+                     "nothing to do\n")
+    d = replayfleet.executions([log, empty], [a, b])
+    assert (d["executions"], d["messages"], d["messages_per_execution"]) == (2, 3, 1.5)
+    assert d["messages_by_kind"] == {"replay": 2, "verify": 1, "no message": 1}
+    assert d["message_seconds_mean_by_kind"] == {"replay": 1.875, "verify": 0.5}
+    assert d["message_seconds_total"] == 4.2 and d["execution_setup_seconds_mean"] == 0.75
+    assert (d["messages_per_restore_mean"], d["messages_per_restore_max"]) == (1.5, 2)

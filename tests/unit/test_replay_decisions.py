@@ -224,7 +224,7 @@ def test_a_job_execution_takes_a_verify_message_before_a_replay_message(monkeypa
             return [SimpleNamespace(content=waiting[self.name])]
 
     monkeypatch.setattr(runtime, "queue_client", lambda _s, name: Queue(name))
-    taken = replay_job._take(s, 30)
+    taken = replay_job._take(replay_job.Clients(s), 30)
     assert taken is not None
     assert (taken[0], taken[3].content) == (Stage.VERIFY, "verify-msg")
 
