@@ -205,9 +205,13 @@ param replayMemory string = '4Gi'
 @minValue(1)
 param replayParallelism int = 1
 
-@description('Longest replay in seconds (a replica still running then is stopped; the lease expires and the restore is re-driven). Default 6 h. Also the execution\'s time budget (RESTORE_REPLAY_EXECUTION_SECONDS): an execution takes another message only while half of it is left.')
+@description('Longest replay in seconds: every message a replay execution takes has at least this long. Default 6 h. The replica timeout (and the execution\'s time budget, RESTORE_REPLAY_EXECUTION_SECONDS) is twice it: the first message gets all of it, and an execution takes another message only while half of it is left. A replica still running at the timeout is stopped; the lease expires and the restore is re-driven.')
 @minValue(600)
 param replayTimeoutSeconds int = 21600
+
+// the replay execution's time budget = the job's replica timeout: twice the longest replay, so that a message taken
+// while half of it is left still has the longest replay's time (restore_core/replay.py time_for_another)
+var replayExecutionSeconds = 2 * replayTimeoutSeconds
 
 @description('RESTORE_REPLAY_MESSAGES_PER_EXECUTION: messages one replay execution handles before it exits (it exits earlier when the queues are empty or half its time budget is spent). Empty: code default (20). 1: one message per execution.')
 param replayMessagesPerExecution string = ''
@@ -422,7 +426,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   // An execution drains several messages (process start and storage clients paid once), within the job's replica
   // timeout: the time budget is that timeout, so the two cannot disagree.
   RESTORE_REPLAY_MESSAGES_PER_EXECUTION: replayMessagesPerExecution
-  RESTORE_REPLAY_EXECUTION_SECONDS: string(replayTimeoutSeconds)
+  RESTORE_REPLAY_EXECUTION_SECONDS: string(replayExecutionSeconds)
   // Empty = the code default 2: replays loading into one target server at a time.
   RESTORE_REPLAY_MAX_PER_SERVER: ''
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'
@@ -540,7 +544,7 @@ module replayJob 'modules/container-apps.bicep' = {
     cpu: replayCpu
     memory: replayMemory
     parallelism: replayParallelism
-    replicaTimeoutSeconds: replayTimeoutSeconds
+    replicaTimeoutSeconds: replayExecutionSeconds
     replicaRetryLimit: replayRetryLimit
     maxExecutions: replayMaxExecutions
     pollingIntervalSeconds: replayPollingSeconds

@@ -206,7 +206,7 @@ def _run_stage(stage: Stage, rec: RestoreRecord, deps: Deps, dequeue_count: int,
             return None, span.traceparent
         span.set_outcome(result.outcome.value)
         try:
-            new = apply(deps, run.current, stage, result, traceparent=span.traceparent)
+            new = apply(deps, run.current, stage, result, traceparent=span.traceparent, continue_here=True)
         except StoreRejected as exc:
             _give_up_unstorable(deps, run.current, stage, exc, result)
             return None, span.traceparent
@@ -304,8 +304,13 @@ def _give_up_unstorable(deps: Deps, rec: RestoreRecord, stage: Stage, exc: Store
 
 
 def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
-          *, traceparent: str | None) -> RestoreRecord | None:
-    """Write the transition (ETag-guarded) and send the next message. Returns the new row, or None if lost."""
+          *, traceparent: str | None, continue_here: bool = False) -> RestoreRecord | None:
+    """Write the transition (ETag-guarded) and send the next message. Returns the new row, or None if lost.
+
+    ``continue_here``: the caller runs the next stage itself when the registry allows it inline (only a stage's own
+    invocation, :func:`_run_stage`, does); the next message is then the delayed safety net. Every other caller (the
+    watchdog's batched checks, the give-up paths) sends it due after ``result.delay`` as always: nothing else would
+    run the stage until the safety net's delay had passed."""
     now = deps.clock()
     next_stage, status = next_step(stage, result.outcome)
     changes = dict(result.changes)
@@ -316,8 +321,8 @@ def apply(deps: Deps, rec: RestoreRecord, stage: Stage, result: StageResult,
             times.setdefault(next_stage.value, {"started": iso(now), "finished": None})
             changes.setdefault("polls", 0)
     # a next stage that runs inline in this invocation: its message is the delayed safety net (registry ``inline``)
-    delay = deps.settings.inline_safety_net_seconds if _inline(deps, stage, next_stage, result.delay) \
-        else result.delay
+    delay = deps.settings.inline_safety_net_seconds \
+        if continue_here and _inline(deps, stage, next_stage, result.delay) else result.delay
     new = rec.copy(**changes, status=status, stage=next_stage, attempt=rec.attempt + 1, updated_at=now,
                    stage_times=times, next_check_at=check_after(deps, now, delay) if next_stage else None)
     if result.error_code:

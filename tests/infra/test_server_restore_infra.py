@@ -306,6 +306,12 @@ def test_replay_job_is_event_driven_on_every_job_queue_with_its_identity(main: d
     assert params["queueAccountName"] == "storage.outputs.name"
     assert params["identityId"] == "replayIdentity.outputs.id", "the job runs as its own identity"
     assert main["parameters"]["replayTimeoutSeconds"]["default"] >= 4 * 3600, "replays take hours"
+    # an execution takes another message only while half its budget is left (replay.time_for_another): the budget,
+    # which is the replica timeout, is twice the longest replay, so a message taken late still gets that long
+    assert params["replicaTimeoutSeconds"] == "replayExecutionSeconds"
+    text = facts.MAIN_BICEP.read_text()
+    assert "var replayExecutionSeconds = 2 * replayTimeoutSeconds" in text
+    assert "RESTORE_REPLAY_EXECUTION_SECONDS: string(replayExecutionSeconds)" in text
     for param in ("replayParallelism", "replayRetryLimit", "replayCpu", "replayMemory", "replayMaxExecutions"):
         assert param in main["parameters"]
 
