@@ -58,6 +58,7 @@ from .backup import (  # noqa: F401 - re-exported: the adapter's answers are the
     CallMeter,
     JobInfo,
     RecoveryPointInfo,
+    Triggered,
     VaultInfo,
     latest,
 )
@@ -321,7 +322,27 @@ def _job_info(job: Any) -> JobInfo:
                    errors=errors, warnings=warnings,
                    recovery_point_id=getattr(source, "recovery_point_id", None) if source is not None else None,
                    subtasks=subtasks, task_progress=str(running[-1].task_progress) if running else None,
-                   transferred_bytes=_transferred(ext))
+                   transferred_bytes=_transferred(ext), duration_seconds=parse_duration(getattr(p, "duration", None)))
+
+
+_ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?"
+                           r"(?:(\d+(?:\.\d+)?)S)?)?$")
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)$")
+
+
+def parse_duration(text: Any) -> float | None:
+    """Seconds of a job ``duration``: ISO 8601 (``PT12M36.5S``, as the spec says) or a .NET time span
+    (``00:12:36.5``, ``1.02:00:00``, as older Azure Backup APIs show it); None when absent or unreadable."""
+    value = str(text or "").strip().upper()
+    iso = _ISO_DURATION.match(value) if value not in ("P", "PT") else None
+    if iso:
+        d, h, mi, se = (float(g) if g else 0.0 for g in iso.groups())
+        return d * 86400 + h * 3600 + mi * 60 + se
+    span = _TIMESPAN.match(value)
+    if span:
+        d, h, mi, se = (float(g) if g else 0.0 for g in span.groups())
+        return d * 86400 + h * 3600 + mi * 60 + se
+    return None
 
 
 def _transferred(ext: Any) -> float | None:
@@ -416,14 +437,17 @@ class DataProtection:
             self.meter.record(what, None)
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
-    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *, result_needed: bool = True) -> Any:
+    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *,
+             result_needed: bool = True) -> tuple[Any, float]:
         """Run a long-running operation to its end; learn how long this kind takes (per process). Without
-        ``result_needed`` (a validation: its verdict is the status) the final result document is not read."""
+        ``result_needed`` (a validation: its verdict is the status) the final result document is not read. Returns
+        the result and the seconds from the POST's answer to the end."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
         began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
+        answered = time.monotonic()
         try:
             result = self._call(f"{what} (status)", poller.result)
         except RetryableError as exc:  # the POST was accepted: whatever happens while polling, it may be running
@@ -439,7 +463,7 @@ class DataProtection:
             # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;
             # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
             self._lro_seconds[kind] = 0.9 * expected if expected and polling.status_polls <= 1 else took
-        return result
+        return result, time.monotonic() - answered
 
     # -- reads
     def get_vault(self, vault: VaultRef) -> VaultInfo:
@@ -575,20 +599,23 @@ class DataProtection:
                                                                         request, polling=p),
                   result_needed=False)
 
-    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
-        """Start the restore (with ``rehydration``: the one-request archive form); returns the job id."""
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> Triggered:
+        """Start the restore (with ``rehydration``: the one-request archive form); returns the job id and how long
+        after the POST's answer the operation ended."""
         bi = parse_backup_instance_id(plan.backup_instance_id)
         request = restore_request(plan, rehydration)
-        return _job_id_of(self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
-                                    .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
-                                                                            bi.name, request, polling=p)))
+        result, after = self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
+                                  .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
+                                                                          bi.name, request, polling=p))
+        return Triggered(_job_id_of(result), after)
 
-    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str:
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered:
         vault = parse_backup_instance_id(plan.backup_instance_id).vault
         request = cross_region_request(plan, source_region)
-        return _job_id_of(self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
+        result, after = self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
             vault.subscription).backup_instances.begin_trigger_cross_region_restore(
-                vault.resource_group, plan.restore_location, request, polling=p)))
+                vault.resource_group, plan.restore_location, request, polling=p))
+        return Triggered(_job_id_of(result), after)
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
                           retention_days: int) -> None:

@@ -81,6 +81,23 @@ def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[st
     return min(ends)
 
 
+def latest_end(r: Reading, earliest_start: datetime, now: datetime, previous: dict[str, Any] | None) -> datetime | None:
+    """The LATEST end at the pace seen (the counterpart of :func:`earliest_end`): the least share shown done
+    (``fraction``, no rounding added), from the earliest the job can have started and, with an earlier reading, at the
+    slowest pace consistent with both. None when nothing bounds it (nothing shown done yet, no pace seen). A job that
+    keeps its pace ends by it; one that slows down or stalls ends later (then its next reading plans again)."""
+    ends: list[datetime] = []
+    elapsed = (now - earliest_start).total_seconds()
+    if r.fraction > 0 and elapsed > 0:
+        ends.append(earliest_start + timedelta(seconds=elapsed / r.fraction))
+    before = _previous(previous)
+    if before is not None and before[0] < now:
+        rate = (r.fraction - before[1] - r.quantum) / (now - before[0]).total_seconds()  # slowest pace consistent
+        if rate > 0:
+            ends.append(now + timedelta(seconds=(1.0 - r.fraction) / rate))
+    return min(ends) if ends else None
+
+
 def _previous(previous: dict[str, Any] | None) -> tuple[datetime, float] | None:
     try:
         at = parse_time(str(previous["at"])) if previous else None

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from restore_core.dp_client import JobInfo
+from restore_core.dp_client import JobInfo, parse_duration
 from restore_core.errors import RetryableError
 from restore_core.models import Stage, Status
-from restore_core.progress import Reading, earliest_end, parse_task_progress, reading
+from restore_core.progress import Reading, earliest_end, latest_end, parse_task_progress, reading
 from restore_core.stages.monitor import expected_seconds
 
 from .fakes import VAULT_POINT, Harness, settings
@@ -118,8 +118,11 @@ def test_the_next_check_lands_just_after_the_estimated_end_not_at_the_back_off()
     delay = _monitor(h)
     rec = h.record()
     seen = (_at(rec.job_progress["at"]) - triggered).total_seconds()
-    margin = h.settings.poll_min_seconds / 10
-    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen + margin, rel=1e-6)
+    # the end is between seen/0.17 and seen/0.16 s (221 s apart): more than the allowance (60 s) apart, so the check
+    # lands the allowance after the earliest end (a job at the earliest pace is noticed at most 60 s late)
+    allowance = h.settings.poll_overdue_seconds
+    assert allowance == 60 and seen / 0.16 - seen / 0.17 > allowance
+    assert 600 <= seen < 605 and delay == pytest.approx(seen / 0.17 - seen + allowance, rel=1e-6)
     assert delay > h.settings.poll_max_seconds  # a planned wait, not capped to the back-off's maximum
     assert rec.job_progress["fraction"] == pytest.approx(0.16) and rec.job_progress["overdue"] == 0
     assert _at(rec.job_progress["end"]) == triggered + timedelta(seconds=seen / 0.17)
@@ -146,10 +149,11 @@ def test_a_first_reading_counts_from_the_triggers_return_so_a_slow_post_never_ma
     _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job (the check itself reads a second later)
     delay = _monitor(h)
     seen = _at(h.record().job_progress["at"])
-    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
+    ran, allowance = (seen - job_start).total_seconds(), h.settings.poll_overdue_seconds
     assert 60 <= ran < 65
-    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
-    assert delay == pytest.approx(ran / 0.201 - ran + margin)
+    # never later than the allowance after the true end (timed from the intent: 2 minutes after it)
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + allowance)
+    assert delay == pytest.approx(ran / 0.201 - ran + allowance)
 
 
 def test_an_adopted_jobs_first_reading_counts_from_its_adoption_not_from_the_intent() -> None:
@@ -176,8 +180,9 @@ def test_an_adopted_jobs_first_reading_counts_from_its_adoption_not_from_the_int
     _show(h, name, "20.0%")  # exactly 20% a minute in: a 5-minute job
     delay = _monitor(h)
     seen = _at(h.record().job_progress["at"])
-    ran, margin = (seen - job_start).total_seconds(), h.settings.poll_min_seconds / 10
-    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + margin)  # by the true end
+    ran, allowance = (seen - job_start).total_seconds(), h.settings.poll_overdue_seconds
+    # never later than the allowance after the true end (timed from the intent: 2 minutes after it)
+    assert seen + timedelta(seconds=delay) <= job_start + timedelta(seconds=ran / 0.2 + allowance)
 
 
 def test_a_second_reading_plans_at_the_pace_between_readings_not_from_the_start() -> None:
@@ -232,7 +237,7 @@ def test_an_overrunning_job_is_checked_just_after_its_end_then_at_capped_interva
     delays = [_monitor(h) for _ in range(5)]
     s = h.settings
     assert s.poll_max_seconds > 4 * s.poll_min_seconds > 2.5  # without the cap the back-off would grow past 2.5 s
-    assert delays[0] == pytest.approx(s.poll_min_seconds / 10, abs=1e-6)  # just after the end it allows
+    assert delays[0] == pytest.approx(2.5, abs=1e-6)  # at most the allowance after the earliest end it allows
     assert delays[1:] == [s.poll_min_seconds, 2 * s.poll_min_seconds, 2.5, 2.5]
     h.dp.finish_job(name, "Completed")
     assert h.run().status is Status.SUCCEEDED
@@ -269,3 +274,87 @@ def test_the_plan_never_passes_the_deadline() -> None:
     delay = _monitor(h)
     rec = h.record()
     assert delay == pytest.approx((rec.deadline - h.clock()).total_seconds(), abs=1)
+
+
+# -- issue 17 item 2, round 3: the start bracketed by the POST's answer and the job's own duration; bounded lateness
+
+def test_the_latest_end_is_at_the_slowest_pace_the_readings_allow() -> None:
+    # 16% shown (up to 17%) 10 min after a start known exactly: the end is between 10/0.17 and 10/0.16 min
+    r = Reading(0.16, 0.01, "x")
+    now = T0 + timedelta(minutes=10)
+    assert earliest_end(r, T0, now, None) == T0 + timedelta(minutes=10 / 0.17)
+    assert latest_end(r, T0, now, None) == T0 + timedelta(minutes=10 / 0.16)
+    # 0% shown: nothing bounds the end from above
+    assert latest_end(Reading(0.0, 0.01, "x"), T0, now, None) is None
+    # exact bytes: both bounds are the true end
+    assert latest_end(Reading(0.25, 0.0, "x"), T0, T0 + timedelta(minutes=15), None) == T0 + timedelta(hours=1)
+    # paced: 40% -> 60% (each up to 1% more) in 10 min: at least 19%/10 min, so the rest (40%) takes at most 21 min
+    prev = {"at": (T0 + timedelta(minutes=20)).isoformat(), "fraction": 0.4}
+    end = latest_end(Reading(0.6, 0.01, "x"), T0 - timedelta(hours=5), T0 + timedelta(minutes=30), prev)
+    assert end == T0 + timedelta(minutes=30 + 0.4 * 10 / 0.19)
+
+
+def test_a_job_duration_is_read_as_iso_8601_or_a_time_span() -> None:
+    assert parse_duration("PT12M36.6419754S") == pytest.approx(756.6419754)
+    assert parse_duration("PT1H") == 3600 and parse_duration("P1DT2H") == 93600
+    assert parse_duration("00:12:36.5") == pytest.approx(756.5) and parse_duration("1.02:00:00") == 93600
+    assert parse_duration(None) is None and parse_duration("") is None and parse_duration("PT") is None
+    assert parse_duration("soon") is None
+
+
+def test_the_first_reading_counts_from_the_posts_answer_not_from_the_operations_end() -> None:
+    """The job starts as the POST is answered; the trigger's operation then takes 30 s. Timed from the trigger's
+    return (30 s after the start) a 5-minute job 20% done a minute in looks due at 3 min: a read too early, then
+    another. From the POST's answer the one check lands just after the true end."""
+    h = Harness()
+    h.dp.on_call["trigger_restore:operation"] = lambda: h.clock.advance(30)
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    rec = h.record()
+    job_start = h.dp.jobs[name].start_time
+    assert rec.triggered_at is not None and job_start is not None
+    assert rec.trigger_accepted_at == rec.triggered_at - timedelta(seconds=30) == job_start
+    h.clock.advance(59 - (h.clock() - job_start).total_seconds())  # the check's delivery takes the last second
+    _show(h, name, None, 2_000)  # exactly 20% (bytes) a minute in: a 5-minute job
+    delay = _monitor(h)
+    assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=60)
+    check = _at(h.record().job_progress["at"]) + timedelta(seconds=delay)
+    end = job_start + timedelta(minutes=5)
+    assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
+
+
+def test_the_jobs_own_duration_bounds_a_start_after_the_posts_answer() -> None:
+    """A job Azure starts 20 s after answering the POST (during the operation): timed from the POST's answer, a
+    reading of 20% after 60 s of run would look due at 400 s, 100 s after its true end. The job's own ``duration``
+    (its run time on Azure's clock) puts the start where it is, and the check lands just after the true end."""
+    h = Harness()
+    h.dp.on_call["trigger_restore:operation"] = lambda: h.clock.advance(30)
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    rec = h.record()
+    assert rec.trigger_accepted_at is not None
+    job_start = rec.trigger_accepted_at + timedelta(seconds=20)
+    h.clock.advance((job_start + timedelta(seconds=59) - h.clock()).total_seconds())
+    h.dp.jobs[name] = replace(h.dp.jobs[name], transferred_bytes=2_000, duration_seconds=60.0)
+    delay = _monitor(h)
+    assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=60)
+    check = _at(h.record().job_progress["at"]) + timedelta(seconds=delay)
+    end = job_start + timedelta(minutes=5)
+    assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
+
+
+@pytest.mark.parametrize("shown", [0.0, 3600.0])
+def test_a_duration_that_cannot_be_the_jobs_run_time_is_ignored(shown: float) -> None:
+    """``PT0S`` (not kept current) or a run longer than since the intent: the trigger's times bound the start."""
+    h = Harness()
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    job_start = h.dp.jobs[name].start_time
+    assert job_start is not None
+    h.clock.advance(59 - (h.clock() - job_start).total_seconds())
+    h.dp.jobs[name] = replace(h.dp.jobs[name], transferred_bytes=2_000, duration_seconds=shown)
+    delay = _monitor(h)
+    assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=60)
+    check = _at(h.record().job_progress["at"]) + timedelta(seconds=delay)
+    end = job_start + timedelta(minutes=5)
+    assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
