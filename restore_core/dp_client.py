@@ -22,6 +22,7 @@ configuration only (``DATAPROTECTION_ENDPOINT``, ``DATAPROTECTION_CA_BUNDLE``, `
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
@@ -69,6 +70,7 @@ from .records import parse_time
 from .restore_requests import SINGLE_SERVER_DB, RestorePlan
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 _OPERATIONS: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(pattern, re.IGNORECASE), name) for method, pattern, name in [
@@ -377,11 +379,24 @@ def _job_id_of(result: Any) -> str:
     return str(job_id or "")
 
 
+class DurationStore(Protocol):
+    """Where learned operation durations outlive a process (the state table: ``runtime.StoredDurations``)."""
+
+    def get(self, kind: str) -> float | None: ...
+
+    def put(self, kind: str, seconds: float) -> None: ...
+
+
+#: a learned operation duration is written back only when it moved by more than this share of the stored one
+DURATION_WRITE_CHANGE = 0.5
+
+
 class DataProtection:
     """Typed, metered, error-mapped facade over ``DataProtectionMgmtClient``."""
 
     def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
-                 meter: CallMeter | None = None, **client_kwargs: Any) -> None:
+                 meter: CallMeter | None = None, durations: DurationStore | None = None,
+                 **client_kwargs: Any) -> None:
         self._settings = settings
         self.meter = meter or CallMeter()
         if credential is None:
@@ -396,6 +411,8 @@ class DataProtection:
         self._clients: dict[str, DataProtectionMgmtClient] = {}
         self._lock = threading.Lock()
         self._lro_seconds: dict[str, float] = {}
+        self._durations = durations
+        self._stored: dict[str, float | None] = {}  # kind -> what the durations store holds (read once per process)
 
     def _hook(self, response: PipelineResponse[Any, Any]) -> None:
         req = response.http_request
@@ -444,6 +461,8 @@ class DataProtection:
         the result and the seconds from the POST's answer to the end."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
+        if expected is None:
+            expected = self._stored_seconds(kind)
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
         began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
@@ -462,8 +481,40 @@ class DataProtection:
         with self._lock:
             # one status poll was enough: the operation may end sooner than we waited, so expect 10% less next time;
             # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
-            self._lro_seconds[kind] = 0.9 * expected if expected and polling.status_polls <= 1 else took
+            self._lro_seconds[kind] = learned = 0.9 * expected if expected and polling.status_polls <= 1 else took
+        self._store_seconds(kind, learned)
         return result, time.monotonic() - answered
+
+    def _stored_seconds(self, kind: str) -> float | None:
+        """A new process starts from the duration an earlier one learned (one read per kind and process)."""
+        if self._durations is None or kind in self._stored:
+            return None
+        try:
+            value = self._durations.get(kind)
+        except Exception as exc:  # noqa: BLE001 - a learned duration is an optimisation: never fail a call on it
+            _log.warning("could not read the learned %s duration (%s)", kind, type(exc).__name__)
+            value = None
+        value = value if value is not None and value > 0 else None
+        with self._lock:
+            self._stored[kind] = value
+            if value is not None:
+                self._lro_seconds.setdefault(kind, value)
+            return self._lro_seconds.get(kind)
+
+    def _store_seconds(self, kind: str, seconds: float) -> None:
+        """Write a learned duration back when it moved by more than ``DURATION_WRITE_CHANGE`` of the stored one (so
+        not on every operation: it sits on the path of every validation and trigger)."""
+        if self._durations is None:
+            return
+        with self._lock:
+            stored = self._stored.get(kind)
+            if stored is not None and abs(seconds - stored) <= DURATION_WRITE_CHANGE * stored:
+                return
+            self._stored[kind] = seconds
+        try:
+            self._durations.put(kind, seconds)
+        except Exception as exc:  # noqa: BLE001 - see _stored_seconds
+            _log.warning("could not store the learned %s duration (%s)", kind, type(exc).__name__)
 
     # -- reads
     def get_vault(self, vault: VaultRef) -> VaultInfo:
