@@ -59,14 +59,37 @@ def reading(job: JobInfo, source_bytes: int | None) -> Reading | None:
     return None
 
 
+def fastest_pace(r: Reading, earliest_start: datetime, now: datetime, previous: dict[str, Any] | None) -> float | None:
+    """The fastest pace (share per second) the job has surely shown: since its earliest start for a first reading
+    (a start later than that only makes it faster), else the faster of the pace recorded before
+    (``previous["fastest"]``) and the one since the previous reading. Shares as shown (no rounding added). It lets a
+    job that stalls and then resumes at the pace it showed before be seen for what it is, not for a slow one."""
+    before = _previous(previous)
+    if before is None:
+        elapsed = (now - earliest_start).total_seconds()
+        return r.fraction / elapsed if elapsed > 0 and r.fraction > 0 else None
+    paces = [float(previous["fastest"])] if previous and _number(previous.get("fastest")) else []
+    if before[0] < now and r.fraction > before[1]:
+        paces.append((r.fraction - before[1]) / (now - before[0]).total_seconds())
+    return max(paces) if paces else None
+
+
+def _number(value: Any) -> bool:
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False
+
+
 def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[str, Any] | None, *,
-                 latest_start: datetime | None = None) -> datetime | None:
+                 latest_start: datetime | None = None, fastest: float | None = None) -> datetime | None:
     """The earliest end at the pace seen since the job started and since the ``previous`` reading ({at, fraction}).
 
     The job started between ``started`` and ``latest_start`` (default: ``started``); from one reading, an error d in
     the start moves the estimate by d·(1/fraction − 1), hundreds of times d early in a long job. So a first reading
     counts from ``latest_start``: never late, at worst a check early. Once a pace is seen between two readings (which
-    needs no start), the average since ``started`` only guards against a job that stalls."""
+    needs no start), the average since ``started`` only guards against a job that stalls. ``fastest``: the fastest
+    pace seen (:func:`fastest_pace`); the rest at that pace is a candidate too (a job that stalled and resumes)."""
     upper = min(1.0, r.fraction + r.quantum)  # the most that can be done
     before = _previous(previous)
     paced = before is not None and before[0] < now and before[1] < upper
@@ -78,6 +101,8 @@ def earliest_end(r: Reading, started: datetime, now: datetime, previous: dict[st
     if paced and before is not None:
         rate = (upper - before[1]) / (now - before[0]).total_seconds()  # fastest pace consistent with both
         ends.append(now + timedelta(seconds=max(0.0, 1.0 - upper) / rate))
+    if fastest is not None and fastest > 0:
+        ends.append(now + timedelta(seconds=max(0.0, 1.0 - upper) / fastest))
     return min(ends)
 
 

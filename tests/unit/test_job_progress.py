@@ -263,7 +263,7 @@ def test_without_progress_the_monitor_backs_off_as_before() -> None:
     name = _running(h)
     _show(h, name, None)
     assert _monitor(h) == h.settings.poll_min_seconds * 2 ** h.record().polls / 2  # first back-off step
-    assert h.record().job_progress == {}
+    assert h.record().job_progress == {"at": h.clock().isoformat().replace("+00:00", "Z"), "running": True}
 
 
 def test_the_plan_never_passes_the_deadline() -> None:
@@ -358,3 +358,95 @@ def test_a_duration_that_cannot_be_the_jobs_run_time_is_ignored(shown: float) ->
     check = _at(h.record().job_progress["at"]) + timedelta(seconds=delay)
     end = job_start + timedelta(minutes=5)
     assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
+
+
+def _follow(h: Harness, name: str, share: Any, job_start: datetime, seconds: float) -> tuple[int, float]:
+    """Deliver the monitor's planned checks of a job of ``seconds`` whose share done at t seconds is ``share(t)``
+    (shown as bytes of a 10,000-byte point, or nothing when it returns None); returns (reads, seconds noticed late)."""
+    end = job_start + timedelta(seconds=seconds)
+    pending = h.pending[0].delay_seconds
+    reads = 0
+    for _ in range(60):
+        at = h.clock() + timedelta(seconds=pending)
+        if at >= end:
+            h.dp.finish_job(name, "Completed", seconds=seconds)
+            h.step()
+            reads += 1
+            assert h.record().status is Status.SUCCEEDED
+            return reads, (at - end).total_seconds()
+        done = share((at - job_start).total_seconds())
+        _show(h, name, None, None if done is None else done * 10_000)
+        pending = _monitor(h)
+        reads += 1
+    raise AssertionError("still running after 60 checks")
+
+
+def _uneven(t: float, d: float = 3600.0) -> float:
+    """The emulator's ``uneven`` job: half done in the first fifth, stalled until 60%, then the rest at 1.25x."""
+    x = t / d
+    return min(0.99, 2.5 * x if x < 0.2 else 0.5 if x < 0.6 else 0.5 + (x - 0.6) * 1.25)
+
+
+def test_a_job_that_stalls_and_resumes_is_noticed_within_the_allowance() -> None:
+    """The pace since the start and since the last reading both say "slow" after the stall; the fastest pace the job
+    showed (before it stalled) bounds how soon it can end once it resumes. Without it, the check landed about
+    four minutes after the end of this 1-hour job (the last round's 200-256 s)."""
+    h = Harness(settings=settings(RESTORE_POLL_MIN_SECONDS="30", RESTORE_POLL_MAX_SECONDS="300"))
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    job_start = h.dp.jobs[name].start_time
+    assert job_start is not None
+    reads, late = _follow(h, name, _uneven, job_start, 3600)
+    assert 0 <= late <= h.settings.poll_overdue_seconds + 3, (reads, late)
+    assert reads <= 9, reads
+
+
+def test_a_linear_job_is_noticed_on_the_second_read_when_its_start_is_known() -> None:
+    """Exact bytes and a start known to within the POST's answer: the first reading gives the end, one more read."""
+    h = Harness(settings=settings(RESTORE_POLL_MIN_SECONDS="30", RESTORE_POLL_MAX_SECONDS="300"))
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    h.dp.on_call["trigger_restore:operation"] = lambda: h.clock.advance(20)
+    name = _running(h)
+    job_start = h.dp.jobs[name].start_time
+    assert job_start is not None
+    reads, late = _follow(h, name, lambda t: t / 3600, job_start, 3600)
+    assert reads == 2 and 0 <= late <= 3.0 + 1e-6
+
+
+def test_a_job_without_progress_teaches_the_middle_of_what_the_checks_bound() -> None:
+    """No progress shown: the checks bound the end between the last one that saw the job running and the one that
+    saw it ended; learning the middle puts the next restore's first check at most half that interval from the end
+    (learning when we noticed put it a whole interval late: the last round's warm 171 s)."""
+    h = Harness(settings=settings(RESTORE_POLL_MIN_SECONDS="30", RESTORE_POLL_MAX_SECONDS="300"))
+    name = _running(h)
+    rec = h.record()
+    job_start = h.dp.jobs[name].start_time
+    assert job_start is not None and rec.triggered_at is not None
+    reads, late = _follow(h, name, lambda t: None, job_start, 3600)
+    assert reads > 5 and late > 0
+    rec = h.record()
+    noticed = job_start + timedelta(seconds=3600 + late)
+    running = noticed - timedelta(seconds=min(300.0, 30.0 * 2 ** (reads - 2)))  # the last back-off step
+    expected = expected_seconds(h.deps, rec.backup_instance_id)
+    assert expected == pytest.approx(((running + (noticed - running) / 2) - rec.triggered_at).total_seconds())
+    assert abs((rec.triggered_at + timedelta(seconds=expected or 0) - (job_start + timedelta(hours=1)))
+               .total_seconds()) < late
+
+
+def test_a_slow_read_never_makes_the_first_estimate_late() -> None:
+    """Azure measured the share between our request and its answer; a read that took a second, timed at its answer,
+    would put an 8-hour job's end 1 s x 1/share (96 s here) late. Timed at the request it stays within the
+    allowance."""
+    h = Harness()
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=1_000_000)
+    name = _running(h)
+    job_start = h.dp.jobs[name].start_time
+    assert job_start is not None and h.record().trigger_accepted_at == job_start
+    h.clock.advance(299 - (h.clock() - job_start).total_seconds())
+    _show(h, name, None, 300 / 28_800 * 1_000_000)  # what an 8-hour job shows 300 s in
+    h.dp.on_call["get_job"] = lambda: h.clock.advance(1)  # the answer comes a second after the request
+    delay = _monitor(h)
+    check = h.clock() + timedelta(seconds=delay)
+    end = job_start + timedelta(hours=8)
+    assert end <= check <= end + timedelta(seconds=h.settings.poll_overdue_seconds + 1e-6)
+    assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=300)  # the request, not the answer
