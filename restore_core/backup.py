@@ -161,6 +161,7 @@ class Triggered:
 
     job_id: str
     after_answer_seconds: float = 0.0
+    post_seconds: float = 0.0  # the POST itself, sent to answered: the job cannot have started before it was sent
 
 
 def latest(points: Iterable[RecoveryPointInfo], *, before: datetime | None = None) -> RecoveryPointInfo | None:

@@ -455,10 +455,10 @@ class DataProtection:
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
     def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *,
-             result_needed: bool = True) -> tuple[Any, float]:
+             result_needed: bool = True) -> tuple[Any, float, float]:
         """Run a long-running operation to its end; learn how long this kind takes (per process). Without
         ``result_needed`` (a validation: its verdict is the status) the final result document is not read. Returns
-        the result and the seconds from the POST's answer to the end."""
+        the result, the seconds from the POST's answer to the end, and the POST's own seconds (sent to answered)."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
         if expected is None:
@@ -483,7 +483,7 @@ class DataProtection:
             # more polls: it took about what we saw. (Averaging what we saw would feed our own wait back into it.)
             self._lro_seconds[kind] = learned = 0.9 * expected if expected and polling.status_polls <= 1 else took
         self._store_seconds(kind, learned)
-        return result, time.monotonic() - answered
+        return result, time.monotonic() - answered, answered - began
 
     def _stored_seconds(self, kind: str) -> float | None:
         """A new process starts from the duration an earlier one learned (one read per kind and process)."""
@@ -655,18 +655,19 @@ class DataProtection:
         after the POST's answer the operation ended."""
         bi = parse_backup_instance_id(plan.backup_instance_id)
         request = restore_request(plan, rehydration)
-        result, after = self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
-                                  .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
-                                                                          bi.name, request, polling=p))
-        return Triggered(_job_id_of(result), after)
+        result, after, post = self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
+                                        .backup_instances.begin_trigger_restore(bi.vault.resource_group,
+                                                                                bi.vault.vault, bi.name, request,
+                                                                                polling=p))
+        return Triggered(_job_id_of(result), after, post)
 
     def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered:
         vault = parse_backup_instance_id(plan.backup_instance_id).vault
         request = cross_region_request(plan, source_region)
-        result, after = self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
+        result, after, post = self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
             vault.subscription).backup_instances.begin_trigger_cross_region_restore(
                 vault.resource_group, plan.restore_location, request, polling=p))
-        return Triggered(_job_id_of(result), after)
+        return Triggered(_job_id_of(result), after, post)
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
                           retention_days: int) -> None:

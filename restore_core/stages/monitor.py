@@ -207,6 +207,8 @@ def _start_bounds(rec: RestoreRecord, job: JobInfo, now: datetime,
     taken as the POST's answer (``trigger_accepted_at``: the emulator starts the job there; Azure documents nothing
     either way), which saves a read early in a job when the trigger's operation takes long."""
     earliest = rec.trigger_intent_at or rec.triggered_at
+    if rec.trigger_sent_at is not None and earliest is not None and rec.triggered_at != rec.trigger_intent_at:
+        earliest = max(earliest, rec.trigger_sent_at)  # the POST was sent after the intent's write
     surely = _latest_start(rec)
     if earliest is None or surely is None:
         return None

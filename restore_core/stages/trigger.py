@@ -209,13 +209,15 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], T
                            delay=s.poll_min_seconds)
     own(deps, rec, job_id)
     done = deps.clock()
-    # the POST's answer: the latest the job can have started (the operation it then followed took the rest)
+    # the POST's answer: the latest the job can have started (the operation it then followed took the rest); the
+    # POST's sending: the earliest (later than the intent by the intent's own write)
     accepted = max(rec.trigger_intent_at or done, done - timedelta(seconds=max(0.0, sent.after_answer_seconds)))
+    posted = max(rec.trigger_intent_at or accepted, accepted - timedelta(seconds=max(0.0, sent.post_seconds)))
     delay, expected = first_check(deps, rec, done)
     return StageResult(Outcome.TRIGGERED, f"{what} triggered: job {job_id.rsplit('/', 1)[-1]}"
                                           + (f"; first check in {delay:.1f}s (usual duration)" if expected else ""),
                        changes={"azure_job_id": job_id, "job_status": "InProgress", "polls": 0,
-                                "triggered_at": done, "trigger_accepted_at": accepted,
+                                "triggered_at": done, "trigger_sent_at": posted, "trigger_accepted_at": accepted,
                                 "expected_job_seconds": expected}, delay=delay)
 
 

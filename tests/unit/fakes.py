@@ -261,6 +261,7 @@ class FakeDataProtection:
         self._leave("validate_cross_region_restore")
 
     def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> Triggered:
+        sent = self.clock()
         self._enter("trigger_restore")
         request = dp_client.restore_request(plan, rehydration)
         self.triggers.append(request)
@@ -268,7 +269,7 @@ class FakeDataProtection:
         answered = self.clock()
         self._leave("trigger_restore")
         self.on_call.pop("trigger_restore:operation", lambda: None)()  # e.g. the operation's time after the POST
-        return Triggered(job.id, (self.clock() - answered).total_seconds())
+        return Triggered(job.id, (self.clock() - answered).total_seconds(), (answered - sent).total_seconds())
 
     def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered:
         self._enter("trigger_cross_region_restore")

@@ -350,4 +350,4 @@ def test_a_broken_durations_store_never_fails_an_operation() -> None:
     waits: list[float] = []
     dp._lro("validate", "validate restore", _begin(waits, 2))
     dp._lro("validate", "validate restore", _begin(waits, 1))
-    assert waits[0] == 0.0 and waits[1] == dp._lro_seconds["validate"] / 0.9
+    assert waits[0] == 0.0 and waits[1] == pytest.approx(dp._lro_seconds["validate"] / 0.9)

@@ -136,9 +136,9 @@ def test_a_first_reading_counts_from_the_triggers_return_so_a_slow_post_never_ma
     h = Harness()
     trigger = h.dp.trigger_restore
 
-    def slow(plan: Any, rehydration: Any = None) -> str:
+    def slow(plan: Any, rehydration: Any = None) -> Any:
         h.clock.advance(30)  # the POST takes 30 s; the job starts as it is answered
-        return trigger(plan, rehydration)
+        return replace(trigger(plan, rehydration), post_seconds=30.0)
 
     h.dp.trigger_restore = slow  # type: ignore[method-assign]
     name = _running(h)
@@ -162,7 +162,7 @@ def test_an_adopted_jobs_first_reading_counts_from_its_adoption_not_from_the_int
     h = Harness()
     trigger = h.dp.trigger_restore
 
-    def slow(plan: Any, rehydration: Any = None) -> str:
+    def slow(plan: Any, rehydration: Any = None) -> Any:
         h.clock.advance(30)
         return trigger(plan, rehydration)
 
@@ -191,10 +191,10 @@ def test_a_second_reading_plans_at_the_pace_between_readings_not_from_the_start(
     h = Harness()
     trigger = h.dp.trigger_restore
 
-    def slow(plan: Any, rehydration: Any = None) -> str:
-        job_id = trigger(plan, rehydration)  # the job starts at once; the trigger's operation takes 30 s more
+    def slow(plan: Any, rehydration: Any = None) -> Any:
+        sent = trigger(plan, rehydration)  # the job starts as the POST arrives; the answer takes 30 s more
         h.clock.advance(30)
-        return job_id
+        return replace(sent, post_seconds=30.0)
 
     h.dp.trigger_restore = slow  # type: ignore[method-assign]
     h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
@@ -450,3 +450,29 @@ def test_a_slow_read_never_makes_the_first_estimate_late() -> None:
     end = job_start + timedelta(hours=8)
     assert end <= check <= end + timedelta(seconds=h.settings.poll_overdue_seconds + 1e-6)
     assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=300)  # the request, not the answer
+
+
+def test_the_earliest_start_is_when_the_post_was_sent_not_the_intent() -> None:
+    """The intent is written before the POST is sent (10 s here: a slow table write). From the intent, a 5-minute
+    job 20% done a minute in may end anywhere in 40 s: the check would land up to 40 s late; from the POST's sending
+    the start is known and the check lands just after the end."""
+    h = Harness()
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    trigger = h.dp.trigger_restore
+
+    def after_a_slow_intent(plan: Any, rehydration: Any = None) -> Any:
+        h.clock.advance(10)
+        return trigger(plan, rehydration)
+
+    h.dp.trigger_restore = after_a_slow_intent  # type: ignore[method-assign]
+    name = _running(h)
+    rec = h.record()
+    job_start = h.dp.jobs[name].start_time
+    assert rec.trigger_intent_at is not None and job_start == rec.trigger_intent_at + timedelta(seconds=10)
+    assert rec.trigger_sent_at == job_start == rec.trigger_accepted_at
+    h.clock.advance(59 - (h.clock() - job_start).total_seconds())
+    _show(h, name, None, 2_000)
+    delay = _monitor(h)
+    check = h.clock() + timedelta(seconds=delay)
+    end = job_start + timedelta(minutes=5)
+    assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
