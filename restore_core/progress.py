@@ -51,7 +51,9 @@ def reading(job: JobInfo, source_bytes: int | None) -> Reading | None:
     moved = job.transferred_bytes
     by_bytes = moved / source_bytes if moved is not None and source_bytes and 0 <= moved < source_bytes else None
     if task is not None and 0 <= task[0] < 1:
-        if by_bytes is not None and task[0] <= by_bytes <= task[0] + task[1]:
+        # the last percent is never refined: a running job may show 99% (and its bytes 99% of the point) from then
+        # until it ends (the emulator does; Azure shows no running job), so it may end at any moment
+        if by_bytes is not None and task[0] <= by_bytes <= task[0] + task[1] and task[0] + task[1] < 1:
             return Reading(by_bytes, 0.0, "dataTransferred")
         return Reading(task[0], task[1], "taskProgress")
     if task is None and by_bytes is not None:

@@ -82,22 +82,25 @@ def learn(deps: Deps, rec: RestoreRecord) -> None:
 
 
 def _end_seen(rec: RestoreRecord, now: datetime) -> datetime:
-    """When the job ended, on our clock, as closely as our checks tell: after the last check that saw it running (and
-    not before the earliest end its progress allowed then), by ``now`` (when we saw it ended). Learning ``now``
-    would add our own notice delay to every later restore's first check. A job that showed no progress is bounded by
-    our checks alone: the middle of (last seen running, seen ended], so a later restore's first check lands at most
-    half that interval from its end either way (learning ``now`` would put it a whole interval late; the last
-    running check, a check early and then a back-off)."""
+    """When the job ended, on our clock, as closely as our checks tell: after the last check that saw it running and
+    the earliest end its progress allowed then, before ``now`` (when we saw it ended) and the latest end its
+    progress allowed; the middle of that. Learning ``now`` would add our own notice delay to every later restore's
+    first check; learning the earliest bound, a check early and a read more. A job that showed no progress is
+    bounded by our checks alone: the middle of (last seen running, seen ended], so a later restore's first check
+    lands at most half that interval from its end either way."""
     p = rec.job_progress or {}
     try:
-        running_at, estimated = parse_time(str(p.get("at") or "")), parse_time(str(p.get("end") or ""))
+        running_at = parse_time(str(p.get("at") or ""))
+        estimated, latest = parse_time(str(p.get("end") or "")), parse_time(str(p.get("latest") or ""))
     except ValueError:  # a row written by hand or by an older version: what we saw is all we know
         return now
     if running_at is None or running_at >= now:
         return now
-    if estimated is None and p.get("running"):
-        return running_at + (now - running_at) / 2
-    return min(now, max(running_at, estimated or running_at))
+    if estimated is None and not p.get("running"):
+        return running_at  # a reading without its estimate: the last check that saw the job running
+    lower = min(now, max(running_at, estimated or running_at))
+    upper = max(lower, min(now, latest or now))
+    return lower + (upper - lower) / 2
 
 
 def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
@@ -194,7 +197,8 @@ def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any],
     delay = (target - now).total_seconds() if overdue <= 1 else overdue_interval(deps, overdue - 2)
     delay = max(margin, min(delay, (rec.deadline - now).total_seconds()))
     changes["job_progress"] = {"at": iso(read_at), "fraction": round(seen.fraction, 6), "overdue": overdue,
-                               "end": iso(end), **({"fastest": fastest} if fastest else {})}
+                               "end": iso(end), **({"fastest": fastest} if fastest else {}),
+                               **({"latest": iso(latest)} if latest is not None else {})}
     return delay, f" ({seen.fraction:.1%} done by {seen.source}; earliest end {iso(end)})"
 
 

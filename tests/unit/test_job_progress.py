@@ -244,7 +244,8 @@ def test_an_overrunning_job_is_checked_just_after_its_end_then_at_capped_interva
 
 
 def test_the_learned_duration_is_the_end_our_checks_saw_not_when_we_noticed_it() -> None:
-    """The job ended by its estimated end; we saw it 40 s later. The next first check must not add those 40 s."""
+    """The job ended between its earliest (600/0.51 s) and latest (600/0.5 s) ends; we saw it 40 s after the earliest.
+    The next first check must not add those 40 s: it learns the middle of what the reading bounds."""
     h = Harness()
     name = _running(h)
     triggered = h.record().trigger_intent_at
@@ -255,7 +256,8 @@ def test_the_learned_duration_is_the_end_our_checks_saw_not_when_we_noticed_it()
     h.clock.advance(600 / 0.51 - 600 + 40)
     h.dp.finish_job(name, "Completed")
     assert h.run().status is Status.SUCCEEDED
-    assert expected_seconds(h.deps, h.record().backup_instance_id) == pytest.approx(600 / 0.51, abs=2)
+    assert expected_seconds(h.deps, h.record().backup_instance_id) == pytest.approx((600 / 0.51 + 600 / 0.5) / 2,
+                                                                                   abs=2)
 
 
 def test_without_progress_the_monitor_backs_off_as_before() -> None:
@@ -476,3 +478,32 @@ def test_the_earliest_start_is_when_the_post_was_sent_not_the_intent() -> None:
     check = h.clock() + timedelta(seconds=delay)
     end = job_start + timedelta(minutes=5)
     assert end <= check <= end + timedelta(seconds=h.settings.poll_min_seconds / 10 + 1e-6)
+
+
+def test_the_last_percent_is_not_refined_by_bytes() -> None:
+    """A running job may show 99% (and 99% of the point's bytes) until it ends: 99% by bytes taken as exact put a
+    1-hour job's estimated end up to 36 s (8 hours: 288 s) late, and taught every later restore that lateness."""
+    assert reading(_job("99%", 9_900), 10_000) == Reading(0.99, 0.01, "taskProgress")
+    r = reading(_job("99%", 9_900), 10_000)
+    assert r is not None and earliest_end(r, T0, T0 + timedelta(seconds=3590), None) == T0 + timedelta(seconds=3590)
+    assert reading(_job("98%", 9_850), 10_000) == Reading(0.985, 0.0, "dataTransferred")  # refined below the last
+
+
+def test_a_job_at_its_last_percent_teaches_the_middle_of_what_the_checks_bound() -> None:
+    h = Harness(settings=settings(RESTORE_POLL_MIN_SECONDS="30", RESTORE_POLL_MAX_SECONDS="300"))
+    h.dp.points[VAULT_POINT] = replace(h.dp.points[VAULT_POINT], size_bytes=10_000)
+    name = _running(h)
+    job_start = h.dp.jobs[name].start_time
+    rec = h.record()
+    assert job_start is not None and rec.triggered_at is not None
+    h.clock.advance(3590 - h.pending[0].delay_seconds - (h.clock() - job_start).total_seconds())
+    _show(h, name, "99%", 9_900)  # 3590 s into a 1-hour job (shows 99% from 3564 s on)
+    delay = _monitor(h)
+    assert _at(h.record().job_progress["at"]) == job_start + timedelta(seconds=3590)
+    assert delay <= h.settings.poll_overdue_seconds  # it may end any moment: checked within the allowance
+    h.dp.finish_job(name, "Completed", seconds=3600)
+    assert h.run().status is Status.SUCCEEDED
+    learned = expected_seconds(h.deps, rec.backup_instance_id)
+    assert learned is not None
+    learned_end = rec.triggered_at + timedelta(seconds=learned)
+    assert abs((learned_end - (job_start + timedelta(seconds=3600))).total_seconds()) <= 15  # 99% exact: 26 s
