@@ -46,18 +46,21 @@ def parse_task_progress(text: str | None) -> tuple[float, float] | None:
 
 
 def reading(job: JobInfo, source_bytes: int | None) -> Reading | None:
-    """What the job shows of its progress: ``taskProgress``, refined by the bytes moved when both agree."""
+    """What the job shows of its progress: ``taskProgress``, refined by the bytes moved when both agree. Bytes are
+    whole: a share by bytes may be up to one byte more (early in a long job of a small point, that byte is a large
+    part of what was moved: 11 bytes of 5362 shown for 11.9 put an 8-hour job's end 38 minutes late)."""
     task = parse_task_progress(job.task_progress)
     moved = job.transferred_bytes
     by_bytes = moved / source_bytes if moved is not None and source_bytes and 0 <= moved < source_bytes else None
+    byte = 1.0 / source_bytes if source_bytes else 0.0
     if task is not None and 0 <= task[0] < 1:
         # the last percent is never refined: a running job may show 99% (and its bytes 99% of the point) from then
         # until it ends (the emulator does; Azure shows no running job), so it may end at any moment
         if by_bytes is not None and task[0] <= by_bytes <= task[0] + task[1] and task[0] + task[1] < 1:
-            return Reading(by_bytes, 0.0, "dataTransferred")
+            return Reading(by_bytes, min(byte, task[0] + task[1] - by_bytes), "dataTransferred")
         return Reading(task[0], task[1], "taskProgress")
     if task is None and by_bytes is not None:
-        return Reading(by_bytes, 0.0, "dataTransferred")
+        return Reading(by_bytes, byte, "dataTransferred")
     return None
 
 
