@@ -36,8 +36,7 @@ FULL: dict[str, Callable[..., Any]] = {
     "history": lambda r: history.run(finished=100_000, ticks=20, results=r),
     "replay": lambda r: replay.run(mb=1024, rounds=3, jobs=2, results=r),
     "replay-fleet": lambda r: replayfleet.run(n=50, max_per_server=2, parallelism=3, results=r),
-    "notice": lambda r: notice.run(n=5, extra=(("1 h", "uneven", "PT1H", 60.0), ("1 h", "absent", "PT1H", 60.0)),
-                                   results=r),
+    "notice": lambda r: notice.run(n=5, progress_modes=("linear", "uneven", "absent"), results=r),
 }
 QUICK: dict[str, Callable[..., Any]] = {
     "cost": lambda r: cost.run(warm=2, baseline=1, scale=120.0, results=r),

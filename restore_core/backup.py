@@ -136,6 +136,9 @@ class JobInfo:
     subtasks: tuple[tuple[str, str], ...] = ()  # (taskName, taskStatus) of extendedInfo.subTasks
     task_progress: str | None = None  # taskProgress of the last sub-task that reports one (format not documented)
     transferred_bytes: float | None = None  # extendedInfo.dataTransferredInBytes (dataTransferedInBytes on the wire)
+    #: ``duration`` ("Total run time of the job. ISO 8601 format."), read when Azure answered: a running job's time
+    #: since its start on Azure's own clock, so no clock skew (whether Azure keeps it current is not documented)
+    duration_seconds: float | None = None
 
     def subtask_done(self, word: str) -> bool:
         """Whether a sub-task whose name contains ``word`` (case-insensitive) reports Completed."""
@@ -147,6 +150,18 @@ class JobInfo:
         """Finished for good. Cancelling and Paused are not; a status nobody documents is not either (it is
         reported on the timeline and checked again)."""
         return self.status.lower() in JOB_SUCCEEDED | JOB_FAILED | JOB_CANCELLED
+
+
+@dataclass(frozen=True)
+class Triggered:
+    """A trigger's answer: the job id, and how long after the trigger POST's answer (HTTP 202) the call returned
+    (it then followed the long-running operation). The POST's answer is taken as the latest the job can have started
+    (the emulator starts it there; Azure documents nothing either way, so the monitor also takes the job's own
+    ``duration`` when Azure shows one: :func:`restore_core.stages.monitor._start_bounds`)."""
+
+    job_id: str
+    after_answer_seconds: float = 0.0
+    post_seconds: float = 0.0  # the POST itself, sent to answered: the job cannot have started before it was sent
 
 
 def latest(points: Iterable[RecoveryPointInfo], *, before: datetime | None = None) -> RecoveryPointInfo | None:

@@ -356,7 +356,8 @@ class Settings:
     drills: DrillSettings = DrillSettings()
     auth: AuthSettings = AuthSettings()
     alert_door: AlertDoorSettings = AlertDoorSettings()
-    #: RESTORE_POLL_OVERDUE_SECONDS: longest re-check interval while a job overruns its estimated end
+    #: RESTORE_POLL_OVERDUE_SECONDS: how late a running job's end may be noticed past its earliest estimated end; also
+    #: the longest re-check interval while a job overruns it
     poll_overdue_seconds: float = 60.0
     #: RESTORE_CONTINUE_INLINE: a stage the registry marks ``inline`` (the trigger) runs in the invocation that
     #: moved the restore there, when due at once; its queue message is then the delayed safety net

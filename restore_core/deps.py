@@ -50,7 +50,13 @@ class Memo:
     def __init__(self, ttl: float = 600.0) -> None:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
         self.ttl = ttl
+
+    def lock(self, kind: str, key: str) -> threading.Lock:
+        """One lock per fact, so concurrent first users in this process fetch it once (single-flight)."""
+        with self._lock:
+            return self._locks.setdefault((kind, key), threading.Lock())
 
     def get(self, kind: str, key: str) -> Any:
         import time

@@ -22,6 +22,7 @@ configuration only (``DATAPROTECTION_ENDPOINT``, ``DATAPROTECTION_CA_BUNDLE``, `
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import Enum
 from itertools import islice
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from azure.core.credentials import AccessToken, TokenCredential
 from azure.core.exceptions import (
@@ -58,6 +59,7 @@ from .backup import (  # noqa: F401 - re-exported: the adapter's answers are the
     CallMeter,
     JobInfo,
     RecoveryPointInfo,
+    Triggered,
     VaultInfo,
     latest,
 )
@@ -68,6 +70,7 @@ from .records import parse_time
 from .restore_requests import SINGLE_SERVER_DB, RestorePlan
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
 
 _OPERATIONS: list[tuple[str, re.Pattern[str], str]] = [
     (method, re.compile(pattern, re.IGNORECASE), name) for method, pattern, name in [
@@ -336,7 +339,27 @@ def _job_info(job: Any) -> JobInfo:
                    errors=errors, warnings=warnings,
                    recovery_point_id=getattr(source, "recovery_point_id", None) if source is not None else None,
                    subtasks=subtasks, task_progress=str(running[-1].task_progress) if running else None,
-                   transferred_bytes=_transferred(ext))
+                   transferred_bytes=_transferred(ext), duration_seconds=parse_duration(getattr(p, "duration", None)))
+
+
+_ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?"
+                           r"(?:(\d+(?:\.\d+)?)S)?)?$")
+_TIMESPAN = re.compile(r"^(?:(\d+)\.)?(\d+):(\d+):(\d+(?:\.\d+)?)$")
+
+
+def parse_duration(text: Any) -> float | None:
+    """Seconds of a job ``duration``: ISO 8601 (``PT12M36.5S``, as the spec says) or a .NET time span
+    (``00:12:36.5``, ``1.02:00:00``, as older Azure Backup APIs show it); None when absent or unreadable."""
+    value = str(text or "").strip().upper()
+    iso = _ISO_DURATION.match(value) if value not in ("P", "PT") else None
+    if iso:
+        d, h, mi, se = (float(g) if g else 0.0 for g in iso.groups())
+        return d * 86400 + h * 3600 + mi * 60 + se
+    span = _TIMESPAN.match(value)
+    if span:
+        d, h, mi, se = (float(g) if g else 0.0 for g in span.groups())
+        return d * 86400 + h * 3600 + mi * 60 + se
+    return None
 
 
 def _transferred(ext: Any) -> float | None:
@@ -371,11 +394,24 @@ def _job_id_of(result: Any) -> str:
     return str(job_id or "")
 
 
+class DurationStore(Protocol):
+    """Where learned operation durations outlive a process (the state table: ``runtime.StoredDurations``)."""
+
+    def get(self, kind: str) -> float | None: ...
+
+    def put(self, kind: str, seconds: float) -> None: ...
+
+
+#: a learned operation duration is written back only when it moved by more than this share of the stored one
+DURATION_WRITE_CHANGE = 0.5
+
+
 class DataProtection:
     """Typed, metered, error-mapped facade over ``DataProtectionMgmtClient``."""
 
     def __init__(self, settings: Settings, *, credential: TokenCredential | None = None,
-                 meter: CallMeter | None = None, **client_kwargs: Any) -> None:
+                 meter: CallMeter | None = None, durations: DurationStore | None = None,
+                 **client_kwargs: Any) -> None:
         self._settings = settings
         self.meter = meter or CallMeter()
         if credential is None:
@@ -390,6 +426,8 @@ class DataProtection:
         self._clients: dict[str, DataProtectionMgmtClient] = {}
         self._lock = threading.Lock()
         self._lro_seconds: dict[str, float] = {}
+        self._durations = durations
+        self._stored: dict[str, float | None] = {}  # kind -> what the durations store holds (read once per process)
 
     def _hook(self, response: PipelineResponse[Any, Any]) -> None:
         req = response.http_request
@@ -432,12 +470,17 @@ class DataProtection:
             self.meter.record(what, None)
             raise RetryableError(f"{what}: connection problem ({type(exc).__name__})") from exc
 
-    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *, result_needed: bool = True) -> Any:
+    def _lro(self, kind: str, what: str, start: Callable[[ARMPolling], Any], *,
+             result_needed: bool = True) -> tuple[Any, float, float]:
         """Run a long-running operation to its end; learn how long this kind takes (per process). Without
-        ``result_needed`` (a validation: its verdict is the status) the final result document is not read."""
+        ``result_needed`` (a validation: its verdict is the status) the final result document is not read. Returns
+        the result, the seconds from the POST's answer to the end, and the POST's own seconds (sent to answered)."""
         with self._lock:
             expected = self._lro_seconds.get(kind)
+        if expected is None:
+            expected = self._stored_seconds(kind)
         polling = LearningPolling(expected or 0.0, result_needed=result_needed)
+        began = time.monotonic()
         poller = self._call(what, lambda: start(polling))  # the POST: a 429/503 here means nothing started
         accepted = time.monotonic()  # the operation runs from its 202; the POST's own round trip is not its duration
 
@@ -463,10 +506,44 @@ class DataProtection:
             # More polls: it took about what we saw since its 202. (Averaging what we saw would feed our own wait
             # back into it.)
             if polling.status_polls <= 1:
-                self._lro_seconds[kind] = 0.9 * expected if expected else polling.first_delay
+                learned = 0.9 * expected if expected else polling.first_delay
             else:
-                self._lro_seconds[kind] = took
-        return result
+                learned = took
+            self._lro_seconds[kind] = learned
+        self._store_seconds(kind, learned)
+        return result, time.monotonic() - accepted, accepted - began
+
+    def _stored_seconds(self, kind: str) -> float | None:
+        """A new process starts from the duration an earlier one learned (one read per kind and process)."""
+        if self._durations is None or kind in self._stored:
+            return None
+        try:
+            value = self._durations.get(kind)
+        except Exception as exc:  # noqa: BLE001 - a learned duration is an optimisation: never fail a call on it
+            _log.warning("could not read the learned %s duration (%s)", kind, type(exc).__name__)
+            value = None
+        value = value if value is not None and value > 0 else None
+        with self._lock:
+            self._stored[kind] = value
+            if value is not None:
+                self._lro_seconds.setdefault(kind, value)
+            return self._lro_seconds.get(kind)
+
+    def _store_seconds(self, kind: str, seconds: float) -> None:
+        """Write a learned duration back when it moved by more than ``DURATION_WRITE_CHANGE`` of the stored one (so
+        not on every operation: it sits on the path of every validation and trigger)."""
+        if self._durations is None:
+            return
+        with self._lock:
+            stored = self._stored.get(kind)
+            if stored is not None and abs(seconds - stored) <= DURATION_WRITE_CHANGE * stored:
+                return
+            self._stored[kind] = seconds
+        try:
+            self._durations.put(kind, seconds)
+        except Exception as exc:  # noqa: BLE001 - see _stored_seconds
+            _log.warning("could not store the learned %s duration (%s)", kind, type(exc).__name__)
+
 
     # -- reads
     def get_vault(self, vault: VaultRef) -> VaultInfo:
@@ -602,20 +679,24 @@ class DataProtection:
                                                                         request, polling=p),
                   result_needed=False)
 
-    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
-        """Start the restore (with ``rehydration``: the one-request archive form); returns the job id."""
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> Triggered:
+        """Start the restore (with ``rehydration``: the one-request archive form); returns the job id and how long
+        after the POST's answer the operation ended."""
         bi = parse_backup_instance_id(plan.backup_instance_id)
         request = restore_request(plan, rehydration)
-        return _job_id_of(self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
-                                    .backup_instances.begin_trigger_restore(bi.vault.resource_group, bi.vault.vault,
-                                                                            bi.name, request, polling=p)))
+        result, after, post = self._lro("restore", "trigger restore", lambda p: self.client(bi.vault.subscription)
+                                        .backup_instances.begin_trigger_restore(bi.vault.resource_group,
+                                                                                bi.vault.vault, bi.name, request,
+                                                                                polling=p))
+        return Triggered(_job_id_of(result), after, post)
 
-    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str:
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered:
         vault = parse_backup_instance_id(plan.backup_instance_id).vault
         request = cross_region_request(plan, source_region)
-        return _job_id_of(self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
+        result, after, post = self._lro("restore-crr", "trigger cross-region restore", lambda p: self.client(
             vault.subscription).backup_instances.begin_trigger_cross_region_restore(
-                vault.resource_group, plan.restore_location, request, polling=p)))
+                vault.resource_group, plan.restore_location, request, polling=p))
+        return Triggered(_job_id_of(result), after, post)
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
                           retention_days: int) -> None:

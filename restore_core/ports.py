@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from .arm_ids import BackupInstanceRef, VaultRef
-from .backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
+from .backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, Triggered, VaultInfo
 from .models import Rehydration
 from .queues import Received
 from .records import ActiveEntry, RestoreRecord, TimelineEvent
@@ -118,9 +118,9 @@ class BackupService(Protocol):
     def validate_cross_region_restore(self, plan: RestorePlan, source_region: str,
                                       rehydration: Rehydration | None = None) -> None: ...
 
-    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str: ...
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> Triggered: ...
 
-    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str: ...
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered: ...
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
                           retention_days: int) -> None: ...

@@ -128,6 +128,10 @@ class RestoreRecord(BaseModel):
     transient_failures: int = 0
     polls: int = 0
     triggered_at: datetime | None = None
+    #: when the trigger POST was sent (the earliest the job can have started) and answered (taken as the latest),
+    #: before its long-running operation ended (``triggered_at``)
+    trigger_sent_at: datetime | None = None
+    trigger_accepted_at: datetime | None = None
     expected_job_seconds: float | None = None
     source_bytes: int | None = None  # the recovery point's size (its metadata), for the job's progress
     job_progress: dict[str, Any] = Field(default_factory=dict)  # last progress seen: at, fraction, overdue checks

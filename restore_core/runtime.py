@@ -22,6 +22,7 @@ from .config import Settings, StorageTimeouts, http_proxy_env, load_settings, sd
 from .deps import Deps, StorageMeter
 from .dp_client import DataProtection
 from .drills.evidence import BlobEvidenceSink
+from .ports import StateStore
 from .queues import BASE64, AzureQueueSender
 from .server_access import AzureServerAccess
 from .store import TableStateStore
@@ -95,8 +96,29 @@ def build(settings: Settings) -> Deps:
         queues.ensure(*names, *(n + "-poison" for n in names if not n.endswith("events")))
     except AzureError as exc:  # in Azure the infrastructure creates them; lacking rights to create is fine
         log.warning("could not ensure tables/queues (%s); assuming they exist", type(exc).__name__)
-    return Deps(settings=settings, store=store, queues=queues, dp=DataProtection(settings), storage_meter=meter,
+    return Deps(settings=settings, store=store, queues=queues,
+                dp=DataProtection(settings, durations=StoredDurations(store)), storage_meter=meter,
                 server=AzureServerAccess(settings), evidence=evidence_sink(settings))
+
+
+class StoredDurations:
+    """Learned long-running operation durations (validate, trigger, ...) in the state table (kind ``lrostats``), like
+    the vault facts: a new process starts from what an earlier one learned instead of from ARM's ``Retry-After``."""
+
+    KIND = "lrostats"
+
+    def __init__(self, store: StateStore) -> None:
+        self._store = store
+
+    def get(self, kind: str) -> float | None:
+        row = self._store.get_meta(self.KIND, kind)
+        try:
+            return float(row["seconds"]) if row else None
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def put(self, kind: str, seconds: float) -> None:
+        self._store.put_meta(self.KIND, kind, {"seconds": round(seconds, 3)})
 
 
 def evidence_sink(settings: Settings) -> BlobEvidenceSink:

@@ -56,10 +56,20 @@ def plan_of(rec: RestoreRecord, request: RestoreRequest | None = None) -> Restor
 
 
 def cached_vault(deps: Deps, vault: VaultRef) -> VaultInfo:
-    """Vault facts change rarely; cache them briefly in the state table to spare ARM reads."""
-    now = deps.clock()
+    """Vault facts change rarely; cache them briefly in the state table to spare ARM reads. Restores of one vault
+    starting together in a process read it once: the others wait for that read (single-flight; other processes may
+    still each read it once)."""
     memo = deps.memo.get("vault", vault.id.lower())
     if isinstance(memo, VaultInfo):
+        return memo
+    with deps.memo.lock("vault", vault.id.lower()):
+        return _vault_facts(deps, vault)
+
+
+def _vault_facts(deps: Deps, vault: VaultRef) -> VaultInfo:
+    now = deps.clock()
+    memo = deps.memo.get("vault", vault.id.lower())
+    if isinstance(memo, VaultInfo):  # read by the restore this one waited for
         return memo
     row = deps.store.get_meta("vault", vault.id.lower())
     if row is not None:

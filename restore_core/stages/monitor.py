@@ -24,7 +24,7 @@ not document (timeline event; checked like InProgress).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..arm_ids import job_name
@@ -33,7 +33,7 @@ from ..deps import Deps
 from ..errors import AzureRejection, require
 from ..fixes import Explanation, explain
 from ..models import Region, Stage
-from ..progress import earliest_end, reading
+from ..progress import earliest_end, fastest_pace, latest_end, reading
 from ..records import RestoreRecord, iso, parse_time
 from ..transitions import Outcome, StageResult
 from . import Claim
@@ -82,17 +82,25 @@ def learn(deps: Deps, rec: RestoreRecord) -> None:
 
 
 def _end_seen(rec: RestoreRecord, now: datetime) -> datetime:
-    """When the job ended, on our clock, as closely as our checks tell: after the last check that saw it running (and
-    not before the earliest end its progress allowed then), by ``now`` (when we saw it ended). Learning ``now``
-    would add our own notice delay to every later restore's first check."""
+    """When the job ended, on our clock, as closely as our checks tell: after the last check that saw it running and
+    the earliest end its progress allowed then, before ``now`` (when we saw it ended) and the latest end its
+    progress allowed; the middle of that. Learning ``now`` would add our own notice delay to every later restore's
+    first check; learning the earliest bound, a check early and a read more. A job that showed no progress is
+    bounded by our checks alone: the middle of (last seen running, seen ended], so a later restore's first check
+    lands at most half that interval from its end either way."""
     p = rec.job_progress or {}
     try:
-        running_at, estimated = parse_time(str(p.get("at") or "")), parse_time(str(p.get("end") or ""))
+        running_at = parse_time(str(p.get("at") or ""))
+        estimated, latest = parse_time(str(p.get("end") or "")), parse_time(str(p.get("latest") or ""))
     except ValueError:  # a row written by hand or by an older version: what we saw is all we know
         return now
     if running_at is None or running_at >= now:
         return now
-    return min(now, max(running_at, estimated or running_at))
+    if estimated is None and not p.get("running"):
+        return running_at  # a reading without its estimate: the last check that saw the job running
+    lower = min(now, max(running_at, estimated or running_at))
+    upper = max(lower, min(now, latest or now))
+    return lower + (upper - lower) / 2
 
 
 def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
@@ -114,11 +122,13 @@ def read_job(rec: RestoreRecord, deps: Deps) -> JobInfo | StageResult:
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
+    asked_at = deps.clock()
     job = read_job(rec, deps)
-    return job if isinstance(job, StageResult) else classify(job, rec, deps)
+    return job if isinstance(job, StageResult) else classify(job, rec, deps, asked_at=asked_at)
 
 
-def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) -> StageResult:
+def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any],
+                   asked_at: datetime | None = None) -> StageResult:
     """A job that has not finished. InProgress/Started: back off as usual. Paused: say so (timeline, ``job_status``,
     a ``JobPaused`` warning with what to do) and check at the longest interval until it resumes, ends or the
     deadline fails the restore. Cancelling: say so and keep checking until Cancelled. A status nobody documents:
@@ -137,7 +147,8 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
                                                    f"Paused at {iso(deps.clock())}", "fix": fix}]
         return StageResult(Outcome.NOT_READY, f"Azure job {name} is Paused; {fix}", changes=changes, delay=delay,
                            log_event=changed)
-    delay, note = (backoff(deps, rec.polls), "") if status not in JOB_RUNNING else plan(job, rec, deps, changes)
+    delay, note = (backoff(deps, rec.polls), "") if status not in JOB_RUNNING else \
+        plan(job, rec, deps, changes, asked_at)
     if status == "cancelling":
         message = f"Azure job {name} is being cancelled in Azure (Cancelling); next check in {delay:.1f}s"
     elif status not in JOB_RUNNING:
@@ -151,37 +162,74 @@ def _still_running(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[s
                        log_event=rec.polls == 0 or changed)
 
 
-def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any]) -> tuple[float, str]:
-    """The next check of a running job: just after the earliest end its progress allows (:mod:`restore_core.progress`);
-    once that end is near, one check just after it, then every ``RESTORE_POLL_MIN_SECONDS`` growing to at most
-    ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it. No progress shown: the usual back-off. Times are
-    on this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate). The job
-    starts during the trigger's POST: after we recorded the intent (``trigger_intent_at``), before the trigger
-    returned (``triggered_at``, after its long-running operation). From one reading a start error d moves the
-    estimate by d·(1/share − 1): timed from the intent, a first reading of an 8-hour job a minute in comes 8
-    minutes late per second of POST latency; so a first reading is timed from the trigger's return (at worst a check
-    too early), later ones from the pace between readings (:func:`restore_core.progress.earliest_end`). Records the
+def plan(job: JobInfo, rec: RestoreRecord, deps: Deps, changes: dict[str, Any],
+         asked_at: datetime | None = None) -> tuple[float, str]:
+    """The next check of a running job, from the end its progress allows (:mod:`restore_core.progress`): between the
+    earliest end (at the fastest pace consistent with what was seen) and the latest (the slowest), the check lands at
+    the latest end when that is within ``RESTORE_POLL_OVERDUE_SECONDS`` of the earliest (one read, noticed at most
+    that late if the job keeps its pace), else that long after the earliest (a read that narrows it). Once that end is
+    near, one check just after it, then every ``RESTORE_POLL_MIN_SECONDS`` growing to at most
+    ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it. No progress shown: the usual back-off. Times are on
+    this service's clock only (Azure's ``startTime`` is on Azure's: a skew would shift every estimate). From one
+    reading a start error d moves the estimate by d·(1/share − 1), so the start is bracketed as tightly as Azure
+    allows (:func:`_start_bounds`); later readings use the pace between readings (which needs no start). Records the
     reading (``job_progress``) for the next estimate's pace and for learning the duration."""
     now, s = deps.clock(), deps.settings
+    # Azure measured the progress between our request and its answer: for the earliest end, at the request (a read
+    # that took 50 ms would otherwise put an 8-hour job's first estimate 50 ms × 1/share late)
+    read_at = asked_at if asked_at is not None and asked_at <= now else now
     seen = reading(job, rec.source_bytes)
-    started = rec.trigger_intent_at or rec.triggered_at
-    end = earliest_end(seen, started, now, rec.job_progress, latest_start=_latest_start(rec)) \
-        if seen is not None and started is not None else None
-    if seen is None or end is None:
+    bounds = _start_bounds(rec, job, now, asked_at)
+    fastest = fastest_pace(seen, bounds[0], read_at, rec.job_progress) if seen is not None and bounds else None
+    end = earliest_end(seen, bounds[0], read_at, rec.job_progress, latest_start=bounds[1], fastest=fastest) \
+        if seen is not None and bounds is not None else None
+    if seen is None or end is None or bounds is None:
+        # nothing to estimate from: the end is after the request (kept for learning: see _end_seen)
+        changes["job_progress"] = {"at": iso(read_at), "running": True}
         return backoff(deps, rec.polls), ""
-    left = (end - now).total_seconds()
+    latest = latest_end(seen, bounds[0], now, rec.job_progress)
     margin = s.poll_min_seconds / 10  # land just after the estimated end, not just before it
+    allowance = max(margin, s.poll_overdue_seconds)
+    target = end + timedelta(seconds=allowance) if latest is None else \
+        min(max(latest, end) + timedelta(seconds=margin), end + timedelta(seconds=allowance))
+    left = (end - now).total_seconds()
     overdue = 0 if left >= s.poll_min_seconds else int(rec.job_progress.get("overdue", 0)) + 1
-    delay = left + margin if overdue <= 1 else overdue_interval(deps, overdue - 2)
+    delay = (target - now).total_seconds() if overdue <= 1 else overdue_interval(deps, overdue - 2)
     delay = max(margin, min(delay, (rec.deadline - now).total_seconds()))
-    changes["job_progress"] = {"at": iso(now), "fraction": round(seen.fraction, 6), "overdue": overdue,
-                               "end": iso(end)}
+    changes["job_progress"] = {"at": iso(read_at), "fraction": round(seen.fraction, 6), "overdue": overdue,
+                               "end": iso(end), **({"fastest": fastest} if fastest else {}),
+                               **({"latest": iso(latest)} if latest is not None else {})}
     return delay, f" ({seen.fraction:.1%} done by {seen.source}; earliest end {iso(end)})"
 
 
+def _start_bounds(rec: RestoreRecord, job: JobInfo, now: datetime,
+                  asked_at: datetime | None) -> tuple[datetime, datetime] | None:
+    """When the job started, on our clock: (earliest, latest). Surely after the trigger's intent and before the
+    trigger returned with the job's id (an adopted job: before the monitoring began). When Azure shows the running
+    job's ``duration`` (its run time on Azure's own clock) and it fits there, the start is between (this read's
+    request − duration) and (its answer − duration): as tight as one read's round trip. Otherwise the latest start is
+    taken as the POST's answer (``trigger_accepted_at``: the emulator starts the job there; Azure documents nothing
+    either way), which saves a read early in a job when the trigger's operation takes long."""
+    earliest = rec.trigger_intent_at or rec.triggered_at
+    if rec.trigger_sent_at is not None and earliest is not None and rec.triggered_at != rec.trigger_intent_at:
+        earliest = max(earliest, rec.trigger_sent_at)  # the POST was sent after the intent's write
+    surely = _latest_start(rec)
+    if earliest is None or surely is None:
+        return None
+    ran = job.duration_seconds
+    by_azure = now - timedelta(seconds=ran) if ran is not None and ran > 0 else None
+    if by_azure is not None and earliest <= by_azure <= surely:
+        if asked_at is not None:
+            earliest = max(earliest, min(by_azure, asked_at - timedelta(seconds=ran or 0.0)))
+        return earliest, by_azure
+    accepted = rec.trigger_accepted_at if rec.triggered_at != rec.trigger_intent_at else None
+    latest = min(surely, accepted) if accepted is not None else surely
+    return earliest, max(earliest, latest)
+
+
 def _latest_start(rec: RestoreRecord) -> datetime | None:
-    """The latest the job can have started: the trigger's return; for an adopted job (its answer was lost, and
-    ``triggered_at`` is the intent) when the monitoring began, after the job was found."""
+    """The latest the job can have started: the trigger's return (with the job's id); for an adopted job (its answer
+    was lost, and ``triggered_at`` is the intent) when the monitoring began, after the job was found."""
     if rec.triggered_at is not None and rec.triggered_at != rec.trigger_intent_at:
         return rec.triggered_at
     try:
@@ -203,14 +251,15 @@ def _done(rec: RestoreRecord, message: str, changes: dict[str, Any]) -> StageRes
     return StageResult(Outcome.SUCCEEDED, message, changes=changes)
 
 
-def classify(job: JobInfo, rec: RestoreRecord, deps: Deps) -> StageResult:
-    """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks)."""
+def classify(job: JobInfo, rec: RestoreRecord, deps: Deps, *, asked_at: datetime | None = None) -> StageResult:
+    """Turn a job read into the stage result (shared with the watchdog's per-vault batch checks); ``asked_at``:
+    when the read was sent (bounds the job's start with its ``duration``)."""
     changes: dict[str, Any] = {"job_status": job.status, "job_start": job.start_time or rec.job_start,
                                "job_end": job.end_time}
     name = job_name(require(rec.azure_job_id, "a restore being followed has its Azure job id"))
     status = job.status.lower()
     if not job.terminal:
-        return _still_running(job, rec, deps, changes)
+        return _still_running(job, rec, deps, changes, asked_at)
     if status in JOB_SUCCEEDED:
         learn(deps, rec)
     if status == "completedwithwarnings":

@@ -26,7 +26,7 @@ from enum import Enum
 
 from .. import restore_requests as rr
 from ..arm_ids import job_name, same_id
-from ..backup import JobInfo
+from ..backup import JobInfo, Triggered
 from ..deps import Deps
 from ..errors import AzureRejection, RetryableError, require
 from ..fixes import explain
@@ -168,7 +168,7 @@ def _adopt(rec: RestoreRecord, deps: Deps, first_check: FirstCheck) -> StageResu
     return None
 
 
-def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], str], *, what: str,
+def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], Triggered], *, what: str,
               first_check: FirstCheck = learned_first_check) -> StageResult:
     """Start one Azure restore job exactly once: adopt what an earlier attempt started, never trigger when unsure."""
     now = deps.clock()
@@ -187,7 +187,7 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], s
                                               f"{delay:.0f}s", delay=delay)
     rec = claim({"trigger_intent_at": now})
     try:
-        job_id = send()
+        sent = send()
     except RetryableError as exc:
         if exc.throttled:  # ARM refused before doing anything: no job can exist, trigger again after Retry-After
             claim({"trigger_intent_at": None})
@@ -203,22 +203,28 @@ def start_job(rec: RestoreRecord, deps: Deps, claim: Claim, send: Callable[[], s
                      identity=identity_label(rec.identity_id), vault_subscription=vault_ref(rec).subscription)
         return StageResult(Outcome.FAILED, f"{what} refused: {ex.code}", error_code=ex.code,
                            error_message=ex.message, error_fix=ex.fix)
+    job_id = sent.job_id
     if not job_id:
         return StageResult(Outcome.NOT_READY, f"{what} accepted without a job id; looking the job up",
                            delay=s.poll_min_seconds)
     own(deps, rec, job_id)
     done = deps.clock()
+    # the POST's answer: the latest the job can have started (the operation it then followed took the rest); the
+    # POST's sending: the earliest (later than the intent by the intent's own write)
+    accepted = max(rec.trigger_intent_at or done, done - timedelta(seconds=max(0.0, sent.after_answer_seconds)))
+    posted = max(rec.trigger_intent_at or accepted, accepted - timedelta(seconds=max(0.0, sent.post_seconds)))
     delay, expected = first_check(deps, rec, done)
     return StageResult(Outcome.TRIGGERED, f"{what} triggered: job {job_id.rsplit('/', 1)[-1]}"
                                           + (f"; first check in {delay:.1f}s (usual duration)" if expected else ""),
                        changes={"azure_job_id": job_id, "job_status": "InProgress", "polls": 0,
-                                "triggered_at": done, "expected_job_seconds": expected}, delay=delay)
+                                "triggered_at": done, "trigger_sent_at": posted, "trigger_accepted_at": accepted,
+                                "expected_job_seconds": expected}, delay=delay)
 
 
 def run(rec: RestoreRecord, deps: Deps, claim: Claim) -> StageResult:
     plan = plan_of(rec, request_of(rec))
 
-    def send() -> str:
+    def send() -> Triggered:
         if rec.region == Region.SECONDARY.value:
             return deps.dp.trigger_cross_region_restore(plan, vault_info(rec).location)
         return deps.dp.trigger_restore(plan)

@@ -18,7 +18,7 @@ from azure.mgmt.dataprotection import models as m
 
 from restore_core import dp_client, intake, pipeline
 from restore_core.arm_ids import BackupInstanceRef, VaultRef, job_name, same_id
-from restore_core.backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, VaultInfo
+from restore_core.backup import BackupInstanceInfo, CallMeter, JobInfo, RecoveryPointInfo, Triggered, VaultInfo
 from restore_core.config import Settings, load_settings
 from restore_core.deps import Deps
 from restore_core.errors import AzureRejection
@@ -267,22 +267,25 @@ class FakeDataProtection:
         self.validations.append(dp_client.validate_cross_region_request(plan, source_region, rehydration))
         self._leave("validate_cross_region_restore")
 
-    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> str:
+    def trigger_restore(self, plan: RestorePlan, rehydration: Rehydration | None = None) -> Triggered:
+        sent = self.clock()
         self._enter("trigger_restore")
         request = dp_client.restore_request(plan, rehydration)
         self.triggers.append(request)
         job = self._new_job(plan.backup_instance_id, request, "Restore")
+        answered = self.clock()
         self._leave("trigger_restore")
-        return job.id
+        self.on_call.pop("trigger_restore:operation", lambda: None)()  # e.g. the operation's time after the POST
+        return Triggered(job.id, (self.clock() - answered).total_seconds(), (answered - sent).total_seconds())
 
-    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> str:
+    def trigger_cross_region_restore(self, plan: RestorePlan, source_region: str) -> Triggered:
         self._enter("trigger_cross_region_restore")
         request = dp_client.cross_region_request(plan, source_region)
         self.triggers.append(request)
         job = self._new_job(request.cross_region_restore_details.source_backup_instance_id,
                             request.restore_request_object, "CrossRegionRestore")
         self._leave("trigger_cross_region_restore")
-        return job.id
+        return Triggered(job.id)
 
     def trigger_rehydrate(self, bi: BackupInstanceRef, recovery_point_id: str, priority: str,
                           retention_days: int) -> None:

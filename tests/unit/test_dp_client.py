@@ -327,7 +327,7 @@ def test_an_lro_is_followed_in_the_calling_thread_honouring_retry_after() -> Non
 
     transport.send = recording_send  # type: ignore[method-assign]
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
-    assert dp.trigger_restore(_restore_request()) == "job-1"
+    assert dp.trigger_restore(_restore_request()).job_id == "job-1"
     assert [m for m, _ in transport.sent] == ["POST", "GET", "GET"]  # no final GET: the status names the job
     assert set(senders) == {threading.current_thread()}
     assert transport.slept == [2, 3]  # nothing learned yet: ARM's Retry-After before each status read
@@ -383,3 +383,56 @@ def test_an_operation_that_needed_more_polls_is_learned_from_its_202_not_from_th
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
     dp.trigger_restore(_restore_request())
     assert len(transport.slept) == 3 and 0 <= dp._lro_seconds["restore"] < 0.2
+
+
+class DictDurations:
+    def __init__(self, **values: float) -> None:
+        self.values = dict(values)
+        self.writes: list[tuple[str, float]] = []
+
+    def get(self, kind: str) -> float | None:
+        return self.values.get(kind)
+
+    def put(self, kind: str, seconds: float) -> None:
+        self.writes.append((kind, seconds))
+        self.values[kind] = seconds
+
+
+def _begin(waits: list[float], polls: int, sleep: float = 0.0) -> Any:
+    def begin(polling: Any) -> Any:
+        waits.append(polling._first_wait)
+        polling.status_polls = polls
+        polling.run_here = lambda: None  # no operation behind this stand-in poller: nothing to follow
+        return SimpleNamespace(result=lambda: time.sleep(sleep))
+    return begin
+
+
+def test_a_new_process_starts_from_the_operation_duration_an_earlier_one_stored() -> None:
+    """Issue 17 item 2: a process is not cold for operation durations an earlier process learned (state table)."""
+    stored = DictDurations(validate=12.5)
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=CannedTransport([200]), durations=stored)
+    waits: list[float] = []
+    dp._lro("validate", "validate restore", _begin(waits, 1))  # first validation of this process: waits 12.5 s
+    dp._lro("restore", "trigger restore", _begin(waits, 2))  # nothing stored for triggers: Retry-After alone
+    assert waits == [12.5, 0.0]
+    assert dp._lro_seconds["validate"] == pytest.approx(0.9 * 12.5)
+    # 10% shorter is no reason to write; a trigger learned for the first time is written
+    assert [kind for kind, _ in stored.writes] == ["restore"]
+    again = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=CannedTransport([200]), durations=stored)
+    again._lro("restore", "trigger restore", _begin(waits, 1))
+    assert waits[-1] == pytest.approx(stored.writes[0][1])
+
+
+def test_a_broken_durations_store_never_fails_an_operation() -> None:
+    class Broken:
+        def get(self, kind: str) -> float | None:
+            raise OSError("table down")
+
+        def put(self, kind: str, seconds: float) -> None:
+            raise OSError("table down")
+
+    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=CannedTransport([200]), durations=Broken())
+    waits: list[float] = []
+    dp._lro("validate", "validate restore", _begin(waits, 2))
+    dp._lro("validate", "validate restore", _begin(waits, 1))
+    assert waits[0] == 0.0 and waits[1] == pytest.approx(dp._lro_seconds["validate"] / 0.9)

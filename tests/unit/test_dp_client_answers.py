@@ -80,14 +80,14 @@ def urls(transport: BodyTransport) -> list[str]:
 def test_trigger_result_comes_from_the_status_document_when_it_names_the_job() -> None:
     dp, t = client([ACCEPTED, doc("Succeeded", properties={"objectType": "OperationJobExtendedInfo",
                                                            "jobId": JOB_ID})])
-    assert dp.trigger_restore(restore_request()) == JOB_ID
+    assert dp.trigger_restore(restore_request()).job_id == JOB_ID
     assert urls(t) == [BI_ID.rsplit("/", 1)[-1], "operationStatus"]  # no final GET
 
 
 def test_trigger_result_is_read_from_location_when_the_status_document_has_no_job_id() -> None:
     result = (200, {}, json.dumps({"objectType": "OperationJobExtendedInfo", "jobId": JOB_ID}).encode())
     dp, t = client([ACCEPTED, doc("Succeeded"), result])
-    assert dp.trigger_restore(restore_request()) == JOB_ID
+    assert dp.trigger_restore(restore_request()).job_id == JOB_ID
     assert urls(t)[1:] == ["operationStatus", "operationResults"]
 
 
