@@ -4,15 +4,16 @@ Consumes: a restore with an Azure job id (status ``restoring``).
 Does: one job read per check (primary: ``jobs.get``; secondary: ``fetchCrossRegionRestoreJob``). The first check
 lands when restore jobs of this backup instance usually end (the trigger stage delays the first monitor message by
 the learned duration; with nothing learned, after ``RESTORE_POLL_MIN_SECONDS``); while the job still runs, the
-next check lands just after the earliest end the job's own progress allows (``taskProgress``, bytes moved against
-the point's size: :mod:`restore_core.progress`; on this service's clock, never Azure's), then every
+next check lands between the earliest and the latest end the job's own progress allows (``taskProgress``, bytes
+moved against the point's size: :mod:`restore_core.progress`; on this service's clock, never Azure's), at most
+``RESTORE_POLL_OVERDUE_SECONDS`` after the earliest (:func:`plan`), then every
 ``RESTORE_POLL_MIN_SECONDS`` growing to at most ``RESTORE_POLL_OVERDUE_SECONDS`` while the job overruns it; a job
 that shows no progress is checked with a geometric back-off from ``RESTORE_POLL_MIN_SECONDS`` up to
 ``RESTORE_POLL_MAX_SECONDS``; throttling (``Retry-After``) is honoured by the
 pipeline. Durations are learned on this service's own clock (trigger → end): when the first check already finds
 the job done, the next expectation shrinks by 5% (the true end may have been earlier); otherwise it becomes the
-end as our checks bound it (after the last check that saw it running and not before the end its progress allowed
-then), not when we noticed it. So the estimate hugs the real duration and most warm restores cost one read.
+middle of the end as our checks and its progress bound it (:func:`_end_seen`), not when we noticed it. So the
+estimate hugs the real duration and most warm restores cost one read.
 On a terminal state records the outcome (``Completed``/``Succeeded``, ``CompletedWithWarnings`` with the warnings,
 ``Failed`` with Azure's error code explained and fixed as validation errors are (:func:`restore_core.fixes.explain`),
 ``Cancelled``); the pipeline publishes the completion event on
