@@ -354,34 +354,31 @@ def _lro_answers(polls: int, retry_after: str = "2") -> list[Answer]:
     return [accepted, *[running] * (polls - 1), done]
 
 
-def test_a_first_operation_done_by_its_first_poll_teaches_the_wait_not_the_round_trips() -> None:
-    """A cold process's first POST (TLS, token) is slow: that is not how long the operation takes."""
-    transport = CannedTransport(_lro_answers(1))
+def _trigger_after_a_slow_post(answers: list[Answer], post_seconds: float) -> tuple[DataProtection, CannedTransport]:
+    """A trigger whose POST takes ``post_seconds`` (a cold process: TLS, token), the rest answered at once."""
+    transport = CannedTransport(answers)
     send = transport.send
 
     def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
         if request.method == "POST":
-            time.sleep(0.05)
+            time.sleep(post_seconds)
         return send(request, **kwargs)
 
     transport.send = slow_post  # type: ignore[method-assign]
     dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
     dp.trigger_restore(_restore_request())
+    return dp, transport
+
+
+def test_a_first_operation_done_by_its_first_poll_teaches_the_wait_not_the_round_trips() -> None:
+    """A cold process's first POST (TLS, token) is slow: that is not how long the operation takes."""
+    dp, transport = _trigger_after_a_slow_post(_lro_answers(1), 0.05)
     assert transport.slept == [2] and dp._lro_seconds["restore"] == 2  # the Retry-After that sufficed
 
 
 def test_an_operation_that_needed_more_polls_is_learned_from_its_202_not_from_the_post() -> None:
-    transport = CannedTransport(_lro_answers(3, retry_after="0"))  # no Retry-After: azure-core's 5 s default
-    send = transport.send
-
-    def slow_post(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        if request.method == "POST":
-            time.sleep(0.2)
-        return send(request, **kwargs)
-
-    transport.send = slow_post  # type: ignore[method-assign]
-    dp = DataProtection(settings(DATAPROTECTION_TOKEN="t0ken"), transport=transport)
-    dp.trigger_restore(_restore_request())
+    # no Retry-After: azure-core's 5 s default
+    dp, transport = _trigger_after_a_slow_post(_lro_answers(3, retry_after="0"), 0.2)
     assert len(transport.slept) == 3 and 0 <= dp._lro_seconds["restore"] < 0.2
 
 
