@@ -216,6 +216,9 @@ var replayExecutionSeconds = 2 * replayTimeoutSeconds
 @description('RESTORE_REPLAY_MESSAGES_PER_EXECUTION: messages one replay execution handles before it exits (it exits earlier when the queues are empty or half its time budget is spent). Empty: code default (20). 1: one message per execution.')
 param replayMessagesPerExecution string = ''
 
+@description('RESTORE_REPLAY_IDLE_SECONDS: how long a replay execution that found the queues empty keeps looking (every 0.2 s, doubling to 1 s) before it exits, so a message arriving meanwhile is taken at once instead of waiting for the next scaler poll (replayPollingSeconds) and a new replica. Empty: code default (10). 0: exit as soon as the queues are empty.')
+param replayIdleSeconds string = ''
+
 @description('Platform retries of a failed replica. 0: the queue message and the fenced lease re-drive a failed replay instead.')
 @minValue(0)
 param replayRetryLimit int = 0
@@ -427,6 +430,7 @@ var restoreSettings = union(restoreQueues, restoreTables, {
   // timeout: the time budget is that timeout, so the two cannot disagree.
   RESTORE_REPLAY_MESSAGES_PER_EXECUTION: replayMessagesPerExecution
   RESTORE_REPLAY_EXECUTION_SECONDS: string(replayExecutionSeconds)
+  RESTORE_REPLAY_IDLE_SECONDS: replayIdleSeconds
   // Empty = the code default 2: replays loading into one target server at a time.
   RESTORE_REPLAY_MAX_PER_SERVER: ''
   RESTORE_PG_BINDIR: '/usr/lib/postgresql/${replayClientMajor}/bin'

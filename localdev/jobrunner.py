@@ -3,7 +3,8 @@
 In Azure, KEDA's ``azure-queue`` scale rules look at the job's queues (replay and verify: the registry's ``job``
 stages) and start one job execution per waiting message (up to the job's parallelism); each execution runs
 ``python -m restore_core.replay``, which takes a message, does the work, deletes it and takes the next, until the
-queues are empty or its cap (``RESTORE_REPLAY_MESSAGES_PER_EXECUTION``) or time budget is reached. This runner does
+queues have stayed empty for ``RESTORE_REPLAY_IDLE_SECONDS`` or its cap (``RESTORE_REPLAY_MESSAGES_PER_EXECUTION``)
+or time budget is reached. This runner does
 the same on the local stack: it polls the queues' visible messages (peek, as KEDA's scaler reads the queue length)
 and starts the same entrypoint as a process per waiting message while fewer than ``--parallelism`` run, with the
 Function App's settings as its environment (as the

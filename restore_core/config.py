@@ -83,6 +83,7 @@ REPLAY_MAX_PER_SERVER = "RESTORE_REPLAY_MAX_PER_SERVER"
 REPLAY_DISK_BUDGET_MB = "RESTORE_REPLAY_DISK_BUDGET_MB"
 REPLAY_MESSAGES_PER_EXECUTION = "RESTORE_REPLAY_MESSAGES_PER_EXECUTION"
 REPLAY_EXECUTION_SECONDS = "RESTORE_REPLAY_EXECUTION_SECONDS"
+REPLAY_IDLE_SECONDS = "RESTORE_REPLAY_IDLE_SECONDS"
 PG_BINDIR = "RESTORE_PG_BINDIR"
 VERIFY_COUNT_BUDGET_MB = "RESTORE_VERIFY_COUNT_BUDGET_MB"
 DATABASE_SUFFIX = "RESTORE_DATABASE_SUFFIX"
@@ -150,6 +151,7 @@ DEFAULTS: Mapping[str, str] = {
     REPLAY_DISK_BUDGET_MB: "6144",
     REPLAY_MESSAGES_PER_EXECUTION: "20",
     REPLAY_EXECUTION_SECONDS: "21600",
+    REPLAY_IDLE_SECONDS: "10",
     VERIFY_COUNT_BUDGET_MB: "1024",
     DATABASE_SUFFIX: "_restored",
     CHECK_ROLE: "restore_checks",
@@ -176,7 +178,8 @@ ALL_SETTINGS: tuple[str, ...] = (
     STAGING, STAGING_CONNECTION_STRING, POSTGRES_HOSTS, POSTGRES_HOST_SUFFIX, POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT,
     ENTRA_USER, REPLAY_ENTRA_USER, ENTRA_STATIC_TOKEN, KEYVAULT_ENDPOINT, KEYVAULT_CA_BUNDLE,
     REPLAY_CLIENT_VERSION, REPLAY_JOBS, REPLAY_MAX_PER_SERVER, REPLAY_DISK_BUDGET_MB,
-    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, REPLAY_MESSAGES_PER_EXECUTION, REPLAY_EXECUTION_SECONDS, PG_BINDIR,
+    REPLAY_WORKDIR, REPLAY_LEASE_SECONDS, REPLAY_MESSAGES_PER_EXECUTION, REPLAY_EXECUTION_SECONDS, REPLAY_IDLE_SECONDS,
+    PG_BINDIR,
     VERIFY_COUNT_BUDGET_MB, DATABASE_SUFFIX, CHECK_ROLE,
     PROTECTED_VAULTS, PROTECTED_SERVERS, ALLOWED_TARGETS, BESIDE_SOURCE_ROLE, BLOB_HOST_SUFFIXES, PREVIEW_PER_MINUTE,
     DRILL_TARGETS, DRILL_SCHEDULE, DRILL_EVIDENCE_CONTAINER, DRILL_MAX_STARTS_PER_TICK,
@@ -265,6 +268,9 @@ class ServerRestoreSettings:
     replay_messages_per_execution: int = 20
     #: the job execution's time budget: the job's replica timeout (infra ``replayTimeoutSeconds``)
     replay_execution_seconds: float = 21600.0
+    #: how long an execution that found the queues empty keeps looking before it exits (0: exit at once): a message
+    #: that arrives meanwhile is taken at once instead of waiting for the scaler's next poll and a new execution
+    replay_idle_seconds: float = 10.0
     pg_bindir: str | None = None
     verify_count_budget_mb: float = 1024.0
     database_suffix: str = "_restored"
@@ -672,6 +678,7 @@ def _server_settings(env: Mapping[str, str]) -> ServerRestoreSettings:
         replay_disk_budget_mb=_number(env, REPLAY_DISK_BUDGET_MB, minimum=0),
         replay_messages_per_execution=int(_number(env, REPLAY_MESSAGES_PER_EXECUTION, minimum=1)),
         replay_execution_seconds=_number(env, REPLAY_EXECUTION_SECONDS, minimum=60),
+        replay_idle_seconds=_number(env, REPLAY_IDLE_SECONDS, minimum=0),
         pg_bindir=_get(env, PG_BINDIR),
         verify_count_budget_mb=_number(env, VERIFY_COUNT_BUDGET_MB, minimum=0),
         database_suffix=suffix,

@@ -13,11 +13,13 @@ storage clients once, then drains the job's queues, one message at a time:
 3. runs the stage through the same pipeline as every Function stage (:func:`restore_core.pipeline.handle`:
    envelope, stale/duplicate checks, claim, transitions, next message);
 4. deletes the message when the pipeline returned; an error leaves the message to reappear (and is counted);
-5. takes the next message, until the queues are empty, ``RESTORE_REPLAY_MESSAGES_PER_EXECUTION`` messages were
-   handled, or the time budget would be exceeded: another message is taken only while at least half of
-   ``RESTORE_REPLAY_EXECUTION_SECONDS`` (the job's replica timeout, counted from :func:`main`'s start) and twice the
-   longest message so far are left (:func:`time_for_another`), so a message taken late still has at least half the
-   time the first one had.
+5. takes the next message, until the queues have stayed empty for ``RESTORE_REPLAY_IDLE_SECONDS`` (default 10 s,
+   looking every 0.2 s doubling to 1 s: a message that arrives meanwhile is taken at once instead of waiting for
+   the scaler's next poll and a new execution's start; 0 exits as soon as they are empty),
+   ``RESTORE_REPLAY_MESSAGES_PER_EXECUTION`` messages were handled, or the time budget would be exceeded: another
+   message is taken (or waited for) only while at least half of ``RESTORE_REPLAY_EXECUTION_SECONDS`` (the job's
+   replica timeout, counted from :func:`main`'s start) and twice the longest message so far are left
+   (:func:`time_for_another`), so a message taken late still has at least half the time the first one had.
 Only one message is held at a time: an execution killed at any point loses at most the one it holds, which
 reappears after its visibility timeout (its fenced lease expires first), as before.
 Exit codes: 0 every message handled (or none waiting), 1 a stage raised for at least one message (each such message
@@ -119,8 +121,20 @@ def _handle(deps: Deps, taken: tuple[Stage, str, Any, Any], seconds: int, client
     return True
 
 
+def idle_pauses(idle: float) -> list[float]:
+    """The pauses between looks at the empty queues during an idle wait of ``idle`` seconds: 0.2 s doubling to 1 s
+    (two receive calls each look; about 12 looks for the default 10 s), the last one cut to end on time."""
+    pauses: list[float] = []
+    left, pause = idle, 0.2
+    while left > 1e-9:
+        pauses.append(min(pause, left))
+        left -= pauses[-1]
+        pause = min(pause * 2, 1.0)
+    return pauses
+
+
 def drain(deps: Deps, clients: Clients | None = None, clock: Callable[[], float] = time.monotonic,
-          started: float | None = None) -> int:
+          started: float | None = None, sleep: Callable[[float], None] = time.sleep) -> int:
     """The execution's loop (see the module docstring); returns the exit code. ``started``: when the execution began
     on ``clock`` (its set-up counts against the time budget too); by default, now."""
     settings = deps.settings
@@ -128,10 +142,12 @@ def drain(deps: Deps, clients: Clients | None = None, clock: Callable[[], float]
     seconds = visibility_seconds(settings)
     cap = settings.server.replay_messages_per_execution
     budget = settings.server.replay_execution_seconds
+    idle = settings.server.replay_idle_seconds
     started = clock() if started is None else started
     handled = failed = 0
     longest = 0.0
     why = "the queues are empty"
+    pauses: list[float] | None = None  # the idle wait's remaining pauses while the queues are empty
     while True:
         if handled >= cap:
             why = f"{cap} messages handled (RESTORE_REPLAY_MESSAGES_PER_EXECUTION)"
@@ -142,7 +158,15 @@ def drain(deps: Deps, clients: Clients | None = None, clock: Callable[[], float]
             break
         taken = _take(clients, seconds)
         if taken is None:
-            break
+            if pauses is None:
+                pauses = idle_pauses(idle)
+            if not pauses or not time_for_another(clock() - started, longest, budget):
+                why = (f"the queues stayed empty for {idle:g} s (RESTORE_REPLAY_IDLE_SECONDS)" if idle
+                       else "the queues are empty")
+                break
+            sleep(pauses.pop(0))
+            continue
+        pauses = None
         handled += 1
         log.info("%s %d: %s message %s (delivery %s)", MESSAGE_MARKER, handled, taken[0].value, taken[3].id,
                  taken[3].dequeue_count)

@@ -5,6 +5,7 @@ Key Vault secrets come from the emulated Key Vault through the real SDK."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -214,7 +215,9 @@ def _kill_the_replay_mid_work(stack: Any, api: Any, rid: str) -> int | None:
             pids = replay_pids(stack)
             if pids and (body.get("server") or {}).get("replay", {}).get("runner"):
                 time.sleep(0.5)  # it is now waiting for its connection to the target
-                os.kill(pids[0], signal.SIGKILL)
+                for pid in pids:  # the one replaying, and any execution idly looking at the queues
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 lock.rollback()
                 return pids[0]
             time.sleep(0.05)

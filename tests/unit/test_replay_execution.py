@@ -68,6 +68,8 @@ class World:
         self.built: list[str] = []
         self.handled: list[tuple[Stage, str]] = []
         self.now = 0.0
+        self.slept: list[float] = []
+        self.on_sleep: Any = None  # called after each idle pause (a message may arrive meanwhile)
 
     def queue(self, name: str) -> Queue:
         return self.queues.setdefault(name, Queue(name))
@@ -87,6 +89,12 @@ class World:
     def clock(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep(len(self.slept))
+
     def drain(self, monkeypatch: pytest.MonkeyPatch, work: Any = None) -> int:
         def handle(stage: Stage, body: str, **kw: Any) -> None:
             assert kw["deps"] is self.deps
@@ -95,7 +103,8 @@ class World:
                 work(stage, body)
 
         monkeypatch.setattr(pipeline, "handle", handle)
-        return job.drain(self.deps, job.Clients(self.deps.settings, self.factory), clock=self.clock)  # type: ignore[arg-type]
+        return job.drain(self.deps, job.Clients(self.deps.settings, self.factory),  # type: ignore[arg-type]
+                         clock=self.clock, sleep=self.sleep)
 
 
 def test_an_execution_drains_both_queues_verify_first_reusing_its_clients(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,10 +125,45 @@ def test_an_execution_drains_both_queues_verify_first_reusing_its_clients(monkey
     assert sorted(w.built) == sorted([w.replay.name, w.verify.name])
 
 
-def test_an_execution_with_nothing_waiting_exits_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    w = World()
+def test_an_execution_with_nothing_waiting_exits_at_once_when_told_not_to_wait(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(RESTORE_REPLAY_IDLE_SECONDS="0")
+    assert w.drain(monkeypatch) == 0
+    assert w.handled == [] and w.slept == []
+
+
+def test_an_execution_keeps_looking_at_empty_queues_for_the_idle_time_then_exits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World()  # RESTORE_REPLAY_IDLE_SECONDS: 10 by default
     assert w.drain(monkeypatch) == 0
     assert w.handled == []
+    assert sum(w.slept) == pytest.approx(10.0) and w.slept[:4] == [0.2, 0.4, 0.8, 1.0] and max(w.slept) == 1.0
+    assert job.idle_pauses(2.5) == pytest.approx([0.2, 0.4, 0.8, 1.0, 0.1])
+
+
+def test_a_message_that_arrives_while_an_execution_waits_is_taken_and_the_wait_starts_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(RESTORE_REPLAY_IDLE_SECONDS="5")
+    w.replay.add("r1")
+
+    def arrive(n: int) -> None:
+        if n == 3:  # 1.4 s into the first wait: the next restore's replay message
+            w.replay.add("r2")
+
+    w.on_sleep = arrive
+    assert w.drain(monkeypatch) == 0
+    assert [b for _, b in w.handled] == ["r1", "r2"]  # taken by this execution, not left for a new one
+    # 1.4 s of waiting before r2, then a whole new wait of 5 s after it
+    assert sum(w.slept) == pytest.approx(1.4 + 5.0)
+    assert len(w.replay.deleted) == 2
+
+
+def test_the_idle_wait_never_outlasts_the_time_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = World(RESTORE_REPLAY_EXECUTION_SECONDS="60")
+    w.now = 31.0  # less than half of the 60 s budget left: no message would be taken, so no waiting for one
+    assert job.drain(w.deps, job.Clients(w.deps.settings, w.factory),  # type: ignore[arg-type]
+                     clock=w.clock, sleep=w.sleep, started=0.0) == 0
+    assert w.slept == []
 
 
 def test_an_execution_stops_at_its_message_cap_and_leaves_the_rest_visible(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +202,8 @@ def test_the_time_budget_counts_from_the_executions_start_not_from_its_first_mes
 
     monkeypatch.setattr(pipeline, "handle", handle)
     w.now = 290.0  # the set-up took 290 s of the 600 s budget
-    job.drain(w.deps, job.Clients(w.deps.settings, w.factory), clock=w.clock, started=0.0)  # type: ignore[arg-type]
+    job.drain(w.deps, job.Clients(w.deps.settings, w.factory),  # type: ignore[arg-type]
+              clock=w.clock, sleep=w.sleep, started=0.0)
     # r0 from 290 to 300 (300 s left: half, taken), r1 to 310 (290 s left: less than half, stop); counted from the
     # first message instead, all three would have been taken
     assert [b for _, b in w.handled] == ["r0", "r1"]
@@ -237,6 +282,9 @@ def test_the_drain_settings_refuse_bad_values_with_the_setting_named() -> None:
         settings(RESTORE_REPLAY_MESSAGES_PER_EXECUTION="0")
     with pytest.raises(SettingsError, match="RESTORE_REPLAY_EXECUTION_SECONDS"):
         settings(RESTORE_REPLAY_EXECUTION_SECONDS="ten")
+    assert s.server.replay_idle_seconds == 10.0
+    with pytest.raises(SettingsError, match="RESTORE_REPLAY_IDLE_SECONDS"):
+        settings(RESTORE_REPLAY_IDLE_SECONDS="-1")
 
 
 def test_main_builds_the_dependencies_once_for_the_whole_execution(monkeypatch: pytest.MonkeyPatch) -> None:
