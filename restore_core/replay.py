@@ -22,8 +22,9 @@ storage clients once, then drains the job's queues, one message at a time:
    (:func:`time_for_another`), so a message taken late still has at least half the time the first one had.
 Only one message is held at a time: an execution killed at any point loses at most the one it holds, which
 reappears after its visibility timeout (its fenced lease expires first), as before.
-Exit codes: 0 every message handled (or none waiting), 1 a stage raised for at least one message (each such message
-will be delivered again).
+Exit codes: 0 every message handled (or none waiting), 1 for at least one message a stage raised or the queue call
+that ends it (delete, poison move) failed (each such message will be delivered again; a finished stage's message is
+then stale and dropped after one row read).
 """
 
 from __future__ import annotations
