@@ -112,6 +112,7 @@ def test_metrics_after_a_known_scenario(inproc):
     before_ok = settled("restore.finished", outcome="succeeded")
     before_rejected = settled("restore.finished", outcome="rejected")
     before_started = count("restore.started", source="http")
+    before_lag = count("restore.queue.lag", stage="validate")
     ok = _start(api, sc.as_database(f"tel_ok_{uuid.uuid4().hex[:6]}"))
     bad = _start(api, sc.as_database(f"tel_bad_{uuid.uuid4().hex[:6]}", server=sc.TARGET_NOREADER,
                                      secret=sc.SECRET_NOREADER))
@@ -121,7 +122,9 @@ def test_metrics_after_a_known_scenario(inproc):
     assert settled("restore.finished", outcome="rejected") - before_rejected == 1
     assert count("restore.rto") >= 1 and count("restore.job.duration") >= 1
     assert count("restore.stage.duration", stage="validate") >= 2
-    assert count("restore.queue.lag", stage="trigger") >= 1
+    # Both restores reach validate through its queue (intake enqueues it); trigger usually runs inline after validate
+    # (registry ``inline``), so it records a queue lag only when its safety-net message does the work.
+    assert count("restore.queue.lag", stage="validate") - before_lag >= 2
     assert count("restore.arm.calls", operation="BackupInstances_TriggerRestore") >= 1
 
 
